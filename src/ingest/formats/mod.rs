@@ -1,0 +1,226 @@
+//! Decoders for every input shape of FORMATS.md, behind one streaming interface.
+//!
+//! INTERFACE NOTE (kept stable for the rest of the crate): `Format`, `DecodeOptions`,
+//! `PassportFilter`, `StreamDecoder::{new, resume, feed, flush, finish, checkpoint_offset,
+//! resume_state}`, `DecodedItem`, `ItemKind`, `RawSignIn`, `ParseErrorReason`.
+//!
+//! A `StreamDecoder` is fed the bytes of one stream (a file generation, stdin, an HTTP
+//! body) in arbitrary chunks. It frames records (lines, JSON values inside arrays or
+//! envelopes, pretty-printed objects, CSV rows), decodes each into typed structs and
+//! pushes one `DecodedItem` per record (or per sign-in inside an envelope) with the
+//! byte range it came from. It never emits a record that may still grow.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Which decoder a source uses (`format` in a source's config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    /// Sniff per file and per line.
+    #[default]
+    Auto,
+    /// A1: diagnostic-settings records (JSON lines, `{"records": [...]}`, arrays, pretty-printed).
+    AzureDiagnostic,
+    /// A2: Log Analytics / Sentinel `SigninLogs` rows (JSON lines, arrays, portal CSV).
+    AzureLoganalytics,
+    /// A3: Microsoft Graph `/auditLogs/signIns` pages.
+    Graph,
+    /// B: Kandji Passport unified-log exports (ndjson, json, syslog, compact).
+    Passport,
+}
+
+impl Format {
+    /// The config / label spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Auto => "auto",
+            Format::AzureDiagnostic => "azure-diagnostic",
+            Format::AzureLoganalytics => "azure-loganalytics",
+            Format::Graph => "graph",
+            Format::Passport => "passport",
+        }
+    }
+
+    /// Parses the config spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Format::Auto,
+            Format::AzureDiagnostic,
+            Format::AzureLoganalytics,
+            Format::Graph,
+            Format::Passport,
+        ]
+        .into_iter()
+        .find(|f| f.as_str() == s)
+    }
+}
+
+/// Which unified-log records count as Passport's (FORMATS.md §B). A record counts when
+/// any of the configured needles occurs (case-insensitively) in its subsystem, sender
+/// image path or process image path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PassportFilter {
+    /// Subsystem substrings (default `io.kandji`).
+    pub subsystems: Vec<String>,
+    /// Sender image path substrings (default `KandjiPassport`, `Passport`).
+    pub sender_images: Vec<String>,
+    /// Process image path / name substrings (default none: SecurityAgent hosts many plugins).
+    pub processes: Vec<String>,
+    /// Also accept any record whose message carries an `AADSTS` code (default true).
+    pub any_aadsts_message: bool,
+}
+
+impl Default for PassportFilter {
+    fn default() -> Self {
+        Self {
+            subsystems: vec!["io.kandji".into()],
+            sender_images: vec!["KandjiPassport".into(), "Passport".into()],
+            processes: Vec::new(),
+            any_aadsts_message: true,
+        }
+    }
+}
+
+/// Per-stream decoding settings.
+#[derive(Debug, Clone)]
+pub struct DecodeOptions {
+    /// The source's format (`Auto` sniffs).
+    pub format: Format,
+    /// Records longer than this are discarded while streaming and reported as
+    /// `ParseErrorReason::LineTooLong`.
+    pub max_record_bytes: usize,
+    /// Zone for timestamps that carry no offset.
+    pub default_tz: chrono_tz::Tz,
+    /// Which Passport records count.
+    pub passport: PassportFilter,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        Self {
+            format: Format::Auto,
+            max_record_bytes: 1024 * 1024,
+            default_tz: chrono_tz::UTC,
+            passport: PassportFilter::default(),
+        }
+    }
+}
+
+/// Stable `reason` label values for `passportd_parse_errors_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParseErrorReason {
+    /// Not valid JSON where JSON was expected.
+    InvalidJson,
+    /// Valid JSON / text, but not a sign-in record of the expected shape.
+    NotSignin,
+    /// Longer than `max_record_bytes`.
+    LineTooLong,
+    /// Not UTF-8.
+    InvalidUtf8,
+    /// Sniffing could not tell what this is.
+    UnknownFormat,
+    /// A timestamp that could not be parsed.
+    InvalidTimestamp,
+    /// A CSV row that does not fit its header.
+    InvalidCsv,
+}
+
+impl ParseErrorReason {
+    /// Every reason (metrics pre-initialisation).
+    pub const ALL: [ParseErrorReason; 7] = [
+        ParseErrorReason::InvalidJson,
+        ParseErrorReason::NotSignin,
+        ParseErrorReason::LineTooLong,
+        ParseErrorReason::InvalidUtf8,
+        ParseErrorReason::UnknownFormat,
+        ParseErrorReason::InvalidTimestamp,
+        ParseErrorReason::InvalidCsv,
+    ];
+
+    /// The stable label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ParseErrorReason::InvalidJson => "invalid_json",
+            ParseErrorReason::NotSignin => "not_signin",
+            ParseErrorReason::LineTooLong => "line_too_long",
+            ParseErrorReason::InvalidUtf8 => "invalid_utf8",
+            ParseErrorReason::UnknownFormat => "unknown_format",
+            ParseErrorReason::InvalidTimestamp => "invalid_timestamp",
+            ParseErrorReason::InvalidCsv => "invalid_csv",
+        }
+    }
+}
+
+/// A decoded sign-in, before classification and privacy. Strings are owned: the
+/// decoder borrows from the input while parsing and copies only these fields.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RawSignIn {
+    /// The decoder that produced it (`azure-diagnostic`, `azure-loganalytics`, `graph`, `passport`).
+    pub format: &'static str,
+    /// The event's own time, normalized to UTC (`None` when the record has none; the
+    /// pipeline then uses the time it was read).
+    pub occurred_at: Option<DateTime<Utc>>,
+    /// The record's result code: `Some(0)` = success, `Some(n)` = failure or interrupt
+    /// with code n (prefer `status.errorCode` over `resultType`). `None` for text-only
+    /// records (Passport messages), where the catalogue decides.
+    pub result_code: Option<u32>,
+    /// Every AADSTS code found in the message / `error_codes` arrays, in order of appearance.
+    pub message_codes: Vec<u32>,
+    /// The failure text (resultDescription / failureReason / Passport eventMessage).
+    pub message: Option<String>,
+    /// The OAuth `error` value when the message is a token-endpoint error body.
+    pub oauth_error: Option<String>,
+    /// True when the message was `<private>` (unified-log redaction).
+    pub redacted: bool,
+    /// User principal name (raw; privacy is applied by the pipeline).
+    pub user: Option<String>,
+    /// Application (client) id.
+    pub app_id: Option<String>,
+    /// Application display name.
+    pub app_name: Option<String>,
+    /// Tenant id.
+    pub tenant_id: Option<String>,
+    /// `clientAppUsed`.
+    pub client_app: Option<String>,
+    /// `authenticationProtocol`.
+    pub auth_protocol: Option<String>,
+    /// `tokenIssuerType`.
+    pub token_issuer_type: Option<String>,
+    /// Client IP (raw).
+    pub ip: Option<String>,
+    /// Correlation id.
+    pub correlation_id: Option<String>,
+    /// Unique sign-in id (`id` / `Id` / `properties.id`).
+    pub record_id: Option<String>,
+    /// Mac host name or serial (Passport syslog host, when known).
+    pub device: Option<String>,
+}
+
+/// What one framed record turned into.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ItemKind {
+    /// A sign-in record (Azure) or a Passport record that passed the filter.
+    SignIn(Box<RawSignIn>),
+    /// Decoded but not sign-in related (banner line, debug chatter, filtered-out process).
+    Skipped,
+    /// A Passport record whose message is `<private>`: counted as redacted, not an error.
+    Redacted,
+    /// Could not be decoded.
+    Error(ParseErrorReason),
+}
+
+/// One decoded record and the bytes it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodedItem {
+    /// Stream offset of the record's first byte.
+    pub start_offset: u64,
+    /// Stream offset just past the record (and its line terminator).
+    pub end_offset: u64,
+    /// 1-based line number of the record's first line in the stream (for error messages).
+    pub line: u64,
+    /// What it decoded to.
+    pub kind: ItemKind,
+}
