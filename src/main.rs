@@ -1,1 +1,12 @@
-fn main() {}
+//! The `passportd` binary: parse the command line, run, map errors to exit codes.
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() {
+    let cli = passportd::cli::Cli::parse();
+    if let Err(e) = passportd::cli::run(cli).await {
+        eprintln!("passportd: {e}");
+        std::process::exit(e.exit_code());
+    }
+}

@@ -1,3 +1,8 @@
-//! Everything that brings bytes in: decoders (`formats`), and the sources that feed them.
+//! Everything that brings bytes in: decoders (`formats`), file identity, discovery,
+//! the reader (one file generation → chunks) and the tailer.
 
+pub mod discover;
 pub mod formats;
+pub mod identity;
+pub mod reader;
+pub mod tail;

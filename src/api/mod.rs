@@ -1,0 +1,451 @@
+//! The HTTP API (axum): health, `/metrics`, incidents, events, summary, catalogue,
+//! classify and push ingestion. Only this module knows about HTTP.
+
+pub mod error;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{MatchedPath, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::classify::{ClassifyInput, SharedClassifier};
+use crate::config::{Settings, SourceSettings};
+use crate::event::Category;
+use crate::incidents::IncidentStatus;
+use crate::ingest::formats::decode_bytes;
+use crate::ingest::reader::decode_options;
+use crate::pipeline::{DecodeTally, IngestSummary, Normalizer, Writer};
+use crate::store::queries::{EventQuery, IncidentQuery, IncidentSort};
+use crate::store::{Batch, Store};
+use error::{error_body, ApiError};
+
+/// The name of the always-available push source.
+pub const HTTP_SOURCE: &str = "http";
+
+/// Health of each running source: `Ok` or the reason it stopped.
+pub type SourceHealth = Arc<RwLock<BTreeMap<String, Result<(), String>>>>;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The store.
+    pub store: Store,
+    /// The writer (push ingestion commits through it).
+    pub writer: Writer,
+    /// The live catalogue.
+    pub classifier: Arc<SharedClassifier>,
+    /// Turns decoded items into events.
+    pub normalizer: Normalizer,
+    /// The configuration.
+    pub settings: Arc<Settings>,
+    /// Source health for `/readyz`.
+    pub health: SourceHealth,
+}
+
+/// The whole router, with metrics, a body limit and a timeout.
+pub fn router(state: AppState) -> Router {
+    let max_body = state.settings.server.max_body_bytes;
+    let timeout = state.settings.server.request_timeout.get();
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/incidents", get(list_incidents))
+        .route("/api/v1/incidents/{id}", get(get_incident))
+        .route("/api/v1/incidents/{id}/acknowledge", post(acknowledge))
+        .route("/api/v1/incidents/{id}/resolve", post(resolve))
+        .route("/api/v1/events", get(list_events))
+        .route("/api/v1/summary", get(summary))
+        .route("/api/v1/catalogue", get(catalogue))
+        .route("/api/v1/catalogue/{code}", get(catalogue_code))
+        .route("/api/v1/classify", post(classify))
+        .route("/api/v1/ingest/{source}", post(ingest))
+        .fallback(|| async { error_body(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
+        .with_state(state)
+}
+
+/// Counts requests and latency by route template (never the raw path).
+async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().as_str().to_string();
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    let metrics = state.writer.metrics();
+    metrics
+        .http_requests
+        .with_label_values(&[&route, &method, resp.status().as_str()])
+        .inc();
+    metrics
+        .http_duration
+        .with_label_values(&[&route, &method])
+        .observe(started.elapsed().as_secs_f64());
+    resp
+}
+
+async fn healthz() -> impl IntoResponse {
+    Json(json!({"status": "ok"}))
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if let Err(e) = state.store.ping().await {
+        tracing::warn!(error = %e, "store not reachable");
+        return error_body(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the store is not reachable");
+    }
+    let failed: Vec<String> = match state.health.read() {
+        Ok(h) => h
+            .iter()
+            .filter_map(|(name, r)| r.as_ref().err().map(|e| format!("source {name}: {e}")))
+            .collect(),
+        Err(_) => vec!["source health unavailable".into()],
+    };
+    if !failed.is_empty() {
+        return error_body(StatusCode::SERVICE_UNAVAILABLE, "not_ready", &failed.join("; "));
+    }
+    Json(json!({"status": "ready"})).into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let body = state.writer.metrics().render();
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))],
+        body,
+    )
+        .into_response()
+}
+
+type Params = Query<HashMap<String, String>>;
+
+fn check_known(params: &HashMap<String, String>, known: &[&str]) -> Result<(), ApiError> {
+    let mut unknown: Vec<&String> = params.keys().filter(|k| !known.contains(&k.as_str())).collect();
+    unknown.sort();
+    match unknown.first() {
+        Some(k) => Err(ApiError::bad(k, format!("unknown parameter (accepted: {})", known.join(", ")))),
+        None => Ok(()),
+    }
+}
+
+fn parse_time(params: &HashMap<String, String>, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
+    params
+        .get(name)
+        .map(|v| {
+            DateTime::parse_from_rfc3339(v)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| ApiError::bad(name, format!("{v:?} is not an RFC 3339 time such as 2026-03-04T08:15:02Z")))
+        })
+        .transpose()
+}
+
+fn parse_limit(params: &HashMap<String, String>) -> Result<u32, ApiError> {
+    match params.get("limit") {
+        None => Ok(50),
+        Some(v) => match v.parse::<u32>() {
+            Ok(n) if (1..=500).contains(&n) => Ok(n),
+            _ => Err(ApiError::bad("limit", format!("{v:?}: use a whole number from 1 to 500"))),
+        },
+    }
+}
+
+fn parse_category(params: &HashMap<String, String>) -> Result<Option<Category>, ApiError> {
+    params
+        .get("category")
+        .map(|v| Category::parse(v).ok_or_else(|| ApiError::bad("category", format!("unknown category {v:?}"))))
+        .transpose()
+}
+
+fn parse_code(params: &HashMap<String, String>) -> Result<Option<u32>, ApiError> {
+    params
+        .get("code")
+        .map(|v| v.parse::<u32>().map_err(|_| ApiError::bad("code", format!("{v:?} is not an AADSTS number"))))
+        .transpose()
+}
+
+fn with_next_link(uri_path: &str, params: &HashMap<String, String>, next: Option<&str>, body: serde_json::Value) -> Response {
+    let mut resp = Json(body).into_response();
+    if let Some(cursor) = next {
+        let mut pairs: Vec<(&String, &String)> = params.iter().filter(|(k, _)| k.as_str() != "cursor").collect();
+        pairs.sort();
+        let mut query: Vec<String> = pairs.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect();
+        query.push(format!("cursor={}", encode(cursor)));
+        let link = format!("<{uri_path}?{}>; rel=\"next\"", query.join("&"));
+        if let Ok(v) = HeaderValue::from_str(&link) {
+            resp.headers_mut().insert(header::LINK, v);
+        }
+    }
+    resp
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn list_incidents(State(state): State<AppState>, Query(params): Params) -> Result<Response, ApiError> {
+    check_known(&params, &["status", "category", "code", "app", "since", "until", "limit", "cursor", "sort"])?;
+    let status = match params.get("status").map(String::as_str) {
+        None | Some("open") => Some(IncidentStatus::Open),
+        Some("all") => None,
+        Some(v) => Some(
+            IncidentStatus::parse(v)
+                .ok_or_else(|| ApiError::bad("status", format!("{v:?}: use open, acknowledged, resolved or all")))?,
+        ),
+    };
+    let sort = match params.get("sort") {
+        None => IncidentSort::LastSeen,
+        Some(v) => IncidentSort::parse(v)
+            .ok_or_else(|| ApiError::bad("sort", format!("{v:?}: use last_seen, first_seen, event_count or users_affected")))?,
+    };
+    let q = IncidentQuery {
+        status,
+        category: parse_category(&params)?,
+        code: parse_code(&params)?,
+        app: params.get("app").cloned(),
+        since: parse_time(&params, "since")?,
+        until: parse_time(&params, "until")?,
+        sort,
+        limit: parse_limit(&params)?,
+        cursor: params.get("cursor").cloned(),
+    };
+    let page = state.store.list_incidents(&q).await?;
+    let body = json!({"items": page.items, "next_cursor": page.next_cursor});
+    Ok(with_next_link("/api/v1/incidents", &params, page.next_cursor.as_deref(), body))
+}
+
+fn parse_id(raw: &str) -> Result<i64, ApiError> {
+    raw.parse::<i64>()
+        .ok()
+        .filter(|i| *i > 0)
+        .ok_or_else(|| ApiError::NotFound(format!("no incident {raw:?}")))
+}
+
+async fn get_incident(State(state): State<AppState>, Path(raw): Path<String>) -> Result<Response, ApiError> {
+    let id = parse_id(&raw)?;
+    let incident = state
+        .store
+        .incident(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no incident {id}")))?;
+    let events = state
+        .store
+        .list_events(&EventQuery {
+            incident: Some(id),
+            limit: 20,
+            ..EventQuery::default()
+        })
+        .await?;
+    let doc_url = incident.code.map(crate::classify::doc_url);
+    let mut body = serde_json::to_value(&incident).unwrap_or_default();
+    if let Some(obj) = body.as_object_mut() {
+        obj.insert("doc_url".into(), json!(doc_url));
+        obj.insert("recent_events".into(), json!(events.items));
+    }
+    Ok(Json(body).into_response())
+}
+
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let token = state.settings.api.token.expose();
+    if token.is_empty() {
+        return Ok(());
+    }
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if constant_time_eq(given.as_bytes(), token.as_bytes()) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized)
+    }
+}
+
+/// Compares without an early exit, so timing does not reveal how much of a token matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = (a.len() ^ b.len()) as u8 | u8::from(a.len() != b.len());
+    for (i, x) in a.iter().enumerate() {
+        let y = b.get(i % b.len().max(1)).copied().unwrap_or(0);
+        diff |= x ^ y;
+    }
+    diff == 0
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AckBody {
+    #[serde(default)]
+    by: Option<String>,
+}
+
+async fn acknowledge(State(state): State<AppState>, headers: HeaderMap, Path(raw): Path<String>, body: Bytes) -> Result<Response, ApiError> {
+    authorize(&state, &headers)?;
+    let id = parse_id(&raw)?;
+    let ack: AckBody = if body.iter().all(u8::is_ascii_whitespace) {
+        AckBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad("body", format!("expected {{\"by\": \"name\"}}: {e}")))?
+    };
+    let by = ack.by.map(|s| s.chars().take(200).collect::<String>());
+    let incident = state
+        .store
+        .acknowledge(id, by.as_deref(), Utc::now())
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no incident {id}")))?;
+    state.writer.refresh_incident_gauge().await?;
+    Ok(Json(incident).into_response())
+}
+
+async fn resolve(State(state): State<AppState>, headers: HeaderMap, Path(raw): Path<String>) -> Result<Response, ApiError> {
+    authorize(&state, &headers)?;
+    let id = parse_id(&raw)?;
+    let incident = state
+        .store
+        .resolve(id, Utc::now())
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no incident {id}")))?;
+    state.writer.refresh_incident_gauge().await?;
+    Ok(Json(incident).into_response())
+}
+
+async fn list_events(State(state): State<AppState>, Query(params): Params) -> Result<Response, ApiError> {
+    check_known(&params, &["incident", "category", "code", "source", "since", "until", "limit", "cursor"])?;
+    let incident = params
+        .get("incident")
+        .map(|v| v.parse::<i64>().map_err(|_| ApiError::bad("incident", format!("{v:?} is not an incident id"))))
+        .transpose()?;
+    let q = EventQuery {
+        incident,
+        category: parse_category(&params)?,
+        code: parse_code(&params)?,
+        source: params.get("source").cloned(),
+        since: parse_time(&params, "since")?,
+        until: parse_time(&params, "until")?,
+        limit: parse_limit(&params)?,
+        cursor: params.get("cursor").cloned(),
+    };
+    let page = state.store.list_events(&q).await?;
+    let body = json!({"items": page.items, "next_cursor": page.next_cursor});
+    Ok(with_next_link("/api/v1/events", &params, page.next_cursor.as_deref(), body))
+}
+
+async fn summary(State(state): State<AppState>, Query(params): Params) -> Result<Response, ApiError> {
+    check_known(&params, &["window", "since", "until", "source"])?;
+    let until = parse_time(&params, "until")?.unwrap_or_else(Utc::now);
+    let window = match params.get("window") {
+        None => Duration::from_secs(3600),
+        Some(v) => v
+            .parse::<crate::config::HumanDuration>()
+            .map(|d| d.get())
+            .map_err(|_| ApiError::bad("window", format!("{v:?}: use e.g. 90s, 15m, 1h or 7d")))?,
+    };
+    let since = match parse_time(&params, "since")? {
+        Some(s) => s,
+        None => until - chrono::Duration::from_std(window).map_err(|_| ApiError::bad("window", "too long"))?,
+    };
+    if since > until {
+        return Err(ApiError::bad("since", "must not be after until"));
+    }
+    let s = state.store.summary(since, until, params.get("source").map(String::as_str)).await?;
+    Ok(Json(s).into_response())
+}
+
+async fn catalogue(State(state): State<AppState>) -> Response {
+    let c = state.classifier.current();
+    Json(json!({"entries": c.catalogue().entries(), "count": c.catalogue().len()})).into_response()
+}
+
+async fn catalogue_code(State(state): State<AppState>, Path(raw): Path<String>) -> Result<Response, ApiError> {
+    let code: u32 = raw
+        .trim_start_matches("AADSTS")
+        .parse()
+        .map_err(|_| ApiError::bad("code", format!("{raw:?} is not an AADSTS number")))?;
+    let c = state.classifier.current();
+    let entry = c
+        .catalogue()
+        .entry_for_code(code)
+        .ok_or_else(|| ApiError::NotFound(format!("code {code} is not in the catalogue")))?;
+    Ok(Json(entry).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct ClassifyBody {
+    message: String,
+}
+
+async fn classify(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let req: ClassifyBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad("message", format!("expected {{\"message\": \"...\"}}: {e}")))?;
+    let c = state.classifier.current().classify(&ClassifyInput::message(&req.message));
+    Ok(Json(c).into_response())
+}
+
+async fn ingest(State(state): State<AppState>, headers: HeaderMap, Path(source): Path<String>, body: Bytes) -> Result<Response, ApiError> {
+    authorize(&state, &headers)?;
+    let settings: SourceSettings = if source == HTTP_SOURCE {
+        SourceSettings {
+            name: HTTP_SOURCE.into(),
+            ..SourceSettings::default()
+        }
+    } else {
+        state
+            .settings
+            .source(&source)
+            .cloned()
+            .ok_or_else(|| ApiError::NotFound(format!("no source named {source:?}; configure it under [[sources]] or push to /api/v1/ingest/{HTTP_SOURCE}")))?
+    };
+    // A retried request with the same body gets the same key, so lines without record
+    // ids are not counted twice.
+    let digest = Sha256::digest(&body);
+    let key: String = std::iter::once(format!("http-{source}-"))
+        .chain(digest.iter().take(12).map(|b| format!("{b:02x}")))
+        .collect();
+    let items = decode_bytes(&decode_options(&settings), &body);
+    let mut batch = Batch::default();
+    let mut tally = DecodeTally::default();
+    state
+        .normalizer
+        .process(&settings.name, &key, &items, Utc::now(), &mut batch.events, &mut tally);
+    let result = state.writer.commit(&batch).await?;
+    tally.record(state.writer.metrics(), &settings.name);
+    for (src, n) in &result.duplicates_by_source {
+        state.writer.metrics().duplicates.with_label_values(&[src]).inc_by(*n);
+    }
+    let mut summary = IngestSummary::default();
+    summary.add_result(&result);
+    summary.add_decode_counts(&tally);
+    Ok(Json(summary).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_eq_is_eq() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(!constant_time_eq(b"", b"x"));
+        assert!(!constant_time_eq(b"x", b""));
+    }
+}

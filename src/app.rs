@@ -1,0 +1,379 @@
+//! The service as a value: `Application::build` opens the store, loads the catalogue,
+//! binds the listener; `run` drives ingest and HTTP until the shutdown future
+//! completes, then drains in phases (stop reading, commit the batch in flight, close).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use notify::Watcher;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::api::{self, AppState, SourceHealth};
+use crate::classify::{Catalogue, CatalogueError, Classifier, SharedClassifier};
+use crate::config::Settings;
+use crate::event::Category;
+use crate::incidents::Policy;
+use crate::ingest::tail;
+use crate::metrics::{Metrics, MetricsError};
+use crate::pipeline::{run_writer, BatchLimits, Normalizer, Privacy, Writer};
+use crate::store::{Store, StoreError};
+
+/// Start-up and run failures.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The catalogue is invalid.
+    #[error(transparent)]
+    Catalogue(#[from] CatalogueError),
+    /// Metrics could not be registered.
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The HTTP server failed.
+    #[error("HTTP server failed: {0}")]
+    Serve(std::io::Error),
+    /// The configuration is unusable (already validated, so rare).
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+/// Everything built from the settings, shared by `serve` and `replay`.
+pub struct Core {
+    /// The settings.
+    pub settings: Arc<Settings>,
+    /// The store.
+    pub store: Store,
+    /// The live classifier.
+    pub classifier: Arc<SharedClassifier>,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Normalizer.
+    pub normalizer: Normalizer,
+    /// The writer.
+    pub writer: Writer,
+}
+
+/// The incident policy from the settings.
+pub fn policy(settings: &Settings) -> Policy {
+    Policy {
+        quiet_period: settings.incidents.quiet_period.get(),
+        reopen_window: settings.incidents.reopen_window.get(),
+    }
+}
+
+fn relevant_pairs(catalogue: &Catalogue) -> Vec<(Category, u32)> {
+    catalogue
+        .entries()
+        .iter()
+        .filter(|e| e.passport_relevant && e.category != Category::InterruptInformational)
+        .flat_map(|e| e.codes.iter().map(move |c| (e.category, *c)))
+        .collect()
+}
+
+fn known_codes(catalogue: &Catalogue) -> Vec<u32> {
+    catalogue.entries().iter().flat_map(|e| e.codes.iter().copied()).collect()
+}
+
+impl Core {
+    /// Opens the store and loads the catalogue. `sources` are the metric source names
+    /// to pre-initialise.
+    pub async fn build(settings: Settings, sources: Vec<String>) -> Result<Core, AppError> {
+        let catalogue = Catalogue::load(&settings.catalogue.extra_paths)?;
+        let metrics = Metrics::new(&sources, &known_codes(&catalogue), &relevant_pairs(&catalogue))?;
+        metrics.catalogue_entries.set(catalogue.len() as i64);
+        let classifier = Arc::new(SharedClassifier::new(Classifier::new(
+            Arc::new(catalogue),
+            settings.catalogue.federated_domains.clone(),
+        )));
+        let store = Store::open(&settings.storage.path).await?;
+        let secret = store.secret().await?;
+        let privacy = Privacy::new(&settings.privacy, &secret);
+        let normalizer = Normalizer::new(classifier.clone(), privacy);
+        let writer = Writer::new(store.clone(), metrics.clone(), policy(&settings));
+        writer.refresh_incident_gauge().await?;
+        metrics.store_size.set(store.size_bytes() as i64);
+        Ok(Core {
+            settings: Arc::new(settings),
+            store,
+            classifier,
+            metrics,
+            normalizer,
+            writer,
+        })
+    }
+
+    /// Batch limits from the settings.
+    pub fn limits(&self) -> BatchLimits {
+        BatchLimits {
+            max_records: self.settings.storage.batch_max_records,
+            max_wait: self.settings.storage.batch_max_wait.get(),
+        }
+    }
+
+    /// Reloads the catalogue (SIGHUP or a changed file): validated first, swapped
+    /// atomically; an invalid file keeps the old catalogue.
+    pub fn reload_catalogue(&self) {
+        let s = &self.settings.catalogue;
+        match self.classifier.reload(&s.extra_paths, s.federated_domains.clone()) {
+            Ok(n) => {
+                self.metrics.catalogue_reloads.with_label_values(&["success"]).inc();
+                self.metrics.catalogue_entries.set(n as i64);
+                tracing::info!(entries = n, "catalogue reloaded");
+            }
+            Err(e) => {
+                self.metrics.catalogue_reloads.with_label_values(&["error"]).inc();
+                tracing::error!(error = %e, "catalogue reload failed; keeping the previous catalogue");
+            }
+        }
+    }
+}
+
+/// The daemon, built and bound, ready to run.
+pub struct Application {
+    core: Core,
+    listener: TcpListener,
+    addr: SocketAddr,
+}
+
+impl Application {
+    /// Builds everything and binds the listener (port 0 picks a free port).
+    pub async fn build(settings: Settings) -> Result<Application, AppError> {
+        let mut sources: Vec<String> = settings.sources.iter().map(|s| s.name.clone()).collect();
+        sources.push(api::HTTP_SOURCE.to_string());
+        let listen = settings.listen_addr().map_err(AppError::Config)?;
+        let core = Core::build(settings, sources).await?;
+        let listener = TcpListener::bind(listen).await.map_err(|source| AppError::Bind {
+            addr: listen.to_string(),
+            source,
+        })?;
+        let addr = listener.local_addr().map_err(|source| AppError::Bind {
+            addr: listen.to_string(),
+            source,
+        })?;
+        Ok(Application { core, listener, addr })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The store (for tests).
+    pub fn store(&self) -> &Store {
+        &self.core.store
+    }
+
+    /// Runs until `shutdown` completes, then drains and returns.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), AppError> {
+        let Application { core, listener, addr } = self;
+        let core = Arc::new(core);
+        let cancel = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let health: SourceHealth = Arc::new(RwLock::new(BTreeMap::new()));
+        let (tx, rx) = mpsc::channel(64);
+
+        let writer_task = tokio::spawn(run_writer(rx, core.writer.clone(), core.limits()));
+
+        let mut wakers = Vec::new();
+        let mut tail_threads = Vec::new();
+        for source in core.settings.sources.clone() {
+            let checkpoints = core.store.checkpoints(&source.name).await?;
+            let (wake_tx, wake_rx) = std_mpsc::channel();
+            wakers.push(wake_tx.clone());
+            let ctx = tail::TailContext {
+                source: source.clone(),
+                checkpoints,
+                normalizer: core.normalizer.clone(),
+                tx: tx.clone(),
+                metrics: core.metrics.clone(),
+                cancel: cancel.clone(),
+                wake_rx,
+                wake_tx,
+            };
+            if let Ok(mut h) = health.write() {
+                h.insert(source.name.clone(), Ok(()));
+            }
+            core.metrics.source_up.with_label_values(&[&source.name]).set(1);
+            let health = health.clone();
+            let metrics = core.metrics.clone();
+            let name = source.name.clone();
+            tail_threads.push(tokio::task::spawn_blocking(move || {
+                let result = tail::run(ctx);
+                if let Err(e) = &result {
+                    tracing::error!(source = %name, error = %e, "source stopped");
+                    metrics.source_up.with_label_values(&[&name]).set(0);
+                    if let Ok(mut h) = health.write() {
+                        h.insert(name.clone(), Err(e.to_string()));
+                    }
+                }
+            }));
+        }
+        drop(tx);
+
+        // Shutdown must not wait for a poll interval to pass.
+        {
+            let cancel = cancel.clone();
+            tracker.spawn(async move {
+                cancel.cancelled().await;
+                for w in wakers {
+                    let _ = w.send(());
+                }
+            });
+        }
+        spawn_reloader(&tracker, core.clone(), cancel.clone());
+        {
+            let core = core.clone();
+            let cancel = cancel.clone();
+            tracker.spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(15));
+                loop {
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = tick.tick() => {
+                            if let Err(e) = core.writer.refresh_incident_gauge().await {
+                                tracing::warn!(error = %e, "cannot refresh incident gauge");
+                            }
+                            core.metrics.store_size.set(core.store.size_bytes() as i64);
+                        }
+                    }
+                }
+            });
+        }
+
+        let state = AppState {
+            store: core.store.clone(),
+            writer: core.writer.clone(),
+            classifier: core.classifier.clone(),
+            normalizer: core.normalizer.clone(),
+            settings: core.settings.clone(),
+            health,
+        };
+        let server = {
+            let cancel = cancel.clone();
+            tokio::spawn(async move {
+                axum::serve(listener, api::router(state))
+                    .with_graceful_shutdown(async move { cancel.cancelled().await })
+                    .await
+            })
+        };
+        tracing::info!(%addr, sources = core.settings.sources.len(), "passportd serving");
+
+        shutdown.await;
+        tracing::info!("shutting down: stopping readers, committing the batch in flight");
+        cancel.cancel();
+        tracker.close();
+        let deadline = core.settings.server.shutdown_timeout.get();
+        let drain = async {
+            for t in tail_threads {
+                let _ = t.await;
+            }
+            // All senders are gone once the readers stop: the writer commits what it
+            // holds and returns.
+            match writer_task.await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "final commit failed"),
+                Err(e) => tracing::error!(error = %e, "writer task failed"),
+            }
+            tracker.wait().await;
+            server.await
+        };
+        match tokio::time::timeout(deadline, drain).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => return Err(AppError::Serve(e)),
+            Ok(Err(e)) => tracing::error!(error = %e, "HTTP task failed"),
+            Err(_) => tracing::error!(timeout = ?deadline, "shutdown timed out; uncommitted records will be read again at the next start"),
+        }
+        core.store.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Reloads the catalogue on SIGHUP and when an operator catalogue file changes.
+fn spawn_reloader(tracker: &TaskTracker, core: Arc<Core>, cancel: CancellationToken) {
+    let (tx, mut rx) = mpsc::channel::<()>(8);
+    let paths: Vec<PathBuf> = core.settings.catalogue.extra_paths.clone();
+    let watcher = if paths.is_empty() {
+        None
+    } else {
+        let tx = tx.clone();
+        let watched: Vec<PathBuf> = paths.clone();
+        match notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            if let Ok(ev) = res {
+                if ev.paths.iter().any(|p| watched.iter().any(|w| p.ends_with(w.file_name().unwrap_or_default()))) {
+                    let _ = tx.try_send(());
+                }
+            }
+        }) {
+            Ok(mut w) => {
+                for p in &paths {
+                    // Watch the folder: editors replace files by rename, which a watch on
+                    // the file itself would miss.
+                    let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+                    if let Err(e) = w.watch(dir, notify::RecursiveMode::NonRecursive) {
+                        tracing::warn!(folder = %dir.display(), error = %e, "cannot watch catalogue folder; SIGHUP still reloads");
+                    }
+                }
+                Some(w)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch catalogue files; SIGHUP still reloads");
+                None
+            }
+        }
+    };
+    #[cfg(unix)]
+    {
+        let tx = tx.clone();
+        let cancel = cancel.clone();
+        tracker.spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let Ok(mut hup) = signal(SignalKind::hangup()) else {
+                tracing::warn!("cannot install the SIGHUP handler");
+                return;
+            };
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    got = hup.recv() => {
+                        if got.is_none() { break; }
+                        let _ = tx.try_send(());
+                    }
+                }
+            }
+        });
+    }
+    drop(tx);
+    tracker.spawn(async move {
+        let _keep = watcher;
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                got = rx.recv() => {
+                    if got.is_none() { break; }
+                    // Editors write in several steps: let them finish before reading.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    while rx.try_recv().is_ok() {}
+                    core.reload_catalogue();
+                }
+            }
+        }
+    });
+}

@@ -1,0 +1,392 @@
+//! The command line: `serve`, `replay`, `classify`, `check-config`, `catalogue`.
+//! Exit codes: 0 success, 2 usage or configuration error, 1 any other failure.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use tokio::sync::mpsc;
+
+use crate::app::{AppError, Application, Core};
+use crate::classify::{Catalogue, ClassifyInput, Classifier};
+use crate::config::{self, ConfigError, Loaded, SourceSettings};
+use crate::ingest::formats::Format;
+use crate::ingest::reader::{self, Chunk};
+use crate::pipeline::{run_writer, IngestSummary};
+
+/// passportd: classify Kandji Passport and Microsoft Entra sign-in failures, keep
+/// incidents, export Prometheus metrics.
+#[derive(Debug, Parser)]
+#[command(name = "passportd", version, about, long_about = None, propagate_version = true)]
+#[command(after_help = "Configuration: --config PATH, else $PASSPORTD_CONFIG, else ./config/passportd.toml if it exists, \
+else the embedded default (listen 127.0.0.1:9477, database ./passportd.db, no file sources). \
+Any key can be overridden as PASSPORTD_<SECTION>__<KEY>, e.g. PASSPORTD_SERVER__LISTEN=0.0.0.0:9477.\n\
+Exit codes: 0 success, 2 usage or configuration error, 1 other failure.")]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// `--config`
+#[derive(Debug, Args)]
+pub struct ConfigArg {
+    /// Configuration file (TOML). See config/passportd.toml for every key.
+    #[arg(long, short = 'c', value_name = "PATH")]
+    pub config: Option<PathBuf>,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: tail every configured source, classify, keep incidents, serve the
+    /// HTTP API and /metrics until SIGINT/SIGTERM, then commit what is in flight and exit 0.
+    /// SIGHUP reloads the catalogue.
+    Serve(ConfigArg),
+    /// Ingest whole files (or - for stdin) once through the same pipeline into the same
+    /// store, print a summary and exit. Replaying a file twice does not double-count.
+    Replay {
+        /// Configuration.
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Use this configured source's settings and name (default: name "replay", format auto).
+        #[arg(long, value_name = "NAME")]
+        source: Option<String>,
+        /// Decoder: auto, azure-diagnostic, azure-loganalytics, graph or passport.
+        #[arg(long, value_name = "F", value_parser = parse_format)]
+        format: Option<Format>,
+        /// Print the summary as one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Files to read; - reads standard input.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Classify error messages or raw log lines (arguments, or one per line on stdin)
+    /// against the catalogue. Stores nothing.
+    Classify {
+        /// Configuration (for operator catalogue files and federated domains).
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print one JSON object per message.
+        #[arg(long)]
+        json: bool,
+        /// Messages; none reads one per line from stdin.
+        #[arg(value_name = "MESSAGE")]
+        messages: Vec<String>,
+    },
+    /// Validate the configuration and the catalogue, print what would run, exit 0 or 2.
+    CheckConfig(ConfigArg),
+    /// List the loaded (merged) catalogue.
+    Catalogue {
+        /// Configuration (for operator catalogue files).
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print the entries as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_format(s: &str) -> Result<Format, String> {
+    Format::parse(s).ok_or_else(|| format!("unknown format {s:?} (auto, azure-diagnostic, azure-loganalytics, graph, passport)"))
+}
+
+/// A command failure with its exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Usage or configuration: exit 2.
+    #[error("{0}")]
+    Usage(String),
+    /// Anything else: exit 1.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl CliError {
+    /// The process exit code.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CliError::Usage(_) => 2,
+            CliError::Failed(_) => 1,
+        }
+    }
+}
+
+impl From<ConfigError> for CliError {
+    fn from(e: ConfigError) -> Self {
+        CliError::Usage(e.to_string())
+    }
+}
+
+impl From<AppError> for CliError {
+    fn from(e: AppError) -> Self {
+        match e {
+            AppError::Catalogue(c) => CliError::Usage(c.to_string()),
+            AppError::Config(c) => CliError::Usage(c),
+            other => CliError::Failed(other.to_string()),
+        }
+    }
+}
+
+fn load(arg: &ConfigArg) -> Result<Loaded, CliError> {
+    Ok(config::load(arg.config.as_deref())?)
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Serve(arg) => serve(arg).await,
+        Command::Replay {
+            config,
+            source,
+            format,
+            json,
+            files,
+        } => replay(config, source, format, json, files).await,
+        Command::Classify { config, json, messages } => classify(config, json, messages),
+        Command::CheckConfig(arg) => check_config(arg),
+        Command::Catalogue { config, json } => catalogue(config, json),
+    }
+}
+
+async fn serve(arg: ConfigArg) -> Result<(), CliError> {
+    let loaded = load(&arg)?;
+    crate::telemetry::init(&loaded.settings.log);
+    tracing::info!(config = %loaded.origin, overrides = ?loaded.overrides, "configuration loaded");
+    let app = Application::build(loaded.settings).await?;
+    app.run(shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+async fn replay(
+    arg: ConfigArg,
+    source: Option<String>,
+    format: Option<Format>,
+    json: bool,
+    files: Vec<PathBuf>,
+) -> Result<(), CliError> {
+    let loaded = load(&arg)?;
+    crate::telemetry::init(&loaded.settings.log);
+    let mut source_settings = match &source {
+        Some(name) => loaded
+            .settings
+            .source(name)
+            .cloned()
+            .ok_or_else(|| CliError::Usage(format!("--source {name:?}: no such source in {}", loaded.origin)))?,
+        None => SourceSettings::replay_default(),
+    };
+    if let Some(f) = format {
+        source_settings.format = f;
+    }
+    for f in &files {
+        if f.as_os_str() != "-" && !f.is_file() {
+            return Err(CliError::Usage(format!("{}: no such file", f.display())));
+        }
+    }
+    let core = Core::build(loaded.settings, vec![source_settings.name.clone()]).await?;
+    let checkpoints = core
+        .store
+        .checkpoints(&source_settings.name)
+        .await
+        .map_err(|e| CliError::Failed(e.to_string()))?;
+    let (tx, rx) = mpsc::channel::<Chunk>(16);
+    let normalizer = core.normalizer.clone();
+    let reader_task = tokio::task::spawn_blocking(move || -> Result<(), String> {
+        for f in &files {
+            let result = if f.as_os_str() == "-" {
+                reader::replay_stdin(&source_settings, &normalizer, &tx)
+            } else {
+                reader::replay_file(&source_settings, f, &checkpoints, &normalizer, &tx)
+            };
+            result.map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    });
+    let summary: IngestSummary = run_writer(rx, core.writer.clone(), core.limits())
+        .await
+        .map_err(|e| CliError::Failed(e.to_string()))?;
+    reader_task
+        .await
+        .map_err(|e| CliError::Failed(e.to_string()))?
+        .map_err(CliError::Failed)?;
+    core.store.close().await;
+    let mut out = std::io::stdout().lock();
+    let written = if json {
+        serde_json::to_string(&summary)
+            .map_err(|e| CliError::Failed(e.to_string()))
+            .and_then(|s| writeln!(out, "{s}").map_err(|e| CliError::Failed(e.to_string())))
+    } else {
+        writeln!(out, "{}", render_summary(&summary)).map_err(|e| CliError::Failed(e.to_string()))
+    };
+    written
+}
+
+fn render_summary(s: &IngestSummary) -> String {
+    let mut text = format!(
+        "records {} (successes {}, failures {}, interrupts {}), duplicates {}, parse errors {}, skipped {}, incidents opened {}",
+        s.records, s.successes, s.failures, s.interrupts, s.duplicates, s.parse_errors, s.skipped, s.incidents_opened
+    );
+    if !s.by_category.is_empty() {
+        text.push_str("\nfailures by category:");
+        for (k, v) in &s.by_category {
+            text.push_str(&format!("\n  {k:<26} {v}"));
+        }
+    }
+    if !s.by_code.is_empty() {
+        text.push_str("\nfailures by code:");
+        for (k, v) in &s.by_code {
+            text.push_str(&format!("\n  {k:<26} {v}"));
+        }
+    }
+    text
+}
+
+fn classifier_for(loaded: &Loaded) -> Result<Classifier, CliError> {
+    let catalogue = Catalogue::load(&loaded.settings.catalogue.extra_paths).map_err(|e| CliError::Usage(e.to_string()))?;
+    Ok(Classifier::new(
+        std::sync::Arc::new(catalogue),
+        loaded.settings.catalogue.federated_domains.clone(),
+    ))
+}
+
+fn classify(arg: ConfigArg, json: bool, messages: Vec<String>) -> Result<(), CliError> {
+    let loaded = load(&arg)?;
+    let classifier = classifier_for(&loaded)?;
+    let mut out = std::io::stdout().lock();
+    let mut emit = |msg: &str| -> Result<(), CliError> {
+        let c = classifier.classify(&ClassifyInput::message(msg));
+        let text = if json {
+            serde_json::to_string(&c).map_err(|e| CliError::Failed(e.to_string()))?
+        } else {
+            let code = c.code.map(|c| format!("AADSTS{c}")).unwrap_or_else(|| "no code".into());
+            let mut t = format!("{} ({}): {} [{}]", c.category, code, c.title, c.outcome);
+            if !c.remediation.is_empty() {
+                t.push_str(&format!("\n  fix: {}", c.remediation));
+            }
+            if let Some(u) = &c.doc_url {
+                t.push_str(&format!("\n  doc: {u}"));
+            }
+            t
+        };
+        writeln!(out, "{text}").map_err(|e| CliError::Failed(e.to_string()))
+    };
+    if messages.is_empty() {
+        for line in std::io::stdin().lock().lines() {
+            let line = line.map_err(|e| CliError::Failed(format!("reading stdin: {e}")))?;
+            if !line.trim().is_empty() {
+                emit(&line)?;
+            }
+        }
+    } else {
+        for m in &messages {
+            emit(m)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_config(arg: ConfigArg) -> Result<(), CliError> {
+    let loaded = load(&arg)?;
+    let classifier = classifier_for(&loaded)?;
+    let s = &loaded.settings;
+    let mut out = String::new();
+    out.push_str(&format!("configuration: {} — valid\n", loaded.origin));
+    if !loaded.overrides.is_empty() {
+        out.push_str(&format!("environment overrides: {}\n", loaded.overrides.join(", ")));
+    }
+    out.push_str(&format!("listen: {}\n", s.server.listen));
+    out.push_str(&format!("database: {}\n", s.storage.path.display()));
+    out.push_str(&format!(
+        "catalogue: {} entries (shipped{})\n",
+        classifier.catalogue().len(),
+        s.catalogue
+            .extra_paths
+            .iter()
+            .map(|p| format!(" + {}", p.display()))
+            .collect::<String>()
+    ));
+    out.push_str(&format!(
+        "incidents: quiet period {}, reopen window {}\n",
+        s.incidents.quiet_period, s.incidents.reopen_window
+    ));
+    out.push_str(&format!(
+        "privacy: users {:?}, ips {:?}; api token {}\n",
+        s.privacy.users,
+        s.privacy.ips,
+        if s.api.token.is_empty() { "not required" } else { "required" }
+    ));
+    if s.sources.is_empty() {
+        out.push_str("sources: none (push to POST /api/v1/ingest/http, or add [[sources]])\n");
+    }
+    for src in &s.sources {
+        let matcher = crate::ingest::discover::PathMatcher::new(&src.paths, &src.exclude)
+            .map_err(|e| CliError::Usage(format!("sources {:?}: {e}", src.name)))?;
+        let files = matcher.scan();
+        out.push_str(&format!(
+            "source {:?}: format {}, start at {:?}, poll {}, {} file(s) match now\n",
+            src.name,
+            src.format.as_str(),
+            src.start_at,
+            src.poll_interval,
+            files.len()
+        ));
+        for p in &src.paths {
+            out.push_str(&format!("  path {p}\n"));
+        }
+    }
+    print!("{out}");
+    Ok(())
+}
+
+fn catalogue(arg: ConfigArg, json: bool) -> Result<(), CliError> {
+    let loaded = load(&arg)?;
+    let classifier = classifier_for(&loaded)?;
+    let entries = classifier.catalogue().entries();
+    let mut out = std::io::stdout().lock();
+    let r = if json {
+        serde_json::to_string_pretty(entries)
+            .map_err(|e| CliError::Failed(e.to_string()))
+            .and_then(|s| writeln!(out, "{s}").map_err(|e| CliError::Failed(e.to_string())))
+    } else {
+        let mut text = String::new();
+        for e in entries {
+            let codes = e.codes.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",");
+            text.push_str(&format!(
+                "{:<28} {:<10} {:<26} {}{}\n",
+                e.id,
+                if codes.is_empty() { "-".to_string() } else { codes },
+                e.category.as_str(),
+                e.title,
+                if e.passport_relevant { "  [passport]" } else { "" }
+            ));
+        }
+        text.push_str(&format!("{} entries\n", entries.len()));
+        out.write_all(text.as_bytes()).map_err(|e| CliError::Failed(e.to_string()))
+    };
+    r
+}

@@ -1,0 +1,738 @@
+//! Typed settings: the embedded default, an optional TOML file, `PASSPORTD_<SECTION>__<KEY>`
+//! environment overrides, then `validate()` before anything binds or opens.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::ingest::formats::{Format, PassportFilter};
+
+/// The default configuration file, every key documented; also the embedded default.
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("../config/passportd.toml");
+
+/// Where the configuration comes from, for messages and `check-config`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigOrigin {
+    /// A file given by `--config`, `$PASSPORTD_CONFIG` or found at `config/passportd.toml`.
+    File(PathBuf),
+    /// No file: the embedded default.
+    Embedded,
+}
+
+impl fmt::Display for ConfigOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigOrigin::File(p) => write!(f, "{}", p.display()),
+            ConfigOrigin::Embedded => f.write_str("the embedded default configuration"),
+        }
+    }
+}
+
+/// Why the configuration could not be used. Each message names the file, key or
+/// variable at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// TOML syntax, an unknown key or a wrongly typed value.
+    #[error("config {origin}: {message}")]
+    Parse {
+        /// Where it came from.
+        origin: String,
+        /// toml's message (it names the key and the line).
+        message: String,
+    },
+    /// An environment override could not be applied.
+    #[error("environment variable {var}: {message}")]
+    Env {
+        /// The variable.
+        var: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value that parses but cannot work.
+    #[error("config {origin}: `{key}`: {message}")]
+    Invalid {
+        /// Where it came from.
+        origin: String,
+        /// Dotted key path, e.g. `sources[1].paths`.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// A human duration such as `100ms`, `30s`, `30m`, `7d` or `1h30m`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HumanDuration(pub Duration);
+
+impl HumanDuration {
+    /// The wrapped duration.
+    pub fn get(self) -> Duration {
+        self.0
+    }
+}
+
+impl FromStr for HumanDuration {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let text = s.trim();
+        if text.is_empty() {
+            return Err("empty duration (use e.g. \"30s\", \"30m\", \"7d\")".into());
+        }
+        let mut total = Duration::ZERO;
+        let mut rest = text;
+        while !rest.is_empty() {
+            let digits = rest
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len());
+            if digits == 0 {
+                return Err(format!(
+                    "invalid duration {s:?} (use e.g. \"100ms\", \"30s\", \"30m\", \"7d\")"
+                ));
+            }
+            let number: u64 = rest[..digits]
+                .parse()
+                .map_err(|_| format!("invalid duration {s:?}: number too large"))?;
+            rest = &rest[digits..];
+            let unit_len = rest
+                .find(|c: char| c.is_ascii_digit())
+                .unwrap_or(rest.len());
+            let unit = &rest[..unit_len];
+            rest = &rest[unit_len..];
+            let millis_per_unit: u64 = match unit {
+                "ms" => 1,
+                "s" => 1_000,
+                "m" => 60_000,
+                "h" => 3_600_000,
+                "d" => 86_400_000,
+                "w" => 7 * 86_400_000,
+                "" => return Err(format!("invalid duration {s:?}: missing unit (ms, s, m, h, d, w)")),
+                other => return Err(format!("invalid duration {s:?}: unknown unit {other:?} (ms, s, m, h, d, w)")),
+            };
+            let millis = number
+                .checked_mul(millis_per_unit)
+                .ok_or_else(|| format!("invalid duration {s:?}: too large"))?;
+            total += Duration::from_millis(millis);
+        }
+        Ok(HumanDuration(total))
+    }
+}
+
+impl fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_millis();
+        let (n, unit) = if ms == 0 {
+            (0, "s")
+        } else if ms % 86_400_000 == 0 {
+            (ms / 86_400_000, "d")
+        } else if ms % 3_600_000 == 0 {
+            (ms / 3_600_000, "h")
+        } else if ms % 60_000 == 0 {
+            (ms / 60_000, "m")
+        } else if ms % 1_000 == 0 {
+            (ms / 1_000, "s")
+        } else {
+            (ms, "ms")
+        };
+        write!(f, "{n}{unit}")
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for HumanDuration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// A secret string: never printed by `Debug`, `Display` or `check-config`.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself; call only where it is used.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// True when no secret is set.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"<redacted>\"" })
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(if self.0.is_empty() { "" } else { "<redacted>" })
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// `[server]`
+    pub server: ServerSettings,
+    /// `[storage]`
+    pub storage: StorageSettings,
+    /// `[[sources]]`
+    pub sources: Vec<SourceSettings>,
+    /// `[catalogue]`
+    pub catalogue: CatalogueSettings,
+    /// `[incidents]`
+    pub incidents: IncidentSettings,
+    /// `[privacy]`
+    pub privacy: PrivacySettings,
+    /// `[api]`
+    pub api: ApiSettings,
+    /// `[log]`
+    pub log: LogSettings,
+}
+
+/// `[server]`: the HTTP listener.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Address for the API and `/metrics`.
+    pub listen: String,
+    /// How long shutdown may take before in-flight work is abandoned.
+    pub shutdown_timeout: HumanDuration,
+    /// Largest accepted request body (bytes), for push ingestion.
+    pub max_body_bytes: usize,
+    /// Per-request timeout.
+    pub request_timeout: HumanDuration,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9477".into(),
+            shutdown_timeout: HumanDuration(Duration::from_secs(10)),
+            max_body_bytes: 16 * 1024 * 1024,
+            request_timeout: HumanDuration(Duration::from_secs(30)),
+        }
+    }
+}
+
+/// `[storage]`: the SQLite store and batching.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSettings {
+    /// The SQLite file (its folder is created if missing).
+    pub path: PathBuf,
+    /// A batch commits when it holds this many records…
+    pub batch_max_records: usize,
+    /// …or when its oldest record has waited this long.
+    pub batch_max_wait: HumanDuration,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("passportd.db"),
+            batch_max_records: 1000,
+            batch_max_wait: HumanDuration(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// Where to start reading a file found at start-up that has no checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StartAt {
+    /// Read it whole.
+    #[default]
+    Beginning,
+    /// Only what is appended from now on.
+    End,
+}
+
+/// One `[[sources]]` entry: a set of files read with one decoder.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourceSettings {
+    /// Unique name: the `source` label and the events' source.
+    pub name: String,
+    /// Glob patterns (`*`, `?`, `[..]`, `**`).
+    pub paths: Vec<String>,
+    /// Glob patterns of files to leave out.
+    pub exclude: Vec<String>,
+    /// Decoder (`auto` sniffs).
+    pub format: Format,
+    /// Start position for files without a checkpoint found at start-up.
+    pub start_at: StartAt,
+    /// How often files are stat-ed (the source of truth; notify events only hasten it).
+    pub poll_interval: HumanDuration,
+    /// Longer records are skipped and counted as `line_too_long`.
+    pub max_line_bytes: usize,
+    /// IANA zone for timestamps that carry no offset.
+    pub timezone: String,
+    /// Which unified-log records are Passport's.
+    pub passport: PassportFilter,
+}
+
+impl Default for SourceSettings {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            paths: Vec::new(),
+            exclude: Vec::new(),
+            format: Format::Auto,
+            start_at: StartAt::Beginning,
+            poll_interval: HumanDuration(Duration::from_secs(1)),
+            max_line_bytes: 1024 * 1024,
+            timezone: "UTC".into(),
+            passport: PassportFilter::default(),
+        }
+    }
+}
+
+impl SourceSettings {
+    /// Settings for an ad-hoc `replay` without `--source`.
+    pub fn replay_default() -> Self {
+        Self {
+            name: "replay".into(),
+            ..Self::default()
+        }
+    }
+
+    /// The parsed time zone (validated by `Settings::validate`; UTC if somehow invalid).
+    pub fn tz(&self) -> chrono_tz::Tz {
+        self.timezone.parse().unwrap_or(chrono_tz::UTC)
+    }
+}
+
+/// `[catalogue]`
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CatalogueSettings {
+    /// Operator catalogue files merged over the shipped one, in order.
+    pub extra_paths: Vec<PathBuf>,
+    /// Domains known to be federated: a 50126 from them is `federation_unsupported`.
+    pub federated_domains: Vec<String>,
+}
+
+/// `[incidents]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IncidentSettings {
+    /// Auto-resolve an incident after this long (event time) without events.
+    pub quiet_period: HumanDuration,
+    /// A recurrence within this long after resolution reopens the same incident.
+    pub reopen_window: HumanDuration,
+}
+
+impl Default for IncidentSettings {
+    fn default() -> Self {
+        Self {
+            quiet_period: HumanDuration(Duration::from_secs(30 * 60)),
+            reopen_window: HumanDuration(Duration::from_secs(7 * 86_400)),
+        }
+    }
+}
+
+/// What to store of a personal value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PrivacyMode {
+    /// Store it as it is.
+    #[default]
+    Keep,
+    /// Store an HMAC-SHA256 of it (keyed by `privacy.hash_key`).
+    Hash,
+    /// Store nothing.
+    Drop,
+}
+
+/// `[privacy]`
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrivacySettings {
+    /// User principal names (and e-mail addresses inside messages).
+    pub users: PrivacyMode,
+    /// Client IP addresses.
+    pub ips: PrivacyMode,
+    /// HMAC key for `hash` mode (or `PASSPORTD_PRIVACY__HASH_KEY`). Required for `hash`.
+    pub hash_key: Secret,
+}
+
+/// `[api]`
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSettings {
+    /// Bearer token for the write endpoints; empty = none required.
+    pub token: Secret,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`: passportd's own diagnostics (stderr).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// A tracing filter (`info`, `passportd=debug`, …); `RUST_LOG` overrides it.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: LogFormat,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// The loaded configuration and where it came from.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The settings after layering and validation.
+    pub settings: Settings,
+    /// The file (or the embedded default) it came from.
+    pub origin: ConfigOrigin,
+    /// The environment variables that overrode it.
+    pub overrides: Vec<String>,
+}
+
+/// Finds the configuration: `--config`, then `$PASSPORTD_CONFIG`, then
+/// `config/passportd.toml` if it exists, else the embedded default.
+pub fn locate(explicit: Option<&Path>) -> ConfigOrigin {
+    if let Some(p) = explicit {
+        return ConfigOrigin::File(p.to_path_buf());
+    }
+    if let Some(p) = std::env::var_os("PASSPORTD_CONFIG").filter(|v| !v.is_empty()) {
+        return ConfigOrigin::File(PathBuf::from(p));
+    }
+    let local = PathBuf::from("config/passportd.toml");
+    if local.is_file() {
+        return ConfigOrigin::File(local);
+    }
+    ConfigOrigin::Embedded
+}
+
+/// Loads, layers and validates the configuration, reading the process environment.
+pub fn load(explicit: Option<&Path>) -> Result<Loaded, ConfigError> {
+    let origin = locate(explicit);
+    let text = match &origin {
+        ConfigOrigin::File(path) => std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?,
+        ConfigOrigin::Embedded => DEFAULT_CONFIG_TOML.to_string(),
+    };
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let (settings, overrides) = from_parts(&text, &origin.to_string(), &env)?;
+    Ok(Loaded {
+        settings,
+        origin,
+        overrides,
+    })
+}
+
+/// Builds settings from TOML text plus environment pairs (testable without touching
+/// the process environment).
+pub fn from_parts(
+    text: &str,
+    origin: &str,
+    env: &[(String, String)],
+) -> Result<(Settings, Vec<String>), ConfigError> {
+    let mut doc: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Parse {
+        origin: origin.to_string(),
+        message: e.to_string().trim_end().to_string(),
+    })?;
+    let mut applied = Vec::new();
+    let mut vars: Vec<&(String, String)> = env
+        .iter()
+        .filter(|(k, _)| k.starts_with("PASSPORTD_") && k.contains("__"))
+        .collect();
+    vars.sort();
+    for (var, value) in vars {
+        apply_env_override(&mut doc, var, value)?;
+        applied.push(var.clone());
+    }
+    let settings: Settings = Settings::deserialize(toml::Value::Table(doc)).map_err(|e| {
+        ConfigError::Parse {
+            origin: if applied.is_empty() {
+                origin.to_string()
+            } else {
+                format!("{origin} (with environment overrides {})", applied.join(", "))
+            },
+            message: e.to_string().trim_end().to_string(),
+        }
+    })?;
+    settings.validate(origin)?;
+    Ok((settings, applied))
+}
+
+fn apply_env_override(doc: &mut toml::Table, var: &str, value: &str) -> Result<(), ConfigError> {
+    let path = &var["PASSPORTD_".len()..];
+    let mut parts = path.split("__");
+    let (Some(section), Some(key), None) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(ConfigError::Env {
+            var: var.to_string(),
+            message: "expected the form PASSPORTD_<SECTION>__<KEY>".into(),
+        });
+    };
+    let section = section.to_ascii_lowercase();
+    let key = key.to_ascii_lowercase();
+    if section == "sources" {
+        return Err(ConfigError::Env {
+            var: var.to_string(),
+            message: "[[sources]] entries cannot be overridden from the environment; use a config file".into(),
+        });
+    }
+    // A value that parses as a TOML literal (number, bool, array) keeps its type, so
+    // PASSPORTD_CATALOGUE__EXTRA_PATHS='["a.toml"]' works; anything else is a string.
+    let parsed = format!("v = {value}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_string()));
+    let table = doc
+        .entry(section.clone())
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    let toml::Value::Table(table) = table else {
+        return Err(ConfigError::Env {
+            var: var.to_string(),
+            message: format!("`{section}` is not a section"),
+        });
+    };
+    table.insert(key, parsed);
+    Ok(())
+}
+
+impl Settings {
+    /// Checks everything that parses but cannot work. Errors name the key.
+    pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let invalid = |key: String, message: String| ConfigError::Invalid {
+            origin: origin.to_string(),
+            key,
+            message,
+        };
+        self.listen_addr()
+            .map_err(|m| invalid("server.listen".into(), m))?;
+        if self.server.max_body_bytes == 0 {
+            return Err(invalid("server.max_body_bytes".into(), "must be greater than 0".into()));
+        }
+        if self.storage.path.as_os_str().is_empty() {
+            return Err(invalid("storage.path".into(), "must not be empty".into()));
+        }
+        if self.storage.batch_max_records == 0 {
+            return Err(invalid("storage.batch_max_records".into(), "must be greater than 0".into()));
+        }
+        let mut names = BTreeSet::new();
+        for (i, source) in self.sources.iter().enumerate() {
+            let key = |field: &str| format!("sources[{i}].{field}");
+            if source.name.trim().is_empty() {
+                return Err(invalid(key("name"), "every source needs a name".into()));
+            }
+            if !source
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            {
+                return Err(invalid(
+                    key("name"),
+                    format!("{:?}: use letters, digits, '-', '_' or '.'", source.name),
+                ));
+            }
+            if !names.insert(source.name.as_str()) {
+                return Err(invalid(key("name"), format!("duplicate source name {:?}", source.name)));
+            }
+            if source.paths.is_empty() {
+                return Err(invalid(key("paths"), format!("source {:?} has no paths", source.name)));
+            }
+            for (j, pattern) in source.paths.iter().chain(source.exclude.iter()).enumerate() {
+                let field = if j < source.paths.len() {
+                    format!("paths[{j}]")
+                } else {
+                    format!("exclude[{}]", j - source.paths.len())
+                };
+                if pattern.trim().is_empty() {
+                    return Err(invalid(key(&field), "empty pattern".into()));
+                }
+                globset::Glob::new(pattern)
+                    .map_err(|e| invalid(key(&field), format!("invalid glob {pattern:?}: {e}")))?;
+            }
+            if source.poll_interval.get() < Duration::from_millis(10) {
+                return Err(invalid(key("poll_interval"), "must be at least 10ms".into()));
+            }
+            if source.max_line_bytes < 1024 {
+                return Err(invalid(key("max_line_bytes"), "must be at least 1024".into()));
+            }
+            source
+                .timezone
+                .parse::<chrono_tz::Tz>()
+                .map_err(|_| invalid(key("timezone"), format!("unknown IANA time zone {:?}", source.timezone)))?;
+        }
+        for (i, p) in self.catalogue.extra_paths.iter().enumerate() {
+            if p.as_os_str().is_empty() {
+                return Err(invalid(format!("catalogue.extra_paths[{i}]"), "empty path".into()));
+            }
+        }
+        if self.incidents.quiet_period.get().is_zero() {
+            return Err(invalid("incidents.quiet_period".into(), "must be greater than 0".into()));
+        }
+        let hashing = self.privacy.users == PrivacyMode::Hash || self.privacy.ips == PrivacyMode::Hash;
+        if hashing && self.privacy.hash_key.expose().len() < 16 {
+            return Err(invalid(
+                "privacy.hash_key".into(),
+                "hash mode needs a secret key of at least 16 characters (set it in the file or PASSPORTD_PRIVACY__HASH_KEY)".into(),
+            ));
+        }
+        if self.log.level.parse::<tracing_subscriber::EnvFilter>().is_err() {
+            return Err(invalid("log.level".into(), format!("invalid filter {:?}", self.log.level)));
+        }
+        Ok(())
+    }
+
+    /// The listen address, parsed.
+    pub fn listen_addr(&self) -> Result<SocketAddr, String> {
+        self.server
+            .listen
+            .parse()
+            .map_err(|_| format!("{:?} is not an address:port such as 127.0.0.1:9477", self.server.listen))
+    }
+
+    /// The named source.
+    pub fn source(&self, name: &str) -> Option<&SourceSettings> {
+        self.sources.iter().find(|s| s.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn embedded_default_is_valid_and_has_contract_defaults() {
+        let (s, _) = from_parts(DEFAULT_CONFIG_TOML, "default", &[]).expect("default config");
+        assert_eq!(s.server.listen, "127.0.0.1:9477");
+        assert_eq!(s.storage.path, PathBuf::from("passportd.db"));
+        assert_eq!(s.incidents.quiet_period.get(), Duration::from_secs(1800));
+    }
+
+    #[test]
+    fn empty_file_is_valid() {
+        let (s, _) = from_parts("", "empty.toml", &[]).expect("empty config");
+        assert!(s.sources.is_empty());
+        assert_eq!(s.privacy.users, PrivacyMode::Keep);
+    }
+
+    #[test]
+    fn env_overrides_win_and_keep_types() {
+        let (s, applied) = from_parts(
+            "[server]\nlisten = \"127.0.0.1:1\"\n",
+            "t.toml",
+            &env(&[
+                ("PASSPORTD_SERVER__LISTEN", "0.0.0.0:9477"),
+                ("PASSPORTD_STORAGE__BATCH_MAX_RECORDS", "50"),
+                ("PASSPORTD_CATALOGUE__EXTRA_PATHS", "[\"a.toml\", \"b.toml\"]"),
+                ("PASSPORTD_CONFIG", "ignored.toml"),
+                ("OTHER__THING", "x"),
+            ]),
+        )
+        .expect("overrides");
+        assert_eq!(s.server.listen, "0.0.0.0:9477");
+        assert_eq!(s.storage.batch_max_records, 50);
+        assert_eq!(s.catalogue.extra_paths.len(), 2);
+        assert_eq!(applied.len(), 3);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_naming_the_key() {
+        let err = from_parts("[server]\nlisten_addr = \"x\"\n", "t.toml", &[]).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("listen_addr"), "{msg}");
+        assert!(msg.contains("t.toml"), "{msg}");
+        let err = from_parts("", "t.toml", &env(&[("PASSPORTD_SERVER__NOPE", "1")])).unwrap_err();
+        assert!(err.to_string().contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let cases = [
+            ("[server]\nlisten = \"nowhere\"", "server.listen"),
+            ("[[sources]]\nname = \"a\"\npaths = [\"/x\"]\n[[sources]]\nname = \"a\"\npaths = [\"/y\"]", "sources[1].name"),
+            ("[[sources]]\nname = \"a\"", "sources[0].paths"),
+            ("[[sources]]\nname = \"a\"\npaths = [\"/x/[\"]", "sources[0].paths[0]"),
+            ("[[sources]]\nname = \"a\"\npaths = [\"/x\"]\ntimezone = \"Mars/Olympus\"", "sources[0].timezone"),
+            ("[privacy]\nusers = \"hash\"", "privacy.hash_key"),
+            ("[incidents]\nquiet_period = \"0s\"", "incidents.quiet_period"),
+        ];
+        for (text, key) in cases {
+            let err = from_parts(text, "t.toml", &[]).unwrap_err().to_string();
+            assert!(err.contains(key), "{text:?} → {err}");
+        }
+        let err = from_parts("[incidents]\nquiet_period = \"5 parsecs\"", "t.toml", &[]).unwrap_err();
+        assert!(err.to_string().contains("quiet_period"), "{err}");
+        let err = from_parts("[[sources]]\nname = \"a\"\npaths = [\"/x\"]\nformat = \"xml\"", "t.toml", &[]).unwrap_err();
+        assert!(err.to_string().contains("format"), "{err}");
+    }
+
+    #[test]
+    fn durations_parse_and_print() {
+        for (text, ms) in [("100ms", 100), ("30s", 30_000), ("30m", 1_800_000), ("1h30m", 5_400_000), ("7d", 604_800_000)] {
+            let d: HumanDuration = text.parse().expect(text);
+            assert_eq!(d.get(), Duration::from_millis(ms), "{text}");
+            assert_eq!(d.to_string().parse::<HumanDuration>().expect("roundtrip"), d);
+        }
+        for bad in ["", "5", "m", "5 minutes", "-1s", "1.5s"] {
+            assert!(bad.parse::<HumanDuration>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let (s, _) = from_parts("[api]\ntoken = \"hunter2-hunter2\"", "t.toml", &[]).expect("cfg");
+        assert!(!format!("{s:?}").contains("hunter2"));
+        assert!(!toml::to_string(&s).expect("ser").contains("hunter2"));
+        assert_eq!(s.api.token.expose(), "hunter2-hunter2");
+    }
+}

@@ -1,0 +1,253 @@
+//! Incidents: failures grouped by fingerprint (category + primary code + app + tenant),
+//! with a lifecycle (open → acknowledged → resolved, auto-resolve after a quiet period
+//! in event time, reopen within a window). This module is pure: the store executes
+//! its decisions inside the batch transaction.
+
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::event::Category;
+
+/// Where an incident is in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IncidentStatus {
+    /// New or reopened: needs attention.
+    Open,
+    /// Someone is on it.
+    Acknowledged,
+    /// Fixed, or quiet for the quiet period.
+    Resolved,
+}
+
+impl IncidentStatus {
+    /// Every status.
+    pub const ALL: [IncidentStatus; 3] = [
+        IncidentStatus::Open,
+        IncidentStatus::Acknowledged,
+        IncidentStatus::Resolved,
+    ];
+
+    /// The stable name (API, database).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentStatus::Open => "open",
+            IncidentStatus::Acknowledged => "acknowledged",
+            IncidentStatus::Resolved => "resolved",
+        }
+    }
+
+    /// Parses the stable name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    /// Open or acknowledged.
+    pub fn is_active(self) -> bool {
+        self != IncidentStatus::Resolved
+    }
+}
+
+impl fmt::Display for IncidentStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An incident as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    /// Stable numeric id.
+    pub id: i64,
+    /// Versioned hash of category + code + app + tenant.
+    pub fingerprint: String,
+    /// The failure category.
+    pub category: Category,
+    /// The primary AADSTS code (null for code-less pattern matches).
+    pub code: Option<u32>,
+    /// The catalogue entry that classified the failures.
+    pub entry: Option<String>,
+    /// Catalogue title.
+    pub title: String,
+    /// Catalogue severity.
+    pub severity: String,
+    /// Lifecycle state.
+    pub status: IncidentStatus,
+    /// Earliest event time.
+    pub first_seen: DateTime<Utc>,
+    /// Latest event time.
+    pub last_seen: DateTime<Utc>,
+    /// Failures counted (each sign-in attempt once).
+    pub event_count: i64,
+    /// Distinct users (exact, from keyed hashes).
+    pub users_affected: i64,
+    /// Application display name or id.
+    pub app: Option<String>,
+    /// Tenant id.
+    pub tenant: Option<String>,
+    /// Sources that reported it.
+    pub sources: Vec<String>,
+    /// What to do about it (from the catalogue).
+    pub remediation: String,
+    /// How many times it came back after resolving.
+    pub reopened_count: i64,
+    /// When it was opened (event time).
+    pub opened_at: DateTime<Utc>,
+    /// Who acknowledged it.
+    pub acknowledged_by: Option<String>,
+    /// When it was acknowledged (wall time).
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    /// When it resolved.
+    pub resolved_at: Option<DateTime<Utc>>,
+}
+
+/// The fingerprint scheme version, part of every fingerprint so the scheme can change
+/// without merging unrelated incidents.
+pub const FINGERPRINT_VERSION: &str = "v1";
+
+/// Versioned fingerprint of what makes failures "the same problem". The source is
+/// deliberately not part of it: a Passport failure and its Entra record are one incident.
+pub fn fingerprint(category: Category, code: Option<u32>, app: Option<&str>, tenant: Option<&str>) -> String {
+    let mut h = Sha256::new();
+    h.update(category.as_str().as_bytes());
+    h.update([0]);
+    h.update(code.map(|c| c.to_string()).unwrap_or_default().as_bytes());
+    h.update([0]);
+    h.update(app.unwrap_or("").to_ascii_lowercase().as_bytes());
+    h.update([0]);
+    h.update(tenant.unwrap_or("").to_ascii_lowercase().as_bytes());
+    let digest = h.finalize();
+    let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
+    format!("{FINGERPRINT_VERSION}:{hex}")
+}
+
+/// Lifecycle timings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// Auto-resolve after this long without events (event time).
+    pub quiet_period: Duration,
+    /// A recurrence within this long after resolution reopens.
+    pub reopen_window: Duration,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            quiet_period: Duration::from_secs(30 * 60),
+            reopen_window: Duration::from_secs(7 * 86_400),
+        }
+    }
+}
+
+impl Policy {
+    fn quiet_ms(&self) -> i64 {
+        i64::try_from(self.quiet_period.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    fn reopen_ms(&self) -> i64 {
+        i64::try_from(self.reopen_window.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// When an active incident last seen at `last_seen_ms` resolves by itself.
+    pub fn auto_resolve_at(&self, last_seen_ms: i64) -> i64 {
+        last_seen_ms.saturating_add(self.quiet_ms())
+    }
+}
+
+/// The newest incident of a fingerprint, as the engine needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IncidentState {
+    /// Its id.
+    pub id: i64,
+    /// Its status.
+    pub status: IncidentStatus,
+    /// Latest event time (ms).
+    pub last_seen_ms: i64,
+    /// When it resolved (ms), if it did.
+    pub resolved_at_ms: Option<i64>,
+}
+
+/// What to do with a failure event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Count it in this incident; the status does not change.
+    Append(i64),
+    /// Count it and reopen this incident (`reopened_count` + 1).
+    Reopen(i64),
+    /// Open a new incident.
+    Open,
+}
+
+/// Decides where a failure at `event_ms` goes, given the newest incident with its
+/// fingerprint. Pure; the store applies the decision.
+pub fn decide(existing: Option<IncidentState>, event_ms: i64, policy: &Policy) -> Decision {
+    let Some(inc) = existing else {
+        return Decision::Open;
+    };
+    // A late event that falls inside the incident's own lifetime is part of it, whatever
+    // the status now: replaying an old file must not reopen or split an incident.
+    let lifetime_end = match inc.status {
+        IncidentStatus::Resolved => inc
+            .resolved_at_ms
+            .unwrap_or(inc.last_seen_ms)
+            .min(policy.auto_resolve_at(inc.last_seen_ms)),
+        _ => policy.auto_resolve_at(inc.last_seen_ms),
+    };
+    if event_ms <= lifetime_end {
+        return Decision::Append(inc.id);
+    }
+    if event_ms <= lifetime_end.saturating_add(policy.reopen_ms()) {
+        Decision::Reopen(inc.id)
+    } else {
+        Decision::Open
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: i64 = 60_000;
+
+    fn state(status: IncidentStatus, last_seen: i64, resolved: Option<i64>) -> Option<IncidentState> {
+        Some(IncidentState {
+            id: 7,
+            status,
+            last_seen_ms: last_seen,
+            resolved_at_ms: resolved,
+        })
+    }
+
+    #[test]
+    fn lifecycle_decisions() {
+        let p = Policy::default();
+        assert_eq!(decide(None, 0, &p), Decision::Open);
+        // Within the quiet period: same incident.
+        assert_eq!(decide(state(IncidentStatus::Open, 0, None), 29 * MIN, &p), Decision::Append(7));
+        assert_eq!(decide(state(IncidentStatus::Acknowledged, 0, None), 30 * MIN, &p), Decision::Append(7));
+        // Quiet period passed but the sweep has not run yet: a recurrence reopens.
+        assert_eq!(decide(state(IncidentStatus::Open, 0, None), 31 * MIN, &p), Decision::Reopen(7));
+        // Resolved by hand at 10 min: a failure at 11 min is a regression.
+        assert_eq!(decide(state(IncidentStatus::Resolved, 5 * MIN, Some(10 * MIN)), 11 * MIN, &p), Decision::Reopen(7));
+        // A late event from before the resolution belongs to it.
+        assert_eq!(decide(state(IncidentStatus::Resolved, 5 * MIN, Some(10 * MIN)), 4 * MIN, &p), Decision::Append(7));
+        // After the reopen window: a new incident.
+        let week = 7 * 24 * 60 * MIN;
+        assert_eq!(decide(state(IncidentStatus::Resolved, 0, Some(30 * MIN)), 30 * MIN + week + 1, &p), Decision::Open);
+        assert_eq!(decide(state(IncidentStatus::Resolved, 0, Some(30 * MIN)), 30 * MIN + week, &p), Decision::Reopen(7));
+    }
+
+    #[test]
+    fn fingerprint_ignores_case_of_app_and_tenant_but_not_code() {
+        let a = fingerprint(Category::MfaRequired, Some(50076), Some("Kandji Passport"), Some("T"));
+        let b = fingerprint(Category::MfaRequired, Some(50076), Some("kandji passport"), Some("t"));
+        let c = fingerprint(Category::MfaRequired, Some(50079), Some("Kandji Passport"), Some("T"));
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert!(a.starts_with("v1:"));
+    }
+}

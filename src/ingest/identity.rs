@@ -1,0 +1,109 @@
+//! File identity: (device, inode) validated by the file's first bytes, so a file is
+//! recognised after a rename and a reused inode is not mistaken for the old file.
+
+use std::fs::File;
+use std::path::Path;
+
+use crate::store::Checkpoint;
+
+/// How many leading bytes identify a file generation.
+pub const FINGERPRINT_BYTES: usize = 1024;
+
+/// What identifies an open file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileIdentity {
+    /// Device number.
+    pub dev: u64,
+    /// Inode number.
+    pub ino: u64,
+    /// Size when observed.
+    pub size: u64,
+    /// Up to `FINGERPRINT_BYTES` leading bytes.
+    pub head: Vec<u8>,
+}
+
+/// Reads the identity of an open file without moving its read position.
+pub fn identify(file: &File) -> std::io::Result<FileIdentity> {
+    let meta = file.metadata()?;
+    let (dev, ino) = dev_ino(&meta);
+    let want = FINGERPRINT_BYTES.min(usize::try_from(meta.len()).unwrap_or(FINGERPRINT_BYTES));
+    let mut head = vec![0u8; want];
+    let mut filled = 0;
+    while filled < want {
+        let n = read_at(file, &mut head[filled..], filled as u64)?;
+        if n == 0 {
+            break;
+        }
+        filled += n;
+    }
+    head.truncate(filled);
+    Ok(FileIdentity {
+        dev,
+        ino,
+        size: meta.len(),
+        head,
+    })
+}
+
+#[cfg(unix)]
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    std::os::unix::fs::FileExt::read_at(file, buf, offset)
+}
+
+#[cfg(not(unix))]
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    use std::io::{Read, Seek};
+    let mut f = file.try_clone()?;
+    f.seek(std::io::SeekFrom::Start(offset))?;
+    f.read(buf)
+}
+
+/// Opens and identifies a path.
+pub fn identify_path(path: &Path) -> std::io::Result<(File, FileIdentity)> {
+    let file = File::open(path)?;
+    let id = identify(&file)?;
+    Ok((file, id))
+}
+
+#[cfg(unix)]
+fn dev_ino(meta: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (meta.dev(), meta.ino())
+}
+
+#[cfg(not(unix))]
+fn dev_ino(_meta: &std::fs::Metadata) -> (u64, u64) {
+    (0, 0)
+}
+
+/// True when `checkpoint` describes this file: the stored head is a prefix of the
+/// current head and the file still holds at least the committed bytes.
+pub fn same_content(checkpoint: &Checkpoint, id: &FileIdentity) -> bool {
+    id.size >= checkpoint.offset
+        && id.head.len() >= checkpoint.fingerprint.len()
+        && id.head[..checkpoint.fingerprint.len()] == checkpoint.fingerprint[..]
+}
+
+/// Finds the checkpoint of this file: same inode and content first, then (renamed
+/// while we were away, e.g. rotated) any checkpoint with the same content.
+pub fn find_checkpoint<'a>(checkpoints: &'a [Checkpoint], id: &FileIdentity) -> Option<&'a Checkpoint> {
+    checkpoints
+        .iter()
+        .find(|c| c.dev == id.dev && c.ino == id.ino && same_content(c, id))
+        .or_else(|| {
+            // Content alone only identifies a file when the stored head is long enough
+            // to be distinctive; an empty or tiny head would match anything.
+            checkpoints
+                .iter()
+                .find(|c| c.fingerprint.len() >= 64 && same_content(c, id))
+        })
+}
+
+/// A new, unique key for a file generation first seen now.
+pub fn new_file_key(id: &FileIdentity) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("f{:x}-{:x}-{:x}", id.dev, id.ino, nanos)
+}

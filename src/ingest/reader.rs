@@ -1,0 +1,299 @@
+//! Reading one file generation (or stdin) through its decoder into `Chunk`s: events
+//! plus the checkpoint that covers exactly them.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use chrono::Utc;
+use tokio::sync::mpsc;
+
+use super::formats::{DecodeOptions, DecodedItem, StreamDecoder};
+use super::identity::{self, FileIdentity, FINGERPRINT_BYTES};
+use crate::config::SourceSettings;
+use crate::pipeline::{DecodeTally, Normalizer};
+use crate::store::{Checkpoint, StoredEvent};
+
+/// Read buffer size: large reads are an order of magnitude faster than 8 KiB ones.
+pub const READ_BUFFER_BYTES: usize = 256 * 1024;
+
+/// What a reader hands to the writer: events and the position that covers them.
+#[derive(Debug, Default)]
+pub struct Chunk {
+    /// The source name.
+    pub source: String,
+    /// Events decoded from the bytes up to `checkpoint.offset`.
+    pub events: Vec<StoredEvent>,
+    /// What did not become an event.
+    pub tally: DecodeTally,
+    /// The file's new position, committed with the events.
+    pub checkpoint: Option<Checkpoint>,
+}
+
+/// Errors reading an input.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The file could not be opened or read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The writer went away (shutdown).
+    #[error("the writer stopped")]
+    WriterGone,
+}
+
+/// Decoder options for a source.
+pub fn decode_options(source: &SourceSettings) -> DecodeOptions {
+    DecodeOptions {
+        format: source.format,
+        max_record_bytes: source.max_line_bytes,
+        default_tz: source.tz(),
+        passport: source.passport.clone(),
+    }
+}
+
+/// One open file generation being read.
+pub struct FileReader {
+    /// The source it belongs to.
+    pub source: String,
+    /// Where it was last seen.
+    pub path: PathBuf,
+    /// The open descriptor (kept after a rename so the old file can be drained).
+    pub file: File,
+    /// Its identity.
+    pub identity: FileIdentity,
+    /// Its generation key.
+    pub key: String,
+    /// Byte position of the next read.
+    pub read_offset: u64,
+    decoder: StreamDecoder,
+    items: Vec<DecodedItem>,
+    /// True when the last read hit end of file.
+    pub at_eof: bool,
+    /// Bytes the last `read_some` read.
+    pub last_read_bytes: u64,
+}
+
+impl FileReader {
+    /// Wraps an open file, resuming at `offset` with the decoder `state`.
+    pub fn new(
+        source: &SourceSettings,
+        path: PathBuf,
+        file: File,
+        identity: FileIdentity,
+        key: String,
+        offset: u64,
+        state: &str,
+    ) -> Self {
+        let opts = decode_options(source);
+        let decoder = if offset == 0 {
+            StreamDecoder::new(opts)
+        } else {
+            StreamDecoder::resume(opts, offset, state)
+        };
+        Self {
+            source: source.name.clone(),
+            path,
+            file,
+            identity,
+            key,
+            read_offset: offset,
+            decoder,
+            items: Vec::new(),
+            at_eof: false,
+            last_read_bytes: 0,
+        }
+    }
+
+    /// Opens `path`, finds its checkpoint among `checkpoints` (resuming there) or
+    /// starts a new generation at `new_offset(size)`.
+    pub fn open(
+        source: &SourceSettings,
+        path: &Path,
+        checkpoints: &[Checkpoint],
+        new_offset: impl Fn(u64) -> u64,
+    ) -> Result<Self, ReadError> {
+        let io = |e| ReadError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        };
+        let (file, id) = identity::identify_path(path).map_err(io)?;
+        let (key, offset, state) = match identity::find_checkpoint(checkpoints, &id) {
+            Some(cp) => (cp.file_key.clone(), cp.offset, cp.state.clone()),
+            None => (identity::new_file_key(&id), new_offset(id.size), String::new()),
+        };
+        Ok(Self::new(source, path.to_path_buf(), file, id, key, offset, &state))
+    }
+
+    /// The checkpoint for everything emitted so far.
+    pub fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            file_key: self.key.clone(),
+            source: self.source.clone(),
+            path: self.path.display().to_string(),
+            dev: self.identity.dev,
+            ino: self.identity.ino,
+            fingerprint: self.identity.head.clone(),
+            offset: self.decoder.checkpoint_offset(),
+            state: self.decoder.resume_state(),
+        }
+    }
+
+    /// Reads up to `budget` bytes, decoding into a chunk. Returns `None` when nothing
+    /// new was read and nothing was emitted.
+    pub fn read_some(&mut self, buf: &mut [u8], budget: usize, normalizer: &Normalizer) -> Result<Option<Chunk>, ReadError> {
+        use std::io::{Seek, SeekFrom};
+        let path = self.path.clone();
+        let io = |e| ReadError::Io {
+            path: path.clone(),
+            source: e,
+        };
+        self.file.seek(SeekFrom::Start(self.read_offset)).map_err(io)?;
+        let mut read_total = 0usize;
+        self.at_eof = false;
+        while read_total < budget {
+            let n = self.file.read(buf).map_err(io)?;
+            if n == 0 {
+                self.at_eof = true;
+                break;
+            }
+            self.extend_head(&buf[..n]);
+            self.read_offset += n as u64;
+            read_total += n;
+            self.decoder.feed(&buf[..n], &mut self.items);
+        }
+        self.last_read_bytes = read_total as u64;
+        if read_total == 0 && self.items.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(self.take_chunk(normalizer)))
+    }
+
+    /// The stream is idle: let the decoder emit a held multi-line record.
+    pub fn flush(&mut self, normalizer: &Normalizer) -> Option<Chunk> {
+        self.decoder.flush(&mut self.items);
+        if self.items.is_empty() {
+            return None;
+        }
+        Some(self.take_chunk(normalizer))
+    }
+
+    /// The generation is closed for good: emit an unterminated last record too.
+    pub fn finish(&mut self, normalizer: &Normalizer) -> Chunk {
+        self.decoder.finish(&mut self.items);
+        self.take_chunk(normalizer)
+    }
+
+    fn extend_head(&mut self, data: &[u8]) {
+        let have = self.identity.head.len() as u64;
+        if have >= FINGERPRINT_BYTES as u64 || self.read_offset > have {
+            return;
+        }
+        // read_offset is where `data` starts; only bytes that continue the head count.
+        let skip = (have - self.read_offset) as usize;
+        if skip < data.len() {
+            let take = (FINGERPRINT_BYTES - self.identity.head.len()).min(data.len() - skip);
+            self.identity.head.extend_from_slice(&data[skip..skip + take]);
+        }
+    }
+
+    fn take_chunk(&mut self, normalizer: &Normalizer) -> Chunk {
+        let mut chunk = Chunk {
+            source: self.source.clone(),
+            ..Chunk::default()
+        };
+        normalizer.process(&self.source, &self.key, &self.items, Utc::now(), &mut chunk.events, &mut chunk.tally);
+        self.items.clear();
+        chunk.checkpoint = Some(self.checkpoint());
+        chunk
+    }
+}
+
+/// Replays one whole file (from byte 0, whatever its checkpoint says) into `tx`.
+pub fn replay_file(
+    source: &SourceSettings,
+    path: &Path,
+    checkpoints: &[Checkpoint],
+    normalizer: &Normalizer,
+    tx: &mpsc::Sender<Chunk>,
+) -> Result<(), ReadError> {
+    let mut reader = FileReader::open(source, path, checkpoints, |_| 0)?;
+    if reader.read_offset != 0 {
+        // Known file: keep its key (so lines without ids deduplicate) but read it all.
+        reader = FileReader::new(
+            source,
+            reader.path.clone(),
+            reader.file,
+            reader.identity,
+            reader.key,
+            0,
+            "",
+        );
+    }
+    let mut buf = vec![0u8; READ_BUFFER_BYTES];
+    loop {
+        match reader.read_some(&mut buf, 4 * READ_BUFFER_BYTES, normalizer)? {
+            Some(chunk) => tx.blocking_send(chunk).map_err(|_| ReadError::WriterGone)?,
+            None => break,
+        }
+        if reader.at_eof {
+            break;
+        }
+    }
+    let last = reader.finish(normalizer);
+    tx.blocking_send(last).map_err(|_| ReadError::WriterGone)?;
+    Ok(())
+}
+
+/// Replays standard input. Lines without ids are keyed by a hash of the stream's
+/// first bytes, so replaying the same input twice does not double-count.
+pub fn replay_stdin(source: &SourceSettings, normalizer: &Normalizer, tx: &mpsc::Sender<Chunk>) -> Result<(), ReadError> {
+    use sha2::{Digest, Sha256};
+    let io = |e| ReadError::Io {
+        path: PathBuf::from("-"),
+        source: e,
+    };
+    let mut stdin = std::io::stdin().lock();
+    let mut buf = vec![0u8; READ_BUFFER_BYTES];
+    let mut first = Vec::new();
+    while first.len() < READ_BUFFER_BYTES {
+        let n = stdin.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        first.extend_from_slice(&buf[..n]);
+    }
+    let digest = Sha256::digest(&first);
+    let key: String = std::iter::once("stdin-".to_string())
+        .chain(digest.iter().take(12).map(|b| format!("{b:02x}")))
+        .collect();
+    let mut decoder = StreamDecoder::new(decode_options(source));
+    let mut items = Vec::new();
+    let send = |items: &mut Vec<DecodedItem>| -> Result<(), ReadError> {
+        let mut chunk = Chunk {
+            source: source.name.clone(),
+            ..Chunk::default()
+        };
+        normalizer.process(&source.name, &key, items, Utc::now(), &mut chunk.events, &mut chunk.tally);
+        items.clear();
+        tx.blocking_send(chunk).map_err(|_| ReadError::WriterGone)
+    };
+    decoder.feed(&first, &mut items);
+    send(&mut items)?;
+    loop {
+        let n = stdin.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        decoder.feed(&buf[..n], &mut items);
+        if items.len() >= 1000 {
+            send(&mut items)?;
+        }
+    }
+    decoder.finish(&mut items);
+    send(&mut items)
+}

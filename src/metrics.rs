@@ -1,0 +1,264 @@
+//! Prometheus metrics: one owned registry, passed by value; no global state.
+//!
+//! Label values come only from configuration (source names), the catalogue (codes,
+//! categories) and fixed enums. Codes the catalogue does not know are reported as
+//! `code="other"` so that no input can create unbounded series.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use prometheus::{
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::event::{Category, Outcome};
+use crate::ingest::formats::ParseErrorReason;
+use crate::store::BatchResult;
+
+/// Failures to build the registry (a programming error: duplicate or invalid metric).
+#[derive(Debug, thiserror::Error)]
+#[error("metrics registry: {0}")]
+pub struct MetricsError(#[from] prometheus::Error);
+
+/// All of passportd's metrics.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    known_codes: Arc<HashSet<u32>>,
+    /// `passportd_signin_events_total{source,outcome}`
+    pub signin_events: IntCounterVec,
+    /// `passportd_signin_failures_total{source,category,code}`
+    pub signin_failures: IntCounterVec,
+    /// `passportd_incidents_open{category}`
+    pub incidents_open: IntGaugeVec,
+    /// `passportd_incidents_opened_total{category}`
+    pub incidents_opened: IntCounterVec,
+    /// `passportd_parse_errors_total{source,reason}`
+    pub parse_errors: IntCounterVec,
+    /// `passportd_ingest_lines_total{source}`
+    pub ingest_lines: IntCounterVec,
+    /// `passportd_ingest_lag_seconds{source}`
+    pub ingest_lag: HistogramVec,
+    /// `passportd_skipped_total{source}`: decoded, not sign-in related.
+    pub skipped: IntCounterVec,
+    /// `passportd_redacted_total{source}`: `<private>` Passport messages.
+    pub redacted: IntCounterVec,
+    /// `passportd_duplicates_total{source}`
+    pub duplicates: IntCounterVec,
+    /// `passportd_source_up{source}`
+    pub source_up: IntGaugeVec,
+    /// `passportd_last_ingest_timestamp_seconds{source}`
+    pub last_ingest: GaugeVec,
+    /// `passportd_catalogue_entries`
+    pub catalogue_entries: IntGauge,
+    /// `passportd_catalogue_reloads_total{result}`
+    pub catalogue_reloads: IntCounterVec,
+    /// `passportd_http_requests_total{route,method,status}`
+    pub http_requests: IntCounterVec,
+    /// `passportd_http_request_duration_seconds{route,method}`
+    pub http_duration: HistogramVec,
+    /// `passportd_store_size_bytes`
+    pub store_size: IntGauge,
+    /// `passportd_batch_commit_duration_seconds`
+    pub batch_commit: Histogram,
+    /// `passportd_batch_records`
+    pub batch_records: Histogram,
+    /// `passportd_tail_bytes_read_total{source}`
+    pub tail_bytes_read: IntCounterVec,
+    /// `passportd_tail_lag_bytes{source}`
+    pub tail_lag_bytes: IntGaugeVec,
+    /// `passportd_tail_rotations_total{source}`
+    pub tail_rotations: IntCounterVec,
+    /// `passportd_tail_truncations_total{source}`
+    pub tail_truncations: IntCounterVec,
+    /// `passportd_tail_open_files`
+    pub tail_open_files: IntGauge,
+    /// `passportd_watcher_poll_fallback{source}`: 1 when file events failed and only polling runs.
+    pub watcher_poll_fallback: IntGaugeVec,
+    /// `passportd_uptime_seconds`-style start time.
+    pub start_time: Gauge,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> Result<IntCounterVec, MetricsError> {
+    let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+    registry.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> Result<IntGaugeVec, MetricsError> {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
+    registry.register(Box::new(g.clone()))?;
+    Ok(g)
+}
+
+fn histogram_vec(registry: &Registry, name: &str, help: &str, labels: &[&str], buckets: Vec<f64>) -> Result<HistogramVec, MetricsError> {
+    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)?;
+    registry.register(Box::new(h.clone()))?;
+    Ok(h)
+}
+
+impl Metrics {
+    /// Builds the registry and pre-initialises every known series to 0, so that
+    /// `rate()` sees the first failure after a restart.
+    pub fn new(sources: &[String], known_codes: &[u32], relevant_codes: &[(Category, u32)]) -> Result<Metrics, MetricsError> {
+        let registry = Registry::new();
+        let m = Metrics {
+            known_codes: Arc::new(known_codes.iter().copied().collect()),
+            signin_events: counter(&registry, "passportd_signin_events_total", "Sign-in events stored, by source and outcome.", &["source", "outcome"])?,
+            signin_failures: counter(&registry, "passportd_signin_failures_total", "Sign-in failures stored, by source, category and primary AADSTS code (\"none\" without a code, \"other\" for codes outside the catalogue).", &["source", "category", "code"])?,
+            incidents_open: gauge_vec(&registry, "passportd_incidents_open", "Incidents currently open or acknowledged, by category.", &["category"])?,
+            incidents_opened: counter(&registry, "passportd_incidents_opened_total", "Incidents opened or reopened, by category.", &["category"])?,
+            parse_errors: counter(&registry, "passportd_parse_errors_total", "Input records that could not be decoded, by source and reason.", &["source", "reason"])?,
+            ingest_lines: counter(&registry, "passportd_ingest_lines_total", "Records (lines or JSON values) read, whatever they turned out to be, by source.", &["source"])?,
+            ingest_lag: histogram_vec(&registry, "passportd_ingest_lag_seconds", "Time from an event's own timestamp to its ingestion, by source.", &["source"],
+                vec![0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0])?,
+            skipped: counter(&registry, "passportd_skipped_total", "Records decoded but not sign-in related (banners, chatter, other processes), by source.", &["source"])?,
+            redacted: counter(&registry, "passportd_redacted_total", "Passport records whose message was <private> (unified-log redaction), by source.", &["source"])?,
+            duplicates: counter(&registry, "passportd_duplicates_total", "Records skipped because their idempotency key was already stored, by source.", &["source"])?,
+            source_up: gauge_vec(&registry, "passportd_source_up", "1 while the source is running, 0 when it failed.", &["source"])?,
+            last_ingest: {
+                let g = GaugeVec::new(Opts::new("passportd_last_ingest_timestamp_seconds", "Unix time the source last produced a record (0 = never since start)."), &["source"])?;
+                registry.register(Box::new(g.clone()))?;
+                g
+            },
+            catalogue_entries: {
+                let g = IntGauge::new("passportd_catalogue_entries", "Entries in the loaded (merged) catalogue.")?;
+                registry.register(Box::new(g.clone()))?;
+                g
+            },
+            catalogue_reloads: counter(&registry, "passportd_catalogue_reloads_total", "Catalogue reload attempts, by result.", &["result"])?,
+            http_requests: counter(&registry, "passportd_http_requests_total", "HTTP requests, by route template, method and status.", &["route", "method", "status"])?,
+            http_duration: histogram_vec(&registry, "passportd_http_request_duration_seconds", "HTTP request latency, by route template and method.", &["route", "method"],
+                vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5])?,
+            store_size: {
+                let g = IntGauge::new("passportd_store_size_bytes", "Size of the SQLite database and its WAL.")?;
+                registry.register(Box::new(g.clone()))?;
+                g
+            },
+            batch_commit: {
+                let h = Histogram::with_opts(HistogramOpts::new("passportd_batch_commit_duration_seconds", "Time to commit one batch (events, incidents, checkpoints) to the store.")
+                    .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]))?;
+                registry.register(Box::new(h.clone()))?;
+                h
+            },
+            batch_records: {
+                let h = Histogram::with_opts(HistogramOpts::new("passportd_batch_records", "Records per committed batch.")
+                    .buckets(vec![1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0]))?;
+                registry.register(Box::new(h.clone()))?;
+                h
+            },
+            tail_bytes_read: counter(&registry, "passportd_tail_bytes_read_total", "Bytes read from tailed files, by source.", &["source"])?,
+            tail_lag_bytes: gauge_vec(&registry, "passportd_tail_lag_bytes", "Bytes on disk not yet committed (file size minus committed offset), by source.", &["source"])?,
+            tail_rotations: counter(&registry, "passportd_tail_rotations_total", "File rotations detected (renamed or replaced), by source.", &["source"])?,
+            tail_truncations: counter(&registry, "passportd_tail_truncations_total", "File truncations detected (copytruncate or rewrite), by source.", &["source"])?,
+            tail_open_files: {
+                let g = IntGauge::new("passportd_tail_open_files", "Files currently held open by the tailer.")?;
+                registry.register(Box::new(g.clone()))?;
+                g
+            },
+            watcher_poll_fallback: gauge_vec(&registry, "passportd_watcher_poll_fallback", "1 when file-system events are unavailable for the source and only polling runs.", &["source"])?,
+            start_time: {
+                let g = Gauge::new("passportd_start_time_seconds", "Unix time the process started.")?;
+                registry.register(Box::new(g.clone()))?;
+                g
+            },
+            registry,
+        };
+        let build = gauge_vec(&m.registry, "passportd_build_info", "Always 1; the version label says which build runs.", &["version"])?;
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        #[cfg(target_os = "linux")]
+        m.registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
+        m.start_time.set(chrono::Utc::now().timestamp() as f64);
+
+        for source in sources {
+            m.init_source(source);
+            m.init_relevant_codes(source, relevant_codes);
+        }
+        for category in Category::failure_categories() {
+            m.incidents_open.with_label_values(&[category.as_str()]).set(0);
+            m.incidents_opened.with_label_values(&[category.as_str()]).inc_by(0);
+        }
+        for result in ["success", "error"] {
+            m.catalogue_reloads.with_label_values(&[result]).inc_by(0);
+        }
+        Ok(m)
+    }
+
+    /// Creates every series of one source at 0.
+    pub fn init_source(&self, source: &str) {
+        for outcome in Outcome::ALL {
+            self.signin_events.with_label_values(&[source, outcome.as_str()]).inc_by(0);
+        }
+        for category in Category::failure_categories() {
+            self.signin_failures.with_label_values(&[source, category.as_str(), "none"]).inc_by(0);
+        }
+        for reason in ParseErrorReason::ALL {
+            self.parse_errors.with_label_values(&[source, reason.as_str()]).inc_by(0);
+        }
+        self.ingest_lines.with_label_values(&[source]).inc_by(0);
+        self.skipped.with_label_values(&[source]).inc_by(0);
+        self.redacted.with_label_values(&[source]).inc_by(0);
+        self.duplicates.with_label_values(&[source]).inc_by(0);
+        self.last_ingest.with_label_values(&[source]).set(0.0);
+        self.tail_bytes_read.with_label_values(&[source]).inc_by(0);
+        self.tail_lag_bytes.with_label_values(&[source]).set(0);
+        self.tail_rotations.with_label_values(&[source]).inc_by(0);
+        self.tail_truncations.with_label_values(&[source]).inc_by(0);
+        self.watcher_poll_fallback.with_label_values(&[source]).set(0);
+        let _ = self.ingest_lag.with_label_values(&[source]);
+    }
+
+    /// Pre-initialises the (category, code) failure series of the Passport-relevant codes.
+    pub fn init_relevant_codes(&self, source: &str, pairs: &[(Category, u32)]) {
+        for (category, code) in pairs {
+            self.signin_failures
+                .with_label_values(&[source, category.as_str(), &code.to_string()])
+                .inc_by(0);
+        }
+    }
+
+    /// The bounded `code` label value for a primary code.
+    pub fn code_label(&self, code: Option<u32>) -> String {
+        match code {
+            None => "none".into(),
+            Some(c) if self.known_codes.contains(&c) => c.to_string(),
+            Some(_) => "other".into(),
+        }
+    }
+
+    /// Replaces the set of codes that may appear as labels (after a catalogue reload).
+    pub fn set_known_codes(&mut self, codes: &[u32]) {
+        self.known_codes = Arc::new(codes.iter().copied().collect());
+    }
+
+    /// Records what a committed batch stored.
+    pub fn record_batch(&self, result: &BatchResult) {
+        for ((source, outcome), n) in &result.stored {
+            self.signin_events.with_label_values(&[source, outcome.as_str()]).inc_by(*n);
+        }
+        for ((source, category, code), n) in &result.failures {
+            self.signin_failures
+                .with_label_values(&[source, category.as_str(), &self.code_label(*code)])
+                .inc_by(*n);
+        }
+        for (category, n) in &result.incidents_opened {
+            self.incidents_opened.with_label_values(&[category.as_str()]).inc_by(*n);
+        }
+    }
+
+    /// The registry (for tests and custom collectors).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Renders the text exposition format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let encoder = TextEncoder::new();
+        if let Err(e) = encoder.encode(&self.registry.gather(), &mut buf) {
+            tracing::warn!(error = %e, "encoding metrics failed");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}

@@ -1,0 +1,474 @@
+//! The shared middle of every input path (tail, replay, stdin, HTTP push): decoded
+//! items → classified, privacy-filtered `SignInEvent`s → batches → the single writer,
+//! which commits them and updates the metrics.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
+use regex::Regex;
+use serde::Serialize;
+use sha2::Sha256;
+
+use crate::classify::{ClassifyInput, SharedClassifier};
+use crate::config::{PrivacyMode, PrivacySettings};
+use crate::event::{Category, Outcome, Position, SignInEvent};
+use crate::incidents::Policy;
+use crate::ingest::formats::{DecodedItem, ItemKind, RawSignIn};
+use crate::metrics::Metrics;
+use crate::store::{Batch, BatchResult, Store, StoreError, StoredEvent};
+
+/// What an ingest run did: the `replay --json` summary of CONTRACT.md §1 (and the body
+/// that `POST /api/v1/ingest/{source}` answers with).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct IngestSummary {
+    /// Sign-in events newly stored (successes + failures + interrupts).
+    pub records: u64,
+    /// Newly stored successes.
+    pub successes: u64,
+    /// Newly stored failures.
+    pub failures: u64,
+    /// Newly stored interrupts.
+    pub interrupts: u64,
+    /// Records skipped because their id was already stored.
+    pub duplicates: u64,
+    /// Records that could not be decoded.
+    pub parse_errors: u64,
+    /// Records decoded but not sign-in related.
+    pub skipped: u64,
+    /// Failures per category.
+    pub by_category: BTreeMap<String, u64>,
+    /// Failures per primary code (`none` when a failure carried no code).
+    pub by_code: BTreeMap<String, u64>,
+    /// Incidents opened or reopened.
+    pub incidents_opened: u64,
+    /// Passport records whose message was `<private>` (also counted in `skipped`).
+    pub redacted: u64,
+    /// Parse errors per reason.
+    pub parse_errors_by_reason: BTreeMap<String, u64>,
+}
+
+impl IngestSummary {
+    /// Adds what a committed batch stored.
+    pub fn add_result(&mut self, r: &BatchResult) {
+        for ((_, outcome), n) in &r.stored {
+            self.records += n;
+            match outcome {
+                Outcome::Success => self.successes += n,
+                Outcome::Failure => self.failures += n,
+                Outcome::Interrupt => self.interrupts += n,
+            }
+        }
+        for ((_, category, code), n) in &r.failures {
+            *self.by_category.entry(category.as_str().to_string()).or_default() += n;
+            *self
+                .by_code
+                .entry(code.map(|c| c.to_string()).unwrap_or_else(|| "none".into()))
+                .or_default() += n;
+        }
+        self.duplicates += r.duplicates;
+        self.incidents_opened += r.incidents_opened.values().sum::<u64>();
+    }
+
+    /// Adds the decode-side counts of another summary.
+    pub fn add_decode_counts(&mut self, other: &DecodeTally) {
+        self.parse_errors += other.parse_errors.values().sum::<u64>();
+        for (reason, n) in &other.parse_errors {
+            *self.parse_errors_by_reason.entry(reason.to_string()).or_default() += n;
+        }
+        self.skipped += other.skipped + other.redacted;
+        self.redacted += other.redacted;
+    }
+}
+
+/// Decode-side counts of one chunk of input (what never reaches the store).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DecodeTally {
+    /// Records read (every item).
+    pub lines: u64,
+    /// Not sign-in related.
+    pub skipped: u64,
+    /// `<private>` messages.
+    pub redacted: u64,
+    /// Undecodable records per reason.
+    pub parse_errors: BTreeMap<&'static str, u64>,
+}
+
+impl DecodeTally {
+    /// Folds another tally in.
+    pub fn merge(&mut self, o: &DecodeTally) {
+        self.lines += o.lines;
+        self.skipped += o.skipped;
+        self.redacted += o.redacted;
+        for (k, v) in &o.parse_errors {
+            *self.parse_errors.entry(k).or_default() += v;
+        }
+    }
+
+    /// Records the tally in the metrics of `source`.
+    pub fn record(&self, metrics: &Metrics, source: &str) {
+        metrics.ingest_lines.with_label_values(&[source]).inc_by(self.lines);
+        metrics.skipped.with_label_values(&[source]).inc_by(self.skipped);
+        metrics.redacted.with_label_values(&[source]).inc_by(self.redacted);
+        for (reason, n) in &self.parse_errors {
+            metrics.parse_errors.with_label_values(&[source, reason]).inc_by(*n);
+        }
+        if self.lines > 0 {
+            metrics
+                .last_ingest
+                .with_label_values(&[source])
+                .set(Utc::now().timestamp_millis() as f64 / 1000.0);
+        }
+    }
+}
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Applies `[privacy]` to personal values before anything is stored.
+#[derive(Clone)]
+pub struct Privacy {
+    users: PrivacyMode,
+    ips: PrivacyMode,
+    key: Arc<Vec<u8>>,
+    user_key_secret: Arc<Vec<u8>>,
+    email: Regex,
+}
+
+impl std::fmt::Debug for Privacy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Privacy")
+            .field("users", &self.users)
+            .field("ips", &self.ips)
+            .finish_non_exhaustive()
+    }
+}
+
+fn hmac_hex(key: &[u8], value: &str) -> String {
+    // HMAC accepts keys of any length, so this cannot fail; fall back to an empty
+    // digest rather than panic if the crate ever changes that.
+    let Ok(mut mac) = HmacSha256::new_from_slice(key) else {
+        return String::new();
+    };
+    mac.update(value.as_bytes());
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl Privacy {
+    /// Builds the filter. `store_secret` keys the users-affected hashes when no
+    /// `hash_key` is configured (it never leaves the database).
+    pub fn new(settings: &PrivacySettings, store_secret: &[u8]) -> Privacy {
+        let key = settings.hash_key.expose().as_bytes().to_vec();
+        let user_key_secret = if key.is_empty() { store_secret.to_vec() } else { key.clone() };
+        Privacy {
+            users: settings.users,
+            ips: settings.ips,
+            key: Arc::new(key),
+            user_key_secret: Arc::new(user_key_secret),
+            #[allow(clippy::expect_used)]
+            email: Regex::new(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}").expect("static regex"),
+        }
+    }
+
+    fn apply(&self, mode: PrivacyMode, value: Option<String>) -> Option<String> {
+        let value = value.filter(|v| !v.is_empty())?;
+        match mode {
+            PrivacyMode::Keep => Some(value),
+            PrivacyMode::Hash => Some(format!("hmac:{}", hmac_hex(&self.key, &value.to_lowercase()))),
+            PrivacyMode::Drop => None,
+        }
+    }
+
+    /// The stored form of a user principal name.
+    pub fn user(&self, value: Option<String>) -> Option<String> {
+        self.apply(self.users, value)
+    }
+
+    /// The stored form of an IP address.
+    pub fn ip(&self, value: Option<String>) -> Option<String> {
+        self.apply(self.ips, value)
+    }
+
+    /// A keyed hash identifying the user for exact `users_affected` counts.
+    pub fn user_key(&self, user: Option<&str>) -> Option<String> {
+        let user = user.filter(|u| !u.is_empty())?;
+        Some(hmac_hex(&self.user_key_secret, &user.to_lowercase()))
+    }
+
+    /// E-mail addresses inside free text, treated like user names.
+    pub fn message(&self, text: Option<String>) -> Option<String> {
+        let text = text?;
+        if self.users == PrivacyMode::Keep || !text.contains('@') {
+            return Some(text);
+        }
+        let replaced = self.email.replace_all(&text, |c: &regex::Captures<'_>| match self.users {
+            PrivacyMode::Hash => format!("<user:hmac:{}>", hmac_hex(&self.key, &c[0].to_lowercase())),
+            _ => "<redacted>".to_string(),
+        });
+        Some(replaced.into_owned())
+    }
+}
+
+/// Turns decoded items into stored events: classification, privacy, idempotency keys.
+#[derive(Clone)]
+pub struct Normalizer {
+    classifier: Arc<SharedClassifier>,
+    privacy: Privacy,
+}
+
+impl Normalizer {
+    /// Builds a normalizer.
+    pub fn new(classifier: Arc<SharedClassifier>, privacy: Privacy) -> Self {
+        Self { classifier, privacy }
+    }
+
+    /// Classifies and normalizes `items` read from `file_key`, appending events to
+    /// `events` and counting everything else in `tally`.
+    pub fn process(
+        &self,
+        source: &str,
+        file_key: &str,
+        items: &[DecodedItem],
+        received_at: DateTime<Utc>,
+        events: &mut Vec<StoredEvent>,
+        tally: &mut DecodeTally,
+    ) {
+        let classifier = self.classifier.current();
+        for item in items {
+            tally.lines += 1;
+            match &item.kind {
+                ItemKind::Skipped => tally.skipped += 1,
+                ItemKind::Redacted => tally.redacted += 1,
+                ItemKind::Error(reason) => *tally.parse_errors.entry(reason.as_str()).or_default() += 1,
+                ItemKind::SignIn(raw) => {
+                    match self.event(&classifier, source, file_key, item.start_offset, raw, received_at) {
+                        Some(ev) => events.push(ev),
+                        None => tally.skipped += 1,
+                    }
+                }
+            }
+        }
+    }
+
+    fn event(
+        &self,
+        classifier: &crate::classify::Classifier,
+        source: &str,
+        file_key: &str,
+        offset: u64,
+        raw: &RawSignIn,
+        received_at: DateTime<Utc>,
+    ) -> Option<StoredEvent> {
+        let c = classifier.classify(&ClassifyInput {
+            result_code: raw.result_code,
+            message_codes: &raw.message_codes,
+            message: raw.message.as_deref(),
+            oauth_error: raw.oauth_error.as_deref(),
+            token_issuer_type: raw.token_issuer_type.as_deref(),
+            user: raw.user.as_deref(),
+            auth_protocol: raw.auth_protocol.as_deref(),
+            app_id: raw.app_id.as_deref(),
+        });
+        // A text-only line (Passport) that carries no code and matches no catalogue
+        // entry is chatter, not a sign-in.
+        if raw.result_code.is_none() && c.codes.is_empty() && c.matched_by.is_none() {
+            return None;
+        }
+        let (category, codes) = match c.outcome {
+            Outcome::Success => (None, Vec::new()),
+            _ => (Some(c.category), c.codes.clone()),
+        };
+        let event = SignInEvent {
+            received_at,
+            occurred_at: raw.occurred_at.unwrap_or(received_at),
+            source: source.to_string(),
+            format: raw.format.to_string(),
+            outcome: c.outcome,
+            category,
+            codes,
+            entry_id: if c.outcome == Outcome::Success { None } else { c.entry.clone() },
+            message: if c.outcome == Outcome::Success { None } else { self.privacy.message(raw.message.clone()) },
+            user: self.privacy.user(raw.user.clone()),
+            app_id: raw.app_id.clone(),
+            app_name: raw.app_name.clone(),
+            tenant_id: raw.tenant_id.clone(),
+            client_app: raw.client_app.clone(),
+            auth_protocol: raw.auth_protocol.clone(),
+            token_issuer_type: raw.token_issuer_type.clone(),
+            ip: self.privacy.ip(raw.ip.clone()),
+            correlation_id: raw.correlation_id.clone(),
+            record_id: raw.record_id.clone(),
+            device: raw.device.clone(),
+            position: Some(Position {
+                file_key: file_key.to_string(),
+                offset,
+            }),
+        };
+        Some(StoredEvent {
+            user_key: if c.outcome == Outcome::Failure { self.privacy.user_key(raw.user.as_deref()) } else { None },
+            title: c.title,
+            remediation: c.remediation,
+            severity: serde_json::to_value(c.severity)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_else(|| "medium".into()),
+            event,
+        })
+    }
+}
+
+/// The single database writer: commits batches and keeps the metrics in step.
+#[derive(Clone)]
+pub struct Writer {
+    store: Store,
+    metrics: Metrics,
+    policy: Policy,
+}
+
+impl Writer {
+    /// Builds a writer.
+    pub fn new(store: Store, metrics: Metrics, policy: Policy) -> Self {
+        Self { store, metrics, policy }
+    }
+
+    /// Commits one batch and updates metrics; the result says what was stored.
+    pub async fn commit(&self, batch: &Batch) -> Result<BatchResult, StoreError> {
+        if batch.is_empty() {
+            return Ok(BatchResult::default());
+        }
+        let started = Instant::now();
+        let result = self.store.commit_batch(batch, &self.policy).await?;
+        self.metrics.batch_commit.observe(started.elapsed().as_secs_f64());
+        self.metrics.batch_records.observe(batch.events.len() as f64);
+        self.metrics.record_batch(&result);
+        let now = Utc::now();
+        for stored in &batch.events {
+            let lag = (now - stored.event.occurred_at).num_milliseconds().max(0) as f64 / 1000.0;
+            self.metrics.ingest_lag.with_label_values(&[&stored.event.source]).observe(lag);
+        }
+        if !result.incidents_opened.is_empty() || result.incidents_auto_resolved > 0 {
+            self.refresh_incident_gauge().await?;
+        }
+        self.metrics.store_size.set(self.store.size_bytes() as i64);
+        Ok(result)
+    }
+
+    /// Re-reads the open-incident counts into `passportd_incidents_open`.
+    pub async fn refresh_incident_gauge(&self) -> Result<(), StoreError> {
+        let open = self.store.open_incidents_by_category().await?;
+        for category in Category::failure_categories() {
+            self.metrics
+                .incidents_open
+                .with_label_values(&[category.as_str()])
+                .set(open.get(&category).copied().unwrap_or(0));
+        }
+        Ok(())
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    #[test]
+    fn privacy_modes() {
+        let mut s = PrivacySettings::default();
+        let keep = Privacy::new(&s, b"store-secret");
+        assert_eq!(keep.user(Some("a@b.example".into())).as_deref(), Some("a@b.example"));
+        s.users = PrivacyMode::Hash;
+        s.ips = PrivacyMode::Drop;
+        s.hash_key = Secret::new("0123456789abcdef");
+        let p = Privacy::new(&s, b"store-secret");
+        let hashed = p.user(Some("Alice@Contoso.example".into())).expect("hashed");
+        assert!(hashed.starts_with("hmac:") && !hashed.contains("alice"), "{hashed}");
+        assert_eq!(p.user(Some("alice@contoso.example".into())), Some(hashed));
+        assert_eq!(p.ip(Some("192.0.2.1".into())), None);
+        let msg = p.message(Some("AADSTS50034: user alice@contoso.example does not exist".into())).expect("msg");
+        assert!(!msg.contains("alice"), "{msg}");
+        assert!(msg.contains("AADSTS50034"));
+        assert_eq!(p.user_key(Some("A@b.example")), p.user_key(Some("a@B.example")));
+    }
+}
+
+/// Batching limits of the writer loop.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLimits {
+    /// Commit when a batch holds this many events…
+    pub max_records: usize,
+    /// …or when it has waited this long.
+    pub max_wait: std::time::Duration,
+}
+
+/// Receives chunks from every reader and commits them in batches until all senders
+/// are gone. Returns the summary of everything committed. Each batch carries the
+/// newest checkpoint of every file it has events from, so events and positions
+/// commit together.
+pub async fn run_writer(
+    mut rx: tokio::sync::mpsc::Receiver<crate::ingest::reader::Chunk>,
+    writer: Writer,
+    limits: BatchLimits,
+) -> Result<IngestSummary, StoreError> {
+    let mut summary = IngestSummary::default();
+    loop {
+        let Some(first) = rx.recv().await else {
+            break;
+        };
+        let deadline = tokio::time::Instant::now() + limits.max_wait;
+        let mut idle_since_first = false;
+        let mut batch = Batch::default();
+        let mut tallies: BTreeMap<String, DecodeTally> = BTreeMap::new();
+        let mut checkpoints: BTreeMap<String, crate::store::Checkpoint> = BTreeMap::new();
+        let mut absorb = |chunk: crate::ingest::reader::Chunk, batch: &mut Batch| {
+            tallies.entry(chunk.source.clone()).or_default().merge(&chunk.tally);
+            batch.events.extend(chunk.events);
+            if let Some(cp) = chunk.checkpoint {
+                checkpoints.insert(cp.file_key.clone(), cp);
+            }
+        };
+        absorb(first, &mut batch);
+        // Take what is already queued without waiting: under load chunks pile up and
+        // batches grow to max_records; when idle a lone chunk commits at once instead
+        // of sitting out max_wait (which only bounds how long a growing batch waits).
+        while batch.events.len() < limits.max_records {
+            match rx.try_recv() {
+                Ok(chunk) => absorb(chunk, &mut batch),
+                Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {
+                    if idle_since_first || tokio::time::Instant::now() >= deadline {
+                        break;
+                    }
+                    idle_since_first = true;
+                    tokio::task::yield_now().await;
+                }
+                Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => break,
+            }
+        }
+        batch.checkpoints = checkpoints.into_values().collect();
+        let result = writer.commit(&batch).await?;
+        for (source, tally) in &tallies {
+            tally.record(&writer.metrics, source);
+            summary.add_decode_counts(tally);
+        }
+        for (source, n) in result.duplicates_by_source.iter() {
+            writer.metrics.duplicates.with_label_values(&[source]).inc_by(*n);
+        }
+        summary.add_result(&result);
+    }
+    Ok(summary)
+}

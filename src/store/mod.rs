@@ -1,0 +1,603 @@
+//! The SQLite store: every SQL statement of passportd lives here.
+//!
+//! A batch (events, the incident updates they cause, and the read positions of the
+//! files they came from) commits in ONE transaction, so a crash at any instant keeps
+//! the whole batch or none of it, and a restart resumes exactly where the last commit
+//! ended.
+
+pub mod queries;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+use crate::event::{Category, Outcome, SignInEvent};
+use crate::incidents::{self, Decision, IncidentState, IncidentStatus, Policy};
+
+pub use queries::{EventQuery, EventRow, IncidentQuery, IncidentSort, Page, Summary};
+
+/// Store failures. Messages name the database file where it helps.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The folder for the database could not be created.
+    #[error("cannot create the folder for the database {path}: {source}")]
+    CreateDir {
+        /// The database path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Opening or migrating the database failed.
+    #[error("cannot open the database {path}: {source}")]
+    Open {
+        /// The database path.
+        path: PathBuf,
+        /// sqlx's error.
+        source: sqlx::Error,
+    },
+    /// Applying the schema migrations failed.
+    #[error("cannot migrate the database {path}: {source}")]
+    Migrate {
+        /// The database path.
+        path: PathBuf,
+        /// sqlx's error.
+        source: sqlx::migrate::MigrateError,
+    },
+    /// A query failed.
+    #[error("database error: {0}")]
+    Query(#[from] sqlx::Error),
+    /// A stored value could not be read back (a bug or a hand-edited database).
+    #[error("corrupt value in column {column}: {value:?}")]
+    Corrupt {
+        /// The column.
+        column: &'static str,
+        /// The value found.
+        value: String,
+    },
+}
+
+/// The read position of one file generation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// Identity key of the generation (stable across renames).
+    pub file_key: String,
+    /// The source that reads it.
+    pub source: String,
+    /// The path it was last seen at.
+    pub path: String,
+    /// Device number.
+    pub dev: u64,
+    /// Inode number.
+    pub ino: u64,
+    /// The file's first bytes (up to the fingerprint size), extended as it grows.
+    pub fingerprint: Vec<u8>,
+    /// Offset just past the last record committed.
+    pub offset: u64,
+    /// Decoder framing state at that offset.
+    pub state: String,
+}
+
+/// An event ready to store, with what the incident engine needs from the catalogue.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    /// The event (privacy already applied).
+    pub event: SignInEvent,
+    /// Catalogue title (for a new incident).
+    pub title: String,
+    /// Catalogue remediation (for a new incident).
+    pub remediation: String,
+    /// Catalogue severity name.
+    pub severity: String,
+    /// Keyed hash of the user, for an exact `users_affected` (never the raw name).
+    pub user_key: Option<String>,
+}
+
+/// One unit of commit.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    /// Events to insert (duplicates are skipped by their idempotency key).
+    pub events: Vec<StoredEvent>,
+    /// Positions to record for the files the events came from.
+    pub checkpoints: Vec<Checkpoint>,
+}
+
+impl Batch {
+    /// True when there is nothing to commit.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.checkpoints.is_empty()
+    }
+}
+
+/// What a committed batch did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchResult {
+    /// Newly stored events per (source, outcome).
+    pub stored: BTreeMap<(String, Outcome), u64>,
+    /// Newly stored failures per (source, category, primary code).
+    pub failures: BTreeMap<(String, Category, Option<u32>), u64>,
+    /// Events skipped because their key was already stored.
+    pub duplicates: u64,
+    /// The same, per source.
+    pub duplicates_by_source: BTreeMap<String, u64>,
+    /// Incidents opened or reopened, per category.
+    pub incidents_opened: BTreeMap<Category, u64>,
+    /// Incidents resolved by the quiet-period sweep.
+    pub incidents_auto_resolved: u64,
+}
+
+/// The SQLite store.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+    path: PathBuf,
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+fn to_ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+/// Milliseconds since the epoch back to a UTC time (out-of-range values clamp to the epoch).
+pub fn from_ms(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+impl Store {
+    /// Opens (creating if needed) the database and applies pending migrations.
+    pub async fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        }
+        let url = format!("sqlite://{}", path.display());
+        let options = SqliteConnectOptions::from_str(&url)
+            .map_err(|source| StoreError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // WAL + NORMAL survives a process crash (kill -9) without losing a commit;
+            // only a power loss can drop the last transactions, which then replay from
+            // the files because their checkpoints were dropped with them.
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10))
+            .pragma("temp_store", "memory")
+            .pragma("cache_size", "-16000");
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .min_connections(1)
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        MIGRATOR.run(&pool).await.map_err(|source| StoreError::Migrate {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(Store {
+            pool,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Closes the pool (after the last commit).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// True when a trivial query answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Size of the database and its WAL on disk.
+    pub fn size_bytes(&self) -> u64 {
+        let mut total = 0;
+        for suffix in ["", "-wal"] {
+            let mut p = self.path.as_os_str().to_owned();
+            p.push(suffix);
+            total += std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+        }
+        total
+    }
+
+    /// All checkpoints of a source.
+    pub async fn checkpoints(&self, source: &str) -> Result<Vec<Checkpoint>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT file_key, source, path, dev, ino, fingerprint, file_offset, state
+             FROM checkpoints WHERE source = ? ORDER BY file_key",
+        )
+        .bind(source)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Checkpoint {
+                    file_key: r.try_get("file_key")?,
+                    source: r.try_get("source")?,
+                    path: r.try_get("path")?,
+                    dev: r.try_get::<i64, _>("dev")? as u64,
+                    ino: r.try_get::<i64, _>("ino")? as u64,
+                    fingerprint: r.try_get("fingerprint")?,
+                    offset: r.try_get::<i64, _>("file_offset")?.max(0) as u64,
+                    state: r.try_get("state")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Forgets checkpoints of a source that were not updated since `before`.
+    pub async fn forget_checkpoints(&self, source: &str, keep: &[String]) -> Result<u64, StoreError> {
+        let existing = self.checkpoints(source).await?;
+        let mut removed = 0;
+        for cp in existing.iter().filter(|c| !keep.contains(&c.file_key)) {
+            removed += sqlx::query("DELETE FROM checkpoints WHERE file_key = ?")
+                .bind(&cp.file_key)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        }
+        Ok(removed)
+    }
+
+    /// Commits a batch in one transaction: events (deduplicated), incident updates,
+    /// the quiet-period sweep and the checkpoints.
+    pub async fn commit_batch(&self, batch: &Batch, policy: &Policy) -> Result<BatchResult, StoreError> {
+        let mut result = BatchResult::default();
+        if batch.is_empty() {
+            return Ok(result);
+        }
+        let mut tx = self.pool.begin().await?;
+        let mut watermark: i64 = sqlx::query_scalar("SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'watermark_ms'")
+            .fetch_optional(&mut *tx)
+            .await?
+            .unwrap_or(i64::MIN);
+        let batch_max = batch
+            .events
+            .iter()
+            .map(|e| to_ms(e.event.occurred_at))
+            .max()
+            .unwrap_or(i64::MIN);
+        // Incidents that went quiet before this batch are closed first (so a recurrence
+        // reopens them); the batch's own clock advance is swept after its events, so a
+        // failure inside the batch can still extend an incident it belongs to.
+        result.incidents_auto_resolved += sweep(&mut tx, watermark, policy).await?;
+
+        for stored in &batch.events {
+            let ev = &stored.event;
+            let Some(key) = ev.dedup_key() else {
+                continue;
+            };
+            let occurred = to_ms(ev.occurred_at);
+            let codes = ev
+                .codes
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(",");
+            let inserted: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO events (dedup_key, source, format, received_at, occurred_at, outcome,
+                    category, code, codes, entry_id, message, user, app_id, app_name, tenant_id,
+                    client_app, auth_protocol, token_issuer_type, ip, correlation_id, record_id,
+                    device, file_key, file_offset)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (dedup_key) DO NOTHING
+                 RETURNING id",
+            )
+            .bind(&key)
+            .bind(&ev.source)
+            .bind(&ev.format)
+            .bind(to_ms(ev.received_at))
+            .bind(occurred)
+            .bind(ev.outcome.as_str())
+            .bind(ev.category.map(|c| c.as_str()))
+            .bind(ev.primary_code().map(i64::from))
+            .bind(if codes.is_empty() { None } else { Some(codes) })
+            .bind(&ev.entry_id)
+            .bind(&ev.message)
+            .bind(&ev.user)
+            .bind(&ev.app_id)
+            .bind(&ev.app_name)
+            .bind(&ev.tenant_id)
+            .bind(&ev.client_app)
+            .bind(&ev.auth_protocol)
+            .bind(&ev.token_issuer_type)
+            .bind(&ev.ip)
+            .bind(&ev.correlation_id)
+            .bind(&ev.record_id)
+            .bind(&ev.device)
+            .bind(ev.position.as_ref().map(|p| p.file_key.as_str()))
+            .bind(ev.position.as_ref().map(|p| p.offset as i64))
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(event_id) = inserted else {
+                result.duplicates += 1;
+                *result.duplicates_by_source.entry(ev.source.clone()).or_default() += 1;
+                continue;
+            };
+            *result.stored.entry((ev.source.clone(), ev.outcome)).or_default() += 1;
+            if ev.outcome != Outcome::Failure {
+                continue;
+            }
+            let category = ev.category.unwrap_or(Category::Unclassified);
+            *result
+                .failures
+                .entry((ev.source.clone(), category, ev.primary_code()))
+                .or_default() += 1;
+            let incident_id = apply_incident(&mut tx, stored, category, occurred, policy, &mut result).await?;
+            sqlx::query("UPDATE events SET incident_id = ? WHERE id = ?")
+                .bind(incident_id)
+                .bind(event_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+
+        if batch_max > watermark {
+            watermark = batch_max;
+            result.incidents_auto_resolved += sweep(&mut tx, watermark, policy).await?;
+        }
+        if watermark != i64::MIN {
+            sqlx::query("INSERT INTO meta (key, value) VALUES ('watermark_ms', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+                .bind(watermark.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+
+        let now = to_ms(Utc::now());
+        for cp in &batch.checkpoints {
+            sqlx::query(
+                "INSERT INTO checkpoints (file_key, source, path, dev, ino, fingerprint, file_offset, state, updated_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (file_key) DO UPDATE SET source = excluded.source, path = excluded.path,
+                    dev = excluded.dev, ino = excluded.ino, fingerprint = excluded.fingerprint,
+                    file_offset = excluded.file_offset, state = excluded.state, updated_at = excluded.updated_at",
+            )
+            .bind(&cp.file_key)
+            .bind(&cp.source)
+            .bind(&cp.path)
+            .bind(cp.dev as i64)
+            .bind(cp.ino as i64)
+            .bind(&cp.fingerprint)
+            .bind(cp.offset as i64)
+            .bind(&cp.state)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(result)
+    }
+
+    /// Open (open + acknowledged) incidents per category.
+    pub async fn open_incidents_by_category(&self) -> Result<BTreeMap<Category, i64>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT category, COUNT(*) AS n FROM incidents WHERE status IN ('open', 'acknowledged') GROUP BY category",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = BTreeMap::new();
+        for r in rows {
+            let name: String = r.try_get("category")?;
+            let category = Category::parse(&name).ok_or(StoreError::Corrupt {
+                column: "incidents.category",
+                value: name,
+            })?;
+            out.insert(category, r.try_get::<i64, _>("n")?);
+        }
+        Ok(out)
+    }
+
+    /// The newest event time stored (the event-time clock), if any.
+    pub async fn watermark(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let v: Option<i64> = sqlx::query_scalar("SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'watermark_ms'")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(v.map(from_ms))
+    }
+
+    /// Acknowledges an incident. `Ok(None)` when there is no such incident.
+    pub async fn acknowledge(&self, id: i64, by: Option<&str>, now: DateTime<Utc>) -> Result<Option<incidents::Incident>, StoreError> {
+        let changed = sqlx::query(
+            "UPDATE incidents SET status = CASE WHEN status = 'resolved' THEN status ELSE 'acknowledged' END,
+                acknowledged_by = ?, acknowledged_at = ? WHERE id = ?",
+        )
+        .bind(by)
+        .bind(to_ms(now))
+        .bind(id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            return Ok(None);
+        }
+        self.incident(id).await
+    }
+
+    /// Resolves an incident by hand, at the current event-time clock (so that a later
+    /// failure reopens it and an older, late one does not).
+    pub async fn resolve(&self, id: i64, now: DateTime<Utc>) -> Result<Option<incidents::Incident>, StoreError> {
+        let at = match self.watermark().await? {
+            Some(w) => to_ms(w),
+            None => to_ms(now),
+        };
+        let changed = sqlx::query(
+            "UPDATE incidents SET status = 'resolved', resolved_at = COALESCE(resolved_at, MAX(?, last_seen)) WHERE id = ?",
+        )
+        .bind(at)
+        .bind(id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            return Ok(None);
+        }
+        self.incident(id).await
+    }
+
+    /// A random secret kept in the database, created on first use. It keys the
+    /// users-affected hashes when no `privacy.hash_key` is configured.
+    pub async fn secret(&self) -> Result<Vec<u8>, StoreError> {
+        let existing: Option<String> = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'secret'")
+            .fetch_optional(&self.pool)
+            .await?;
+        if let Some(v) = existing {
+            return Ok(v.into_bytes());
+        }
+        // No RNG crate: SQLite's randomblob() is a CSPRNG-backed source.
+        let fresh: String = sqlx::query_scalar("SELECT lower(hex(randomblob(32)))")
+            .fetch_one(&self.pool)
+            .await?;
+        sqlx::query("INSERT INTO meta (key, value) VALUES ('secret', ?) ON CONFLICT (key) DO NOTHING")
+            .bind(&fresh)
+            .execute(&self.pool)
+            .await?;
+        let v: String = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'secret'")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(v.into_bytes())
+    }
+
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+/// Resolves every active incident whose quiet period ended before `watermark`.
+async fn sweep(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    watermark: i64,
+    policy: &Policy,
+) -> Result<u64, StoreError> {
+    if watermark == i64::MIN {
+        return Ok(0);
+    }
+    let quiet = i64::try_from(policy.quiet_period.as_millis()).unwrap_or(i64::MAX);
+    let done = sqlx::query(
+        "UPDATE incidents SET status = 'resolved', resolved_at = last_seen + ?
+         WHERE status IN ('open', 'acknowledged') AND last_seen < ? - ?",
+    )
+    .bind(quiet)
+    .bind(watermark)
+    .bind(quiet)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(done)
+}
+
+async fn apply_incident(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    stored: &StoredEvent,
+    category: Category,
+    occurred: i64,
+    policy: &Policy,
+    result: &mut BatchResult,
+) -> Result<i64, StoreError> {
+    let ev = &stored.event;
+    let app = ev.app_name.as_deref().or(ev.app_id.as_deref());
+    let fp = incidents::fingerprint(category, ev.primary_code(), ev.app_id.as_deref().or(app), ev.tenant_id.as_deref());
+    let row = sqlx::query(
+        "SELECT id, status, last_seen, resolved_at FROM incidents WHERE fingerprint = ? ORDER BY id DESC LIMIT 1",
+    )
+    .bind(&fp)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let existing = match row {
+        Some(r) => {
+            let status: String = r.try_get("status")?;
+            Some(IncidentState {
+                id: r.try_get("id")?,
+                status: IncidentStatus::parse(&status).ok_or(StoreError::Corrupt {
+                    column: "incidents.status",
+                    value: status,
+                })?,
+                last_seen_ms: r.try_get("last_seen")?,
+                resolved_at_ms: r.try_get("resolved_at")?,
+            })
+        }
+        None => None,
+    };
+    let id = match incidents::decide(existing, occurred, policy) {
+        Decision::Open => {
+            *result.incidents_opened.entry(category).or_default() += 1;
+            sqlx::query_scalar(
+                "INSERT INTO incidents (fingerprint, category, code, app, tenant, entry_id, title, severity,
+                    status, first_seen, last_seen, event_count, users_affected, sources, remediation,
+                    reopened_count, opened_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, 0, 0, '', ?, 0, ?)
+                 RETURNING id",
+            )
+            .bind(&fp)
+            .bind(category.as_str())
+            .bind(ev.primary_code().map(i64::from))
+            .bind(app)
+            .bind(&ev.tenant_id)
+            .bind(&ev.entry_id)
+            .bind(&stored.title)
+            .bind(&stored.severity)
+            .bind(occurred)
+            .bind(occurred)
+            .bind(&stored.remediation)
+            .bind(occurred)
+            .fetch_one(&mut **tx)
+            .await?
+        }
+        Decision::Reopen(id) => {
+            *result.incidents_opened.entry(category).or_default() += 1;
+            sqlx::query(
+                "UPDATE incidents SET status = 'open', resolved_at = NULL, acknowledged_by = NULL,
+                    acknowledged_at = NULL, reopened_count = reopened_count + 1 WHERE id = ?",
+            )
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+            id
+        }
+        Decision::Append(id) => id,
+    };
+    let mut new_user = 0i64;
+    if let Some(user_key) = &stored.user_key {
+        new_user = sqlx::query("INSERT INTO incident_users (incident_id, user_key) VALUES (?, ?) ON CONFLICT DO NOTHING")
+            .bind(id)
+            .bind(user_key)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected() as i64;
+    }
+    // Sources are a short comma-separated set: append this one if it is new.
+    sqlx::query(
+        "UPDATE incidents SET event_count = event_count + 1, users_affected = users_affected + ?,
+            first_seen = MIN(first_seen, ?), last_seen = MAX(last_seen, ?),
+            sources = CASE WHEN instr(',' || sources || ',', ',' || ? || ',') > 0 THEN sources
+                           WHEN sources = '' THEN ? ELSE sources || ',' || ? END
+         WHERE id = ?",
+    )
+    .bind(new_user)
+    .bind(occurred)
+    .bind(occurred)
+    .bind(&ev.source)
+    .bind(&ev.source)
+    .bind(&ev.source)
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(id)
+}
