@@ -88,7 +88,11 @@ fn relevant_pairs(catalogue: &Catalogue) -> Vec<(Category, u32)> {
 }
 
 fn known_codes(catalogue: &Catalogue) -> Vec<u32> {
-    catalogue.entries().iter().flat_map(|e| e.codes.iter().copied()).collect()
+    catalogue
+        .entries()
+        .iter()
+        .flat_map(|e| e.codes.iter().copied())
+        .collect()
 }
 
 impl Core {
@@ -96,7 +100,11 @@ impl Core {
     /// to pre-initialise.
     pub async fn build(settings: Settings, sources: Vec<String>) -> Result<Core, AppError> {
         let catalogue = Catalogue::load(&settings.catalogue.extra_paths)?;
-        let metrics = Metrics::new(&sources, &known_codes(&catalogue), &relevant_pairs(&catalogue))?;
+        let metrics = Metrics::new(
+            &sources,
+            &known_codes(&catalogue),
+            &relevant_pairs(&catalogue),
+        )?;
         metrics.catalogue_entries.set(catalogue.len() as i64);
         let classifier = Arc::new(SharedClassifier::new(Classifier::new(
             Arc::new(catalogue),
@@ -131,14 +139,23 @@ impl Core {
     /// atomically; an invalid file keeps the old catalogue.
     pub fn reload_catalogue(&self) {
         let s = &self.settings.catalogue;
-        match self.classifier.reload(&s.extra_paths, s.federated_domains.clone()) {
+        match self
+            .classifier
+            .reload(&s.extra_paths, s.federated_domains.clone())
+        {
             Ok(n) => {
-                self.metrics.catalogue_reloads.with_label_values(&["success"]).inc();
+                self.metrics
+                    .catalogue_reloads
+                    .with_label_values(&["success"])
+                    .inc();
                 self.metrics.catalogue_entries.set(n as i64);
                 tracing::info!(entries = n, "catalogue reloaded");
             }
             Err(e) => {
-                self.metrics.catalogue_reloads.with_label_values(&["error"]).inc();
+                self.metrics
+                    .catalogue_reloads
+                    .with_label_values(&["error"])
+                    .inc();
                 tracing::error!(error = %e, "catalogue reload failed; keeping the previous catalogue");
             }
         }
@@ -159,15 +176,21 @@ impl Application {
         sources.push(api::HTTP_SOURCE.to_string());
         let listen = settings.listen_addr().map_err(AppError::Config)?;
         let core = Core::build(settings, sources).await?;
-        let listener = TcpListener::bind(listen).await.map_err(|source| AppError::Bind {
-            addr: listen.to_string(),
-            source,
-        })?;
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|source| AppError::Bind {
+                addr: listen.to_string(),
+                source,
+            })?;
         let addr = listener.local_addr().map_err(|source| AppError::Bind {
             addr: listen.to_string(),
             source,
         })?;
-        Ok(Application { core, listener, addr })
+        Ok(Application {
+            core,
+            listener,
+            addr,
+        })
     }
 
     /// The bound address.
@@ -181,8 +204,15 @@ impl Application {
     }
 
     /// Runs until `shutdown` completes, then drains and returns.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), AppError> {
-        let Application { core, listener, addr } = self;
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), AppError> {
+        let Application {
+            core,
+            listener,
+            addr,
+        } = self;
         let core = Arc::new(core);
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -210,7 +240,10 @@ impl Application {
             if let Ok(mut h) = health.write() {
                 h.insert(source.name.clone(), Ok(()));
             }
-            core.metrics.source_up.with_label_values(&[&source.name]).set(1);
+            core.metrics
+                .source_up
+                .with_label_values(&[&source.name])
+                .set(1);
             let health = health.clone();
             let metrics = core.metrics.clone();
             let name = source.name.clone();
@@ -298,7 +331,9 @@ impl Application {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(e))) => return Err(AppError::Serve(e)),
             Ok(Err(e)) => tracing::error!(error = %e, "HTTP task failed"),
-            Err(_) => tracing::error!(timeout = ?deadline, "shutdown timed out; uncommitted records will be read again at the next start"),
+            Err(_) => {
+                tracing::error!(timeout = ?deadline, "shutdown timed out; uncommitted records will be read again at the next start")
+            }
         }
         core.store.close().await;
         tracing::info!("stopped");
@@ -317,7 +352,11 @@ fn spawn_reloader(tracker: &TaskTracker, core: Arc<Core>, cancel: CancellationTo
         let watched: Vec<PathBuf> = paths.clone();
         match notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
             if let Ok(ev) = res {
-                if ev.paths.iter().any(|p| watched.iter().any(|w| p.ends_with(w.file_name().unwrap_or_default()))) {
+                if ev.paths.iter().any(|p| {
+                    watched
+                        .iter()
+                        .any(|w| p.ends_with(w.file_name().unwrap_or_default()))
+                }) {
                     let _ = tx.try_send(());
                 }
             }
@@ -326,7 +365,10 @@ fn spawn_reloader(tracker: &TaskTracker, core: Arc<Core>, cancel: CancellationTo
                 for p in &paths {
                     // Watch the folder: editors replace files by rename, which a watch on
                     // the file itself would miss.
-                    let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+                    let dir = p
+                        .parent()
+                        .filter(|d| !d.as_os_str().is_empty())
+                        .unwrap_or(std::path::Path::new("."));
                     if let Err(e) = w.watch(dir, notify::RecursiveMode::NonRecursive) {
                         tracing::warn!(folder = %dir.display(), error = %e, "cannot watch catalogue folder; SIGHUP still reloads");
                     }

@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use tokio::sync::mpsc;
 
 use crate::app::{AppError, Application, Core};
-use crate::classify::{Catalogue, ClassifyInput, Classifier};
+use crate::classify::{Catalogue, Classifier, ClassifyInput};
 use crate::config::{self, ConfigError, Loaded, SourceSettings};
 use crate::ingest::formats::Format;
 use crate::ingest::reader::{self, Chunk};
@@ -18,10 +18,12 @@ use crate::pipeline::{run_writer, IngestSummary};
 /// incidents, export Prometheus metrics.
 #[derive(Debug, Parser)]
 #[command(name = "passportd", version, about, long_about = None, propagate_version = true)]
-#[command(after_help = "Configuration: --config PATH, else $PASSPORTD_CONFIG, else ./config/passportd.toml if it exists, \
+#[command(
+    after_help = "Configuration: --config PATH, else $PASSPORTD_CONFIG, else ./config/passportd.toml if it exists, \
 else the embedded default (listen 127.0.0.1:9477, database ./passportd.db, no file sources). \
 Any key can be overridden as PASSPORTD_<SECTION>__<KEY>, e.g. PASSPORTD_SERVER__LISTEN=0.0.0.0:9477.\n\
-Exit codes: 0 success, 2 usage or configuration error, 1 other failure.")]
+Exit codes: 0 success, 2 usage or configuration error, 1 other failure."
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -89,7 +91,11 @@ pub enum Command {
 }
 
 fn parse_format(s: &str) -> Result<Format, String> {
-    Format::parse(s).ok_or_else(|| format!("unknown format {s:?} (auto, azure-diagnostic, azure-loganalytics, graph, passport)"))
+    Format::parse(s).ok_or_else(|| {
+        format!(
+            "unknown format {s:?} (auto, azure-diagnostic, azure-loganalytics, graph, passport)"
+        )
+    })
 }
 
 /// A command failure with its exit code.
@@ -144,7 +150,11 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             json,
             files,
         } => replay(config, source, format, json, files).await,
-        Command::Classify { config, json, messages } => classify(config, json, messages),
+        Command::Classify {
+            config,
+            json,
+            messages,
+        } => classify(config, json, messages),
         Command::CheckConfig(arg) => check_config(arg),
         Command::Catalogue { config, json } => catalogue(config, json),
     }
@@ -193,11 +203,12 @@ async fn replay(
     let loaded = load(&arg)?;
     crate::telemetry::init(&loaded.settings.log);
     let mut source_settings = match &source {
-        Some(name) => loaded
-            .settings
-            .source(name)
-            .cloned()
-            .ok_or_else(|| CliError::Usage(format!("--source {name:?}: no such source in {}", loaded.origin)))?,
+        Some(name) => loaded.settings.source(name).cloned().ok_or_else(|| {
+            CliError::Usage(format!(
+                "--source {name:?}: no such source in {}",
+                loaded.origin
+            ))
+        })?,
         None => SourceSettings::replay_default(),
     };
     if let Some(f) = format {
@@ -267,7 +278,8 @@ fn render_summary(s: &IngestSummary) -> String {
 }
 
 fn classifier_for(loaded: &Loaded) -> Result<Classifier, CliError> {
-    let catalogue = Catalogue::load(&loaded.settings.catalogue.extra_paths).map_err(|e| CliError::Usage(e.to_string()))?;
+    let catalogue = Catalogue::load(&loaded.settings.catalogue.extra_paths)
+        .map_err(|e| CliError::Usage(e.to_string()))?;
     Ok(Classifier::new(
         std::sync::Arc::new(catalogue),
         loaded.settings.catalogue.federated_domains.clone(),
@@ -283,7 +295,10 @@ fn classify(arg: ConfigArg, json: bool, messages: Vec<String>) -> Result<(), Cli
         let text = if json {
             serde_json::to_string(&c).map_err(|e| CliError::Failed(e.to_string()))?
         } else {
-            let code = c.code.map(|c| format!("AADSTS{c}")).unwrap_or_else(|| "no code".into());
+            let code = c
+                .code
+                .map(|c| format!("AADSTS{c}"))
+                .unwrap_or_else(|| "no code".into());
             let mut t = format!("{} ({}): {} [{}]", c.category, code, c.title, c.outcome);
             if !c.remediation.is_empty() {
                 t.push_str(&format!("\n  fix: {}", c.remediation));
@@ -317,7 +332,10 @@ fn check_config(arg: ConfigArg) -> Result<(), CliError> {
     let mut out = String::new();
     out.push_str(&format!("configuration: {} — valid\n", loaded.origin));
     if !loaded.overrides.is_empty() {
-        out.push_str(&format!("environment overrides: {}\n", loaded.overrides.join(", ")));
+        out.push_str(&format!(
+            "environment overrides: {}\n",
+            loaded.overrides.join(", ")
+        ));
     }
     out.push_str(&format!("listen: {}\n", s.server.listen));
     out.push_str(&format!("database: {}\n", s.storage.path.display()));
@@ -338,7 +356,11 @@ fn check_config(arg: ConfigArg) -> Result<(), CliError> {
         "privacy: users {:?}, ips {:?}; api token {}\n",
         s.privacy.users,
         s.privacy.ips,
-        if s.api.token.is_empty() { "not required" } else { "required" }
+        if s.api.token.is_empty() {
+            "not required"
+        } else {
+            "required"
+        }
     ));
     if s.sources.is_empty() {
         out.push_str("sources: none (push to POST /api/v1/ingest/http, or add [[sources]])\n");
@@ -375,18 +397,32 @@ fn catalogue(arg: ConfigArg, json: bool) -> Result<(), CliError> {
     } else {
         let mut text = String::new();
         for e in entries {
-            let codes = e.codes.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",");
+            let codes = e
+                .codes
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(",");
             text.push_str(&format!(
                 "{:<28} {:<10} {:<26} {}{}\n",
                 e.id,
-                if codes.is_empty() { "-".to_string() } else { codes },
+                if codes.is_empty() {
+                    "-".to_string()
+                } else {
+                    codes
+                },
                 e.category.as_str(),
                 e.title,
-                if e.passport_relevant { "  [passport]" } else { "" }
+                if e.passport_relevant {
+                    "  [passport]"
+                } else {
+                    ""
+                }
             ));
         }
         text.push_str(&format!("{} entries\n", entries.len()));
-        out.write_all(text.as_bytes()).map_err(|e| CliError::Failed(e.to_string()))
+        out.write_all(text.as_bytes())
+            .map_err(|e| CliError::Failed(e.to_string()))
     };
     r
 }

@@ -119,8 +119,16 @@ impl FromStr for HumanDuration {
                 "h" => 3_600_000,
                 "d" => 86_400_000,
                 "w" => 7 * 86_400_000,
-                "" => return Err(format!("invalid duration {s:?}: missing unit (ms, s, m, h, d, w)")),
-                other => return Err(format!("invalid duration {s:?}: unknown unit {other:?} (ms, s, m, h, d, w)")),
+                "" => {
+                    return Err(format!(
+                        "invalid duration {s:?}: missing unit (ms, s, m, h, d, w)"
+                    ))
+                }
+                other => {
+                    return Err(format!(
+                        "invalid duration {s:?}: unknown unit {other:?} (ms, s, m, h, d, w)"
+                    ))
+                }
             };
             let millis = number
                 .checked_mul(millis_per_unit)
@@ -188,7 +196,11 @@ impl Secret {
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"<redacted>\"" })
+        f.write_str(if self.0.is_empty() {
+            "\"\""
+        } else {
+            "\"<redacted>\""
+        })
     }
 }
 
@@ -456,10 +468,12 @@ pub fn locate(explicit: Option<&Path>) -> ConfigOrigin {
 pub fn load(explicit: Option<&Path>) -> Result<Loaded, ConfigError> {
     let origin = locate(explicit);
     let text = match &origin {
-        ConfigOrigin::File(path) => std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.clone(),
-            source,
-        })?,
+        ConfigOrigin::File(path) => {
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?
+        }
         ConfigOrigin::Embedded => DEFAULT_CONFIG_TOML.to_string(),
     };
     let env: Vec<(String, String)> = std::env::vars().collect();
@@ -478,10 +492,12 @@ pub fn from_parts(
     origin: &str,
     env: &[(String, String)],
 ) -> Result<(Settings, Vec<String>), ConfigError> {
-    let mut doc: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Parse {
-        origin: origin.to_string(),
-        message: e.to_string().trim_end().to_string(),
-    })?;
+    let mut doc: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| ConfigError::Parse {
+            origin: origin.to_string(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
     let mut applied = Vec::new();
     let mut vars: Vec<&(String, String)> = env
         .iter()
@@ -492,16 +508,18 @@ pub fn from_parts(
         apply_env_override(&mut doc, var, value)?;
         applied.push(var.clone());
     }
-    let settings: Settings = Settings::deserialize(toml::Value::Table(doc)).map_err(|e| {
-        ConfigError::Parse {
+    let settings: Settings =
+        Settings::deserialize(toml::Value::Table(doc)).map_err(|e| ConfigError::Parse {
             origin: if applied.is_empty() {
                 origin.to_string()
             } else {
-                format!("{origin} (with environment overrides {})", applied.join(", "))
+                format!(
+                    "{origin} (with environment overrides {})",
+                    applied.join(", ")
+                )
             },
             message: e.to_string().trim_end().to_string(),
-        }
-    })?;
+        })?;
     settings.validate(origin)?;
     Ok((settings, applied))
 }
@@ -520,7 +538,9 @@ fn apply_env_override(doc: &mut toml::Table, var: &str, value: &str) -> Result<(
     if section == "sources" {
         return Err(ConfigError::Env {
             var: var.to_string(),
-            message: "[[sources]] entries cannot be overridden from the environment; use a config file".into(),
+            message:
+                "[[sources]] entries cannot be overridden from the environment; use a config file"
+                    .into(),
         });
     }
     // A value that parses as a TOML literal (number, bool, array) keeps its type, so
@@ -554,13 +574,19 @@ impl Settings {
         self.listen_addr()
             .map_err(|m| invalid("server.listen".into(), m))?;
         if self.server.max_body_bytes == 0 {
-            return Err(invalid("server.max_body_bytes".into(), "must be greater than 0".into()));
+            return Err(invalid(
+                "server.max_body_bytes".into(),
+                "must be greater than 0".into(),
+            ));
         }
         if self.storage.path.as_os_str().is_empty() {
             return Err(invalid("storage.path".into(), "must not be empty".into()));
         }
         if self.storage.batch_max_records == 0 {
-            return Err(invalid("storage.batch_max_records".into(), "must be greater than 0".into()));
+            return Err(invalid(
+                "storage.batch_max_records".into(),
+                "must be greater than 0".into(),
+            ));
         }
         let mut names = BTreeSet::new();
         for (i, source) in self.sources.iter().enumerate() {
@@ -579,10 +605,16 @@ impl Settings {
                 ));
             }
             if !names.insert(source.name.as_str()) {
-                return Err(invalid(key("name"), format!("duplicate source name {:?}", source.name)));
+                return Err(invalid(
+                    key("name"),
+                    format!("duplicate source name {:?}", source.name),
+                ));
             }
             if source.paths.is_empty() {
-                return Err(invalid(key("paths"), format!("source {:?} has no paths", source.name)));
+                return Err(invalid(
+                    key("paths"),
+                    format!("source {:?} has no paths", source.name),
+                ));
             }
             for (j, pattern) in source.paths.iter().chain(source.exclude.iter()).enumerate() {
                 let field = if j < source.paths.len() {
@@ -597,43 +629,68 @@ impl Settings {
                     .map_err(|e| invalid(key(&field), format!("invalid glob {pattern:?}: {e}")))?;
             }
             if source.poll_interval.get() < Duration::from_millis(10) {
-                return Err(invalid(key("poll_interval"), "must be at least 10ms".into()));
+                return Err(invalid(
+                    key("poll_interval"),
+                    "must be at least 10ms".into(),
+                ));
             }
             if source.max_line_bytes < 1024 {
-                return Err(invalid(key("max_line_bytes"), "must be at least 1024".into()));
+                return Err(invalid(
+                    key("max_line_bytes"),
+                    "must be at least 1024".into(),
+                ));
             }
-            source
-                .timezone
-                .parse::<chrono_tz::Tz>()
-                .map_err(|_| invalid(key("timezone"), format!("unknown IANA time zone {:?}", source.timezone)))?;
+            source.timezone.parse::<chrono_tz::Tz>().map_err(|_| {
+                invalid(
+                    key("timezone"),
+                    format!("unknown IANA time zone {:?}", source.timezone),
+                )
+            })?;
         }
         for (i, p) in self.catalogue.extra_paths.iter().enumerate() {
             if p.as_os_str().is_empty() {
-                return Err(invalid(format!("catalogue.extra_paths[{i}]"), "empty path".into()));
+                return Err(invalid(
+                    format!("catalogue.extra_paths[{i}]"),
+                    "empty path".into(),
+                ));
             }
         }
         if self.incidents.quiet_period.get().is_zero() {
-            return Err(invalid("incidents.quiet_period".into(), "must be greater than 0".into()));
+            return Err(invalid(
+                "incidents.quiet_period".into(),
+                "must be greater than 0".into(),
+            ));
         }
-        let hashing = self.privacy.users == PrivacyMode::Hash || self.privacy.ips == PrivacyMode::Hash;
+        let hashing =
+            self.privacy.users == PrivacyMode::Hash || self.privacy.ips == PrivacyMode::Hash;
         if hashing && self.privacy.hash_key.expose().len() < 16 {
             return Err(invalid(
                 "privacy.hash_key".into(),
                 "hash mode needs a secret key of at least 16 characters (set it in the file or PASSPORTD_PRIVACY__HASH_KEY)".into(),
             ));
         }
-        if self.log.level.parse::<tracing_subscriber::EnvFilter>().is_err() {
-            return Err(invalid("log.level".into(), format!("invalid filter {:?}", self.log.level)));
+        if self
+            .log
+            .level
+            .parse::<tracing_subscriber::EnvFilter>()
+            .is_err()
+        {
+            return Err(invalid(
+                "log.level".into(),
+                format!("invalid filter {:?}", self.log.level),
+            ));
         }
         Ok(())
     }
 
     /// The listen address, parsed.
     pub fn listen_addr(&self) -> Result<SocketAddr, String> {
-        self.server
-            .listen
-            .parse()
-            .map_err(|_| format!("{:?} is not an address:port such as 127.0.0.1:9477", self.server.listen))
+        self.server.listen.parse().map_err(|_| {
+            format!(
+                "{:?} is not an address:port such as 127.0.0.1:9477",
+                self.server.listen
+            )
+        })
     }
 
     /// The named source.
@@ -647,7 +704,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -673,7 +733,10 @@ mod tests {
             &env(&[
                 ("PASSPORTD_SERVER__LISTEN", "0.0.0.0:9477"),
                 ("PASSPORTD_STORAGE__BATCH_MAX_RECORDS", "50"),
-                ("PASSPORTD_CATALOGUE__EXTRA_PATHS", "[\"a.toml\", \"b.toml\"]"),
+                (
+                    "PASSPORTD_CATALOGUE__EXTRA_PATHS",
+                    "[\"a.toml\", \"b.toml\"]",
+                ),
                 ("PASSPORTD_CONFIG", "ignored.toml"),
                 ("OTHER__THING", "x"),
             ]),
@@ -710,18 +773,33 @@ mod tests {
             let err = from_parts(text, "t.toml", &[]).unwrap_err().to_string();
             assert!(err.contains(key), "{text:?} → {err}");
         }
-        let err = from_parts("[incidents]\nquiet_period = \"5 parsecs\"", "t.toml", &[]).unwrap_err();
+        let err =
+            from_parts("[incidents]\nquiet_period = \"5 parsecs\"", "t.toml", &[]).unwrap_err();
         assert!(err.to_string().contains("quiet_period"), "{err}");
-        let err = from_parts("[[sources]]\nname = \"a\"\npaths = [\"/x\"]\nformat = \"xml\"", "t.toml", &[]).unwrap_err();
+        let err = from_parts(
+            "[[sources]]\nname = \"a\"\npaths = [\"/x\"]\nformat = \"xml\"",
+            "t.toml",
+            &[],
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("format"), "{err}");
     }
 
     #[test]
     fn durations_parse_and_print() {
-        for (text, ms) in [("100ms", 100), ("30s", 30_000), ("30m", 1_800_000), ("1h30m", 5_400_000), ("7d", 604_800_000)] {
+        for (text, ms) in [
+            ("100ms", 100),
+            ("30s", 30_000),
+            ("30m", 1_800_000),
+            ("1h30m", 5_400_000),
+            ("7d", 604_800_000),
+        ] {
             let d: HumanDuration = text.parse().expect(text);
             assert_eq!(d.get(), Duration::from_millis(ms), "{text}");
-            assert_eq!(d.to_string().parse::<HumanDuration>().expect("roundtrip"), d);
+            assert_eq!(
+                d.to_string().parse::<HumanDuration>().expect("roundtrip"),
+                d
+            );
         }
         for bad in ["", "5", "m", "5 minutes", "-1s", "1.5s"] {
             assert!(bad.parse::<HumanDuration>().is_err(), "{bad:?}");

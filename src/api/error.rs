@@ -58,7 +58,9 @@ impl From<StoreError> for ApiError {
 impl From<ListError> for ApiError {
     fn from(e: ListError) -> Self {
         match e {
-            ListError::Cursor(_) => ApiError::bad("cursor", "not a cursor this server issued for this query"),
+            ListError::Cursor(_) => {
+                ApiError::bad("cursor", "not a cursor this server issued for this query")
+            }
             ListError::Store(s) => ApiError::Internal(s),
         }
     }
@@ -66,7 +68,11 @@ impl From<ListError> for ApiError {
 
 /// The JSON error body for a status and code (also used by fallbacks and layers).
 pub fn error_body(status: StatusCode, code: &str, message: &str) -> Response {
-    (status, Json(json!({"error": {"code": code, "message": message}}))).into_response()
+    (
+        status,
+        Json(json!({"error": {"code": code, "message": message}})),
+    )
+        .into_response()
 }
 
 impl IntoResponse for ApiError {

@@ -111,7 +111,12 @@ pub const FINGERPRINT_VERSION: &str = "v1";
 
 /// Versioned fingerprint of what makes failures "the same problem". The source is
 /// deliberately not part of it: a Passport failure and its Entra record are one incident.
-pub fn fingerprint(category: Category, code: Option<u32>, app: Option<&str>, tenant: Option<&str>) -> String {
+pub fn fingerprint(
+    category: Category,
+    code: Option<u32>,
+    app: Option<&str>,
+    tenant: Option<&str>,
+) -> String {
     let mut h = Sha256::new();
     h.update(category.as_str().as_bytes());
     h.update([0]);
@@ -213,7 +218,11 @@ mod tests {
 
     const MIN: i64 = 60_000;
 
-    fn state(status: IncidentStatus, last_seen: i64, resolved: Option<i64>) -> Option<IncidentState> {
+    fn state(
+        status: IncidentStatus,
+        last_seen: i64,
+        resolved: Option<i64>,
+    ) -> Option<IncidentState> {
         Some(IncidentState {
             id: 7,
             status,
@@ -227,25 +236,77 @@ mod tests {
         let p = Policy::default();
         assert_eq!(decide(None, 0, &p), Decision::Open);
         // Within the quiet period: same incident.
-        assert_eq!(decide(state(IncidentStatus::Open, 0, None), 29 * MIN, &p), Decision::Append(7));
-        assert_eq!(decide(state(IncidentStatus::Acknowledged, 0, None), 30 * MIN, &p), Decision::Append(7));
+        assert_eq!(
+            decide(state(IncidentStatus::Open, 0, None), 29 * MIN, &p),
+            Decision::Append(7)
+        );
+        assert_eq!(
+            decide(state(IncidentStatus::Acknowledged, 0, None), 30 * MIN, &p),
+            Decision::Append(7)
+        );
         // Quiet period passed but the sweep has not run yet: a recurrence reopens.
-        assert_eq!(decide(state(IncidentStatus::Open, 0, None), 31 * MIN, &p), Decision::Reopen(7));
+        assert_eq!(
+            decide(state(IncidentStatus::Open, 0, None), 31 * MIN, &p),
+            Decision::Reopen(7)
+        );
         // Resolved by hand at 10 min: a failure at 11 min is a regression.
-        assert_eq!(decide(state(IncidentStatus::Resolved, 5 * MIN, Some(10 * MIN)), 11 * MIN, &p), Decision::Reopen(7));
+        assert_eq!(
+            decide(
+                state(IncidentStatus::Resolved, 5 * MIN, Some(10 * MIN)),
+                11 * MIN,
+                &p
+            ),
+            Decision::Reopen(7)
+        );
         // A late event from before the resolution belongs to it.
-        assert_eq!(decide(state(IncidentStatus::Resolved, 5 * MIN, Some(10 * MIN)), 4 * MIN, &p), Decision::Append(7));
+        assert_eq!(
+            decide(
+                state(IncidentStatus::Resolved, 5 * MIN, Some(10 * MIN)),
+                4 * MIN,
+                &p
+            ),
+            Decision::Append(7)
+        );
         // After the reopen window: a new incident.
         let week = 7 * 24 * 60 * MIN;
-        assert_eq!(decide(state(IncidentStatus::Resolved, 0, Some(30 * MIN)), 30 * MIN + week + 1, &p), Decision::Open);
-        assert_eq!(decide(state(IncidentStatus::Resolved, 0, Some(30 * MIN)), 30 * MIN + week, &p), Decision::Reopen(7));
+        assert_eq!(
+            decide(
+                state(IncidentStatus::Resolved, 0, Some(30 * MIN)),
+                30 * MIN + week + 1,
+                &p
+            ),
+            Decision::Open
+        );
+        assert_eq!(
+            decide(
+                state(IncidentStatus::Resolved, 0, Some(30 * MIN)),
+                30 * MIN + week,
+                &p
+            ),
+            Decision::Reopen(7)
+        );
     }
 
     #[test]
     fn fingerprint_ignores_case_of_app_and_tenant_but_not_code() {
-        let a = fingerprint(Category::MfaRequired, Some(50076), Some("Kandji Passport"), Some("T"));
-        let b = fingerprint(Category::MfaRequired, Some(50076), Some("kandji passport"), Some("t"));
-        let c = fingerprint(Category::MfaRequired, Some(50079), Some("Kandji Passport"), Some("T"));
+        let a = fingerprint(
+            Category::MfaRequired,
+            Some(50076),
+            Some("Kandji Passport"),
+            Some("T"),
+        );
+        let b = fingerprint(
+            Category::MfaRequired,
+            Some(50076),
+            Some("kandji passport"),
+            Some("t"),
+        );
+        let c = fingerprint(
+            Category::MfaRequired,
+            Some(50079),
+            Some("Kandji Passport"),
+            Some("T"),
+        );
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert!(a.starts_with("v1:"));

@@ -63,7 +63,14 @@ impl PathMatcher {
             if !in_magic {
                 // A plain file path: watch its folder.
                 let parent = root.parent().map(Path::to_path_buf).unwrap_or_default();
-                roots.push((if parent.as_os_str().is_empty() { PathBuf::from(".") } else { parent }, false));
+                roots.push((
+                    if parent.as_os_str().is_empty() {
+                        PathBuf::from(".")
+                    } else {
+                        parent
+                    },
+                    false,
+                ));
                 continue;
             }
             let recursive = p.contains("**") || rest_depth > 1;
@@ -125,7 +132,10 @@ fn walk(dir: &Path, recursive: bool, depth: usize, m: &PathMatcher, out: &mut Ve
             continue;
         };
         if meta.is_file() {
-            let candidate = path.strip_prefix("./").map(Path::to_path_buf).unwrap_or(path);
+            let candidate = path
+                .strip_prefix("./")
+                .map(Path::to_path_buf)
+                .unwrap_or(path);
             if m.matches(&candidate) {
                 out.push(candidate);
             }
@@ -143,7 +153,14 @@ mod tests {
     fn scans_globs_with_double_star_and_exclusions() {
         let dir = tempfile::tempdir().expect("tempdir");
         let base = dir.path();
-        for f in ["a/1.json", "a/b/2.json", "a/b/c/3.json", "a/skip.tmp", "a/b/4.log", "a/b/old.json"] {
+        for f in [
+            "a/1.json",
+            "a/b/2.json",
+            "a/b/c/3.json",
+            "a/skip.tmp",
+            "a/b/4.log",
+            "a/b/old.json",
+        ] {
             let p = base.join(f);
             std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
             std::fs::write(&p, "x").expect("write");

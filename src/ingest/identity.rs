@@ -86,7 +86,10 @@ pub fn same_content(checkpoint: &Checkpoint, id: &FileIdentity) -> bool {
 
 /// Finds the checkpoint of this file: same inode and content first, then (renamed
 /// while we were away, e.g. rotated) any checkpoint with the same content.
-pub fn find_checkpoint<'a>(checkpoints: &'a [Checkpoint], id: &FileIdentity) -> Option<&'a Checkpoint> {
+pub fn find_checkpoint<'a>(
+    checkpoints: &'a [Checkpoint],
+    id: &FileIdentity,
+) -> Option<&'a Checkpoint> {
     checkpoints
         .iter()
         .find(|c| c.dev == id.dev && c.ino == id.ino && same_content(c, id))

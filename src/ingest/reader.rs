@@ -124,9 +124,21 @@ impl FileReader {
         let (file, id) = identity::identify_path(path).map_err(io)?;
         let (key, offset, state) = match identity::find_checkpoint(checkpoints, &id) {
             Some(cp) => (cp.file_key.clone(), cp.offset, cp.state.clone()),
-            None => (identity::new_file_key(&id), new_offset(id.size), String::new()),
+            None => (
+                identity::new_file_key(&id),
+                new_offset(id.size),
+                String::new(),
+            ),
         };
-        Ok(Self::new(source, path.to_path_buf(), file, id, key, offset, &state))
+        Ok(Self::new(
+            source,
+            path.to_path_buf(),
+            file,
+            id,
+            key,
+            offset,
+            &state,
+        ))
     }
 
     /// The checkpoint for everything emitted so far.
@@ -145,14 +157,21 @@ impl FileReader {
 
     /// Reads up to `budget` bytes, decoding into a chunk. Returns `None` when nothing
     /// new was read and nothing was emitted.
-    pub fn read_some(&mut self, buf: &mut [u8], budget: usize, normalizer: &Normalizer) -> Result<Option<Chunk>, ReadError> {
+    pub fn read_some(
+        &mut self,
+        buf: &mut [u8],
+        budget: usize,
+        normalizer: &Normalizer,
+    ) -> Result<Option<Chunk>, ReadError> {
         use std::io::{Seek, SeekFrom};
         let path = self.path.clone();
         let io = |e| ReadError::Io {
             path: path.clone(),
             source: e,
         };
-        self.file.seek(SeekFrom::Start(self.read_offset)).map_err(io)?;
+        self.file
+            .seek(SeekFrom::Start(self.read_offset))
+            .map_err(io)?;
         let mut read_total = 0usize;
         self.at_eof = false;
         while read_total < budget {
@@ -197,7 +216,9 @@ impl FileReader {
         let skip = (have - self.read_offset) as usize;
         if skip < data.len() {
             let take = (FINGERPRINT_BYTES - self.identity.head.len()).min(data.len() - skip);
-            self.identity.head.extend_from_slice(&data[skip..skip + take]);
+            self.identity
+                .head
+                .extend_from_slice(&data[skip..skip + take]);
         }
     }
 
@@ -206,7 +227,14 @@ impl FileReader {
             source: self.source.clone(),
             ..Chunk::default()
         };
-        normalizer.process(&self.source, &self.key, &self.items, Utc::now(), &mut chunk.events, &mut chunk.tally);
+        normalizer.process(
+            &self.source,
+            &self.key,
+            &self.items,
+            Utc::now(),
+            &mut chunk.events,
+            &mut chunk.tally,
+        );
         self.items.clear();
         chunk.checkpoint = Some(self.checkpoint());
         chunk
@@ -235,11 +263,8 @@ pub fn replay_file(
         );
     }
     let mut buf = vec![0u8; READ_BUFFER_BYTES];
-    loop {
-        match reader.read_some(&mut buf, 4 * READ_BUFFER_BYTES, normalizer)? {
-            Some(chunk) => tx.blocking_send(chunk).map_err(|_| ReadError::WriterGone)?,
-            None => break,
-        }
+    while let Some(chunk) = reader.read_some(&mut buf, 4 * READ_BUFFER_BYTES, normalizer)? {
+        tx.blocking_send(chunk).map_err(|_| ReadError::WriterGone)?;
         if reader.at_eof {
             break;
         }
@@ -251,7 +276,11 @@ pub fn replay_file(
 
 /// Replays standard input. Lines without ids are keyed by a hash of the stream's
 /// first bytes, so replaying the same input twice does not double-count.
-pub fn replay_stdin(source: &SourceSettings, normalizer: &Normalizer, tx: &mpsc::Sender<Chunk>) -> Result<(), ReadError> {
+pub fn replay_stdin(
+    source: &SourceSettings,
+    normalizer: &Normalizer,
+    tx: &mpsc::Sender<Chunk>,
+) -> Result<(), ReadError> {
     use sha2::{Digest, Sha256};
     let io = |e| ReadError::Io {
         path: PathBuf::from("-"),
@@ -278,7 +307,14 @@ pub fn replay_stdin(source: &SourceSettings, normalizer: &Normalizer, tx: &mpsc:
             source: source.name.clone(),
             ..Chunk::default()
         };
-        normalizer.process(&source.name, &key, items, Utc::now(), &mut chunk.events, &mut chunk.tally);
+        normalizer.process(
+            &source.name,
+            &key,
+            items,
+            Utc::now(),
+            &mut chunk.events,
+            &mut chunk.tally,
+        );
         items.clear();
         tx.blocking_send(chunk).map_err(|_| ReadError::WriterGone)
     };

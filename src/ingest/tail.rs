@@ -97,12 +97,26 @@ pub fn run(ctx: TailContext) -> Result<(), ReadError> {
             let start_at_end = first_scan && source.start_at == StartAt::End;
             // Checkpoints only matter for files present at start-up; later files are
             // new generations read from their first byte.
-            match FileReader::open(&source, &path, &checkpoints, |size| if start_at_end { size } else { 0 }) {
+            match FileReader::open(&source, &path, &checkpoints, |size| {
+                if start_at_end {
+                    size
+                } else {
+                    0
+                }
+            }) {
                 Ok(mut r) => {
                     // A checkpoint whose head no longer matches (rewritten in place) is a
                     // new generation: identity::find_checkpoint already refused it.
                     if r.identity.size < r.read_offset {
-                        r = FileReader::new(&source, path.clone(), r.file, r.identity.clone(), identity::new_file_key(&r.identity), 0, "");
+                        r = FileReader::new(
+                            &source,
+                            path.clone(),
+                            r.file,
+                            r.identity.clone(),
+                            identity::new_file_key(&r.identity),
+                            0,
+                            "",
+                        );
                     }
                     readers.insert(key, r);
                 }
@@ -124,11 +138,16 @@ pub fn run(ctx: TailContext) -> Result<(), ReadError> {
                 if cancel.is_cancelled() {
                     break;
                 }
-                let Some(r) = readers.get_mut(&key) else { continue };
+                let Some(r) = readers.get_mut(&key) else {
+                    continue;
+                };
                 match r.read_some(&mut buf, ROUND_BUDGET, &normalizer) {
                     Ok(Some(chunk)) => {
                         progressed = true;
-                        metrics.tail_bytes_read.with_label_values(&[&name]).inc_by(r.last_read_bytes);
+                        metrics
+                            .tail_bytes_read
+                            .with_label_values(&[&name])
+                            .inc_by(r.last_read_bytes);
                         if tx.blocking_send(chunk).is_err() {
                             return Err(ReadError::WriterGone);
                         }
@@ -143,7 +162,11 @@ pub fn run(ctx: TailContext) -> Result<(), ReadError> {
                 break;
             }
         }
-        let gone: Vec<(u64, u64)> = readers.keys().filter(|k| !seen.contains_key(k)).copied().collect();
+        let gone: Vec<(u64, u64)> = readers
+            .keys()
+            .filter(|k| !seen.contains_key(k))
+            .copied()
+            .collect();
         for key in gone {
             if let Some(mut r) = readers.remove(&key) {
                 if r.at_eof {
@@ -169,7 +192,10 @@ pub fn run(ctx: TailContext) -> Result<(), ReadError> {
                 lag += meta.len().saturating_sub(r.checkpoint().offset);
             }
         }
-        metrics.tail_lag_bytes.with_label_values(&[&name]).set(lag as i64);
+        metrics
+            .tail_lag_bytes
+            .with_label_values(&[&name])
+            .set(lag as i64);
         metrics.tail_open_files.set(readers.len() as i64);
 
         if cancel.is_cancelled() {
@@ -210,13 +236,20 @@ fn start_watcher(
         Ok(w) => w,
         Err(e) => {
             tracing::warn!(source = %name, error = %e, "file events unavailable; polling only");
-            metrics.watcher_poll_fallback.with_label_values(&[name]).set(1);
+            metrics
+                .watcher_poll_fallback
+                .with_label_values(&[name])
+                .set(1);
             return None;
         }
     };
     let mut failed = false;
     for (root, recursive) in matcher.roots() {
-        let mode = if *recursive { RecursiveMode::Recursive } else { RecursiveMode::NonRecursive };
+        let mode = if *recursive {
+            RecursiveMode::Recursive
+        } else {
+            RecursiveMode::NonRecursive
+        };
         if let Err(e) = watcher.watch(root, mode) {
             if !failed {
                 tracing::warn!(source = %name, folder = %root.display(), error = %e, "cannot watch folder; polling it");
@@ -225,8 +258,10 @@ fn start_watcher(
         }
     }
     if failed {
-        metrics.watcher_poll_fallback.with_label_values(&[name]).set(1);
+        metrics
+            .watcher_poll_fallback
+            .with_label_values(&[name])
+            .set(1);
     }
     Some(watcher)
 }
-

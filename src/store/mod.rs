@@ -182,10 +182,13 @@ impl Store {
                 path: path.to_path_buf(),
                 source,
             })?;
-        MIGRATOR.run(&pool).await.map_err(|source| StoreError::Migrate {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|source| StoreError::Migrate {
+                path: path.to_path_buf(),
+                source,
+            })?;
         Ok(Store {
             pool,
             path: path.to_path_buf(),
@@ -245,7 +248,11 @@ impl Store {
     }
 
     /// Forgets checkpoints of a source that were not updated since `before`.
-    pub async fn forget_checkpoints(&self, source: &str, keep: &[String]) -> Result<u64, StoreError> {
+    pub async fn forget_checkpoints(
+        &self,
+        source: &str,
+        keep: &[String],
+    ) -> Result<u64, StoreError> {
         let existing = self.checkpoints(source).await?;
         let mut removed = 0;
         for cp in existing.iter().filter(|c| !keep.contains(&c.file_key)) {
@@ -260,16 +267,22 @@ impl Store {
 
     /// Commits a batch in one transaction: events (deduplicated), incident updates,
     /// the quiet-period sweep and the checkpoints.
-    pub async fn commit_batch(&self, batch: &Batch, policy: &Policy) -> Result<BatchResult, StoreError> {
+    pub async fn commit_batch(
+        &self,
+        batch: &Batch,
+        policy: &Policy,
+    ) -> Result<BatchResult, StoreError> {
         let mut result = BatchResult::default();
         if batch.is_empty() {
             return Ok(result);
         }
         let mut tx = self.pool.begin().await?;
-        let mut watermark: i64 = sqlx::query_scalar("SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'watermark_ms'")
-            .fetch_optional(&mut *tx)
-            .await?
-            .unwrap_or(i64::MIN);
+        let mut watermark: i64 = sqlx::query_scalar(
+            "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'watermark_ms'",
+        )
+        .fetch_optional(&mut *tx)
+        .await?
+        .unwrap_or(i64::MIN);
         let batch_max = batch
             .events
             .iter()
@@ -330,10 +343,16 @@ impl Store {
             .await?;
             let Some(event_id) = inserted else {
                 result.duplicates += 1;
-                *result.duplicates_by_source.entry(ev.source.clone()).or_default() += 1;
+                *result
+                    .duplicates_by_source
+                    .entry(ev.source.clone())
+                    .or_default() += 1;
                 continue;
             };
-            *result.stored.entry((ev.source.clone(), ev.outcome)).or_default() += 1;
+            *result
+                .stored
+                .entry((ev.source.clone(), ev.outcome))
+                .or_default() += 1;
             if ev.outcome != Outcome::Failure {
                 continue;
             }
@@ -342,7 +361,8 @@ impl Store {
                 .failures
                 .entry((ev.source.clone(), category, ev.primary_code()))
                 .or_default() += 1;
-            let incident_id = apply_incident(&mut tx, stored, category, occurred, policy, &mut result).await?;
+            let incident_id =
+                apply_incident(&mut tx, stored, category, occurred, policy, &mut result).await?;
             sqlx::query("UPDATE events SET incident_id = ? WHERE id = ?")
                 .bind(incident_id)
                 .bind(event_id)
@@ -407,14 +427,21 @@ impl Store {
 
     /// The newest event time stored (the event-time clock), if any.
     pub async fn watermark(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let v: Option<i64> = sqlx::query_scalar("SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'watermark_ms'")
-            .fetch_optional(&self.pool)
-            .await?;
+        let v: Option<i64> = sqlx::query_scalar(
+            "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'watermark_ms'",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(v.map(from_ms))
     }
 
     /// Acknowledges an incident. `Ok(None)` when there is no such incident.
-    pub async fn acknowledge(&self, id: i64, by: Option<&str>, now: DateTime<Utc>) -> Result<Option<incidents::Incident>, StoreError> {
+    pub async fn acknowledge(
+        &self,
+        id: i64,
+        by: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<incidents::Incident>, StoreError> {
         let changed = sqlx::query(
             "UPDATE incidents SET status = CASE WHEN status = 'resolved' THEN status ELSE 'acknowledged' END,
                 acknowledged_by = ?, acknowledged_at = ? WHERE id = ?",
@@ -433,7 +460,11 @@ impl Store {
 
     /// Resolves an incident by hand, at the current event-time clock (so that a later
     /// failure reopens it and an older, late one does not).
-    pub async fn resolve(&self, id: i64, now: DateTime<Utc>) -> Result<Option<incidents::Incident>, StoreError> {
+    pub async fn resolve(
+        &self,
+        id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Option<incidents::Incident>, StoreError> {
         let at = match self.watermark().await? {
             Some(w) => to_ms(w),
             None => to_ms(now),
@@ -455,9 +486,10 @@ impl Store {
     /// A random secret kept in the database, created on first use. It keys the
     /// users-affected hashes when no `privacy.hash_key` is configured.
     pub async fn secret(&self) -> Result<Vec<u8>, StoreError> {
-        let existing: Option<String> = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'secret'")
-            .fetch_optional(&self.pool)
-            .await?;
+        let existing: Option<String> =
+            sqlx::query_scalar("SELECT value FROM meta WHERE key = 'secret'")
+                .fetch_optional(&self.pool)
+                .await?;
         if let Some(v) = existing {
             return Ok(v.into_bytes());
         }
@@ -465,10 +497,12 @@ impl Store {
         let fresh: String = sqlx::query_scalar("SELECT lower(hex(randomblob(32)))")
             .fetch_one(&self.pool)
             .await?;
-        sqlx::query("INSERT INTO meta (key, value) VALUES ('secret', ?) ON CONFLICT (key) DO NOTHING")
-            .bind(&fresh)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ('secret', ?) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(&fresh)
+        .execute(&self.pool)
+        .await?;
         let v: String = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'secret'")
             .fetch_one(&self.pool)
             .await?;
@@ -513,7 +547,12 @@ async fn apply_incident(
 ) -> Result<i64, StoreError> {
     let ev = &stored.event;
     let app = ev.app_name.as_deref().or(ev.app_id.as_deref());
-    let fp = incidents::fingerprint(category, ev.primary_code(), ev.app_id.as_deref().or(app), ev.tenant_id.as_deref());
+    let fp = incidents::fingerprint(
+        category,
+        ev.primary_code(),
+        ev.app_id.as_deref().or(app),
+        ev.tenant_id.as_deref(),
+    );
     let row = sqlx::query(
         "SELECT id, status, last_seen, resolved_at FROM incidents WHERE fingerprint = ? ORDER BY id DESC LIMIT 1",
     )

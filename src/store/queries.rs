@@ -213,7 +213,9 @@ fn incident_from_row(r: &SqliteRow) -> Result<Incident, StoreError> {
             column: "incidents.category",
             value: category.clone(),
         })?,
-        code: r.try_get::<Option<i64>, _>("code")?.and_then(|c| u32::try_from(c).ok()),
+        code: r
+            .try_get::<Option<i64>, _>("code")?
+            .and_then(|c| u32::try_from(c).ok()),
         entry: r.try_get("entry_id")?,
         title: r.try_get("title")?,
         severity: r.try_get("severity")?,
@@ -227,7 +229,11 @@ fn incident_from_row(r: &SqliteRow) -> Result<Incident, StoreError> {
         users_affected: r.try_get("users_affected")?,
         app: r.try_get("app")?,
         tenant: r.try_get("tenant")?,
-        sources: sources.split(',').filter(|s| !s.is_empty()).map(String::from).collect(),
+        sources: sources
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
         remediation: r.try_get("remediation")?,
         reopened_count: r.try_get("reopened_count")?,
         opened_at: from_ms(r.try_get("opened_at")?),
@@ -303,7 +309,9 @@ impl Store {
             b.push(" AND code = ").push_bind(i64::from(code));
         }
         if let Some(app) = &q.app {
-            b.push(" AND app = ").push_bind(app.clone()).push(" COLLATE NOCASE");
+            b.push(" AND app = ")
+                .push_bind(app.clone())
+                .push(" COLLATE NOCASE");
         }
         if let Some(since) = q.since {
             b.push(" AND last_seen >= ").push_bind(to_ms(since));
@@ -324,7 +332,10 @@ impl Store {
         b.push(format!(" ORDER BY {col} DESC, id DESC LIMIT "))
             .push_bind(i64::from(q.limit) + 1);
         let rows = b.build().fetch_all(self.pool()).await?;
-        let mut items = rows.iter().map(incident_from_row).collect::<Result<Vec<_>, _>>()?;
+        let mut items = rows
+            .iter()
+            .map(incident_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         let next_cursor = if items.len() > q.limit as usize {
             items.truncate(q.limit as usize);
             items.last().map(|i| {
@@ -353,7 +364,8 @@ impl Store {
 
     /// One page of stored failure events, newest first.
     pub async fn list_events(&self, q: &EventQuery) -> Result<Page<EventRow>, ListError> {
-        let mut b: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT * FROM events WHERE outcome = 'failure'");
+        let mut b: QueryBuilder<Sqlite> =
+            QueryBuilder::new("SELECT * FROM events WHERE outcome = 'failure'");
         if let Some(i) = q.incident {
             b.push(" AND incident_id = ").push_bind(i);
         }
@@ -385,10 +397,15 @@ impl Store {
         b.push(" ORDER BY occurred_at DESC, id DESC LIMIT ")
             .push_bind(i64::from(q.limit) + 1);
         let rows = b.build().fetch_all(self.pool()).await?;
-        let mut items = rows.iter().map(event_from_row).collect::<Result<Vec<_>, _>>()?;
+        let mut items = rows
+            .iter()
+            .map(event_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         let next_cursor = if items.len() > q.limit as usize {
             items.truncate(q.limit as usize);
-            items.last().map(|e| encode_cursor("o", to_ms(e.occurred_at), e.id))
+            items
+                .last()
+                .map(|e| encode_cursor("o", to_ms(e.occurred_at), e.id))
         } else {
             None
         };
@@ -396,8 +413,16 @@ impl Store {
     }
 
     /// Counts by event time in `[since, until)`, optionally for one source.
-    pub async fn summary(&self, since: DateTime<Utc>, until: DateTime<Utc>, source: Option<&str>) -> Result<Summary, StoreError> {
-        let mut events: BTreeMap<String, i64> = Outcome::ALL.iter().map(|o| (o.as_str().to_string(), 0)).collect();
+    pub async fn summary(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        source: Option<&str>,
+    ) -> Result<Summary, StoreError> {
+        let mut events: BTreeMap<String, i64> = Outcome::ALL
+            .iter()
+            .map(|o| (o.as_str().to_string(), 0))
+            .collect();
         let mut by_category = BTreeMap::new();
         let mut by_code = BTreeMap::new();
         let rows = sqlx::query(
@@ -417,7 +442,9 @@ impl Store {
             *events.entry(outcome.clone()).or_default() += n;
             if outcome == "failure" {
                 let cat: Option<String> = r.try_get("category")?;
-                *by_category.entry(cat.unwrap_or_else(|| "unclassified".into())).or_default() += n;
+                *by_category
+                    .entry(cat.unwrap_or_else(|| "unclassified".into()))
+                    .or_default() += n;
                 let code: Option<i64> = r.try_get("code")?;
                 *by_code
                     .entry(code.map(|c| c.to_string()).unwrap_or_else(|| "none".into()))

@@ -1,0 +1,264 @@
+//! The real binary: commands, exit codes, the replay summary, graceful shutdown.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn passportd(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_passportd"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("PASSPORTD_CONFIG")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run passportd")
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON object on stdout")
+}
+
+#[test]
+fn replay_prints_the_contract_summary_and_a_second_replay_counts_only_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = common::fixtures().join("e2e/entra.json");
+    let fixture = fixture.to_str().unwrap();
+    let first = json(&passportd(dir.path(), &["replay", "--json", fixture]));
+    assert_eq!(first["records"], 7, "{first}");
+    assert_eq!(first["successes"], 2);
+    assert_eq!(first["failures"], 4);
+    assert_eq!(first["interrupts"], 1);
+    assert_eq!(first["duplicates"], 0);
+    assert_eq!(first["parse_errors"], 0);
+    assert_eq!(first["skipped"], 0);
+    assert_eq!(first["by_category"]["mfa_required"], 2);
+    assert_eq!(first["by_category"]["invalid_credentials"], 1);
+    assert_eq!(first["by_category"]["client_misconfigured"], 1);
+    assert_eq!(first["by_code"]["50076"], 2);
+    assert_eq!(first["by_code"]["7000218"], 1);
+    assert_eq!(first["incidents_opened"], 3);
+    assert!(
+        dir.path().join("passportd.db").is_file(),
+        "default store in the working directory"
+    );
+
+    let second = json(&passportd(dir.path(), &["replay", "--json", fixture]));
+    assert_eq!(second["records"], 0, "{second}");
+    assert_eq!(second["duplicates"], 7);
+    assert_eq!(second["incidents_opened"], 0);
+    assert_eq!(second["by_category"], serde_json::json!({}));
+}
+
+#[test]
+fn lines_without_ids_are_deduplicated_by_file_and_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("passport.ndjson");
+    std::fs::write(
+        &log,
+        concat!(
+            r#"{"timestamp":"2026-03-04 08:15:02.123456-0800","messageType":"Error","eventMessage":"Token request failed: AADSTS50076: Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access.","subsystem":"io.kandji.passport","category":"auth","processImagePath":"/System/Library/Frameworks/Security.framework/Versions/A/MachServices/SecurityAgent.bundle/Contents/MacOS/SecurityAgent","senderImagePath":"/Library/Security/SecurityAgentPlugins/KandjiPassport.bundle/Contents/MacOS/KandjiPassport","processID":612}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let log = log.to_str().unwrap();
+    let first = json(&passportd(
+        dir.path(),
+        &["replay", "--json", "--format", "passport", log],
+    ));
+    assert_eq!(first["failures"], 1, "{first}");
+    assert_eq!(first["by_category"]["mfa_required"], 1);
+    let second = json(&passportd(
+        dir.path(),
+        &["replay", "--json", "--format", "passport", log],
+    ));
+    assert_eq!(second["records"], 0, "{second}");
+    assert_eq!(second["duplicates"], 1);
+}
+
+#[test]
+fn exit_codes_and_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = passportd(dir.path(), &["--version"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("passportd "));
+    for cmd in ["serve", "replay", "classify", "check-config", "catalogue"] {
+        let out = passportd(dir.path(), &[cmd, "--help"]);
+        assert!(out.status.success(), "{cmd} --help");
+        assert!(!out.stdout.is_empty());
+    }
+    // Usage error.
+    assert_eq!(
+        passportd(dir.path(), &["frobnicate"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(passportd(dir.path(), &["replay"]).status.code(), Some(2));
+    // Configuration errors name the file and the key.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[server]\nlisten = \"not an address\"\n").unwrap();
+    let out = passportd(
+        dir.path(),
+        &["check-config", "--config", bad.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.toml") && err.contains("server.listen"),
+        "{err}"
+    );
+    let unknown = dir.path().join("unknown.toml");
+    std::fs::write(&unknown, "[server]\nlisten = \"127.0.0.1:1\"\nport = 3\n").unwrap();
+    let out = passportd(
+        dir.path(),
+        &["check-config", "--config", unknown.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("port"));
+    let out = passportd(dir.path(), &["replay", "/no/such/file.json"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/file.json"));
+    // Embedded default.
+    let out = passportd(dir.path(), &["check-config"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("embedded default") && text.contains("127.0.0.1:9477"),
+        "{text}"
+    );
+}
+
+#[test]
+fn env_overrides_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_passportd"))
+        .args(["check-config"])
+        .current_dir(dir.path())
+        .env_remove("PASSPORTD_CONFIG")
+        .env("PASSPORTD_SERVER__LISTEN", "127.0.0.1:19999")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("127.0.0.1:19999"));
+    let out = Command::new(env!("CARGO_BIN_EXE_passportd"))
+        .args(["check-config"])
+        .current_dir(dir.path())
+        .env_remove("PASSPORTD_CONFIG")
+        .env("PASSPORTD_SERVER__LISTEN", "nowhere")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("server.listen"));
+}
+
+#[test]
+fn classify_cli_explains_the_kandji_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = passportd(
+        dir.path(),
+        &[
+            "classify",
+            "--json",
+            "AADSTS50076: Due to a configuration change made by your administrator, you must use multi-factor authentication to access 'x'.",
+            "AADSTS7000218: The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = out
+        .stdout
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["category"], "mfa_required");
+    assert_eq!(lines[0]["code"], 50076);
+    assert_eq!(
+        lines[0]["doc_url"],
+        "https://login.microsoftonline.com/error?code=50076"
+    );
+    assert_eq!(lines[1]["category"], "client_misconfigured");
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_drains_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    std::fs::copy(
+        common::fixtures().join("e2e/entra.json"),
+        logs.join("a.json"),
+    )
+    .unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[[sources]]\nname = \"entra\"\npaths = [\"{}/*.json\"]\n",
+            logs.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_passportd"))
+        .args(["serve", "--config", cfg.to_str().unwrap()])
+        .current_dir(dir.path())
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until it says it is serving.
+    let stderr = child.stderr.take().unwrap();
+    let mut reader = BufReader::new(stderr);
+    let mut line = String::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        line.clear();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "exited early");
+        if line.contains("passportd serving") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never started");
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let status = rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("exits within 5 s of SIGTERM")
+        .unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    // What it read before stopping is in the store, with its checkpoint.
+    let out = passportd(
+        dir.path(),
+        &["replay", "--json", logs.join("a.json").to_str().unwrap()],
+    );
+    let v = json(&out);
+    assert_eq!(
+        v["records"].as_u64().unwrap() + v["duplicates"].as_u64().unwrap(),
+        7
+    );
+}
