@@ -156,7 +156,7 @@ check "dashboard is valid JSON (python3 -m json.tool)" python3 -m json.tool "$da
 # Every PromQL expression in the dashboard parses. Grafana variables are substituted the
 # way a test against a real Prometheus must do it: $source -> .*, $__rate_interval -> 1m.
 dashboard_exprs() {
-  python3 - "$dashboard" "$tmp/dashboard.rules.yml" <<'PY'
+  python3 - "$dashboard" "$tmp/dashboard.rules.yml" <<'PY' || return 1
 import json, re, sys
 dash = json.load(open(sys.argv[1], encoding="utf-8"))
 exprs = []
