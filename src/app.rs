@@ -20,7 +20,6 @@ use crate::api::{self, AppState, SourceHealth};
 use crate::classify::{Catalogue, CatalogueError, Classifier, SharedClassifier};
 use crate::config::Settings;
 use crate::event::Category;
-use crate::incidents::Policy;
 use crate::ingest::tail;
 use crate::metrics::{Metrics, MetricsError};
 use crate::pipeline::{run_writer, BatchLimits, Normalizer, Privacy, Writer};
@@ -70,14 +69,6 @@ pub struct Core {
     pub writer: Writer,
 }
 
-/// The incident policy from the settings.
-pub fn policy(settings: &Settings) -> Policy {
-    Policy {
-        quiet_period: settings.incidents.quiet_period.get(),
-        reopen_window: settings.incidents.reopen_window.get(),
-    }
-}
-
 fn relevant_pairs(catalogue: &Catalogue) -> Vec<(Category, u32)> {
     catalogue
         .entries()
@@ -88,11 +79,7 @@ fn relevant_pairs(catalogue: &Catalogue) -> Vec<(Category, u32)> {
 }
 
 fn known_codes(catalogue: &Catalogue) -> Vec<u32> {
-    catalogue
-        .entries()
-        .iter()
-        .flat_map(|e| e.codes.iter().copied())
-        .collect()
+    catalogue.entries().iter().flat_map(|e| e.codes.iter().copied()).collect()
 }
 
 impl Core {
@@ -100,11 +87,7 @@ impl Core {
     /// to pre-initialise.
     pub async fn build(settings: Settings, sources: Vec<String>) -> Result<Core, AppError> {
         let catalogue = Catalogue::load(&settings.catalogue.extra_paths)?;
-        let metrics = Metrics::new(
-            &sources,
-            &known_codes(&catalogue),
-            &relevant_pairs(&catalogue),
-        )?;
+        let metrics = Metrics::new(&sources, &known_codes(&catalogue), &relevant_pairs(&catalogue))?;
         metrics.catalogue_entries.set(catalogue.len() as i64);
         let classifier = Arc::new(SharedClassifier::new(Classifier::new(
             Arc::new(catalogue),
@@ -114,17 +97,10 @@ impl Core {
         let secret = store.secret().await?;
         let privacy = Privacy::new(&settings.privacy, &secret);
         let normalizer = Normalizer::new(classifier.clone(), privacy);
-        let writer = Writer::new(store.clone(), metrics.clone(), policy(&settings));
+        let writer = Writer::new(store.clone(), metrics.clone(), settings.incident_policy());
         writer.refresh_incident_gauge().await?;
         metrics.store_size.set(store.size_bytes() as i64);
-        Ok(Core {
-            settings: Arc::new(settings),
-            store,
-            classifier,
-            metrics,
-            normalizer,
-            writer,
-        })
+        Ok(Core { settings: Arc::new(settings), store, classifier, metrics, normalizer, writer })
     }
 
     /// Batch limits from the settings.
@@ -139,23 +115,14 @@ impl Core {
     /// atomically; an invalid file keeps the old catalogue.
     pub fn reload_catalogue(&self) {
         let s = &self.settings.catalogue;
-        match self
-            .classifier
-            .reload(&s.extra_paths, s.federated_domains.clone())
-        {
+        match self.classifier.reload(&s.extra_paths, s.federated_domains.clone()) {
             Ok(n) => {
-                self.metrics
-                    .catalogue_reloads
-                    .with_label_values(&["success"])
-                    .inc();
+                self.metrics.catalogue_reloads.with_label_values(&["success"]).inc();
                 self.metrics.catalogue_entries.set(n as i64);
                 tracing::info!(entries = n, "catalogue reloaded");
             }
             Err(e) => {
-                self.metrics
-                    .catalogue_reloads
-                    .with_label_values(&["error"])
-                    .inc();
+                self.metrics.catalogue_reloads.with_label_values(&["error"]).inc();
                 tracing::error!(error = %e, "catalogue reload failed; keeping the previous catalogue");
             }
         }
@@ -176,21 +143,10 @@ impl Application {
         sources.push(api::HTTP_SOURCE.to_string());
         let listen = settings.listen_addr().map_err(AppError::Config)?;
         let core = Core::build(settings, sources).await?;
-        let listener = TcpListener::bind(listen)
-            .await
-            .map_err(|source| AppError::Bind {
-                addr: listen.to_string(),
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| AppError::Bind {
-            addr: listen.to_string(),
-            source,
-        })?;
-        Ok(Application {
-            core,
-            listener,
-            addr,
-        })
+        let listener =
+            TcpListener::bind(listen).await.map_err(|source| AppError::Bind { addr: listen.to_string(), source })?;
+        let addr = listener.local_addr().map_err(|source| AppError::Bind { addr: listen.to_string(), source })?;
+        Ok(Application { core, listener, addr })
     }
 
     /// The bound address.
@@ -204,15 +160,8 @@ impl Application {
     }
 
     /// Runs until `shutdown` completes, then drains and returns.
-    pub async fn run(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> Result<(), AppError> {
-        let Application {
-            core,
-            listener,
-            addr,
-        } = self;
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), AppError> {
+        let Application { core, listener, addr } = self;
         let core = Arc::new(core);
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -240,10 +189,7 @@ impl Application {
             if let Ok(mut h) = health.write() {
                 h.insert(source.name.clone(), Ok(()));
             }
-            core.metrics
-                .source_up
-                .with_label_values(&[&source.name])
-                .set(1);
+            core.metrics.source_up.with_label_values(&[&source.name]).set(1);
             let health = health.clone();
             let metrics = core.metrics.clone();
             let name = source.name.clone();
@@ -352,11 +298,7 @@ fn spawn_reloader(tracker: &TaskTracker, core: Arc<Core>, cancel: CancellationTo
         let watched: Vec<PathBuf> = paths.clone();
         match notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
             if let Ok(ev) = res {
-                if ev.paths.iter().any(|p| {
-                    watched
-                        .iter()
-                        .any(|w| p.ends_with(w.file_name().unwrap_or_default()))
-                }) {
+                if ev.paths.iter().any(|p| watched.iter().any(|w| p.ends_with(w.file_name().unwrap_or_default()))) {
                     let _ = tx.try_send(());
                 }
             }
@@ -365,10 +307,7 @@ fn spawn_reloader(tracker: &TaskTracker, core: Arc<Core>, cancel: CancellationTo
                 for p in &paths {
                     // Watch the folder: editors replace files by rename, which a watch on
                     // the file itself would miss.
-                    let dir = p
-                        .parent()
-                        .filter(|d| !d.as_os_str().is_empty())
-                        .unwrap_or(std::path::Path::new("."));
+                    let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
                     if let Err(e) = w.watch(dir, notify::RecursiveMode::NonRecursive) {
                         tracing::warn!(folder = %dir.display(), error = %e, "cannot watch catalogue folder; SIGHUP still reloads");
                     }

@@ -91,11 +91,8 @@ pub enum Command {
 }
 
 fn parse_format(s: &str) -> Result<Format, String> {
-    Format::parse(s).ok_or_else(|| {
-        format!(
-            "unknown format {s:?} (auto, azure-diagnostic, azure-loganalytics, graph, passport)"
-        )
-    })
+    Format::parse(s)
+        .ok_or_else(|| format!("unknown format {s:?} (auto, azure-diagnostic, azure-loganalytics, graph, passport)"))
 }
 
 /// A command failure with its exit code.
@@ -143,18 +140,8 @@ fn load(arg: &ConfigArg) -> Result<Loaded, CliError> {
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Serve(arg) => serve(arg).await,
-        Command::Replay {
-            config,
-            source,
-            format,
-            json,
-            files,
-        } => replay(config, source, format, json, files).await,
-        Command::Classify {
-            config,
-            json,
-            messages,
-        } => classify(config, json, messages),
+        Command::Replay { config, source, format, json, files } => replay(config, source, format, json, files).await,
+        Command::Classify { config, json, messages } => classify(config, json, messages),
         Command::CheckConfig(arg) => check_config(arg),
         Command::Catalogue { config, json } => catalogue(config, json),
     }
@@ -203,12 +190,11 @@ async fn replay(
     let loaded = load(&arg)?;
     crate::telemetry::init(&loaded.settings.log);
     let mut source_settings = match &source {
-        Some(name) => loaded.settings.source(name).cloned().ok_or_else(|| {
-            CliError::Usage(format!(
-                "--source {name:?}: no such source in {}",
-                loaded.origin
-            ))
-        })?,
+        Some(name) => loaded
+            .settings
+            .source(name)
+            .cloned()
+            .ok_or_else(|| CliError::Usage(format!("--source {name:?}: no such source in {}", loaded.origin)))?,
         None => SourceSettings::replay_default(),
     };
     if let Some(f) = format {
@@ -220,11 +206,8 @@ async fn replay(
         }
     }
     let core = Core::build(loaded.settings, vec![source_settings.name.clone()]).await?;
-    let checkpoints = core
-        .store
-        .checkpoints(&source_settings.name)
-        .await
-        .map_err(|e| CliError::Failed(e.to_string()))?;
+    let checkpoints =
+        core.store.checkpoints(&source_settings.name).await.map_err(|e| CliError::Failed(e.to_string()))?;
     let (tx, rx) = mpsc::channel::<Chunk>(16);
     let normalizer = core.normalizer.clone();
     let reader_task = tokio::task::spawn_blocking(move || -> Result<(), String> {
@@ -238,13 +221,9 @@ async fn replay(
         }
         Ok(())
     });
-    let summary: IngestSummary = run_writer(rx, core.writer.clone(), core.limits())
-        .await
-        .map_err(|e| CliError::Failed(e.to_string()))?;
-    reader_task
-        .await
-        .map_err(|e| CliError::Failed(e.to_string()))?
-        .map_err(CliError::Failed)?;
+    let summary: IngestSummary =
+        run_writer(rx, core.writer.clone(), core.limits()).await.map_err(|e| CliError::Failed(e.to_string()))?;
+    reader_task.await.map_err(|e| CliError::Failed(e.to_string()))?.map_err(CliError::Failed)?;
     core.store.close().await;
     let mut out = std::io::stdout().lock();
     let written = if json {
@@ -278,12 +257,9 @@ fn render_summary(s: &IngestSummary) -> String {
 }
 
 fn classifier_for(loaded: &Loaded) -> Result<Classifier, CliError> {
-    let catalogue = Catalogue::load(&loaded.settings.catalogue.extra_paths)
-        .map_err(|e| CliError::Usage(e.to_string()))?;
-    Ok(Classifier::new(
-        std::sync::Arc::new(catalogue),
-        loaded.settings.catalogue.federated_domains.clone(),
-    ))
+    let catalogue =
+        Catalogue::load(&loaded.settings.catalogue.extra_paths).map_err(|e| CliError::Usage(e.to_string()))?;
+    Ok(Classifier::new(std::sync::Arc::new(catalogue), loaded.settings.catalogue.federated_domains.clone()))
 }
 
 fn classify(arg: ConfigArg, json: bool, messages: Vec<String>) -> Result<(), CliError> {
@@ -295,10 +271,7 @@ fn classify(arg: ConfigArg, json: bool, messages: Vec<String>) -> Result<(), Cli
         let text = if json {
             serde_json::to_string(&c).map_err(|e| CliError::Failed(e.to_string()))?
         } else {
-            let code = c
-                .code
-                .map(|c| format!("AADSTS{c}"))
-                .unwrap_or_else(|| "no code".into());
+            let code = c.code.map(|c| format!("AADSTS{c}")).unwrap_or_else(|| "no code".into());
             let mut t = format!("{} ({}): {} [{}]", c.category, code, c.title, c.outcome);
             if !c.remediation.is_empty() {
                 t.push_str(&format!("\n  fix: {}", c.remediation));
@@ -332,21 +305,14 @@ fn check_config(arg: ConfigArg) -> Result<(), CliError> {
     let mut out = String::new();
     out.push_str(&format!("configuration: {} — valid\n", loaded.origin));
     if !loaded.overrides.is_empty() {
-        out.push_str(&format!(
-            "environment overrides: {}\n",
-            loaded.overrides.join(", ")
-        ));
+        out.push_str(&format!("environment overrides: {}\n", loaded.overrides.join(", ")));
     }
     out.push_str(&format!("listen: {}\n", s.server.listen));
     out.push_str(&format!("database: {}\n", s.storage.path.display()));
     out.push_str(&format!(
         "catalogue: {} entries (shipped{})\n",
         classifier.catalogue().len(),
-        s.catalogue
-            .extra_paths
-            .iter()
-            .map(|p| format!(" + {}", p.display()))
-            .collect::<String>()
+        s.catalogue.extra_paths.iter().map(|p| format!(" + {}", p.display())).collect::<String>()
     ));
     out.push_str(&format!(
         "incidents: quiet period {}, reopen window {}\n",
@@ -356,11 +322,7 @@ fn check_config(arg: ConfigArg) -> Result<(), CliError> {
         "privacy: users {:?}, ips {:?}; api token {}\n",
         s.privacy.users,
         s.privacy.ips,
-        if s.api.token.is_empty() {
-            "not required"
-        } else {
-            "required"
-        }
+        if s.api.token.is_empty() { "not required" } else { "required" }
     ));
     if s.sources.is_empty() {
         out.push_str("sources: none (push to POST /api/v1/ingest/http, or add [[sources]])\n");
@@ -397,32 +359,18 @@ fn catalogue(arg: ConfigArg, json: bool) -> Result<(), CliError> {
     } else {
         let mut text = String::new();
         for e in entries {
-            let codes = e
-                .codes
-                .iter()
-                .map(|c| c.to_string())
-                .collect::<Vec<_>>()
-                .join(",");
+            let codes = e.codes.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",");
             text.push_str(&format!(
                 "{:<28} {:<10} {:<26} {}{}\n",
                 e.id,
-                if codes.is_empty() {
-                    "-".to_string()
-                } else {
-                    codes
-                },
+                if codes.is_empty() { "-".to_string() } else { codes },
                 e.category.as_str(),
                 e.title,
-                if e.passport_relevant {
-                    "  [passport]"
-                } else {
-                    ""
-                }
+                if e.passport_relevant { "  [passport]" } else { "" }
             ));
         }
         text.push_str(&format!("{} entries\n", entries.len()));
-        out.write_all(text.as_bytes())
-            .map_err(|e| CliError::Failed(e.to_string()))
+        out.write_all(text.as_bytes()).map_err(|e| CliError::Failed(e.to_string()))
     };
     r
 }

@@ -1,7 +1,7 @@
 //! Typed settings: the embedded default, an optional TOML file, `PASSPORTD_<SECTION>__<KEY>`
 //! environment overrides, then `validate()` before anything binds or opens.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -95,21 +95,14 @@ impl FromStr for HumanDuration {
         let mut total = Duration::ZERO;
         let mut rest = text;
         while !rest.is_empty() {
-            let digits = rest
-                .find(|c: char| !c.is_ascii_digit())
-                .unwrap_or(rest.len());
+            let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
             if digits == 0 {
-                return Err(format!(
-                    "invalid duration {s:?} (use e.g. \"100ms\", \"30s\", \"30m\", \"7d\")"
-                ));
+                return Err(format!("invalid duration {s:?} (use e.g. \"100ms\", \"30s\", \"30m\", \"7d\")"));
             }
-            let number: u64 = rest[..digits]
-                .parse()
-                .map_err(|_| format!("invalid duration {s:?}: number too large"))?;
+            let number: u64 =
+                rest[..digits].parse().map_err(|_| format!("invalid duration {s:?}: number too large"))?;
             rest = &rest[digits..];
-            let unit_len = rest
-                .find(|c: char| c.is_ascii_digit())
-                .unwrap_or(rest.len());
+            let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
             let unit = &rest[..unit_len];
             rest = &rest[unit_len..];
             let millis_per_unit: u64 = match unit {
@@ -119,20 +112,11 @@ impl FromStr for HumanDuration {
                 "h" => 3_600_000,
                 "d" => 86_400_000,
                 "w" => 7 * 86_400_000,
-                "" => {
-                    return Err(format!(
-                        "invalid duration {s:?}: missing unit (ms, s, m, h, d, w)"
-                    ))
-                }
-                other => {
-                    return Err(format!(
-                        "invalid duration {s:?}: unknown unit {other:?} (ms, s, m, h, d, w)"
-                    ))
-                }
+                "" => return Err(format!("invalid duration {s:?}: missing unit (ms, s, m, h, d, w)")),
+                other => return Err(format!("invalid duration {s:?}: unknown unit {other:?} (ms, s, m, h, d, w)")),
             };
-            let millis = number
-                .checked_mul(millis_per_unit)
-                .ok_or_else(|| format!("invalid duration {s:?}: too large"))?;
+            let millis =
+                number.checked_mul(millis_per_unit).ok_or_else(|| format!("invalid duration {s:?}: too large"))?;
             total += Duration::from_millis(millis);
         }
         Ok(HumanDuration(total))
@@ -196,11 +180,7 @@ impl Secret {
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_empty() {
-            "\"\""
-        } else {
-            "\"<redacted>\""
-        })
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"<redacted>\"" })
     }
 }
 
@@ -228,6 +208,10 @@ pub struct Settings {
     pub privacy: PrivacySettings,
     /// `[api]`
     pub api: ApiSettings,
+    /// `[detectors]`
+    pub detectors: DetectorSettings,
+    /// `[retention]`
+    pub retention: RetentionSettings,
     /// `[log]`
     pub log: LogSettings,
 }
@@ -333,10 +317,7 @@ impl Default for SourceSettings {
 impl SourceSettings {
     /// Settings for an ad-hoc `replay` without `--source`.
     pub fn replay_default() -> Self {
-        Self {
-            name: "replay".into(),
-            ..Self::default()
-        }
+        Self { name: "replay".into(), ..Self::default() }
     }
 
     /// The parsed time zone (validated by `Settings::validate`; UTC if somehow invalid).
@@ -355,21 +336,91 @@ pub struct CatalogueSettings {
     pub federated_domains: Vec<String>,
 }
 
+/// An opening gate: `{ events = 3, users = 2, within = "10m" }`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenThreshold {
+    /// Open once this many failures gathered (0 = not used)…
+    #[serde(default)]
+    pub events: u32,
+    /// …or this many distinct users (0 = not used)…
+    #[serde(default)]
+    pub users: u32,
+    /// …within this window.
+    pub within: HumanDuration,
+}
+
 /// `[incidents]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IncidentSettings {
     /// Auto-resolve an incident after this long (event time) without events.
     pub quiet_period: HumanDuration,
+    /// Per-category quiet periods, e.g. `invalid_credentials = "10m"`.
+    pub quiet_period_by_category: BTreeMap<String, HumanDuration>,
     /// A recurrence within this long after resolution reopens the same incident.
     pub reopen_window: HumanDuration,
+    /// Per-category opening gates for noisy categories.
+    pub open_threshold: BTreeMap<String, OpenThreshold>,
 }
 
 impl Default for IncidentSettings {
     fn default() -> Self {
         Self {
             quiet_period: HumanDuration(Duration::from_secs(30 * 60)),
+            quiet_period_by_category: BTreeMap::new(),
             reopen_window: HumanDuration(Duration::from_secs(7 * 86_400)),
+            open_threshold: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[detectors]`: built-in detectors that need per-user / per-IP keys.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectorSettings {
+    /// Turn all detectors on or off.
+    pub enabled: bool,
+    /// Password spray: distinct users failing credentials (50126/50053) from one IP.
+    pub spray_users: u32,
+    /// Brute force: credential failures for one user.
+    pub brute_force_failures: u32,
+    /// Lockout wave: distinct users locked out (50053).
+    pub lockout_users: u32,
+    /// The window all three count in.
+    pub window: HumanDuration,
+}
+
+impl Default for DetectorSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            spray_users: 10,
+            brute_force_failures: 10,
+            lockout_users: 5,
+            window: HumanDuration(Duration::from_secs(600)),
+        }
+    }
+}
+
+/// `[retention]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionSettings {
+    /// Events older than this (behind the newest event time) are pruned.
+    pub events: HumanDuration,
+    /// Resolved incidents older than this are pruned.
+    pub incidents: HumanDuration,
+    /// How often pruning runs.
+    pub interval: HumanDuration,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        Self {
+            events: HumanDuration(Duration::from_secs(30 * 86_400)),
+            incidents: HumanDuration(Duration::from_secs(180 * 86_400)),
+            interval: HumanDuration(Duration::from_secs(300)),
         }
     }
 }
@@ -385,6 +436,8 @@ pub enum PrivacyMode {
     Hash,
     /// Store nothing.
     Drop,
+    /// IPs only: keep the network, drop the host part (/24 for IPv4, /48 for IPv6).
+    Truncate,
 }
 
 /// `[privacy]`
@@ -430,10 +483,7 @@ pub struct LogSettings {
 
 impl Default for LogSettings {
     fn default() -> Self {
-        Self {
-            level: "info".into(),
-            format: LogFormat::Text,
-        }
+        Self { level: "info".into(), format: LogFormat::Text }
     }
 }
 
@@ -469,57 +519,38 @@ pub fn load(explicit: Option<&Path>) -> Result<Loaded, ConfigError> {
     let origin = locate(explicit);
     let text = match &origin {
         ConfigOrigin::File(path) => {
-            std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                path: path.clone(),
-                source,
-            })?
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?
         }
         ConfigOrigin::Embedded => DEFAULT_CONFIG_TOML.to_string(),
     };
     let env: Vec<(String, String)> = std::env::vars().collect();
     let (settings, overrides) = from_parts(&text, &origin.to_string(), &env)?;
-    Ok(Loaded {
-        settings,
-        origin,
-        overrides,
-    })
+    Ok(Loaded { settings, origin, overrides })
 }
 
 /// Builds settings from TOML text plus environment pairs (testable without touching
 /// the process environment).
-pub fn from_parts(
-    text: &str,
-    origin: &str,
-    env: &[(String, String)],
-) -> Result<(Settings, Vec<String>), ConfigError> {
-    let mut doc: toml::Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| ConfigError::Parse {
-            origin: origin.to_string(),
-            message: e.to_string().trim_end().to_string(),
-        })?;
+pub fn from_parts(text: &str, origin: &str, env: &[(String, String)]) -> Result<(Settings, Vec<String>), ConfigError> {
+    let mut doc: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Parse {
+        origin: origin.to_string(),
+        message: e.to_string().trim_end().to_string(),
+    })?;
     let mut applied = Vec::new();
-    let mut vars: Vec<&(String, String)> = env
-        .iter()
-        .filter(|(k, _)| k.starts_with("PASSPORTD_") && k.contains("__"))
-        .collect();
+    let mut vars: Vec<&(String, String)> =
+        env.iter().filter(|(k, _)| k.starts_with("PASSPORTD_") && k.contains("__")).collect();
     vars.sort();
     for (var, value) in vars {
         apply_env_override(&mut doc, var, value)?;
         applied.push(var.clone());
     }
-    let settings: Settings =
-        Settings::deserialize(toml::Value::Table(doc)).map_err(|e| ConfigError::Parse {
-            origin: if applied.is_empty() {
-                origin.to_string()
-            } else {
-                format!(
-                    "{origin} (with environment overrides {})",
-                    applied.join(", ")
-                )
-            },
-            message: e.to_string().trim_end().to_string(),
-        })?;
+    let settings: Settings = Settings::deserialize(toml::Value::Table(doc)).map_err(|e| ConfigError::Parse {
+        origin: if applied.is_empty() {
+            origin.to_string()
+        } else {
+            format!("{origin} (with environment overrides {})", applied.join(", "))
+        },
+        message: e.to_string().trim_end().to_string(),
+    })?;
     settings.validate(origin)?;
     Ok((settings, applied))
 }
@@ -538,9 +569,7 @@ fn apply_env_override(doc: &mut toml::Table, var: &str, value: &str) -> Result<(
     if section == "sources" {
         return Err(ConfigError::Env {
             var: var.to_string(),
-            message:
-                "[[sources]] entries cannot be overridden from the environment; use a config file"
-                    .into(),
+            message: "[[sources]] entries cannot be overridden from the environment; use a config file".into(),
         });
     }
     // A value that parses as a TOML literal (number, bool, array) keeps its type, so
@@ -550,14 +579,9 @@ fn apply_env_override(doc: &mut toml::Table, var: &str, value: &str) -> Result<(
         .ok()
         .and_then(|mut t| t.remove("v"))
         .unwrap_or_else(|| toml::Value::String(value.to_string()));
-    let table = doc
-        .entry(section.clone())
-        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    let table = doc.entry(section.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
     let toml::Value::Table(table) = table else {
-        return Err(ConfigError::Env {
-            var: var.to_string(),
-            message: format!("`{section}` is not a section"),
-        });
+        return Err(ConfigError::Env { var: var.to_string(), message: format!("`{section}` is not a section") });
     };
     table.insert(key, parsed);
     Ok(())
@@ -566,27 +590,16 @@ fn apply_env_override(doc: &mut toml::Table, var: &str, value: &str) -> Result<(
 impl Settings {
     /// Checks everything that parses but cannot work. Errors name the key.
     pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
-        let invalid = |key: String, message: String| ConfigError::Invalid {
-            origin: origin.to_string(),
-            key,
-            message,
-        };
-        self.listen_addr()
-            .map_err(|m| invalid("server.listen".into(), m))?;
+        let invalid = |key: String, message: String| ConfigError::Invalid { origin: origin.to_string(), key, message };
+        self.listen_addr().map_err(|m| invalid("server.listen".into(), m))?;
         if self.server.max_body_bytes == 0 {
-            return Err(invalid(
-                "server.max_body_bytes".into(),
-                "must be greater than 0".into(),
-            ));
+            return Err(invalid("server.max_body_bytes".into(), "must be greater than 0".into()));
         }
         if self.storage.path.as_os_str().is_empty() {
             return Err(invalid("storage.path".into(), "must not be empty".into()));
         }
         if self.storage.batch_max_records == 0 {
-            return Err(invalid(
-                "storage.batch_max_records".into(),
-                "must be greater than 0".into(),
-            ));
+            return Err(invalid("storage.batch_max_records".into(), "must be greater than 0".into()));
         }
         let mut names = BTreeSet::new();
         for (i, source) in self.sources.iter().enumerate() {
@@ -594,27 +607,14 @@ impl Settings {
             if source.name.trim().is_empty() {
                 return Err(invalid(key("name"), "every source needs a name".into()));
             }
-            if !source
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-            {
-                return Err(invalid(
-                    key("name"),
-                    format!("{:?}: use letters, digits, '-', '_' or '.'", source.name),
-                ));
+            if !source.name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+                return Err(invalid(key("name"), format!("{:?}: use letters, digits, '-', '_' or '.'", source.name)));
             }
             if !names.insert(source.name.as_str()) {
-                return Err(invalid(
-                    key("name"),
-                    format!("duplicate source name {:?}", source.name),
-                ));
+                return Err(invalid(key("name"), format!("duplicate source name {:?}", source.name)));
             }
             if source.paths.is_empty() {
-                return Err(invalid(
-                    key("paths"),
-                    format!("source {:?} has no paths", source.name),
-                ));
+                return Err(invalid(key("paths"), format!("source {:?} has no paths", source.name)));
             }
             for (j, pattern) in source.paths.iter().chain(source.exclude.iter()).enumerate() {
                 let field = if j < source.paths.len() {
@@ -629,68 +629,107 @@ impl Settings {
                     .map_err(|e| invalid(key(&field), format!("invalid glob {pattern:?}: {e}")))?;
             }
             if source.poll_interval.get() < Duration::from_millis(10) {
-                return Err(invalid(
-                    key("poll_interval"),
-                    "must be at least 10ms".into(),
-                ));
+                return Err(invalid(key("poll_interval"), "must be at least 10ms".into()));
             }
             if source.max_line_bytes < 1024 {
-                return Err(invalid(
-                    key("max_line_bytes"),
-                    "must be at least 1024".into(),
-                ));
+                return Err(invalid(key("max_line_bytes"), "must be at least 1024".into()));
             }
-            source.timezone.parse::<chrono_tz::Tz>().map_err(|_| {
-                invalid(
-                    key("timezone"),
-                    format!("unknown IANA time zone {:?}", source.timezone),
-                )
-            })?;
+            source
+                .timezone
+                .parse::<chrono_tz::Tz>()
+                .map_err(|_| invalid(key("timezone"), format!("unknown IANA time zone {:?}", source.timezone)))?;
         }
         for (i, p) in self.catalogue.extra_paths.iter().enumerate() {
             if p.as_os_str().is_empty() {
-                return Err(invalid(
-                    format!("catalogue.extra_paths[{i}]"),
-                    "empty path".into(),
-                ));
+                return Err(invalid(format!("catalogue.extra_paths[{i}]"), "empty path".into()));
             }
         }
         if self.incidents.quiet_period.get().is_zero() {
-            return Err(invalid(
-                "incidents.quiet_period".into(),
-                "must be greater than 0".into(),
-            ));
+            return Err(invalid("incidents.quiet_period".into(), "must be greater than 0".into()));
         }
-        let hashing =
-            self.privacy.users == PrivacyMode::Hash || self.privacy.ips == PrivacyMode::Hash;
+        for (name, d) in &self.incidents.quiet_period_by_category {
+            let key = format!("incidents.quiet_period_by_category.{name}");
+            category_name(name).map_err(|m| invalid(key.clone(), m))?;
+            if d.get().is_zero() {
+                return Err(invalid(key, "must be greater than 0".into()));
+            }
+        }
+        for (name, t) in &self.incidents.open_threshold {
+            let key = format!("incidents.open_threshold.{name}");
+            category_name(name).map_err(|m| invalid(key.clone(), m))?;
+            if t.events == 0 && t.users == 0 {
+                return Err(invalid(key, "set events or users (or both) above 0".into()));
+            }
+            if t.within.get().is_zero() {
+                return Err(invalid(format!("{key}.within"), "must be greater than 0".into()));
+            }
+        }
+        if self.privacy.users == PrivacyMode::Truncate {
+            return Err(invalid("privacy.users".into(), "truncate applies to IPs only; use keep, hash or drop".into()));
+        }
+        if self.detectors.window.get().is_zero() {
+            return Err(invalid("detectors.window".into(), "must be greater than 0".into()));
+        }
+        for (key, v) in [
+            ("retention.events", self.retention.events),
+            ("retention.incidents", self.retention.incidents),
+            ("retention.interval", self.retention.interval),
+        ] {
+            if v.get().is_zero() {
+                return Err(invalid(key.into(), "must be greater than 0".into()));
+            }
+        }
+        let hashing = self.privacy.users == PrivacyMode::Hash || self.privacy.ips == PrivacyMode::Hash;
         if hashing && self.privacy.hash_key.expose().len() < 16 {
             return Err(invalid(
                 "privacy.hash_key".into(),
                 "hash mode needs a secret key of at least 16 characters (set it in the file or PASSPORTD_PRIVACY__HASH_KEY)".into(),
             ));
         }
-        if self
-            .log
-            .level
-            .parse::<tracing_subscriber::EnvFilter>()
-            .is_err()
-        {
-            return Err(invalid(
-                "log.level".into(),
-                format!("invalid filter {:?}", self.log.level),
-            ));
+        if self.log.level.parse::<tracing_subscriber::EnvFilter>().is_err() {
+            return Err(invalid("log.level".into(), format!("invalid filter {:?}", self.log.level)));
         }
         Ok(())
     }
 
+    /// The incident policy these settings describe (validated names only).
+    pub fn incident_policy(&self) -> crate::incidents::Policy {
+        use crate::event::Category;
+        let i = &self.incidents;
+        crate::incidents::Policy {
+            quiet_period: i.quiet_period.get(),
+            quiet_by_category: i
+                .quiet_period_by_category
+                .iter()
+                .filter_map(|(k, v)| Some((Category::parse(k)?, v.get())))
+                .collect(),
+            reopen_window: i.reopen_window.get(),
+            gates: i
+                .open_threshold
+                .iter()
+                .filter_map(|(k, t)| {
+                    Some((
+                        Category::parse(k)?,
+                        crate::incidents::OpenGate { events: t.events, users: t.users, within: t.within.get() },
+                    ))
+                })
+                .collect(),
+            detectors: crate::incidents::DetectorPolicy {
+                enabled: self.detectors.enabled,
+                spray_users: self.detectors.spray_users,
+                brute_force_failures: self.detectors.brute_force_failures,
+                lockout_users: self.detectors.lockout_users,
+                window: self.detectors.window.get(),
+            },
+        }
+    }
+
     /// The listen address, parsed.
     pub fn listen_addr(&self) -> Result<SocketAddr, String> {
-        self.server.listen.parse().map_err(|_| {
-            format!(
-                "{:?} is not an address:port such as 127.0.0.1:9477",
-                self.server.listen
-            )
-        })
+        self.server
+            .listen
+            .parse()
+            .map_err(|_| format!("{:?} is not an address:port such as 127.0.0.1:9477", self.server.listen))
     }
 
     /// The named source.
@@ -699,15 +738,22 @@ impl Settings {
     }
 }
 
+fn category_name(name: &str) -> Result<(), String> {
+    match crate::event::Category::parse(name) {
+        Some(c) if c != crate::event::Category::InterruptInformational => Ok(()),
+        _ => Err(format!(
+            "unknown category {name:?} (one of: {})",
+            crate::event::Category::failure_categories().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
@@ -733,10 +779,7 @@ mod tests {
             &env(&[
                 ("PASSPORTD_SERVER__LISTEN", "0.0.0.0:9477"),
                 ("PASSPORTD_STORAGE__BATCH_MAX_RECORDS", "50"),
-                (
-                    "PASSPORTD_CATALOGUE__EXTRA_PATHS",
-                    "[\"a.toml\", \"b.toml\"]",
-                ),
+                ("PASSPORTD_CATALOGUE__EXTRA_PATHS", "[\"a.toml\", \"b.toml\"]"),
                 ("PASSPORTD_CONFIG", "ignored.toml"),
                 ("OTHER__THING", "x"),
             ]),
@@ -762,44 +805,43 @@ mod tests {
     fn validation_names_the_field() {
         let cases = [
             ("[server]\nlisten = \"nowhere\"", "server.listen"),
-            ("[[sources]]\nname = \"a\"\npaths = [\"/x\"]\n[[sources]]\nname = \"a\"\npaths = [\"/y\"]", "sources[1].name"),
+            (
+                "[[sources]]\nname = \"a\"\npaths = [\"/x\"]\n[[sources]]\nname = \"a\"\npaths = [\"/y\"]",
+                "sources[1].name",
+            ),
             ("[[sources]]\nname = \"a\"", "sources[0].paths"),
             ("[[sources]]\nname = \"a\"\npaths = [\"/x/[\"]", "sources[0].paths[0]"),
             ("[[sources]]\nname = \"a\"\npaths = [\"/x\"]\ntimezone = \"Mars/Olympus\"", "sources[0].timezone"),
             ("[privacy]\nusers = \"hash\"", "privacy.hash_key"),
             ("[incidents]\nquiet_period = \"0s\"", "incidents.quiet_period"),
+            ("[incidents.quiet_period_by_category]\nmfa = \"5m\"", "incidents.quiet_period_by_category.mfa"),
+            ("[incidents.open_threshold.invalid_credentials]\nwithin = \"10m\"", "incidents.open_threshold.invalid_credentials"),
+            ("[privacy]\nusers = \"truncate\"", "privacy.users"),
+            (
+                "[incidents.open_threshold.invalid_credentials]\nwithin = \"10m\"",
+                "incidents.open_threshold.invalid_credentials",
+            ),
+            ("[privacy]\nusers = \"truncate\"", "privacy.users"),
         ];
         for (text, key) in cases {
             let err = from_parts(text, "t.toml", &[]).unwrap_err().to_string();
             assert!(err.contains(key), "{text:?} → {err}");
         }
-        let err =
-            from_parts("[incidents]\nquiet_period = \"5 parsecs\"", "t.toml", &[]).unwrap_err();
+        let err = from_parts("[incidents]\nquiet_period = \"5 parsecs\"", "t.toml", &[]).unwrap_err();
         assert!(err.to_string().contains("quiet_period"), "{err}");
-        let err = from_parts(
-            "[[sources]]\nname = \"a\"\npaths = [\"/x\"]\nformat = \"xml\"",
-            "t.toml",
-            &[],
-        )
-        .unwrap_err();
+        let err =
+            from_parts("[[sources]]\nname = \"a\"\npaths = [\"/x\"]\nformat = \"xml\"", "t.toml", &[]).unwrap_err();
         assert!(err.to_string().contains("format"), "{err}");
     }
 
     #[test]
     fn durations_parse_and_print() {
-        for (text, ms) in [
-            ("100ms", 100),
-            ("30s", 30_000),
-            ("30m", 1_800_000),
-            ("1h30m", 5_400_000),
-            ("7d", 604_800_000),
-        ] {
+        for (text, ms) in
+            [("100ms", 100), ("30s", 30_000), ("30m", 1_800_000), ("1h30m", 5_400_000), ("7d", 604_800_000)]
+        {
             let d: HumanDuration = text.parse().expect(text);
             assert_eq!(d.get(), Duration::from_millis(ms), "{text}");
-            assert_eq!(
-                d.to_string().parse::<HumanDuration>().expect("roundtrip"),
-                d
-            );
+            assert_eq!(d.to_string().parse::<HumanDuration>().expect("roundtrip"), d);
         }
         for bad in ["", "5", "m", "5 minutes", "-1s", "1.5s"] {
             assert!(bad.parse::<HumanDuration>().is_err(), "{bad:?}");

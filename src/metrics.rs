@@ -8,8 +8,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::event::{Category, Outcome};
@@ -80,23 +80,13 @@ pub struct Metrics {
     pub start_time: Gauge,
 }
 
-fn counter(
-    registry: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> Result<IntCounterVec, MetricsError> {
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> Result<IntCounterVec, MetricsError> {
     let c = IntCounterVec::new(Opts::new(name, help), labels)?;
     registry.register(Box::new(c.clone()))?;
     Ok(c)
 }
 
-fn gauge_vec(
-    registry: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> Result<IntGaugeVec, MetricsError> {
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> Result<IntGaugeVec, MetricsError> {
     let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
     registry.register(Box::new(g.clone()))?;
     Ok(g)
@@ -193,9 +183,7 @@ impl Metrics {
         )?;
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         #[cfg(target_os = "linux")]
-        m.registry.register(Box::new(
-            prometheus::process_collector::ProcessCollector::for_self(),
-        ))?;
+        m.registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
         m.start_time.set(chrono::Utc::now().timestamp() as f64);
 
         for source in sources {
@@ -203,12 +191,8 @@ impl Metrics {
             m.init_relevant_codes(source, relevant_codes);
         }
         for category in Category::failure_categories() {
-            m.incidents_open
-                .with_label_values(&[category.as_str()])
-                .set(0);
-            m.incidents_opened
-                .with_label_values(&[category.as_str()])
-                .inc_by(0);
+            m.incidents_open.with_label_values(&[category.as_str()]).set(0);
+            m.incidents_opened.with_label_values(&[category.as_str()]).inc_by(0);
         }
         for result in ["success", "error"] {
             m.catalogue_reloads.with_label_values(&[result]).inc_by(0);
@@ -219,19 +203,13 @@ impl Metrics {
     /// Creates every series of one source at 0.
     pub fn init_source(&self, source: &str) {
         for outcome in Outcome::ALL {
-            self.signin_events
-                .with_label_values(&[source, outcome.as_str()])
-                .inc_by(0);
+            self.signin_events.with_label_values(&[source, outcome.as_str()]).inc_by(0);
         }
         for category in Category::failure_categories() {
-            self.signin_failures
-                .with_label_values(&[source, category.as_str(), "none"])
-                .inc_by(0);
+            self.signin_failures.with_label_values(&[source, category.as_str(), "none"]).inc_by(0);
         }
         for reason in ParseErrorReason::ALL {
-            self.parse_errors
-                .with_label_values(&[source, reason.as_str()])
-                .inc_by(0);
+            self.parse_errors.with_label_values(&[source, reason.as_str()]).inc_by(0);
         }
         self.ingest_lines.with_label_values(&[source]).inc_by(0);
         self.skipped.with_label_values(&[source]).inc_by(0);
@@ -242,18 +220,14 @@ impl Metrics {
         self.tail_lag_bytes.with_label_values(&[source]).set(0);
         self.tail_rotations.with_label_values(&[source]).inc_by(0);
         self.tail_truncations.with_label_values(&[source]).inc_by(0);
-        self.watcher_poll_fallback
-            .with_label_values(&[source])
-            .set(0);
+        self.watcher_poll_fallback.with_label_values(&[source]).set(0);
         let _ = self.ingest_lag.with_label_values(&[source]);
     }
 
     /// Pre-initialises the (category, code) failure series of the Passport-relevant codes.
     pub fn init_relevant_codes(&self, source: &str, pairs: &[(Category, u32)]) {
         for (category, code) in pairs {
-            self.signin_failures
-                .with_label_values(&[source, category.as_str(), &code.to_string()])
-                .inc_by(0);
+            self.signin_failures.with_label_values(&[source, category.as_str(), &code.to_string()]).inc_by(0);
         }
     }
 
@@ -274,19 +248,13 @@ impl Metrics {
     /// Records what a committed batch stored.
     pub fn record_batch(&self, result: &BatchResult) {
         for ((source, outcome), n) in &result.stored {
-            self.signin_events
-                .with_label_values(&[source, outcome.as_str()])
-                .inc_by(*n);
+            self.signin_events.with_label_values(&[source, outcome.as_str()]).inc_by(*n);
         }
         for ((source, category, code), n) in &result.failures {
-            self.signin_failures
-                .with_label_values(&[source, category.as_str(), &self.code_label(*code)])
-                .inc_by(*n);
+            self.signin_failures.with_label_values(&[source, category.as_str(), &self.code_label(*code)]).inc_by(*n);
         }
         for (category, n) in &result.incidents_opened {
-            self.incidents_opened
-                .with_label_values(&[category.as_str()])
-                .inc_by(*n);
+            self.incidents_opened.with_label_values(&[category.as_str()]).inc_by(*n);
         }
     }
 

@@ -62,14 +62,8 @@ impl IngestSummary {
             }
         }
         for ((_, category, code), n) in &r.failures {
-            *self
-                .by_category
-                .entry(category.as_str().to_string())
-                .or_default() += n;
-            *self
-                .by_code
-                .entry(code.map(|c| c.to_string()).unwrap_or_else(|| "none".into()))
-                .or_default() += n;
+            *self.by_category.entry(category.as_str().to_string()).or_default() += n;
+            *self.by_code.entry(code.map(|c| c.to_string()).unwrap_or_else(|| "none".into())).or_default() += n;
         }
         self.duplicates += r.duplicates;
         self.incidents_opened += r.incidents_opened.values().sum::<u64>();
@@ -79,10 +73,7 @@ impl IngestSummary {
     pub fn add_decode_counts(&mut self, other: &DecodeTally) {
         self.parse_errors += other.parse_errors.values().sum::<u64>();
         for (reason, n) in &other.parse_errors {
-            *self
-                .parse_errors_by_reason
-                .entry(reason.to_string())
-                .or_default() += n;
+            *self.parse_errors_by_reason.entry(reason.to_string()).or_default() += n;
         }
         self.skipped += other.skipped + other.redacted;
         self.redacted += other.redacted;
@@ -115,29 +106,14 @@ impl DecodeTally {
 
     /// Records the tally in the metrics of `source`.
     pub fn record(&self, metrics: &Metrics, source: &str) {
-        metrics
-            .ingest_lines
-            .with_label_values(&[source])
-            .inc_by(self.lines);
-        metrics
-            .skipped
-            .with_label_values(&[source])
-            .inc_by(self.skipped);
-        metrics
-            .redacted
-            .with_label_values(&[source])
-            .inc_by(self.redacted);
+        metrics.ingest_lines.with_label_values(&[source]).inc_by(self.lines);
+        metrics.skipped.with_label_values(&[source]).inc_by(self.skipped);
+        metrics.redacted.with_label_values(&[source]).inc_by(self.redacted);
         for (reason, n) in &self.parse_errors {
-            metrics
-                .parse_errors
-                .with_label_values(&[source, reason])
-                .inc_by(*n);
+            metrics.parse_errors.with_label_values(&[source, reason]).inc_by(*n);
         }
         if self.lines > 0 {
-            metrics
-                .last_ingest
-                .with_label_values(&[source])
-                .set(Utc::now().timestamp_millis() as f64 / 1000.0);
+            metrics.last_ingest.with_label_values(&[source]).set(Utc::now().timestamp_millis() as f64 / 1000.0);
         }
     }
 }
@@ -156,10 +132,7 @@ pub struct Privacy {
 
 impl std::fmt::Debug for Privacy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Privacy")
-            .field("users", &self.users)
-            .field("ips", &self.ips)
-            .finish_non_exhaustive()
+        f.debug_struct("Privacy").field("users", &self.users).field("ips", &self.ips).finish_non_exhaustive()
     }
 }
 
@@ -170,12 +143,22 @@ fn hmac_hex(key: &[u8], value: &str) -> String {
         return String::new();
     };
     mac.update(value.as_bytes());
-    mac.finalize()
-        .into_bytes()
-        .iter()
-        .take(16)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    mac.finalize().into_bytes().iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The network part of an address: /24 for IPv4, /48 for IPv6; anything that is not
+/// an address is dropped rather than stored as it is.
+fn truncate_ip(value: &str) -> Option<String> {
+    match value.trim().parse::<std::net::IpAddr>().ok()? {
+        std::net::IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            Some(format!("{a}.{b}.{c}.0/24"))
+        }
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments();
+            Some(format!("{:x}:{:x}:{:x}::/48", s[0], s[1], s[2]))
+        }
+    }
 }
 
 impl Privacy {
@@ -183,19 +166,14 @@ impl Privacy {
     /// `hash_key` is configured (it never leaves the database).
     pub fn new(settings: &PrivacySettings, store_secret: &[u8]) -> Privacy {
         let key = settings.hash_key.expose().as_bytes().to_vec();
-        let user_key_secret = if key.is_empty() {
-            store_secret.to_vec()
-        } else {
-            key.clone()
-        };
+        let user_key_secret = if key.is_empty() { store_secret.to_vec() } else { key.clone() };
         Privacy {
             users: settings.users,
             ips: settings.ips,
             key: Arc::new(key),
             user_key_secret: Arc::new(user_key_secret),
             #[allow(clippy::expect_used)]
-            email: Regex::new(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
-                .expect("static regex"),
+            email: Regex::new(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}").expect("static regex"),
         }
     }
 
@@ -203,11 +181,9 @@ impl Privacy {
         let value = value.filter(|v| !v.is_empty())?;
         match mode {
             PrivacyMode::Keep => Some(value),
-            PrivacyMode::Hash => Some(format!(
-                "hmac:{}",
-                hmac_hex(&self.key, &value.to_lowercase())
-            )),
+            PrivacyMode::Hash => Some(format!("hmac:{}", hmac_hex(&self.key, &value.to_lowercase()))),
             PrivacyMode::Drop => None,
+            PrivacyMode::Truncate => truncate_ip(&value),
         }
     }
 
@@ -219,6 +195,12 @@ impl Privacy {
     /// The stored form of an IP address.
     pub fn ip(&self, value: Option<String>) -> Option<String> {
         self.apply(self.ips, value)
+    }
+
+    /// A keyed hash of the client IP, for the spray detector.
+    pub fn ip_key(&self, ip: Option<&str>) -> Option<String> {
+        let ip = ip.filter(|i| !i.is_empty())?;
+        Some(hmac_hex(&self.user_key_secret, &format!("ip:{}", ip.to_lowercase())))
     }
 
     /// A keyed hash identifying the user for exact `users_affected` counts.
@@ -233,14 +215,12 @@ impl Privacy {
         if self.users == PrivacyMode::Keep || !text.contains('@') {
             return Some(text);
         }
-        let replaced = self
-            .email
-            .replace_all(&text, |c: &regex::Captures<'_>| match self.users {
-                PrivacyMode::Hash => {
-                    format!("<user:hmac:{}>", hmac_hex(&self.key, &c[0].to_lowercase()))
-                }
-                _ => "<redacted>".to_string(),
-            });
+        let replaced = self.email.replace_all(&text, |c: &regex::Captures<'_>| match self.users {
+            PrivacyMode::Hash => {
+                format!("<user:hmac:{}>", hmac_hex(&self.key, &c[0].to_lowercase()))
+            }
+            _ => "<redacted>".to_string(),
+        });
         Some(replaced.into_owned())
     }
 }
@@ -255,10 +235,7 @@ pub struct Normalizer {
 impl Normalizer {
     /// Builds a normalizer.
     pub fn new(classifier: Arc<SharedClassifier>, privacy: Privacy) -> Self {
-        Self {
-            classifier,
-            privacy,
-        }
+        Self { classifier, privacy }
     }
 
     /// Classifies and normalizes `items` read from `file_key`, appending events to
@@ -278,18 +255,9 @@ impl Normalizer {
             match &item.kind {
                 ItemKind::Skipped => tally.skipped += 1,
                 ItemKind::Redacted => tally.redacted += 1,
-                ItemKind::Error(reason) => {
-                    *tally.parse_errors.entry(reason.as_str()).or_default() += 1
-                }
+                ItemKind::Error(reason) => *tally.parse_errors.entry(reason.as_str()).or_default() += 1,
                 ItemKind::SignIn(raw) => {
-                    match self.event(
-                        &classifier,
-                        source,
-                        file_key,
-                        item.start_offset,
-                        raw,
-                        received_at,
-                    ) {
+                    match self.event(&classifier, source, file_key, item.start_offset, raw, received_at) {
                         Some(ev) => events.push(ev),
                         None => tally.skipped += 1,
                     }
@@ -334,16 +302,8 @@ impl Normalizer {
             outcome: c.outcome,
             category,
             codes,
-            entry_id: if c.outcome == Outcome::Success {
-                None
-            } else {
-                c.entry.clone()
-            },
-            message: if c.outcome == Outcome::Success {
-                None
-            } else {
-                self.privacy.message(raw.message.clone())
-            },
+            entry_id: if c.outcome == Outcome::Success { None } else { c.entry.clone() },
+            message: if c.outcome == Outcome::Success { None } else { self.privacy.message(raw.message.clone()) },
             user: self.privacy.user(raw.user.clone()),
             app_id: raw.app_id.clone(),
             app_name: raw.app_name.clone(),
@@ -355,17 +315,11 @@ impl Normalizer {
             correlation_id: raw.correlation_id.clone(),
             record_id: raw.record_id.clone(),
             device: raw.device.clone(),
-            position: Some(Position {
-                file_key: file_key.to_string(),
-                offset,
-            }),
+            position: Some(Position { file_key: file_key.to_string(), offset }),
         };
         Some(StoredEvent {
-            user_key: if c.outcome == Outcome::Failure {
-                self.privacy.user_key(raw.user.as_deref())
-            } else {
-                None
-            },
+            ip_key: if c.outcome == Outcome::Failure { self.privacy.ip_key(raw.ip.as_deref()) } else { None },
+            user_key: if c.outcome == Outcome::Failure { self.privacy.user_key(raw.user.as_deref()) } else { None },
             title: c.title,
             remediation: c.remediation,
             severity: serde_json::to_value(c.severity)
@@ -388,11 +342,7 @@ pub struct Writer {
 impl Writer {
     /// Builds a writer.
     pub fn new(store: Store, metrics: Metrics, policy: Policy) -> Self {
-        Self {
-            store,
-            metrics,
-            policy,
-        }
+        Self { store, metrics, policy }
     }
 
     /// Commits one batch and updates metrics; the result says what was stored.
@@ -402,20 +352,13 @@ impl Writer {
         }
         let started = Instant::now();
         let result = self.store.commit_batch(batch, &self.policy).await?;
-        self.metrics
-            .batch_commit
-            .observe(started.elapsed().as_secs_f64());
-        self.metrics
-            .batch_records
-            .observe(batch.events.len() as f64);
+        self.metrics.batch_commit.observe(started.elapsed().as_secs_f64());
+        self.metrics.batch_records.observe(batch.events.len() as f64);
         self.metrics.record_batch(&result);
         let now = Utc::now();
         for stored in &batch.events {
             let lag = (now - stored.event.occurred_at).num_milliseconds().max(0) as f64 / 1000.0;
-            self.metrics
-                .ingest_lag
-                .with_label_values(&[&stored.event.source])
-                .observe(lag);
+            self.metrics.ingest_lag.with_label_values(&[&stored.event.source]).observe(lag);
         }
         if !result.incidents_opened.is_empty() || result.incidents_auto_resolved > 0 {
             self.refresh_incident_gauge().await?;
@@ -456,34 +399,19 @@ mod tests {
     fn privacy_modes() {
         let mut s = PrivacySettings::default();
         let keep = Privacy::new(&s, b"store-secret");
-        assert_eq!(
-            keep.user(Some("a@b.example".into())).as_deref(),
-            Some("a@b.example")
-        );
+        assert_eq!(keep.user(Some("a@b.example".into())).as_deref(), Some("a@b.example"));
         s.users = PrivacyMode::Hash;
         s.ips = PrivacyMode::Drop;
         s.hash_key = Secret::new("0123456789abcdef");
         let p = Privacy::new(&s, b"store-secret");
-        let hashed = p
-            .user(Some("Alice@Contoso.example".into()))
-            .expect("hashed");
-        assert!(
-            hashed.starts_with("hmac:") && !hashed.contains("alice"),
-            "{hashed}"
-        );
+        let hashed = p.user(Some("Alice@Contoso.example".into())).expect("hashed");
+        assert!(hashed.starts_with("hmac:") && !hashed.contains("alice"), "{hashed}");
         assert_eq!(p.user(Some("alice@contoso.example".into())), Some(hashed));
         assert_eq!(p.ip(Some("192.0.2.1".into())), None);
-        let msg = p
-            .message(Some(
-                "AADSTS50034: user alice@contoso.example does not exist".into(),
-            ))
-            .expect("msg");
+        let msg = p.message(Some("AADSTS50034: user alice@contoso.example does not exist".into())).expect("msg");
         assert!(!msg.contains("alice"), "{msg}");
         assert!(msg.contains("AADSTS50034"));
-        assert_eq!(
-            p.user_key(Some("A@b.example")),
-            p.user_key(Some("a@B.example"))
-        );
+        assert_eq!(p.user_key(Some("A@b.example")), p.user_key(Some("a@B.example")));
     }
 }
 
@@ -516,10 +444,7 @@ pub async fn run_writer(
         let mut tallies: BTreeMap<String, DecodeTally> = BTreeMap::new();
         let mut checkpoints: BTreeMap<String, crate::store::Checkpoint> = BTreeMap::new();
         let mut absorb = |chunk: crate::ingest::reader::Chunk, batch: &mut Batch| {
-            tallies
-                .entry(chunk.source.clone())
-                .or_default()
-                .merge(&chunk.tally);
+            tallies.entry(chunk.source.clone()).or_default().merge(&chunk.tally);
             batch.events.extend(chunk.events);
             if let Some(cp) = chunk.checkpoint {
                 checkpoints.insert(cp.file_key.clone(), cp);
@@ -549,11 +474,7 @@ pub async fn run_writer(
             summary.add_decode_counts(tally);
         }
         for (source, n) in result.duplicates_by_source.iter() {
-            writer
-                .metrics
-                .duplicates
-                .with_label_values(&[source])
-                .inc_by(*n);
+            writer.metrics.duplicates.with_label_values(&[source]).inc_by(*n);
         }
         summary.add_result(&result);
     }

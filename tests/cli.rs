@@ -19,11 +19,7 @@ fn passportd(dir: &Path, args: &[&str]) -> Output {
 }
 
 fn json(out: &Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("one JSON object on stdout")
 }
 
@@ -46,10 +42,7 @@ fn replay_prints_the_contract_summary_and_a_second_replay_counts_only_duplicates
     assert_eq!(first["by_code"]["50076"], 2);
     assert_eq!(first["by_code"]["7000218"], 1);
     assert_eq!(first["incidents_opened"], 3);
-    assert!(
-        dir.path().join("passportd.db").is_file(),
-        "default store in the working directory"
-    );
+    assert!(dir.path().join("passportd.db").is_file(), "default store in the working directory");
 
     let second = json(&passportd(dir.path(), &["replay", "--json", fixture]));
     assert_eq!(second["records"], 0, "{second}");
@@ -71,16 +64,10 @@ fn lines_without_ids_are_deduplicated_by_file_and_offset() {
     )
     .unwrap();
     let log = log.to_str().unwrap();
-    let first = json(&passportd(
-        dir.path(),
-        &["replay", "--json", "--format", "passport", log],
-    ));
+    let first = json(&passportd(dir.path(), &["replay", "--json", "--format", "passport", log]));
     assert_eq!(first["failures"], 1, "{first}");
     assert_eq!(first["by_category"]["mfa_required"], 1);
-    let second = json(&passportd(
-        dir.path(),
-        &["replay", "--json", "--format", "passport", log],
-    ));
+    let second = json(&passportd(dir.path(), &["replay", "--json", "--format", "passport", log]));
     assert_eq!(second["records"], 0, "{second}");
     assert_eq!(second["duplicates"], 1);
 }
@@ -97,30 +84,18 @@ fn exit_codes_and_messages() {
         assert!(!out.stdout.is_empty());
     }
     // Usage error.
-    assert_eq!(
-        passportd(dir.path(), &["frobnicate"]).status.code(),
-        Some(2)
-    );
+    assert_eq!(passportd(dir.path(), &["frobnicate"]).status.code(), Some(2));
     assert_eq!(passportd(dir.path(), &["replay"]).status.code(), Some(2));
     // Configuration errors name the file and the key.
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[server]\nlisten = \"not an address\"\n").unwrap();
-    let out = passportd(
-        dir.path(),
-        &["check-config", "--config", bad.to_str().unwrap()],
-    );
+    let out = passportd(dir.path(), &["check-config", "--config", bad.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("bad.toml") && err.contains("server.listen"),
-        "{err}"
-    );
+    assert!(err.contains("bad.toml") && err.contains("server.listen"), "{err}");
     let unknown = dir.path().join("unknown.toml");
     std::fs::write(&unknown, "[server]\nlisten = \"127.0.0.1:1\"\nport = 3\n").unwrap();
-    let out = passportd(
-        dir.path(),
-        &["check-config", "--config", unknown.to_str().unwrap()],
-    );
+    let out = passportd(dir.path(), &["check-config", "--config", unknown.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("port"));
     let out = passportd(dir.path(), &["replay", "/no/such/file.json"]);
@@ -128,16 +103,9 @@ fn exit_codes_and_messages() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/file.json"));
     // Embedded default.
     let out = passportd(dir.path(), &["check-config"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("embedded default") && text.contains("127.0.0.1:9477"),
-        "{text}"
-    );
+    assert!(text.contains("embedded default") && text.contains("127.0.0.1:9477"), "{text}");
 }
 
 #[test]
@@ -175,11 +143,7 @@ fn classify_cli_explains_the_kandji_errors() {
             "AADSTS7000218: The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
         ],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let lines: Vec<serde_json::Value> = out
         .stdout
         .split(|b| *b == b'\n')
@@ -189,10 +153,7 @@ fn classify_cli_explains_the_kandji_errors() {
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["category"], "mfa_required");
     assert_eq!(lines[0]["code"], 50076);
-    assert_eq!(
-        lines[0]["doc_url"],
-        "https://login.microsoftonline.com/error?code=50076"
-    );
+    assert_eq!(lines[0]["doc_url"], "https://login.microsoftonline.com/error?code=50076");
     assert_eq!(lines[1]["category"], "client_misconfigured");
 }
 
@@ -202,11 +163,7 @@ fn sigterm_drains_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
-    std::fs::copy(
-        common::fixtures().join("e2e/entra.json"),
-        logs.join("a.json"),
-    )
-    .unwrap();
+    std::fs::copy(common::fixtures().join("e2e/entra.json"), logs.join("a.json")).unwrap();
     let cfg = dir.path().join("c.toml");
     std::fs::write(
         &cfg,
@@ -237,28 +194,16 @@ fn sigterm_drains_and_exits_zero() {
         }
         assert!(Instant::now() < deadline, "never started");
     }
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(child.wait());
     });
-    let status = rx
-        .recv_timeout(Duration::from_secs(5))
-        .expect("exits within 5 s of SIGTERM")
-        .unwrap();
+    let status = rx.recv_timeout(Duration::from_secs(5)).expect("exits within 5 s of SIGTERM").unwrap();
     assert!(status.success(), "exit status {status:?}");
     // What it read before stopping is in the store, with its checkpoint.
-    let out = passportd(
-        dir.path(),
-        &["replay", "--json", logs.join("a.json").to_str().unwrap()],
-    );
+    let out = passportd(dir.path(), &["replay", "--json", logs.join("a.json").to_str().unwrap()]);
     let v = json(&out);
-    assert_eq!(
-        v["records"].as_u64().unwrap() + v["duplicates"].as_u64().unwrap(),
-        7
-    );
+    assert_eq!(v["records"].as_u64().unwrap() + v["duplicates"].as_u64().unwrap(), 7);
 }

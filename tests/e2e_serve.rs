@@ -35,17 +35,11 @@ async fn appended_failures_become_incidents_in_the_api_and_metrics() {
     let metrics = server.metrics().await;
     // Known series exist at 0 before the first event, so rate() sees the first failure.
     assert_eq!(
-        sample(
-            &metrics,
-            r#"passportd_signin_events_total{outcome="failure",source="entra"}"#
-        ),
+        sample(&metrics, r#"passportd_signin_events_total{outcome="failure",source="entra"}"#),
         Some(0.0),
         "{metrics}"
     );
-    assert!(
-        metrics.contains("passportd_build_info{version="),
-        "{metrics}"
-    );
+    assert!(metrics.contains("passportd_build_info{version="), "{metrics}");
 
     let lines = std::fs::read_to_string(common::fixtures().join("e2e/entra.json")).unwrap();
     let path = dir.path().join("logs/PT1H.json");
@@ -63,73 +57,34 @@ async fn appended_failures_become_incidents_in_the_api_and_metrics() {
         (items.len() == 3).then_some(items)
     })
     .await;
-    let mfa = incidents
-        .iter()
-        .find(|i| i["category"] == "mfa_required")
-        .expect("an MFA incident");
+    let mfa = incidents.iter().find(|i| i["category"] == "mfa_required").expect("an MFA incident");
     assert_eq!(mfa["code"], 50076);
     assert_eq!(mfa["event_count"], 2);
     assert_eq!(mfa["users_affected"], 2);
     assert_eq!(mfa["status"], "open");
-    assert!(
-        !mfa["remediation"].as_str().unwrap_or("").is_empty(),
-        "{mfa}"
-    );
+    assert!(!mfa["remediation"].as_str().unwrap_or("").is_empty(), "{mfa}");
     for category in ["invalid_credentials", "client_misconfigured"] {
-        assert!(
-            incidents.iter().any(|i| i["category"] == category),
-            "{category}: {incidents:?}"
-        );
+        assert!(incidents.iter().any(|i| i["category"] == category), "{category}: {incidents:?}");
     }
 
     let id = mfa["id"].as_i64().unwrap();
     let detail = server.get_json(&format!("/api/v1/incidents/{id}")).await;
-    assert_eq!(
-        detail["recent_events"].as_array().map(Vec::len),
-        Some(2),
-        "{detail}"
-    );
-    assert_eq!(
-        detail["doc_url"],
-        "https://login.microsoftonline.com/error?code=50076"
-    );
+    assert_eq!(detail["recent_events"].as_array().map(Vec::len), Some(2), "{detail}");
+    assert_eq!(detail["doc_url"], "https://login.microsoftonline.com/error?code=50076");
 
     let metrics = poll_until("failure metrics", Duration::from_secs(5), || async {
         let m = server.metrics().await;
-        (sample(&m, r#"passportd_signin_failures_total{category="mfa_required",code="50076",source="entra"}"#) == Some(2.0))
-            .then_some(m)
+        (sample(&m, r#"passportd_signin_failures_total{category="mfa_required",code="50076",source="entra"}"#)
+            == Some(2.0))
+        .then_some(m)
     })
     .await;
-    assert_eq!(
-        sample(
-            &metrics,
-            r#"passportd_signin_events_total{outcome="success",source="entra"}"#
-        ),
-        Some(2.0)
-    );
-    assert_eq!(
-        sample(
-            &metrics,
-            r#"passportd_signin_events_total{outcome="interrupt",source="entra"}"#
-        ),
-        Some(1.0)
-    );
-    assert_eq!(
-        sample(
-            &metrics,
-            r#"passportd_incidents_open{category="mfa_required"}"#
-        ),
-        Some(1.0)
-    );
-    assert_eq!(
-        sample(&metrics, r#"passportd_ingest_lines_total{source="entra"}"#),
-        Some(7.0)
-    );
+    assert_eq!(sample(&metrics, r#"passportd_signin_events_total{outcome="success",source="entra"}"#), Some(2.0));
+    assert_eq!(sample(&metrics, r#"passportd_signin_events_total{outcome="interrupt",source="entra"}"#), Some(1.0));
+    assert_eq!(sample(&metrics, r#"passportd_incidents_open{category="mfa_required"}"#), Some(1.0));
+    assert_eq!(sample(&metrics, r#"passportd_ingest_lines_total{source="entra"}"#), Some(7.0));
     // No personal data in any label.
-    assert!(
-        !metrics.contains("contoso.example") && !metrics.contains("192.0.2."),
-        "{metrics}"
-    );
+    assert!(!metrics.contains("contoso.example") && !metrics.contains("192.0.2."), "{metrics}");
 
     server.stop().await;
 }
@@ -152,41 +107,23 @@ async fn restart_resumes_from_the_checkpoint_without_double_counting() {
     server.stop().await;
 
     // Finish the partial line and add the rest while the daemon is down.
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&path)
-        .unwrap();
+    let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
     write!(f, "{}\n{}\n", &all[2][40..], all[3..].join("\n")).unwrap();
     drop(f);
 
     let server = TestServer::start(settings(&config_for(dir.path()))).await;
-    let summary = poll_until(
-        "all events stored once",
-        Duration::from_secs(10),
-        || async {
-            let s = server
-                .get_json("/api/v1/summary?since=2026-03-01T00:00:00Z&until=2026-03-05T00:00:00Z")
-                .await;
-            let total: i64 = ["success", "failure", "interrupt"]
-                .iter()
-                .map(|k| s["events"][*k].as_i64().unwrap_or(0))
-                .sum();
-            (total == 7).then_some(s)
-        },
-    )
+    let summary = poll_until("all events stored once", Duration::from_secs(10), || async {
+        let s = server.get_json("/api/v1/summary?since=2026-03-01T00:00:00Z&until=2026-03-05T00:00:00Z").await;
+        let total: i64 =
+            ["success", "failure", "interrupt"].iter().map(|k| s["events"][*k].as_i64().unwrap_or(0)).sum();
+        (total == 7).then_some(s)
+    })
     .await;
     assert_eq!(summary["events"]["failure"], 4, "{summary}");
     let m = server.metrics().await;
     // This run read only what the first one had not committed.
-    assert_eq!(
-        sample(&m, r#"passportd_ingest_lines_total{source="entra"}"#),
-        Some(5.0),
-        "{m}"
-    );
-    assert_eq!(
-        sample(&m, r#"passportd_duplicates_total{source="entra"}"#),
-        Some(0.0)
-    );
+    assert_eq!(sample(&m, r#"passportd_ingest_lines_total{source="entra"}"#), Some(5.0), "{m}");
+    assert_eq!(sample(&m, r#"passportd_duplicates_total{source="entra"}"#), Some(0.0));
     server.stop().await;
 }
 
@@ -211,19 +148,9 @@ async fn api_errors_have_the_contract_shape() {
         assert_eq!(r.status().as_u16(), status, "{path}");
         let body: serde_json::Value = r.json().await.unwrap();
         assert_eq!(body["error"]["code"], code, "{path}: {body}");
-        assert!(
-            body["error"]["message"]
-                .as_str()
-                .is_some_and(|m| !m.is_empty()),
-            "{path}"
-        );
+        assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{path}");
     }
-    let r = server
-        .client
-        .post(format!("{}/api/v1/incidents/1/resolve", server.base))
-        .send()
-        .await
-        .unwrap();
+    let r = server.client.post(format!("{}/api/v1/incidents/1/resolve", server.base)).send().await.unwrap();
     assert_eq!(r.status(), 401);
     let r = server
         .client

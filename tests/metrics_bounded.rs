@@ -20,20 +20,14 @@ impl Rng {
 }
 
 fn series_count(metrics: &str) -> usize {
-    metrics
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .count()
+    metrics.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_random_codes_users_and_ips_keep_series_bounded() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(settings(&format!(
-        "[storage]\npath = \"{}\"\n",
-        dir.path().join("p.db").display()
-    )))
-    .await;
+    let server =
+        TestServer::start(settings(&format!("[storage]\npath = \"{}\"\n", dir.path().join("p.db").display()))).await;
     let before = series_count(&server.metrics().await);
 
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
@@ -60,13 +54,7 @@ async fn ten_thousand_random_codes_users_and_ips_keep_series_bounded() {
         );
         body.push('\n');
     }
-    let r = server
-        .client
-        .post(format!("{}/api/v1/ingest/http", server.base))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let r = server.client.post(format!("{}/api/v1/ingest/http", server.base)).body(body).send().await.unwrap();
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
     let summary: serde_json::Value = r.json().await.unwrap();
     assert_eq!(summary["records"], 10_000, "{summary}");
@@ -86,17 +74,8 @@ async fn ten_thousand_random_codes_users_and_ips_keep_series_bounded() {
         .collect();
     assert!(codes.contains("other"), "{codes:?}");
     assert!(codes.len() < 400, "{} distinct code labels", codes.len());
-    assert!(
-        !metrics.contains(".example") && !metrics.contains("198.51."),
-        "personal data in a label"
-    );
-    assert!(
-        metrics.contains("route=\"/api/v1/incidents/{id}\""),
-        "route template label"
-    );
-    assert!(
-        !metrics.contains("route=\"/api/v1/incidents/7\""),
-        "raw path label"
-    );
+    assert!(!metrics.contains(".example") && !metrics.contains("198.51."), "personal data in a label");
+    assert!(metrics.contains("route=\"/api/v1/incidents/{id}\""), "route template label");
+    assert!(!metrics.contains("route=\"/api/v1/incidents/7\""), "raw path label");
     server.stop().await;
 }

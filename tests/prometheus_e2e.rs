@@ -20,9 +20,7 @@ use common::{poll_until, settings, TestServer};
 
 fn find_binary(names: &[&str]) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    for dir in
-        std::env::split_paths(&path).chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/sbin")])
-    {
+    for dir in std::env::split_paths(&path).chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/sbin")]) {
         for n in names {
             let candidate = dir.join(n);
             if candidate.is_file() {
@@ -42,25 +40,17 @@ fn tools() -> Option<(PathBuf, PathBuf, PathBuf)> {
     match found {
         (Some(p), Some(a), Some(t)) => Some((p, a, t)),
         _ => {
-            let msg = "prometheus, alertmanager or promtool not found (apt-get install prometheus prometheus-alertmanager)";
-            assert!(
-                std::env::var("CI").map(|v| v != "true").unwrap_or(true),
-                "{msg}: CI must run this test"
-            );
-            eprintln!(
-                "\n\n!!!!! SKIPPING the Prometheus/Alertmanager end-to-end test: {msg} !!!!!\n"
-            );
+            let msg =
+                "prometheus, alertmanager or promtool not found (apt-get install prometheus prometheus-alertmanager)";
+            assert!(std::env::var("CI").map(|v| v != "true").unwrap_or(true), "{msg}: CI must run this test");
+            eprintln!("\n\n!!!!! SKIPPING the Prometheus/Alertmanager end-to-end test: {msg} !!!!!\n");
             None
         }
     }
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Kills the child process when the test ends, however it ends.
@@ -124,11 +114,7 @@ async fn mfa_burst_fires_the_alert_in_a_real_alertmanager_and_the_dashboard_eval
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    lint.stdin
-        .take()
-        .unwrap()
-        .write_all(scrape.as_bytes())
-        .unwrap();
+    lint.stdin.take().unwrap().write_all(scrape.as_bytes()).unwrap();
     let out = lint.wait_with_output().unwrap();
     assert!(
         out.status.success(),
@@ -141,25 +127,14 @@ async fn mfa_burst_fires_the_alert_in_a_real_alertmanager_and_the_dashboard_eval
     let cfg = dir.path().join("prom");
     let render = Command::new("bash")
         .arg(repo().join("deploy/prometheus/test/render-e2e.sh"))
-        .args([
-            cfg.to_str().unwrap(),
-            &passportd_addr,
-            &format!("127.0.0.1:{am_port}"),
-        ])
+        .args([cfg.to_str().unwrap(), &passportd_addr, &format!("127.0.0.1:{am_port}")])
         .output()
         .unwrap();
-    assert!(
-        render.status.success(),
-        "{}",
-        String::from_utf8_lossy(&render.stderr)
-    );
+    assert!(render.status.success(), "{}", String::from_utf8_lossy(&render.stderr));
 
     let _am = Reaper(
         Command::new(&alertmanager)
-            .arg(format!(
-                "--config.file={}",
-                cfg.join("alertmanager.yml").display()
-            ))
+            .arg(format!("--config.file={}", cfg.join("alertmanager.yml").display()))
             .arg(format!("--storage.path={}", cfg.join("am").display()))
             .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
             .arg("--cluster.listen-address=")
@@ -170,14 +145,8 @@ async fn mfa_burst_fires_the_alert_in_a_real_alertmanager_and_the_dashboard_eval
     );
     let _prom = Reaper(
         Command::new(&prometheus)
-            .arg(format!(
-                "--config.file={}",
-                cfg.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                cfg.join("data").display()
-            ))
+            .arg(format!("--config.file={}", cfg.join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", cfg.join("data").display()))
             .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -191,25 +160,16 @@ async fn mfa_burst_fires_the_alert_in_a_real_alertmanager_and_the_dashboard_eval
         let http = http.clone();
         let prom = prom.clone();
         async move {
-            let r = http
-                .get(format!("{prom}/api/v1/query"))
-                .query(&[("query", q)])
-                .send()
-                .await
-                .ok()?;
+            let r = http.get(format!("{prom}/api/v1/query")).query(&[("query", q)]).send().await.ok()?;
             r.json::<serde_json::Value>().await.ok()
         }
     };
 
     // Wait until Prometheus has a few scrapes of passportd, so the burst is a change.
-    poll_until(
-        "Prometheus scraping passportd",
-        Duration::from_secs(60),
-        || async {
-            let v = query("count_over_time(up{job=\"passportd\"}[1m]) >= 3".into()).await?;
-            (v["data"]["result"].as_array().map(Vec::len) == Some(1)).then_some(())
-        },
-    )
+    poll_until("Prometheus scraping passportd", Duration::from_secs(60), || async {
+        let v = query("count_over_time(up{job=\"passportd\"}[1m]) >= 3".into()).await?;
+        (v["data"]["result"].as_array().map(Vec::len) == Some(1)).then_some(())
+    })
     .await;
 
     let mut f = std::fs::File::create(logs.join("PT1H.json")).unwrap();
@@ -218,43 +178,27 @@ async fn mfa_burst_fires_the_alert_in_a_real_alertmanager_and_the_dashboard_eval
     }
     f.flush().unwrap();
 
-    let alert = poll_until(
-        "PassportdMfaBlockSpike active in Alertmanager",
-        Duration::from_secs(90),
-        || async {
-            let r = http.get(format!("{am}/api/v2/alerts")).send().await.ok()?;
-            let alerts: serde_json::Value = r.json().await.ok()?;
-            alerts
-                .as_array()?
-                .iter()
-                .find(|a| {
-                    a["labels"]["alertname"] == "PassportdMfaBlockSpike"
-                        && a["status"]["state"] == "active"
-                })
-                .cloned()
-        },
-    )
+    let alert = poll_until("PassportdMfaBlockSpike active in Alertmanager", Duration::from_secs(90), || async {
+        let r = http.get(format!("{am}/api/v2/alerts")).send().await.ok()?;
+        let alerts: serde_json::Value = r.json().await.ok()?;
+        alerts
+            .as_array()?
+            .iter()
+            .find(|a| a["labels"]["alertname"] == "PassportdMfaBlockSpike" && a["status"]["state"] == "active")
+            .cloned()
+    })
     .await;
     assert_eq!(alert["labels"]["category"], "mfa_required", "{alert}");
     assert_eq!(alert["labels"]["source"], "entra", "{alert}");
     assert_eq!(alert["labels"]["severity"], "page", "{alert}");
-    assert!(alert["annotations"]["runbook_url"]
-        .as_str()
-        .unwrap_or("")
-        .contains("RUNBOOK.md#passportdmfablockspike"));
+    assert!(alert["annotations"]["runbook_url"].as_str().unwrap_or("").contains("RUNBOOK.md#passportdmfablockspike"));
 
     // Every dashboard expression evaluates without error against this Prometheus.
-    let dashboard: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(repo().join("deploy/grafana/passportd.json")).unwrap(),
-    )
-    .unwrap();
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo().join("deploy/grafana/passportd.json")).unwrap()).unwrap();
     let mut exprs = Vec::new();
     collect_exprs(&dashboard, &mut exprs);
-    assert!(
-        exprs.len() >= 10,
-        "dashboard has {} expressions",
-        exprs.len()
-    );
+    assert!(exprs.len() >= 10, "dashboard has {} expressions", exprs.len());
     for expr in exprs {
         let q = expr
             .replace("$__rate_interval", "1m")
@@ -262,10 +206,7 @@ async fn mfa_burst_fires_the_alert_in_a_real_alertmanager_and_the_dashboard_eval
             .replace("${source}", ".*")
             .replace("$source", ".*");
         let v = query(q.clone()).await.unwrap_or_default();
-        assert_eq!(
-            v["status"], "success",
-            "dashboard expression failed: {expr}\n{v}"
-        );
+        assert_eq!(v["status"], "success", "dashboard expression failed: {expr}\n{v}");
     }
     server.stop().await;
 }

@@ -33,10 +33,7 @@ pub enum ApiError {
 impl ApiError {
     /// A 400 naming the parameter.
     pub fn bad(param: &str, message: impl Into<String>) -> Self {
-        ApiError::BadRequest {
-            param: param.to_string(),
-            message: message.into(),
-        }
+        ApiError::BadRequest { param: param.to_string(), message: message.into() }
     }
 
     fn parts(&self) -> (StatusCode, &'static str) {
@@ -58,9 +55,7 @@ impl From<StoreError> for ApiError {
 impl From<ListError> for ApiError {
     fn from(e: ListError) -> Self {
         match e {
-            ListError::Cursor(_) => {
-                ApiError::bad("cursor", "not a cursor this server issued for this query")
-            }
+            ListError::Cursor(_) => ApiError::bad("cursor", "not a cursor this server issued for this query"),
             ListError::Store(s) => ApiError::Internal(s),
         }
     }
@@ -68,11 +63,7 @@ impl From<ListError> for ApiError {
 
 /// The JSON error body for a status and code (also used by fallbacks and layers).
 pub fn error_body(status: StatusCode, code: &str, message: &str) -> Response {
-    (
-        status,
-        Json(json!({"error": {"code": code, "message": message}})),
-    )
-        .into_response()
+    (status, Json(json!({"error": {"code": code, "message": message}}))).into_response()
 }
 
 impl IntoResponse for ApiError {
@@ -83,10 +74,8 @@ impl IntoResponse for ApiError {
         }
         let mut resp = error_body(status, code, &self.to_string());
         if matches!(self, ApiError::Unauthorized) {
-            resp.headers_mut().insert(
-                axum::http::header::WWW_AUTHENTICATE,
-                axum::http::HeaderValue::from_static("Bearer"),
-            );
+            resp.headers_mut()
+                .insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
         }
         resp
     }

@@ -74,32 +74,20 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { error_body(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            timeout,
-        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
         .with_state(state)
 }
 
 /// Counts requests and latency by route template (never the raw path).
 async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
+    let route =
+        req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
     let method = req.method().as_str().to_string();
     let started = Instant::now();
     let resp = next.run(req).await;
     let metrics = state.writer.metrics();
-    metrics
-        .http_requests
-        .with_label_values(&[&route, &method, resp.status().as_str()])
-        .inc();
-    metrics
-        .http_duration
-        .with_label_values(&[&route, &method])
-        .observe(started.elapsed().as_secs_f64());
+    metrics.http_requests.with_label_values(&[&route, &method, resp.status().as_str()]).inc();
+    metrics.http_duration.with_label_values(&[&route, &method]).observe(started.elapsed().as_secs_f64());
     resp
 }
 
@@ -110,73 +98,42 @@ async fn healthz() -> impl IntoResponse {
 async fn readyz(State(state): State<AppState>) -> Response {
     if let Err(e) = state.store.ping().await {
         tracing::warn!(error = %e, "store not reachable");
-        return error_body(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
-            "the store is not reachable",
-        );
+        return error_body(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the store is not reachable");
     }
     let failed: Vec<String> = match state.health.read() {
-        Ok(h) => h
-            .iter()
-            .filter_map(|(name, r)| r.as_ref().err().map(|e| format!("source {name}: {e}")))
-            .collect(),
+        Ok(h) => h.iter().filter_map(|(name, r)| r.as_ref().err().map(|e| format!("source {name}: {e}"))).collect(),
         Err(_) => vec!["source health unavailable".into()],
     };
     if !failed.is_empty() {
-        return error_body(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
-            &failed.join("; "),
-        );
+        return error_body(StatusCode::SERVICE_UNAVAILABLE, "not_ready", &failed.join("; "));
     }
     Json(json!({"status": "ready"})).into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
     let body = state.writer.metrics().render();
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-        )],
-        body,
-    )
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))], body)
         .into_response()
 }
 
 type Params = Query<HashMap<String, String>>;
 
 fn check_known(params: &HashMap<String, String>, known: &[&str]) -> Result<(), ApiError> {
-    let mut unknown: Vec<&String> = params
-        .keys()
-        .filter(|k| !known.contains(&k.as_str()))
-        .collect();
+    let mut unknown: Vec<&String> = params.keys().filter(|k| !known.contains(&k.as_str())).collect();
     unknown.sort();
     match unknown.first() {
-        Some(k) => Err(ApiError::bad(
-            k,
-            format!("unknown parameter (accepted: {})", known.join(", ")),
-        )),
+        Some(k) => Err(ApiError::bad(k, format!("unknown parameter (accepted: {})", known.join(", ")))),
         None => Ok(()),
     }
 }
 
-fn parse_time(
-    params: &HashMap<String, String>,
-    name: &str,
-) -> Result<Option<DateTime<Utc>>, ApiError> {
+fn parse_time(params: &HashMap<String, String>, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
     params
         .get(name)
         .map(|v| {
             DateTime::parse_from_rfc3339(v)
                 .map(|t| t.with_timezone(&Utc))
-                .map_err(|_| {
-                    ApiError::bad(
-                        name,
-                        format!("{v:?} is not an RFC 3339 time such as 2026-03-04T08:15:02Z"),
-                    )
-                })
+                .map_err(|_| ApiError::bad(name, format!("{v:?} is not an RFC 3339 time such as 2026-03-04T08:15:02Z")))
         })
         .transpose()
 }
@@ -186,10 +143,7 @@ fn parse_limit(params: &HashMap<String, String>) -> Result<u32, ApiError> {
         None => Ok(50),
         Some(v) => match v.parse::<u32>() {
             Ok(n) if (1..=500).contains(&n) => Ok(n),
-            _ => Err(ApiError::bad(
-                "limit",
-                format!("{v:?}: use a whole number from 1 to 500"),
-            )),
+            _ => Err(ApiError::bad("limit", format!("{v:?}: use a whole number from 1 to 500"))),
         },
     }
 }
@@ -197,20 +151,14 @@ fn parse_limit(params: &HashMap<String, String>) -> Result<u32, ApiError> {
 fn parse_category(params: &HashMap<String, String>) -> Result<Option<Category>, ApiError> {
     params
         .get("category")
-        .map(|v| {
-            Category::parse(v)
-                .ok_or_else(|| ApiError::bad("category", format!("unknown category {v:?}")))
-        })
+        .map(|v| Category::parse(v).ok_or_else(|| ApiError::bad("category", format!("unknown category {v:?}"))))
         .transpose()
 }
 
 fn parse_code(params: &HashMap<String, String>) -> Result<Option<u32>, ApiError> {
     params
         .get("code")
-        .map(|v| {
-            v.parse::<u32>()
-                .map_err(|_| ApiError::bad("code", format!("{v:?} is not an AADSTS number")))
-        })
+        .map(|v| v.parse::<u32>().map_err(|_| ApiError::bad("code", format!("{v:?} is not an AADSTS number"))))
         .transpose()
 }
 
@@ -222,15 +170,9 @@ fn with_next_link(
 ) -> Response {
     let mut resp = Json(body).into_response();
     if let Some(cursor) = next {
-        let mut pairs: Vec<(&String, &String)> = params
-            .iter()
-            .filter(|(k, _)| k.as_str() != "cursor")
-            .collect();
+        let mut pairs: Vec<(&String, &String)> = params.iter().filter(|(k, _)| k.as_str() != "cursor").collect();
         pairs.sort();
-        let mut query: Vec<String> = pairs
-            .iter()
-            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
-            .collect();
+        let mut query: Vec<String> = pairs.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect();
         query.push(format!("cursor={}", encode(cursor)));
         let link = format!("<{uri_path}?{}>; rel=\"next\"", query.join("&"));
         if let Ok(v) = HeaderValue::from_str(&link) {
@@ -243,41 +185,26 @@ fn with_next_link(
 fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
             _ => format!("%{b:02X}"),
         })
         .collect()
 }
 
-async fn list_incidents(
-    State(state): State<AppState>,
-    Query(params): Params,
-) -> Result<Response, ApiError> {
-    check_known(
-        &params,
-        &[
-            "status", "category", "code", "app", "since", "until", "limit", "cursor", "sort",
-        ],
-    )?;
+async fn list_incidents(State(state): State<AppState>, Query(params): Params) -> Result<Response, ApiError> {
+    check_known(&params, &["status", "category", "code", "app", "since", "until", "limit", "cursor", "sort"])?;
     let status = match params.get("status").map(String::as_str) {
         None | Some("open") => Some(IncidentStatus::Open),
         Some("all") => None,
-        Some(v) => Some(IncidentStatus::parse(v).ok_or_else(|| {
-            ApiError::bad(
-                "status",
-                format!("{v:?}: use open, acknowledged, resolved or all"),
-            )
-        })?),
+        Some(v) => Some(
+            IncidentStatus::parse(v)
+                .ok_or_else(|| ApiError::bad("status", format!("{v:?}: use open, acknowledged, resolved or all")))?,
+        ),
     };
     let sort = match params.get("sort") {
         None => IncidentSort::LastSeen,
         Some(v) => IncidentSort::parse(v).ok_or_else(|| {
-            ApiError::bad(
-                "sort",
-                format!("{v:?}: use last_seen, first_seen, event_count or users_affected"),
-            )
+            ApiError::bad("sort", format!("{v:?}: use last_seen, first_seen, event_count or users_affected"))
         })?,
     };
     let q = IncidentQuery {
@@ -293,39 +220,18 @@ async fn list_incidents(
     };
     let page = state.store.list_incidents(&q).await?;
     let body = json!({"items": page.items, "next_cursor": page.next_cursor});
-    Ok(with_next_link(
-        "/api/v1/incidents",
-        &params,
-        page.next_cursor.as_deref(),
-        body,
-    ))
+    Ok(with_next_link("/api/v1/incidents", &params, page.next_cursor.as_deref(), body))
 }
 
 fn parse_id(raw: &str) -> Result<i64, ApiError> {
-    raw.parse::<i64>()
-        .ok()
-        .filter(|i| *i > 0)
-        .ok_or_else(|| ApiError::NotFound(format!("no incident {raw:?}")))
+    raw.parse::<i64>().ok().filter(|i| *i > 0).ok_or_else(|| ApiError::NotFound(format!("no incident {raw:?}")))
 }
 
-async fn get_incident(
-    State(state): State<AppState>,
-    Path(raw): Path<String>,
-) -> Result<Response, ApiError> {
+async fn get_incident(State(state): State<AppState>, Path(raw): Path<String>) -> Result<Response, ApiError> {
     let id = parse_id(&raw)?;
-    let incident = state
-        .store
-        .incident(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no incident {id}")))?;
-    let events = state
-        .store
-        .list_events(&EventQuery {
-            incident: Some(id),
-            limit: 20,
-            ..EventQuery::default()
-        })
-        .await?;
+    let incident = state.store.incident(id).await?.ok_or_else(|| ApiError::NotFound(format!("no incident {id}")))?;
+    let events =
+        state.store.list_events(&EventQuery { incident: Some(id), limit: 20, ..EventQuery::default() }).await?;
     let doc_url = incident.code.map(crate::classify::doc_url);
     let mut body = serde_json::to_value(&incident).unwrap_or_default();
     if let Some(obj) = body.as_object_mut() {
@@ -400,31 +306,17 @@ async fn resolve(
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
     let id = parse_id(&raw)?;
-    let incident = state
-        .store
-        .resolve(id, Utc::now())
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no incident {id}")))?;
+    let incident =
+        state.store.resolve(id, Utc::now()).await?.ok_or_else(|| ApiError::NotFound(format!("no incident {id}")))?;
     state.writer.refresh_incident_gauge().await?;
     Ok(Json(incident).into_response())
 }
 
-async fn list_events(
-    State(state): State<AppState>,
-    Query(params): Params,
-) -> Result<Response, ApiError> {
-    check_known(
-        &params,
-        &[
-            "incident", "category", "code", "source", "since", "until", "limit", "cursor",
-        ],
-    )?;
+async fn list_events(State(state): State<AppState>, Query(params): Params) -> Result<Response, ApiError> {
+    check_known(&params, &["incident", "category", "code", "source", "since", "until", "limit", "cursor"])?;
     let incident = params
         .get("incident")
-        .map(|v| {
-            v.parse::<i64>()
-                .map_err(|_| ApiError::bad("incident", format!("{v:?} is not an incident id")))
-        })
+        .map(|v| v.parse::<i64>().map_err(|_| ApiError::bad("incident", format!("{v:?} is not an incident id"))))
         .transpose()?;
     let q = EventQuery {
         incident,
@@ -438,18 +330,10 @@ async fn list_events(
     };
     let page = state.store.list_events(&q).await?;
     let body = json!({"items": page.items, "next_cursor": page.next_cursor});
-    Ok(with_next_link(
-        "/api/v1/events",
-        &params,
-        page.next_cursor.as_deref(),
-        body,
-    ))
+    Ok(with_next_link("/api/v1/events", &params, page.next_cursor.as_deref(), body))
 }
 
-async fn summary(
-    State(state): State<AppState>,
-    Query(params): Params,
-) -> Result<Response, ApiError> {
+async fn summary(State(state): State<AppState>, Query(params): Params) -> Result<Response, ApiError> {
     check_known(&params, &["window", "since", "until", "source"])?;
     let until = parse_time(&params, "until")?.unwrap_or_else(Utc::now);
     let window = match params.get("window") {
@@ -461,19 +345,12 @@ async fn summary(
     };
     let since = match parse_time(&params, "since")? {
         Some(s) => s,
-        None => {
-            until
-                - chrono::Duration::from_std(window)
-                    .map_err(|_| ApiError::bad("window", "too long"))?
-        }
+        None => until - chrono::Duration::from_std(window).map_err(|_| ApiError::bad("window", "too long"))?,
     };
     if since > until {
         return Err(ApiError::bad("since", "must not be after until"));
     }
-    let s = state
-        .store
-        .summary(since, until, params.get("source").map(String::as_str))
-        .await?;
+    let s = state.store.summary(since, until, params.get("source").map(String::as_str)).await?;
     Ok(Json(s).into_response())
 }
 
@@ -482,10 +359,7 @@ async fn catalogue(State(state): State<AppState>) -> Response {
     Json(json!({"entries": c.catalogue().entries(), "count": c.catalogue().len()})).into_response()
 }
 
-async fn catalogue_code(
-    State(state): State<AppState>,
-    Path(raw): Path<String>,
-) -> Result<Response, ApiError> {
+async fn catalogue_code(State(state): State<AppState>, Path(raw): Path<String>) -> Result<Response, ApiError> {
     let code: u32 = raw
         .trim_start_matches("AADSTS")
         .parse()
@@ -506,10 +380,7 @@ struct ClassifyBody {
 async fn classify(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
     let req: ClassifyBody = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad("message", format!("expected {{\"message\": \"...\"}}: {e}")))?;
-    let c = state
-        .classifier
-        .current()
-        .classify(&ClassifyInput::message(&req.message));
+    let c = state.classifier.current().classify(&ClassifyInput::message(&req.message));
     Ok(Json(c).into_response())
 }
 
@@ -521,43 +392,27 @@ async fn ingest(
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
     let settings: SourceSettings = if source == HTTP_SOURCE {
-        SourceSettings {
-            name: HTTP_SOURCE.into(),
-            ..SourceSettings::default()
-        }
+        SourceSettings { name: HTTP_SOURCE.into(), ..SourceSettings::default() }
     } else {
-        state
-            .settings
-            .source(&source)
-            .cloned()
-            .ok_or_else(|| ApiError::NotFound(format!("no source named {source:?}; configure it under [[sources]] or push to /api/v1/ingest/{HTTP_SOURCE}")))?
+        state.settings.source(&source).cloned().ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "no source named {source:?}; configure it under [[sources]] or push to /api/v1/ingest/{HTTP_SOURCE}"
+            ))
+        })?
     };
     // A retried request with the same body gets the same key, so lines without record
     // ids are not counted twice.
     let digest = Sha256::digest(&body);
-    let key: String = std::iter::once(format!("http-{source}-"))
-        .chain(digest.iter().take(12).map(|b| format!("{b:02x}")))
-        .collect();
+    let key: String =
+        std::iter::once(format!("http-{source}-")).chain(digest.iter().take(12).map(|b| format!("{b:02x}"))).collect();
     let items = decode_bytes(&decode_options(&settings), &body);
     let mut batch = Batch::default();
     let mut tally = DecodeTally::default();
-    state.normalizer.process(
-        &settings.name,
-        &key,
-        &items,
-        Utc::now(),
-        &mut batch.events,
-        &mut tally,
-    );
+    state.normalizer.process(&settings.name, &key, &items, Utc::now(), &mut batch.events, &mut tally);
     let result = state.writer.commit(&batch).await?;
     tally.record(state.writer.metrics(), &settings.name);
     for (src, n) in &result.duplicates_by_source {
-        state
-            .writer
-            .metrics()
-            .duplicates
-            .with_label_values(&[src])
-            .inc_by(*n);
+        state.writer.metrics().duplicates.with_label_values(&[src]).inc_by(*n);
     }
     let mut summary = IngestSummary::default();
     summary.add_result(&result);

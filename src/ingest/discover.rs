@@ -31,10 +31,7 @@ fn glob(pattern: &str) -> Result<Glob, GlobError> {
     GlobBuilder::new(pattern)
         .literal_separator(true)
         .build()
-        .map_err(|source| GlobError {
-            pattern: pattern.to_string(),
-            source,
-        })
+        .map_err(|source| GlobError { pattern: pattern.to_string(), source })
 }
 
 impl PathMatcher {
@@ -63,14 +60,7 @@ impl PathMatcher {
             if !in_magic {
                 // A plain file path: watch its folder.
                 let parent = root.parent().map(Path::to_path_buf).unwrap_or_default();
-                roots.push((
-                    if parent.as_os_str().is_empty() {
-                        PathBuf::from(".")
-                    } else {
-                        parent
-                    },
-                    false,
-                ));
+                roots.push((if parent.as_os_str().is_empty() { PathBuf::from(".") } else { parent }, false));
                 continue;
             }
             let recursive = p.contains("**") || rest_depth > 1;
@@ -83,17 +73,9 @@ impl PathMatcher {
         for p in exclude {
             exc.add(glob(p)?);
         }
-        let build = |b: GlobSetBuilder, what: &str| {
-            b.build().map_err(|source| GlobError {
-                pattern: what.to_string(),
-                source,
-            })
-        };
-        Ok(PathMatcher {
-            include: build(inc, "paths")?,
-            exclude: build(exc, "exclude")?,
-            roots,
-        })
+        let build =
+            |b: GlobSetBuilder, what: &str| b.build().map_err(|source| GlobError { pattern: what.to_string(), source });
+        Ok(PathMatcher { include: build(inc, "paths")?, exclude: build(exc, "exclude")?, roots })
     }
 
     /// True when `path` is one of the source's files.
@@ -132,10 +114,7 @@ fn walk(dir: &Path, recursive: bool, depth: usize, m: &PathMatcher, out: &mut Ve
             continue;
         };
         if meta.is_file() {
-            let candidate = path
-                .strip_prefix("./")
-                .map(Path::to_path_buf)
-                .unwrap_or(path);
+            let candidate = path.strip_prefix("./").map(Path::to_path_buf).unwrap_or(path);
             if m.matches(&candidate) {
                 out.push(candidate);
             }
@@ -153,14 +132,7 @@ mod tests {
     fn scans_globs_with_double_star_and_exclusions() {
         let dir = tempfile::tempdir().expect("tempdir");
         let base = dir.path();
-        for f in [
-            "a/1.json",
-            "a/b/2.json",
-            "a/b/c/3.json",
-            "a/skip.tmp",
-            "a/b/4.log",
-            "a/b/old.json",
-        ] {
+        for f in ["a/1.json", "a/b/2.json", "a/b/c/3.json", "a/skip.tmp", "a/b/4.log", "a/b/old.json"] {
             let p = base.join(f);
             std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
             std::fs::write(&p, "x").expect("write");
@@ -168,11 +140,8 @@ mod tests {
         let pat = format!("{}/a/**/*.json", base.display());
         let exc = format!("{}/a/**/old.json", base.display());
         let m = PathMatcher::new(&[pat], &[exc]).expect("matcher");
-        let found: Vec<String> = m
-            .scan()
-            .iter()
-            .map(|p| p.strip_prefix(base).expect("prefix").display().to_string())
-            .collect();
+        let found: Vec<String> =
+            m.scan().iter().map(|p| p.strip_prefix(base).expect("prefix").display().to_string()).collect();
         assert_eq!(found, vec!["a/1.json", "a/b/2.json", "a/b/c/3.json"]);
 
         let one = PathMatcher::new(&[format!("{}/a/*.json", base.display())], &[]).expect("m");

@@ -37,12 +37,7 @@ pub fn identify(file: &File) -> std::io::Result<FileIdentity> {
         filled += n;
     }
     head.truncate(filled);
-    Ok(FileIdentity {
-        dev,
-        ino,
-        size: meta.len(),
-        head,
-    })
+    Ok(FileIdentity { dev, ino, size: meta.len(), head })
 }
 
 #[cfg(unix)]
@@ -86,27 +81,16 @@ pub fn same_content(checkpoint: &Checkpoint, id: &FileIdentity) -> bool {
 
 /// Finds the checkpoint of this file: same inode and content first, then (renamed
 /// while we were away, e.g. rotated) any checkpoint with the same content.
-pub fn find_checkpoint<'a>(
-    checkpoints: &'a [Checkpoint],
-    id: &FileIdentity,
-) -> Option<&'a Checkpoint> {
-    checkpoints
-        .iter()
-        .find(|c| c.dev == id.dev && c.ino == id.ino && same_content(c, id))
-        .or_else(|| {
-            // Content alone only identifies a file when the stored head is long enough
-            // to be distinctive; an empty or tiny head would match anything.
-            checkpoints
-                .iter()
-                .find(|c| c.fingerprint.len() >= 64 && same_content(c, id))
-        })
+pub fn find_checkpoint<'a>(checkpoints: &'a [Checkpoint], id: &FileIdentity) -> Option<&'a Checkpoint> {
+    checkpoints.iter().find(|c| c.dev == id.dev && c.ino == id.ino && same_content(c, id)).or_else(|| {
+        // Content alone only identifies a file when the stored head is long enough
+        // to be distinctive; an empty or tiny head would match anything.
+        checkpoints.iter().find(|c| c.fingerprint.len() >= 64 && same_content(c, id))
+    })
 }
 
 /// A new, unique key for a file generation first seen now.
 pub fn new_file_key(id: &FileIdentity) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     format!("f{:x}-{:x}-{:x}", id.dev, id.ino, nanos)
 }

@@ -90,11 +90,7 @@ impl FileReader {
         state: &str,
     ) -> Self {
         let opts = decode_options(source);
-        let decoder = if offset == 0 {
-            StreamDecoder::new(opts)
-        } else {
-            StreamDecoder::resume(opts, offset, state)
-        };
+        let decoder = if offset == 0 { StreamDecoder::new(opts) } else { StreamDecoder::resume(opts, offset, state) };
         Self {
             source: source.name.clone(),
             path,
@@ -117,28 +113,13 @@ impl FileReader {
         checkpoints: &[Checkpoint],
         new_offset: impl Fn(u64) -> u64,
     ) -> Result<Self, ReadError> {
-        let io = |e| ReadError::Io {
-            path: path.to_path_buf(),
-            source: e,
-        };
+        let io = |e| ReadError::Io { path: path.to_path_buf(), source: e };
         let (file, id) = identity::identify_path(path).map_err(io)?;
         let (key, offset, state) = match identity::find_checkpoint(checkpoints, &id) {
             Some(cp) => (cp.file_key.clone(), cp.offset, cp.state.clone()),
-            None => (
-                identity::new_file_key(&id),
-                new_offset(id.size),
-                String::new(),
-            ),
+            None => (identity::new_file_key(&id), new_offset(id.size), String::new()),
         };
-        Ok(Self::new(
-            source,
-            path.to_path_buf(),
-            file,
-            id,
-            key,
-            offset,
-            &state,
-        ))
+        Ok(Self::new(source, path.to_path_buf(), file, id, key, offset, &state))
     }
 
     /// The checkpoint for everything emitted so far.
@@ -165,13 +146,8 @@ impl FileReader {
     ) -> Result<Option<Chunk>, ReadError> {
         use std::io::{Seek, SeekFrom};
         let path = self.path.clone();
-        let io = |e| ReadError::Io {
-            path: path.clone(),
-            source: e,
-        };
-        self.file
-            .seek(SeekFrom::Start(self.read_offset))
-            .map_err(io)?;
+        let io = |e| ReadError::Io { path: path.clone(), source: e };
+        self.file.seek(SeekFrom::Start(self.read_offset)).map_err(io)?;
         let mut read_total = 0usize;
         self.at_eof = false;
         while read_total < budget {
@@ -216,25 +192,13 @@ impl FileReader {
         let skip = (have - self.read_offset) as usize;
         if skip < data.len() {
             let take = (FINGERPRINT_BYTES - self.identity.head.len()).min(data.len() - skip);
-            self.identity
-                .head
-                .extend_from_slice(&data[skip..skip + take]);
+            self.identity.head.extend_from_slice(&data[skip..skip + take]);
         }
     }
 
     fn take_chunk(&mut self, normalizer: &Normalizer) -> Chunk {
-        let mut chunk = Chunk {
-            source: self.source.clone(),
-            ..Chunk::default()
-        };
-        normalizer.process(
-            &self.source,
-            &self.key,
-            &self.items,
-            Utc::now(),
-            &mut chunk.events,
-            &mut chunk.tally,
-        );
+        let mut chunk = Chunk { source: self.source.clone(), ..Chunk::default() };
+        normalizer.process(&self.source, &self.key, &self.items, Utc::now(), &mut chunk.events, &mut chunk.tally);
         self.items.clear();
         chunk.checkpoint = Some(self.checkpoint());
         chunk
@@ -252,15 +216,7 @@ pub fn replay_file(
     let mut reader = FileReader::open(source, path, checkpoints, |_| 0)?;
     if reader.read_offset != 0 {
         // Known file: keep its key (so lines without ids deduplicate) but read it all.
-        reader = FileReader::new(
-            source,
-            reader.path.clone(),
-            reader.file,
-            reader.identity,
-            reader.key,
-            0,
-            "",
-        );
+        reader = FileReader::new(source, reader.path.clone(), reader.file, reader.identity, reader.key, 0, "");
     }
     let mut buf = vec![0u8; READ_BUFFER_BYTES];
     while let Some(chunk) = reader.read_some(&mut buf, 4 * READ_BUFFER_BYTES, normalizer)? {
@@ -282,10 +238,7 @@ pub fn replay_stdin(
     tx: &mpsc::Sender<Chunk>,
 ) -> Result<(), ReadError> {
     use sha2::{Digest, Sha256};
-    let io = |e| ReadError::Io {
-        path: PathBuf::from("-"),
-        source: e,
-    };
+    let io = |e| ReadError::Io { path: PathBuf::from("-"), source: e };
     let mut stdin = std::io::stdin().lock();
     let mut buf = vec![0u8; READ_BUFFER_BYTES];
     let mut first = Vec::new();
@@ -297,24 +250,13 @@ pub fn replay_stdin(
         first.extend_from_slice(&buf[..n]);
     }
     let digest = Sha256::digest(&first);
-    let key: String = std::iter::once("stdin-".to_string())
-        .chain(digest.iter().take(12).map(|b| format!("{b:02x}")))
-        .collect();
+    let key: String =
+        std::iter::once("stdin-".to_string()).chain(digest.iter().take(12).map(|b| format!("{b:02x}"))).collect();
     let mut decoder = StreamDecoder::new(decode_options(source));
     let mut items = Vec::new();
     let send = |items: &mut Vec<DecodedItem>| -> Result<(), ReadError> {
-        let mut chunk = Chunk {
-            source: source.name.clone(),
-            ..Chunk::default()
-        };
-        normalizer.process(
-            &source.name,
-            &key,
-            items,
-            Utc::now(),
-            &mut chunk.events,
-            &mut chunk.tally,
-        );
+        let mut chunk = Chunk { source: source.name.clone(), ..Chunk::default() };
+        normalizer.process(&source.name, &key, items, Utc::now(), &mut chunk.events, &mut chunk.tally);
         items.clear();
         tx.blocking_send(chunk).map_err(|_| ReadError::WriterGone)
     };

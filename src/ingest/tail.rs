@@ -47,16 +47,7 @@ pub struct TailContext {
 
 /// Runs the tail loop on the current (blocking) thread until cancelled.
 pub fn run(ctx: TailContext) -> Result<(), ReadError> {
-    let TailContext {
-        source,
-        mut checkpoints,
-        normalizer,
-        tx,
-        metrics,
-        cancel,
-        wake_rx,
-        wake_tx,
-    } = ctx;
+    let TailContext { source, mut checkpoints, normalizer, tx, metrics, cancel, wake_rx, wake_tx } = ctx;
     let name = source.name.clone();
     let matcher = match PathMatcher::new(&source.paths, &source.exclude) {
         Ok(m) => m,
@@ -97,13 +88,7 @@ pub fn run(ctx: TailContext) -> Result<(), ReadError> {
             let start_at_end = first_scan && source.start_at == StartAt::End;
             // Checkpoints only matter for files present at start-up; later files are
             // new generations read from their first byte.
-            match FileReader::open(&source, &path, &checkpoints, |size| {
-                if start_at_end {
-                    size
-                } else {
-                    0
-                }
-            }) {
+            match FileReader::open(&source, &path, &checkpoints, |size| if start_at_end { size } else { 0 }) {
                 Ok(mut r) => {
                     // A checkpoint whose head no longer matches (rewritten in place) is a
                     // new generation: identity::find_checkpoint already refused it.
@@ -144,10 +129,7 @@ pub fn run(ctx: TailContext) -> Result<(), ReadError> {
                 match r.read_some(&mut buf, ROUND_BUDGET, &normalizer) {
                     Ok(Some(chunk)) => {
                         progressed = true;
-                        metrics
-                            .tail_bytes_read
-                            .with_label_values(&[&name])
-                            .inc_by(r.last_read_bytes);
+                        metrics.tail_bytes_read.with_label_values(&[&name]).inc_by(r.last_read_bytes);
                         if tx.blocking_send(chunk).is_err() {
                             return Err(ReadError::WriterGone);
                         }
@@ -162,11 +144,7 @@ pub fn run(ctx: TailContext) -> Result<(), ReadError> {
                 break;
             }
         }
-        let gone: Vec<(u64, u64)> = readers
-            .keys()
-            .filter(|k| !seen.contains_key(k))
-            .copied()
-            .collect();
+        let gone: Vec<(u64, u64)> = readers.keys().filter(|k| !seen.contains_key(k)).copied().collect();
         for key in gone {
             if let Some(mut r) = readers.remove(&key) {
                 if r.at_eof {
@@ -192,10 +170,7 @@ pub fn run(ctx: TailContext) -> Result<(), ReadError> {
                 lag += meta.len().saturating_sub(r.checkpoint().offset);
             }
         }
-        metrics
-            .tail_lag_bytes
-            .with_label_values(&[&name])
-            .set(lag as i64);
+        metrics.tail_lag_bytes.with_label_values(&[&name]).set(lag as i64);
         metrics.tail_open_files.set(readers.len() as i64);
 
         if cancel.is_cancelled() {
@@ -236,20 +211,13 @@ fn start_watcher(
         Ok(w) => w,
         Err(e) => {
             tracing::warn!(source = %name, error = %e, "file events unavailable; polling only");
-            metrics
-                .watcher_poll_fallback
-                .with_label_values(&[name])
-                .set(1);
+            metrics.watcher_poll_fallback.with_label_values(&[name]).set(1);
             return None;
         }
     };
     let mut failed = false;
     for (root, recursive) in matcher.roots() {
-        let mode = if *recursive {
-            RecursiveMode::Recursive
-        } else {
-            RecursiveMode::NonRecursive
-        };
+        let mode = if *recursive { RecursiveMode::Recursive } else { RecursiveMode::NonRecursive };
         if let Err(e) = watcher.watch(root, mode) {
             if !failed {
                 tracing::warn!(source = %name, folder = %root.display(), error = %e, "cannot watch folder; polling it");
@@ -258,10 +226,7 @@ fn start_watcher(
         }
     }
     if failed {
-        metrics
-            .watcher_poll_fallback
-            .with_label_values(&[name])
-            .set(1);
+        metrics.watcher_poll_fallback.with_label_values(&[name]).set(1);
     }
     Some(watcher)
 }

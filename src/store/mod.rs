@@ -5,6 +5,7 @@
 //! the whole batch or none of it, and a restart resumes exactly where the last commit
 //! ended.
 
+mod commit;
 pub mod queries;
 
 use std::collections::BTreeMap;
@@ -17,7 +18,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 use crate::event::{Category, Outcome, SignInEvent};
-use crate::incidents::{self, Decision, IncidentState, IncidentStatus, Policy};
+use crate::incidents;
 
 pub use queries::{EventQuery, EventRow, IncidentQuery, IncidentSort, Page, Summary};
 
@@ -95,6 +96,8 @@ pub struct StoredEvent {
     pub severity: String,
     /// Keyed hash of the user, for an exact `users_affected` (never the raw name).
     pub user_key: Option<String>,
+    /// Keyed hash of the client IP, for the spray detector (never the raw address).
+    pub ip_key: Option<String>,
 }
 
 /// One unit of commit.
@@ -128,6 +131,8 @@ pub struct BatchResult {
     pub incidents_opened: BTreeMap<Category, u64>,
     /// Incidents resolved by the quiet-period sweep.
     pub incidents_auto_resolved: u64,
+    /// Detector findings that opened or reopened an incident, per detector name.
+    pub detections: BTreeMap<&'static str, u64>,
 }
 
 /// The SQLite store.
@@ -139,7 +144,7 @@ pub struct Store {
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-fn to_ms(t: DateTime<Utc>) -> i64 {
+pub(crate) fn to_ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
 
@@ -152,17 +157,12 @@ impl Store {
     /// Opens (creating if needed) the database and applies pending migrations.
     pub async fn open(path: &Path) -> Result<Store, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
-                path: path.to_path_buf(),
-                source,
-            })?;
+            std::fs::create_dir_all(parent)
+                .map_err(|source| StoreError::CreateDir { path: path.to_path_buf(), source })?;
         }
         let url = format!("sqlite://{}", path.display());
         let options = SqliteConnectOptions::from_str(&url)
-            .map_err(|source| StoreError::Open {
-                path: path.to_path_buf(),
-                source,
-            })?
+            .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             // WAL + NORMAL survives a process crash (kill -9) without losing a commit;
@@ -178,21 +178,9 @@ impl Store {
             .min_connections(1)
             .connect_with(options)
             .await
-            .map_err(|source| StoreError::Open {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        MIGRATOR
-            .run(&pool)
-            .await
-            .map_err(|source| StoreError::Migrate {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        Ok(Store {
-            pool,
-            path: path.to_path_buf(),
-        })
+            .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
+        MIGRATOR.run(&pool).await.map_err(|source| StoreError::Migrate { path: path.to_path_buf(), source })?;
+        Ok(Store { pool, path: path.to_path_buf() })
     }
 
     /// The database file.
@@ -248,11 +236,7 @@ impl Store {
     }
 
     /// Forgets checkpoints of a source that were not updated since `before`.
-    pub async fn forget_checkpoints(
-        &self,
-        source: &str,
-        keep: &[String],
-    ) -> Result<u64, StoreError> {
+    pub async fn forget_checkpoints(&self, source: &str, keep: &[String]) -> Result<u64, StoreError> {
         let existing = self.checkpoints(source).await?;
         let mut removed = 0;
         for cp in existing.iter().filter(|c| !keep.contains(&c.file_key)) {
@@ -265,147 +249,6 @@ impl Store {
         Ok(removed)
     }
 
-    /// Commits a batch in one transaction: events (deduplicated), incident updates,
-    /// the quiet-period sweep and the checkpoints.
-    pub async fn commit_batch(
-        &self,
-        batch: &Batch,
-        policy: &Policy,
-    ) -> Result<BatchResult, StoreError> {
-        let mut result = BatchResult::default();
-        if batch.is_empty() {
-            return Ok(result);
-        }
-        let mut tx = self.pool.begin().await?;
-        let mut watermark: i64 = sqlx::query_scalar(
-            "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'watermark_ms'",
-        )
-        .fetch_optional(&mut *tx)
-        .await?
-        .unwrap_or(i64::MIN);
-        let batch_max = batch
-            .events
-            .iter()
-            .map(|e| to_ms(e.event.occurred_at))
-            .max()
-            .unwrap_or(i64::MIN);
-        // Incidents that went quiet before this batch are closed first (so a recurrence
-        // reopens them); the batch's own clock advance is swept after its events, so a
-        // failure inside the batch can still extend an incident it belongs to.
-        result.incidents_auto_resolved += sweep(&mut tx, watermark, policy).await?;
-
-        for stored in &batch.events {
-            let ev = &stored.event;
-            let Some(key) = ev.dedup_key() else {
-                continue;
-            };
-            let occurred = to_ms(ev.occurred_at);
-            let codes = ev
-                .codes
-                .iter()
-                .map(|c| c.to_string())
-                .collect::<Vec<_>>()
-                .join(",");
-            let inserted: Option<i64> = sqlx::query_scalar(
-                "INSERT INTO events (dedup_key, source, format, received_at, occurred_at, outcome,
-                    category, code, codes, entry_id, message, user, app_id, app_name, tenant_id,
-                    client_app, auth_protocol, token_issuer_type, ip, correlation_id, record_id,
-                    device, file_key, file_offset)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                 ON CONFLICT (dedup_key) DO NOTHING
-                 RETURNING id",
-            )
-            .bind(&key)
-            .bind(&ev.source)
-            .bind(&ev.format)
-            .bind(to_ms(ev.received_at))
-            .bind(occurred)
-            .bind(ev.outcome.as_str())
-            .bind(ev.category.map(|c| c.as_str()))
-            .bind(ev.primary_code().map(i64::from))
-            .bind(if codes.is_empty() { None } else { Some(codes) })
-            .bind(&ev.entry_id)
-            .bind(&ev.message)
-            .bind(&ev.user)
-            .bind(&ev.app_id)
-            .bind(&ev.app_name)
-            .bind(&ev.tenant_id)
-            .bind(&ev.client_app)
-            .bind(&ev.auth_protocol)
-            .bind(&ev.token_issuer_type)
-            .bind(&ev.ip)
-            .bind(&ev.correlation_id)
-            .bind(&ev.record_id)
-            .bind(&ev.device)
-            .bind(ev.position.as_ref().map(|p| p.file_key.as_str()))
-            .bind(ev.position.as_ref().map(|p| p.offset as i64))
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some(event_id) = inserted else {
-                result.duplicates += 1;
-                *result
-                    .duplicates_by_source
-                    .entry(ev.source.clone())
-                    .or_default() += 1;
-                continue;
-            };
-            *result
-                .stored
-                .entry((ev.source.clone(), ev.outcome))
-                .or_default() += 1;
-            if ev.outcome != Outcome::Failure {
-                continue;
-            }
-            let category = ev.category.unwrap_or(Category::Unclassified);
-            *result
-                .failures
-                .entry((ev.source.clone(), category, ev.primary_code()))
-                .or_default() += 1;
-            let incident_id =
-                apply_incident(&mut tx, stored, category, occurred, policy, &mut result).await?;
-            sqlx::query("UPDATE events SET incident_id = ? WHERE id = ?")
-                .bind(incident_id)
-                .bind(event_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-
-        if batch_max > watermark {
-            watermark = batch_max;
-            result.incidents_auto_resolved += sweep(&mut tx, watermark, policy).await?;
-        }
-        if watermark != i64::MIN {
-            sqlx::query("INSERT INTO meta (key, value) VALUES ('watermark_ms', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
-                .bind(watermark.to_string())
-                .execute(&mut *tx)
-                .await?;
-        }
-
-        let now = to_ms(Utc::now());
-        for cp in &batch.checkpoints {
-            sqlx::query(
-                "INSERT INTO checkpoints (file_key, source, path, dev, ino, fingerprint, file_offset, state, updated_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-                 ON CONFLICT (file_key) DO UPDATE SET source = excluded.source, path = excluded.path,
-                    dev = excluded.dev, ino = excluded.ino, fingerprint = excluded.fingerprint,
-                    file_offset = excluded.file_offset, state = excluded.state, updated_at = excluded.updated_at",
-            )
-            .bind(&cp.file_key)
-            .bind(&cp.source)
-            .bind(&cp.path)
-            .bind(cp.dev as i64)
-            .bind(cp.ino as i64)
-            .bind(&cp.fingerprint)
-            .bind(cp.offset as i64)
-            .bind(&cp.state)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(result)
-    }
-
     /// Open (open + acknowledged) incidents per category.
     pub async fn open_incidents_by_category(&self) -> Result<BTreeMap<Category, i64>, StoreError> {
         let rows = sqlx::query(
@@ -416,10 +259,8 @@ impl Store {
         let mut out = BTreeMap::new();
         for r in rows {
             let name: String = r.try_get("category")?;
-            let category = Category::parse(&name).ok_or(StoreError::Corrupt {
-                column: "incidents.category",
-                value: name,
-            })?;
+            let category =
+                Category::parse(&name).ok_or(StoreError::Corrupt { column: "incidents.category", value: name })?;
             out.insert(category, r.try_get::<i64, _>("n")?);
         }
         Ok(out)
@@ -427,11 +268,9 @@ impl Store {
 
     /// The newest event time stored (the event-time clock), if any.
     pub async fn watermark(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let v: Option<i64> = sqlx::query_scalar(
-            "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'watermark_ms'",
-        )
-        .fetch_optional(&self.pool)
-        .await?;
+        let v: Option<i64> = sqlx::query_scalar("SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'watermark_ms'")
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(v.map(from_ms))
     }
 
@@ -460,11 +299,7 @@ impl Store {
 
     /// Resolves an incident by hand, at the current event-time clock (so that a later
     /// failure reopens it and an older, late one does not).
-    pub async fn resolve(
-        &self,
-        id: i64,
-        now: DateTime<Utc>,
-    ) -> Result<Option<incidents::Incident>, StoreError> {
+    pub async fn resolve(&self, id: i64, now: DateTime<Utc>) -> Result<Option<incidents::Incident>, StoreError> {
         let at = match self.watermark().await? {
             Some(w) => to_ms(w),
             None => to_ms(now),
@@ -487,156 +322,21 @@ impl Store {
     /// users-affected hashes when no `privacy.hash_key` is configured.
     pub async fn secret(&self) -> Result<Vec<u8>, StoreError> {
         let existing: Option<String> =
-            sqlx::query_scalar("SELECT value FROM meta WHERE key = 'secret'")
-                .fetch_optional(&self.pool)
-                .await?;
+            sqlx::query_scalar("SELECT value FROM meta WHERE key = 'secret'").fetch_optional(&self.pool).await?;
         if let Some(v) = existing {
             return Ok(v.into_bytes());
         }
         // No RNG crate: SQLite's randomblob() is a CSPRNG-backed source.
-        let fresh: String = sqlx::query_scalar("SELECT lower(hex(randomblob(32)))")
-            .fetch_one(&self.pool)
+        let fresh: String = sqlx::query_scalar("SELECT lower(hex(randomblob(32)))").fetch_one(&self.pool).await?;
+        sqlx::query("INSERT INTO meta (key, value) VALUES ('secret', ?) ON CONFLICT (key) DO NOTHING")
+            .bind(&fresh)
+            .execute(&self.pool)
             .await?;
-        sqlx::query(
-            "INSERT INTO meta (key, value) VALUES ('secret', ?) ON CONFLICT (key) DO NOTHING",
-        )
-        .bind(&fresh)
-        .execute(&self.pool)
-        .await?;
-        let v: String = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'secret'")
-            .fetch_one(&self.pool)
-            .await?;
+        let v: String = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'secret'").fetch_one(&self.pool).await?;
         Ok(v.into_bytes())
     }
 
     pub(crate) fn pool(&self) -> &SqlitePool {
         &self.pool
     }
-}
-
-/// Resolves every active incident whose quiet period ended before `watermark`.
-async fn sweep(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    watermark: i64,
-    policy: &Policy,
-) -> Result<u64, StoreError> {
-    if watermark == i64::MIN {
-        return Ok(0);
-    }
-    let quiet = i64::try_from(policy.quiet_period.as_millis()).unwrap_or(i64::MAX);
-    let done = sqlx::query(
-        "UPDATE incidents SET status = 'resolved', resolved_at = last_seen + ?
-         WHERE status IN ('open', 'acknowledged') AND last_seen < ? - ?",
-    )
-    .bind(quiet)
-    .bind(watermark)
-    .bind(quiet)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    Ok(done)
-}
-
-async fn apply_incident(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    stored: &StoredEvent,
-    category: Category,
-    occurred: i64,
-    policy: &Policy,
-    result: &mut BatchResult,
-) -> Result<i64, StoreError> {
-    let ev = &stored.event;
-    let app = ev.app_name.as_deref().or(ev.app_id.as_deref());
-    let fp = incidents::fingerprint(
-        category,
-        ev.primary_code(),
-        ev.app_id.as_deref().or(app),
-        ev.tenant_id.as_deref(),
-    );
-    let row = sqlx::query(
-        "SELECT id, status, last_seen, resolved_at FROM incidents WHERE fingerprint = ? ORDER BY id DESC LIMIT 1",
-    )
-    .bind(&fp)
-    .fetch_optional(&mut **tx)
-    .await?;
-    let existing = match row {
-        Some(r) => {
-            let status: String = r.try_get("status")?;
-            Some(IncidentState {
-                id: r.try_get("id")?,
-                status: IncidentStatus::parse(&status).ok_or(StoreError::Corrupt {
-                    column: "incidents.status",
-                    value: status,
-                })?,
-                last_seen_ms: r.try_get("last_seen")?,
-                resolved_at_ms: r.try_get("resolved_at")?,
-            })
-        }
-        None => None,
-    };
-    let id = match incidents::decide(existing, occurred, policy) {
-        Decision::Open => {
-            *result.incidents_opened.entry(category).or_default() += 1;
-            sqlx::query_scalar(
-                "INSERT INTO incidents (fingerprint, category, code, app, tenant, entry_id, title, severity,
-                    status, first_seen, last_seen, event_count, users_affected, sources, remediation,
-                    reopened_count, opened_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, 0, 0, '', ?, 0, ?)
-                 RETURNING id",
-            )
-            .bind(&fp)
-            .bind(category.as_str())
-            .bind(ev.primary_code().map(i64::from))
-            .bind(app)
-            .bind(&ev.tenant_id)
-            .bind(&ev.entry_id)
-            .bind(&stored.title)
-            .bind(&stored.severity)
-            .bind(occurred)
-            .bind(occurred)
-            .bind(&stored.remediation)
-            .bind(occurred)
-            .fetch_one(&mut **tx)
-            .await?
-        }
-        Decision::Reopen(id) => {
-            *result.incidents_opened.entry(category).or_default() += 1;
-            sqlx::query(
-                "UPDATE incidents SET status = 'open', resolved_at = NULL, acknowledged_by = NULL,
-                    acknowledged_at = NULL, reopened_count = reopened_count + 1 WHERE id = ?",
-            )
-            .bind(id)
-            .execute(&mut **tx)
-            .await?;
-            id
-        }
-        Decision::Append(id) => id,
-    };
-    let mut new_user = 0i64;
-    if let Some(user_key) = &stored.user_key {
-        new_user = sqlx::query("INSERT INTO incident_users (incident_id, user_key) VALUES (?, ?) ON CONFLICT DO NOTHING")
-            .bind(id)
-            .bind(user_key)
-            .execute(&mut **tx)
-            .await?
-            .rows_affected() as i64;
-    }
-    // Sources are a short comma-separated set: append this one if it is new.
-    sqlx::query(
-        "UPDATE incidents SET event_count = event_count + 1, users_affected = users_affected + ?,
-            first_seen = MIN(first_seen, ?), last_seen = MAX(last_seen, ?),
-            sources = CASE WHEN instr(',' || sources || ',', ',' || ? || ',') > 0 THEN sources
-                           WHEN sources = '' THEN ? ELSE sources || ',' || ? END
-         WHERE id = ?",
-    )
-    .bind(new_user)
-    .bind(occurred)
-    .bind(occurred)
-    .bind(&ev.source)
-    .bind(&ev.source)
-    .bind(&ev.source)
-    .bind(id)
-    .execute(&mut **tx)
-    .await?;
-    Ok(id)
 }

@@ -184,7 +184,9 @@ pub struct Summary {
 pub struct InvalidCursor;
 
 fn encode_cursor(tag: &str, key: i64, id: i64) -> String {
-    format!("{tag}{key:x}.{id:x}")
+    // `{:x}` of a negative i64 prints its two's complement; write the sign instead.
+    let hex = |v: i64| if v < 0 { format!("-{:x}", v.unsigned_abs()) } else { format!("{v:x}") };
+    format!("{tag}{}.{}", hex(key), hex(id))
 }
 
 fn decode_cursor(tag: &str, cursor: &str) -> Result<(i64, i64), InvalidCursor> {
@@ -195,9 +197,7 @@ fn decode_cursor(tag: &str, cursor: &str) -> Result<(i64, i64), InvalidCursor> {
             Some(d) => (true, d),
             None => (false, s),
         };
-        i64::from_str_radix(digits, 16)
-            .map(|v| if neg { -v } else { v })
-            .map_err(|_| InvalidCursor)
+        i64::from_str_radix(digits, 16).map(|v| if neg { -v } else { v }).map_err(|_| InvalidCursor)
     };
     Ok((parse(key)?, parse(id)?))
 }
@@ -209,31 +209,21 @@ fn incident_from_row(r: &SqliteRow) -> Result<Incident, StoreError> {
     Ok(Incident {
         id: r.try_get("id")?,
         fingerprint: r.try_get("fingerprint")?,
-        category: Category::parse(&category).ok_or(StoreError::Corrupt {
-            column: "incidents.category",
-            value: category.clone(),
-        })?,
-        code: r
-            .try_get::<Option<i64>, _>("code")?
-            .and_then(|c| u32::try_from(c).ok()),
+        category: Category::parse(&category)
+            .ok_or(StoreError::Corrupt { column: "incidents.category", value: category.clone() })?,
+        code: r.try_get::<Option<i64>, _>("code")?.and_then(|c| u32::try_from(c).ok()),
         entry: r.try_get("entry_id")?,
         title: r.try_get("title")?,
         severity: r.try_get("severity")?,
-        status: IncidentStatus::parse(&status).ok_or(StoreError::Corrupt {
-            column: "incidents.status",
-            value: status.clone(),
-        })?,
+        status: IncidentStatus::parse(&status)
+            .ok_or(StoreError::Corrupt { column: "incidents.status", value: status.clone() })?,
         first_seen: from_ms(r.try_get("first_seen")?),
         last_seen: from_ms(r.try_get("last_seen")?),
         event_count: r.try_get("event_count")?,
         users_affected: r.try_get("users_affected")?,
         app: r.try_get("app")?,
         tenant: r.try_get("tenant")?,
-        sources: sources
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-            .collect(),
+        sources: sources.split(',').filter(|s| !s.is_empty()).map(String::from).collect(),
         remediation: r.try_get("remediation")?,
         reopened_count: r.try_get("reopened_count")?,
         opened_at: from_ms(r.try_get("opened_at")?),
@@ -254,11 +244,7 @@ fn event_from_row(r: &SqliteRow) -> Result<EventRow, StoreError> {
         outcome: r.try_get("outcome")?,
         category: r.try_get("category")?,
         code: r.try_get("code")?,
-        codes: codes
-            .unwrap_or_default()
-            .split(',')
-            .filter_map(|c| c.parse().ok())
-            .collect(),
+        codes: codes.unwrap_or_default().split(',').filter_map(|c| c.parse().ok()).collect(),
         entry: r.try_get("entry_id")?,
         message: r.try_get("message")?,
         user: r.try_get("user")?,
@@ -309,9 +295,7 @@ impl Store {
             b.push(" AND code = ").push_bind(i64::from(code));
         }
         if let Some(app) = &q.app {
-            b.push(" AND app = ")
-                .push_bind(app.clone())
-                .push(" COLLATE NOCASE");
+            b.push(" AND app = ").push_bind(app.clone()).push(" COLLATE NOCASE");
         }
         if let Some(since) = q.since {
             b.push(" AND last_seen >= ").push_bind(to_ms(since));
@@ -329,13 +313,9 @@ impl Store {
                 .push_bind(id)
                 .push("))");
         }
-        b.push(format!(" ORDER BY {col} DESC, id DESC LIMIT "))
-            .push_bind(i64::from(q.limit) + 1);
+        b.push(format!(" ORDER BY {col} DESC, id DESC LIMIT ")).push_bind(i64::from(q.limit) + 1);
         let rows = b.build().fetch_all(self.pool()).await?;
-        let mut items = rows
-            .iter()
-            .map(incident_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut items = rows.iter().map(incident_from_row).collect::<Result<Vec<_>, _>>()?;
         let next_cursor = if items.len() > q.limit as usize {
             items.truncate(q.limit as usize);
             items.last().map(|i| {
@@ -355,17 +335,13 @@ impl Store {
 
     /// One incident.
     pub async fn incident(&self, id: i64) -> Result<Option<Incident>, StoreError> {
-        let row = sqlx::query("SELECT * FROM incidents WHERE id = ?")
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await?;
+        let row = sqlx::query("SELECT * FROM incidents WHERE id = ?").bind(id).fetch_optional(self.pool()).await?;
         row.as_ref().map(incident_from_row).transpose()
     }
 
     /// One page of stored failure events, newest first.
     pub async fn list_events(&self, q: &EventQuery) -> Result<Page<EventRow>, ListError> {
-        let mut b: QueryBuilder<Sqlite> =
-            QueryBuilder::new("SELECT * FROM events WHERE outcome = 'failure'");
+        let mut b: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT * FROM events WHERE outcome = 'failure'");
         if let Some(i) = q.incident {
             b.push(" AND incident_id = ").push_bind(i);
         }
@@ -394,18 +370,12 @@ impl Store {
                 .push_bind(id)
                 .push("))");
         }
-        b.push(" ORDER BY occurred_at DESC, id DESC LIMIT ")
-            .push_bind(i64::from(q.limit) + 1);
+        b.push(" ORDER BY occurred_at DESC, id DESC LIMIT ").push_bind(i64::from(q.limit) + 1);
         let rows = b.build().fetch_all(self.pool()).await?;
-        let mut items = rows
-            .iter()
-            .map(event_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut items = rows.iter().map(event_from_row).collect::<Result<Vec<_>, _>>()?;
         let next_cursor = if items.len() > q.limit as usize {
             items.truncate(q.limit as usize);
-            items
-                .last()
-                .map(|e| encode_cursor("o", to_ms(e.occurred_at), e.id))
+            items.last().map(|e| encode_cursor("o", to_ms(e.occurred_at), e.id))
         } else {
             None
         };
@@ -419,10 +389,7 @@ impl Store {
         until: DateTime<Utc>,
         source: Option<&str>,
     ) -> Result<Summary, StoreError> {
-        let mut events: BTreeMap<String, i64> = Outcome::ALL
-            .iter()
-            .map(|o| (o.as_str().to_string(), 0))
-            .collect();
+        let mut events: BTreeMap<String, i64> = Outcome::ALL.iter().map(|o| (o.as_str().to_string(), 0)).collect();
         let mut by_category = BTreeMap::new();
         let mut by_code = BTreeMap::new();
         let rows = sqlx::query(
@@ -442,21 +409,13 @@ impl Store {
             *events.entry(outcome.clone()).or_default() += n;
             if outcome == "failure" {
                 let cat: Option<String> = r.try_get("category")?;
-                *by_category
-                    .entry(cat.unwrap_or_else(|| "unclassified".into()))
-                    .or_default() += n;
+                *by_category.entry(cat.unwrap_or_else(|| "unclassified".into())).or_default() += n;
                 let code: Option<i64> = r.try_get("code")?;
-                *by_code
-                    .entry(code.map(|c| c.to_string()).unwrap_or_else(|| "none".into()))
-                    .or_default() += n;
+                *by_code.entry(code.map(|c| c.to_string()).unwrap_or_else(|| "none".into())).or_default() += n;
             }
         }
-        let open = self
-            .open_incidents_by_category()
-            .await?
-            .into_iter()
-            .map(|(c, n)| (c.as_str().to_string(), n))
-            .collect();
+        let open =
+            self.open_incidents_by_category().await?.into_iter().map(|(c, n)| (c.as_str().to_string(), n)).collect();
         Ok(Summary {
             since,
             until,

@@ -17,9 +17,7 @@ pub fn fixtures() -> PathBuf {
 
 /// Settings from TOML text (validated like a real config file).
 pub fn settings(text: &str) -> Settings {
-    config::from_parts(text, "test.toml", &[])
-        .expect("test config")
-        .0
+    config::from_parts(text, "test.toml", &[]).expect("test config").0
 }
 
 /// A running server.
@@ -40,20 +38,11 @@ impl TestServer {
         let handle = tokio::spawn(app.run(async move {
             let _ = rx.await;
         }));
-        TestServer {
-            base,
-            client: reqwest::Client::new(),
-            stop: Some(tx),
-            handle: Some(handle),
-        }
+        TestServer { base, client: reqwest::Client::new(), stop: Some(tx), handle: Some(handle) }
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(format!("{}{}", self.base, path))
-            .send()
-            .await
-            .expect("GET")
+        self.client.get(format!("{}{}", self.base, path)).send().await.expect("GET")
     }
 
     pub async fn get_json(&self, path: &str) -> serde_json::Value {
@@ -63,11 +52,7 @@ impl TestServer {
     }
 
     pub async fn metrics(&self) -> String {
-        self.get("/metrics")
-            .await
-            .text()
-            .await
-            .expect("metrics text")
+        self.get("/metrics").await.text().await.expect("metrics text")
     }
 
     /// Stops the server and waits for the drain.
