@@ -240,7 +240,7 @@ RELEVANT = {
             "full UPN; check it in Entra (Users) and that the user belongs to the tenant in the "
             "Passport IdP URL."
         ),
-        patterns=[r"does not exist in the\b.{0,160}?\bdirectory", "the account must be added to the directory"],
+        patterns=[r"\baccount\b.{0,160}?\bdoes not exist in the\b.{0,120}?\bdirectory", "the account must be added to the directory"],
         text="The user account {EUII Hidden} does not exist in the 1a2b3c4d-0000-4000-8000-123456789abc directory. To sign into this application, the account must be added to the directory.",
         bare="The user account {EUII Hidden} does not exist in the contoso.onmicrosoft.com directory. To sign into this application, the account must be added to the directory.",
     ),
@@ -324,6 +324,7 @@ RELEVANT = {
         severity="medium",
         remediation="Entra holds no password for this user (passwordless-only account, or a federated user without password hash sync), or the password sent was empty. Give the user a password, enable password hash sync for federated domains, or use Web Login.",
         patterns=["invalid or null password"],
+        priority=5,
         text="Invalid or null password: password does not exist in the directory for this user.",
         bare="Invalid or null password: password does not exist in the directory for this user.",
     ),

@@ -510,13 +510,22 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// Parser messages may span lines; the contract wants one sentence per error.
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
 fn syntax_error(text: &str, origin: &str, e: &toml::de::Error) -> CatalogueError {
     let (line, column) = e.span().map_or((1, 1), |s| line_col(text, s.start));
     CatalogueError::Syntax {
         origin: origin.to_owned(),
         line,
         column,
-        message: e.message().trim().to_owned(),
+        message: one_line(e.message()),
     }
 }
 
@@ -651,14 +660,14 @@ fn decode_entry(table: toml::Table, ctx: &Ctx<'_>) -> Result<RawEntry, Catalogue
             if let toml::Value::Array(items) = value {
                 for (i, item) in items.iter().enumerate() {
                     if let Err(e) = single(toml::Value::Array(vec![item.clone()])) {
-                        return Err(ctx.err(format!("{key}[{i}]"), e.message().trim()));
+                        return Err(ctx.err(format!("{key}[{i}]"), one_line(e.message())));
                     }
                 }
             }
-            return Err(ctx.err(key.clone(), e.message().trim()));
+            return Err(ctx.err(key.clone(), one_line(e.message())));
         }
     }
-    Err(ctx.err("(entry)", first_error.message().trim()))
+    Err(ctx.err("(entry)", one_line(first_error.message())))
 }
 
 /// Builds an entry from `raw`, over `base` when patching, and validates the result.
@@ -673,7 +682,9 @@ fn apply(base: Option<&Entry>, raw: RawEntry, ctx: &Ctx<'_>) -> Result<Entry, Ca
         (Some(s), _) => Severity::parse(&s).ok_or_else(|| {
             ctx.err(
                 "severity",
-                format!("unknown severity {s:?} (expected one of info, low, medium, high, critical)"),
+                format!(
+                    "unknown severity {s:?} (expected one of info, low, medium, high, critical)"
+                ),
             )
         })?,
         (None, Some(b)) => b.severity,
@@ -865,7 +876,8 @@ fn validate(e: &Entry, ctx: &Ctx<'_>) -> Result<(), CatalogueError> {
                 "empty pattern would match every message",
             ));
         }
-        let re = compile_pattern(p).map_err(|err| ctx.err(format!("patterns[{i}]"), regex_problem(&err)))?;
+        let re = compile_pattern(p)
+            .map_err(|err| ctx.err(format!("patterns[{i}]"), regex_problem(&err)))?;
         if re.is_match("") {
             return Err(ctx.err(
                 format!("patterns[{i}]"),
@@ -909,6 +921,7 @@ fn validate(e: &Entry, ctx: &Ctx<'_>) -> Result<(), CatalogueError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used, clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -916,8 +929,13 @@ mod tests {
     fn shipped_catalogue_loads() {
         let c = Catalogue::from_shipped().expect("shipped catalogue");
         assert!(c.len() > 357);
-        assert_eq!(c.entry_for_code(50076).map(|e| e.id.as_str()), Some("aadsts-50076"));
-        assert!(c.entry("aadsts-50126-federated").is_some_and(|e| e.is_conditional()));
+        assert_eq!(
+            c.entry_for_code(50076).map(|e| e.id.as_str()),
+            Some("aadsts-50076")
+        );
+        assert!(c
+            .entry("aadsts-50126-federated")
+            .is_some_and(|e| e.is_conditional()));
     }
 
     #[test]

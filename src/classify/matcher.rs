@@ -82,9 +82,9 @@ fn extract_codes_into(message: &str, out: &mut Vec<u32>) {
 }
 
 fn digits_at(bytes: &[u8], start: usize) -> usize {
-    bytes
-        .get(start..)
-        .map_or(0, |rest| rest.iter().take_while(|b| b.is_ascii_digit()).count())
+    bytes.get(start..).map_or(0, |rest| {
+        rest.iter().take_while(|b| b.is_ascii_digit()).count()
+    })
 }
 
 fn parse_digits(bytes: &[u8]) -> u32 {
@@ -168,9 +168,11 @@ fn oauth_error_in(message: &str) -> Option<&str> {
             continue;
         }
         let start = i + 1;
-        let len = bytes
-            .get(start..)
-            .map_or(0, |r| r.iter().take_while(|b| b.is_ascii_alphanumeric() || **b == b'_').count());
+        let len = bytes.get(start..).map_or(0, |r| {
+            r.iter()
+                .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_')
+                .count()
+        });
         if len > 0 {
             return message.get(start..start + len);
         }
@@ -316,15 +318,18 @@ struct CompiledConditions {
     oauth_error: Vec<String>,
 }
 
-fn lower_all(v: &[String]) -> Vec<String> {
-    v.iter().map(|s| s.trim().to_ascii_lowercase()).collect()
+/// `None` when `values` is not a condition; `Some(None)` when it fails; `Some(Some(v))`
+/// with the value that made it hold.
+fn list<'v>(values: &[String], got: Option<&'v str>) -> Option<Option<&'v str>> {
+    if values.is_empty() {
+        return None;
+    }
+    let v = got.map(str::trim);
+    Some(v.filter(|v| values.iter().any(|x| x.eq_ignore_ascii_case(v))))
 }
 
-fn any_eq(list: &[String], value: Option<&str>) -> Option<String> {
-    let v = value?.trim();
-    list.iter()
-        .any(|x| x.eq_ignore_ascii_case(v))
-        .then(|| v.to_owned())
+fn lower_all(v: &[String]) -> Vec<String> {
+    v.iter().map(|s| s.trim().to_ascii_lowercase()).collect()
 }
 
 impl CompiledConditions {
@@ -339,46 +344,113 @@ impl CompiledConditions {
         }
     }
 
-    /// `Some(reason)` when the conditions hold.
-    fn check(&self, input: &ClassifyInput<'_>, oauth: Option<&str>, federated: &HashSet<String>) -> Option<String> {
-        let mut results: Vec<(bool, String)> = Vec::with_capacity(4);
-        let mut list = |name: &str, values: &[String], got: Option<&str>| {
-            if !values.is_empty() {
-                match any_eq(values, got) {
-                    Some(v) => results.push((true, format!("{name}={v}"))),
-                    None => results.push((false, String::new())),
-                }
-            }
-        };
-        list("token_issuer_type", &self.token_issuer_type, input.token_issuer_type);
-        list("auth_protocol", &self.auth_protocol, input.auth_protocol);
-        list("app_id", &self.app_id, input.app_id);
-        list("oauth_error", &self.oauth_error, oauth);
-        if let Some(want) = self.federated_domain {
-            let domain = input
+    fn needs_oauth(&self) -> bool {
+        !self.oauth_error.is_empty()
+    }
+
+    /// `Some(reason)` when the conditions hold. Allocation-free until they do, because a
+    /// conditional entry is consulted on every failure with its code.
+    fn check(
+        &self,
+        input: &ClassifyInput<'_>,
+        oauth: Option<&str>,
+        federated: &HashSet<String>,
+    ) -> Option<String> {
+        // (name, Some(held value) | None when it failed); skipped when not a condition.
+        let checks: [(&str, Option<Option<&str>>); 4] = [
+            (
+                "token_issuer_type",
+                list(&self.token_issuer_type, input.token_issuer_type),
+            ),
+            (
+                "auth_protocol",
+                list(&self.auth_protocol, input.auth_protocol),
+            ),
+            ("app_id", list(&self.app_id, input.app_id)),
+            ("oauth_error", list(&self.oauth_error, oauth)),
+        ];
+        let domain = self.federated_domain.map(|want| {
+            let listed = input
                 .user
                 .and_then(|u| u.rsplit_once('@'))
-                .map(|(_, d)| d.trim().to_ascii_lowercase());
-            let listed = domain.as_ref().map(|d| federated.contains(d));
+                .map(|(_, d)| federated.contains(d.trim().to_ascii_lowercase().as_str()));
             match (want, listed) {
-                (true, Some(true)) => results.push((true, "the user's domain listed in federated_domains".into())),
-                (false, Some(false)) => results.push((true, "the user's domain not listed in federated_domains".into())),
-                _ => results.push((false, String::new())),
+                (true, Some(true)) => Some("the user's domain listed in federated_domains"),
+                (false, Some(false)) => Some("the user's domain not listed in federated_domains"),
+                _ => None,
+            }
+        });
+        let held = checks
+            .iter()
+            .filter_map(|(name, r)| r.map(|v| v.map(|v| format!("{name}={v}"))))
+            .chain(domain.map(|d| d.map(str::to_owned)));
+        match self.require {
+            Require::Any => held.flatten().next(),
+            Require::All => {
+                let all_given = checks.iter().all(|(_, r)| !matches!(r, Some(None)))
+                    && !matches!(domain, Some(None));
+                if !all_given {
+                    return None;
+                }
+                let parts: Vec<String> = held.flatten().collect();
+                (!parts.is_empty()).then(|| parts.join(" and "))
             }
         }
-        let held: Vec<String> = results.iter().filter(|r| r.0).map(|r| r.1.clone()).collect();
-        let ok = match self.require {
-            Require::All => !results.is_empty() && held.len() == results.len(),
-            Require::Any => !held.is_empty(),
-        };
-        if !ok {
-            return None;
-        }
-        Some(match self.require {
-            Require::All => held.join(" and "),
-            Require::Any => held.into_iter().next().unwrap_or_default(),
-        })
     }
+}
+
+/// What the classifier knows about one code.
+#[derive(Debug, Default)]
+struct CodeInfo {
+    plain: Option<usize>,
+    wrapper: bool,
+    conditional: Vec<usize>,
+}
+
+/// Codes are small integers chosen by Microsoft, not by an attacker, so a multiplicative
+/// hash is safe here and several times cheaper than SipHash on the hot path.
+#[derive(Debug, Default, Clone, Copy)]
+struct CodeHasher(u64);
+
+impl std::hash::Hasher for CodeHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = (u64::from(n) ^ self.0).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type CodeMap<V> = HashMap<u32, V, std::hash::BuildHasherDefault<CodeHasher>>;
+
+fn push_u32(s: &mut String, mut n: u32) {
+    let mut buf = [0u8; 10];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &b in &buf[i..] {
+        s.push(char::from(b));
+    }
+}
+
+/// Same text as [`super::doc_url`], without the formatting machinery.
+fn fast_doc_url(code: u32) -> String {
+    const PREFIX: &str = "https://login.microsoftonline.com/error?code=";
+    let mut s = String::with_capacity(PREFIX.len() + 10);
+    s.push_str(PREFIX);
+    push_u32(&mut s, code);
+    s
 }
 
 #[derive(Debug)]
@@ -392,10 +464,8 @@ enum PatternSet {
 #[derive(Debug)]
 pub struct Classifier {
     catalogue: Arc<Catalogue>,
-    plain: HashMap<u32, usize>,
-    conditional: HashMap<u32, Vec<usize>>,
+    codes: CodeMap<CodeInfo>,
     conditions: Vec<Option<CompiledConditions>>,
-    wrappers: HashSet<u32>,
     patterns: PatternSet,
     pattern_entry: Vec<usize>,
     pattern_index_in_entry: Vec<usize>,
@@ -416,22 +486,19 @@ impl Classifier {
     /// over every pattern. `federated_domains` are the operator's federated email domains.
     pub fn new(catalogue: Arc<Catalogue>, federated_domains: Vec<String>) -> Self {
         let entries = catalogue.entries();
-        let mut plain = HashMap::new();
-        let mut conditional: HashMap<u32, Vec<usize>> = HashMap::new();
-        let mut wrappers = HashSet::new();
+        let mut codes: CodeMap<CodeInfo> = CodeMap::default();
         let mut oauth: HashMap<String, Vec<usize>> = HashMap::new();
         let mut sources = Vec::new();
         let mut pattern_entry = Vec::new();
         let mut pattern_index_in_entry = Vec::new();
         for (i, e) in entries.iter().enumerate() {
             for &c in &e.codes {
+                let info = codes.entry(c).or_default();
                 if e.conditions.is_some() {
-                    conditional.entry(c).or_default().push(i);
-                } else {
-                    plain.entry(c).or_insert(i);
-                    if e.wrapper {
-                        wrappers.insert(c);
-                    }
+                    info.conditional.push(i);
+                } else if info.plain.is_none() {
+                    info.plain = Some(i);
+                    info.wrapper = e.wrapper;
                 }
             }
             for (k, p) in e.patterns.iter().enumerate() {
@@ -445,11 +512,19 @@ impl Classifier {
                 pattern_index_in_entry.push(k);
             }
             for o in &e.oauth_errors {
-                oauth.entry(o.trim().to_ascii_lowercase()).or_default().push(i);
+                oauth
+                    .entry(o.trim().to_ascii_lowercase())
+                    .or_default()
+                    .push(i);
             }
         }
-        for list in conditional.values_mut() {
-            list.sort_by(|a, b| entries[*b].priority.cmp(&entries[*a].priority).then(a.cmp(b)));
+        for info in codes.values_mut() {
+            info.conditional.sort_by(|a, b| {
+                entries[*b]
+                    .priority
+                    .cmp(&entries[*a].priority)
+                    .then(a.cmp(b))
+            });
         }
         let patterns = match RegexSetBuilder::new(&sources)
             .case_insensitive(true)
@@ -460,7 +535,12 @@ impl Classifier {
             Ok(set) => PatternSet::Set(set),
             Err(err) => {
                 tracing::warn!(error = %err, "catalogue patterns too large for one set; matching them one by one");
-                PatternSet::Each(sources.iter().filter_map(|p| compile_pattern(p).ok()).collect())
+                PatternSet::Each(
+                    sources
+                        .iter()
+                        .filter_map(|p| compile_pattern(p).ok())
+                        .collect(),
+                )
             }
         };
         let conditions = entries
@@ -474,10 +554,8 @@ impl Classifier {
             .collect();
         Classifier {
             catalogue,
-            plain,
-            conditional,
+            codes,
             conditions,
-            wrappers,
             patterns,
             pattern_entry,
             pattern_index_in_entry,
@@ -519,7 +597,7 @@ impl Classifier {
     }
 
     fn success(&self) -> Classification {
-        match self.plain.get(&0).map(|i| self.entry(*i)) {
+        match self.plain(0).map(|i| self.entry(i)) {
             Some(e) => Classification {
                 outcome: Outcome::Success,
                 category: e.category,
@@ -549,23 +627,33 @@ impl Classifier {
         }
     }
 
+    fn plain(&self, code: u32) -> Option<usize> {
+        self.codes.get(&code).and_then(|i| i.plain)
+    }
+
+    fn is_wrapper(&self, code: u32) -> bool {
+        self.codes.get(&code).is_some_and(|i| i.wrapper)
+    }
+
     fn rank(&self, code: u32) -> u8 {
-        if self.wrappers.contains(&code) {
-            2
-        } else if self.plain.contains_key(&code) || self.conditional.contains_key(&code) {
-            0
-        } else {
-            1
+        match self.codes.get(&code) {
+            Some(i) if i.wrapper => 2,
+            Some(_) => 0,
+            None => 1,
         }
     }
 
     fn classify_codes(&self, input: &ClassifyInput<'_>, mut codes: Vec<u32>) -> Classification {
         // Lowest rank wins, earliest on ties; min_by_key returns the first minimum.
-        let best = codes
-            .iter()
-            .enumerate()
-            .min_by_key(|(_, c)| self.rank(**c))
-            .map_or(0, |(i, _)| i);
+        let best = if codes.len() == 1 {
+            0
+        } else {
+            codes
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, c)| self.rank(**c))
+                .map_or(0, |(i, _)| i)
+        };
         if best != 0 {
             let primary = codes.remove(best);
             codes.insert(0, primary);
@@ -575,7 +663,7 @@ impl Classifier {
             let others: Vec<String> = codes[1..]
                 .iter()
                 .map(|c| {
-                    if self.wrappers.contains(c) {
+                    if self.is_wrapper(*c) {
                         format!("wrapper {c}")
                     } else {
                         c.to_string()
@@ -587,10 +675,18 @@ impl Classifier {
             String::new()
         };
 
-        if let Some(list) = self.conditional.get(&primary) {
-            let oauth = input.oauth_error.or_else(|| input.message.and_then(oauth_error_in));
-            for &i in list {
+        let info = self.codes.get(&primary);
+        if let Some(info) = info.filter(|i| !i.conditional.is_empty()) {
+            for &i in &info.conditional {
                 if let Some(Some(cond)) = self.conditions.get(i) {
+                    // Reading the OAuth error costs a scan; only conditions on it need it.
+                    let oauth = if cond.needs_oauth() {
+                        input
+                            .oauth_error
+                            .or_else(|| input.message.and_then(oauth_error_in))
+                    } else {
+                        input.oauth_error
+                    };
                     if let Some(why) = cond.check(input, oauth, &self.federated_domains) {
                         let reason = format!("code {primary} with {why}{preferred}");
                         return self.verdict(i, Some(primary), codes, MatchedBy::Condition, reason);
@@ -598,8 +694,11 @@ impl Classifier {
                 }
             }
         }
-        if let Some(&i) = self.plain.get(&primary) {
-            let reason = format!("code {primary}{preferred}");
+        if let Some(i) = info.and_then(|i| i.plain) {
+            let mut reason = String::with_capacity(16 + preferred.len());
+            reason.push_str("code ");
+            push_u32(&mut reason, primary);
+            reason.push_str(&preferred);
             return self.verdict(i, Some(primary), codes, MatchedBy::Code, reason);
         }
         Classification {
@@ -622,7 +721,9 @@ impl Classifier {
     }
 
     fn classify_text(&self, input: &ClassifyInput<'_>) -> Classification {
-        let oauth = input.oauth_error.or_else(|| input.message.and_then(oauth_error_in));
+        let oauth = input
+            .oauth_error
+            .or_else(|| input.message.and_then(oauth_error_in));
         let mut best: Option<Candidate> = None;
         let mut consider = |cand: Candidate, this: &Self| {
             if best.as_ref().map_or(true, |b| this.better(&cand, b)) {
@@ -632,13 +733,22 @@ impl Classifier {
         if let Some(msg) = input.message {
             let mut seen: Vec<usize> = Vec::new();
             for p in self.matching_patterns(msg) {
-                let Some(&i) = self.pattern_entry.get(p) else { continue };
+                let Some(&i) = self.pattern_entry.get(p) else {
+                    continue;
+                };
                 if seen.contains(&i) {
                     continue;
                 }
                 seen.push(i);
                 if let Some(c) = self.condition_for(i, input, oauth) {
-                    consider(Candidate { entry: i, condition: c, by_pattern: Some(p) }, self);
+                    consider(
+                        Candidate {
+                            entry: i,
+                            condition: c,
+                            by_pattern: Some(p),
+                        },
+                        self,
+                    );
                 }
             }
         }
@@ -646,7 +756,14 @@ impl Classifier {
             if let Some(list) = self.oauth.get(o.trim().to_ascii_lowercase().as_str()) {
                 for &i in list {
                     if let Some(c) = self.condition_for(i, input, oauth) {
-                        consider(Candidate { entry: i, condition: c, by_pattern: None }, self);
+                        consider(
+                            Candidate {
+                                entry: i,
+                                condition: c,
+                                by_pattern: None,
+                            },
+                            self,
+                        );
                     }
                 }
             }
@@ -679,7 +796,10 @@ impl Classifier {
                     .map_or("", String::as_str);
                 format!("message matches pattern {text:?}")
             }
-            None => format!("OAuth error {:?} (weak fallback)", oauth.unwrap_or_default()),
+            None => format!(
+                "OAuth error {:?} (weak fallback)",
+                oauth.unwrap_or_default()
+            ),
         };
         let (by, reason) = match &c.condition {
             Some(why) => (MatchedBy::Condition, format!("{what} with {why}")),
@@ -703,7 +823,12 @@ impl Classifier {
 
     /// `None`: the entry's conditions do not hold. `Some(None)`: no conditions.
     #[allow(clippy::option_option)]
-    fn condition_for(&self, i: usize, input: &ClassifyInput<'_>, oauth: Option<&str>) -> Option<Option<String>> {
+    fn condition_for(
+        &self,
+        i: usize,
+        input: &ClassifyInput<'_>,
+        oauth: Option<&str>,
+    ) -> Option<Option<String>> {
         match self.conditions.get(i) {
             Some(Some(cond)) => cond.check(input, oauth, &self.federated_domains).map(Some),
             _ => Some(None),
@@ -722,10 +847,17 @@ impl Classifier {
         key(a) > key(b)
     }
 
-    fn verdict(&self, i: usize, code: Option<u32>, codes: Vec<u32>, by: MatchedBy, reason: String) -> Classification {
+    fn verdict(
+        &self,
+        i: usize,
+        code: Option<u32>,
+        codes: Vec<u32>,
+        by: MatchedBy,
+        reason: String,
+    ) -> Classification {
         let e = self.entry(i);
         let doc_url = match code {
-            Some(c) if c != 0 => Some(super::doc_url(c)),
+            Some(c) if c != 0 => Some(fast_doc_url(c)),
             _ => e.doc_url(),
         };
         Classification {
@@ -777,6 +909,7 @@ impl Classifier {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used, clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -788,20 +921,39 @@ mod tests {
 
     #[test]
     fn rejects_short_and_long_digit_runs() {
-        assert_eq!(extract_codes("AADSTS1234 AADSTS12345678 AADSTS"), Vec::<u32>::new());
+        assert_eq!(
+            extract_codes("AADSTS1234 AADSTS12345678 AADSTS"),
+            Vec::<u32>::new()
+        );
         assert_eq!(extract_codes("xAADSTS50076y"), vec![50076]);
     }
 
     #[test]
     fn reads_escaped_error_codes() {
-        assert_eq!(extract_codes(r#"{\"error_codes\": [ 7000218 ]}"#), vec![7000218]);
+        assert_eq!(
+            extract_codes(r#"{\"error_codes\": [ 7000218 ]}"#),
+            vec![7000218]
+        );
         assert_eq!(extract_codes(r#""error_codes":"#), Vec::<u32>::new());
     }
 
     #[test]
+    fn fast_formatting_matches_format() {
+        for n in [0, 7, 50126, 7000218, u32::MAX] {
+            assert_eq!(fast_doc_url(n), super::super::doc_url(n));
+        }
+    }
+
+    #[test]
     fn finds_oauth_error() {
-        assert_eq!(oauth_error_in(r#"{"error_description":"x","error":"invalid_grant"}"#), Some("invalid_grant"));
-        assert_eq!(oauth_error_in(r#"{\"error\":\"interaction_required\"}"#), Some("interaction_required"));
+        assert_eq!(
+            oauth_error_in(r#"{"error_description":"x","error":"invalid_grant"}"#),
+            Some("invalid_grant")
+        );
+        assert_eq!(
+            oauth_error_in(r#"{\"error\":\"interaction_required\"}"#),
+            Some("interaction_required")
+        );
         assert_eq!(oauth_error_in("no json"), None);
     }
 }

@@ -13,7 +13,7 @@ pub mod reload;
 
 pub use catalogue::{Catalogue, CatalogueError, Conditions, Entry, Example, Require, Severity};
 pub use matcher::{
-    extract_codes, Classification, ClassifyInput, Classifier, ExampleMismatch, MatchedBy,
+    extract_codes, Classification, Classifier, ClassifyInput, ExampleMismatch, MatchedBy,
 };
 pub use reload::SharedClassifier;
 
