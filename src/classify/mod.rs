@@ -1,6 +1,6 @@
 //! Classification: the error catalogue (`catalogue.rs`: load, merge, validate, compile)
 //! and the pure matcher (`matcher.rs`: no I/O) that turns a failure into a category,
-//! a title and a remediation.
+//! a title and a remediation, and `reload.rs`, the atomically swapped classifier in use.
 //!
 //! INTERFACE NOTE (kept stable for the rest of the crate): `Catalogue::load`,
 //! `Catalogue::from_shipped`, `Catalogue::entries`, `Catalogue::passport_relevant_codes`,
@@ -9,9 +9,13 @@
 
 pub mod catalogue;
 pub mod matcher;
+pub mod reload;
 
-pub use catalogue::{Catalogue, CatalogueError, Entry, Severity};
-pub use matcher::{extract_codes, Classification, ClassifyInput, Classifier, MatchedBy};
+pub use catalogue::{Catalogue, CatalogueError, Conditions, Entry, Example, Require, Severity};
+pub use matcher::{
+    extract_codes, Classification, Classifier, ClassifyInput, ExampleMismatch, MatchedBy,
+};
+pub use reload::SharedClassifier;
 
 /// The shipped catalogue, embedded so that the binary works with no files around it.
 pub const SHIPPED_CATALOGUE: &str = include_str!("../../config/catalogue.toml");
