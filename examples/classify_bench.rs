@@ -64,11 +64,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let min = Duration::from_secs(2);
 
     let (rate, n) = run(&c, &coded, min);
-    println!(
-        "coded messages    (avg {:>3} bytes): {:>12.0} msg/s ({n} classified)",
-        avg(&coded),
-        rate
-    );
+    println!("coded messages    (avg {:>3} bytes): {:>12.0} msg/s ({n} classified)", avg(&coded), rate);
     if std::env::var_os("BENCH_EXTRACT").is_some() {
         let start = Instant::now();
         let mut n = 0usize;
@@ -78,16 +74,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             n += coded.len();
         }
-        println!(
-            "extract_codes only: {:.0} msg/s",
-            n as f64 / start.elapsed().as_secs_f64()
-        );
+        println!("extract_codes only: {:.0} msg/s", n as f64 / start.elapsed().as_secs_f64());
     }
     let (rate, n) = run(&c, &codeless, min);
-    println!(
-        "code-less messages (avg {:>3} bytes): {:>12.0} msg/s ({n} classified)",
-        avg(&codeless),
-        rate
-    );
+    println!("code-less messages (avg {:>3} bytes): {:>12.0} msg/s ({n} classified)", avg(&codeless), rate);
     Ok(())
 }

@@ -101,10 +101,7 @@ categories! {
 impl Category {
     /// Categories that a failure can be counted under (everything but interrupts).
     pub fn failure_categories() -> impl Iterator<Item = Category> {
-        Self::ALL
-            .iter()
-            .copied()
-            .filter(|c| *c != Category::InterruptInformational)
+        Self::ALL.iter().copied().filter(|c| *c != Category::InterruptInformational)
     }
 }
 
@@ -182,8 +179,6 @@ impl SignInEvent {
         if let Some(id) = self.record_id.as_deref().filter(|s| !s.is_empty()) {
             return Some(format!("id:{}", id.to_ascii_lowercase()));
         }
-        self.position
-            .as_ref()
-            .map(|p| format!("pos:{}:{}", p.file_key, p.offset))
+        self.position.as_ref().map(|p| format!("pos:{}:{}", p.file_key, p.offset))
     }
 }

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use passportd::classify::{
-    extract_codes, Catalogue, CatalogueError, Classification, Classifier, ClassifyInput, MatchedBy,
-    Severity, SharedClassifier,
+    extract_codes, Catalogue, CatalogueError, Classification, Classifier, ClassifyInput, MatchedBy, Severity,
+    SharedClassifier,
 };
 use passportd::event::{Category, Outcome};
 use proptest::prelude::*;
@@ -53,61 +53,33 @@ fn every_tsv_code_classifies_to_its_category() {
     assert_eq!(rows.len(), 357);
     let listed = c.catalogue().codes();
     for (code, category, _) in &rows {
-        assert!(
-            listed.contains(code),
-            "code {code} missing from the catalogue"
-        );
-        let by_record = c.classify(&ClassifyInput {
-            result_code: Some(*code),
-            ..ClassifyInput::default()
-        });
+        assert!(listed.contains(code), "code {code} missing from the catalogue");
+        let by_record = c.classify(&ClassifyInput { result_code: Some(*code), ..ClassifyInput::default() });
         if category == "success" {
             assert_eq!(by_record.outcome, Outcome::Success, "code {code}");
             continue;
         }
-        assert_eq!(
-            by_record.category.as_str(),
-            category,
-            "code {code} by result code"
-        );
+        assert_eq!(by_record.category.as_str(), category, "code {code} by result code");
         assert_eq!(by_record.code, Some(*code));
         assert_eq!(by_record.matched_by, Some(MatchedBy::Code));
-        let expected_outcome = if category == "interrupt_informational" {
-            Outcome::Interrupt
-        } else {
-            Outcome::Failure
-        };
+        let expected_outcome =
+            if category == "interrupt_informational" { Outcome::Interrupt } else { Outcome::Failure };
         assert_eq!(by_record.outcome, expected_outcome, "code {code}");
         let by_text = classify(&c, &format!("AADSTS{code}: something went wrong."));
-        assert_eq!(
-            by_text.category.as_str(),
-            category,
-            "code {code} by message"
-        );
-        assert_eq!(
-            by_text.entry.as_deref(),
-            Some(format!("aadsts-{code}").as_str())
-        );
+        assert_eq!(by_text.category.as_str(), category, "code {code} by message");
+        assert_eq!(by_text.entry.as_deref(), Some(format!("aadsts-{code}").as_str()));
     }
 }
 
 #[test]
 fn passport_relevant_codes_match_the_tsv() {
     let c = Catalogue::from_shipped().unwrap();
-    let mut want: Vec<u32> = tsv_rows()
-        .into_iter()
-        .filter(|r| r.2 == "yes")
-        .map(|r| r.0)
-        .collect();
+    let mut want: Vec<u32> = tsv_rows().into_iter().filter(|r| r.2 == "yes").map(|r| r.0).collect();
     want.sort_unstable();
     assert_eq!(c.passport_relevant_codes(), want);
     for code in &want {
         let e = c.entry_for_code(*code).unwrap();
-        assert!(
-            !e.examples.is_empty(),
-            "relevant entry {} has no example",
-            e.id
-        );
+        assert!(!e.examples.is_empty(), "relevant entry {} has no example", e.id);
     }
 }
 
@@ -121,21 +93,13 @@ fn kandji_article_errors_carry_the_article_remediation() {
     assert_eq!(mfa.category, Category::MfaRequired);
     assert_eq!(mfa.code, Some(50076));
     assert_eq!(mfa.entry.as_deref(), Some("aadsts-50076"));
-    assert!(mfa
-        .remediation
-        .contains("Exclude the Passport app registration"));
+    assert!(mfa.remediation.contains("Exclude the Passport app registration"));
     assert!(mfa.remediation.contains("Web Login"));
     assert!(mfa.remediation.contains("security defaults"));
     assert!(mfa.remediation.contains("per-user MFA"));
     assert!(mfa.remediation.contains("Conditional Access"));
 
-    let pw = classify(
-        &c,
-        &body(
-            50126,
-            "Error validating credentials due to invalid username or password.",
-        ),
-    );
+    let pw = classify(&c, &body(50126, "Error validating credentials due to invalid username or password."));
     assert_eq!(pw.category, Category::InvalidCredentials);
     assert!(pw.remediation.contains("re-enter the password"));
     assert!(pw.remediation.contains("federated"));
@@ -156,24 +120,15 @@ fn kandji_article_errors_carry_the_article_remediation() {
 #[test]
 fn contract_json_shape() {
     let c = shipped();
-    let v = serde_json::to_value(classify(
-        &c,
-        &body(
-            50076,
-            "you must use multi-factor authentication to access 'x'.",
-        ),
-    ))
-    .unwrap();
+    let v = serde_json::to_value(classify(&c, &body(50076, "you must use multi-factor authentication to access 'x'.")))
+        .unwrap();
     assert_eq!(v["outcome"], "failure");
     assert_eq!(v["category"], "mfa_required");
     assert_eq!(v["code"], 50076);
     assert_eq!(v["codes"], serde_json::json!([50076]));
     assert_eq!(v["entry"], "aadsts-50076");
     assert_eq!(v["matched_by"], "code");
-    assert_eq!(
-        v["doc_url"],
-        "https://login.microsoftonline.com/error?code=50076"
-    );
+    assert_eq!(v["doc_url"], "https://login.microsoftonline.com/error?code=50076");
     assert_eq!(v["severity"], "high");
     assert!(v["title"].as_str().is_some_and(|s| !s.is_empty()));
     assert!(v["reason"].as_str().is_some_and(|s| s.contains("50076")));
@@ -190,10 +145,7 @@ fn contract_json_shape() {
 fn federated_50126_by_issuer_type_and_by_domain() {
     let cat = Arc::new(Catalogue::from_shipped().unwrap());
     let c = Classifier::new(cat.clone(), vec!["Contoso.com".into()]);
-    let msg = body(
-        50126,
-        "Error validating credentials due to invalid username or password.",
-    );
+    let msg = body(50126, "Error validating credentials due to invalid username or password.");
     for issuer in ["ADFederationServices", "adfederationservices", "Federated"] {
         let r = c.classify(&ClassifyInput {
             message: Some(&msg),
@@ -214,10 +166,7 @@ fn federated_50126_by_issuer_type_and_by_domain() {
     });
     assert_eq!(by_domain.category, Category::FederationUnsupported);
     assert_eq!(by_domain.matched_by, Some(MatchedBy::Condition));
-    assert!(
-        !by_domain.reason.contains("alice"),
-        "reason must not carry the user"
-    );
+    assert!(!by_domain.reason.contains("alice"), "reason must not carry the user");
 
     let other_domain = c.classify(&ClassifyInput {
         result_code: Some(50126),
@@ -241,24 +190,21 @@ fn federated_50126_by_issuer_type_and_by_domain() {
 #[test]
 fn wrapper_code_yields_to_the_specific_one() {
     let c = shipped();
-    let r = classify(
-        &c,
-        "AADSTS70002: Error validating credentials. AADSTS50126: Invalid username or password",
-    );
+    let r = classify(&c, "AADSTS70002: Error validating credentials. AADSTS50126: Invalid username or password");
     assert_eq!(r.code, Some(50126));
     assert_eq!(r.codes, vec![50126, 70002]);
     assert_eq!(r.category, Category::InvalidCredentials);
     assert!(r.reason.contains("wrapper 70002"), "{}", r.reason);
 
-    let alone = classify(&c, "AADSTS70002: The request body must contain the following parameter: 'client_secret or client_assertion'.");
+    let alone = classify(
+        &c,
+        "AADSTS70002: The request body must contain the following parameter: 'client_secret or client_assertion'.",
+    );
     assert_eq!(alone.code, Some(70002));
     assert_eq!(alone.category, Category::ClientMisconfigured);
 
     let decoder_codes = [90010, 9001023];
-    let r = c.classify(&ClassifyInput {
-        message_codes: &decoder_codes,
-        ..ClassifyInput::default()
-    });
+    let r = c.classify(&ClassifyInput { message_codes: &decoder_codes, ..ClassifyInput::default() });
     assert_eq!(r.codes, vec![9001023, 90010]);
 }
 
@@ -271,10 +217,7 @@ fn unknown_code_is_unclassified_but_kept() {
     assert_eq!(r.code, Some(9999999));
     assert_eq!(r.entry, None);
     assert_eq!(r.matched_by, None);
-    assert_eq!(
-        r.doc_url.as_deref(),
-        Some("https://login.microsoftonline.com/error?code=9999999")
-    );
+    assert_eq!(r.doc_url.as_deref(), Some("https://login.microsoftonline.com/error?code=9999999"));
 }
 
 #[test]
@@ -287,10 +230,7 @@ fn interrupt_and_success() {
     });
     assert_eq!(r.outcome, Outcome::Interrupt);
     assert_eq!(r.category, Category::InterruptInformational);
-    assert_eq!(
-        classify(&c, "AADSTS50140: KMSI").outcome,
-        Outcome::Interrupt
-    );
+    assert_eq!(classify(&c, "AADSTS50140: KMSI").outcome, Outcome::Interrupt);
 
     let ok = c.classify(&ClassifyInput {
         result_code: Some(0),
@@ -306,11 +246,20 @@ fn interrupt_and_success() {
 fn text_only_patterns_and_fallbacks() {
     let c = shipped();
     let cases = [
-        ("Access has been blocked by Conditional Access policies. The access policy does not allow token issuance.", "aadsts-53003"),
-        ("The request body must contain the following parameter: 'client_assertion' or 'client_secret'.", "aadsts-7000218"),
+        (
+            "Access has been blocked by Conditional Access policies. The access policy does not allow token issuance.",
+            "aadsts-53003",
+        ),
+        (
+            "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
+            "aadsts-7000218",
+        ),
         ("The request body must contain the following parameter: 'grant_type'.", "aadsts-900144"),
         ("ID3242: The security token could not be authenticated or authorized.", "adfs-security-token-rejected"),
-        (r#"{"error":"invalid_grant","error_description":"The credentials provided were invalid."}"#, "okta-invalid-credentials"),
+        (
+            r#"{"error":"invalid_grant","error_description":"The credentials provided were invalid."}"#,
+            "okta-invalid-credentials",
+        ),
         (r#"{"error":"interaction_required","error_description":"nope"}"#, "oauth-interaction-required"),
         ("ldap_bind: Invalid credentials (49)", "google-ldap-invalid-credentials"),
         ("LDAP bind failed: Result Code 50 \"Insufficient Access Rights\"", "google-ldap-insufficient-access"),
@@ -336,37 +285,20 @@ fn every_shipped_example_holds() {
     let c = shipped();
     let failures: Vec<String> = c.check_examples().iter().map(ToString::to_string).collect();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    let total: usize = c
-        .catalogue()
-        .entries()
-        .iter()
-        .map(|e| e.examples.len())
-        .sum();
+    let total: usize = c.catalogue().entries().iter().map(|e| e.examples.len()).sum();
     assert!(total > 100, "only {total} examples");
 }
 
 #[test]
 fn entries_are_sorted_and_complete() {
     let c = Catalogue::from_shipped().unwrap();
-    let keys: Vec<(u64, &str)> = c
-        .entries()
-        .iter()
-        .map(|e| {
-            (
-                e.codes.first().map_or(u64::MAX, |c| u64::from(*c)),
-                e.id.as_str(),
-            )
-        })
-        .collect();
+    let keys: Vec<(u64, &str)> =
+        c.entries().iter().map(|e| (e.codes.first().map_or(u64::MAX, |c| u64::from(*c)), e.id.as_str())).collect();
     let mut sorted = keys.clone();
     sorted.sort();
     assert_eq!(keys, sorted);
     for e in c.entries() {
-        assert!(
-            !e.title.trim().is_empty() && !e.remediation.trim().is_empty(),
-            "{}",
-            e.id
-        );
+        assert!(!e.title.trim().is_empty() && !e.remediation.trim().is_empty(), "{}", e.id);
     }
     let json = serde_json::to_value(c.entry("aadsts-50126-federated").unwrap()).unwrap();
     assert_eq!(json["category"], "federation_unsupported");
@@ -404,10 +336,7 @@ remediation = "Open a ticket in the ACME portal."
     assert_eq!(cat.len(), shipped.len() + 2, "two entries added");
     let e = cat.entry("aadsts-50076").unwrap();
     assert_eq!(e.remediation, "Call the identity team on extension 4242.");
-    assert_eq!(
-        e.title, "MFA required",
-        "untouched fields keep their shipped value"
-    );
+    assert_eq!(e.title, "MFA required", "untouched fields keep their shipped value");
     assert_eq!(e.source, f.path().display().to_string());
     assert_eq!(cat.entry_for_code(50053).unwrap().id, "acme-locked");
     // The shipped entry lost its code but keeps matching text without a code.
@@ -418,14 +347,8 @@ remediation = "Open a ticket in the ACME portal."
     assert_eq!(r.remediation, "Call the identity team on extension 4242.");
     let r = classify(&c, "acme-err-3: vpn down");
     assert_eq!(r.entry.as_deref(), Some("acme-vpn-required"));
-    assert_eq!(
-        classify(&c, "AADSTS50053: locked").entry.as_deref(),
-        Some("acme-locked")
-    );
-    assert_eq!(
-        classify(&c, "Your account is locked.").entry.as_deref(),
-        Some("aadsts-50053")
-    );
+    assert_eq!(classify(&c, "AADSTS50053: locked").entry.as_deref(), Some("acme-locked"));
+    assert_eq!(classify(&c, "Your account is locked.").entry.as_deref(), Some("aadsts-50053"));
 }
 
 fn parse_err(text: &str) -> String {
@@ -445,47 +368,32 @@ remediation = "R"
 
 #[test]
 fn invalid_files_give_precise_errors() {
-    let e = parse_err(&format!(
-        "[[entry]]\nid = \"okta-invalid-grant\"\n{GOOD}patterns = [\"ok\", \"(unclosed\"]\n"
-    ));
-    assert!(e.starts_with("catalogue /etc/x.toml: entry \"okta-invalid-grant\": field `patterns[1]`: invalid regex: "), "{e}");
+    let e = parse_err(&format!("[[entry]]\nid = \"okta-invalid-grant\"\n{GOOD}patterns = [\"ok\", \"(unclosed\"]\n"));
+    assert!(
+        e.starts_with("catalogue /etc/x.toml: entry \"okta-invalid-grant\": field `patterns[1]`: invalid regex: "),
+        "{e}"
+    );
 
-    let e = parse_err(&format!(
-        "[[entry]]\nid = \"a\"\ncodes = [1]\n{GOOD}\n[[entry]]\nid = \"a\"\ncodes = [2]\n{GOOD}"
-    ));
+    let e =
+        parse_err(&format!("[[entry]]\nid = \"a\"\ncodes = [1]\n{GOOD}\n[[entry]]\nid = \"a\"\ncodes = [2]\n{GOOD}"));
     assert!(e.contains("entry \"a\": field `id`: duplicate id"), "{e}");
 
-    let e = parse_err(&format!("[[entry]]\nid = \"a\"\ncodes = [50126]\n{GOOD}\n[[entry]]\nid = \"b\"\ncodes = [50126]\n{GOOD}"));
-    assert!(
-        e.contains("entry \"b\": field `codes`: code 50126 is already claimed by entry \"a\""),
-        "{e}"
-    );
+    let e = parse_err(&format!(
+        "[[entry]]\nid = \"a\"\ncodes = [50126]\n{GOOD}\n[[entry]]\nid = \"b\"\ncodes = [50126]\n{GOOD}"
+    ));
+    assert!(e.contains("entry \"b\": field `codes`: code 50126 is already claimed by entry \"a\""), "{e}");
 
     let e = parse_err("[[entry]]\nid = \"a\"\ncodes = [1]\ncategory = \"mfa\"\ntitle = \"T\"\nremediation = \"R\"\n");
-    assert!(
-        e.contains("entry \"a\": field `category`: unknown category \"mfa\""),
-        "{e}"
-    );
+    assert!(e.contains("entry \"a\": field `category`: unknown category \"mfa\""), "{e}");
 
-    let e = parse_err(&format!(
-        "[[entry]]\nid = \"a\"\ncodes = [1]\n{}",
-        GOOD.replace("\"low\"", "\"urgent\"")
-    ));
-    assert!(
-        e.contains("field `severity`: unknown severity \"urgent\""),
-        "{e}"
-    );
+    let e = parse_err(&format!("[[entry]]\nid = \"a\"\ncodes = [1]\n{}", GOOD.replace("\"low\"", "\"urgent\"")));
+    assert!(e.contains("field `severity`: unknown severity \"urgent\""), "{e}");
 
-    let e = parse_err(&format!(
-        "[[entry]]\nid = \"a\"\ncodes = [1]\n{}",
-        GOOD.replace("\"user\"", "\"robot\"")
-    ));
+    let e = parse_err(&format!("[[entry]]\nid = \"a\"\ncodes = [1]\n{}", GOOD.replace("\"user\"", "\"robot\"")));
     assert!(e.contains("field `actor`: unknown actor \"robot\""), "{e}");
 
-    let e = parse_err(&format!(
-        "[[entry]]\nid = \"a\"\ncodes = [1]\n{}",
-        GOOD.replace("title = \"T\"", "title = \"  \"")
-    ));
+    let e =
+        parse_err(&format!("[[entry]]\nid = \"a\"\ncodes = [1]\n{}", GOOD.replace("title = \"T\"", "title = \"  \"")));
     assert!(e.contains("field `title`: must not be empty"), "{e}");
 
     let e = parse_err(&format!(
@@ -494,29 +402,15 @@ fn invalid_files_give_precise_errors() {
     ));
     assert!(e.contains("field `remediation`: must not be empty"), "{e}");
 
-    let e = parse_err(&format!(
-        "[[entry]]\nid = \"a\"\ncodes = [1]\nremedy = \"x\"\n{GOOD}"
-    ));
-    assert!(
-        e.contains("entry \"a\": field `remedy`: unknown field `remedy`"),
-        "{e}"
-    );
+    let e = parse_err(&format!("[[entry]]\nid = \"a\"\ncodes = [1]\nremedy = \"x\"\n{GOOD}"));
+    assert!(e.contains("entry \"a\": field `remedy`: unknown field `remedy`"), "{e}");
 
-    let e = parse_err(&format!(
-        "[[entry]]\nid = \"a\"\ncodes = [1]\nconditions = {{ issuer = [\"x\"] }}\n{GOOD}"
-    ));
-    assert!(
-        e.contains("field `conditions`: unknown field `issuer`"),
-        "{e}"
-    );
+    let e = parse_err(&format!("[[entry]]\nid = \"a\"\ncodes = [1]\nconditions = {{ issuer = [\"x\"] }}\n{GOOD}"));
+    assert!(e.contains("field `conditions`: unknown field `issuer`"), "{e}");
 
-    let e = parse_err(&format!(
-        "[[entry]]\nid = \"a\"\ncodes = [1]\nexamples = [\"ok\", {{ mesage = \"x\" }}]\n{GOOD}"
-    ));
-    assert!(
-        e.contains("field `examples[1]`: unknown field `mesage`"),
-        "{e}"
-    );
+    let e =
+        parse_err(&format!("[[entry]]\nid = \"a\"\ncodes = [1]\nexamples = [\"ok\", {{ mesage = \"x\" }}]\n{GOOD}"));
+    assert!(e.contains("field `examples[1]`: unknown field `mesage`"), "{e}");
 
     let e = parse_err(&format!("[[entry]]\nid = \"a\"\n{GOOD}"));
     assert!(e.contains("matches nothing"), "{e}");
@@ -533,36 +427,26 @@ fn invalid_files_give_precise_errors() {
 
     let err = Catalogue::load(&[PathBuf::from("/nonexistent/passportd/extra.toml")]).unwrap_err();
     assert!(matches!(err, CatalogueError::Io { .. }));
-    assert!(
-        err.to_string()
-            .contains("/nonexistent/passportd/extra.toml"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("/nonexistent/passportd/extra.toml"), "{err}");
 }
 
 #[test]
 fn reload_keeps_the_old_catalogue_on_error() {
     let shared = SharedClassifier::new(shipped());
     let before = shared.current();
-    let bad = write_temp("[[entry]]\nid = \"x\"\npatterns = [\"(\"]\ncategory = \"other\"\ntitle = \"T\"\nremediation = \"R\"\n");
-    let err = shared
-        .reload(&[bad.path().to_owned()], Vec::new())
-        .unwrap_err();
+    let bad = write_temp(
+        "[[entry]]\nid = \"x\"\npatterns = [\"(\"]\ncategory = \"other\"\ntitle = \"T\"\nremediation = \"R\"\n",
+    );
+    let err = shared.reload(&[bad.path().to_owned()], Vec::new()).unwrap_err();
     assert!(err.to_string().contains("field `patterns[0]`"), "{err}");
-    assert!(
-        Arc::ptr_eq(&before, &shared.current()),
-        "old classifier still in place"
-    );
+    assert!(Arc::ptr_eq(&before, &shared.current()), "old classifier still in place");
 
-    let good = write_temp("[[entry]]\nid = \"x\"\npatterns = [\"xyzzy\"]\ncategory = \"other\"\ntitle = \"T\"\nremediation = \"R\"\n");
-    let n = shared
-        .reload(&[good.path().to_owned()], vec!["contoso.com".into()])
-        .unwrap();
-    assert_eq!(n, before.catalogue().len() + 1);
-    assert_eq!(
-        classify(&shared.current(), "xyzzy").entry.as_deref(),
-        Some("x")
+    let good = write_temp(
+        "[[entry]]\nid = \"x\"\npatterns = [\"xyzzy\"]\ncategory = \"other\"\ntitle = \"T\"\nremediation = \"R\"\n",
     );
+    let n = shared.reload(&[good.path().to_owned()], vec!["contoso.com".into()]).unwrap();
+    assert_eq!(n, before.catalogue().len() + 1);
+    assert_eq!(classify(&shared.current(), "xyzzy").entry.as_deref(), Some("x"));
     // The reader that took the old Arc keeps a working classifier.
     assert_eq!(classify(&before, "xyzzy").entry, None);
 }

@@ -69,13 +69,8 @@ pub enum Severity {
 
 impl Severity {
     /// Every severity, lowest first.
-    pub const ALL: [Severity; 5] = [
-        Severity::Info,
-        Severity::Low,
-        Severity::Medium,
-        Severity::High,
-        Severity::Critical,
-    ];
+    pub const ALL: [Severity; 5] =
+        [Severity::Info, Severity::Low, Severity::Medium, Severity::High, Severity::Critical];
 
     /// The stable name used in the catalogue, the API and incidents.
     pub fn as_str(self) -> &'static str {
@@ -206,10 +201,7 @@ where
             f.write_str("a message string or a table with `message`, `result_code`, ...")
         }
         fn visit_str<E: de::Error>(self, v: &str) -> Result<Example, E> {
-            Ok(Example {
-                message: Some(v.to_owned()),
-                ..Example::default()
-            })
+            Ok(Example { message: Some(v.to_owned()), ..Example::default() })
         }
         fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Example, A::Error> {
             Example::deserialize(de::value::MapAccessDeserializer::new(map))
@@ -275,10 +267,7 @@ impl Entry {
 
     /// The documentation link for the entry's first code, if it has one.
     pub fn doc_url(&self) -> Option<String> {
-        self.codes
-            .first()
-            .filter(|c| **c != 0)
-            .map(|c| super::doc_url(*c))
+        self.codes.first().filter(|c| **c != 0).map(|c| super::doc_url(*c))
     }
 }
 
@@ -367,11 +356,7 @@ impl Catalogue {
             let kb = b.codes.first().map_or(u64::MAX, |c| u64::from(*c));
             ka.cmp(&kb).then_with(|| a.id.cmp(&b.id))
         });
-        let by_id = entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (e.id.clone(), i))
-            .collect();
+        let by_id = entries.iter().enumerate().map(|(i, e)| (e.id.clone(), i)).collect();
         let mut by_code = HashMap::new();
         for (i, e) in entries.iter().enumerate() {
             if e.conditions.is_none() {
@@ -380,11 +365,7 @@ impl Catalogue {
                 }
             }
         }
-        Catalogue {
-            entries,
-            by_id,
-            by_code,
-        }
+        Catalogue { entries, by_id, by_code }
     }
 
     /// Every entry, sorted by first code (pattern-only entries last), then id.
@@ -407,11 +388,7 @@ impl Catalogue {
         let plain = self.entry_for_code(code);
         plain
             .into_iter()
-            .chain(
-                self.entries
-                    .iter()
-                    .filter(|e| e.conditions.is_some() && e.codes.contains(&code)),
-            )
+            .chain(self.entries.iter().filter(|e| e.conditions.is_some() && e.codes.contains(&code)))
             .collect()
     }
 
@@ -425,12 +402,8 @@ impl Catalogue {
 
     /// The codes of Passport-relevant entries, ascending.
     pub fn passport_relevant_codes(&self) -> Vec<u32> {
-        let mut v: Vec<u32> = self
-            .entries
-            .iter()
-            .filter(|e| e.passport_relevant)
-            .flat_map(|e| e.codes.clone())
-            .collect();
+        let mut v: Vec<u32> =
+            self.entries.iter().filter(|e| e.passport_relevant).flat_map(|e| e.codes.clone()).collect();
         v.sort_unstable();
         v.dedup();
         v
@@ -448,10 +421,7 @@ impl Catalogue {
 }
 
 fn read(path: &Path) -> Result<String, CatalogueError> {
-    std::fs::read_to_string(path).map_err(|source| CatalogueError::Io {
-        path: path.to_owned(),
-        source,
-    })
+    std::fs::read_to_string(path).map_err(|source| CatalogueError::Io { path: path.to_owned(), source })
 }
 
 /// One `[[entry]]` as written: every key optional so that an operator file can patch.
@@ -512,31 +482,17 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 
 /// Parser messages may span lines; the contract wants one sentence per error.
 fn one_line(text: &str) -> String {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(": ")
+    text.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(": ")
 }
 
 fn syntax_error(text: &str, origin: &str, e: &toml::de::Error) -> CatalogueError {
     let (line, column) = e.span().map_or((1, 1), |s| line_col(text, s.start));
-    CatalogueError::Syntax {
-        origin: origin.to_owned(),
-        line,
-        column,
-        message: one_line(e.message()),
-    }
+    CatalogueError::Syntax { origin: origin.to_owned(), line, column, message: one_line(e.message()) }
 }
 
 /// Parses one file and merges it into `merged`. With `patching`, entries whose id already
 /// exists are patches and unconditioned codes are taken over from earlier entries.
-fn merge_layer(
-    merged: &mut Vec<Entry>,
-    text: &str,
-    origin: &str,
-    patching: bool,
-) -> Result<(), CatalogueError> {
+fn merge_layer(merged: &mut Vec<Entry>, text: &str, origin: &str, patching: bool) -> Result<(), CatalogueError> {
     let file: RawFile = toml::from_str(text).map_err(|e| syntax_error(text, origin, &e))?;
     if let Some(v) = file.version {
         if v != 1 {
@@ -557,31 +513,18 @@ fn merge_layer(
             Some(id) => format!("{id:?}"),
             None => position.clone(),
         };
-        let ctx = Ctx {
-            origin,
-            label: id_label,
-        };
+        let ctx = Ctx { origin, label: id_label };
         let raw = decode_entry(table, &ctx)?;
         let id = raw.id.clone().ok_or_else(|| ctx.err("id", "missing"))?;
         if let Some(first) = ids_in_file.insert(id.clone(), position.clone()) {
-            return Err(ctx.err(
-                "id",
-                format!("duplicate id in this file (first defined at entry {first})"),
-            ));
+            return Err(ctx.err("id", format!("duplicate id in this file (first defined at entry {first})")));
         }
-        let existing = if patching {
-            merged.iter().position(|e| e.id == id)
-        } else {
-            None
-        };
+        let existing = if patching { merged.iter().position(|e| e.id == id) } else { None };
         let entry = match existing {
             Some(i) => apply(Some(&merged[i]), raw, &ctx)?,
             None => apply(None, raw, &ctx)?,
         };
-        let entry = Entry {
-            source: origin.to_owned(),
-            ..entry
-        };
+        let entry = Entry { source: origin.to_owned(), ..entry };
         match existing {
             Some(i) => {
                 merged[i] = entry;
@@ -627,11 +570,7 @@ fn merge_layer(
         }
         let before = e.codes.len();
         e.codes.retain(|c| !claims.contains_key(c));
-        if e.codes.len() != before
-            && e.codes.is_empty()
-            && e.patterns.is_empty()
-            && e.oauth_errors.is_empty()
-        {
+        if e.codes.len() != before && e.codes.is_empty() && e.patterns.is_empty() && e.oauth_errors.is_empty() {
             emptied.push(i);
         }
     }
@@ -680,12 +619,7 @@ fn apply(base: Option<&Entry>, raw: RawEntry, ctx: &Ctx<'_>) -> Result<Entry, Ca
     };
     let severity = match (raw.severity, base) {
         (Some(s), _) => Severity::parse(&s).ok_or_else(|| {
-            ctx.err(
-                "severity",
-                format!(
-                    "unknown severity {s:?} (expected one of info, low, medium, high, critical)"
-                ),
-            )
+            ctx.err("severity", format!("unknown severity {s:?} (expected one of info, low, medium, high, critical)"))
         })?,
         (None, Some(b)) => b.severity,
         (None, None) => default_severity(category),
@@ -693,10 +627,7 @@ fn apply(base: Option<&Entry>, raw: RawEntry, ctx: &Ctx<'_>) -> Result<Entry, Ca
     let actor = match (raw.actor, base) {
         (Some(s), _) => {
             if !ACTORS.contains(&s.as_str()) {
-                return Err(ctx.err(
-                    "actor",
-                    format!("unknown actor {s:?} (expected user, admin or service)"),
-                ));
+                return Err(ctx.err("actor", format!("unknown actor {s:?} (expected user, admin or service)")));
             }
             s
         }
@@ -705,28 +636,17 @@ fn apply(base: Option<&Entry>, raw: RawEntry, ctx: &Ctx<'_>) -> Result<Entry, Ca
     };
     let outcome = match (raw.outcome, base) {
         (Some(s), _) => Outcome::parse(&s).ok_or_else(|| {
-            ctx.err(
-                "outcome",
-                format!("unknown outcome {s:?} (expected success, failure or interrupt)"),
-            )
+            ctx.err("outcome", format!("unknown outcome {s:?} (expected success, failure or interrupt)"))
         })?,
         // A patch that changes the category re-derives the outcome unless it was explicit.
         (None, Some(b)) if b.outcome == default_outcome(b.category) => default_outcome(category),
         (None, Some(b)) => b.outcome,
         (None, None) => default_outcome(category),
     };
-    let id = raw
-        .id
-        .or_else(|| base.map(|b| b.id.clone()))
-        .unwrap_or_default();
-    let title = raw
-        .title
-        .or_else(|| base.map(|b| b.title.clone()))
-        .ok_or_else(|| need("title"))?;
-    let remediation = raw
-        .remediation
-        .or_else(|| base.map(|b| b.remediation.clone()))
-        .ok_or_else(|| need("remediation"))?;
+    let id = raw.id.or_else(|| base.map(|b| b.id.clone())).unwrap_or_default();
+    let title = raw.title.or_else(|| base.map(|b| b.title.clone())).ok_or_else(|| need("title"))?;
+    let remediation =
+        raw.remediation.or_else(|| base.map(|b| b.remediation.clone())).ok_or_else(|| need("remediation"))?;
     let conditions = match (raw.conditions, base) {
         (Some(c), _) => Some(c),
         (None, Some(b)) => b.conditions.clone(),
@@ -737,18 +657,12 @@ fn apply(base: Option<&Entry>, raw: RawEntry, ctx: &Ctx<'_>) -> Result<Entry, Ca
     };
     let entry = Entry {
         id,
-        codes: raw
-            .codes
-            .or_else(|| base.map(|b| b.codes.clone()))
-            .unwrap_or_default(),
+        codes: raw.codes.or_else(|| base.map(|b| b.codes.clone())).unwrap_or_default(),
         name: raw.name.or_else(|| base.and_then(|b| b.name.clone())),
         category,
         actor,
         severity,
-        passport_relevant: raw
-            .passport_relevant
-            .or(base.map(|b| b.passport_relevant))
-            .unwrap_or(false),
+        passport_relevant: raw.passport_relevant.or(base.map(|b| b.passport_relevant)).unwrap_or(false),
         title,
         remediation,
         patterns: pick(raw.patterns, |e| &e.patterns),
@@ -757,14 +671,8 @@ fn apply(base: Option<&Entry>, raw: RawEntry, ctx: &Ctx<'_>) -> Result<Entry, Ca
         priority: raw.priority.or(base.map(|b| b.priority)).unwrap_or(0),
         wrapper: raw.wrapper.or(base.map(|b| b.wrapper)).unwrap_or(false),
         outcome,
-        examples: raw
-            .examples
-            .or_else(|| base.map(|b| b.examples.clone()))
-            .unwrap_or_default(),
-        counter_examples: raw
-            .counter_examples
-            .or_else(|| base.map(|b| b.counter_examples.clone()))
-            .unwrap_or_default(),
+        examples: raw.examples.or_else(|| base.map(|b| b.examples.clone())).unwrap_or_default(),
+        counter_examples: raw.counter_examples.or_else(|| base.map(|b| b.counter_examples.clone())).unwrap_or_default(),
         source: String::new(),
     };
     validate(&entry, ctx)?;
@@ -773,24 +681,14 @@ fn apply(base: Option<&Entry>, raw: RawEntry, ctx: &Ctx<'_>) -> Result<Entry, Ca
 
 fn parse_category(s: &str, ctx: &Ctx<'_>) -> Result<Category, CatalogueError> {
     match Category::parse(s) {
-        Some(Category::Unclassified) => Err(ctx.err(
-            "category",
-            "`unclassified` is reserved for failures that match no entry",
-        )),
+        Some(Category::Unclassified) => {
+            Err(ctx.err("category", "`unclassified` is reserved for failures that match no entry"))
+        }
         Some(c) => Ok(c),
         None => {
-            let known: Vec<&str> = Category::ALL
-                .iter()
-                .filter(|c| **c != Category::Unclassified)
-                .map(|c| c.as_str())
-                .collect();
-            Err(ctx.err(
-                "category",
-                format!(
-                    "unknown category {s:?} (expected one of {})",
-                    known.join(", ")
-                ),
-            ))
+            let known: Vec<&str> =
+                Category::ALL.iter().filter(|c| **c != Category::Unclassified).map(|c| c.as_str()).collect();
+            Err(ctx.err("category", format!("unknown category {s:?} (expected one of {})", known.join(", "))))
         }
     }
 }
@@ -806,9 +704,7 @@ fn default_outcome(category: Category) -> Outcome {
 fn default_severity(category: Category) -> Severity {
     match category {
         Category::InterruptInformational => Severity::Info,
-        Category::InvalidCredentials | Category::UserNotFound | Category::TokenOrGrantInvalid => {
-            Severity::Low
-        }
+        Category::InvalidCredentials | Category::UserNotFound | Category::TokenOrGrantInvalid => Severity::Low,
         Category::MfaRequired
         | Category::ConditionalAccessBlock
         | Category::DeviceOrCompliance
@@ -819,10 +715,7 @@ fn default_severity(category: Category) -> Severity {
 
 /// Compiles one catalogue pattern the way the classifier does.
 pub(crate) fn compile_pattern(p: &str) -> Result<regex::Regex, regex::Error> {
-    regex::RegexBuilder::new(p)
-        .case_insensitive(true)
-        .size_limit(PATTERN_SIZE_LIMIT)
-        .build()
+    regex::RegexBuilder::new(p).case_insensitive(true).size_limit(PATTERN_SIZE_LIMIT).build()
 }
 
 /// Per-pattern compiled size limit; generous because bounded repetitions of `.` expand.
@@ -840,24 +733,14 @@ fn regex_problem(e: &regex::Error) -> String {
 }
 
 fn validate(e: &Entry, ctx: &Ctx<'_>) -> Result<(), CatalogueError> {
-    if e.id.trim().is_empty()
-        || !e
-            .id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+    if e.id.trim().is_empty() || !e.id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
     {
-        return Err(ctx.err(
-            "id",
-            "must be non-empty and use only letters, digits, `-`, `_`, `.` or `:`",
-        ));
+        return Err(ctx.err("id", "must be non-empty and use only letters, digits, `-`, `_`, `.` or `:`"));
     }
     let mut seen = HashSet::new();
     for (i, &c) in e.codes.iter().enumerate() {
         if c > MAX_CODE {
-            return Err(ctx.err(
-                format!("codes[{i}]"),
-                format!("{c} is not an AADSTS code (at most 7 digits)"),
-            ));
+            return Err(ctx.err(format!("codes[{i}]"), format!("{c} is not an AADSTS code (at most 7 digits)")));
         }
         if !seen.insert(c) {
             return Err(ctx.err(format!("codes[{i}]"), format!("code {c} listed twice")));
@@ -871,18 +754,13 @@ fn validate(e: &Entry, ctx: &Ctx<'_>) -> Result<(), CatalogueError> {
     }
     for (i, p) in e.patterns.iter().enumerate() {
         if p.trim().is_empty() {
-            return Err(ctx.err(
-                format!("patterns[{i}]"),
-                "empty pattern would match every message",
-            ));
+            return Err(ctx.err(format!("patterns[{i}]"), "empty pattern would match every message"));
         }
-        let re = compile_pattern(p)
-            .map_err(|err| ctx.err(format!("patterns[{i}]"), regex_problem(&err)))?;
+        let re = compile_pattern(p).map_err(|err| ctx.err(format!("patterns[{i}]"), regex_problem(&err)))?;
         if re.is_match("") {
-            return Err(ctx.err(
-                format!("patterns[{i}]"),
-                "pattern matches the empty string, so it would match every message",
-            ));
+            return Err(
+                ctx.err(format!("patterns[{i}]"), "pattern matches the empty string, so it would match every message")
+            );
         }
     }
     for (i, o) in e.oauth_errors.iter().enumerate() {
@@ -899,21 +777,12 @@ fn validate(e: &Entry, ctx: &Ctx<'_>) -> Result<(), CatalogueError> {
         }
     }
     if e.codes.is_empty() && e.patterns.is_empty() && e.oauth_errors.is_empty() {
-        return Err(ctx.err(
-            "codes",
-            "the entry matches nothing: give `codes`, `patterns` or `oauth_errors`",
-        ));
+        return Err(ctx.err("codes", "the entry matches nothing: give `codes`, `patterns` or `oauth_errors`"));
     }
-    for (field, list) in [
-        ("examples", &e.examples),
-        ("counter_examples", &e.counter_examples),
-    ] {
+    for (field, list) in [("examples", &e.examples), ("counter_examples", &e.counter_examples)] {
         for (i, ex) in list.iter().enumerate() {
             if ex.message.is_none() && ex.result_code.is_none() {
-                return Err(ctx.err(
-                    format!("{field}[{i}]"),
-                    "an example needs a `message` or a `result_code`",
-                ));
+                return Err(ctx.err(format!("{field}[{i}]"), "an example needs a `message` or a `result_code`"));
             }
         }
     }
@@ -929,13 +798,8 @@ mod tests {
     fn shipped_catalogue_loads() {
         let c = Catalogue::from_shipped().expect("shipped catalogue");
         assert!(c.len() > 357);
-        assert_eq!(
-            c.entry_for_code(50076).map(|e| e.id.as_str()),
-            Some("aadsts-50076")
-        );
-        assert!(c
-            .entry("aadsts-50126-federated")
-            .is_some_and(|e| e.is_conditional()));
+        assert_eq!(c.entry_for_code(50076).map(|e| e.id.as_str()), Some("aadsts-50076"));
+        assert!(c.entry("aadsts-50126-federated").is_some_and(|e| e.is_conditional()));
     }
 
     #[test]

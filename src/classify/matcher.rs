@@ -38,10 +38,8 @@ use super::catalogue::{compile_pattern, Catalogue, Conditions, Entry, Example, R
 use crate::event::{Category, Outcome};
 
 static AADSTS: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new("AADSTS"));
-static ERROR_CODES: LazyLock<memmem::Finder<'static>> =
-    LazyLock::new(|| memmem::Finder::new("error_codes"));
-static ERROR_KEY: LazyLock<memmem::Finder<'static>> =
-    LazyLock::new(|| memmem::Finder::new("\"error"));
+static ERROR_CODES: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new("error_codes"));
+static ERROR_KEY: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new("\"error"));
 
 /// Every AADSTS code in a message, in order of appearance, without duplicates: each
 /// `AADSTS` followed by 5 to 7 digits (a longer digit run is not a code), and every number
@@ -82,15 +80,11 @@ fn extract_codes_into(message: &str, out: &mut Vec<u32>) {
 }
 
 fn digits_at(bytes: &[u8], start: usize) -> usize {
-    bytes.get(start..).map_or(0, |rest| {
-        rest.iter().take_while(|b| b.is_ascii_digit()).count()
-    })
+    bytes.get(start..).map_or(0, |rest| rest.iter().take_while(|b| b.is_ascii_digit()).count())
 }
 
 fn parse_digits(bytes: &[u8]) -> u32 {
-    bytes
-        .iter()
-        .fold(0u32, |acc, b| acc * 10 + u32::from(b - b'0'))
+    bytes.iter().fold(0u32, |acc, b| acc * 10 + u32::from(b - b'0'))
 }
 
 fn aadsts_code_at(bytes: &[u8], start: usize) -> Option<u32> {
@@ -168,11 +162,8 @@ fn oauth_error_in(message: &str) -> Option<&str> {
             continue;
         }
         let start = i + 1;
-        let len = bytes.get(start..).map_or(0, |r| {
-            r.iter()
-                .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_')
-                .count()
-        });
+        let len =
+            bytes.get(start..).map_or(0, |r| r.iter().take_while(|b| b.is_ascii_alphanumeric() || **b == b'_').count());
         if len > 0 {
             return message.get(start..start + len);
         }
@@ -205,10 +196,7 @@ pub struct ClassifyInput<'a> {
 impl<'a> ClassifyInput<'a> {
     /// Input that is only a message (a Passport log line, a pasted error).
     pub fn message(msg: &'a str) -> Self {
-        ClassifyInput {
-            message: Some(msg),
-            ..ClassifyInput::default()
-        }
+        ClassifyInput { message: Some(msg), ..ClassifyInput::default() }
     }
 
     /// The input an entry's example describes.
@@ -293,17 +281,9 @@ impl std::fmt::Display for ExampleMismatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let got = self.got.as_deref().unwrap_or("nothing");
         if self.counter {
-            write!(
-                f,
-                "entry {:?}: counter-example {} classifies to it",
-                self.entry, self.example
-            )
+            write!(f, "entry {:?}: counter-example {} classifies to it", self.entry, self.example)
         } else {
-            write!(
-                f,
-                "entry {:?}: example {} classifies to {got}",
-                self.entry, self.example
-            )
+            write!(f, "entry {:?}: example {} classifies to {got}", self.entry, self.example)
         }
     }
 }
@@ -350,22 +330,11 @@ impl CompiledConditions {
 
     /// `Some(reason)` when the conditions hold. Allocation-free until they do, because a
     /// conditional entry is consulted on every failure with its code.
-    fn check(
-        &self,
-        input: &ClassifyInput<'_>,
-        oauth: Option<&str>,
-        federated: &HashSet<String>,
-    ) -> Option<String> {
+    fn check(&self, input: &ClassifyInput<'_>, oauth: Option<&str>, federated: &HashSet<String>) -> Option<String> {
         // (name, Some(held value) | None when it failed); skipped when not a condition.
         let checks: [(&str, Option<Option<&str>>); 4] = [
-            (
-                "token_issuer_type",
-                list(&self.token_issuer_type, input.token_issuer_type),
-            ),
-            (
-                "auth_protocol",
-                list(&self.auth_protocol, input.auth_protocol),
-            ),
+            ("token_issuer_type", list(&self.token_issuer_type, input.token_issuer_type)),
+            ("auth_protocol", list(&self.auth_protocol, input.auth_protocol)),
             ("app_id", list(&self.app_id, input.app_id)),
             ("oauth_error", list(&self.oauth_error, oauth)),
         ];
@@ -387,8 +356,7 @@ impl CompiledConditions {
         match self.require {
             Require::Any => held.flatten().next(),
             Require::All => {
-                let all_given = checks.iter().all(|(_, r)| !matches!(r, Some(None)))
-                    && !matches!(domain, Some(None));
+                let all_given = checks.iter().all(|(_, r)| !matches!(r, Some(None))) && !matches!(domain, Some(None));
                 if !all_given {
                     return None;
                 }
@@ -512,19 +480,11 @@ impl Classifier {
                 pattern_index_in_entry.push(k);
             }
             for o in &e.oauth_errors {
-                oauth
-                    .entry(o.trim().to_ascii_lowercase())
-                    .or_default()
-                    .push(i);
+                oauth.entry(o.trim().to_ascii_lowercase()).or_default().push(i);
             }
         }
         for info in codes.values_mut() {
-            info.conditional.sort_by(|a, b| {
-                entries[*b]
-                    .priority
-                    .cmp(&entries[*a].priority)
-                    .then(a.cmp(b))
-            });
+            info.conditional.sort_by(|a, b| entries[*b].priority.cmp(&entries[*a].priority).then(a.cmp(b)));
         }
         let patterns = match RegexSetBuilder::new(&sources)
             .case_insensitive(true)
@@ -535,18 +495,10 @@ impl Classifier {
             Ok(set) => PatternSet::Set(set),
             Err(err) => {
                 tracing::warn!(error = %err, "catalogue patterns too large for one set; matching them one by one");
-                PatternSet::Each(
-                    sources
-                        .iter()
-                        .filter_map(|p| compile_pattern(p).ok())
-                        .collect(),
-                )
+                PatternSet::Each(sources.iter().filter_map(|p| compile_pattern(p).ok()).collect())
             }
         };
-        let conditions = entries
-            .iter()
-            .map(|e| e.conditions.as_ref().map(CompiledConditions::new))
-            .collect();
+        let conditions = entries.iter().map(|e| e.conditions.as_ref().map(CompiledConditions::new)).collect();
         let federated_domains = federated_domains
             .iter()
             .map(|d| d.trim().trim_start_matches('@').to_ascii_lowercase())
@@ -648,11 +600,7 @@ impl Classifier {
         let best = if codes.len() == 1 {
             0
         } else {
-            codes
-                .iter()
-                .enumerate()
-                .min_by_key(|(_, c)| self.rank(**c))
-                .map_or(0, |(i, _)| i)
+            codes.iter().enumerate().min_by_key(|(_, c)| self.rank(**c)).map_or(0, |(i, _)| i)
         };
         if best != 0 {
             let primary = codes.remove(best);
@@ -662,13 +610,7 @@ impl Classifier {
         let preferred = if codes.len() > 1 {
             let others: Vec<String> = codes[1..]
                 .iter()
-                .map(|c| {
-                    if self.is_wrapper(*c) {
-                        format!("wrapper {c}")
-                    } else {
-                        c.to_string()
-                    }
-                })
+                .map(|c| if self.is_wrapper(*c) { format!("wrapper {c}") } else { c.to_string() })
                 .collect();
             format!(" (preferred over {})", others.join(", "))
         } else {
@@ -681,9 +623,7 @@ impl Classifier {
                 if let Some(Some(cond)) = self.conditions.get(i) {
                     // Reading the OAuth error costs a scan; only conditions on it need it.
                     let oauth = if cond.needs_oauth() {
-                        input
-                            .oauth_error
-                            .or_else(|| input.message.and_then(oauth_error_in))
+                        input.oauth_error.or_else(|| input.message.and_then(oauth_error_in))
                     } else {
                         input.oauth_error
                     };
@@ -721,9 +661,7 @@ impl Classifier {
     }
 
     fn classify_text(&self, input: &ClassifyInput<'_>) -> Classification {
-        let oauth = input
-            .oauth_error
-            .or_else(|| input.message.and_then(oauth_error_in));
+        let oauth = input.oauth_error.or_else(|| input.message.and_then(oauth_error_in));
         let mut best: Option<Candidate> = None;
         let mut consider = |cand: Candidate, this: &Self| {
             if best.as_ref().map_or(true, |b| this.better(&cand, b)) {
@@ -741,14 +679,7 @@ impl Classifier {
                 }
                 seen.push(i);
                 if let Some(c) = self.condition_for(i, input, oauth) {
-                    consider(
-                        Candidate {
-                            entry: i,
-                            condition: c,
-                            by_pattern: Some(p),
-                        },
-                        self,
-                    );
+                    consider(Candidate { entry: i, condition: c, by_pattern: Some(p) }, self);
                 }
             }
         }
@@ -756,14 +687,7 @@ impl Classifier {
             if let Some(list) = self.oauth.get(o.trim().to_ascii_lowercase().as_str()) {
                 for &i in list {
                     if let Some(c) = self.condition_for(i, input, oauth) {
-                        consider(
-                            Candidate {
-                                entry: i,
-                                condition: c,
-                                by_pattern: None,
-                            },
-                            self,
-                        );
+                        consider(Candidate { entry: i, condition: c, by_pattern: None }, self);
                     }
                 }
             }
@@ -789,17 +713,11 @@ impl Classifier {
         let what = match c.by_pattern {
             Some(p) => {
                 let e = self.entry(c.entry);
-                let text = self
-                    .pattern_index_in_entry
-                    .get(p)
-                    .and_then(|k| e.patterns.get(*k))
-                    .map_or("", String::as_str);
+                let text =
+                    self.pattern_index_in_entry.get(p).and_then(|k| e.patterns.get(*k)).map_or("", String::as_str);
                 format!("message matches pattern {text:?}")
             }
-            None => format!(
-                "OAuth error {:?} (weak fallback)",
-                oauth.unwrap_or_default()
-            ),
+            None => format!("OAuth error {:?} (weak fallback)", oauth.unwrap_or_default()),
         };
         let (by, reason) = match &c.condition {
             Some(why) => (MatchedBy::Condition, format!("{what} with {why}")),
@@ -812,23 +730,15 @@ impl Classifier {
     fn matching_patterns(&self, msg: &str) -> Vec<usize> {
         match &self.patterns {
             PatternSet::Set(set) => set.matches(msg).into_iter().collect(),
-            PatternSet::Each(list) => list
-                .iter()
-                .enumerate()
-                .filter(|(_, r)| r.is_match(msg))
-                .map(|(i, _)| i)
-                .collect(),
+            PatternSet::Each(list) => {
+                list.iter().enumerate().filter(|(_, r)| r.is_match(msg)).map(|(i, _)| i).collect()
+            }
         }
     }
 
     /// `None`: the entry's conditions do not hold. `Some(None)`: no conditions.
     #[allow(clippy::option_option)]
-    fn condition_for(
-        &self,
-        i: usize,
-        input: &ClassifyInput<'_>,
-        oauth: Option<&str>,
-    ) -> Option<Option<String>> {
+    fn condition_for(&self, i: usize, input: &ClassifyInput<'_>, oauth: Option<&str>) -> Option<Option<String>> {
         match self.conditions.get(i) {
             Some(Some(cond)) => cond.check(input, oauth, &self.federated_domains).map(Some),
             _ => Some(None),
@@ -837,24 +747,12 @@ impl Classifier {
 
     fn better(&self, a: &Candidate, b: &Candidate) -> bool {
         let key = |c: &Candidate| {
-            (
-                c.condition.is_some(),
-                self.entry(c.entry).priority,
-                c.by_pattern.is_some(),
-                std::cmp::Reverse(c.entry),
-            )
+            (c.condition.is_some(), self.entry(c.entry).priority, c.by_pattern.is_some(), std::cmp::Reverse(c.entry))
         };
         key(a) > key(b)
     }
 
-    fn verdict(
-        &self,
-        i: usize,
-        code: Option<u32>,
-        codes: Vec<u32>,
-        by: MatchedBy,
-        reason: String,
-    ) -> Classification {
+    fn verdict(&self, i: usize, code: Option<u32>, codes: Vec<u32>, by: MatchedBy, reason: String) -> Classification {
         let e = self.entry(i);
         let doc_url = match code {
             Some(c) if c != 0 => Some(fast_doc_url(c)),
@@ -884,23 +782,13 @@ impl Classifier {
             for ex in &e.examples {
                 let got = self.classify(&ClassifyInput::from_example(ex)).entry;
                 if got.as_deref() != Some(e.id.as_str()) {
-                    out.push(ExampleMismatch {
-                        entry: e.id.clone(),
-                        counter: false,
-                        example: ex.describe(),
-                        got,
-                    });
+                    out.push(ExampleMismatch { entry: e.id.clone(), counter: false, example: ex.describe(), got });
                 }
             }
             for ex in &e.counter_examples {
                 let got = self.classify(&ClassifyInput::from_example(ex)).entry;
                 if got.as_deref() == Some(e.id.as_str()) {
-                    out.push(ExampleMismatch {
-                        entry: e.id.clone(),
-                        counter: true,
-                        example: ex.describe(),
-                        got,
-                    });
+                    out.push(ExampleMismatch { entry: e.id.clone(), counter: true, example: ex.describe(), got });
                 }
             }
         }
@@ -921,19 +809,13 @@ mod tests {
 
     #[test]
     fn rejects_short_and_long_digit_runs() {
-        assert_eq!(
-            extract_codes("AADSTS1234 AADSTS12345678 AADSTS"),
-            Vec::<u32>::new()
-        );
+        assert_eq!(extract_codes("AADSTS1234 AADSTS12345678 AADSTS"), Vec::<u32>::new());
         assert_eq!(extract_codes("xAADSTS50076y"), vec![50076]);
     }
 
     #[test]
     fn reads_escaped_error_codes() {
-        assert_eq!(
-            extract_codes(r#"{\"error_codes\": [ 7000218 ]}"#),
-            vec![7000218]
-        );
+        assert_eq!(extract_codes(r#"{\"error_codes\": [ 7000218 ]}"#), vec![7000218]);
         assert_eq!(extract_codes(r#""error_codes":"#), Vec::<u32>::new());
     }
 
@@ -946,14 +828,8 @@ mod tests {
 
     #[test]
     fn finds_oauth_error() {
-        assert_eq!(
-            oauth_error_in(r#"{"error_description":"x","error":"invalid_grant"}"#),
-            Some("invalid_grant")
-        );
-        assert_eq!(
-            oauth_error_in(r#"{\"error\":\"interaction_required\"}"#),
-            Some("interaction_required")
-        );
+        assert_eq!(oauth_error_in(r#"{"error_description":"x","error":"invalid_grant"}"#), Some("invalid_grant"));
+        assert_eq!(oauth_error_in(r#"{\"error\":\"interaction_required\"}"#), Some("interaction_required"));
         assert_eq!(oauth_error_in("no json"), None);
     }
 }

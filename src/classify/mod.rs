@@ -12,9 +12,7 @@ pub mod matcher;
 pub mod reload;
 
 pub use catalogue::{Catalogue, CatalogueError, Conditions, Entry, Example, Require, Severity};
-pub use matcher::{
-    extract_codes, Classification, Classifier, ClassifyInput, ExampleMismatch, MatchedBy,
-};
+pub use matcher::{extract_codes, Classification, Classifier, ClassifyInput, ExampleMismatch, MatchedBy};
 pub use reload::SharedClassifier;
 
 /// The shipped catalogue, embedded so that the binary works with no files around it.

@@ -19,9 +19,7 @@ pub struct SharedClassifier {
 impl SharedClassifier {
     /// Wraps the initial classifier.
     pub fn new(c: Classifier) -> Self {
-        SharedClassifier {
-            inner: RwLock::new(Arc::new(c)),
-        }
+        SharedClassifier { inner: RwLock::new(Arc::new(c)) }
     }
 
     /// The classifier in use now (an `Arc` clone under a read lock: cheap on the hot path).
@@ -36,11 +34,7 @@ impl SharedClassifier {
 
     /// Loads the shipped catalogue plus `extra_paths`, compiles it and swaps it in.
     /// Returns the number of entries. On any error the old classifier stays in place.
-    pub fn reload(
-        &self,
-        extra_paths: &[PathBuf],
-        federated_domains: Vec<String>,
-    ) -> Result<usize, CatalogueError> {
+    pub fn reload(&self, extra_paths: &[PathBuf], federated_domains: Vec<String>) -> Result<usize, CatalogueError> {
         let catalogue = Catalogue::load(extra_paths)?;
         let entries = catalogue.len();
         self.replace(Classifier::new(Arc::new(catalogue), federated_domains));
