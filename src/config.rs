@@ -815,7 +815,10 @@ mod tests {
             ("[privacy]\nusers = \"hash\"", "privacy.hash_key"),
             ("[incidents]\nquiet_period = \"0s\"", "incidents.quiet_period"),
             ("[incidents.quiet_period_by_category]\nmfa = \"5m\"", "incidents.quiet_period_by_category.mfa"),
-            ("[incidents.open_threshold.invalid_credentials]\nwithin = \"10m\"", "incidents.open_threshold.invalid_credentials"),
+            (
+                "[incidents.open_threshold.invalid_credentials]\nwithin = \"10m\"",
+                "incidents.open_threshold.invalid_credentials",
+            ),
             ("[privacy]\nusers = \"truncate\"", "privacy.users"),
             (
                 "[incidents.open_threshold.invalid_credentials]\nwithin = \"10m\"",
