@@ -112,14 +112,26 @@ impl Core {
     }
 
     /// Reloads the catalogue (SIGHUP or a changed file): validated first, swapped
-    /// atomically; an invalid file keeps the old catalogue.
-    pub fn reload_catalogue(&self) {
+    /// atomically; an invalid file keeps the old catalogue. Open incidents take the new
+    /// texts of their entries; stored events keep their classification.
+    pub async fn reload_catalogue(&self) {
         let s = &self.settings.catalogue;
         match self.classifier.reload(&s.extra_paths, s.federated_domains.clone()) {
             Ok(n) => {
                 self.metrics.catalogue_reloads.with_label_values(&["success"]).inc();
                 self.metrics.catalogue_entries.set(n as i64);
-                tracing::info!(entries = n, "catalogue reloaded");
+                let current = self.classifier.current();
+                self.metrics.set_known_codes(&known_codes(current.catalogue()));
+                let texts: Vec<(String, String, String, String)> = current
+                    .catalogue()
+                    .entries()
+                    .iter()
+                    .map(|e| (e.id.clone(), e.title.clone(), e.severity.as_str().to_string(), e.remediation.clone()))
+                    .collect();
+                match self.store.refresh_incident_texts(&texts).await {
+                    Ok(changed) => tracing::info!(entries = n, incidents_updated = changed, "catalogue reloaded"),
+                    Err(e) => tracing::warn!(error = %e, "catalogue reloaded; refreshing incident texts failed"),
+                }
             }
             Err(e) => {
                 self.metrics.catalogue_reloads.with_label_values(&["error"]).inc();
@@ -230,6 +242,32 @@ impl Application {
                                 tracing::warn!(error = %e, "cannot refresh incident gauge");
                             }
                             core.metrics.store_size.set(core.store.size_bytes() as i64);
+                        }
+                    }
+                }
+            });
+        }
+
+        {
+            let core = core.clone();
+            let cancel = cancel.clone();
+            tracker.spawn(async move {
+                let r = &core.settings.retention;
+                let mut tick = tokio::time::interval(r.interval.get());
+                loop {
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = tick.tick() => {
+                            match core.store.prune(r.events.get(), r.incidents.get(), 1000).await {
+                                Ok(p) if p.events + p.incidents > 0 => {
+                                    tracing::info!(events = p.events, incidents = p.incidents, "retention pruned old data");
+                                    if let Err(e) = core.writer.refresh_incident_gauge().await {
+                                        tracing::warn!(error = %e, "cannot refresh incident gauge");
+                                    }
+                                }
+                                Ok(_) => {}
+                                Err(e) => tracing::warn!(error = %e, "retention pruning failed; will retry"),
+                            }
                         }
                     }
                 }
@@ -352,7 +390,7 @@ fn spawn_reloader(tracker: &TaskTracker, core: Arc<Core>, cancel: CancellationTo
                     // Editors write in several steps: let them finish before reading.
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     while rx.try_recv().is_ok() {}
-                    core.reload_catalogue();
+                    core.reload_catalogue().await;
                 }
             }
         }

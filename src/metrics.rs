@@ -5,7 +5,7 @@
 //! `code="other"` so that no input can create unbounded series.
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -25,7 +25,7 @@ pub struct MetricsError(#[from] prometheus::Error);
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
-    known_codes: Arc<HashSet<u32>>,
+    known_codes: Arc<RwLock<Arc<HashSet<u32>>>>,
     /// `passportd_signin_events_total{source,outcome}`
     pub signin_events: IntCounterVec,
     /// `passportd_signin_failures_total{source,category,code}`
@@ -34,6 +34,8 @@ pub struct Metrics {
     pub incidents_open: IntGaugeVec,
     /// `passportd_incidents_opened_total{category}`
     pub incidents_opened: IntCounterVec,
+    /// `passportd_detections_total{detector}`
+    pub detections: IntCounterVec,
     /// `passportd_parse_errors_total{source,reason}`
     pub parse_errors: IntCounterVec,
     /// `passportd_ingest_lines_total{source}`
@@ -114,11 +116,17 @@ impl Metrics {
     ) -> Result<Metrics, MetricsError> {
         let registry = Registry::new();
         let m = Metrics {
-            known_codes: Arc::new(known_codes.iter().copied().collect()),
+            known_codes: Arc::new(RwLock::new(Arc::new(known_codes.iter().copied().collect()))),
             signin_events: counter(&registry, "passportd_signin_events_total", "Sign-in events stored, by source and outcome.", &["source", "outcome"])?,
             signin_failures: counter(&registry, "passportd_signin_failures_total", "Sign-in failures stored, by source, category and primary AADSTS code (\"none\" without a code, \"other\" for codes outside the catalogue).", &["source", "category", "code"])?,
             incidents_open: gauge_vec(&registry, "passportd_incidents_open", "Incidents currently open or acknowledged, by category.", &["category"])?,
             incidents_opened: counter(&registry, "passportd_incidents_opened_total", "Incidents opened or reopened, by category.", &["category"])?,
+            detections: counter(
+                &registry,
+                "passportd_detections_total",
+                "Detector findings (password_spray, brute_force, lockout_wave) that opened or reopened an incident.",
+                &["detector"],
+            )?,
             parse_errors: counter(&registry, "passportd_parse_errors_total", "Input records that could not be decoded, by source and reason.", &["source", "reason"])?,
             ingest_lines: counter(&registry, "passportd_ingest_lines_total", "Records (lines or JSON values) read, whatever they turned out to be, by source.", &["source"])?,
             ingest_lag: histogram_vec(&registry, "passportd_ingest_lag_seconds", "Time from an event's own timestamp to its ingestion, by source.", &["source"],
@@ -194,6 +202,9 @@ impl Metrics {
             m.incidents_open.with_label_values(&[category.as_str()]).set(0);
             m.incidents_opened.with_label_values(&[category.as_str()]).inc_by(0);
         }
+        for detector in crate::incidents::Detector::ALL {
+            m.detections.with_label_values(&[detector.as_str()]).inc_by(0);
+        }
         for result in ["success", "error"] {
             m.catalogue_reloads.with_label_values(&[result]).inc_by(0);
         }
@@ -233,16 +244,25 @@ impl Metrics {
 
     /// The bounded `code` label value for a primary code.
     pub fn code_label(&self, code: Option<u32>) -> String {
+        let known = match self.known_codes.read() {
+            Ok(k) => k.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
         match code {
             None => "none".into(),
-            Some(c) if self.known_codes.contains(&c) => c.to_string(),
+            Some(c) if known.contains(&c) => c.to_string(),
             Some(_) => "other".into(),
         }
     }
 
-    /// Replaces the set of codes that may appear as labels (after a catalogue reload).
-    pub fn set_known_codes(&mut self, codes: &[u32]) {
-        self.known_codes = Arc::new(codes.iter().copied().collect());
+    /// Replaces the set of codes that may appear as labels (after a catalogue reload);
+    /// every clone of these metrics sees the new set.
+    pub fn set_known_codes(&self, codes: &[u32]) {
+        let fresh = Arc::new(codes.iter().copied().collect());
+        match self.known_codes.write() {
+            Ok(mut k) => *k = fresh,
+            Err(poisoned) => *poisoned.into_inner() = fresh,
+        }
     }
 
     /// Records what a committed batch stored.
@@ -252,6 +272,9 @@ impl Metrics {
         }
         for ((source, category, code), n) in &result.failures {
             self.signin_failures.with_label_values(&[source, category.as_str(), &self.code_label(*code)]).inc_by(*n);
+        }
+        for (detector, n) in &result.detections {
+            self.detections.with_label_values(&[detector]).inc_by(*n);
         }
         for (category, n) in &result.incidents_opened {
             self.incidents_opened.with_label_values(&[category.as_str()]).inc_by(*n);

@@ -322,10 +322,7 @@ impl Normalizer {
             user_key: if c.outcome == Outcome::Failure { self.privacy.user_key(raw.user.as_deref()) } else { None },
             title: c.title,
             remediation: c.remediation,
-            severity: serde_json::to_value(c.severity)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_else(|| "medium".into()),
+            severity: c.severity.as_str().to_string(),
             event,
         })
     }

@@ -60,8 +60,13 @@ impl fmt::Display for IncidentStatus {
 pub struct Incident {
     /// Stable numeric id.
     pub id: i64,
-    /// Versioned hash of category + code + app + tenant.
+    /// Versioned hash of category + code + app + tenant (or of a detector's subject).
     pub fingerprint: String,
+    /// `failure` (a catalogue failure group) or a detector: `password_spray`,
+    /// `brute_force`, `lockout_wave`.
+    pub kind: String,
+    /// A detector's evidence, as counts only.
+    pub evidence: Option<serde_json::Value>,
     /// The failure category.
     pub category: Category,
     /// The primary AADSTS code (null for code-less pattern matches).

@@ -340,3 +340,92 @@ impl Store {
         &self.pool
     }
 }
+
+/// What one pruning pass removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Events deleted.
+    pub events: u64,
+    /// Resolved incidents deleted.
+    pub incidents: u64,
+}
+
+impl Store {
+    /// Deletes events older than `events_age` and resolved incidents whose resolution is
+    /// older than `incidents_age`, both measured back from the newest event time. Works
+    /// in batches of `batch` rows, each its own short transaction, yielding in between so
+    /// ingest commits are never held up for long.
+    pub async fn prune(
+        &self,
+        events_age: std::time::Duration,
+        incidents_age: std::time::Duration,
+        batch: u32,
+    ) -> Result<Pruned, StoreError> {
+        let mut pruned = Pruned::default();
+        let Some(now) = self.watermark().await? else {
+            return Ok(pruned);
+        };
+        let now = to_ms(now);
+        let age = |d: std::time::Duration| now.saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let (events_before, incidents_before) = (age(events_age), age(incidents_age));
+        loop {
+            let n = sqlx::query("DELETE FROM events WHERE id IN (SELECT id FROM events WHERE occurred_at < ? LIMIT ?)")
+                .bind(events_before)
+                .bind(i64::from(batch))
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+            pruned.events += n;
+            if n < u64::from(batch) {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        loop {
+            let n = sqlx::query(
+                "DELETE FROM incidents WHERE id IN
+                    (SELECT id FROM incidents WHERE status = 'resolved' AND resolved_at < ? LIMIT ?)",
+            )
+            .bind(incidents_before)
+            .bind(i64::from(batch))
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            pruned.incidents += n;
+            if n < u64::from(batch) {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        Ok(pruned)
+    }
+
+    /// After a catalogue reload: active incidents take the new title, severity and
+    /// remediation of their entry. Stored events keep their classification.
+    pub async fn refresh_incident_texts(
+        &self,
+        texts: &[(String, String, String, String)],
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut changed = 0;
+        for (entry, title, severity, remediation) in texts {
+            changed += sqlx::query(
+                "UPDATE incidents SET title = ?, severity = ?, remediation = ?
+                 WHERE entry_id = ? AND status IN ('open', 'acknowledged')
+                   AND (title != ? OR severity != ? OR remediation != ?)",
+            )
+            .bind(title)
+            .bind(severity)
+            .bind(remediation)
+            .bind(entry)
+            .bind(title)
+            .bind(severity)
+            .bind(remediation)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+}

@@ -209,6 +209,8 @@ fn incident_from_row(r: &SqliteRow) -> Result<Incident, StoreError> {
     Ok(Incident {
         id: r.try_get("id")?,
         fingerprint: r.try_get("fingerprint")?,
+        kind: r.try_get("kind")?,
+        evidence: r.try_get::<Option<String>, _>("evidence")?.and_then(|e| serde_json::from_str(&e).ok()),
         category: Category::parse(&category)
             .ok_or(StoreError::Corrupt { column: "incidents.category", value: category.clone() })?,
         code: r.try_get::<Option<i64>, _>("code")?.and_then(|c| u32::try_from(c).ok()),

@@ -1,0 +1,328 @@
+//! The incident engine against a real SQLite file: lifecycle in event time, reopen vs
+//! new, opening gates, correlation, detectors, pruning, and pagination under inserts.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use passportd::event::{Category, Outcome, Position, SignInEvent};
+use passportd::incidents::{IncidentStatus, OpenGate, Policy};
+use passportd::store::{Batch, IncidentQuery, IncidentSort, Store, StoredEvent};
+
+const T0: i64 = 1_772_640_000_000; // 2026-03-04T16:00:00Z
+
+fn at(minutes: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(T0 + minutes * 60_000).unwrap()
+}
+
+struct Ev {
+    id: String,
+    code: u32,
+    category: Category,
+    outcome: Outcome,
+    minute: i64,
+    user: Option<String>,
+    ip: Option<String>,
+    correlation: Option<String>,
+    source: &'static str,
+    app: Option<&'static str>,
+}
+
+fn ev(id: &str, code: u32, category: Category, minute: i64) -> Ev {
+    Ev {
+        id: id.into(),
+        code,
+        category,
+        outcome: Outcome::Failure,
+        minute,
+        user: Some(format!("user-{id}")),
+        ip: None,
+        correlation: None,
+        source: "entra",
+        app: Some("app-1"),
+    }
+}
+
+fn stored(e: Ev) -> StoredEvent {
+    let event = SignInEvent {
+        received_at: at(e.minute),
+        occurred_at: at(e.minute),
+        source: e.source.into(),
+        format: "azure-diagnostic".into(),
+        outcome: e.outcome,
+        category: (e.outcome != Outcome::Success).then_some(e.category),
+        codes: vec![e.code],
+        entry_id: Some(format!("aadsts-{}", e.code)),
+        message: Some("m".into()),
+        user: None,
+        app_id: e.app.map(String::from),
+        app_name: None,
+        tenant_id: Some("tenant".into()),
+        client_app: None,
+        auth_protocol: None,
+        token_issuer_type: None,
+        ip: None,
+        correlation_id: e.correlation,
+        record_id: Some(e.id.clone()),
+        device: None,
+        position: Some(Position { file_key: "f".into(), offset: 0 }),
+    };
+    StoredEvent {
+        event,
+        title: format!("title {}", e.code),
+        remediation: format!("fix {}", e.code),
+        severity: "high".into(),
+        user_key: e.user,
+        ip_key: e.ip,
+    }
+}
+
+async fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&dir.path().join("db/p.db")).await.unwrap();
+    (dir, s)
+}
+
+async fn commit(s: &Store, p: &Policy, evs: Vec<Ev>) -> passportd::store::BatchResult {
+    let batch = Batch { events: evs.into_iter().map(stored).collect(), checkpoints: vec![] };
+    s.commit_batch(&batch, p).await.unwrap()
+}
+
+async fn all(s: &Store) -> Vec<passportd::incidents::Incident> {
+    s.list_incidents(&IncidentQuery { limit: 500, ..IncidentQuery::default() }).await.unwrap().items
+}
+
+#[tokio::test]
+async fn lifecycle_quiet_period_reopen_and_new_incident_in_event_time() {
+    let (_d, s) = store().await;
+    let p = Policy::default();
+    let r = commit(&s, &p, vec![ev("a", 50076, Category::MfaRequired, 0), ev("b", 50076, Category::MfaRequired, 10)]).await;
+    assert_eq!(r.incidents_opened.get(&Category::MfaRequired), Some(&1));
+    let inc = &all(&s).await[0];
+    assert_eq!((inc.status, inc.event_count, inc.users_affected), (IncidentStatus::Open, 2, 2));
+    assert_eq!(inc.first_seen, at(0));
+    assert_eq!(inc.last_seen, at(10));
+
+    // Other events move the event-time clock past the quiet period: auto-resolved at
+    // last_seen + 30 min, even though no wall time passed.
+    let mut ok = ev("s1", 0, Category::Other, 45);
+    ok.outcome = Outcome::Success;
+    commit(&s, &p, vec![ok]).await;
+    let inc = &all(&s).await[0];
+    assert_eq!(inc.status, IncidentStatus::Resolved);
+    assert_eq!(inc.resolved_at, Some(at(40)));
+
+    // A recurrence within the reopen window reopens the same incident.
+    let r = commit(&s, &p, vec![ev("c", 50076, Category::MfaRequired, 60)]).await;
+    assert_eq!(r.incidents_opened.get(&Category::MfaRequired), Some(&1));
+    let incs = all(&s).await;
+    assert_eq!(incs.len(), 1);
+    assert_eq!((incs[0].status, incs[0].reopened_count, incs[0].event_count), (IncidentStatus::Open, 1, 3));
+
+    // Quiet again, then a recurrence after the reopen window: a new incident.
+    let week = 7 * 24 * 60;
+    let mut ok = ev("s2", 0, Category::Other, 100);
+    ok.outcome = Outcome::Success;
+    commit(&s, &p, vec![ok]).await;
+    commit(&s, &p, vec![ev("d", 50076, Category::MfaRequired, 90 + week + 10)]).await;
+    let incs = all(&s).await;
+    assert_eq!(incs.len(), 2);
+    assert_eq!(incs[0].status, IncidentStatus::Open);
+    assert_eq!(incs[1].status, IncidentStatus::Resolved);
+    assert_eq!(incs[0].fingerprint, incs[1].fingerprint);
+}
+
+#[tokio::test]
+async fn acknowledge_resolve_and_regression() {
+    let (_d, s) = store().await;
+    let p = Policy::default();
+    commit(&s, &p, vec![ev("a", 7000218, Category::ClientMisconfigured, 0)]).await;
+    let id = all(&s).await[0].id;
+    let acked = s.acknowledge(id, Some("oncall@example"), Utc::now()).await.unwrap().unwrap();
+    assert_eq!(acked.status, IncidentStatus::Acknowledged);
+    assert_eq!(acked.acknowledged_by.as_deref(), Some("oncall@example"));
+    // A further failure within the quiet period keeps it acknowledged.
+    commit(&s, &p, vec![ev("b", 7000218, Category::ClientMisconfigured, 5)]).await;
+    assert_eq!(s.incident(id).await.unwrap().unwrap().status, IncidentStatus::Acknowledged);
+    let resolved = s.resolve(id, Utc::now()).await.unwrap().unwrap();
+    assert_eq!(resolved.status, IncidentStatus::Resolved);
+    // The fix did not hold: the next failure reopens it.
+    commit(&s, &p, vec![ev("c", 7000218, Category::ClientMisconfigured, 6)]).await;
+    let again = s.incident(id).await.unwrap().unwrap();
+    assert_eq!((again.status, again.reopened_count), (IncidentStatus::Open, 1));
+    assert!(s.acknowledge(9999, None, Utc::now()).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn per_category_quiet_period() {
+    let (_d, s) = store().await;
+    let mut p = Policy::default();
+    p.quiet_by_category.insert(Category::InvalidCredentials, Duration::from_secs(300));
+    commit(&s, &p, vec![ev("a", 50126, Category::InvalidCredentials, 0), ev("b", 50076, Category::MfaRequired, 0)]).await;
+    let mut ok = ev("s", 0, Category::Other, 10);
+    ok.outcome = Outcome::Success;
+    commit(&s, &p, vec![ok]).await;
+    let incs = all(&s).await;
+    let cred = incs.iter().find(|i| i.category == Category::InvalidCredentials).unwrap();
+    let mfa = incs.iter().find(|i| i.category == Category::MfaRequired).unwrap();
+    assert_eq!(cred.status, IncidentStatus::Resolved);
+    assert_eq!(cred.resolved_at, Some(at(5)));
+    assert_eq!(mfa.status, IncidentStatus::Open);
+}
+
+#[tokio::test]
+async fn interrupts_and_successes_never_open_incidents() {
+    let (_d, s) = store().await;
+    let p = Policy::default();
+    let mut i = ev("i", 50140, Category::InterruptInformational, 0);
+    i.outcome = Outcome::Interrupt;
+    let mut ok = ev("ok", 0, Category::Other, 0);
+    ok.outcome = Outcome::Success;
+    let r = commit(&s, &p, vec![i, ok]).await;
+    assert!(r.incidents_opened.is_empty());
+    assert!(all(&s).await.is_empty());
+}
+
+#[tokio::test]
+async fn opening_gate_holds_noisy_failures_until_enough_gather() {
+    let (_d, s) = store().await;
+    let mut p = Policy::default();
+    p.gates.insert(Category::InvalidCredentials, OpenGate { events: 3, users: 0, within: Duration::from_secs(600) });
+    let mut a = ev("a", 50126, Category::InvalidCredentials, 0);
+    a.user = Some("same".into());
+    let mut b = ev("b", 50126, Category::InvalidCredentials, 1);
+    b.user = Some("same".into());
+    commit(&s, &p, vec![a, b]).await;
+    assert!(all(&s).await.is_empty(), "two failures stay below the gate");
+    let r = commit(&s, &p, vec![ev("c", 50126, Category::InvalidCredentials, 2)]).await;
+    assert_eq!(r.incidents_opened.get(&Category::InvalidCredentials), Some(&1));
+    let inc = &all(&s).await[0];
+    assert_eq!((inc.event_count, inc.users_affected), (3, 2), "held-back failures join the incident");
+    assert_eq!(inc.first_seen, at(0));
+    // Failures more than `within` apart never open it.
+    let (_d2, s2) = store().await;
+    commit(&s2, &p, vec![ev("x", 50126, Category::InvalidCredentials, 0), ev("y", 50126, Category::InvalidCredentials, 20)])
+        .await;
+    commit(&s2, &p, vec![ev("z", 50126, Category::InvalidCredentials, 40)]).await;
+    assert!(all(&s2).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_passport_failure_and_its_entra_record_count_once() {
+    let (_d, s) = store().await;
+    let p = Policy::default();
+    let mut entra = ev("entra-1", 50076, Category::MfaRequired, 0);
+    entra.correlation = Some("corr-1".into());
+    let mut passport = ev("passport-1", 50076, Category::MfaRequired, 0);
+    passport.correlation = Some("corr-1".into());
+    passport.source = "passport";
+    passport.app = None;
+    commit(&s, &p, vec![entra]).await;
+    commit(&s, &p, vec![passport]).await;
+    let incs = all(&s).await;
+    assert_eq!(incs.len(), 1, "{incs:?}");
+    assert_eq!(incs[0].event_count, 1);
+    assert_eq!(incs[0].sources, vec!["entra".to_string(), "passport".to_string()]);
+    let events = s
+        .list_events(&passportd::store::EventQuery { incident: Some(incs[0].id), limit: 10, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(events.items.len(), 2, "both copies are kept and joined to the incident");
+}
+
+#[tokio::test]
+async fn password_spray_detector_opens_its_own_incident_with_counts() {
+    let (_d, s) = store().await;
+    let p = Policy::default();
+    let evs: Vec<Ev> = (0..12)
+        .map(|i| {
+            let mut e = ev(&format!("sp{i}"), 50126, Category::InvalidCredentials, i / 2);
+            e.ip = Some("ipkey-1".into());
+            e
+        })
+        .collect();
+    let r = commit(&s, &p, evs).await;
+    assert_eq!(r.detections.get("password_spray"), Some(&1));
+    let incs = all(&s).await;
+    let spray = incs.iter().find(|i| i.fingerprint.contains("password_spray")).expect("spray incident");
+    assert_eq!(spray.users_affected, 12);
+    assert_eq!(spray.category, Category::InvalidCredentials);
+    // One user failing many times from many IPs is brute force, not spray.
+    let (_d2, s2) = store().await;
+    let evs: Vec<Ev> = (0..10)
+        .map(|i| {
+            let mut e = ev(&format!("bf{i}"), 50126, Category::InvalidCredentials, 0);
+            e.user = Some("victim".into());
+            e.ip = Some(format!("ip{i}"));
+            e
+        })
+        .collect();
+    let r = commit(&s2, &p, evs).await;
+    assert_eq!(r.detections.get("brute_force"), Some(&1));
+    assert_eq!(r.detections.get("password_spray"), None);
+}
+
+#[tokio::test]
+async fn lockout_wave_detector() {
+    let (_d, s) = store().await;
+    let p = Policy::default();
+    let evs: Vec<Ev> = (0..5).map(|i| ev(&format!("l{i}"), 50053, Category::AccountLocked, i)).collect();
+    let r = commit(&s, &p, evs).await;
+    assert_eq!(r.detections.get("lockout_wave"), Some(&1));
+}
+
+#[tokio::test]
+async fn pruning_removes_old_events_and_old_resolved_incidents_only() {
+    let (_d, s) = store().await;
+    let p = Policy::default();
+    commit(&s, &p, vec![ev("old", 50076, Category::MfaRequired, 0)]).await;
+    let day = 24 * 60;
+    commit(&s, &p, vec![ev("new", 50126, Category::InvalidCredentials, 40 * day)]).await;
+    let pruned = s.prune(Duration::from_secs(30 * 86_400), Duration::from_secs(20 * 86_400), 1).await.unwrap();
+    assert_eq!(pruned.events, 1);
+    assert_eq!(pruned.incidents, 1, "the MFA incident resolved 40 days ago");
+    let incs = all(&s).await;
+    assert_eq!(incs.len(), 1);
+    assert_eq!(incs[0].category, Category::InvalidCredentials);
+}
+
+#[tokio::test]
+async fn pagination_never_skips_or_repeats_while_incidents_arrive() {
+    let (_d, s) = store().await;
+    let p = Policy::default();
+    let codes = [50076u32, 50079, 50074, 500121, 50158, 53003, 53004, 50126, 50053, 50057, 50055, 50034];
+    let mut n = 0;
+    for (i, code) in codes.iter().enumerate() {
+        let mut e = ev(&format!("e{i}"), *code, Category::Other, i as i64);
+        e.app = Some("app-page");
+        commit(&s, &p, vec![e]).await;
+        n += 1;
+    }
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    let mut extra = 0;
+    for sort in [IncidentSort::LastSeen] {
+        loop {
+            let page = s
+                .list_incidents(&IncidentQuery { status: None, sort, limit: 5, cursor: cursor.clone(), ..Default::default() })
+                .await
+                .unwrap();
+            seen.extend(page.items.iter().map(|i| i.id));
+            // Newer incidents arriving between pages land before the cursor and are not
+            // part of this walk; older pages stay stable.
+            let mut e = ev(&format!("late{extra}"), 90000 + extra, Category::Other, 1000 + extra as i64);
+            e.app = Some("app-page");
+            commit(&s, &p, vec![e]).await;
+            extra += 1;
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+    }
+    let mut dedup = seen.clone();
+    dedup.sort();
+    dedup.dedup();
+    assert_eq!(dedup.len(), seen.len(), "no repeats: {seen:?}");
+    assert_eq!(seen.len(), n, "every incident present at the start seen once");
+}
