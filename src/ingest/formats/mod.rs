@@ -224,3 +224,22 @@ pub struct DecodedItem {
     /// What it decoded to.
     pub kind: ItemKind,
 }
+
+mod azure;
+mod framing;
+mod passport;
+mod record;
+mod scan;
+mod time;
+
+pub use framing::StreamDecoder;
+pub use time::parse_timestamp;
+
+/// Decodes a whole buffer (`new` + `feed` + `finish`): HTTP push ingestion, tests.
+pub fn decode_bytes(opts: &DecodeOptions, bytes: &[u8]) -> Vec<DecodedItem> {
+    let mut d = StreamDecoder::new(opts.clone());
+    let mut out = Vec::new();
+    d.feed(bytes, &mut out);
+    d.finish(&mut out);
+    out
+}
