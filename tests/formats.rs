@@ -251,3 +251,196 @@ fn example_passport_text_styles() {
     assert!(s[0].correlation_id.is_some());
     assert_eq!(s[1].oauth_error.as_deref(), Some("interaction_required"));
 }
+
+const REC_A: &str = r#"{"time":"2026-03-04T08:00:01Z","resultType":"50126","properties":{"id":"id-a","userPrincipalName":"a@contoso.example","status":{"errorCode":50126,"failureReason":"Error validating credentials due to invalid username or password."}}}"#;
+const REC_B: &str = r#"{"time":"2026-03-04T08:00:02Z","resultType":"0","properties":{"id":"id-b","status":{"errorCode":0}}}"#;
+
+#[test]
+fn event_hubs_envelopes_one_line_and_pretty() {
+    let one = format!("{{\"records\": [{REC_A},{REC_B}]}}\n{{\"records\":[{REC_B}]}}\n");
+    let items = auto(one.as_bytes());
+    assert_eq!(tags(&items), vec!["signin:azure-diagnostic:50126:[]", "signin:azure-diagnostic:0:[]", "signin:azure-diagnostic:0:[]"]);
+    let starts: Vec<u64> = items.iter().map(|i| i.start_offset).collect();
+    assert_eq!(starts[0], one.find(REC_A).unwrap() as u64);
+    assert!(starts[0] < starts[1] && starts[1] < starts[2]);
+    assert_eq!(&one[items[1].start_offset as usize..items[1].end_offset as usize], REC_B);
+
+    let pretty_a = serde_json::to_string_pretty(&serde_json::from_str::<serde_json::Value>(REC_A).unwrap()).unwrap();
+    let pretty = format!("{{\n  \"records\": [\n{pretty_a},\n{REC_B}\n  ]\n}}\n{REC_A}\n");
+    let items = decode_bytes(&opts(Format::AzureDiagnostic), pretty.as_bytes());
+    assert_eq!(tags(&items), vec!["signin:azure-diagnostic:50126:[]", "signin:azure-diagnostic:0:[]", "signin:azure-diagnostic:50126:[]"]);
+    assert_eq!(items[0].line, 3);
+    assert_eq!(items[2].line, pretty.lines().count() as u64);
+    // An envelope whose `records` is not the first key is decoded whole.
+    let late = format!("{{\"meta\":{{\"n\":2}},\"records\":[{REC_A},{REC_B}]}}\n");
+    assert_eq!(auto(late.as_bytes()).len(), 2);
+}
+
+#[test]
+fn arrays_and_pretty_objects() {
+    let arr = format!("[\n  {REC_A},\n  {REC_B}\n]\n{REC_B}\n");
+    assert_eq!(auto(arr.as_bytes()).len(), 3);
+    let arr = format!("[{REC_A},{REC_B},42,\"x\"] trailing\n");
+    assert_eq!(
+        tags(&auto(arr.as_bytes())),
+        vec!["signin:azure-diagnostic:50126:[]", "signin:azure-diagnostic:0:[]", "error:not_signin", "error:not_signin"]
+    );
+    let obj = serde_json::to_string_pretty(&serde_json::from_str::<serde_json::Value>(REC_A).unwrap()).unwrap();
+    let two = format!("{obj}\n{obj}\n");
+    let items = auto(two.as_bytes());
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[1].start_offset as usize, obj.len() + 1);
+    assert_eq!(items[1].line, obj.lines().count() as u64 + 1);
+}
+
+#[test]
+fn loganalytics_json_rows_and_array() {
+    let row = r#"{"TimeGenerated":"2026-03-04T08:15:02.1234567Z","ResultType":"50076","ResultDescription":"Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access 'Kandji Passport'.","UserPrincipalName":"a@contoso.example","AppDisplayName":"Kandji Passport","AppId":"app-1","ClientAppUsed":"Mobile Apps and Desktop clients","IPAddress":"192.0.2.1","Status":"{\"errorCode\":50076,\"additionalDetails\":\"MFA required in Azure AD\"}","CorrelationId":"c-1","Id":"id-1","TokenIssuerType":"AzureAD","AuthenticationProtocol":"ropc","TenantId":"t-1","Type":"SigninLogs"}"#;
+    let row2 = r#"{"TimeGenerated":"2026-03-04T08:16:02Z","ResultType":0,"Status":{"errorCode":0},"Id":"id-2"}"#;
+    let text = format!("{row}\r\n{row2}\r\n");
+    let items = decode_bytes(&opts(Format::AzureLoganalytics), text.as_bytes());
+    assert_eq!(tags(&items), vec!["signin:azure-loganalytics:50076:[]", "signin:azure-loganalytics:0:[]"]);
+    let r = signins(&items)[0].clone();
+    assert_eq!(r.user.as_deref(), Some("a@contoso.example"));
+    assert_eq!(r.ip.as_deref(), Some("192.0.2.1"));
+    assert_eq!(r.record_id.as_deref(), Some("id-1"));
+    assert_eq!(r.tenant_id.as_deref(), Some("t-1"));
+    assert_eq!(r.auth_protocol.as_deref(), Some("ropc"));
+    assert!(r.message.unwrap().contains("multi-factor"));
+    let arr = format!("[{row},\n{row2}]");
+    assert_eq!(tags(&auto(arr.as_bytes())), vec!["signin:azure-loganalytics:50076:[]", "signin:azure-loganalytics:0:[]"]);
+}
+
+const CSV: &str = "\u{feff}TimeGenerated [UTC],ResultType,ResultDescription,UserPrincipalName,AppDisplayName,AppId,IPAddress,Status,CorrelationId,Id,AuthenticationProtocol\r\n\
+\"3/4/2026, 8:15:02.123 AM\",50126,\"Error validating credentials due to invalid username or password.\",a@contoso.example,Kandji Passport,app-1,192.0.2.1,\"{\"\"errorCode\"\":50126,\r\n\"\"failureReason\"\":\"\"Error validating credentials\"\"}\",c-1,id-1,ropc\r\n\
+2026-03-04T08:16:00Z,0,,b@contoso.example,Kandji Passport,app-1,192.0.2.2,\"{\"\"errorCode\"\":0}\",c-2,id-2,ropc\r\n\
+too,few\r\n";
+
+#[test]
+fn loganalytics_csv_export() {
+    let items = auto(CSV.as_bytes());
+    assert_eq!(
+        tags(&items),
+        vec!["skipped", "signin:azure-loganalytics:50126:[]", "signin:azure-loganalytics:0:[]", "error:invalid_csv"]
+    );
+    let s = signins(&items);
+    assert_eq!(s[0].occurred_at.unwrap().to_rfc3339(), "2026-03-04T08:15:02.123+00:00");
+    assert_eq!(s[0].message.as_deref(), Some("Error validating credentials"));
+    assert_eq!(s[0].record_id.as_deref(), Some("id-1"));
+    assert_eq!(s[1].user.as_deref(), Some("b@contoso.example"));
+    assert_eq!(items[2].line, 4, "the quoted newline counts");
+}
+
+#[test]
+fn passport_styles_and_rules() {
+    let ndjson = concat!(
+        "Filtering the log data using \"senderImagePath CONTAINS \\\"KandjiPassport\\\"\"\n",
+        r#"{"timestamp":"2026-03-04 08:15:02.123456-0800","messageType":"Error","subsystem":"io.kandji.passport","category":"auth","eventMessage":"{\"error\":\"invalid_grant\",\"error_description\":\"AADSTS70002: Error validating credentials. AADSTS50126: Error validating credentials due to invalid username or password.\\r\\nTrace ID: x\\r\\nCorrelation ID: 11111111-2222-3333-4444-555555555555\",\"error_codes\":[70002,50126],\"correlation_id\":\"11111111-2222-3333-4444-555555555555\"}"}"#, "\n",
+        r#"{"timestamp":"2026-03-04 08:15:03.000000-0800","messageType":"Default","subsystem":"com.apple.opendirectoryd","eventMessage":"authentication failed for record"}"#, "\n",
+        r#"{"timestamp":"2026-03-04 08:15:04.000000-0800","messageType":"Default","senderImagePath":"/Library/Security/SecurityAgentPlugins/KandjiPassport.bundle/Contents/MacOS/KandjiPassport","eventMessage":"Refreshing token cache"}"#, "\n",
+        r#"{"timestamp":"2026-03-04 08:15:05.000000-0800","messageType":"Default","subsystem":"io.kandji.passport","eventMessage":"User alice@contoso.example successfully authenticated"}"#, "\n",
+        r#"{"timestamp":"2026-03-04 08:15:06.000000-0800","messageType":"Default","subsystem":"io.kandji.passport","eventMessage":"<private>"}"#, "\n",
+        r#"{"timestamp":"2026-03-04 08:15:07.000000-0800","messageType":"Info","subsystem":"com.apple.other","eventMessage":"AADSTS50053: locked"}"#, "\n",
+        r#"{"timestamp":"2026-03-04 08:15:08.000000-0800","messageType":"Default","subsystem":"io.kandji.passport","eventMessage":"Sign in failed: network unreachable"}"#,
+    );
+    let items = decode_bytes(&opts(Format::Passport), ndjson.as_bytes());
+    assert_eq!(
+        tags(&items),
+        vec![
+            "skipped",
+            "signin:passport:-:[70002, 50126]",
+            "skipped",
+            "skipped",
+            "signin:passport:0:[]",
+            "redacted",
+            "signin:passport:-:[50053]",
+            "signin:passport:-:[]",
+        ]
+    );
+    let s = signins(&items);
+    assert_eq!(s[0].oauth_error.as_deref(), Some("invalid_grant"));
+    assert_eq!(s[0].correlation_id.as_deref(), Some("11111111-2222-3333-4444-555555555555"));
+    assert_eq!(s[0].occurred_at.unwrap().to_rfc3339(), "2026-03-04T16:15:02.123456+00:00");
+    assert_eq!(s[1].user.as_deref(), Some("alice@contoso.example"));
+
+    // --style json: one array, streamed element by element.
+    let v: Vec<serde_json::Value> = ndjson.lines().skip(1).map(|l| serde_json::from_str(l).unwrap()).collect();
+    let json = serde_json::to_string_pretty(&v).unwrap();
+    let items = auto(json.as_bytes());
+    assert_eq!(tags(&items)[..], tags(&decode_bytes(&opts(Format::Passport), ndjson.as_bytes()))[1..]);
+
+    // `log show` default style with its header, and a message spanning lines held until flush.
+    let show = "Timestamp                       Thread     Type        Activity             PID    TTL  \n\
+2026-03-04 08:15:02.123456-0800 0x26b7     Error       0x0                  612    0    SecurityAgent: (KandjiPassport) [io.kandji.passport:auth] AADSTS50076: Due to a configuration change\n\
+ made by your administrator, you must use multi-factor authentication.\n";
+    let opts = DecodeOptions::default();
+    let mut d = StreamDecoder::new(opts);
+    let mut out = Vec::new();
+    d.feed(show.as_bytes(), &mut out);
+    assert_eq!(tags(&out), vec!["skipped"], "the record may still grow");
+    let held = d.checkpoint_offset();
+    d.flush(&mut out);
+    assert_eq!(tags(&out), vec!["skipped", "signin:passport:-:[50076]"]);
+    assert!(d.checkpoint_offset() > held);
+    match &out[1].kind {
+        ItemKind::SignIn(s) => assert!(s.message.as_deref().unwrap().ends_with("multi-factor authentication.")),
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn traps() {
+    // BOM, CRLF, blank lines, trailing garbage, numbers as strings and vice versa.
+    let text = format!("\u{feff}\r\n{REC_A} trailing garbage\r\n\r\n\n{{\"time\":\"2026-03-04T08:00:00\",\"ResultType\":50126,\"durationMs\":\"0\",\"Level\":\"4\",\"properties\":{{}}}}\r\n");
+    let items = auto(text.as_bytes());
+    assert_eq!(tags(&items), vec!["signin:azure-diagnostic:50126:[]", "signin:azure-diagnostic:50126:[]"]);
+    assert_eq!(items[0].start_offset, 5);
+    assert_eq!(items[0].line, 2);
+    assert_eq!(items[1].line, 5);
+    // No final newline: held until finish.
+    let mut d = StreamDecoder::new(DecodeOptions::default());
+    let mut out = Vec::new();
+    d.feed(REC_A.as_bytes(), &mut out);
+    assert!(out.is_empty());
+    assert_eq!(d.checkpoint_offset(), 0);
+    d.finish(&mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(d.checkpoint_offset(), REC_A.len() as u64);
+    // Invalid UTF-8, invalid JSON, unknown text.
+    let bad = b"{\"time\":\"\xff\xfe\",\"resultType\":\"0\"}\n{\"time\":\n}\nnot a log line\n";
+    assert_eq!(tags(&auto(bad)), vec!["error:invalid_utf8", "error:invalid_json", "error:unknown_format"]);
+    // A message with only `time` and `category` is not a sign-in.
+    assert_eq!(tags(&auto(b"{\"time\":\"x\",\"category\":\"SignInLogs\"}\n")), vec!["error:not_signin"]);
+    // An unparseable time keeps the record.
+    let r = signins(&auto(b"{\"time\":\"yesterday\",\"resultType\":\"50126\"}\n"))[0].clone();
+    assert_eq!((r.occurred_at, r.result_code), (None, Some(50126)));
+}
+
+#[test]
+fn too_long_records_are_dropped_while_streaming() {
+    let o = DecodeOptions {
+        max_record_bytes: 64,
+        ..DecodeOptions::default()
+    };
+    let long = format!("{{\"time\":\"{}\",\"resultType\":\"0\"}}", "x".repeat(500));
+    let short = r#"{"resultType":"0"}"#;
+    let text = format!("{long}\n{short}\n[{long},{short}]\n{{\"records\":[{long},{short}]}}\n");
+    let mut d = StreamDecoder::new(o.clone());
+    let mut out = Vec::new();
+    for c in text.as_bytes().chunks(16) {
+        d.feed(c, &mut out);
+        assert!(d.buffered_bytes() <= 64 + 16, "never buffered whole");
+    }
+    d.finish(&mut out);
+    let want = vec![
+        "error:line_too_long",
+        "signin:azure-diagnostic:0:[]",
+        "error:line_too_long",
+        "signin:azure-diagnostic:0:[]",
+        "error:line_too_long",
+        "signin:azure-diagnostic:0:[]",
+    ];
+    assert_eq!(tags(&out), want);
+    assert_eq!(out, decode_bytes(&o, text.as_bytes()));
+    assert_eq!(out[0].end_offset, long.len() as u64 + 1);
+}

@@ -264,6 +264,12 @@ impl StreamDecoder {
         serde_json::to_string(&w).unwrap_or_default()
     }
 
+    /// Bytes currently held between feeds (an incomplete record, a held Passport record):
+    /// bounded by about `max_record_bytes` plus one chunk.
+    pub fn buffered_bytes(&self) -> usize {
+        self.buf.len()
+    }
+
     fn abs(&self, idx: usize) -> u64 {
         self.base + idx as u64
     }
