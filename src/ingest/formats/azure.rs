@@ -79,7 +79,9 @@ pub(crate) fn to_signin(o: &Obj<'_>, label: &'static str, tz: chrono_tz::Tz) -> 
         .or_else(|| p.and_then(|p| p.tenant_id.get()))
         .map(str::to_owned)
         .or_else(|| tenant_from_resource_id(o.resource_id.get()))
-        .or_else(|| first(&o.resource_tenant_id, p.map(|p| &p.resource_tenant_id)).map(str::to_owned));
+        .or_else(|| {
+            first(&o.resource_tenant_id, p.map(|p| &p.resource_tenant_id)).map(str::to_owned)
+        });
     let device = p
         .and_then(|p| p.device_detail.as_ref())
         .or(o.device_detail.as_ref())

@@ -25,7 +25,9 @@ use serde::{Deserialize, Serialize};
 use super::azure::{auto_label, to_signin};
 use super::passport::{decide, decide_text, leading_timestamp_len, Matcher, PassportFields};
 use super::record::{field_of, parse_obj, JsonFail, Obj, F};
-use super::scan::{count_nl, csv_cells, is_banner, sniff_envelope, trim_ascii, Scan, Scanner, Sniff};
+use super::scan::{
+    count_nl, csv_cells, is_banner, sniff_envelope, trim_ascii, Scan, Scanner, Sniff,
+};
 use super::{DecodeOptions, DecodedItem, Format, ItemKind, ParseErrorReason};
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -40,7 +42,10 @@ struct CsvHeader {
 impl CsvHeader {
     fn parse(text: &str) -> Option<Self> {
         let cells = csv_cells(text)?;
-        let fields = cells.iter().map(|c| field_of(c.trim_start_matches('\u{feff}'))).collect();
+        let fields = cells
+            .iter()
+            .map(|c| field_of(c.trim_start_matches('\u{feff}')))
+            .collect();
         Some(Self {
             text: text.to_owned(),
             fields,
@@ -68,8 +73,13 @@ enum Mode {
 enum DropUntil {
     Newline,
     /// Until the value ends, then (`then_newline`) the end of its line.
-    Value { sc: Scanner, then_newline: bool },
-    CsvRow { in_quotes: bool },
+    Value {
+        sc: Scanner,
+        then_newline: bool,
+    },
+    CsvRow {
+        in_quotes: bool,
+    },
 }
 
 /// The record at `pos` while it is being framed.
@@ -77,13 +87,27 @@ enum DropUntil {
 enum Work {
     None,
     /// A top-level object spanning lines; `end` (relative to `pos`) once it closed.
-    Value { sc: Scanner, scanned: usize, end: Option<usize> },
+    Value {
+        sc: Scanner,
+        scanned: usize,
+        end: Option<usize>,
+    },
     /// An array element.
-    Elem { sc: Scanner, scanned: usize },
+    Elem {
+        sc: Scanner,
+        scanned: usize,
+    },
     /// A CSV row.
-    Row { scanned: usize, in_quotes: bool },
+    Row {
+        scanned: usize,
+        in_quotes: bool,
+    },
     /// A too-long record started at `start` (stream offset) on `line`.
-    Drop { start: u64, line: u64, until: DropUntil },
+    Drop {
+        start: u64,
+        line: u64,
+        until: DropUntil,
+    },
 }
 
 /// A Passport text record held for continuation lines (stream offsets).
@@ -226,7 +250,13 @@ impl StreamDecoder {
             self.advance(self.buf.len() - self.pos);
             self.work = Work::None;
             let end = self.abs(self.pos);
-            push(out, start, end, line, ItemKind::Error(ParseErrorReason::LineTooLong));
+            push(
+                out,
+                start,
+                end,
+                line,
+                ItemKind::Error(ParseErrorReason::LineTooLong),
+            );
         }
         self.work = Work::None;
         self.mark();
@@ -304,7 +334,9 @@ impl StreamDecoder {
 
     fn compact(&mut self) {
         let keep = match self.pending {
-            Some(p) => usize::try_from(p.start - self.base).unwrap_or(0).min(self.pos),
+            Some(p) => usize::try_from(p.start - self.base)
+                .unwrap_or(0)
+                .min(self.pos),
             None => self.pos,
         };
         if keep > 0 {
@@ -371,7 +403,9 @@ impl StreamDecoder {
             return;
         };
         let s = usize::try_from(p.start - self.base).unwrap_or(0);
-        let e = usize::try_from(p.end - self.base).unwrap_or(0).min(self.buf.len());
+        let e = usize::try_from(p.end - self.base)
+            .unwrap_or(0)
+            .min(self.buf.len());
         let kind = if self.too_long(e.saturating_sub(s)) {
             ItemKind::Error(ParseErrorReason::LineTooLong)
         } else {
@@ -439,7 +473,10 @@ impl StreamDecoder {
         let starts_record = leading_timestamp_len(raw).is_some() || is_banner(raw);
         if let Some(p) = self.pending {
             let new_end = self.base + next as u64;
-            if !starts_record && !self.too_long(nl - self.pos) && !self.too_long_u64(new_end - p.start) {
+            if !starts_record
+                && !self.too_long(nl - self.pos)
+                && !self.too_long_u64(new_end - p.start)
+            {
                 self.pending = Some(Pending { end: new_end, ..p });
                 self.advance(next - self.pos);
                 return true;
@@ -531,7 +568,13 @@ impl StreamDecoder {
         let start = self.abs(self.pos);
         let end = self.abs(next);
         if self.too_long(nl - self.pos) {
-            push(out, start, end, self.line, ItemKind::Error(ParseErrorReason::LineTooLong));
+            push(
+                out,
+                start,
+                end,
+                self.line,
+                ItemKind::Error(ParseErrorReason::LineTooLong),
+            );
             self.advance(next - self.pos);
             self.mark();
             return true;
@@ -539,7 +582,17 @@ impl StreamDecoder {
         let bytes = &self.buf[self.pos..nl];
         let fail = match parse_obj(bytes) {
             Ok(o) => {
-                dispatch(&self.opts, &self.matcher, &o, bytes, start, end, self.line, out, false);
+                dispatch(
+                    &self.opts,
+                    &self.matcher,
+                    &o,
+                    bytes,
+                    start,
+                    end,
+                    self.line,
+                    out,
+                    false,
+                );
                 None
             }
             Err(f) => Some(f),
@@ -598,7 +651,13 @@ impl StreamDecoder {
                         } else {
                             ParseErrorReason::InvalidJson
                         };
-                        push(out, start, self.abs(self.buf.len()), line, ItemKind::Error(kind));
+                        push(
+                            out,
+                            start,
+                            self.abs(self.buf.len()),
+                            line,
+                            ItemKind::Error(kind),
+                        );
                         self.work = Work::None;
                         self.advance(len);
                         self.mark();
@@ -640,11 +699,27 @@ impl StreamDecoder {
         };
         let end_off = self.abs(next);
         if self.too_long(nl - self.pos) {
-            push(out, start, end_off, line, ItemKind::Error(ParseErrorReason::LineTooLong));
+            push(
+                out,
+                start,
+                end_off,
+                line,
+                ItemKind::Error(ParseErrorReason::LineTooLong),
+            );
         } else {
             let bytes = &self.buf[self.pos..self.pos + e];
             match parse_obj(bytes) {
-                Ok(o) => dispatch(&self.opts, &self.matcher, &o, bytes, start, end_off, line, out, false),
+                Ok(o) => dispatch(
+                    &self.opts,
+                    &self.matcher,
+                    &o,
+                    bytes,
+                    start,
+                    end_off,
+                    line,
+                    out,
+                    false,
+                ),
                 Err(f) => push(out, start, end_off, line, ItemKind::Error(json_reason(f))),
             }
         }
@@ -751,11 +826,27 @@ impl StreamDecoder {
                 let bytes = &self.buf[self.pos..self.pos + e];
                 if bytes[0] == b'{' {
                     match parse_obj(bytes) {
-                        Ok(o) => dispatch(&self.opts, &self.matcher, &o, bytes, start, end, line, out, env),
+                        Ok(o) => dispatch(
+                            &self.opts,
+                            &self.matcher,
+                            &o,
+                            bytes,
+                            start,
+                            end,
+                            line,
+                            out,
+                            env,
+                        ),
                         Err(f) => push(out, start, end, line, ItemKind::Error(json_reason(f))),
                     }
                 } else {
-                    push(out, start, end, line, ItemKind::Error(ParseErrorReason::NotSignin));
+                    push(
+                        out,
+                        start,
+                        end,
+                        line,
+                        ItemKind::Error(ParseErrorReason::NotSignin),
+                    );
                 }
             }
         }
@@ -928,7 +1019,13 @@ impl StreamDecoder {
                 self.advance(n);
                 self.work = Work::None;
                 let end = self.abs(self.pos);
-                push(out, start, end, line, ItemKind::Error(ParseErrorReason::LineTooLong));
+                push(
+                    out,
+                    start,
+                    end,
+                    line,
+                    ItemKind::Error(ParseErrorReason::LineTooLong),
+                );
                 self.mark();
                 true
             }

@@ -111,11 +111,7 @@ const SUCCESS_PHRASES: &[&str] = &[
 ];
 
 /// Decides what a Passport record is (see the module docs for the rules).
-pub(crate) fn decide(
-    r: &PassportFields<'_>,
-    m: &Matcher,
-    tz: chrono_tz::Tz,
-) -> ItemKind {
+pub(crate) fn decide(r: &PassportFields<'_>, m: &Matcher, tz: chrono_tz::Tz) -> ItemKind {
     if !m.accepts(r) {
         return ItemKind::Skipped;
     }
@@ -176,7 +172,11 @@ pub(crate) fn extract_codes(msg: &str, codes: &mut Vec<u32>) {
     let b = msg.as_bytes();
     for at in memchr::memmem::find_iter(b, b"AADSTS") {
         let digits = &b[at + 6..];
-        let n = digits.iter().take(7).take_while(|d| d.is_ascii_digit()).count();
+        let n = digits
+            .iter()
+            .take(7)
+            .take_while(|d| d.is_ascii_digit())
+            .count();
         if n >= 5 {
             let mut v = 0u32;
             for d in &digits[..n] {
@@ -202,14 +202,15 @@ struct TokenBody<'a> {
 
 fn find_token_body(msg: &str) -> Option<TokenBody<'_>> {
     let b = msg.as_bytes();
-    if memchr::memmem::find(b, b"\"error").is_none() {
-        return None;
-    }
+    memchr::memmem::find(b, b"\"error")?;
     // Passport may prefix the body with its own text: try the first few braces.
     for at in memchr::memchr_iter(b'{', b).take(8) {
         let mut de = serde_json::Deserializer::from_str(&msg[at..]);
         if let Ok(body) = TokenBody::deserialize(&mut de) {
-            if body.error.0.is_some() || body.error_description.0.is_some() || !body.error_codes.is_empty() {
+            if body.error.0.is_some()
+                || body.error_description.0.is_some()
+                || !body.error_codes.is_empty()
+            {
                 return Some(body);
             }
         }
@@ -268,13 +269,15 @@ fn find_ci(hay: &[u8], needle: &[u8]) -> Option<usize> {
     if needle.len() > hay.len() {
         return None;
     }
-    hay.windows(needle.len()).position(|w| w.eq_ignore_ascii_case(needle))
+    hay.windows(needle.len())
+        .position(|w| w.eq_ignore_ascii_case(needle))
 }
 
 /// The first e-mail-shaped token (a UPN) in the message.
 fn find_email(msg: &str) -> Option<&str> {
     let b = msg.as_bytes();
-    let is_local = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'%' | b'+' | b'-' | b'\'');
+    let is_local =
+        |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'%' | b'+' | b'-' | b'\'');
     let is_dom = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-');
     for at in memchr::memchr_iter(b'@', b) {
         let mut s = at;
@@ -483,6 +486,7 @@ pub(crate) fn decide_text(lines: &str, m: &Matcher, tz: chrono_tz::Tz) -> ItemKi
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -504,7 +508,10 @@ mod tests {
         assert_eq!(h.sender, "KandjiPassport");
         assert_eq!(h.subsystem, "io.kandji.passport");
         assert_eq!(h.timestamp, "2026-03-04 08:15:02.123456-0800");
-        let h = parse_text_head("2026-03-04 08:15:02.123 E  SecurityAgent[612:26b7] [io.kandji.passport:auth] msg").unwrap();
+        let h = parse_text_head(
+            "2026-03-04 08:15:02.123 E  SecurityAgent[612:26b7] [io.kandji.passport:auth] msg",
+        )
+        .unwrap();
         assert_eq!(h.message_type, Some("Error"));
         assert_eq!(h.subsystem, "io.kandji.passport");
         assert_eq!(h.process, "SecurityAgent");
@@ -524,8 +531,14 @@ mod tests {
             find_correlation_id(r#"{"correlation_id":"11111111-2222-3333-4444-555555555555"}"#),
             Some("11111111-2222-3333-4444-555555555555")
         );
-        assert_eq!(find_email("for user alice@contoso.example."), Some("alice@contoso.example"));
+        assert_eq!(
+            find_email("for user alice@contoso.example."),
+            Some("alice@contoso.example")
+        );
         assert_eq!(find_email("no @ here"), None);
-        assert_eq!(find_oauth_error(r#"x {"error":"invalid_grant","error_desc"#), Some("invalid_grant"));
+        assert_eq!(
+            find_oauth_error(r#"x {"error":"invalid_grant","error_desc"#),
+            Some("invalid_grant")
+        );
     }
 }

@@ -268,7 +268,9 @@ pub(crate) fn csv_cells(row: &str) -> Option<Vec<Cow<'_, str>>> {
                 let k = memchr::memchr(b'"', &b[i..])?;
                 let j = i + k;
                 if b.get(j + 1) == Some(&b'"') {
-                    owned.get_or_insert_with(String::new).push_str(&row[seg..=j]);
+                    owned
+                        .get_or_insert_with(String::new)
+                        .push_str(&row[seg..=j]);
                     i = j + 2;
                     seg = i;
                 } else {
@@ -319,6 +321,7 @@ pub(crate) fn count_nl(b: &[u8]) -> u64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -347,21 +350,30 @@ mod tests {
 
     #[test]
     fn sniffing() {
-        assert_eq!(sniff_envelope(br#"{"records": [{}]}"#, false), Sniff::Envelope(12));
+        assert_eq!(
+            sniff_envelope(br#"{"records": [{}]}"#, false),
+            Sniff::Envelope(12)
+        );
         assert_eq!(
             sniff_envelope(b"{\n  \"@odata.context\": \"x\",\n  \"value\": [", false),
             Sniff::Envelope(38)
         );
         assert_eq!(sniff_envelope(br#"{"time": "x"}"#, false), Sniff::No);
-        assert_eq!(sniff_envelope(br#"{"@odata.context": "x"#, false), Sniff::NeedMore);
+        assert_eq!(
+            sniff_envelope(br#"{"@odata.context": "x"#, false),
+            Sniff::NeedMore
+        );
         assert_eq!(sniff_envelope(br#"{"@odata.context": "x"#, true), Sniff::No);
         assert_eq!(sniff_envelope(br#"{"value": 3}"#, false), Sniff::No);
     }
 
     #[test]
     fn csv() {
-        let c = csv_cells(r#"a,"b ""q"", c",,"multi
-line",x,"#).unwrap();
+        let c = csv_cells(
+            r#"a,"b ""q"", c",,"multi
+line",x,"#,
+        )
+        .unwrap();
         assert_eq!(c, vec!["a", "b \"q\", c", "", "multi\nline", "x", ""]);
         assert!(csv_cells(r#"a,"open"#).is_none());
     }
