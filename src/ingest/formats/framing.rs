@@ -17,6 +17,11 @@
 //! is seen, so that every decision depends on the bytes alone and never on the chunking.
 //! Every such length is measured from the record's first byte to its end (newline
 //! excluded).
+//!
+//! Known limit: a JSON line cut short (a writer crash) whose cut falls outside a string
+//! looks exactly like the first line of a pretty-printed object, so the lines after it
+//! are read as that object's continuation until it closes or exceeds `max_record_bytes`
+//! (one error item). A cut inside a string is caught at once (raw newline in a string).
 
 use std::sync::Arc;
 
