@@ -44,9 +44,15 @@ impl Format {
 
     /// Parses the config spelling.
     pub fn parse(s: &str) -> Option<Self> {
-        [Format::Auto, Format::AzureDiagnostic, Format::AzureLoganalytics, Format::Graph, Format::Passport]
-            .into_iter()
-            .find(|f| f.as_str() == s)
+        [
+            Format::Auto,
+            Format::AzureDiagnostic,
+            Format::AzureLoganalytics,
+            Format::Graph,
+            Format::Passport,
+        ]
+        .into_iter()
+        .find(|f| f.as_str() == s)
     }
 }
 
@@ -219,105 +225,21 @@ pub struct DecodedItem {
     pub kind: ItemKind,
 }
 
-// ---- TEMP STUB (replaced by the formats branch) ----
-#[allow(missing_docs)]
-pub struct StreamDecoder {
-    opts: DecodeOptions,
-    offset: u64,
-    buf: Vec<u8>,
-    line: u64,
-}
-#[allow(missing_docs)]
-impl StreamDecoder {
-    pub fn new(opts: DecodeOptions) -> Self {
-        Self { opts, offset: 0, buf: Vec::new(), line: 0 }
-    }
-    pub fn resume(opts: DecodeOptions, offset: u64, _state: &str) -> Self {
-        Self { opts, offset, buf: Vec::new(), line: 0 }
-    }
-    pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<DecodedItem>) {
-        self.buf.extend_from_slice(chunk);
-        while let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.buf.drain(..=pos).collect();
-            self.emit(&line, out);
-        }
-    }
-    pub fn flush(&mut self, _out: &mut Vec<DecodedItem>) {}
-    pub fn finish(&mut self, out: &mut Vec<DecodedItem>) {
-        if !self.buf.is_empty() {
-            let l = std::mem::take(&mut self.buf);
-            self.emit(&l, out);
-        }
-    }
-    pub fn checkpoint_offset(&self) -> u64 {
-        self.offset
-    }
-    pub fn resume_state(&self) -> String {
-        String::new()
-    }
-    fn emit(&mut self, line: &[u8], out: &mut Vec<DecodedItem>) {
-        self.line += 1;
-        let start = self.offset;
-        self.offset += line.len() as u64;
-        let t = String::from_utf8_lossy(line);
-        let t = t.trim();
-        if t.is_empty() {
-            return;
-        }
-        let kind = match serde_json::from_str::<serde_json::Value>(t) {
-            Err(_) => {
-                if t.starts_with("Filtering") {
-                    ItemKind::Skipped
-                } else {
-                    ItemKind::Error(ParseErrorReason::InvalidJson)
-                }
-            }
-            Ok(v) => {
-                let _ = &self.opts;
-                let s = |p: &str| v.pointer(p).and_then(|x| x.as_str()).map(String::from);
-                if v.get("eventMessage").is_some() {
-                    let msg = s("/eventMessage").unwrap_or_default();
-                    if msg == "<private>" {
-                        ItemKind::Redacted
-                    } else if !msg.contains("AADSTS") {
-                        ItemKind::Skipped
-                    } else {
-                        ItemKind::SignIn(Box::new(RawSignIn {
-                            format: "passport",
-                            message: Some(msg),
-                            ..Default::default()
-                        }))
-                    }
-                } else if v.get("properties").is_some() {
-                    let code = v.pointer("/properties/status/errorCode").and_then(|x| x.as_u64()).map(|x| x as u32);
-                    ItemKind::SignIn(Box::new(RawSignIn {
-                        format: "azure-diagnostic",
-                        result_code: code,
-                        occurred_at: s("/time").and_then(|t| t.parse().ok()),
-                        message: s("/properties/status/failureReason"),
-                        user: s("/properties/userPrincipalName"),
-                        app_id: s("/properties/appId"),
-                        app_name: s("/properties/appDisplayName"),
-                        tenant_id: s("/tenantId"),
-                        record_id: s("/properties/id"),
-                        correlation_id: s("/correlationId"),
-                        ip: s("/callerIpAddress"),
-                        token_issuer_type: s("/properties/tokenIssuerType"),
-                        ..Default::default()
-                    }))
-                } else {
-                    ItemKind::Error(ParseErrorReason::NotSignin)
-                }
-            }
-        };
-        out.push(DecodedItem { start_offset: start, end_offset: self.offset, line: self.line, kind });
-    }
-}
-#[allow(missing_docs)]
+mod azure;
+mod framing;
+mod passport;
+mod record;
+mod scan;
+mod time;
+
+pub use framing::StreamDecoder;
+pub use time::parse_timestamp;
+
+/// Decodes a whole buffer (`new` + `feed` + `finish`): HTTP push ingestion, tests.
 pub fn decode_bytes(opts: &DecodeOptions, bytes: &[u8]) -> Vec<DecodedItem> {
     let mut d = StreamDecoder::new(opts.clone());
-    let mut v = Vec::new();
-    d.feed(bytes, &mut v);
-    d.finish(&mut v);
-    v
+    let mut out = Vec::new();
+    d.feed(bytes, &mut out);
+    d.finish(&mut out);
+    out
 }

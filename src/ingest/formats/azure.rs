@@ -1,0 +1,117 @@
+//! A1 / A2 / A3: one decoded Entra sign-in object → `RawSignIn`.
+//!
+//! The three shapes share field names modulo casing (handled by `record::field_of`), so one
+//! mapping serves all of them; A1 nests the Graph object under `properties`, which wins
+//! over the top level where both carry a field.
+
+use super::passport::extract_codes;
+use super::record::{LStr, Obj};
+use super::time::parse_timestamp;
+use super::{ItemKind, ParseErrorReason, RawSignIn};
+
+/// The `format` label for an object decoded under `Format::Auto`.
+pub(crate) fn auto_label(o: &Obj<'_>) -> &'static str {
+    if o.time_generated.0.is_some() {
+        "azure-loganalytics"
+    } else if o.properties.is_some() || o.time.0.is_some() || o.result_type_seen {
+        "azure-diagnostic"
+    } else {
+        "graph"
+    }
+}
+
+/// Whether the object looks like a sign-in at all (the time-formats fragments, holding only
+/// `time` and `category`, do not).
+pub(crate) fn is_signin(o: &Obj<'_>) -> bool {
+    o.result_type_seen
+        || o.status.is_some()
+        || o.properties.is_some()
+        || o.upn.0.is_some()
+        || o.created.0.is_some()
+        || (o.time_generated.0.is_some() && o.id.0.is_some())
+}
+
+fn first<'s>(a: &'s LStr<'_>, b: Option<&'s LStr<'_>>) -> Option<&'s str> {
+    a.get().or_else(|| b.and_then(LStr::get))
+}
+
+/// Maps an Entra sign-in object (A1 record, A2 row, A3 signIn) to a `RawSignIn`.
+pub(crate) fn to_signin(o: &Obj<'_>, label: &'static str, tz: chrono_tz::Tz) -> ItemKind {
+    if !is_signin(o) {
+        return ItemKind::Error(ParseErrorReason::NotSignin);
+    }
+    let p = o.properties.as_deref();
+    // properties (the Graph object) first, then the envelope / row.
+    macro_rules! pick {
+        ($f:ident) => {
+            p.and_then(|p| p.$f.get())
+                .or_else(|| o.$f.get())
+                .map(str::to_owned)
+        };
+    }
+    let status = p.and_then(|p| p.status.as_ref()).or(o.status.as_ref());
+    let result_code = status
+        .and_then(|s| s.error_code)
+        .or(o.result_type)
+        .or_else(|| p.and_then(|p| p.result_type));
+    let message = status
+        .and_then(|s| s.failure_reason.get())
+        .or_else(|| o.result_description.get())
+        .or_else(|| p.and_then(|p| p.result_description.get()))
+        .or_else(|| status.and_then(|s| s.additional_details.get()))
+        .map(str::to_owned);
+    let mut message_codes = Vec::new();
+    if let Some(m) = &message {
+        extract_codes(m, &mut message_codes);
+    }
+    let occurred_at = [
+        &o.time,
+        &o.time_generated,
+        p.map_or(&o.created, |p| &p.created),
+        &o.created,
+    ]
+    .into_iter()
+    .filter_map(LStr::get)
+    .find_map(|t| parse_timestamp(t, tz));
+    let tenant_id = o
+        .tenant_id
+        .get()
+        .or_else(|| p.and_then(|p| p.tenant_id.get()))
+        .map(str::to_owned)
+        .or_else(|| tenant_from_resource_id(o.resource_id.get()))
+        .or_else(|| {
+            first(&o.resource_tenant_id, p.map(|p| &p.resource_tenant_id)).map(str::to_owned)
+        });
+    let device = p
+        .and_then(|p| p.device_detail.as_ref())
+        .or(o.device_detail.as_ref())
+        .and_then(|d| d.display_name.owned());
+    let s = RawSignIn {
+        format: label,
+        occurred_at,
+        result_code,
+        message_codes,
+        message,
+        oauth_error: None,
+        redacted: false,
+        user: pick!(upn).or_else(|| o.identity.owned()),
+        app_id: pick!(app_id),
+        app_name: pick!(app_name),
+        tenant_id,
+        client_app: pick!(client_app),
+        auth_protocol: pick!(auth_protocol),
+        token_issuer_type: pick!(token_issuer_type),
+        ip: pick!(ip).or_else(|| o.caller_ip.owned()),
+        correlation_id: pick!(correlation_id),
+        record_id: pick!(id),
+        device,
+    };
+    ItemKind::SignIn(Box::new(s))
+}
+
+/// `/tenants/<id>/providers/...` → `<id>`.
+fn tenant_from_resource_id(r: Option<&str>) -> Option<String> {
+    let rest = r?.strip_prefix("/tenants/")?;
+    let id = rest.split('/').next()?;
+    (!id.is_empty()).then(|| id.to_owned())
+}

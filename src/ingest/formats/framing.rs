@@ -1,0 +1,1171 @@
+//! `StreamDecoder`: frames records out of a byte stream fed in arbitrary chunks.
+//!
+//! The stream is a sequence of top-level units, each sniffed on its own (so a file may
+//! mix shapes line by line):
+//! - `{` starts an object: an Event Hubs / Graph envelope (`records` / `value` first, see
+//!   `scan::sniff_envelope`) is streamed element by element; any other object is one
+//!   record, on one line (fast path: the line is handed to serde directly) or pretty-printed
+//!   over many (framed with `scan::Scanner`), ending with its line (trailing garbage ignored);
+//! - `[` starts an array, streamed element by element;
+//! - a timestamp-led line starts a Passport text record, held until the next record starts
+//!   (continuation lines), `flush()` or `finish()`;
+//! - a header row naming `TimeGenerated` switches the rest of the stream to portal CSV;
+//! - `log show` / `log stream` banners and headers are skipped.
+//!
+//! Only the record being framed (or a held Passport record) is buffered. A record longer
+//! than `max_record_bytes` is dropped while it streams past and reported once, when its end
+//! is seen, so that every decision depends on the bytes alone and never on the chunking.
+//! Every such length is measured from the record's first byte to its end (newline
+//! excluded).
+//!
+//! Known limit: a JSON line cut short (a writer crash) whose cut falls outside a string
+//! looks exactly like the first line of a pretty-printed object, so the lines after it
+//! are read as that object's continuation until it closes or exceeds `max_record_bytes`
+//! (one error item). A cut inside a string is caught at once (raw newline in a string).
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::azure::{auto_label, to_signin};
+use super::passport::{decide, decide_text, leading_timestamp_len, Matcher, PassportFields};
+use super::record::{field_of, parse_obj, JsonFail, Obj, F};
+use super::scan::{
+    count_nl, csv_cells, is_banner, sniff_envelope, trim_ascii, Scan, Scanner, Sniff,
+};
+use super::{DecodeOptions, DecodedItem, Format, ItemKind, ParseErrorReason};
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// A portal CSV header: the cells as written (for the checkpoint) and their fields.
+#[derive(Debug, PartialEq)]
+struct CsvHeader {
+    text: String,
+    fields: Vec<F>,
+}
+
+impl CsvHeader {
+    fn parse(text: &str) -> Option<Self> {
+        let cells = csv_cells(text)?;
+        let fields = cells
+            .iter()
+            .map(|c| field_of(c.trim_start_matches('\u{feff}')))
+            .collect();
+        Some(Self {
+            text: text.to_owned(),
+            fields,
+        })
+    }
+}
+
+/// Where the framer is between records.
+#[derive(Debug, Clone)]
+enum Mode {
+    /// Between top-level units.
+    Top,
+    /// Inside a streamed array; `env` when the array is an envelope's member.
+    Array { env: bool },
+    /// After an envelope's array: skipping the rest of the object to its `}`.
+    EnvTail(Scanner),
+    /// Dropping the rest of a line (after a top-level array or envelope).
+    LineTail,
+    /// Portal CSV rows under this header.
+    Csv(Arc<CsvHeader>),
+}
+
+/// Why bytes are being dropped (a record longer than `max_record_bytes`).
+#[derive(Debug, Clone, Copy)]
+enum DropUntil {
+    Newline,
+    /// Until the value ends, then (`then_newline`) the end of its line.
+    Value {
+        sc: Scanner,
+        then_newline: bool,
+    },
+    CsvRow {
+        in_quotes: bool,
+    },
+}
+
+/// The record at `pos` while it is being framed.
+#[derive(Debug, Clone, Copy)]
+enum Work {
+    None,
+    /// A top-level object spanning lines; `end` (relative to `pos`) once it closed.
+    Value {
+        sc: Scanner,
+        scanned: usize,
+        end: Option<usize>,
+    },
+    /// An array element.
+    Elem {
+        sc: Scanner,
+        scanned: usize,
+    },
+    /// A CSV row.
+    Row {
+        scanned: usize,
+        in_quotes: bool,
+    },
+    /// A too-long record started at `start` (stream offset) on `line`.
+    Drop {
+        start: u64,
+        line: u64,
+        until: DropUntil,
+    },
+}
+
+/// A Passport text record held for continuation lines (stream offsets).
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    start: u64,
+    end: u64,
+    line: u64,
+}
+
+/// The framing state at a checkpoint.
+#[derive(Debug, Clone)]
+struct Saved {
+    line: u64,
+    mode: SavedMode,
+    prev_text: bool,
+}
+
+#[derive(Debug, Clone)]
+enum SavedMode {
+    Top,
+    Array,
+    Envelope,
+    EnvTail,
+    LineTail,
+    Csv(Arc<CsvHeader>),
+}
+
+/// `resume_state()` as stored: short keys, JSON so that a CSV header survives any bytes.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Wire {
+    #[serde(default)]
+    l: u64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    m: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    t: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    h: Option<String>,
+}
+
+/// Decodes one stream (a file generation, stdin, an HTTP body) fed in arbitrary chunks.
+#[derive(Debug)]
+pub struct StreamDecoder {
+    opts: DecodeOptions,
+    matcher: Matcher,
+    buf: Vec<u8>,
+    /// Stream offset of `buf[0]`.
+    base: u64,
+    /// First byte of `buf` not yet framed.
+    pos: usize,
+    /// Line number at `pos`.
+    line: u64,
+    /// How far past `pos` the newline search already looked.
+    nl_scan: usize,
+    mode: Mode,
+    work: Work,
+    pending: Option<Pending>,
+    /// The previous top-level record was Passport text: orphan continuation lines after it
+    /// (e.g. after `flush()`) are skipped rather than reported as unknown.
+    prev_text: bool,
+    bom_pending: bool,
+    ckpt_off: u64,
+    ckpt: Saved,
+}
+
+impl StreamDecoder {
+    /// A new stream at offset 0.
+    pub fn new(opts: DecodeOptions) -> Self {
+        Self::resume(opts, 0, "")
+    }
+
+    /// Continues a stream from a checkpoint: `offset` and `state` as `checkpoint_offset()`
+    /// and `resume_state()` gave them. An empty or unreadable state resumes between
+    /// top-level records, counting lines from 1.
+    pub fn resume(opts: DecodeOptions, offset: u64, state: &str) -> Self {
+        let wire: Wire = if state.is_empty() {
+            Wire::default()
+        } else {
+            serde_json::from_str(state).unwrap_or_default()
+        };
+        let header = wire.h.as_deref().and_then(CsvHeader::parse).map(Arc::new);
+        let mode = match (wire.m.as_str(), header) {
+            ("arr", _) => Mode::Array { env: false },
+            ("env", _) => Mode::Array { env: true },
+            ("envtail", _) => Mode::EnvTail(Scanner::inside_object()),
+            ("tail", _) => Mode::LineTail,
+            ("csv", Some(h)) => Mode::Csv(h),
+            _ => Mode::Top,
+        };
+        let matcher = Matcher::new(&opts.passport);
+        let mut d = Self {
+            opts,
+            matcher,
+            buf: Vec::new(),
+            base: offset,
+            pos: 0,
+            line: wire.l.max(1),
+            nl_scan: 0,
+            mode,
+            work: Work::None,
+            pending: None,
+            prev_text: wire.t,
+            bom_pending: offset == 0,
+            ckpt_off: offset,
+            ckpt: Saved {
+                line: 1,
+                mode: SavedMode::Top,
+                prev_text: false,
+            },
+        };
+        d.mark();
+        d
+    }
+
+    /// The next bytes of the stream; pushes an item for every record now complete.
+    pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<DecodedItem>) {
+        self.buf.extend_from_slice(chunk);
+        self.run(out, false);
+        self.compact();
+    }
+
+    /// The stream is idle: emits a held Passport text record (all of its lines are
+    /// complete; a continuation arriving later is skipped).
+    pub fn flush(&mut self, out: &mut Vec<DecodedItem>) {
+        if self.pending.is_some() {
+            self.emit_pending(out);
+            self.mark();
+            self.compact();
+        }
+    }
+
+    /// End of stream for good: also decodes an unterminated last record.
+    pub fn finish(&mut self, out: &mut Vec<DecodedItem>) {
+        self.run(out, true);
+        if self.pending.is_some() {
+            self.emit_pending(out);
+        }
+        if let Work::Drop { start, line, .. } = self.work {
+            self.advance(self.buf.len() - self.pos);
+            self.work = Work::None;
+            let end = self.abs(self.pos);
+            push(
+                out,
+                start,
+                end,
+                line,
+                ItemKind::Error(ParseErrorReason::LineTooLong),
+            );
+        }
+        self.work = Work::None;
+        self.mark();
+        self.compact();
+    }
+
+    /// Every byte before this offset has been emitted as items (or was framing only):
+    /// restarting here with `resume_state()` loses and duplicates nothing.
+    pub fn checkpoint_offset(&self) -> u64 {
+        self.ckpt_off
+    }
+
+    /// The framing state to store with `checkpoint_offset()`; `""` at the start of a
+    /// stream. Carries the line number, whether the checkpoint is inside a streamed array
+    /// or envelope, and the CSV header.
+    pub fn resume_state(&self) -> String {
+        let s = &self.ckpt;
+        let (m, h) = match &s.mode {
+            SavedMode::Top => ("", None),
+            SavedMode::Array => ("arr", None),
+            SavedMode::Envelope => ("env", None),
+            SavedMode::EnvTail => ("envtail", None),
+            SavedMode::LineTail => ("tail", None),
+            SavedMode::Csv(h) => ("csv", Some(h.text.clone())),
+        };
+        if s.line <= 1 && m.is_empty() && !s.prev_text {
+            return String::new();
+        }
+        let w = Wire {
+            l: s.line,
+            m: m.to_owned(),
+            t: s.prev_text,
+            h,
+        };
+        serde_json::to_string(&w).unwrap_or_default()
+    }
+
+    /// Bytes currently held between feeds (an incomplete record, a held Passport record):
+    /// bounded by about `max_record_bytes` plus one chunk.
+    pub fn buffered_bytes(&self) -> usize {
+        self.buf.len()
+    }
+
+    fn abs(&self, idx: usize) -> u64 {
+        self.base + idx as u64
+    }
+
+    fn advance(&mut self, n: usize) {
+        let to = self.pos + n;
+        self.line += count_nl(&self.buf[self.pos..to]);
+        self.pos = to;
+        self.nl_scan = 0;
+    }
+
+    /// Records a checkpoint here, when nothing before `pos` is still owed.
+    fn mark(&mut self) {
+        if self.pending.is_some() || !matches!(self.work, Work::None) {
+            return;
+        }
+        let mode = match &self.mode {
+            Mode::Top => SavedMode::Top,
+            Mode::Array { env: false } => SavedMode::Array,
+            Mode::Array { env: true } => SavedMode::Envelope,
+            Mode::EnvTail(_) => SavedMode::EnvTail,
+            Mode::LineTail => SavedMode::LineTail,
+            Mode::Csv(h) => SavedMode::Csv(h.clone()),
+        };
+        self.ckpt_off = self.abs(self.pos);
+        self.ckpt = Saved {
+            line: self.line,
+            mode,
+            prev_text: self.prev_text,
+        };
+    }
+
+    fn compact(&mut self) {
+        let keep = match self.pending {
+            Some(p) => usize::try_from(p.start - self.base)
+                .unwrap_or(0)
+                .min(self.pos),
+            None => self.pos,
+        };
+        if keep > 0 {
+            self.buf.drain(..keep);
+            self.base += keep as u64;
+            self.pos -= keep;
+        }
+    }
+
+    fn run(&mut self, out: &mut Vec<DecodedItem>, eof: bool) {
+        loop {
+            let progressed = match self.work {
+                Work::Drop { .. } => self.step_drop(out, eof),
+                Work::Value { .. } => self.step_value(out, eof),
+                Work::Elem { .. } => self.step_elem(out, eof),
+                Work::Row { .. } => self.step_row(out, eof),
+                Work::None => match self.mode {
+                    Mode::Top => self.step_top(out, eof),
+                    Mode::Array { .. } => self.step_array(out, eof),
+                    Mode::EnvTail(_) => self.step_envtail(),
+                    Mode::LineTail => self.step_linetail(),
+                    Mode::Csv(_) => self.step_csv(eof),
+                },
+            };
+            if !progressed {
+                break;
+            }
+        }
+    }
+
+    /// The line at `pos`: `(raw_end, next)` where `raw_end` is the newline's index (or the
+    /// buffer's end at eof) and `next` the index after it.
+    fn line_end(&mut self, eof: bool) -> Option<(usize, usize)> {
+        let from = self.pos + self.nl_scan;
+        match memchr::memchr(b'\n', &self.buf[from..]) {
+            Some(k) => Some((from + k, from + k + 1)),
+            None => {
+                self.nl_scan = self.buf.len() - self.pos;
+                eof.then_some((self.buf.len(), self.buf.len()))
+            }
+        }
+    }
+
+    fn too_long(&self, raw_len: usize) -> bool {
+        raw_len > self.opts.max_record_bytes
+    }
+
+    fn too_long_u64(&self, raw_len: u64) -> bool {
+        raw_len > self.opts.max_record_bytes as u64
+    }
+
+    /// Starts dropping the record at `pos` (already known to be too long).
+    fn start_drop(&mut self, until: DropUntil) {
+        self.work = Work::Drop {
+            start: self.abs(self.pos),
+            line: self.line,
+            until,
+        };
+        self.advance(self.buf.len() - self.pos);
+    }
+
+    fn emit_pending(&mut self, out: &mut Vec<DecodedItem>) {
+        let Some(p) = self.pending.take() else {
+            return;
+        };
+        let s = usize::try_from(p.start - self.base).unwrap_or(0);
+        let e = usize::try_from(p.end - self.base)
+            .unwrap_or(0)
+            .min(self.buf.len());
+        let kind = if self.too_long(e.saturating_sub(s)) {
+            ItemKind::Error(ParseErrorReason::LineTooLong)
+        } else {
+            match std::str::from_utf8(&self.buf[s..e]) {
+                Ok(text) => decide_text(text.trim_end(), &self.matcher, self.opts.default_tz),
+                Err(_) => ItemKind::Error(ParseErrorReason::InvalidUtf8),
+            }
+        };
+        push(out, p.start, p.end, p.line, kind);
+        self.prev_text = true;
+    }
+
+    fn step_top(&mut self, out: &mut Vec<DecodedItem>, eof: bool) -> bool {
+        if self.bom_pending {
+            let a = &self.buf[self.pos..];
+            let n = a.len().min(BOM.len());
+            if a[..n] == BOM[..n] {
+                if n == BOM.len() {
+                    self.pos += BOM.len();
+                    self.bom_pending = false;
+                    self.mark();
+                    return true;
+                }
+                if !eof {
+                    return false;
+                }
+            }
+            self.bom_pending = false;
+        }
+        let a = &self.buf[self.pos..];
+        let ws = a
+            .iter()
+            .take_while(|c| matches!(c, b' ' | b'\t' | b'\r' | b'\n'))
+            .count();
+        if ws > 0 {
+            self.advance(ws);
+            self.mark();
+            return true;
+        }
+        let Some(&c) = a.first() else {
+            return false;
+        };
+        if self.pending.is_none() && c == b'{' {
+            return self.top_object(out, eof);
+        }
+        if self.pending.is_none() && c == b'[' {
+            self.advance(1);
+            self.mode = Mode::Array { env: false };
+            self.prev_text = false;
+            self.mark();
+            return true;
+        }
+        let Some((nl, next)) = self.line_end(eof) else {
+            if self.too_long(self.buf.len() - self.pos) {
+                if self.pending.is_some() {
+                    self.emit_pending(out);
+                }
+                self.prev_text = false;
+                self.start_drop(DropUntil::Newline);
+                return true;
+            }
+            return false;
+        };
+        let raw = &self.buf[self.pos..nl];
+        let starts_record = leading_timestamp_len(raw).is_some() || is_banner(raw);
+        if let Some(p) = self.pending {
+            let new_end = self.base + next as u64;
+            if !starts_record
+                && !self.too_long(nl - self.pos)
+                && !self.too_long_u64(new_end - p.start)
+            {
+                self.pending = Some(Pending { end: new_end, ..p });
+                self.advance(next - self.pos);
+                return true;
+            }
+            // A new record, or a message grown too long: what follows is processed anew
+            // (a too-long message's further lines are orphans, hence skipped).
+            self.emit_pending(out);
+            self.mark();
+            return true;
+        }
+        self.text_line(out, nl, next);
+        true
+    }
+
+    /// A complete non-JSON top-level line `[pos, nl)`, with no record held.
+    fn text_line(&mut self, out: &mut Vec<DecodedItem>, nl: usize, next: usize) {
+        let start = self.abs(self.pos);
+        let end = self.abs(next);
+        let line = self.line;
+        let raw = &self.buf[self.pos..nl];
+        let fmt = self.opts.format;
+        let text_ok = matches!(fmt, Format::Auto | Format::Passport);
+        let kind = if self.too_long(nl - self.pos) {
+            ItemKind::Error(ParseErrorReason::LineTooLong)
+        } else if std::str::from_utf8(raw).is_err() {
+            ItemKind::Error(ParseErrorReason::InvalidUtf8)
+        } else if is_banner(raw) {
+            ItemKind::Skipped
+        } else if text_ok && leading_timestamp_len(raw).is_some() {
+            self.pending = Some(Pending { start, end, line });
+            self.advance(next - self.pos);
+            return;
+        } else if let Some(h) = self.csv_header(raw) {
+            self.mode = Mode::Csv(Arc::new(h));
+            ItemKind::Skipped
+        } else if self.prev_text && text_ok {
+            // An orphan continuation of a text record already emitted (after `flush`).
+            push(out, start, end, line, ItemKind::Skipped);
+            self.advance(next - self.pos);
+            self.mark();
+            return;
+        } else {
+            match fmt {
+                Format::Passport => ItemKind::Skipped,
+                Format::Auto => ItemKind::Error(ParseErrorReason::UnknownFormat),
+                _ => ItemKind::Error(ParseErrorReason::InvalidJson),
+            }
+        };
+        self.prev_text = false;
+        push(out, start, end, line, kind);
+        self.advance(next - self.pos);
+        self.mark();
+    }
+
+    fn csv_header(&self, raw: &[u8]) -> Option<CsvHeader> {
+        if !matches!(self.opts.format, Format::Auto | Format::AzureLoganalytics) {
+            return None;
+        }
+        let text = std::str::from_utf8(trim_ascii(raw)).ok()?;
+        let h = CsvHeader::parse(text)?;
+        let named = h.fields.contains(&F::TimeGenerated)
+            || (self.opts.format == Format::AzureLoganalytics
+                && h.fields.len() > 1
+                && h.fields.iter().any(|f| *f != F::Other));
+        named.then_some(h)
+    }
+
+    fn top_object(&mut self, out: &mut Vec<DecodedItem>, eof: bool) -> bool {
+        match sniff_envelope(&self.buf[self.pos..], eof) {
+            Sniff::NeedMore => return false,
+            Sniff::Envelope(open) => {
+                self.advance(open + 1);
+                self.mode = Mode::Array { env: true };
+                self.prev_text = false;
+                self.mark();
+                return true;
+            }
+            Sniff::No => {}
+        }
+        let Some((nl, next)) = self.line_end(eof) else {
+            if self.too_long(self.buf.len() - self.pos) {
+                self.prev_text = false;
+                self.start_drop(DropUntil::Newline);
+                return true;
+            }
+            return false;
+        };
+        self.prev_text = false;
+        let start = self.abs(self.pos);
+        let end = self.abs(next);
+        if self.too_long(nl - self.pos) {
+            push(
+                out,
+                start,
+                end,
+                self.line,
+                ItemKind::Error(ParseErrorReason::LineTooLong),
+            );
+            self.advance(next - self.pos);
+            self.mark();
+            return true;
+        }
+        let bytes = &self.buf[self.pos..nl];
+        let fail = match parse_obj(bytes) {
+            Ok(o) => {
+                dispatch(
+                    &self.opts,
+                    &self.matcher,
+                    &o,
+                    bytes,
+                    start,
+                    end,
+                    self.line,
+                    out,
+                    false,
+                );
+                None
+            }
+            Err(f) => Some(f),
+        };
+        match fail {
+            None | Some(JsonFail::Invalid) | Some(JsonFail::Utf8) => {
+                if let Some(f) = fail {
+                    push(out, start, end, self.line, ItemKind::Error(json_reason(f)));
+                }
+                self.advance(next - self.pos);
+                self.mark();
+            }
+            Some(JsonFail::Eof) => {
+                self.work = Work::Value {
+                    sc: Scanner::default(),
+                    scanned: 0,
+                    end: None,
+                };
+            }
+        }
+        true
+    }
+
+    fn step_value(&mut self, out: &mut Vec<DecodedItem>, eof: bool) -> bool {
+        let Work::Value {
+            mut sc,
+            mut scanned,
+            mut end,
+        } = self.work
+        else {
+            return false;
+        };
+        let start = self.abs(self.pos);
+        let line = self.line;
+        if end.is_none() {
+            match sc.scan(&self.buf[self.pos + scanned..], true) {
+                Scan::Done(n) => end = Some(scanned + n),
+                Scan::Abort(n) => {
+                    let nl = self.pos + scanned + n;
+                    let kind = if self.too_long(nl - self.pos) {
+                        ParseErrorReason::LineTooLong
+                    } else {
+                        ParseErrorReason::InvalidJson
+                    };
+                    push(out, start, self.abs(nl + 1), line, ItemKind::Error(kind));
+                    self.work = Work::None;
+                    self.advance(nl + 1 - self.pos);
+                    self.mark();
+                    return true;
+                }
+                Scan::More => {
+                    let len = self.buf.len() - self.pos;
+                    if eof {
+                        let kind = if self.too_long(len) {
+                            ParseErrorReason::LineTooLong
+                        } else {
+                            ParseErrorReason::InvalidJson
+                        };
+                        push(
+                            out,
+                            start,
+                            self.abs(self.buf.len()),
+                            line,
+                            ItemKind::Error(kind),
+                        );
+                        self.work = Work::None;
+                        self.advance(len);
+                        self.mark();
+                        return true;
+                    }
+                    if self.too_long(len) {
+                        self.start_drop(DropUntil::Value {
+                            sc,
+                            then_newline: true,
+                        });
+                        return true;
+                    }
+                    self.work = Work::Value {
+                        sc,
+                        scanned: len,
+                        end: None,
+                    };
+                    return false;
+                }
+            }
+            scanned = self.buf.len() - self.pos;
+            self.work = Work::Value { sc, scanned, end };
+        }
+        let Some(e) = end else {
+            return false;
+        };
+        let from = self.pos + e;
+        let (nl, next) = match memchr::memchr(b'\n', &self.buf[from..]) {
+            Some(k) => (from + k, from + k + 1),
+            None if eof => (self.buf.len(), self.buf.len()),
+            None => {
+                if self.too_long(self.buf.len() - self.pos) {
+                    self.work = Work::None;
+                    self.start_drop(DropUntil::Newline);
+                    return true;
+                }
+                return false;
+            }
+        };
+        let end_off = self.abs(next);
+        if self.too_long(nl - self.pos) {
+            push(
+                out,
+                start,
+                end_off,
+                line,
+                ItemKind::Error(ParseErrorReason::LineTooLong),
+            );
+        } else {
+            let bytes = &self.buf[self.pos..self.pos + e];
+            match parse_obj(bytes) {
+                Ok(o) => dispatch(
+                    &self.opts,
+                    &self.matcher,
+                    &o,
+                    bytes,
+                    start,
+                    end_off,
+                    line,
+                    out,
+                    false,
+                ),
+                Err(f) => push(out, start, end_off, line, ItemKind::Error(json_reason(f))),
+            }
+        }
+        self.work = Work::None;
+        self.advance(next - self.pos);
+        self.mark();
+        true
+    }
+
+    fn step_array(&mut self, out: &mut Vec<DecodedItem>, _eof: bool) -> bool {
+        let Mode::Array { env } = self.mode else {
+            return false;
+        };
+        let a = &self.buf[self.pos..];
+        let skip = a
+            .iter()
+            .take_while(|c| matches!(c, b' ' | b'\t' | b'\r' | b'\n' | b','))
+            .count();
+        if skip > 0 {
+            self.advance(skip);
+            self.mark();
+            return true;
+        }
+        let Some(&c) = a.first() else {
+            return false;
+        };
+        match c {
+            b']' => {
+                self.advance(1);
+                self.mode = if env {
+                    Mode::EnvTail(Scanner::inside_object())
+                } else {
+                    Mode::LineTail
+                };
+                self.mark();
+            }
+            b'}' => {
+                self.advance(1);
+                self.mode = Mode::LineTail;
+                self.mark();
+            }
+            _ => {
+                self.work = Work::Elem {
+                    sc: Scanner::default(),
+                    scanned: 0,
+                };
+            }
+        }
+        let _ = out;
+        true
+    }
+
+    fn step_elem(&mut self, out: &mut Vec<DecodedItem>, eof: bool) -> bool {
+        let Work::Elem { mut sc, scanned } = self.work else {
+            return false;
+        };
+        let env = matches!(self.mode, Mode::Array { env: true });
+        let start = self.abs(self.pos);
+        let line = self.line;
+        let (e, kind) = match sc.scan(&self.buf[self.pos + scanned..], true) {
+            Scan::Done(n) => {
+                let e = (scanned + n).max(1);
+                let kind = if self.too_long(e) {
+                    Some(ItemKind::Error(ParseErrorReason::LineTooLong))
+                } else {
+                    None
+                };
+                (e, kind)
+            }
+            Scan::Abort(n) => {
+                let nl = scanned + n;
+                let r = if self.too_long(nl) {
+                    ParseErrorReason::LineTooLong
+                } else {
+                    ParseErrorReason::InvalidJson
+                };
+                (nl + 1, Some(ItemKind::Error(r)))
+            }
+            Scan::More => {
+                let len = self.buf.len() - self.pos;
+                if eof {
+                    let r = if self.too_long(len) {
+                        ParseErrorReason::LineTooLong
+                    } else {
+                        ParseErrorReason::InvalidJson
+                    };
+                    (len, Some(ItemKind::Error(r)))
+                } else if self.too_long(len) {
+                    self.start_drop(DropUntil::Value {
+                        sc,
+                        then_newline: false,
+                    });
+                    return true;
+                } else {
+                    self.work = Work::Elem { sc, scanned: len };
+                    return false;
+                }
+            }
+        };
+        let end = self.abs(self.pos + e);
+        match kind {
+            Some(k) => push(out, start, end, line, k),
+            None => {
+                let bytes = &self.buf[self.pos..self.pos + e];
+                if bytes[0] == b'{' {
+                    match parse_obj(bytes) {
+                        Ok(o) => dispatch(
+                            &self.opts,
+                            &self.matcher,
+                            &o,
+                            bytes,
+                            start,
+                            end,
+                            line,
+                            out,
+                            env,
+                        ),
+                        Err(f) => push(out, start, end, line, ItemKind::Error(json_reason(f))),
+                    }
+                } else {
+                    push(
+                        out,
+                        start,
+                        end,
+                        line,
+                        ItemKind::Error(ParseErrorReason::NotSignin),
+                    );
+                }
+            }
+        }
+        self.work = Work::None;
+        self.advance(e);
+        self.mark();
+        true
+    }
+
+    fn step_envtail(&mut self) -> bool {
+        let Mode::EnvTail(mut sc) = self.mode else {
+            return false;
+        };
+        let len = self.buf.len() - self.pos;
+        if len == 0 {
+            return false;
+        }
+        match sc.scan(&self.buf[self.pos..], false) {
+            Scan::Done(n) => {
+                self.advance(n);
+                self.mode = Mode::LineTail;
+                self.mark();
+                true
+            }
+            Scan::More | Scan::Abort(_) => {
+                self.mode = Mode::EnvTail(sc);
+                self.advance(len);
+                false
+            }
+        }
+    }
+
+    fn step_linetail(&mut self) -> bool {
+        let len = self.buf.len() - self.pos;
+        if len == 0 {
+            return false;
+        }
+        match memchr::memchr(b'\n', &self.buf[self.pos..]) {
+            Some(k) => {
+                self.advance(k + 1);
+                self.mode = Mode::Top;
+                self.mark();
+                true
+            }
+            None => {
+                self.advance(len);
+                false
+            }
+        }
+    }
+
+    fn step_csv(&mut self, _eof: bool) -> bool {
+        let a = &self.buf[self.pos..];
+        let skip = a.iter().take_while(|c| matches!(c, b'\r' | b'\n')).count();
+        if skip > 0 {
+            self.advance(skip);
+            self.mark();
+            return true;
+        }
+        if a.is_empty() {
+            return false;
+        }
+        self.work = Work::Row {
+            scanned: 0,
+            in_quotes: false,
+        };
+        true
+    }
+
+    fn step_row(&mut self, out: &mut Vec<DecodedItem>, eof: bool) -> bool {
+        let Work::Row {
+            mut scanned,
+            mut in_quotes,
+        } = self.work
+        else {
+            return false;
+        };
+        let found = csv_row_end(&self.buf[self.pos..], &mut scanned, &mut in_quotes);
+        let (nl, next) = match found {
+            Some(nl) => (self.pos + nl, self.pos + nl + 1),
+            None if eof => (self.buf.len(), self.buf.len()),
+            None => {
+                if self.too_long(self.buf.len() - self.pos) {
+                    self.work = Work::None;
+                    self.start_drop(DropUntil::CsvRow { in_quotes });
+                    return true;
+                }
+                self.work = Work::Row { scanned, in_quotes };
+                return false;
+            }
+        };
+        let start = self.abs(self.pos);
+        let end = self.abs(next);
+        let line = self.line;
+        let Mode::Csv(header) = self.mode.clone() else {
+            return false;
+        };
+        let kind = if self.too_long(nl - self.pos) {
+            ItemKind::Error(ParseErrorReason::LineTooLong)
+        } else if found.is_none() && in_quotes {
+            ItemKind::Error(ParseErrorReason::InvalidCsv)
+        } else {
+            let raw = &self.buf[self.pos..nl];
+            let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+            match std::str::from_utf8(raw) {
+                Err(_) => ItemKind::Error(ParseErrorReason::InvalidUtf8),
+                Ok(text) => {
+                    let (kind, new_header) = csv_row(&self.opts, &header, text);
+                    if let Some(h) = new_header {
+                        self.mode = Mode::Csv(Arc::new(h));
+                    }
+                    kind
+                }
+            }
+        };
+        push(out, start, end, line, kind);
+        self.work = Work::None;
+        self.advance(next - self.pos);
+        self.mark();
+        true
+    }
+
+    fn step_drop(&mut self, out: &mut Vec<DecodedItem>, eof: bool) -> bool {
+        let Work::Drop { start, line, until } = self.work else {
+            return false;
+        };
+        let a = &self.buf[self.pos..];
+        if a.is_empty() {
+            return false;
+        }
+        let done_at = match until {
+            DropUntil::Newline => memchr::memchr(b'\n', a).map(|k| k + 1),
+            DropUntil::Value {
+                mut sc,
+                then_newline,
+            } => match sc.scan(a, true) {
+                Scan::Done(n) if then_newline => {
+                    self.advance(n);
+                    self.work = Work::Drop {
+                        start,
+                        line,
+                        until: DropUntil::Newline,
+                    };
+                    return true;
+                }
+                Scan::Done(n) => Some(n),
+                Scan::Abort(n) => Some(n + 1),
+                Scan::More => {
+                    self.work = Work::Drop {
+                        start,
+                        line,
+                        until: DropUntil::Value { sc, then_newline },
+                    };
+                    None
+                }
+            },
+            DropUntil::CsvRow { mut in_quotes } => {
+                let mut scanned = 0;
+                let r = csv_row_end(a, &mut scanned, &mut in_quotes).map(|k| k + 1);
+                self.work = Work::Drop {
+                    start,
+                    line,
+                    until: DropUntil::CsvRow { in_quotes },
+                };
+                r
+            }
+        };
+        match done_at {
+            Some(n) => {
+                self.advance(n);
+                self.work = Work::None;
+                let end = self.abs(self.pos);
+                push(
+                    out,
+                    start,
+                    end,
+                    line,
+                    ItemKind::Error(ParseErrorReason::LineTooLong),
+                );
+                self.mark();
+                true
+            }
+            None => {
+                self.advance(a.len());
+                let _ = eof;
+                false
+            }
+        }
+    }
+}
+
+/// One CSV record under `h`; a repeated header row (a second export appended) gives the
+/// header that replaces `h`.
+fn csv_row(opts: &DecodeOptions, h: &CsvHeader, text: &str) -> (ItemKind, Option<CsvHeader>) {
+    let Some(cells) = csv_cells(text) else {
+        return (ItemKind::Error(ParseErrorReason::InvalidCsv), None);
+    };
+    if cells
+        .first()
+        .is_some_and(|c| field_of(c) == F::TimeGenerated && !c.bytes().any(|b| b.is_ascii_digit()))
+    {
+        return (ItemKind::Skipped, CsvHeader::parse(text));
+    }
+    if cells.len() != h.fields.len() {
+        return (ItemKind::Error(ParseErrorReason::InvalidCsv), None);
+    }
+    let mut o = Obj::default();
+    for (f, c) in h.fields.iter().zip(cells) {
+        if *f != F::Other && !c.trim().is_empty() {
+            o.set_text(*f, c);
+        }
+    }
+    let label = match opts.format {
+        Format::Auto => "azure-loganalytics",
+        f => f.as_str(),
+    };
+    (to_signin(&o, label, opts.default_tz), None)
+}
+
+/// Index of the newline ending a CSV record (outside quotes), continuing from `scanned`.
+fn csv_row_end(b: &[u8], scanned: &mut usize, in_quotes: &mut bool) -> Option<usize> {
+    let mut i = *scanned;
+    while let Some(k) = memchr::memchr2(b'"', b'\n', &b[i..]) {
+        let j = i + k;
+        if b[j] == b'"' {
+            *in_quotes = !*in_quotes;
+        } else if !*in_quotes {
+            *scanned = j;
+            return Some(j);
+        }
+        i = j + 1;
+    }
+    *scanned = b.len();
+    None
+}
+
+fn json_reason(f: JsonFail) -> ParseErrorReason {
+    match f {
+        JsonFail::Utf8 => ParseErrorReason::InvalidUtf8,
+        JsonFail::Eof | JsonFail::Invalid => ParseErrorReason::InvalidJson,
+    }
+}
+
+fn push(out: &mut Vec<DecodedItem>, start: u64, end: u64, line: u64, kind: ItemKind) {
+    out.push(DecodedItem {
+        start_offset: start,
+        end_offset: end,
+        line,
+        kind,
+    });
+}
+
+/// Turns one decoded object into items: an envelope's members (when `nested` is false) or
+/// one record. `bytes` is the object's text (inner offsets are computed from it).
+#[allow(clippy::too_many_arguments)]
+fn dispatch(
+    opts: &DecodeOptions,
+    m: &Matcher,
+    o: &Obj<'_>,
+    bytes: &[u8],
+    start: u64,
+    end: u64,
+    line: u64,
+    out: &mut Vec<DecodedItem>,
+    nested: bool,
+) {
+    if !nested && !o.event_message_seen && (o.records.is_some() || o.value.is_some()) {
+        let base = bytes.as_ptr() as usize;
+        for raw in o.records.iter().chain(o.value.iter()).flatten() {
+            let rb = raw.get().as_bytes();
+            let off = (rb.as_ptr() as usize).saturating_sub(base).min(bytes.len());
+            let s = start + off as u64;
+            let e = s + rb.len() as u64;
+            let l = line + count_nl(&bytes[..off]);
+            if rb.first() == Some(&b'{') {
+                match parse_obj(rb) {
+                    Ok(inner) => dispatch(opts, m, &inner, rb, s, e, l, out, true),
+                    Err(f) => push(out, s, e, l, ItemKind::Error(json_reason(f))),
+                }
+            } else {
+                push(out, s, e, l, ItemKind::Error(ParseErrorReason::NotSignin));
+            }
+        }
+        return;
+    }
+    let kind = match opts.format {
+        Format::Passport => {
+            if o.event_message_seen {
+                passport_obj(opts, m, o)
+            } else {
+                ItemKind::Error(ParseErrorReason::NotSignin)
+            }
+        }
+        Format::Auto => {
+            if o.event_message_seen {
+                passport_obj(opts, m, o)
+            } else {
+                to_signin(o, auto_label(o), opts.default_tz)
+            }
+        }
+        f => to_signin(o, f.as_str(), opts.default_tz),
+    };
+    push(out, start, end, line, kind);
+}
+
+fn passport_obj(opts: &DecodeOptions, m: &Matcher, o: &Obj<'_>) -> ItemKind {
+    let f = PassportFields {
+        timestamp: o.timestamp.get(),
+        message_type: o.message_type.get(),
+        message: o.event_message.0.as_deref().unwrap_or(""),
+        subsystem: o.subsystem.get().unwrap_or(""),
+        sender: o.sender_image_path.get().unwrap_or(""),
+        process: o.process_image_path.get().unwrap_or(""),
+        device: None,
+    };
+    decide(&f, m, opts.default_tz)
+}

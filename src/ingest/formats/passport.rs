@@ -1,0 +1,544 @@
+//! B: Kandji Passport unified-log records (ndjson / json objects and the text styles).
+//!
+//! Which records count is `PassportFilter`'s job; what a counted record becomes:
+//! - message exactly `<private>` → `Redacted` (private data logging is off);
+//! - message carrying an `AADSTSnnnnn` code or a token-endpoint error body
+//!   (`{"error":..,"error_description":..,"error_codes":[..],"correlation_id":..}`) →
+//!   `SignIn` with `message_codes`, `oauth_error`, `correlation_id` and the first e-mail
+//!   address (UPN) in the message;
+//! - `messageType` Error / Fault → `SignIn` (Passport logs failures at these levels);
+//! - otherwise only clear outcome phrases make a `SignIn`: failure phrases
+//!   ("authentication failed", "sign in failed", "login failed", "token request failed",
+//!   "invalid_grant", ...) and success phrases ("authentication succeeded",
+//!   "successfully authenticated", "signed in successfully", ...), the latter with
+//!   `result_code = Some(0)`; a bare mention of "token" is chatter, not an outcome;
+//! - everything else → `Skipped`.
+//!
+//! `result_code` stays `None` for every failure: Passport text carries no result code,
+//! the catalogue decides from `message_codes` and message patterns.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+
+use super::record::{LCode, LStr};
+use super::time::parse_timestamp;
+use super::{ItemKind, PassportFilter, RawSignIn};
+
+/// `PassportFilter` with its needles lower-cased once.
+#[derive(Debug, Clone)]
+pub(crate) struct Matcher {
+    subsystems: Vec<String>,
+    senders: Vec<String>,
+    processes: Vec<String>,
+    any_aadsts: bool,
+}
+
+fn lower_all(v: &[String]) -> Vec<String> {
+    v.iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| s.to_ascii_lowercase())
+        .collect()
+}
+
+fn contains_ci(hay: &str, needle_lower: &str) -> bool {
+    if needle_lower.len() > hay.len() {
+        return false;
+    }
+    hay.as_bytes()
+        .windows(needle_lower.len())
+        .any(|w| w.eq_ignore_ascii_case(needle_lower.as_bytes()))
+}
+
+impl Matcher {
+    pub fn new(f: &PassportFilter) -> Self {
+        Self {
+            subsystems: lower_all(&f.subsystems),
+            senders: lower_all(&f.sender_images),
+            processes: lower_all(&f.processes),
+            any_aadsts: f.any_aadsts_message,
+        }
+    }
+
+    fn accepts(&self, r: &PassportFields<'_>) -> bool {
+        self.subsystems.iter().any(|n| contains_ci(r.subsystem, n))
+            || self.senders.iter().any(|n| contains_ci(r.sender, n))
+            || self.processes.iter().any(|n| contains_ci(r.process, n))
+            || (self.any_aadsts && memchr::memmem::find(r.message.as_bytes(), b"AADSTS").is_some())
+    }
+}
+
+/// The fields of one Passport record, whatever style it came in.
+#[derive(Debug, Default)]
+pub(crate) struct PassportFields<'s> {
+    pub timestamp: Option<&'s str>,
+    pub message_type: Option<&'s str>,
+    pub message: &'s str,
+    pub subsystem: &'s str,
+    pub sender: &'s str,
+    pub process: &'s str,
+    pub device: Option<&'s str>,
+}
+
+const FAILURE_PHRASES: &[&str] = &[
+    "authentication failed",
+    "authentication failure",
+    "auth failed",
+    "sign in failed",
+    "sign-in failed",
+    "signin failed",
+    "login failed",
+    "log in failed",
+    "token request failed",
+    "failed to obtain token",
+    "failed to acquire token",
+    "failed to get token",
+    "invalid_grant",
+    "invalid_client",
+    "interaction_required",
+    "unauthorized_client",
+];
+
+const SUCCESS_PHRASES: &[&str] = &[
+    "authentication succeeded",
+    "authentication successful",
+    "successfully authenticated",
+    "sign in succeeded",
+    "sign-in succeeded",
+    "signed in successfully",
+    "login succeeded",
+    "login successful",
+];
+
+/// Decides what a Passport record is (see the module docs for the rules).
+pub(crate) fn decide(r: &PassportFields<'_>, m: &Matcher, tz: chrono_tz::Tz) -> ItemKind {
+    if !m.accepts(r) {
+        return ItemKind::Skipped;
+    }
+    let msg = r.message.trim();
+    if msg == "<private>" {
+        return ItemKind::Redacted;
+    }
+    let mut codes = Vec::new();
+    extract_codes(msg, &mut codes);
+    let body = find_token_body(msg);
+    let mut s = RawSignIn {
+        format: "passport",
+        ..RawSignIn::default()
+    };
+    if let Some(b) = &body {
+        for c in &b.error_codes {
+            if let Some(c) = c.0 {
+                push_code(&mut codes, c);
+            }
+        }
+        s.oauth_error = b.error.owned();
+        s.correlation_id = b.correlation_id.owned();
+    }
+    let is_error_level = r
+        .message_type
+        .is_some_and(|t| t.eq_ignore_ascii_case("error") || t.eq_ignore_ascii_case("fault"));
+    let failure_text = FAILURE_PHRASES.iter().any(|p| contains_ci(msg, p));
+    let success_text = !failure_text && SUCCESS_PHRASES.iter().any(|p| contains_ci(msg, p));
+    if codes.is_empty() && body.is_none() && !is_error_level && !failure_text && !success_text {
+        return ItemKind::Skipped;
+    }
+    if success_text && codes.is_empty() && body.is_none() && !is_error_level {
+        s.result_code = Some(0);
+    }
+    s.message_codes = codes;
+    s.redacted = msg.contains("<private>");
+    s.occurred_at = r.timestamp.and_then(|t| parse_timestamp(t, tz));
+    s.message = Some(msg.to_owned());
+    if s.correlation_id.is_none() {
+        s.correlation_id = find_correlation_id(msg).map(str::to_owned);
+    }
+    if s.oauth_error.is_none() {
+        s.oauth_error = find_oauth_error(msg).map(str::to_owned);
+    }
+    s.user = find_email(msg).map(str::to_owned);
+    s.device = r.device.map(str::to_owned);
+    ItemKind::SignIn(Box::new(s))
+}
+
+fn push_code(codes: &mut Vec<u32>, c: u32) {
+    if !codes.contains(&c) {
+        codes.push(c);
+    }
+}
+
+/// Appends every `AADSTS` followed by 5–7 digits, in order, without repeats.
+pub(crate) fn extract_codes(msg: &str, codes: &mut Vec<u32>) {
+    let b = msg.as_bytes();
+    for at in memchr::memmem::find_iter(b, b"AADSTS") {
+        let digits = &b[at + 6..];
+        let n = digits
+            .iter()
+            .take(7)
+            .take_while(|d| d.is_ascii_digit())
+            .count();
+        if n >= 5 {
+            let mut v = 0u32;
+            for d in &digits[..n] {
+                v = v * 10 + u32::from(d - b'0');
+            }
+            push_code(codes, v);
+        }
+    }
+}
+
+/// An identity provider's token-endpoint error body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct TokenBody<'a> {
+    #[serde(borrow)]
+    error: LStr<'a>,
+    #[serde(borrow)]
+    error_description: LStr<'a>,
+    error_codes: Vec<LCode>,
+    #[serde(borrow)]
+    correlation_id: LStr<'a>,
+}
+
+fn find_token_body(msg: &str) -> Option<TokenBody<'_>> {
+    let b = msg.as_bytes();
+    memchr::memmem::find(b, b"\"error")?;
+    // Passport may prefix the body with its own text: try the first few braces.
+    for at in memchr::memchr_iter(b'{', b).take(8) {
+        let mut de = serde_json::Deserializer::from_str(&msg[at..]);
+        if let Ok(body) = TokenBody::deserialize(&mut de) {
+            if body.error.0.is_some()
+                || body.error_description.0.is_some()
+                || !body.error_codes.is_empty()
+            {
+                return Some(body);
+            }
+        }
+    }
+    None
+}
+
+/// A GUID after "Correlation ID:", `"correlation_id":"`, `correlationId=` and similar.
+fn find_correlation_id(msg: &str) -> Option<&str> {
+    let b = msg.as_bytes();
+    let mut from = 0;
+    while let Some(rel) = find_ci(&b[from..], b"correlation") {
+        let mut i = from + rel + "correlation".len();
+        while i < b.len() && matches!(b[i], b' ' | b'_' | b'-') {
+            i += 1;
+        }
+        if b.len() >= i + 2 && b[i..i + 2].eq_ignore_ascii_case(b"id") {
+            i += 2;
+            while i < b.len() && matches!(b[i], b'"' | b'\'' | b':' | b'=' | b' ' | b'\t') {
+                i += 1;
+            }
+            let n = b[i..]
+                .iter()
+                .take(36)
+                .take_while(|c| c.is_ascii_hexdigit() || **c == b'-')
+                .count();
+            if n == 36 {
+                return msg.get(i..i + 36);
+            }
+        }
+        from = i.max(from + rel + 1);
+    }
+    None
+}
+
+/// The value of a (possibly partial) `"error":"..."` member.
+fn find_oauth_error(msg: &str) -> Option<&str> {
+    let b = msg.as_bytes();
+    let at = memchr::memmem::find(b, b"\"error\"")?;
+    let mut i = at + 7;
+    while i < b.len() && matches!(b[i], b' ' | b':') {
+        i += 1;
+    }
+    if b.get(i) != Some(&b'"') {
+        return None;
+    }
+    i += 1;
+    let n = b[i..]
+        .iter()
+        .take_while(|c| c.is_ascii_alphanumeric() || **c == b'_')
+        .count();
+    (n > 0).then(|| msg.get(i..i + n)).flatten()
+}
+
+fn find_ci(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.len() > hay.len() {
+        return None;
+    }
+    hay.windows(needle.len())
+        .position(|w| w.eq_ignore_ascii_case(needle))
+}
+
+/// The first e-mail-shaped token (a UPN) in the message.
+fn find_email(msg: &str) -> Option<&str> {
+    let b = msg.as_bytes();
+    let is_local =
+        |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'%' | b'+' | b'-' | b'\'');
+    let is_dom = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-');
+    for at in memchr::memchr_iter(b'@', b) {
+        let mut s = at;
+        while s > 0 && is_local(b[s - 1]) {
+            s -= 1;
+        }
+        let mut e = at + 1;
+        while e < b.len() && is_dom(b[e]) {
+            e += 1;
+        }
+        while e > at + 1 && b[e - 1] == b'.' {
+            e -= 1;
+        }
+        let dom = &b[at + 1..e];
+        if s < at && dom.contains(&b'.') && !dom.starts_with(b".") {
+            return msg.get(s..e);
+        }
+    }
+    None
+}
+
+/// The unified-log text line header: the parts before the message.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct TextHead<'s> {
+    pub timestamp: &'s str,
+    pub host: Option<&'s str>,
+    pub message_type: Option<&'s str>,
+    pub process: &'s str,
+    pub sender: &'s str,
+    pub subsystem: &'s str,
+    /// Byte offset of the message within the line.
+    pub message_at: usize,
+}
+
+/// Length of a leading `YYYY-MM-DD[ T]HH:MM:SS[.f][zone]` timestamp, if the line starts with one.
+pub(crate) fn leading_timestamp_len(line: &[u8]) -> Option<usize> {
+    const SHAPE: &[u8] = b"dddd-dd-dd_dd:dd:dd";
+    if line.len() < SHAPE.len() {
+        return None;
+    }
+    for (c, s) in line.iter().zip(SHAPE) {
+        let ok = match s {
+            b'd' => c.is_ascii_digit(),
+            b'_' => *c == b' ' || *c == b'T',
+            other => c == other,
+        };
+        if !ok {
+            return None;
+        }
+    }
+    let mut i = SHAPE.len();
+    if line.get(i) == Some(&b'.') {
+        i += 1;
+        while i < line.len() && line[i].is_ascii_digit() {
+            i += 1;
+        }
+    }
+    match line.get(i) {
+        Some(b'Z') => i += 1,
+        Some(b'+' | b'-') => {
+            let n = line[i + 1..]
+                .iter()
+                .take(5)
+                .take_while(|c| c.is_ascii_digit() || **c == b':')
+                .count();
+            i += 1 + n;
+        }
+        _ => {}
+    }
+    Some(i)
+}
+
+fn split_token(s: &str, from: usize) -> Option<(usize, usize)> {
+    let b = s.as_bytes();
+    let mut i = from;
+    while i < b.len() && (b[i] == b' ' || b[i] == b'\t') {
+        i += 1;
+    }
+    let start = i;
+    while i < b.len() && b[i] != b' ' && b[i] != b'\t' {
+        i += 1;
+    }
+    (i > start).then_some((start, i))
+}
+
+fn skip_ws(s: &str, mut i: usize) -> usize {
+    let b = s.as_bytes();
+    while i < b.len() && (b[i] == b' ' || b[i] == b'\t') {
+        i += 1;
+    }
+    i
+}
+
+fn compact_type(t: &str) -> Option<&'static str> {
+    Some(match t {
+        "E" | "Er" => "Error",
+        "F" | "Ft" => "Fault",
+        "Df" => "Default",
+        "I" => "Info",
+        "D" | "Db" => "Debug",
+        "A" => "Activity",
+        _ => return None,
+    })
+}
+
+/// Parses the head of a syslog-, compact- or default-style line (the line starts with a
+/// timestamp). Unknown layouts still give the timestamp and the rest as the message.
+pub(crate) fn parse_text_head(line: &str) -> Option<TextHead<'_>> {
+    let ts_len = leading_timestamp_len(line.as_bytes())?;
+    let mut h = TextHead {
+        timestamp: line.get(..ts_len)?,
+        ..TextHead::default()
+    };
+    let fallback_at = skip_ws(line, ts_len);
+    h.message_at = fallback_at;
+    let Some((a0, a1)) = split_token(line, ts_len) else {
+        return Some(h);
+    };
+    let t1 = &line[a0..a1];
+    let mut i;
+    if t1.starts_with("0x") {
+        // `log show` default style: thread, type, activity, pid, ttl, "process: ".
+        let mut at = a1;
+        let mut toks = Vec::with_capacity(4);
+        for _ in 0..4 {
+            let Some((s, e)) = split_token(line, at) else {
+                return Some(h);
+            };
+            toks.push(&line[s..e]);
+            at = e;
+        }
+        h.message_type = toks.first().copied();
+        let rest_at = skip_ws(line, at);
+        let Some(colon) = line[rest_at..].find(": ") else {
+            return Some(h);
+        };
+        h.process = &line[rest_at..rest_at + colon];
+        i = rest_at + colon + 2;
+    } else {
+        let Some((b0, b1)) = split_token(line, a1) else {
+            return Some(h);
+        };
+        let t2 = &line[b0..b1];
+        if t2.ends_with(':') && t2.contains('[') {
+            // syslog: host, "process[pid]:".
+            h.host = Some(t1);
+            h.process = t2.split('[').next().unwrap_or("");
+            i = b1;
+        } else if let (Some(ty), true) = (compact_type(t1), t2.contains('[')) {
+            h.message_type = Some(ty);
+            h.process = t2.split('[').next().unwrap_or("");
+            i = b1;
+        } else {
+            return Some(h);
+        }
+    }
+    i = skip_ws(line, i);
+    if line[i..].starts_with('(') {
+        if let Some(close) = line[i..].find(')') {
+            h.sender = &line[i + 1..i + close];
+            i = skip_ws(line, i + close + 1);
+        }
+    }
+    if line[i..].starts_with('[') {
+        if let Some(close) = line[i..].find(']') {
+            let inner = &line[i + 1..i + close];
+            h.subsystem = inner.split(':').next().unwrap_or("");
+            i = skip_ws(line, i + close + 1);
+        }
+    }
+    h.message_at = i;
+    Some(h)
+}
+
+/// A text record: its head line plus any continuation lines, decoded.
+pub(crate) fn decide_text(lines: &str, m: &Matcher, tz: chrono_tz::Tz) -> ItemKind {
+    let (first, rest) = match lines.find('\n') {
+        Some(i) => (&lines[..i], Some(&lines[i + 1..])),
+        None => (lines, None),
+    };
+    let first = first.trim_end_matches('\r');
+    let Some(h) = parse_text_head(first) else {
+        return ItemKind::Skipped;
+    };
+    let mut message: Cow<'_, str> = Cow::Borrowed(first.get(h.message_at..).unwrap_or(""));
+    if let Some(rest) = rest {
+        let mut m = message.into_owned();
+        for l in rest.split('\n') {
+            let l = l.trim_end_matches('\r');
+            m.push('\n');
+            m.push_str(l);
+        }
+        message = Cow::Owned(m.trim_end().to_owned());
+    }
+    let device = h.host.filter(|h| !h.eq_ignore_ascii_case("localhost"));
+    let f = PassportFields {
+        timestamp: Some(h.timestamp),
+        message_type: h.message_type,
+        message: &message,
+        subsystem: h.subsystem,
+        sender: h.sender,
+        process: h.process,
+        device,
+    };
+    decide(&f, m, tz)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_in_order_deduplicated() {
+        let mut c = Vec::new();
+        extract_codes(
+            "AADSTS70002: x AADSTS50126: y AADSTS50126 AADSTS1234 AADSTS7000218: z AADSTS12345678",
+            &mut c,
+        );
+        assert_eq!(c, vec![70002, 50126, 7000218, 1234567]);
+    }
+
+    #[test]
+    fn heads() {
+        let h = parse_text_head("2026-03-04 08:15:02.123456-0800  mac-17 SecurityAgent[612]: (KandjiPassport) [io.kandji.passport:auth] hello").unwrap();
+        assert_eq!(h.host, Some("mac-17"));
+        assert_eq!(h.process, "SecurityAgent");
+        assert_eq!(h.sender, "KandjiPassport");
+        assert_eq!(h.subsystem, "io.kandji.passport");
+        assert_eq!(h.timestamp, "2026-03-04 08:15:02.123456-0800");
+        let h = parse_text_head(
+            "2026-03-04 08:15:02.123 E  SecurityAgent[612:26b7] [io.kandji.passport:auth] msg",
+        )
+        .unwrap();
+        assert_eq!(h.message_type, Some("Error"));
+        assert_eq!(h.subsystem, "io.kandji.passport");
+        assert_eq!(h.process, "SecurityAgent");
+        let h = parse_text_head("2026-03-04 08:15:02.123456-0800 0x26b7     Error       0x0                  612    0    SecurityAgent: (KandjiPassport) [io.kandji.passport:auth] m").unwrap();
+        assert_eq!(h.message_type, Some("Error"));
+        assert_eq!(h.process, "SecurityAgent");
+        assert_eq!(h.sender, "KandjiPassport");
+    }
+
+    #[test]
+    fn helpers() {
+        assert_eq!(
+            find_correlation_id("Correlation ID: 11111111-2222-3333-4444-555555555555\r\n"),
+            Some("11111111-2222-3333-4444-555555555555")
+        );
+        assert_eq!(
+            find_correlation_id(r#"{"correlation_id":"11111111-2222-3333-4444-555555555555"}"#),
+            Some("11111111-2222-3333-4444-555555555555")
+        );
+        assert_eq!(
+            find_email("for user alice@contoso.example."),
+            Some("alice@contoso.example")
+        );
+        assert_eq!(find_email("no @ here"), None);
+        assert_eq!(
+            find_oauth_error(r#"x {"error":"invalid_grant","error_desc"#),
+            Some("invalid_grant")
+        );
+    }
+}
