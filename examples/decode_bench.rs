@@ -45,41 +45,25 @@ fn record(i: usize) -> String {
 }
 
 fn run_decoder(name: &str, format: Format, data: &[u8], n: usize) {
-    let opts = DecodeOptions {
-        format,
-        ..DecodeOptions::default()
-    };
+    let opts = DecodeOptions { format, ..DecodeOptions::default() };
     let t = Instant::now();
     let mut d = StreamDecoder::new(opts);
     let mut out = Vec::with_capacity(4096);
     let mut signins = 0usize;
     for chunk in data.chunks(64 * 1024) {
         d.feed(chunk, &mut out);
-        signins += out
-            .iter()
-            .filter(|i| matches!(i.kind, ItemKind::SignIn(_)))
-            .count();
+        signins += out.iter().filter(|i| matches!(i.kind, ItemKind::SignIn(_))).count();
         out.clear();
     }
     d.finish(&mut out);
-    signins += out
-        .iter()
-        .filter(|i| matches!(i.kind, ItemKind::SignIn(_)))
-        .count();
+    signins += out.iter().filter(|i| matches!(i.kind, ItemKind::SignIn(_))).count();
     let secs = t.elapsed().as_secs_f64();
     assert_eq!(signins, n, "{name}: every record decoded");
-    println!(
-        "{name:<44} {:>10.0} records/s  {:>7.1} MB/s",
-        n as f64 / secs,
-        data.len() as f64 / secs / 1e6
-    );
+    println!("{name:<44} {:>10.0} records/s  {:>7.1} MB/s", n as f64 / secs, data.len() as f64 / secs / 1e6);
 }
 
 fn main() {
-    let n: usize = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(200_000);
+    let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(200_000);
     let records: Vec<String> = (0..n).map(record).collect();
     let avg = records.iter().map(String::len).sum::<usize>() / n.max(1);
     println!("{n} records, {avg} bytes each on average\n");
@@ -106,24 +90,11 @@ fn main() {
         lines.len() as f64 / secs / 1e6
     );
 
-    run_decoder(
-        "StreamDecoder JSON lines (azure-diagnostic)",
-        Format::AzureDiagnostic,
-        lines,
-        n,
-    );
+    run_decoder("StreamDecoder JSON lines (azure-diagnostic)", Format::AzureDiagnostic, lines, n);
     run_decoder("StreamDecoder JSON lines (auto)", Format::Auto, lines, n);
 
-    let envelopes: String = records
-        .chunks(50)
-        .map(|c| format!("{{\"records\":[{}]}}\n", c.join(",")))
-        .collect();
-    run_decoder(
-        "StreamDecoder Event Hubs envelopes (auto)",
-        Format::Auto,
-        envelopes.as_bytes(),
-        n,
-    );
+    let envelopes: String = records.chunks(50).map(|c| format!("{{\"records\":[{}]}}\n", c.join(","))).collect();
+    run_decoder("StreamDecoder Event Hubs envelopes (auto)", Format::Auto, envelopes.as_bytes(), n);
 
     let values: Vec<serde_json::Value> = records
         .iter()
@@ -136,10 +107,5 @@ fn main() {
         "value": values,
     }))
     .unwrap_or_default();
-    run_decoder(
-        "StreamDecoder pretty Graph page (auto)",
-        Format::Auto,
-        page.as_bytes(),
-        n.min(20_000),
-    );
+    run_decoder("StreamDecoder pretty Graph page (auto)", Format::Auto, page.as_bytes(), n.min(20_000));
 }

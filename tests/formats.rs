@@ -3,8 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use passportd::ingest::formats::{
-    decode_bytes, DecodeOptions, DecodedItem, Format, ItemKind, ParseErrorReason, RawSignIn,
-    StreamDecoder,
+    decode_bytes, DecodeOptions, DecodedItem, Format, ItemKind, ParseErrorReason, RawSignIn, StreamDecoder,
 };
 
 fn fixture(rel: &str) -> Vec<u8> {
@@ -13,10 +12,7 @@ fn fixture(rel: &str) -> Vec<u8> {
 }
 
 fn opts(format: Format) -> DecodeOptions {
-    DecodeOptions {
-        format,
-        ..DecodeOptions::default()
-    }
+    DecodeOptions { format, ..DecodeOptions::default() }
 }
 
 fn signins(items: &[DecodedItem]) -> Vec<&RawSignIn> {
@@ -41,66 +37,21 @@ fn errors(items: &[DecodedItem]) -> Vec<ParseErrorReason> {
 
 /// (file, format, records, failure codes (non-zero result codes, in order))
 const SAMPLES: &[(&str, Format, usize, &[u32])] = &[
-    (
-        "elastic-integrations_signinlogs_test-signinlogs-raw.log",
-        Format::AzureDiagnostic,
-        5,
-        &[50140; 5],
-    ),
-    (
-        "elastic-integrations_signinlogs_test-signinlogs-sample.log",
-        Format::AzureDiagnostic,
-        2,
-        &[],
-    ),
-    (
-        "elastic-integrations_signinlogs_test-signinlogs.log",
-        Format::AzureDiagnostic,
-        2,
-        &[50140, 50140],
-    ),
-    (
-        "elastic-integrations_signinlogs_test-service-principal.log",
-        Format::AzureDiagnostic,
-        1,
-        &[7000222],
-    ),
-    (
-        "elastic-integrations_signinlogs_test-non-interactive-user-signin.log",
-        Format::AzureDiagnostic,
-        1,
-        &[],
-    ),
+    ("elastic-integrations_signinlogs_test-signinlogs-raw.log", Format::AzureDiagnostic, 5, &[50140; 5]),
+    ("elastic-integrations_signinlogs_test-signinlogs-sample.log", Format::AzureDiagnostic, 2, &[]),
+    ("elastic-integrations_signinlogs_test-signinlogs.log", Format::AzureDiagnostic, 2, &[50140, 50140]),
+    ("elastic-integrations_signinlogs_test-service-principal.log", Format::AzureDiagnostic, 1, &[7000222]),
+    ("elastic-integrations_signinlogs_test-non-interactive-user-signin.log", Format::AzureDiagnostic, 1, &[]),
     (
         "elastic-integrations_signinlogs_test-alternative-time-and-duration-as-string.log",
         Format::AzureDiagnostic,
         1,
         &[],
     ),
-    (
-        "elastic-beats_azure-signinlogs_signin_log.json",
-        Format::AzureDiagnostic,
-        1,
-        &[],
-    ),
-    (
-        "msgraph-docs_beta_signin-list_example1_response.json",
-        Format::Graph,
-        1,
-        &[50126],
-    ),
-    (
-        "msgraph-docs_beta_signin-list_example2_response.json",
-        Format::Graph,
-        1,
-        &[50126],
-    ),
-    (
-        "entra-docs_azure-monitor-sign-ins-log-schema_example.json",
-        Format::AzureDiagnostic,
-        1,
-        &[50140],
-    ),
+    ("elastic-beats_azure-signinlogs_signin_log.json", Format::AzureDiagnostic, 1, &[]),
+    ("msgraph-docs_beta_signin-list_example1_response.json", Format::Graph, 1, &[50126]),
+    ("msgraph-docs_beta_signin-list_example2_response.json", Format::Graph, 1, &[50126]),
+    ("entra-docs_azure-monitor-sign-ins-log-schema_example.json", Format::AzureDiagnostic, 1, &[50140]),
 ];
 
 #[test]
@@ -112,17 +63,10 @@ fn public_samples_decode_with_expected_counts() {
             let s = signins(&items);
             assert_eq!(s.len(), n, "{file} ({f:?}): {items:#?}");
             assert_eq!(errors(&items), vec![], "{file} ({f:?})");
-            let codes: Vec<u32> = s
-                .iter()
-                .filter_map(|r| r.result_code)
-                .filter(|c| *c != 0)
-                .collect();
+            let codes: Vec<u32> = s.iter().filter_map(|r| r.result_code).filter(|c| *c != 0).collect();
             assert_eq!(codes, fails, "{file} ({f:?})");
             assert!(s.iter().all(|r| r.result_code.is_some()), "{file}");
-            assert!(
-                s.iter().all(|r| r.format == format.as_str()),
-                "{file} ({f:?}) labels"
-            );
+            assert!(s.iter().all(|r| r.format == format.as_str()), "{file} ({f:?}) labels");
         }
     }
 }
@@ -157,9 +101,7 @@ fn auto(bytes: &[u8]) -> Vec<DecodedItem> {
 
 #[test]
 fn invalid_graph_page_is_an_error_item_not_a_panic() {
-    let bytes = fixture(
-        "azure/msgraph-docs_v1.0_signin-list_example1_response_INVALID-trailing-comma.json",
-    );
+    let bytes = fixture("azure/msgraph-docs_v1.0_signin-list_example1_response_INVALID-trailing-comma.json");
     for f in [Format::Graph, Format::Auto] {
         let items = decode_bytes(&opts(f), &bytes);
         assert_eq!(tags(&items), vec!["error:invalid_json"], "{items:#?}");
@@ -171,17 +113,12 @@ fn time_format_fragments_are_not_signins_and_their_times_parse() {
     let bytes = fixture("azure/elastic-integrations_signinlogs_test-time-formats-corner-cases.log");
     let items = auto(&bytes);
     assert_eq!(items.len(), 11);
-    assert!(items
-        .iter()
-        .all(|i| i.kind == ItemKind::Error(ParseErrorReason::NotSignin)));
+    assert!(items.iter().all(|i| i.kind == ItemKind::Error(ParseErrorReason::NotSignin)));
     let want = chrono::DateTime::parse_from_rfc3339("2007-01-09T09:41:00Z").unwrap();
     for line in String::from_utf8(bytes).unwrap().lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        let t = passportd::ingest::formats::parse_timestamp(
-            v["time"].as_str().unwrap(),
-            chrono_tz::UTC,
-        )
-        .unwrap_or_else(|| panic!("{line}"));
+        let t = passportd::ingest::formats::parse_timestamp(v["time"].as_str().unwrap(), chrono_tz::UTC)
+            .unwrap_or_else(|| panic!("{line}"));
         // Every spelling names 09:41:00 UTC, give or take its fraction.
         assert_eq!(t.timestamp(), want.timestamp(), "{line}");
     }
@@ -189,66 +126,41 @@ fn time_format_fragments_are_not_signins_and_their_times_parse() {
 
 #[test]
 fn diagnostic_record_fields() {
-    let items = auto(&fixture(
-        "azure/elastic-integrations_signinlogs_test-signinlogs.log",
-    ));
+    let items = auto(&fixture("azure/elastic-integrations_signinlogs_test-signinlogs.log"));
     let s = signins(&items);
     let r = s[1];
     assert_eq!(r.format, "azure-diagnostic");
     assert_eq!(r.result_code, Some(50140));
     assert_eq!(r.ip.as_deref(), Some("81.171.241.231")); // properties.ipAddress wins
-    assert_eq!(
-        r.correlation_id.as_deref(),
-        Some("8a4de8b5-095c-47d0-a96f-a75130c61d53")
-    );
-    assert_eq!(
-        r.record_id.as_deref(),
-        Some("8a4de8b5-095c-47d0-a96f-a75130c61d53")
-    );
-    assert_eq!(
-        r.tenant_id.as_deref(),
-        Some("8a4de8b5-095c-47d0-a96f-a75130c61d53")
-    );
+    assert_eq!(r.correlation_id.as_deref(), Some("8a4de8b5-095c-47d0-a96f-a75130c61d53"));
+    assert_eq!(r.record_id.as_deref(), Some("8a4de8b5-095c-47d0-a96f-a75130c61d53"));
+    assert_eq!(r.tenant_id.as_deref(), Some("8a4de8b5-095c-47d0-a96f-a75130c61d53"));
     assert_eq!(r.app_name.as_deref(), Some("Office 365"));
     assert_eq!(r.client_app.as_deref(), Some("Browser"));
     assert_eq!(r.token_issuer_type.as_deref(), Some("AzureAD"));
     assert!(r.message.as_deref().unwrap().contains("Keep me signed in"));
     assert!(r.occurred_at.is_some());
     // The service principal record: tenant from `tenantId`, no user.
-    let items = auto(&fixture(
-        "azure/elastic-integrations_signinlogs_test-service-principal.log",
-    ));
+    let items = auto(&fixture("azure/elastic-integrations_signinlogs_test-service-principal.log"));
     let r = signins(&items)[0].clone();
     assert_eq!(r.user, None);
-    assert_eq!(
-        r.tenant_id.as_deref(),
-        Some("1111111111-902d-4dea-8026-5a790862fede")
-    );
+    assert_eq!(r.tenant_id.as_deref(), Some("1111111111-902d-4dea-8026-5a790862fede"));
     // `time` in US spelling still parses.
-    let items = auto(&fixture(
-        "azure/elastic-integrations_signinlogs_test-alternative-time-and-duration-as-string.log",
-    ));
+    let items =
+        auto(&fixture("azure/elastic-integrations_signinlogs_test-alternative-time-and-duration-as-string.log"));
     let r = signins(&items)[0].clone();
-    assert_eq!(
-        r.occurred_at.unwrap().to_rfc3339(),
-        "2025-11-14T01:48:53+00:00"
-    );
+    assert_eq!(r.occurred_at.unwrap().to_rfc3339(), "2025-11-14T01:48:53+00:00");
     assert_eq!(r.result_code, Some(0));
 }
 
 #[test]
 fn graph_page_with_duplicate_keys() {
-    let items = auto(&fixture(
-        "azure/msgraph-docs_beta_signin-list_example1_response.json",
-    ));
+    let items = auto(&fixture("azure/msgraph-docs_beta_signin-list_example1_response.json"));
     let r = signins(&items)[0].clone();
     assert_eq!(r.format, "graph");
     assert_eq!(r.result_code, Some(50126));
     assert_eq!(r.user.as_deref(), Some("testaccount1@contoso.com"));
-    assert_eq!(
-        r.record_id.as_deref(),
-        Some("1691d37b-8579-43a7-966a-0f35583c1300")
-    );
+    assert_eq!(r.record_id.as_deref(), Some("1691d37b-8579-43a7-966a-0f35583c1300"));
     assert_eq!(r.auth_protocol.as_deref(), Some("oAuth2"));
     // A duplicate of a field that is read: the last non-null value wins, the record survives.
     let page = br#"{"value":[{"id":"a","userPrincipalName":"x@contoso.example","status":{"errorCode":50076},"userPrincipalName":"y@contoso.example","createdDateTime":"2026-03-04T08:00:00Z","id":"b","appId":null,"appId":"app"}]}"#;
@@ -272,8 +184,9 @@ fn example_entra_blob() {
     let count = |c: u32| s.iter().filter(|r| r.result_code == Some(c)).count();
     assert!(count(50076) >= 3 && count(50126) >= 3 && count(7000218) >= 1 && count(53003) >= 1);
     assert!(count(50053) >= 1 && count(50140) >= 1 && count(0) >= 5);
-    assert!(s.iter().any(|r| r.result_code == Some(50126)
-        && r.token_issuer_type.as_deref() == Some("ADFederationServices")));
+    assert!(s
+        .iter()
+        .any(|r| r.result_code == Some(50126) && r.token_issuer_type.as_deref() == Some("ADFederationServices")));
     assert!(s
         .iter()
         .filter(|r| r.app_name.as_deref() == Some("Kandji Passport"))
@@ -282,36 +195,14 @@ fn example_entra_blob() {
 
 #[test]
 fn example_passport_ndjson() {
-    let items = decode_bytes(
-        &opts(Format::Passport),
-        &example("passport/passport.ndjson"),
-    );
+    let items = decode_bytes(&opts(Format::Passport), &example("passport/passport.ndjson"));
     let auto_items = auto(&example("passport/passport.ndjson"));
     assert_eq!(tags(&items).len(), tags(&auto_items).len());
     assert_eq!(items[0].kind, ItemKind::Skipped, "banner");
-    assert_eq!(
-        items
-            .iter()
-            .filter(|i| i.kind == ItemKind::Redacted)
-            .count(),
-        1
-    );
+    assert_eq!(items.iter().filter(|i| i.kind == ItemKind::Redacted).count(), 1);
     let s = signins(&items);
-    let codes: Vec<Vec<u32>> = s
-        .iter()
-        .filter(|r| r.result_code.is_none())
-        .map(|r| r.message_codes.clone())
-        .collect();
-    assert_eq!(
-        codes,
-        vec![
-            vec![50076],
-            vec![50126],
-            vec![7000218],
-            vec![50076],
-            vec![50126]
-        ]
-    );
+    let codes: Vec<Vec<u32>> = s.iter().filter(|r| r.result_code.is_none()).map(|r| r.message_codes.clone()).collect();
+    assert_eq!(codes, vec![vec![50076], vec![50126], vec![7000218], vec![50076], vec![50126]]);
     assert_eq!(s.iter().filter(|r| r.result_code == Some(0)).count(), 2);
     let failure = s.iter().find(|r| r.message_codes == [7000218]).unwrap();
     assert_eq!(failure.oauth_error.as_deref(), Some("invalid_client"));
@@ -319,10 +210,7 @@ fn example_passport_ndjson() {
     assert!(failure.occurred_at.is_some());
     // Correlation ids join the Mac side to Entra records.
     let entra = auto(&example("entra/PT1H.json"));
-    let entra_ids: Vec<_> = signins(&entra)
-        .iter()
-        .filter_map(|r| r.correlation_id.clone())
-        .collect();
+    let entra_ids: Vec<_> = signins(&entra).iter().filter_map(|r| r.correlation_id.clone()).collect();
     assert!(s
         .iter()
         .filter(|r| !r.message_codes.is_empty())
@@ -348,22 +236,12 @@ fn example_passport_text_styles() {
     assert_eq!(s[0].device.as_deref(), Some("mac-lab-07"));
     assert_eq!(s[0].user, None);
     assert_eq!(s[1].user.as_deref(), Some("erin@contoso.example"));
-    assert!(
-        items[3].end_offset > items[3].start_offset + 200,
-        "continuation lines belong to it"
-    );
+    assert!(items[3].end_offset > items[3].start_offset + 200, "continuation lines belong to it");
 
     let items = auto(&example("passport/passport-compact.log"));
     assert_eq!(
         tags(&items),
-        vec![
-            "skipped",
-            "skipped",
-            "skipped",
-            "signin:passport:-:[7000218]",
-            "skipped",
-            "signin:passport:-:[50076]",
-        ]
+        vec!["skipped", "skipped", "skipped", "signin:passport:-:[7000218]", "skipped", "signin:passport:-:[50076]",]
     );
     let s = signins(&items);
     assert!(s[0].correlation_id.is_some());
@@ -371,7 +249,8 @@ fn example_passport_text_styles() {
 }
 
 const REC_A: &str = r#"{"time":"2026-03-04T08:00:01Z","resultType":"50126","properties":{"id":"id-a","userPrincipalName":"a@contoso.example","status":{"errorCode":50126,"failureReason":"Error validating credentials due to invalid username or password."}}}"#;
-const REC_B: &str = r#"{"time":"2026-03-04T08:00:02Z","resultType":"0","properties":{"id":"id-b","status":{"errorCode":0}}}"#;
+const REC_B: &str =
+    r#"{"time":"2026-03-04T08:00:02Z","resultType":"0","properties":{"id":"id-b","status":{"errorCode":0}}}"#;
 
 #[test]
 fn event_hubs_envelopes_one_line_and_pretty() {
@@ -379,32 +258,19 @@ fn event_hubs_envelopes_one_line_and_pretty() {
     let items = auto(one.as_bytes());
     assert_eq!(
         tags(&items),
-        vec![
-            "signin:azure-diagnostic:50126:[]",
-            "signin:azure-diagnostic:0:[]",
-            "signin:azure-diagnostic:0:[]"
-        ]
+        vec!["signin:azure-diagnostic:50126:[]", "signin:azure-diagnostic:0:[]", "signin:azure-diagnostic:0:[]"]
     );
     let starts: Vec<u64> = items.iter().map(|i| i.start_offset).collect();
     assert_eq!(starts[0], one.find(REC_A).unwrap() as u64);
     assert!(starts[0] < starts[1] && starts[1] < starts[2]);
-    assert_eq!(
-        &one[items[1].start_offset as usize..items[1].end_offset as usize],
-        REC_B
-    );
+    assert_eq!(&one[items[1].start_offset as usize..items[1].end_offset as usize], REC_B);
 
-    let pretty_a =
-        serde_json::to_string_pretty(&serde_json::from_str::<serde_json::Value>(REC_A).unwrap())
-            .unwrap();
+    let pretty_a = serde_json::to_string_pretty(&serde_json::from_str::<serde_json::Value>(REC_A).unwrap()).unwrap();
     let pretty = format!("{{\n  \"records\": [\n{pretty_a},\n{REC_B}\n  ]\n}}\n{REC_A}\n");
     let items = decode_bytes(&opts(Format::AzureDiagnostic), pretty.as_bytes());
     assert_eq!(
         tags(&items),
-        vec![
-            "signin:azure-diagnostic:50126:[]",
-            "signin:azure-diagnostic:0:[]",
-            "signin:azure-diagnostic:50126:[]"
-        ]
+        vec!["signin:azure-diagnostic:50126:[]", "signin:azure-diagnostic:0:[]", "signin:azure-diagnostic:50126:[]"]
     );
     assert_eq!(items[0].line, 3);
     assert_eq!(items[2].line, pretty.lines().count() as u64);
@@ -427,9 +293,7 @@ fn arrays_and_pretty_objects() {
             "error:not_signin"
         ]
     );
-    let obj =
-        serde_json::to_string_pretty(&serde_json::from_str::<serde_json::Value>(REC_A).unwrap())
-            .unwrap();
+    let obj = serde_json::to_string_pretty(&serde_json::from_str::<serde_json::Value>(REC_A).unwrap()).unwrap();
     let two = format!("{obj}\n{obj}\n");
     let items = auto(two.as_bytes());
     assert_eq!(items.len(), 2);
@@ -443,13 +307,7 @@ fn loganalytics_json_rows_and_array() {
     let row2 = r#"{"TimeGenerated":"2026-03-04T08:16:02Z","ResultType":0,"Status":{"errorCode":0},"Id":"id-2"}"#;
     let text = format!("{row}\r\n{row2}\r\n");
     let items = decode_bytes(&opts(Format::AzureLoganalytics), text.as_bytes());
-    assert_eq!(
-        tags(&items),
-        vec![
-            "signin:azure-loganalytics:50076:[]",
-            "signin:azure-loganalytics:0:[]"
-        ]
-    );
+    assert_eq!(tags(&items), vec!["signin:azure-loganalytics:50076:[]", "signin:azure-loganalytics:0:[]"]);
     let r = signins(&items)[0].clone();
     assert_eq!(r.user.as_deref(), Some("a@contoso.example"));
     assert_eq!(r.ip.as_deref(), Some("192.0.2.1"));
@@ -460,10 +318,7 @@ fn loganalytics_json_rows_and_array() {
     let arr = format!("[{row},\n{row2}]");
     assert_eq!(
         tags(&auto(arr.as_bytes())),
-        vec![
-            "signin:azure-loganalytics:50076:[]",
-            "signin:azure-loganalytics:0:[]"
-        ]
+        vec!["signin:azure-loganalytics:50076:[]", "signin:azure-loganalytics:0:[]"]
     );
 }
 
@@ -477,22 +332,11 @@ fn loganalytics_csv_export() {
     let items = auto(CSV.as_bytes());
     assert_eq!(
         tags(&items),
-        vec![
-            "skipped",
-            "signin:azure-loganalytics:50126:[]",
-            "signin:azure-loganalytics:0:[]",
-            "error:invalid_csv"
-        ]
+        vec!["skipped", "signin:azure-loganalytics:50126:[]", "signin:azure-loganalytics:0:[]", "error:invalid_csv"]
     );
     let s = signins(&items);
-    assert_eq!(
-        s[0].occurred_at.unwrap().to_rfc3339(),
-        "2026-03-04T08:15:02.123+00:00"
-    );
-    assert_eq!(
-        s[0].message.as_deref(),
-        Some("Error validating credentials")
-    );
+    assert_eq!(s[0].occurred_at.unwrap().to_rfc3339(), "2026-03-04T08:15:02.123+00:00");
+    assert_eq!(s[0].message.as_deref(), Some("Error validating credentials"));
     assert_eq!(s[0].record_id.as_deref(), Some("id-1"));
     assert_eq!(s[1].user.as_deref(), Some("b@contoso.example"));
     assert_eq!(items[2].line, 4, "the quoted newline counts");
@@ -532,28 +376,15 @@ fn passport_styles_and_rules() {
     );
     let s = signins(&items);
     assert_eq!(s[0].oauth_error.as_deref(), Some("invalid_grant"));
-    assert_eq!(
-        s[0].correlation_id.as_deref(),
-        Some("11111111-2222-3333-4444-555555555555")
-    );
-    assert_eq!(
-        s[0].occurred_at.unwrap().to_rfc3339(),
-        "2026-03-04T16:15:02.123456+00:00"
-    );
+    assert_eq!(s[0].correlation_id.as_deref(), Some("11111111-2222-3333-4444-555555555555"));
+    assert_eq!(s[0].occurred_at.unwrap().to_rfc3339(), "2026-03-04T16:15:02.123456+00:00");
     assert_eq!(s[1].user.as_deref(), Some("alice@contoso.example"));
 
     // --style json: one array, streamed element by element.
-    let v: Vec<serde_json::Value> = ndjson
-        .lines()
-        .skip(1)
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let v: Vec<serde_json::Value> = ndjson.lines().skip(1).map(|l| serde_json::from_str(l).unwrap()).collect();
     let json = serde_json::to_string_pretty(&v).unwrap();
     let items = auto(json.as_bytes());
-    assert_eq!(
-        tags(&items)[..],
-        tags(&decode_bytes(&opts(Format::Passport), ndjson.as_bytes()))[1..]
-    );
+    assert_eq!(tags(&items)[..], tags(&decode_bytes(&opts(Format::Passport), ndjson.as_bytes()))[1..]);
 
     // `log show` default style with its header, and a message spanning lines held until flush.
     let show = "Timestamp                       Thread     Type        Activity             PID    TTL  \n\
@@ -569,11 +400,7 @@ fn passport_styles_and_rules() {
     assert_eq!(tags(&out), vec!["skipped", "signin:passport:-:[50076]"]);
     assert!(d.checkpoint_offset() > held);
     match &out[1].kind {
-        ItemKind::SignIn(s) => assert!(s
-            .message
-            .as_deref()
-            .unwrap()
-            .ends_with("multi-factor authentication.")),
+        ItemKind::SignIn(s) => assert!(s.message.as_deref().unwrap().ends_with("multi-factor authentication.")),
         _ => unreachable!(),
     }
 }
@@ -583,13 +410,7 @@ fn traps() {
     // BOM, CRLF, blank lines, trailing garbage, numbers as strings and vice versa.
     let text = format!("\u{feff}\r\n{REC_A} trailing garbage\r\n\r\n\n{{\"time\":\"2026-03-04T08:00:00\",\"ResultType\":50126,\"durationMs\":\"0\",\"Level\":\"4\",\"properties\":{{}}}}\r\n");
     let items = auto(text.as_bytes());
-    assert_eq!(
-        tags(&items),
-        vec![
-            "signin:azure-diagnostic:50126:[]",
-            "signin:azure-diagnostic:50126:[]"
-        ]
-    );
+    assert_eq!(tags(&items), vec!["signin:azure-diagnostic:50126:[]", "signin:azure-diagnostic:50126:[]"]);
     assert_eq!(items[0].start_offset, 5);
     assert_eq!(items[0].line, 2);
     assert_eq!(items[1].line, 5);
@@ -604,33 +425,17 @@ fn traps() {
     assert_eq!(d.checkpoint_offset(), REC_A.len() as u64);
     // Invalid UTF-8, invalid JSON, unknown text.
     let bad = b"{\"time\":\"\xff\xfe\",\"resultType\":\"0\"}\n{\"time\":\n}\nnot a log line\n";
-    assert_eq!(
-        tags(&auto(bad)),
-        vec![
-            "error:invalid_utf8",
-            "error:invalid_json",
-            "error:unknown_format"
-        ]
-    );
+    assert_eq!(tags(&auto(bad)), vec!["error:invalid_utf8", "error:invalid_json", "error:unknown_format"]);
     // A message with only `time` and `category` is not a sign-in.
-    assert_eq!(
-        tags(&auto(b"{\"time\":\"x\",\"category\":\"SignInLogs\"}\n")),
-        vec!["error:not_signin"]
-    );
+    assert_eq!(tags(&auto(b"{\"time\":\"x\",\"category\":\"SignInLogs\"}\n")), vec!["error:not_signin"]);
     // An unparseable time keeps the record.
-    let r = signins(&auto(
-        b"{\"time\":\"yesterday\",\"resultType\":\"50126\"}\n",
-    ))[0]
-        .clone();
+    let r = signins(&auto(b"{\"time\":\"yesterday\",\"resultType\":\"50126\"}\n"))[0].clone();
     assert_eq!((r.occurred_at, r.result_code), (None, Some(50126)));
 }
 
 #[test]
 fn too_long_records_are_dropped_while_streaming() {
-    let o = DecodeOptions {
-        max_record_bytes: 64,
-        ..DecodeOptions::default()
-    };
+    let o = DecodeOptions { max_record_bytes: 64, ..DecodeOptions::default() };
     let long = format!("{{\"time\":\"{}\",\"resultType\":\"0\"}}", "x".repeat(500));
     let short = r#"{"resultType":"0"}"#;
     let text = format!("{long}\n{short}\n[{long},{short}]\n{{\"records\":[{long},{short}]}}\n");

@@ -6,20 +6,11 @@
 use passportd::ingest::formats::{decode_bytes, DecodeOptions, DecodedItem, Format, StreamDecoder};
 use proptest::prelude::*;
 
-const FORMATS: [Format; 5] = [
-    Format::Auto,
-    Format::AzureDiagnostic,
-    Format::AzureLoganalytics,
-    Format::Graph,
-    Format::Passport,
-];
+const FORMATS: [Format; 5] =
+    [Format::Auto, Format::AzureDiagnostic, Format::AzureLoganalytics, Format::Graph, Format::Passport];
 
 fn opts(format: Format, max: usize) -> DecodeOptions {
-    DecodeOptions {
-        format,
-        max_record_bytes: max,
-        ..DecodeOptions::default()
-    }
+    DecodeOptions { format, max_record_bytes: max, ..DecodeOptions::default() }
 }
 
 /// Realistic pieces that streams are made of, to be concatenated in any order.

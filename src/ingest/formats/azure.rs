@@ -44,16 +44,11 @@ pub(crate) fn to_signin(o: &Obj<'_>, label: &'static str, tz: chrono_tz::Tz) -> 
     // properties (the Graph object) first, then the envelope / row.
     macro_rules! pick {
         ($f:ident) => {
-            p.and_then(|p| p.$f.get())
-                .or_else(|| o.$f.get())
-                .map(str::to_owned)
+            p.and_then(|p| p.$f.get()).or_else(|| o.$f.get()).map(str::to_owned)
         };
     }
     let status = p.and_then(|p| p.status.as_ref()).or(o.status.as_ref());
-    let result_code = status
-        .and_then(|s| s.error_code)
-        .or(o.result_type)
-        .or_else(|| p.and_then(|p| p.result_type));
+    let result_code = status.and_then(|s| s.error_code).or(o.result_type).or_else(|| p.and_then(|p| p.result_type));
     let message = status
         .and_then(|s| s.failure_reason.get())
         .or_else(|| o.result_description.get())
@@ -64,28 +59,19 @@ pub(crate) fn to_signin(o: &Obj<'_>, label: &'static str, tz: chrono_tz::Tz) -> 
     if let Some(m) = &message {
         extract_codes(m, &mut message_codes);
     }
-    let occurred_at = [
-        &o.time,
-        &o.time_generated,
-        p.map_or(&o.created, |p| &p.created),
-        &o.created,
-    ]
-    .into_iter()
-    .filter_map(LStr::get)
-    .find_map(|t| parse_timestamp(t, tz));
+    let occurred_at = [&o.time, &o.time_generated, p.map_or(&o.created, |p| &p.created), &o.created]
+        .into_iter()
+        .filter_map(LStr::get)
+        .find_map(|t| parse_timestamp(t, tz));
     let tenant_id = o
         .tenant_id
         .get()
         .or_else(|| p.and_then(|p| p.tenant_id.get()))
         .map(str::to_owned)
         .or_else(|| tenant_from_resource_id(o.resource_id.get()))
-        .or_else(|| {
-            first(&o.resource_tenant_id, p.map(|p| &p.resource_tenant_id)).map(str::to_owned)
-        });
-    let device = p
-        .and_then(|p| p.device_detail.as_ref())
-        .or(o.device_detail.as_ref())
-        .and_then(|d| d.display_name.owned());
+        .or_else(|| first(&o.resource_tenant_id, p.map(|p| &p.resource_tenant_id)).map(str::to_owned));
+    let device =
+        p.and_then(|p| p.device_detail.as_ref()).or(o.device_detail.as_ref()).and_then(|d| d.display_name.owned());
     let s = RawSignIn {
         format: label,
         occurred_at,

@@ -30,9 +30,7 @@ use serde::{Deserialize, Serialize};
 use super::azure::{auto_label, to_signin};
 use super::passport::{decide, decide_text, leading_timestamp_len, Matcher, PassportFields};
 use super::record::{field_of, parse_obj, JsonFail, Obj, F};
-use super::scan::{
-    count_nl, csv_cells, is_banner, sniff_envelope, trim_ascii, Scan, Scanner, Sniff,
-};
+use super::scan::{count_nl, csv_cells, is_banner, sniff_envelope, trim_ascii, Scan, Scanner, Sniff};
 use super::{DecodeOptions, DecodedItem, Format, ItemKind, ParseErrorReason};
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -47,14 +45,8 @@ struct CsvHeader {
 impl CsvHeader {
     fn parse(text: &str) -> Option<Self> {
         let cells = csv_cells(text)?;
-        let fields = cells
-            .iter()
-            .map(|c| field_of(c.trim_start_matches('\u{feff}')))
-            .collect();
-        Some(Self {
-            text: text.to_owned(),
-            fields,
-        })
+        let fields = cells.iter().map(|c| field_of(c.trim_start_matches('\u{feff}'))).collect();
+        Some(Self { text: text.to_owned(), fields })
     }
 }
 
@@ -189,11 +181,8 @@ impl StreamDecoder {
     /// and `resume_state()` gave them. An empty or unreadable state resumes between
     /// top-level records, counting lines from 1.
     pub fn resume(opts: DecodeOptions, offset: u64, state: &str) -> Self {
-        let wire: Wire = if state.is_empty() {
-            Wire::default()
-        } else {
-            serde_json::from_str(state).unwrap_or_default()
-        };
+        let wire: Wire =
+            if state.is_empty() { Wire::default() } else { serde_json::from_str(state).unwrap_or_default() };
         let header = wire.h.as_deref().and_then(CsvHeader::parse).map(Arc::new);
         let mode = match (wire.m.as_str(), header) {
             ("arr", _) => Mode::Array { env: false },
@@ -218,11 +207,7 @@ impl StreamDecoder {
             prev_text: wire.t,
             bom_pending: offset == 0,
             ckpt_off: offset,
-            ckpt: Saved {
-                line: 1,
-                mode: SavedMode::Top,
-                prev_text: false,
-            },
+            ckpt: Saved { line: 1, mode: SavedMode::Top, prev_text: false },
         };
         d.mark();
         d
@@ -255,13 +240,7 @@ impl StreamDecoder {
             self.advance(self.buf.len() - self.pos);
             self.work = Work::None;
             let end = self.abs(self.pos);
-            push(
-                out,
-                start,
-                end,
-                line,
-                ItemKind::Error(ParseErrorReason::LineTooLong),
-            );
+            push(out, start, end, line, ItemKind::Error(ParseErrorReason::LineTooLong));
         }
         self.work = Work::None;
         self.mark();
@@ -290,12 +269,7 @@ impl StreamDecoder {
         if s.line <= 1 && m.is_empty() && !s.prev_text {
             return String::new();
         }
-        let w = Wire {
-            l: s.line,
-            m: m.to_owned(),
-            t: s.prev_text,
-            h,
-        };
+        let w = Wire { l: s.line, m: m.to_owned(), t: s.prev_text, h };
         serde_json::to_string(&w).unwrap_or_default()
     }
 
@@ -330,18 +304,12 @@ impl StreamDecoder {
             Mode::Csv(h) => SavedMode::Csv(h.clone()),
         };
         self.ckpt_off = self.abs(self.pos);
-        self.ckpt = Saved {
-            line: self.line,
-            mode,
-            prev_text: self.prev_text,
-        };
+        self.ckpt = Saved { line: self.line, mode, prev_text: self.prev_text };
     }
 
     fn compact(&mut self) {
         let keep = match self.pending {
-            Some(p) => usize::try_from(p.start - self.base)
-                .unwrap_or(0)
-                .min(self.pos),
+            Some(p) => usize::try_from(p.start - self.base).unwrap_or(0).min(self.pos),
             None => self.pos,
         };
         if keep > 0 {
@@ -395,11 +363,7 @@ impl StreamDecoder {
 
     /// Starts dropping the record at `pos` (already known to be too long).
     fn start_drop(&mut self, until: DropUntil) {
-        self.work = Work::Drop {
-            start: self.abs(self.pos),
-            line: self.line,
-            until,
-        };
+        self.work = Work::Drop { start: self.abs(self.pos), line: self.line, until };
         self.advance(self.buf.len() - self.pos);
     }
 
@@ -408,9 +372,7 @@ impl StreamDecoder {
             return;
         };
         let s = usize::try_from(p.start - self.base).unwrap_or(0);
-        let e = usize::try_from(p.end - self.base)
-            .unwrap_or(0)
-            .min(self.buf.len());
+        let e = usize::try_from(p.end - self.base).unwrap_or(0).min(self.buf.len());
         let kind = if self.too_long(e.saturating_sub(s)) {
             ItemKind::Error(ParseErrorReason::LineTooLong)
         } else {
@@ -441,10 +403,7 @@ impl StreamDecoder {
             self.bom_pending = false;
         }
         let a = &self.buf[self.pos..];
-        let ws = a
-            .iter()
-            .take_while(|c| matches!(c, b' ' | b'\t' | b'\r' | b'\n'))
-            .count();
+        let ws = a.iter().take_while(|c| matches!(c, b' ' | b'\t' | b'\r' | b'\n')).count();
         if ws > 0 {
             self.advance(ws);
             self.mark();
@@ -478,10 +437,7 @@ impl StreamDecoder {
         let starts_record = leading_timestamp_len(raw).is_some() || is_banner(raw);
         if let Some(p) = self.pending {
             let new_end = self.base + next as u64;
-            if !starts_record
-                && !self.too_long(nl - self.pos)
-                && !self.too_long_u64(new_end - p.start)
-            {
+            if !starts_record && !self.too_long(nl - self.pos) && !self.too_long_u64(new_end - p.start) {
                 self.pending = Some(Pending { end: new_end, ..p });
                 self.advance(next - self.pos);
                 return true;
@@ -573,13 +529,7 @@ impl StreamDecoder {
         let start = self.abs(self.pos);
         let end = self.abs(next);
         if self.too_long(nl - self.pos) {
-            push(
-                out,
-                start,
-                end,
-                self.line,
-                ItemKind::Error(ParseErrorReason::LineTooLong),
-            );
+            push(out, start, end, self.line, ItemKind::Error(ParseErrorReason::LineTooLong));
             self.advance(next - self.pos);
             self.mark();
             return true;
@@ -587,17 +537,7 @@ impl StreamDecoder {
         let bytes = &self.buf[self.pos..nl];
         let fail = match parse_obj(bytes) {
             Ok(o) => {
-                dispatch(
-                    &self.opts,
-                    &self.matcher,
-                    &o,
-                    bytes,
-                    start,
-                    end,
-                    self.line,
-                    out,
-                    false,
-                );
+                dispatch(&self.opts, &self.matcher, &o, bytes, start, end, self.line, out, false);
                 None
             }
             Err(f) => Some(f),
@@ -611,23 +551,14 @@ impl StreamDecoder {
                 self.mark();
             }
             Some(JsonFail::Eof) => {
-                self.work = Work::Value {
-                    sc: Scanner::default(),
-                    scanned: 0,
-                    end: None,
-                };
+                self.work = Work::Value { sc: Scanner::default(), scanned: 0, end: None };
             }
         }
         true
     }
 
     fn step_value(&mut self, out: &mut Vec<DecodedItem>, eof: bool) -> bool {
-        let Work::Value {
-            mut sc,
-            mut scanned,
-            mut end,
-        } = self.work
-        else {
+        let Work::Value { mut sc, mut scanned, mut end } = self.work else {
             return false;
         };
         let start = self.abs(self.pos);
@@ -656,30 +587,17 @@ impl StreamDecoder {
                         } else {
                             ParseErrorReason::InvalidJson
                         };
-                        push(
-                            out,
-                            start,
-                            self.abs(self.buf.len()),
-                            line,
-                            ItemKind::Error(kind),
-                        );
+                        push(out, start, self.abs(self.buf.len()), line, ItemKind::Error(kind));
                         self.work = Work::None;
                         self.advance(len);
                         self.mark();
                         return true;
                     }
                     if self.too_long(len) {
-                        self.start_drop(DropUntil::Value {
-                            sc,
-                            then_newline: true,
-                        });
+                        self.start_drop(DropUntil::Value { sc, then_newline: true });
                         return true;
                     }
-                    self.work = Work::Value {
-                        sc,
-                        scanned: len,
-                        end: None,
-                    };
+                    self.work = Work::Value { sc, scanned: len, end: None };
                     return false;
                 }
             }
@@ -704,27 +622,11 @@ impl StreamDecoder {
         };
         let end_off = self.abs(next);
         if self.too_long(nl - self.pos) {
-            push(
-                out,
-                start,
-                end_off,
-                line,
-                ItemKind::Error(ParseErrorReason::LineTooLong),
-            );
+            push(out, start, end_off, line, ItemKind::Error(ParseErrorReason::LineTooLong));
         } else {
             let bytes = &self.buf[self.pos..self.pos + e];
             match parse_obj(bytes) {
-                Ok(o) => dispatch(
-                    &self.opts,
-                    &self.matcher,
-                    &o,
-                    bytes,
-                    start,
-                    end_off,
-                    line,
-                    out,
-                    false,
-                ),
+                Ok(o) => dispatch(&self.opts, &self.matcher, &o, bytes, start, end_off, line, out, false),
                 Err(f) => push(out, start, end_off, line, ItemKind::Error(json_reason(f))),
             }
         }
@@ -739,10 +641,7 @@ impl StreamDecoder {
             return false;
         };
         let a = &self.buf[self.pos..];
-        let skip = a
-            .iter()
-            .take_while(|c| matches!(c, b' ' | b'\t' | b'\r' | b'\n' | b','))
-            .count();
+        let skip = a.iter().take_while(|c| matches!(c, b' ' | b'\t' | b'\r' | b'\n' | b',')).count();
         if skip > 0 {
             self.advance(skip);
             self.mark();
@@ -754,11 +653,7 @@ impl StreamDecoder {
         match c {
             b']' => {
                 self.advance(1);
-                self.mode = if env {
-                    Mode::EnvTail(Scanner::inside_object())
-                } else {
-                    Mode::LineTail
-                };
+                self.mode = if env { Mode::EnvTail(Scanner::inside_object()) } else { Mode::LineTail };
                 self.mark();
             }
             b'}' => {
@@ -767,10 +662,7 @@ impl StreamDecoder {
                 self.mark();
             }
             _ => {
-                self.work = Work::Elem {
-                    sc: Scanner::default(),
-                    scanned: 0,
-                };
+                self.work = Work::Elem { sc: Scanner::default(), scanned: 0 };
             }
         }
         let _ = out;
@@ -787,36 +679,22 @@ impl StreamDecoder {
         let (e, kind) = match sc.scan(&self.buf[self.pos + scanned..], true) {
             Scan::Done(n) => {
                 let e = (scanned + n).max(1);
-                let kind = if self.too_long(e) {
-                    Some(ItemKind::Error(ParseErrorReason::LineTooLong))
-                } else {
-                    None
-                };
+                let kind = if self.too_long(e) { Some(ItemKind::Error(ParseErrorReason::LineTooLong)) } else { None };
                 (e, kind)
             }
             Scan::Abort(n) => {
                 let nl = scanned + n;
-                let r = if self.too_long(nl) {
-                    ParseErrorReason::LineTooLong
-                } else {
-                    ParseErrorReason::InvalidJson
-                };
+                let r = if self.too_long(nl) { ParseErrorReason::LineTooLong } else { ParseErrorReason::InvalidJson };
                 (nl + 1, Some(ItemKind::Error(r)))
             }
             Scan::More => {
                 let len = self.buf.len() - self.pos;
                 if eof {
-                    let r = if self.too_long(len) {
-                        ParseErrorReason::LineTooLong
-                    } else {
-                        ParseErrorReason::InvalidJson
-                    };
+                    let r =
+                        if self.too_long(len) { ParseErrorReason::LineTooLong } else { ParseErrorReason::InvalidJson };
                     (len, Some(ItemKind::Error(r)))
                 } else if self.too_long(len) {
-                    self.start_drop(DropUntil::Value {
-                        sc,
-                        then_newline: false,
-                    });
+                    self.start_drop(DropUntil::Value { sc, then_newline: false });
                     return true;
                 } else {
                     self.work = Work::Elem { sc, scanned: len };
@@ -831,27 +709,11 @@ impl StreamDecoder {
                 let bytes = &self.buf[self.pos..self.pos + e];
                 if bytes[0] == b'{' {
                     match parse_obj(bytes) {
-                        Ok(o) => dispatch(
-                            &self.opts,
-                            &self.matcher,
-                            &o,
-                            bytes,
-                            start,
-                            end,
-                            line,
-                            out,
-                            env,
-                        ),
+                        Ok(o) => dispatch(&self.opts, &self.matcher, &o, bytes, start, end, line, out, env),
                         Err(f) => push(out, start, end, line, ItemKind::Error(json_reason(f))),
                     }
                 } else {
-                    push(
-                        out,
-                        start,
-                        end,
-                        line,
-                        ItemKind::Error(ParseErrorReason::NotSignin),
-                    );
+                    push(out, start, end, line, ItemKind::Error(ParseErrorReason::NotSignin));
                 }
             }
         }
@@ -914,19 +776,12 @@ impl StreamDecoder {
         if a.is_empty() {
             return false;
         }
-        self.work = Work::Row {
-            scanned: 0,
-            in_quotes: false,
-        };
+        self.work = Work::Row { scanned: 0, in_quotes: false };
         true
     }
 
     fn step_row(&mut self, out: &mut Vec<DecodedItem>, eof: bool) -> bool {
-        let Work::Row {
-            mut scanned,
-            mut in_quotes,
-        } = self.work
-        else {
+        let Work::Row { mut scanned, mut in_quotes } = self.work else {
             return false;
         };
         let found = csv_row_end(&self.buf[self.pos..], &mut scanned, &mut in_quotes);
@@ -984,38 +839,23 @@ impl StreamDecoder {
         }
         let done_at = match until {
             DropUntil::Newline => memchr::memchr(b'\n', a).map(|k| k + 1),
-            DropUntil::Value {
-                mut sc,
-                then_newline,
-            } => match sc.scan(a, true) {
+            DropUntil::Value { mut sc, then_newline } => match sc.scan(a, true) {
                 Scan::Done(n) if then_newline => {
                     self.advance(n);
-                    self.work = Work::Drop {
-                        start,
-                        line,
-                        until: DropUntil::Newline,
-                    };
+                    self.work = Work::Drop { start, line, until: DropUntil::Newline };
                     return true;
                 }
                 Scan::Done(n) => Some(n),
                 Scan::Abort(n) => Some(n + 1),
                 Scan::More => {
-                    self.work = Work::Drop {
-                        start,
-                        line,
-                        until: DropUntil::Value { sc, then_newline },
-                    };
+                    self.work = Work::Drop { start, line, until: DropUntil::Value { sc, then_newline } };
                     None
                 }
             },
             DropUntil::CsvRow { mut in_quotes } => {
                 let mut scanned = 0;
                 let r = csv_row_end(a, &mut scanned, &mut in_quotes).map(|k| k + 1);
-                self.work = Work::Drop {
-                    start,
-                    line,
-                    until: DropUntil::CsvRow { in_quotes },
-                };
+                self.work = Work::Drop { start, line, until: DropUntil::CsvRow { in_quotes } };
                 r
             }
         };
@@ -1024,13 +864,7 @@ impl StreamDecoder {
                 self.advance(n);
                 self.work = Work::None;
                 let end = self.abs(self.pos);
-                push(
-                    out,
-                    start,
-                    end,
-                    line,
-                    ItemKind::Error(ParseErrorReason::LineTooLong),
-                );
+                push(out, start, end, line, ItemKind::Error(ParseErrorReason::LineTooLong));
                 self.mark();
                 true
             }
@@ -1049,10 +883,7 @@ fn csv_row(opts: &DecodeOptions, h: &CsvHeader, text: &str) -> (ItemKind, Option
     let Some(cells) = csv_cells(text) else {
         return (ItemKind::Error(ParseErrorReason::InvalidCsv), None);
     };
-    if cells
-        .first()
-        .is_some_and(|c| field_of(c) == F::TimeGenerated && !c.bytes().any(|b| b.is_ascii_digit()))
-    {
+    if cells.first().is_some_and(|c| field_of(c) == F::TimeGenerated && !c.bytes().any(|b| b.is_ascii_digit())) {
         return (ItemKind::Skipped, CsvHeader::parse(text));
     }
     if cells.len() != h.fields.len() {
@@ -1096,12 +927,7 @@ fn json_reason(f: JsonFail) -> ParseErrorReason {
 }
 
 fn push(out: &mut Vec<DecodedItem>, start: u64, end: u64, line: u64, kind: ItemKind) {
-    out.push(DecodedItem {
-        start_offset: start,
-        end_offset: end,
-        line,
-        kind,
-    });
+    out.push(DecodedItem { start_offset: start, end_offset: end, line, kind });
 }
 
 /// Turns one decoded object into items: an envelope's members (when `nested` is false) or

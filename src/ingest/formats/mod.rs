@@ -44,15 +44,9 @@ impl Format {
 
     /// Parses the config spelling.
     pub fn parse(s: &str) -> Option<Self> {
-        [
-            Format::Auto,
-            Format::AzureDiagnostic,
-            Format::AzureLoganalytics,
-            Format::Graph,
-            Format::Passport,
-        ]
-        .into_iter()
-        .find(|f| f.as_str() == s)
+        [Format::Auto, Format::AzureDiagnostic, Format::AzureLoganalytics, Format::Graph, Format::Passport]
+            .into_iter()
+            .find(|f| f.as_str() == s)
     }
 }
 

@@ -35,19 +35,14 @@ pub(crate) struct Matcher {
 }
 
 fn lower_all(v: &[String]) -> Vec<String> {
-    v.iter()
-        .filter(|s| !s.is_empty())
-        .map(|s| s.to_ascii_lowercase())
-        .collect()
+    v.iter().filter(|s| !s.is_empty()).map(|s| s.to_ascii_lowercase()).collect()
 }
 
 fn contains_ci(hay: &str, needle_lower: &str) -> bool {
     if needle_lower.len() > hay.len() {
         return false;
     }
-    hay.as_bytes()
-        .windows(needle_lower.len())
-        .any(|w| w.eq_ignore_ascii_case(needle_lower.as_bytes()))
+    hay.as_bytes().windows(needle_lower.len()).any(|w| w.eq_ignore_ascii_case(needle_lower.as_bytes()))
 }
 
 impl Matcher {
@@ -122,10 +117,7 @@ pub(crate) fn decide(r: &PassportFields<'_>, m: &Matcher, tz: chrono_tz::Tz) -> 
     let mut codes = Vec::new();
     extract_codes(msg, &mut codes);
     let body = find_token_body(msg);
-    let mut s = RawSignIn {
-        format: "passport",
-        ..RawSignIn::default()
-    };
+    let mut s = RawSignIn { format: "passport", ..RawSignIn::default() };
     if let Some(b) = &body {
         for c in &b.error_codes {
             if let Some(c) = c.0 {
@@ -135,9 +127,8 @@ pub(crate) fn decide(r: &PassportFields<'_>, m: &Matcher, tz: chrono_tz::Tz) -> 
         s.oauth_error = b.error.owned();
         s.correlation_id = b.correlation_id.owned();
     }
-    let is_error_level = r
-        .message_type
-        .is_some_and(|t| t.eq_ignore_ascii_case("error") || t.eq_ignore_ascii_case("fault"));
+    let is_error_level =
+        r.message_type.is_some_and(|t| t.eq_ignore_ascii_case("error") || t.eq_ignore_ascii_case("fault"));
     let failure_text = FAILURE_PHRASES.iter().any(|p| contains_ci(msg, p));
     let success_text = !failure_text && SUCCESS_PHRASES.iter().any(|p| contains_ci(msg, p));
     if codes.is_empty() && body.is_none() && !is_error_level && !failure_text && !success_text {
@@ -172,11 +163,7 @@ pub(crate) fn extract_codes(msg: &str, codes: &mut Vec<u32>) {
     let b = msg.as_bytes();
     for at in memchr::memmem::find_iter(b, b"AADSTS") {
         let digits = &b[at + 6..];
-        let n = digits
-            .iter()
-            .take(7)
-            .take_while(|d| d.is_ascii_digit())
-            .count();
+        let n = digits.iter().take(7).take_while(|d| d.is_ascii_digit()).count();
         if n >= 5 {
             let mut v = 0u32;
             for d in &digits[..n] {
@@ -207,10 +194,7 @@ fn find_token_body(msg: &str) -> Option<TokenBody<'_>> {
     for at in memchr::memchr_iter(b'{', b).take(8) {
         let mut de = serde_json::Deserializer::from_str(&msg[at..]);
         if let Ok(body) = TokenBody::deserialize(&mut de) {
-            if body.error.0.is_some()
-                || body.error_description.0.is_some()
-                || !body.error_codes.is_empty()
-            {
+            if body.error.0.is_some() || body.error_description.0.is_some() || !body.error_codes.is_empty() {
                 return Some(body);
             }
         }
@@ -232,11 +216,7 @@ fn find_correlation_id(msg: &str) -> Option<&str> {
             while i < b.len() && matches!(b[i], b'"' | b'\'' | b':' | b'=' | b' ' | b'\t') {
                 i += 1;
             }
-            let n = b[i..]
-                .iter()
-                .take(36)
-                .take_while(|c| c.is_ascii_hexdigit() || **c == b'-')
-                .count();
+            let n = b[i..].iter().take(36).take_while(|c| c.is_ascii_hexdigit() || **c == b'-').count();
             if n == 36 {
                 return msg.get(i..i + 36);
             }
@@ -258,10 +238,7 @@ fn find_oauth_error(msg: &str) -> Option<&str> {
         return None;
     }
     i += 1;
-    let n = b[i..]
-        .iter()
-        .take_while(|c| c.is_ascii_alphanumeric() || **c == b'_')
-        .count();
+    let n = b[i..].iter().take_while(|c| c.is_ascii_alphanumeric() || **c == b'_').count();
     (n > 0).then(|| msg.get(i..i + n)).flatten()
 }
 
@@ -269,15 +246,13 @@ fn find_ci(hay: &[u8], needle: &[u8]) -> Option<usize> {
     if needle.len() > hay.len() {
         return None;
     }
-    hay.windows(needle.len())
-        .position(|w| w.eq_ignore_ascii_case(needle))
+    hay.windows(needle.len()).position(|w| w.eq_ignore_ascii_case(needle))
 }
 
 /// The first e-mail-shaped token (a UPN) in the message.
 fn find_email(msg: &str) -> Option<&str> {
     let b = msg.as_bytes();
-    let is_local =
-        |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'%' | b'+' | b'-' | b'\'');
+    let is_local = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'%' | b'+' | b'-' | b'\'');
     let is_dom = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-');
     for at in memchr::memchr_iter(b'@', b) {
         let mut s = at;
@@ -338,11 +313,7 @@ pub(crate) fn leading_timestamp_len(line: &[u8]) -> Option<usize> {
     match line.get(i) {
         Some(b'Z') => i += 1,
         Some(b'+' | b'-') => {
-            let n = line[i + 1..]
-                .iter()
-                .take(5)
-                .take_while(|c| c.is_ascii_digit() || **c == b':')
-                .count();
+            let n = line[i + 1..].iter().take(5).take_while(|c| c.is_ascii_digit() || **c == b':').count();
             i += 1 + n;
         }
         _ => {}
@@ -387,10 +358,7 @@ fn compact_type(t: &str) -> Option<&'static str> {
 /// timestamp). Unknown layouts still give the timestamp and the rest as the message.
 pub(crate) fn parse_text_head(line: &str) -> Option<TextHead<'_>> {
     let ts_len = leading_timestamp_len(line.as_bytes())?;
-    let mut h = TextHead {
-        timestamp: line.get(..ts_len)?,
-        ..TextHead::default()
-    };
+    let mut h = TextHead { timestamp: line.get(..ts_len)?, ..TextHead::default() };
     let fallback_at = skip_ws(line, ts_len);
     h.message_at = fallback_at;
     let Some((a0, a1)) = split_token(line, ts_len) else {
@@ -493,10 +461,7 @@ mod tests {
     #[test]
     fn codes_in_order_deduplicated() {
         let mut c = Vec::new();
-        extract_codes(
-            "AADSTS70002: x AADSTS50126: y AADSTS50126 AADSTS1234 AADSTS7000218: z AADSTS12345678",
-            &mut c,
-        );
+        extract_codes("AADSTS70002: x AADSTS50126: y AADSTS50126 AADSTS1234 AADSTS7000218: z AADSTS12345678", &mut c);
         assert_eq!(c, vec![70002, 50126, 7000218, 1234567]);
     }
 
@@ -508,10 +473,8 @@ mod tests {
         assert_eq!(h.sender, "KandjiPassport");
         assert_eq!(h.subsystem, "io.kandji.passport");
         assert_eq!(h.timestamp, "2026-03-04 08:15:02.123456-0800");
-        let h = parse_text_head(
-            "2026-03-04 08:15:02.123 E  SecurityAgent[612:26b7] [io.kandji.passport:auth] msg",
-        )
-        .unwrap();
+        let h = parse_text_head("2026-03-04 08:15:02.123 E  SecurityAgent[612:26b7] [io.kandji.passport:auth] msg")
+            .unwrap();
         assert_eq!(h.message_type, Some("Error"));
         assert_eq!(h.subsystem, "io.kandji.passport");
         assert_eq!(h.process, "SecurityAgent");
@@ -531,14 +494,8 @@ mod tests {
             find_correlation_id(r#"{"correlation_id":"11111111-2222-3333-4444-555555555555"}"#),
             Some("11111111-2222-3333-4444-555555555555")
         );
-        assert_eq!(
-            find_email("for user alice@contoso.example."),
-            Some("alice@contoso.example")
-        );
+        assert_eq!(find_email("for user alice@contoso.example."), Some("alice@contoso.example"));
         assert_eq!(find_email("no @ here"), None);
-        assert_eq!(
-            find_oauth_error(r#"x {"error":"invalid_grant","error_desc"#),
-            Some("invalid_grant")
-        );
+        assert_eq!(find_oauth_error(r#"x {"error":"invalid_grant","error_desc"#), Some("invalid_grant"));
     }
 }

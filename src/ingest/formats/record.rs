@@ -100,9 +100,7 @@ impl<'de> Deserialize<'de> for LCode {
 /// Reads a code from text (`"50126"`, `"50126.0"`).
 pub(crate) fn parse_code(s: &str) -> Option<u32> {
     let s = s.trim();
-    s.parse::<u32>()
-        .ok()
-        .or_else(|| s.strip_suffix(".0").and_then(|t| t.parse::<u32>().ok()))
+    s.parse::<u32>().ok().or_else(|| s.strip_suffix(".0").and_then(|t| t.parse::<u32>().ok()))
 }
 
 /// `status` / `Status`: an object, or (Log Analytics) a string that holds that object.
@@ -590,8 +588,7 @@ impl<'de> Deserialize<'de> for MaybeObj<'de> {
                 f.write_str("an object")
             }
             fn visit_map<A: MapAccess<'de>>(self, a: A) -> Result<Self::Value, A::Error> {
-                Obj::deserialize(de::value::MapAccessDeserializer::new(a))
-                    .map(|o| MaybeObj(Some(o)))
+                Obj::deserialize(de::value::MapAccessDeserializer::new(a)).map(|o| MaybeObj(Some(o)))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
                 while a.next_element::<IgnoredAny>()?.is_some() {}

@@ -36,11 +36,7 @@ fn is_delim(c: u8) -> bool {
 impl Scanner {
     /// Positioned just inside an object whose `{` was already consumed.
     pub fn inside_object() -> Self {
-        Self {
-            depth: 1,
-            started: true,
-            ..Self::default()
-        }
+        Self { depth: 1, started: true, ..Self::default() }
     }
 
     /// Continues the scan over the next bytes of the value.
@@ -161,11 +157,7 @@ fn string_end(b: &[u8], start: usize, lim: usize) -> Option<usize> {
 /// `@odata.*` annotations with scalar values, which is how every producer writes them.
 pub(crate) fn sniff_envelope(b: &[u8], eof: bool) -> Sniff {
     let lim = b.len().min(SNIFF_LIMIT);
-    let more = if b.len() >= SNIFF_LIMIT || eof {
-        Sniff::No
-    } else {
-        Sniff::NeedMore
-    };
+    let more = if b.len() >= SNIFF_LIMIT || eof { Sniff::No } else { Sniff::NeedMore };
     let mut i = 1;
     loop {
         i = skip_ws(b, i, lim);
@@ -191,11 +183,7 @@ pub(crate) fn sniff_envelope(b: &[u8], eof: bool) -> Sniff {
             return more;
         }
         if key.eq_ignore_ascii_case(b"records") || key.eq_ignore_ascii_case(b"value") {
-            return if b[i] == b'[' {
-                Sniff::Envelope(i)
-            } else {
-                Sniff::No
-            };
+            return if b[i] == b'[' { Sniff::Envelope(i) } else { Sniff::No };
         }
         if !key.starts_with(b"@") {
             return Sniff::No;
@@ -268,9 +256,7 @@ pub(crate) fn csv_cells(row: &str) -> Option<Vec<Cow<'_, str>>> {
                 let k = memchr::memchr(b'"', &b[i..])?;
                 let j = i + k;
                 if b.get(j + 1) == Some(&b'"') {
-                    owned
-                        .get_or_insert_with(String::new)
-                        .push_str(&row[seg..=j]);
+                    owned.get_or_insert_with(String::new).push_str(&row[seg..=j]);
                     i = j + 2;
                     seg = i;
                 } else {
@@ -350,19 +336,10 @@ mod tests {
 
     #[test]
     fn sniffing() {
-        assert_eq!(
-            sniff_envelope(br#"{"records": [{}]}"#, false),
-            Sniff::Envelope(12)
-        );
-        assert_eq!(
-            sniff_envelope(b"{\n  \"@odata.context\": \"x\",\n  \"value\": [", false),
-            Sniff::Envelope(38)
-        );
+        assert_eq!(sniff_envelope(br#"{"records": [{}]}"#, false), Sniff::Envelope(12));
+        assert_eq!(sniff_envelope(b"{\n  \"@odata.context\": \"x\",\n  \"value\": [", false), Sniff::Envelope(38));
         assert_eq!(sniff_envelope(br#"{"time": "x"}"#, false), Sniff::No);
-        assert_eq!(
-            sniff_envelope(br#"{"@odata.context": "x"#, false),
-            Sniff::NeedMore
-        );
+        assert_eq!(sniff_envelope(br#"{"@odata.context": "x"#, false), Sniff::NeedMore);
         assert_eq!(sniff_envelope(br#"{"@odata.context": "x"#, true), Sniff::No);
         assert_eq!(sniff_envelope(br#"{"value": 3}"#, false), Sniff::No);
     }

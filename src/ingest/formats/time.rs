@@ -117,10 +117,7 @@ fn finish(naive: NaiveDateTime, offset: Option<i32>, tz: Tz) -> Option<DateTime<
             LocalResult::None => {
                 use chrono::Offset;
                 let fixed = tz.offset_from_utc_datetime(&naive).fix();
-                fixed
-                    .from_local_datetime(&naive)
-                    .single()
-                    .map(|t| t.with_timezone(&Utc))
+                fixed.from_local_datetime(&naive).single().map(|t| t.with_timezone(&Utc))
             }
         },
     }
@@ -226,48 +223,20 @@ mod tests {
     use super::*;
 
     fn p(s: &str) -> Option<String> {
-        parse_timestamp(s, chrono_tz::UTC)
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+        parse_timestamp(s, chrono_tz::UTC).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
     }
 
     #[test]
     fn iso_variants() {
-        assert_eq!(
-            p("2007-01-09T09:41:00").as_deref(),
-            Some("2007-01-09T09:41:00Z")
-        );
-        assert_eq!(
-            p("2007-01-09T09:41:00.22Z").as_deref(),
-            Some("2007-01-09T09:41:00.220Z")
-        );
-        assert_eq!(
-            p("2007-01-09T09:41:00.6816663Z").as_deref(),
-            Some("2007-01-09T09:41:00.681666300Z")
-        );
-        assert_eq!(
-            p("2007-01-09T09:41:00.535404056Z").as_deref(),
-            Some("2007-01-09T09:41:00.535404056Z")
-        );
-        assert_eq!(
-            p("2007-01-09T09:41:00.992099+00:00").as_deref(),
-            Some("2007-01-09T09:41:00.992099Z")
-        );
-        assert_eq!(
-            p("2007-01-09T11:41:00+02:00").as_deref(),
-            Some("2007-01-09T09:41:00Z")
-        );
-        assert_eq!(
-            p("2026-03-04 08:15:02.123456-0800").as_deref(),
-            Some("2026-03-04T16:15:02.123456Z")
-        );
-        assert_eq!(
-            p("2026-03-04 08:15:02.123").as_deref(),
-            Some("2026-03-04T08:15:02.123Z")
-        );
-        assert_eq!(
-            p("2026-03-04T08:15:02.1234567891Z").as_deref(),
-            Some("2026-03-04T08:15:02.123456789Z")
-        );
+        assert_eq!(p("2007-01-09T09:41:00").as_deref(), Some("2007-01-09T09:41:00Z"));
+        assert_eq!(p("2007-01-09T09:41:00.22Z").as_deref(), Some("2007-01-09T09:41:00.220Z"));
+        assert_eq!(p("2007-01-09T09:41:00.6816663Z").as_deref(), Some("2007-01-09T09:41:00.681666300Z"));
+        assert_eq!(p("2007-01-09T09:41:00.535404056Z").as_deref(), Some("2007-01-09T09:41:00.535404056Z"));
+        assert_eq!(p("2007-01-09T09:41:00.992099+00:00").as_deref(), Some("2007-01-09T09:41:00.992099Z"));
+        assert_eq!(p("2007-01-09T11:41:00+02:00").as_deref(), Some("2007-01-09T09:41:00Z"));
+        assert_eq!(p("2026-03-04 08:15:02.123456-0800").as_deref(), Some("2026-03-04T16:15:02.123456Z"));
+        assert_eq!(p("2026-03-04 08:15:02.123").as_deref(), Some("2026-03-04T08:15:02.123Z"));
+        assert_eq!(p("2026-03-04T08:15:02.1234567891Z").as_deref(), Some("2026-03-04T08:15:02.123456789Z"));
         assert_eq!(p("2026-13-04T08:15:02Z"), None);
         assert_eq!(p("2026-03-04T08:15:02Zjunk"), None);
         assert_eq!(p(""), None);
@@ -285,22 +254,10 @@ mod tests {
         ] {
             assert_eq!(p(s).as_deref(), Some("2007-01-09T09:41:00Z"), "{s}");
         }
-        assert_eq!(
-            p("11/14/2025 1:48:53 AM").as_deref(),
-            Some("2025-11-14T01:48:53Z")
-        );
-        assert_eq!(
-            p("11/14/2025 12:48:53 AM").as_deref(),
-            Some("2025-11-14T00:48:53Z")
-        );
-        assert_eq!(
-            p("11/14/2025 1:48:53 PM").as_deref(),
-            Some("2025-11-14T13:48:53Z")
-        );
-        assert_eq!(
-            p("3/4/2026, 8:15:02.123 AM").as_deref(),
-            Some("2026-03-04T08:15:02.123Z")
-        );
+        assert_eq!(p("11/14/2025 1:48:53 AM").as_deref(), Some("2025-11-14T01:48:53Z"));
+        assert_eq!(p("11/14/2025 12:48:53 AM").as_deref(), Some("2025-11-14T00:48:53Z"));
+        assert_eq!(p("11/14/2025 1:48:53 PM").as_deref(), Some("2025-11-14T13:48:53Z"));
+        assert_eq!(p("3/4/2026, 8:15:02.123 AM").as_deref(), Some("2026-03-04T08:15:02.123Z"));
         assert_eq!(p("13/14/2025 1:48:53 AM"), None);
         assert_eq!(p("11/14/2025 13:48:53 PM"), None);
     }
@@ -308,10 +265,7 @@ mod tests {
     #[test]
     fn default_zone_applies_to_zoneless() {
         let t = parse_timestamp("2026-03-04 08:15:02", chrono_tz::America::Los_Angeles);
-        assert_eq!(
-            t.map(|t| t.to_rfc3339()).as_deref(),
-            Some("2026-03-04T16:15:02+00:00")
-        );
+        assert_eq!(t.map(|t| t.to_rfc3339()).as_deref(), Some("2026-03-04T16:15:02+00:00"));
         // Inside the 2026-03-08 spring-forward gap: still a time, never a panic.
         assert!(parse_timestamp("2026-03-08 02:30:00", chrono_tz::America::Los_Angeles).is_some());
     }
