@@ -175,12 +175,12 @@ fn graph_page_with_duplicate_keys() {
 fn example_entra_blob() {
     let items = auto(&example("entra/PT1H.json"));
     let s = signins(&items);
-    assert_eq!(items.len(), 30);
-    assert_eq!(s.len(), 30);
+    assert_eq!(items.len(), 34);
+    assert_eq!(s.len(), 34);
     let mut ids: Vec<_> = s.iter().map(|r| r.record_id.clone().unwrap()).collect();
     ids.sort();
     ids.dedup();
-    assert_eq!(ids.len(), 30);
+    assert_eq!(ids.len(), 34);
     let count = |c: u32| s.iter().filter(|r| r.result_code == Some(c)).count();
     assert!(count(50076) >= 3 && count(50126) >= 3 && count(7000218) >= 1 && count(53003) >= 1);
     assert!(count(50053) >= 1 && count(50140) >= 1 && count(0) >= 5);
