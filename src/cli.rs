@@ -301,6 +301,17 @@ fn classify(arg: ConfigArg, json: bool, messages: Vec<String>) -> Result<(), Cli
 fn check_config(arg: ConfigArg) -> Result<(), CliError> {
     let loaded = load(&arg)?;
     let classifier = classifier_for(&loaded)?;
+    // Operator entries can shadow shipped ones; every example must still classify to its
+    // own entry, or the merged catalogue says something other than its authors meant.
+    let mismatches = classifier.check_examples();
+    if !mismatches.is_empty() {
+        let list: Vec<String> = mismatches.iter().map(|m| format!("  {m}")).collect();
+        return Err(CliError::Usage(format!(
+            "catalogue examples do not hold ({}):\n{}",
+            mismatches.len(),
+            list.join("\n")
+        )));
+    }
     let s = &loaded.settings;
     let mut out = String::new();
     out.push_str(&format!("configuration: {} — valid\n", loaded.origin));
@@ -319,9 +330,9 @@ fn check_config(arg: ConfigArg) -> Result<(), CliError> {
         s.incidents.quiet_period, s.incidents.reopen_window
     ));
     out.push_str(&format!(
-        "privacy: users {:?}, ips {:?}; api token {}\n",
-        s.privacy.users,
-        s.privacy.ips,
+        "privacy: users {}, ips {}; api token {}\n",
+        serde_json::to_value(s.privacy.users).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+        serde_json::to_value(s.privacy.ips).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
         if s.api.token.is_empty() { "not required" } else { "required" }
     ));
     if s.sources.is_empty() {
@@ -332,10 +343,10 @@ fn check_config(arg: ConfigArg) -> Result<(), CliError> {
             .map_err(|e| CliError::Usage(format!("sources {:?}: {e}", src.name)))?;
         let files = matcher.scan();
         out.push_str(&format!(
-            "source {:?}: format {}, start at {:?}, poll {}, {} file(s) match now\n",
+            "source {:?}: format {}, start at {}, poll {}, {} file(s) match now\n",
             src.name,
             src.format.as_str(),
-            src.start_at,
+            serde_json::to_value(src.start_at).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
             src.poll_interval,
             files.len()
         ));
