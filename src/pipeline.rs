@@ -22,7 +22,7 @@ use crate::store::{Batch, BatchResult, Store, StoreError, StoredEvent};
 
 /// What an ingest run did: the `replay --json` summary of CONTRACT.md §1 (and the body
 /// that `POST /api/v1/ingest/{source}` answers with).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct IngestSummary {
     /// Sign-in events newly stored (successes + failures + interrupts).
     pub records: u64,

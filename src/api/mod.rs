@@ -1,6 +1,7 @@
 //! The HTTP API (axum): health, `/metrics`, incidents, events, summary, catalogue,
 //! classify and push ingestion. Only this module knows about HTTP.
 
+pub mod doc;
 pub mod error;
 
 use std::collections::{BTreeMap, HashMap};
@@ -15,18 +16,19 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use crate::classify::{Classification, Entry};
 use crate::classify::{ClassifyInput, SharedClassifier};
 use crate::config::{Settings, SourceSettings};
 use crate::event::Category;
-use crate::incidents::IncidentStatus;
+use crate::incidents::{Incident, IncidentStatus};
 use crate::ingest::formats::decode_bytes;
 use crate::ingest::reader::decode_options;
 use crate::pipeline::{DecodeTally, IngestSummary, Normalizer, Writer};
 use crate::store::queries::{EventQuery, IncidentQuery, IncidentSort};
+use crate::store::Summary;
 use crate::store::{Batch, Store};
 use error::{error_body, ApiError};
 
@@ -71,11 +73,40 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/catalogue/{code}", get(catalogue_code))
         .route("/api/v1/classify", post(classify))
         .route("/api/v1/ingest/{source}", post(ingest))
+        .route("/api/v1/openapi.json", get(openapi))
         .fallback(|| async { error_body(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .layer(middleware::map_response(json_errors))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
         .with_state(state)
+}
+
+/// Errors produced outside our handlers (body too large, wrong method, timeout) come as
+/// plain text from axum and tower; give them the contract's JSON shape too.
+async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let (code, message) = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the request body is larger than server.max_body_bytes"),
+        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "this endpoint does not accept that method"),
+        StatusCode::REQUEST_TIMEOUT => ("timeout", "the request took longer than server.request_timeout"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "unsupported content type"),
+        s if s.is_server_error() => ("internal", "internal error"),
+        _ => ("bad_request", "the request could not be read"),
+    };
+    let mut out = error_body(status, code, message);
+    if let Some(allow) = resp.headers().get(header::ALLOW) {
+        out.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    out
 }
 
 /// Counts requests and latency by route template (never the raw path).
@@ -91,10 +122,16 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
     resp
 }
 
+/// Liveness.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "The process is up", body = doc::Health)))]
 async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
+/// Readiness: the store answers and every source runs.
+#[utoipa::path(get, path = "/readyz", tag = "health", responses(
+    (status = 200, description = "Ready", body = doc::Health),
+    (status = 503, description = "Not ready, with the reason", body = doc::ErrorBody)))]
 async fn readyz(State(state): State<AppState>) -> Response {
     if let Err(e) = state.store.ping().await {
         tracing::warn!(error = %e, "store not reachable");
@@ -110,6 +147,8 @@ async fn readyz(State(state): State<AppState>) -> Response {
     Json(json!({"status": "ready"})).into_response()
 }
 
+/// Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "Metrics", body = String, content_type = "text/plain")))]
 async fn metrics(State(state): State<AppState>) -> Response {
     let body = state.writer.metrics().render();
     ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))], body)
@@ -191,6 +230,22 @@ fn encode(s: &str) -> String {
         .collect()
 }
 
+/// Incidents, newest first by the chosen key, one page at a time.
+#[utoipa::path(get, path = "/api/v1/incidents", tag = "incidents",
+    params(
+        ("status" = Option<String>, Query, description = "open (default), acknowledged, resolved or all"),
+        ("category" = Option<Category>, Query, description = "only this category"),
+        ("code" = Option<u32>, Query, description = "only this primary AADSTS code"),
+        ("app" = Option<String>, Query, description = "only this app (case-insensitive)"),
+        ("since" = Option<String>, Query, description = "last_seen at or after this RFC 3339 time"),
+        ("until" = Option<String>, Query, description = "last_seen before this RFC 3339 time"),
+        ("sort" = Option<String>, Query, description = "last_seen (default), first_seen, event_count or users_affected"),
+        ("limit" = Option<u32>, Query, description = "page size, 1 to 500 (default 50)"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page; a Link rel=next header mirrors next_cursor", body = doc::IncidentPage),
+        (status = 400, description = "A parameter is invalid (the message names it)", body = doc::ErrorBody)))]
 async fn list_incidents(State(state): State<AppState>, Query(params): Params) -> Result<Response, ApiError> {
     check_known(&params, &["status", "category", "code", "app", "since", "until", "limit", "cursor", "sort"])?;
     let status = match params.get("status").map(String::as_str) {
@@ -227,18 +282,19 @@ fn parse_id(raw: &str) -> Result<i64, ApiError> {
     raw.parse::<i64>().ok().filter(|i| *i > 0).ok_or_else(|| ApiError::NotFound(format!("no incident {raw:?}")))
 }
 
+/// One incident with its remediation and most recent events.
+#[utoipa::path(get, path = "/api/v1/incidents/{id}", tag = "incidents",
+    params(("id" = i64, Path, description = "incident id")),
+    responses(
+        (status = 200, description = "The incident", body = doc::IncidentDetail),
+        (status = 404, description = "No such incident", body = doc::ErrorBody)))]
 async fn get_incident(State(state): State<AppState>, Path(raw): Path<String>) -> Result<Response, ApiError> {
     let id = parse_id(&raw)?;
     let incident = state.store.incident(id).await?.ok_or_else(|| ApiError::NotFound(format!("no incident {id}")))?;
     let events =
         state.store.list_events(&EventQuery { incident: Some(id), limit: 20, ..EventQuery::default() }).await?;
     let doc_url = incident.code.map(crate::classify::doc_url);
-    let mut body = serde_json::to_value(&incident).unwrap_or_default();
-    if let Some(obj) = body.as_object_mut() {
-        obj.insert("doc_url".into(), json!(doc_url));
-        obj.insert("recent_events".into(), json!(events.items));
-    }
-    Ok(Json(body).into_response())
+    Ok(Json(doc::IncidentDetail { incident, doc_url, recent_events: events.items }).into_response())
 }
 
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
@@ -268,13 +324,16 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AckBody {
-    #[serde(default)]
-    by: Option<String>,
-}
-
+/// Acknowledge an incident (optionally saying who).
+#[utoipa::path(post, path = "/api/v1/incidents/{id}/acknowledge", tag = "incidents",
+    params(("id" = i64, Path, description = "incident id")),
+    request_body(content = Option<doc::AcknowledgeRequest>, description = "optional: who acknowledges"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The acknowledged incident", body = Incident),
+        (status = 400, description = "Invalid body", body = doc::ErrorBody),
+        (status = 401, description = "Bearer token missing or wrong", body = doc::ErrorBody),
+        (status = 404, description = "No such incident", body = doc::ErrorBody)))]
 async fn acknowledge(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -283,8 +342,8 @@ async fn acknowledge(
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
     let id = parse_id(&raw)?;
-    let ack: AckBody = if body.iter().all(u8::is_ascii_whitespace) {
-        AckBody::default()
+    let ack: doc::AcknowledgeRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        doc::AcknowledgeRequest::default()
     } else {
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad("body", format!("expected {{\"by\": \"name\"}}: {e}")))?
@@ -299,6 +358,14 @@ async fn acknowledge(
     Ok(Json(incident).into_response())
 }
 
+/// Resolve an incident by hand; a later failure reopens it.
+#[utoipa::path(post, path = "/api/v1/incidents/{id}/resolve", tag = "incidents",
+    params(("id" = i64, Path, description = "incident id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The resolved incident", body = Incident),
+        (status = 401, description = "Bearer token missing or wrong", body = doc::ErrorBody),
+        (status = 404, description = "No such incident", body = doc::ErrorBody)))]
 async fn resolve(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -312,6 +379,21 @@ async fn resolve(
     Ok(Json(incident).into_response())
 }
 
+/// Stored failure events, newest first.
+#[utoipa::path(get, path = "/api/v1/events", tag = "events",
+    params(
+        ("incident" = Option<i64>, Query, description = "only events of this incident"),
+        ("category" = Option<Category>, Query, description = "only this category"),
+        ("code" = Option<u32>, Query, description = "only this primary code"),
+        ("source" = Option<String>, Query, description = "only this source"),
+        ("since" = Option<String>, Query, description = "at or after this RFC 3339 time"),
+        ("until" = Option<String>, Query, description = "before this RFC 3339 time"),
+        ("limit" = Option<u32>, Query, description = "page size, 1 to 500 (default 50)"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page", body = doc::EventPage),
+        (status = 400, description = "A parameter is invalid", body = doc::ErrorBody)))]
 async fn list_events(State(state): State<AppState>, Query(params): Params) -> Result<Response, ApiError> {
     check_known(&params, &["incident", "category", "code", "source", "since", "until", "limit", "cursor"])?;
     let incident = params
@@ -333,6 +415,17 @@ async fn list_events(State(state): State<AppState>, Query(params): Params) -> Re
     Ok(with_next_link("/api/v1/events", &params, page.next_cursor.as_deref(), body))
 }
 
+/// Counts by event time.
+#[utoipa::path(get, path = "/api/v1/summary", tag = "events",
+    params(
+        ("window" = Option<String>, Query, description = "90s, 15m, 1h (default), 7d …"),
+        ("since" = Option<String>, Query, description = "RFC 3339; overrides window"),
+        ("until" = Option<String>, Query, description = "RFC 3339; default now"),
+        ("source" = Option<String>, Query, description = "only this source"),
+    ),
+    responses(
+        (status = 200, description = "The counts", body = Summary),
+        (status = 400, description = "A parameter is invalid", body = doc::ErrorBody)))]
 async fn summary(State(state): State<AppState>, Query(params): Params) -> Result<Response, ApiError> {
     check_known(&params, &["window", "since", "until", "source"])?;
     let until = parse_time(&params, "until")?.unwrap_or_else(Utc::now);
@@ -354,11 +447,21 @@ async fn summary(State(state): State<AppState>, Query(params): Params) -> Result
     Ok(Json(s).into_response())
 }
 
+/// The loaded (merged) catalogue.
+#[utoipa::path(get, path = "/api/v1/catalogue", tag = "catalogue",
+    responses((status = 200, description = "Every entry", body = doc::CatalogueList)))]
 async fn catalogue(State(state): State<AppState>) -> Response {
     let c = state.classifier.current();
-    Json(json!({"entries": c.catalogue().entries(), "count": c.catalogue().len()})).into_response()
+    Json(doc::CatalogueList { entries: c.catalogue().entries().to_vec(), count: c.catalogue().len() }).into_response()
 }
 
+/// The catalogue entry for one code.
+#[utoipa::path(get, path = "/api/v1/catalogue/{code}", tag = "catalogue",
+    params(("code" = String, Path, description = "AADSTS number, with or without the AADSTS prefix")),
+    responses(
+        (status = 200, description = "The entry", body = Entry),
+        (status = 400, description = "Not a code", body = doc::ErrorBody),
+        (status = 404, description = "Not in the catalogue", body = doc::ErrorBody)))]
 async fn catalogue_code(State(state): State<AppState>, Path(raw): Path<String>) -> Result<Response, ApiError> {
     let code: u32 = raw
         .trim_start_matches("AADSTS")
@@ -372,18 +475,29 @@ async fn catalogue_code(State(state): State<AppState>, Path(raw): Path<String>) 
     Ok(Json(entry).into_response())
 }
 
-#[derive(Debug, Deserialize)]
-struct ClassifyBody {
-    message: String,
-}
-
+/// Classify one message; stores nothing.
+#[utoipa::path(post, path = "/api/v1/classify", tag = "catalogue",
+    request_body = doc::ClassifyRequest,
+    responses(
+        (status = 200, description = "The classification", body = Classification),
+        (status = 400, description = "Body is not {\"message\": \"...\"}", body = doc::ErrorBody)))]
 async fn classify(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
-    let req: ClassifyBody = serde_json::from_slice(&body)
+    let req: doc::ClassifyRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad("message", format!("expected {{\"message\": \"...\"}}: {e}")))?;
     let c = state.classifier.current().classify(&ClassifyInput::message(&req.message));
     Ok(Json(c).into_response())
 }
 
+/// Push ingestion: JSON lines, a JSON array, an Event Hubs envelope or a Graph page.
+#[utoipa::path(post, path = "/api/v1/ingest/{source}", tag = "ingest",
+    params(("source" = String, Path, description = "a configured source, or `http`")),
+    request_body(content = String, description = "records in any supported shape", content_type = "application/json"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "What was stored (the replay summary)", body = IngestSummary),
+        (status = 401, description = "Bearer token missing or wrong", body = doc::ErrorBody),
+        (status = 404, description = "No such source", body = doc::ErrorBody),
+        (status = 413, description = "Body larger than server.max_body_bytes", body = doc::ErrorBody)))]
 async fn ingest(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -418,6 +532,14 @@ async fn ingest(
     summary.add_result(&result);
     summary.add_decode_counts(&tally);
     Ok(Json(summary).into_response())
+}
+
+/// This document.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "health",
+    responses((status = 200, description = "The OpenAPI 3 document", body = Object)))]
+async fn openapi() -> Response {
+    use utoipa::OpenApi;
+    Json(doc::ApiDoc::openapi()).into_response()
 }
 
 #[cfg(test)]

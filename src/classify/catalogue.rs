@@ -52,7 +52,7 @@ pub const MAX_CODE: u32 = 9_999_999;
 pub const ACTORS: [&str; 3] = ["user", "admin", "service"];
 
 /// How urgent a failure of this kind is for an administrator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     /// Expected, nothing to do (successes, interrupts).
@@ -96,7 +96,7 @@ impl fmt::Display for Severity {
 }
 
 /// Whether every given condition must hold, or any one of them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Require {
     /// All conditions must hold (the default).
@@ -108,7 +108,7 @@ pub enum Require {
 
 /// Field conditions on the classifier input. List values match case-insensitively, any
 /// element being enough; an empty list is "not a condition".
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Conditions {
     /// Combine the conditions below with `all` (default) or `any`.
@@ -144,7 +144,7 @@ impl Conditions {
 
 /// A test case carried by an entry: a message, optionally with the fields a decoder would
 /// supply. In TOML either a plain string or a table.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Example {
     /// The message text.
@@ -218,7 +218,7 @@ where
 }
 
 /// One catalogue entry: what a failure means and what an administrator should do.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Entry {
     /// Stable id (e.g. `aadsts-50076`, `okta-invalid-credentials`).
     pub id: String,

@@ -215,7 +215,7 @@ impl<'a> ClassifyInput<'a> {
 }
 
 /// How the winning entry matched.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MatchedBy {
     /// The primary code's plain entry.
@@ -238,7 +238,7 @@ impl MatchedBy {
 }
 
 /// The classifier's verdict, serialized exactly as CONTRACT.md §1 `classify --json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Classification {
     /// Success, failure or interrupt.
     pub outcome: Outcome,

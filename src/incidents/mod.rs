@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use crate::event::Category;
 
 /// Where an incident is in its lifecycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum IncidentStatus {
     /// New or reopened: needs attention.
@@ -56,7 +56,7 @@ impl fmt::Display for IncidentStatus {
 }
 
 /// An incident as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Incident {
     /// Stable numeric id.
     pub id: i64,
@@ -66,6 +66,7 @@ pub struct Incident {
     /// `brute_force`, `lockout_wave`.
     pub kind: String,
     /// A detector's evidence, as counts only.
+    #[schema(value_type = Option<Object>)]
     pub evidence: Option<serde_json::Value>,
     /// The failure category.
     pub category: Category,

@@ -111,7 +111,7 @@ pub struct EventQuery {
 }
 
 /// A stored failure event as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct EventRow {
     /// Row id.
     pub id: i64,
@@ -162,7 +162,7 @@ pub struct EventRow {
 }
 
 /// Counts for `GET /api/v1/summary`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Summary {
     /// Window start.
     pub since: DateTime<Utc>,
@@ -281,41 +281,42 @@ impl From<sqlx::Error> for ListError {
     }
 }
 
+/// The incident list query (shared by the API and the query-plan test).
+fn incident_list_query(q: &IncidentQuery, select: &str) -> Result<QueryBuilder<'static, Sqlite>, InvalidCursor> {
+    let col = q.sort.column();
+    let mut b: QueryBuilder<Sqlite> = QueryBuilder::new(format!("{select} FROM incidents WHERE 1 = 1"));
+    if let Some(status) = q.status {
+        b.push(" AND status = ").push_bind(status.as_str());
+    }
+    if let Some(c) = q.category {
+        b.push(" AND category = ").push_bind(c.as_str());
+    }
+    if let Some(code) = q.code {
+        b.push(" AND code = ").push_bind(i64::from(code));
+    }
+    if let Some(app) = &q.app {
+        b.push(" AND app = ").push_bind(app.clone()).push(" COLLATE NOCASE");
+    }
+    if let Some(since) = q.since {
+        b.push(" AND last_seen >= ").push_bind(to_ms(since));
+    }
+    if let Some(until) = q.until {
+        b.push(" AND last_seen < ").push_bind(to_ms(until));
+    }
+    if let Some(cursor) = &q.cursor {
+        let (key, id) = decode_cursor(q.sort.tag(), cursor)?;
+        // A row-value comparison lets SQLite seek the (key, id) index directly.
+        b.push(format!(" AND ({col}, id) < (")).push_bind(key).push(", ").push_bind(id).push(")");
+    }
+    b.push(format!(" ORDER BY {col} DESC, id DESC LIMIT ")).push_bind(i64::from(q.limit) + 1);
+    Ok(b)
+}
+
 impl Store {
     /// One page of incidents, newest first by the chosen key; keyset pagination so pages
     /// never skip or repeat while new incidents arrive.
     pub async fn list_incidents(&self, q: &IncidentQuery) -> Result<Page<Incident>, ListError> {
-        let col = q.sort.column();
-        let mut b: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT * FROM incidents WHERE 1 = 1");
-        if let Some(status) = q.status {
-            b.push(" AND status = ").push_bind(status.as_str());
-        }
-        if let Some(c) = q.category {
-            b.push(" AND category = ").push_bind(c.as_str());
-        }
-        if let Some(code) = q.code {
-            b.push(" AND code = ").push_bind(i64::from(code));
-        }
-        if let Some(app) = &q.app {
-            b.push(" AND app = ").push_bind(app.clone()).push(" COLLATE NOCASE");
-        }
-        if let Some(since) = q.since {
-            b.push(" AND last_seen >= ").push_bind(to_ms(since));
-        }
-        if let Some(until) = q.until {
-            b.push(" AND last_seen < ").push_bind(to_ms(until));
-        }
-        if let Some(cursor) = &q.cursor {
-            let (key, id) = decode_cursor(q.sort.tag(), cursor)?;
-            b.push(format!(" AND ({col} < "))
-                .push_bind(key)
-                .push(format!(" OR ({col} = "))
-                .push_bind(key)
-                .push(" AND id < ")
-                .push_bind(id)
-                .push("))");
-        }
-        b.push(format!(" ORDER BY {col} DESC, id DESC LIMIT ")).push_bind(i64::from(q.limit) + 1);
+        let mut b = incident_list_query(q, "SELECT *")?;
         let rows = b.build().fetch_all(self.pool()).await?;
         let mut items = rows.iter().map(incident_from_row).collect::<Result<Vec<_>, _>>()?;
         let next_cursor = if items.len() > q.limit as usize {
@@ -364,13 +365,7 @@ impl Store {
         }
         if let Some(cursor) = &q.cursor {
             let (key, id) = decode_cursor("o", cursor)?;
-            b.push(" AND (occurred_at < ")
-                .push_bind(key)
-                .push(" OR (occurred_at = ")
-                .push_bind(key)
-                .push(" AND id < ")
-                .push_bind(id)
-                .push("))");
+            b.push(" AND (occurred_at, id) < (").push_bind(key).push(", ").push_bind(id).push(")");
         }
         b.push(" ORDER BY occurred_at DESC, id DESC LIMIT ").push_bind(i64::from(q.limit) + 1);
         let rows = b.build().fetch_all(self.pool()).await?;
@@ -432,6 +427,35 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    async fn plan(store: &Store, q: &IncidentQuery) -> String {
+        let mut b = incident_list_query(q, "EXPLAIN QUERY PLAN SELECT *").expect("query");
+        let rows = b.build().fetch_all(store.pool()).await.expect("explain");
+        rows.iter().map(|r| r.try_get::<String, _>("detail").unwrap_or_default()).collect::<Vec<_>>().join(" | ")
+    }
+
+    #[tokio::test]
+    async fn incident_pages_are_served_from_indexes_without_sorting() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("p.db")).await.expect("open");
+        let deep = encode_cursor("l", 1_700_000_000_000, 42);
+        for q in [
+            IncidentQuery { status: None, limit: 50, ..Default::default() },
+            IncidentQuery { status: Some(IncidentStatus::Open), limit: 50, ..Default::default() },
+            IncidentQuery { status: None, limit: 50, cursor: Some(deep.clone()), ..Default::default() },
+            IncidentQuery {
+                status: Some(IncidentStatus::Resolved),
+                limit: 50,
+                cursor: Some(deep),
+                ..Default::default()
+            },
+            IncidentQuery { status: None, category: Some(Category::MfaRequired), limit: 50, ..Default::default() },
+        ] {
+            let p = plan(&store, &q).await;
+            assert!(p.contains("USING INDEX"), "{q:?}: {p}");
+            assert!(!p.contains("TEMP B-TREE"), "{q:?} sorts instead of reading the index in order: {p}");
+        }
+    }
 
     #[test]
     fn cursors_round_trip_and_reject_garbage() {

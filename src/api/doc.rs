@@ -1,0 +1,137 @@
+//! The OpenAPI 3 document, generated from the handlers' annotations and the response
+//! types themselves, so it cannot drift from what the server sends.
+
+use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi, ToSchema};
+
+use crate::classify::catalogue::{Conditions, Example, Require};
+use crate::classify::{Classification, Entry, MatchedBy, Severity};
+use crate::event::{Category, Outcome};
+use crate::incidents::{Incident, IncidentStatus};
+use crate::pipeline::IngestSummary;
+use crate::store::{EventRow, Summary};
+
+/// `{"error": {"code": "...", "message": "..."}}`
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// The inside of an error body.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code (`bad_request`, `unauthorized`, `not_found`, …).
+    pub code: String,
+    /// One sentence for humans, naming the parameter at fault.
+    pub message: String,
+}
+
+/// `{"status": "ok"}` / `{"status": "ready"}`
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    /// `ok` or `ready`.
+    pub status: String,
+}
+
+/// A page of incidents.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IncidentPage {
+    /// The incidents.
+    pub items: Vec<Incident>,
+    /// Cursor for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A page of events.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventPage {
+    /// The events.
+    pub items: Vec<EventRow>,
+    /// Cursor for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// One incident with what the on-call engineer needs next to it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IncidentDetail {
+    /// The incident.
+    #[serde(flatten)]
+    pub incident: Incident,
+    /// Microsoft's page for the code.
+    pub doc_url: Option<String>,
+    /// The newest failures counted in it (correlated copies included).
+    pub recent_events: Vec<EventRow>,
+}
+
+/// The loaded catalogue.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CatalogueList {
+    /// Every entry.
+    pub entries: Vec<Entry>,
+    /// How many.
+    pub count: usize,
+}
+
+/// `POST /api/v1/classify` body.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ClassifyRequest {
+    /// The error message or raw log line.
+    pub message: String,
+}
+
+/// Optional `POST /api/v1/incidents/{id}/acknowledge` body.
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AcknowledgeRequest {
+    /// Who is on it (free text, at most 200 characters kept).
+    #[serde(default)]
+    pub by: Option<String>,
+}
+
+/// The document.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "passportd",
+        description = "Kandji Passport and Microsoft Entra sign-in failures: incidents, events, summaries, the error catalogue, classification and push ingestion."
+    ),
+    paths(
+        super::healthz,
+        super::readyz,
+        super::metrics,
+        super::list_incidents,
+        super::get_incident,
+        super::acknowledge,
+        super::resolve,
+        super::list_events,
+        super::summary,
+        super::catalogue,
+        super::catalogue_code,
+        super::classify,
+        super::ingest,
+        super::openapi,
+    ),
+    components(schemas(
+        ErrorBody, ErrorDetail, Health, IncidentPage, EventPage, IncidentDetail, CatalogueList,
+        ClassifyRequest, AcknowledgeRequest, Incident, IncidentStatus, EventRow, Summary,
+        IngestSummary, Classification, Entry, Conditions, Example, Require, Severity, MatchedBy,
+        Category, Outcome
+    )),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        if let Some(components) = openapi.components.as_mut() {
+            components.add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+        }
+    }
+}

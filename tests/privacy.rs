@@ -1,0 +1,57 @@
+//! In `hash` and `drop` modes the raw user principal names and IP addresses appear
+//! nowhere in the database files, while exact user counts still work.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{settings, TestServer};
+
+fn db_bytes(dir: &std::path::Path) -> Vec<u8> {
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        all.extend(std::fs::read(entry.path()).unwrap_or_default());
+    }
+    all
+}
+
+fn contains(hay: &[u8], needle: &str) -> bool {
+    hay.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hash_and_drop_keep_personal_data_out_of_the_database() {
+    for (users, ips) in [("hash", "drop"), ("drop", "hash"), ("hash", "truncate")] {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start(settings(&format!(
+            "[storage]\npath = \"{}\"\n[privacy]\nusers = \"{users}\"\nips = \"{ips}\"\nhash_key = \"0123456789abcdef0123\"\n",
+            dir.path().join("p.db").display()
+        )))
+        .await;
+        let mut body = std::fs::read_to_string(common::fixtures().join("e2e/entra.json")).unwrap();
+        // A message that names the user, as AADSTS50034 descriptions do.
+        body.push_str(
+            &serde_json::json!({
+                "time": "2026-03-04T16:30:00Z",
+                "resultType": "50034",
+                "resultDescription": "AADSTS50034: The user account eve@contoso.example does not exist in the directory.",
+                "callerIpAddress": "192.0.2.99",
+                "properties": {"id": "p-50034", "userPrincipalName": "eve@contoso.example",
+                               "ipAddress": "192.0.2.99", "status": {"errorCode": 50034}}
+            })
+            .to_string(),
+        );
+        body.push('\n');
+        let r = server.client.post(format!("{}/api/v1/ingest/http", server.base)).body(body).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let incidents = server.get_json("/api/v1/incidents?category=mfa_required").await;
+        assert_eq!(incidents["items"][0]["users_affected"], 2, "exact counts survive {users}/{ips}");
+        let events = server.get_json("/api/v1/events?code=50034").await;
+        let msg = events["items"][0]["message"].as_str().unwrap().to_string();
+        assert!(!msg.contains("eve@"), "{msg}");
+        server.stop().await;
+        let bytes = db_bytes(dir.path());
+        for raw in ["alice@contoso.example", "bob@contoso.example", "eve@contoso.example", "192.0.2.10", "192.0.2.99"] {
+            assert!(!contains(&bytes, raw), "{raw} found in the database with users={users} ips={ips}");
+        }
+    }
+}
