@@ -162,3 +162,43 @@ async fn api_errors_have_the_contract_shape() {
     assert_eq!(r.status(), 404);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mac_failure_and_its_entra_record_are_one_attempt_in_the_incident() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(settings(&format!(
+        "[storage]\npath = \"{db}\"\n[[sources]]\nname = \"entra\"\npaths = [\"{d}/none/*.json\"]\n[[sources]]\nname = \"passport\"\npaths = [\"{d}/none/*.log\"]\nformat = \"passport\"\n",
+        db = dir.path().join("p.db").display(),
+        d = dir.path().display()
+    )))
+    .await;
+    let corr = "7d3b2a10-1c2d-4e5f-9a8b-7c6d5e4f3a2b";
+    let entra = serde_json::json!({
+        "time": "2026-03-04T16:15:02Z", "resultType": "50076", "correlationId": corr,
+        "tenantId": "9f0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b",
+        "properties": {"id": "rec-1", "correlationId": corr, "userPrincipalName": "alice@contoso.example",
+            "appId": "0d6f7c1e-2a3b-4c5d-9e8f-7a6b5c4d3e2f", "appDisplayName": "Kandji Passport",
+            "ipAddress": "192.0.2.10", "tokenIssuerType": "AzureAD", "status": {"errorCode": 50076}}
+    })
+    .to_string();
+    let mac = format!(
+        "2026-03-04 08:15:01.900000-0800  mac-lab-042 SecurityAgent[612]: (KandjiPassport) [io.kandji.passport:auth] Token request failed: {{\"error\":\"invalid_grant\",\"error_description\":\"AADSTS50076: Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access.\",\"error_codes\":[50076],\"correlation_id\":\"{corr}\"}}\n"
+    );
+    for (source, body) in [("entra", entra), ("passport", mac)] {
+        let r = server.client.post(format!("{}/api/v1/ingest/{source}", server.base)).body(body).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let s: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(s["failures"], 1, "{source}: {s}");
+    }
+    let list = server.get_json("/api/v1/incidents").await;
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{list}");
+    assert_eq!(items[0]["event_count"], 1, "one attempt, counted once");
+    let detail = server.get_json(&format!("/api/v1/incidents/{}", items[0]["id"])).await;
+    let attempts = detail["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1, "{detail}");
+    assert_eq!(attempts[0]["device"], "mac-lab-042");
+    assert_eq!(attempts[0]["ip"], "192.0.2.10");
+    assert_eq!(attempts[0]["sources"], serde_json::json!(["entra", "passport"]));
+    server.stop().await;
+}

@@ -62,6 +62,83 @@ pub struct IncidentDetail {
     pub doc_url: Option<String>,
     /// The newest failures counted in it (correlated copies included).
     pub recent_events: Vec<EventRow>,
+    /// The same failures joined by correlation id: one sign-in attempt seen by Passport
+    /// (the Mac) and by Entra (the IdP) becomes one row with the facts of both.
+    pub attempts: Vec<Attempt>,
+}
+
+/// One sign-in attempt, joined across sources by correlation id.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Attempt {
+    /// The correlation id (null for an event that carries none).
+    pub correlation_id: Option<String>,
+    /// The earliest event time of the attempt.
+    pub occurred_at: chrono::DateTime<chrono::Utc>,
+    /// Sources that saw it.
+    pub sources: Vec<String>,
+    /// Every code seen, primary first.
+    pub codes: Vec<u32>,
+    /// Mac host name or serial (from Passport).
+    pub device: Option<String>,
+    /// User (per the privacy setting).
+    pub user: Option<String>,
+    /// Client IP (from Entra, per the privacy setting).
+    pub ip: Option<String>,
+    /// Application.
+    pub app: Option<String>,
+    /// Token issuer type (from Entra).
+    pub token_issuer_type: Option<String>,
+    /// The Entra record id.
+    pub record_ids: Vec<String>,
+}
+
+/// Joins events that share a correlation id into attempts, newest first.
+pub fn join_attempts(events: &[EventRow]) -> Vec<Attempt> {
+    let mut out: Vec<Attempt> = Vec::new();
+    for e in events {
+        let existing =
+            e.correlation_id.as_ref().and_then(|c| out.iter_mut().find(|a| a.correlation_id.as_ref() == Some(c)));
+        let attempt = match existing {
+            Some(a) => a,
+            None => {
+                out.push(Attempt {
+                    correlation_id: e.correlation_id.clone(),
+                    occurred_at: e.occurred_at,
+                    sources: Vec::new(),
+                    codes: Vec::new(),
+                    device: None,
+                    user: None,
+                    ip: None,
+                    app: None,
+                    token_issuer_type: None,
+                    record_ids: Vec::new(),
+                });
+                let Some(last) = out.last_mut() else { continue };
+                last
+            }
+        };
+        attempt.occurred_at = attempt.occurred_at.min(e.occurred_at);
+        if !attempt.sources.contains(&e.source) {
+            attempt.sources.push(e.source.clone());
+        }
+        for c in &e.codes {
+            if !attempt.codes.contains(c) {
+                attempt.codes.push(*c);
+            }
+        }
+        attempt.device = attempt.device.take().or_else(|| e.device.clone());
+        attempt.user = attempt.user.take().or_else(|| e.user.clone());
+        attempt.ip = attempt.ip.take().or_else(|| e.ip.clone());
+        attempt.app = attempt.app.take().or_else(|| e.app_name.clone().or_else(|| e.app_id.clone()));
+        attempt.token_issuer_type = attempt.token_issuer_type.take().or_else(|| e.token_issuer_type.clone());
+        if let Some(r) = &e.record_id {
+            attempt.record_ids.push(r.clone());
+        }
+    }
+    for a in &mut out {
+        a.sources.sort();
+    }
+    out
 }
 
 /// The loaded catalogue.
@@ -113,7 +190,7 @@ pub struct AcknowledgeRequest {
         super::openapi,
     ),
     components(schemas(
-        ErrorBody, ErrorDetail, Health, IncidentPage, EventPage, IncidentDetail, CatalogueList,
+        ErrorBody, ErrorDetail, Health, IncidentPage, EventPage, IncidentDetail, Attempt, CatalogueList,
         ClassifyRequest, AcknowledgeRequest, Incident, IncidentStatus, EventRow, Summary,
         IngestSummary, Classification, Entry, Conditions, Example, Require, Severity, MatchedBy,
         Category, Outcome

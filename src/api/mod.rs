@@ -294,7 +294,8 @@ async fn get_incident(State(state): State<AppState>, Path(raw): Path<String>) ->
     let events =
         state.store.list_events(&EventQuery { incident: Some(id), limit: 20, ..EventQuery::default() }).await?;
     let doc_url = incident.code.map(crate::classify::doc_url);
-    Ok(Json(doc::IncidentDetail { incident, doc_url, recent_events: events.items }).into_response())
+    let attempts = doc::join_attempts(&events.items);
+    Ok(Json(doc::IncidentDetail { incident, doc_url, recent_events: events.items, attempts }).into_response())
 }
 
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
