@@ -168,7 +168,7 @@ fn sigterm_drains_and_exits_zero() {
     std::fs::write(
         &cfg,
         format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n[[sources]]\nname = \"entra\"\npaths = [\"{}/*.json\"]\n",
+            "[server]\nlisten = \"127.0.0.1:0\"\n[log]\nformat = \"text\"\n[[sources]]\nname = \"entra\"\npaths = [\"{}/*.json\"]\n",
             logs.display()
         ),
     )
@@ -194,6 +194,20 @@ fn sigterm_drains_and_exits_zero() {
         }
         assert!(Instant::now() < deadline, "never started");
     }
+    // SIGHUP reloads the catalogue (counted in the metrics).
+    let addr = line.split("addr=").nth(1).and_then(|r| r.split_whitespace().next()).unwrap().to_string();
+    let addr = addr.trim_matches(|c: char| !c.is_ascii_digit() && c != '.' && c != ':').to_string();
+    assert!(Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = http_get(&addr, "/metrics");
+        if metrics.contains("passportd_catalogue_reloads_total{result=\"success\"} 1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "SIGHUP did not reload the catalogue");
+        // Poll interval, bounded by the deadline above.
+        std::thread::park_timeout(Duration::from_millis(20));
+    }
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
     let (tx, rx) = std::sync::mpsc::channel();
@@ -206,4 +220,16 @@ fn sigterm_drains_and_exits_zero() {
     let out = passportd(dir.path(), &["replay", "--json", logs.join("a.json").to_str().unwrap()]);
     let v = json(&out);
     assert_eq!(v["records"].as_u64().unwrap() + v["duplicates"].as_u64().unwrap(), 7);
+}
+
+/// A minimal HTTP/1.0 GET, enough for /metrics in a synchronous test.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+        return String::new();
+    };
+    let _ = write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    let mut out = String::new();
+    let _ = stream.read_to_string(&mut out);
+    out
 }

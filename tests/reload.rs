@@ -1,0 +1,66 @@
+//! The catalogue reloads while the daemon runs: a changed operator file is validated and
+//! swapped in; an invalid one keeps the old catalogue and is counted as an error.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{poll_until, sample, settings, TestServer};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_catalogue_changes_apply_live_and_invalid_ones_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let ours = dir.path().join("ours.toml");
+    std::fs::write(&ours, "[[entry]]\nid = \"aadsts-50076\"\nremediation = \"Version one of our fix.\"\n").unwrap();
+    let server = TestServer::start(settings(&format!(
+        "[storage]\npath = \"{}\"\n[catalogue]\nextra_paths = [\"{}\"]\n",
+        dir.path().join("p.db").display(),
+        ours.display()
+    )))
+    .await;
+    let entry = server.get_json("/api/v1/catalogue/50076").await;
+    assert_eq!(entry["remediation"], "Version one of our fix.");
+
+    // An open incident carries the remediation of its entry.
+    let body = std::fs::read_to_string(common::fixtures().join("e2e/entra.json")).unwrap();
+    let r = server.client.post(format!("{}/api/v1/ingest/http", server.base)).body(body).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    // Editors replace files by writing a new one and renaming it over the old.
+    let tmp = dir.path().join("ours.toml.tmp");
+    std::fs::write(&tmp, "[[entry]]\nid = \"aadsts-50076\"\nremediation = \"Version two of our fix.\"\n").unwrap();
+    std::fs::rename(&tmp, &ours).unwrap();
+    poll_until("the new remediation", Duration::from_secs(10), || async {
+        let e = server.get_json("/api/v1/catalogue/50076").await;
+        (e["remediation"] == "Version two of our fix.").then_some(())
+    })
+    .await;
+    // Open incidents follow the catalogue.
+    poll_until("the incident's new remediation", Duration::from_secs(10), || async {
+        let i = server.get_json("/api/v1/incidents?category=mfa_required").await;
+        (i["items"][0]["remediation"] == "Version two of our fix.").then_some(())
+    })
+    .await;
+
+    std::fs::write(&ours, "[[entry]]\nid = \"aadsts-50076\"\npatterns = [\"(unclosed\"]\n").unwrap();
+    poll_until("a counted reload error", Duration::from_secs(10), || async {
+        let m = server.metrics().await;
+        (sample(&m, r#"passportd_catalogue_reloads_total{result="error"}"#).unwrap_or(0.0) >= 1.0).then_some(())
+    })
+    .await;
+    let e = server.get_json("/api/v1/catalogue/50076").await;
+    assert_eq!(e["remediation"], "Version two of our fix.", "the invalid file kept the previous catalogue");
+    let c = server
+        .client
+        .post(format!("{}/api/v1/classify", server.base))
+        .body(r#"{"message":"AADSTS50076: MFA"}"#)
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    assert_eq!(c["remediation"], "Version two of our fix.", "CLI, API and pipeline share the live catalogue");
+    server.stop().await;
+}
