@@ -64,3 +64,46 @@ async fn operator_catalogue_changes_apply_live_and_invalid_ones_are_refused() {
     assert_eq!(c["remediation"], "Version two of our fix.", "CLI, API and pipeline share the live catalogue");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_and_api_classify_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let server =
+        TestServer::start(settings(&format!("[storage]\npath = \"{}\"\n", dir.path().join("p.db").display()))).await;
+    let messages = [
+        r#"{"error":"invalid_grant","error_description":"AADSTS50126: Error validating credentials due to invalid username or password.","error_codes":[50126]}"#,
+        "AADSTS70002: Error validating credentials. AADSTS50126: Invalid username or password",
+        "AADSTS7000218: The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
+        "Access has been blocked by Conditional Access policies",
+        "AADSTS9999999: something new",
+        "nothing at all",
+    ];
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_passportd"))
+        .args(["classify", "--json"])
+        .args(messages)
+        .current_dir(dir.path())
+        .env_remove("PASSPORTD_CONFIG")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let cli: Vec<serde_json::Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(cli.len(), messages.len());
+    for (m, from_cli) in messages.iter().zip(&cli) {
+        let from_api: serde_json::Value = server
+            .client
+            .post(format!("{}/api/v1/classify", server.base))
+            .json(&serde_json::json!({ "message": m }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(&from_api, from_cli, "{m}");
+    }
+    assert_eq!(cli[1]["code"], 50126, "the wrapper 70002 yields");
+    assert_eq!(cli[4]["category"], "unclassified");
+    assert_eq!(cli[4]["code"], 9999999);
+    server.stop().await;
+}
