@@ -233,3 +233,41 @@ fn http_get(addr: &str, path: &str) -> String {
     let _ = stream.read_to_string(&mut out);
     out
 }
+
+#[test]
+fn replay_of_every_shape_at_once_counts_each_record_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<String> = Vec::new();
+    for folder in ["tests/fixtures/azure", "examples/logs/entra", "examples/logs/passport"] {
+        let mut names: Vec<_> = std::fs::read_dir(root.join(folder))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.file_name().is_some_and(|n| n != "SOURCES.md"))
+            .collect();
+        names.sort();
+        files.extend(names.iter().map(|p| p.display().to_string()));
+    }
+    let mut args = vec!["replay", "--json"];
+    args.extend(files.iter().map(String::as_str));
+    let v = json(&passportd(dir.path(), &args));
+    // 16 decodable public sample records (7 of them repeat an id already seen), 45 example
+    // sign-ins; the invalid Graph page and the 11 time-only fragments are parse errors;
+    // Passport chatter, banners and <private> lines are skipped.
+    assert_eq!(v["records"], 54, "{v}");
+    assert_eq!(v["duplicates"], 7);
+    assert_eq!(v["parse_errors"], 12);
+    assert_eq!(v["parse_errors_by_reason"], serde_json::json!({"invalid_json": 1, "not_signin": 11}));
+    assert_eq!(v["skipped"], 41);
+    assert_eq!(v["redacted"], 2);
+    assert_eq!(
+        (v["successes"].as_u64(), v["failures"].as_u64(), v["interrupts"].as_u64()),
+        (Some(19), Some(30), Some(5))
+    );
+    assert_eq!(v["by_code"]["50076"], 10);
+    assert_eq!(v["by_category"]["federation_unsupported"], 1);
+    let again = json(&passportd(dir.path(), &args));
+    assert_eq!(again["records"], 0, "{again}");
+    assert_eq!(again["duplicates"], 61);
+}
