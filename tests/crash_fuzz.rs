@@ -186,10 +186,23 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     eprintln!("{kills} kills; {before} of {TOTAL} records stored before the last run");
     let mut child = start(&config, &daemon_log);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let all = wait_for("every record stored", Duration::from_secs(30), || {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let all = loop {
             let s = stored(&db);
-            (s.len() as u64 == TOTAL).then_some(s)
-        });
+            if s.len() as u64 == TOTAL {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let missing: Vec<u64> = (0..TOTAL).filter(|q| !s.contains_key(q)).collect();
+                let files: Vec<(String, u64)> = std::fs::read_dir(&logs)
+                    .unwrap()
+                    .flatten()
+                    .map(|e| (e.file_name().to_string_lossy().into_owned(), e.metadata().map(|m| m.len()).unwrap_or(0)))
+                    .collect();
+                panic!("{} records missing, first {:?}; files {files:?}", missing.len(), &missing[..missing.len().min(20)]);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
         let dup: Vec<_> = all.iter().filter(|(_, n)| **n != 1).collect();
         assert!(dup.is_empty(), "stored more than once: {dup:?}");
         let text = wait_for("metrics caught up", Duration::from_secs(10), || {
