@@ -199,7 +199,11 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
                     .flatten()
                     .map(|e| (e.file_name().to_string_lossy().into_owned(), e.metadata().map(|m| m.len()).unwrap_or(0)))
                     .collect();
-                panic!("{} records missing, first {:?}; files {files:?}", missing.len(), &missing[..missing.len().min(20)]);
+                panic!(
+                    "{} records missing, first {:?}; files {files:?}",
+                    missing.len(),
+                    &missing[..missing.len().min(20)]
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         };

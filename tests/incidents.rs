@@ -96,7 +96,8 @@ async fn all(s: &Store) -> Vec<passportd::incidents::Incident> {
 async fn lifecycle_quiet_period_reopen_and_new_incident_in_event_time() {
     let (_d, s) = store().await;
     let p = Policy::default();
-    let r = commit(&s, &p, vec![ev("a", 50076, Category::MfaRequired, 0), ev("b", 50076, Category::MfaRequired, 10)]).await;
+    let r =
+        commit(&s, &p, vec![ev("a", 50076, Category::MfaRequired, 0), ev("b", 50076, Category::MfaRequired, 10)]).await;
     assert_eq!(r.incidents_opened.get(&Category::MfaRequired), Some(&1));
     let inc = &all(&s).await[0];
     assert_eq!((inc.status, inc.event_count, inc.users_affected), (IncidentStatus::Open, 2, 2));
@@ -158,7 +159,8 @@ async fn per_category_quiet_period() {
     let (_d, s) = store().await;
     let mut p = Policy::default();
     p.quiet_by_category.insert(Category::InvalidCredentials, Duration::from_secs(300));
-    commit(&s, &p, vec![ev("a", 50126, Category::InvalidCredentials, 0), ev("b", 50076, Category::MfaRequired, 0)]).await;
+    commit(&s, &p, vec![ev("a", 50126, Category::InvalidCredentials, 0), ev("b", 50076, Category::MfaRequired, 0)])
+        .await;
     let mut ok = ev("s", 0, Category::Other, 10);
     ok.outcome = Outcome::Success;
     commit(&s, &p, vec![ok]).await;
@@ -201,8 +203,12 @@ async fn opening_gate_holds_noisy_failures_until_enough_gather() {
     assert_eq!(inc.first_seen, at(0));
     // Failures more than `within` apart never open it.
     let (_d2, s2) = store().await;
-    commit(&s2, &p, vec![ev("x", 50126, Category::InvalidCredentials, 0), ev("y", 50126, Category::InvalidCredentials, 20)])
-        .await;
+    commit(
+        &s2,
+        &p,
+        vec![ev("x", 50126, Category::InvalidCredentials, 0), ev("y", 50126, Category::InvalidCredentials, 20)],
+    )
+    .await;
     commit(&s2, &p, vec![ev("z", 50126, Category::InvalidCredentials, 40)]).await;
     assert!(all(&s2).await.is_empty());
 }
@@ -304,7 +310,13 @@ async fn pagination_never_skips_or_repeats_while_incidents_arrive() {
     for sort in [IncidentSort::LastSeen] {
         loop {
             let page = s
-                .list_incidents(&IncidentQuery { status: None, sort, limit: 5, cursor: cursor.clone(), ..Default::default() })
+                .list_incidents(&IncidentQuery {
+                    status: None,
+                    sort,
+                    limit: 5,
+                    cursor: cursor.clone(),
+                    ..Default::default()
+                })
                 .await
                 .unwrap();
             seen.extend(page.items.iter().map(|i| i.id));

@@ -273,10 +273,10 @@ pub fn replay_file(
     let mut reader = FileReader::open(source, path, checkpoints, |_| 0)?;
     if reader.read_offset != 0 {
         // Known file: keep its key (so lines without ids deduplicate) but read it all.
-        let file = reader.file.take().ok_or_else(|| ReadError::Io {
-            path: path.to_path_buf(),
-            source: std::io::Error::other("file closed"),
-        })?;
+        let file = reader
+            .file
+            .take()
+            .ok_or_else(|| ReadError::Io { path: path.to_path_buf(), source: std::io::Error::other("file closed") })?;
         reader = FileReader::new(source, reader.path.clone(), Some(file), reader.identity, reader.key, 0, "");
     }
     let mut buf = vec![0u8; READ_BUFFER_BYTES];

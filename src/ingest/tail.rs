@@ -114,6 +114,11 @@ pub struct Tailer {
     buf: Vec<u8>,
 }
 
+/// (device, inode).
+type FileKey = (u64, u64);
+/// What a scan found: each inode once, with a path and its metadata.
+type Seen = HashMap<FileKey, (PathBuf, Metadata)>;
+
 fn dev_ino(meta: &Metadata) -> (u64, u64) {
     identity::file_id(meta)
 }
@@ -173,7 +178,7 @@ impl Tailer {
         self.round += 1;
         let mut report = RoundReport::default();
 
-        let mut seen: HashMap<(u64, u64), (PathBuf, Metadata)> = HashMap::new();
+        let mut seen: Seen = HashMap::new();
         for path in self.matcher.scan() {
             let Ok(meta) = std::fs::metadata(&path) else {
                 continue;
@@ -211,7 +216,7 @@ impl Tailer {
 
     /// Followed generations against what the scan found: renames, disappearances,
     /// truncations and in-place rewrites (which start a new generation).
-    fn reconcile_tracked(&mut self, seen: &HashMap<(u64, u64), (PathBuf, Metadata)>, now: Instant) {
+    fn reconcile_tracked(&mut self, seen: &Seen, now: Instant) {
         let mut reset = Vec::new();
         for (key, t) in self.tracked.iter_mut() {
             let Some((path, meta)) = seen.get(key) else {
@@ -253,8 +258,8 @@ impl Tailer {
     /// Inodes seen for the first time: a start-up checkpoint (same inode and content),
     /// a known generation under another inode (a copy, or renamed across file systems),
     /// else a new generation.
-    fn adopt_new(&mut self, seen: &HashMap<(u64, u64), (PathBuf, Metadata)>, now: Instant) -> Result<(), ReadError> {
-        let mut fresh: Vec<(&(u64, u64), &(PathBuf, Metadata))> =
+    fn adopt_new(&mut self, seen: &Seen, now: Instant) -> Result<(), ReadError> {
+        let mut fresh: Vec<(&FileKey, &(PathBuf, Metadata))> =
             seen.iter().filter(|(k, _)| !self.tracked.contains_key(k)).collect();
         fresh.sort_by(|a, b| a.1 .0.cmp(&b.1 .0));
         for (key, (path, meta)) in fresh {
@@ -386,11 +391,8 @@ impl Tailer {
         for key in due {
             if let Some(t) = self.tracked.get_mut(&key) {
                 t.last_sent = Some(now);
-                let chunk = Chunk {
-                    source: self.name.clone(),
-                    checkpoint: Some(t.reader.checkpoint()),
-                    ..Chunk::default()
-                };
+                let chunk =
+                    Chunk { source: self.name.clone(), checkpoint: Some(t.reader.checkpoint()), ..Chunk::default() };
                 self.send(chunk)?;
             }
         }
@@ -399,7 +401,7 @@ impl Tailer {
 
     /// Reads every generation that may have bytes, a budget at a time, until a pass
     /// reads nothing (or the pass cap). Returns the bytes read.
-    fn read_all(&mut self, seen: &HashMap<(u64, u64), (PathBuf, Metadata)>) -> Result<u64, ReadError> {
+    fn read_all(&mut self, seen: &Seen) -> Result<u64, ReadError> {
         let mut total = 0u64;
         let mut keys: Vec<(u64, u64)> = self.tracked.keys().copied().collect();
         keys.sort_by_key(|k| self.tracked.get(k).map(|t| t.last_used));
@@ -433,24 +435,10 @@ impl Tailer {
                         continue;
                     }
                 }
-                let Some(t) = self.tracked.get_mut(key) else {
-                    continue;
-                };
-                t.last_used = self.round;
-                match t.reader.read_some(&mut self.buf, PASS_BUDGET, &self.normalizer) {
-                    Ok(Some(chunk)) => {
-                        let n = t.reader.last_read_bytes;
-                        if n > 0 {
-                            progressed = true;
-                            total += n;
-                            t.last_growth = Instant::now();
-                            self.metrics.tail_bytes_read.with_label_values(&[&self.name]).inc_by(n);
-                        }
-                        t.last_sent = Some(Instant::now());
-                        self.send(chunk)?;
-                    }
-                    Ok(None) => {}
-                    Err(e) => tracing::warn!(source = %self.name, error = %e, "read failed; will retry"),
+                let n = self.read_checked(key)?;
+                if n > 0 {
+                    progressed = true;
+                    total += n;
                 }
             }
             if !progressed {
@@ -458,6 +446,45 @@ impl Tailer {
             }
         }
         Ok(total)
+    }
+
+    /// Reads one budget from a generation and hands the chunk to the writer, unless the
+    /// file turned out to have been truncated and rewritten under the reader (copytruncate
+    /// racing the read): then the bytes read belong to a new generation, so the chunk is
+    /// dropped and the old generation is looked for in a copy from its committed offset.
+    /// Returns the bytes read and kept.
+    fn read_checked(&mut self, key: &(u64, u64)) -> Result<u64, ReadError> {
+        let Some(t) = self.tracked.get_mut(key) else {
+            return Ok(0);
+        };
+        t.last_used = self.round;
+        let before = t.reader.checkpoint();
+        let chunk = match t.reader.read_some(&mut self.buf, PASS_BUDGET, &self.normalizer) {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => return Ok(0),
+            Err(e) => {
+                tracing::warn!(source = %self.name, error = %e, "read failed; will retry");
+                return Ok(0);
+            }
+        };
+        let n = t.reader.last_read_bytes;
+        // The new content is written from offset 0 before it can reach the offset we
+        // read at, so a rewrite under the read shows in the head by now.
+        if n > 0 && !t.reader.head_unchanged(&t.reader.path.clone()).unwrap_or(true) {
+            self.tracked.remove(key);
+            self.metrics.tail_truncations.with_label_values(&[&self.name]).inc();
+            self.metrics.tail_generation_resets.with_label_values(&[&self.name]).inc();
+            tracing::info!(source = %self.name, "file truncated and rewritten during a read; reading its new content from the start");
+            self.lost.push(before);
+            return Ok(0);
+        }
+        if n > 0 {
+            t.last_growth = Instant::now();
+            self.metrics.tail_bytes_read.with_label_values(&[&self.name]).inc_by(n);
+        }
+        t.last_sent = Some(Instant::now());
+        self.send(chunk)?;
+        Ok(n)
     }
 
     /// Frees a descriptor for a reopen when at the cap: closes the least recently used
@@ -527,19 +554,19 @@ impl Tailer {
                 continue;
             };
             if t.reader.is_open() {
+                self.tracked.insert(key, t);
                 let mut grew = false;
                 loop {
-                    match t.reader.read_some(&mut self.buf, PASS_BUDGET, &self.normalizer) {
-                        Ok(Some(chunk)) => {
-                            grew |= t.reader.last_read_bytes > 0;
-                            self.send(chunk)?;
-                        }
-                        Ok(None) | Err(_) => break,
-                    }
-                    if t.reader.at_eof {
-                        break;
+                    grew |= self.read_checked(&key)? > 0;
+                    match self.tracked.get(&key) {
+                        Some(t) if !t.reader.at_eof && t.reader.last_read_bytes > 0 => {}
+                        _ => break,
                     }
                 }
+                let Some(back) = self.tracked.remove(&key) else {
+                    continue; // reset during the read: its content went elsewhere
+                };
+                t = back;
                 if grew {
                     // It grew: not drained after all; keep following it.
                     t.last_growth = now;
@@ -577,9 +604,11 @@ impl Tailer {
 fn moved_to(reader: &FileReader) -> Option<PathBuf> {
     let dir = reader.path.parent()?;
     let entries = std::fs::read_dir(dir).ok()?;
-    entries.flatten().take(MAX_SIBLINGS).map(|e| e.path()).find(|p| {
-        std::fs::metadata(p).is_ok_and(|m| dev_ino(&m) == (reader.identity.dev, reader.identity.ino))
-    })
+    entries
+        .flatten()
+        .take(MAX_SIBLINGS)
+        .map(|e| e.path())
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| dev_ino(&m) == (reader.identity.dev, reader.identity.ino)))
 }
 
 /// A file beside the checkpoint's last path whose name starts with that file's name

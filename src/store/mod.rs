@@ -415,10 +415,7 @@ impl Store {
 
     /// After a catalogue reload: active incidents take the new title, severity and
     /// remediation of their entry. Stored events keep their classification.
-    pub async fn refresh_incident_texts(
-        &self,
-        texts: &[(String, String, String, String)],
-    ) -> Result<u64, StoreError> {
+    pub async fn refresh_incident_texts(&self, texts: &[(String, String, String, String)]) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
         let mut changed = 0;
         for (entry, title, severity, remediation) in texts {
