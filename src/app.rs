@@ -291,9 +291,18 @@ impl Application {
                     .await
             })
         };
+        // Poll the shutdown future once before announcing readiness: signal handlers
+        // are installed on first poll, and a SIGTERM right after "serving" must drain.
+        let mut shutdown = std::pin::pin!(shutdown);
+        let already = tokio::select! {
+            biased;
+            _ = &mut shutdown => true,
+            _ = std::future::ready(()) => false,
+        };
         tracing::info!(%addr, sources = core.settings.sources.len(), "passportd serving");
-
-        shutdown.await;
+        if !already {
+            shutdown.await;
+        }
         tracing::info!("shutting down: stopping readers, committing the batch in flight");
         cancel.cancel();
         tracker.close();
