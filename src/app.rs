@@ -248,6 +248,7 @@ impl Application {
             });
         }
 
+        spawn_checkpoint_hygiene(&tracker, core.clone(), cancel.clone());
         {
             let core = core.clone();
             let cancel = cancel.clone();
@@ -290,9 +291,18 @@ impl Application {
                     .await
             })
         };
+        // Poll the shutdown future once before announcing readiness: signal handlers
+        // are installed on first poll, and a SIGTERM right after "serving" must drain.
+        let mut shutdown = std::pin::pin!(shutdown);
+        let already = tokio::select! {
+            biased;
+            _ = &mut shutdown => true,
+            _ = std::future::ready(()) => false,
+        };
         tracing::info!(%addr, sources = core.settings.sources.len(), "passportd serving");
-
-        shutdown.await;
+        if !already {
+            shutdown.await;
+        }
         tracing::info!("shutting down: stopping readers, committing the batch in flight");
         cancel.cancel();
         tracker.close();
@@ -323,6 +333,37 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Forgets the checkpoints of file generations unseen for the source's `forget_after`,
+/// including files that vanished while the daemon was down. The tailer re-commits the
+/// checkpoint of every file it follows well within that time, so a sweep only meets
+/// vanished ones; the first sweep waits until the tailers have had time to do so.
+fn spawn_checkpoint_hygiene(tracker: &TaskTracker, core: Arc<Core>, cancel: CancellationToken) {
+    let sources: Vec<(String, Duration)> =
+        core.settings.sources.iter().map(|s| (s.name.clone(), s.forget_after.get())).collect();
+    let Some(shortest) = sources.iter().map(|(_, d)| *d).min() else {
+        return;
+    };
+    let every = (shortest / 4).clamp(Duration::from_secs(15), Duration::from_secs(3600));
+    tracker.spawn(async move {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tick.tick() => {
+                    for (name, after) in &sources {
+                        let cutoff = chrono::Utc::now() - chrono::Duration::from_std(*after).unwrap_or(chrono::Duration::MAX);
+                        match core.store.forget_stale_checkpoints(name, cutoff).await {
+                            Ok(0) => {}
+                            Ok(n) => tracing::info!(source = %name, forgotten = n, "forgot checkpoints of files unseen for forget_after"),
+                            Err(e) => tracing::warn!(source = %name, error = %e, "cannot forget stale checkpoints; will retry"),
+                        }
+                    }
+                }
+            }
+        }
+    });
 }
 
 /// Reloads the catalogue on SIGHUP and when an operator catalogue file changes.

@@ -292,6 +292,19 @@ pub struct SourceSettings {
     pub poll_interval: HumanDuration,
     /// Longer records are skipped and counted as `line_too_long`.
     pub max_line_bytes: usize,
+    /// Files without a checkpoint whose modification time is older than this are not
+    /// read (until they change). `None` reads every file.
+    pub ignore_older: Option<HumanDuration>,
+    /// Checkpoints of file generations not seen for this long are forgotten.
+    pub forget_after: HumanDuration,
+    /// At most this many files of the source are held open; idle ones are closed first
+    /// and reopened (with an identity check) when they grow.
+    pub max_open_files: usize,
+    /// A rotated-away or deleted file is closed only after it has been at its end for
+    /// this long; then an unterminated last record is emitted too.
+    pub read_grace: HumanDuration,
+    /// Use file-system events to notice changes early (`false` = stat polling only).
+    pub watch: bool,
     /// IANA zone for timestamps that carry no offset.
     pub timezone: String,
     /// Which unified-log records are Passport's.
@@ -308,6 +321,11 @@ impl Default for SourceSettings {
             start_at: StartAt::Beginning,
             poll_interval: HumanDuration(Duration::from_secs(1)),
             max_line_bytes: 1024 * 1024,
+            ignore_older: None,
+            forget_after: HumanDuration(Duration::from_secs(24 * 3600)),
+            max_open_files: 256,
+            read_grace: HumanDuration(Duration::from_secs(2)),
+            watch: true,
             timezone: "UTC".into(),
             passport: PassportFilter::default(),
         }
@@ -633,6 +651,12 @@ impl Settings {
             }
             if source.max_line_bytes < 1024 {
                 return Err(invalid(key("max_line_bytes"), "must be at least 1024".into()));
+            }
+            if source.max_open_files < 1 {
+                return Err(invalid(key("max_open_files"), "must be at least 1".into()));
+            }
+            if source.forget_after.get() < Duration::from_secs(60) {
+                return Err(invalid(key("forget_after"), "must be at least 1m".into()));
             }
             source
                 .timezone

@@ -74,8 +74,17 @@ pub struct Metrics {
     pub tail_rotations: IntCounterVec,
     /// `passportd_tail_truncations_total{source}`
     pub tail_truncations: IntCounterVec,
-    /// `passportd_tail_open_files`
-    pub tail_open_files: IntGauge,
+    /// `passportd_tail_open_files{source}`: descriptors held by the tailer.
+    pub tail_open_files: IntGaugeVec,
+    /// `passportd_tail_files{source}`: file generations being followed (open or not).
+    pub tail_files: IntGaugeVec,
+    /// `passportd_tail_generation_resets_total{source}`: same file, new content (read from 0).
+    pub tail_generation_resets: IntCounterVec,
+    /// `passportd_tail_files_closed_total{source}`: rotated-away or deleted files drained and closed.
+    pub tail_files_closed: IntCounterVec,
+    /// `passportd_tail_recovered_total{source}`: generations found again by content
+    /// (copies after copytruncate, files renamed while stopped).
+    pub tail_recovered: IntCounterVec,
     /// `passportd_watcher_poll_fallback{source}`: 1 when file events failed and only polling runs.
     pub watcher_poll_fallback: IntGaugeVec,
     /// `passportd_uptime_seconds`-style start time.
@@ -170,11 +179,11 @@ impl Metrics {
             tail_lag_bytes: gauge_vec(&registry, "passportd_tail_lag_bytes", "Bytes on disk not yet committed (file size minus committed offset), by source.", &["source"])?,
             tail_rotations: counter(&registry, "passportd_tail_rotations_total", "File rotations detected (renamed or replaced), by source.", &["source"])?,
             tail_truncations: counter(&registry, "passportd_tail_truncations_total", "File truncations detected (copytruncate or rewrite), by source.", &["source"])?,
-            tail_open_files: {
-                let g = IntGauge::new("passportd_tail_open_files", "Files currently held open by the tailer.")?;
-                registry.register(Box::new(g.clone()))?;
-                g
-            },
+            tail_open_files: gauge_vec(&registry, "passportd_tail_open_files", "Files currently held open by the tailer, by source.", &["source"])?,
+            tail_files: gauge_vec(&registry, "passportd_tail_files", "File generations followed by the tailer (open or closed while idle), by source.", &["source"])?,
+            tail_generation_resets: counter(&registry, "passportd_tail_generation_resets_total", "Files whose content was replaced in place (truncated or rewritten) and read again from the start, by source.", &["source"])?,
+            tail_files_closed: counter(&registry, "passportd_tail_files_closed_total", "Rotated-away or deleted files drained to their end and closed, by source.", &["source"])?,
+            tail_recovered: counter(&registry, "passportd_tail_recovered_total", "File generations found again by content under another inode or name (copytruncate copies, files rotated while stopped), by source.", &["source"])?,
             watcher_poll_fallback: gauge_vec(&registry, "passportd_watcher_poll_fallback", "1 when file-system events are unavailable for the source and only polling runs.", &["source"])?,
             start_time: {
                 let g = Gauge::new("passportd_start_time_seconds", "Unix time the process started.")?;
@@ -232,6 +241,11 @@ impl Metrics {
         self.tail_rotations.with_label_values(&[source]).inc_by(0);
         self.tail_truncations.with_label_values(&[source]).inc_by(0);
         self.watcher_poll_fallback.with_label_values(&[source]).set(0);
+        self.tail_open_files.with_label_values(&[source]).set(0);
+        self.tail_files.with_label_values(&[source]).set(0);
+        self.tail_generation_resets.with_label_values(&[source]).inc_by(0);
+        self.tail_files_closed.with_label_values(&[source]).inc_by(0);
+        self.tail_recovered.with_label_values(&[source]).inc_by(0);
         let _ = self.ingest_lag.with_label_values(&[source]);
     }
 

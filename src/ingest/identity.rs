@@ -27,16 +27,7 @@ pub fn identify(file: &File) -> std::io::Result<FileIdentity> {
     let meta = file.metadata()?;
     let (dev, ino) = dev_ino(&meta);
     let want = FINGERPRINT_BYTES.min(usize::try_from(meta.len()).unwrap_or(FINGERPRINT_BYTES));
-    let mut head = vec![0u8; want];
-    let mut filled = 0;
-    while filled < want {
-        let n = read_at(file, &mut head[filled..], filled as u64)?;
-        if n == 0 {
-            break;
-        }
-        filled += n;
-    }
-    head.truncate(filled);
+    let head = read_head(file, want)?;
     Ok(FileIdentity { dev, ino, size: meta.len(), head })
 }
 
@@ -71,22 +62,58 @@ fn dev_ino(_meta: &std::fs::Metadata) -> (u64, u64) {
     (0, 0)
 }
 
+/// Content alone (another inode) identifies a generation only when its stored head is
+/// at least this long: a shorter head is too likely to begin an unrelated file too.
+pub const MIN_CONTENT_MATCH: usize = 64;
+
+/// True when `head` (a file's current first bytes) continues `known` (a generation's
+/// stored first bytes): the same content, possibly grown.
+pub fn head_continues(known: &[u8], head: &[u8]) -> bool {
+    head.len() >= known.len() && head[..known.len()] == known[..]
+}
+
 /// True when `checkpoint` describes this file: the stored head is a prefix of the
 /// current head and the file still holds at least the committed bytes.
 pub fn same_content(checkpoint: &Checkpoint, id: &FileIdentity) -> bool {
-    id.size >= checkpoint.offset
-        && id.head.len() >= checkpoint.fingerprint.len()
-        && id.head[..checkpoint.fingerprint.len()] == checkpoint.fingerprint[..]
+    id.size >= checkpoint.offset && head_continues(&checkpoint.fingerprint, &id.head)
+}
+
+/// True when `id` is the generation of `checkpoint` under another inode (a copy, or a
+/// file renamed across file systems). `strong` says the original was just seen losing
+/// its content (truncated or rewritten), which makes a short head convincing too.
+pub fn same_content_elsewhere(checkpoint: &Checkpoint, id: &FileIdentity, strong: bool) -> bool {
+    !checkpoint.fingerprint.is_empty()
+        && (strong || checkpoint.fingerprint.len() >= MIN_CONTENT_MATCH)
+        && same_content(checkpoint, id)
 }
 
 /// Finds the checkpoint of this file: same inode and content first, then (renamed
 /// while we were away, e.g. rotated) any checkpoint with the same content.
 pub fn find_checkpoint<'a>(checkpoints: &'a [Checkpoint], id: &FileIdentity) -> Option<&'a Checkpoint> {
-    checkpoints.iter().find(|c| c.dev == id.dev && c.ino == id.ino && same_content(c, id)).or_else(|| {
-        // Content alone only identifies a file when the stored head is long enough
-        // to be distinctive; an empty or tiny head would match anything.
-        checkpoints.iter().find(|c| c.fingerprint.len() >= 64 && same_content(c, id))
-    })
+    checkpoints
+        .iter()
+        .find(|c| c.dev == id.dev && c.ino == id.ino && same_content(c, id))
+        .or_else(|| checkpoints.iter().find(|c| same_content_elsewhere(c, id, false)))
+}
+
+/// Reads up to `len` leading bytes of an open file (without moving its position).
+pub fn read_head(file: &File, len: usize) -> std::io::Result<Vec<u8>> {
+    let mut head = vec![0u8; len];
+    let mut filled = 0;
+    while filled < len {
+        let n = read_at(file, &mut head[filled..], filled as u64)?;
+        if n == 0 {
+            break;
+        }
+        filled += n;
+    }
+    head.truncate(filled);
+    Ok(head)
+}
+
+/// (device, inode) of a file's metadata.
+pub fn file_id(meta: &std::fs::Metadata) -> (u64, u64) {
+    dev_ino(meta)
 }
 
 /// A new, unique key for a file generation first seen now.

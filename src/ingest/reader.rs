@@ -62,8 +62,9 @@ pub struct FileReader {
     pub source: String,
     /// Where it was last seen.
     pub path: PathBuf,
-    /// The open descriptor (kept after a rename so the old file can be drained).
-    pub file: File,
+    /// The open descriptor (kept after a rename so the old file can be drained; `None`
+    /// while closed to respect the descriptor cap).
+    pub file: Option<File>,
     /// Its identity.
     pub identity: FileIdentity,
     /// Its generation key.
@@ -79,11 +80,12 @@ pub struct FileReader {
 }
 
 impl FileReader {
-    /// Wraps an open file, resuming at `offset` with the decoder `state`.
+    /// Wraps a file (open, or `None` to open it when first read), resuming at `offset`
+    /// with the decoder `state`.
     pub fn new(
         source: &SourceSettings,
         path: PathBuf,
-        file: File,
+        file: Option<File>,
         identity: FileIdentity,
         key: String,
         offset: u64,
@@ -119,7 +121,49 @@ impl FileReader {
             Some(cp) => (cp.file_key.clone(), cp.offset, cp.state.clone()),
             None => (identity::new_file_key(&id), new_offset(id.size), String::new()),
         };
-        Ok(Self::new(source, path.to_path_buf(), file, id, key, offset, &state))
+        Ok(Self::new(source, path.to_path_buf(), Some(file), id, key, offset, &state))
+    }
+
+    /// Offset just past the last record emitted (what the next checkpoint commits).
+    pub fn committed_offset(&self) -> u64 {
+        self.decoder.checkpoint_offset()
+    }
+
+    /// True while a descriptor is held.
+    pub fn is_open(&self) -> bool {
+        self.file.is_some()
+    }
+
+    /// Releases the descriptor; the decoder keeps its state so reading resumes exactly.
+    pub fn close(&mut self) {
+        self.file = None;
+    }
+
+    /// Reopens the file at `path` if it is still this generation: same inode, the head
+    /// read so far unchanged and at least `read_offset` bytes. Returns false otherwise.
+    pub fn reopen(&mut self, path: &Path) -> std::io::Result<bool> {
+        let file = File::open(path)?;
+        let meta = file.metadata()?;
+        if identity::file_id(&meta) != (self.identity.dev, self.identity.ino) || meta.len() < self.read_offset {
+            return Ok(false);
+        }
+        if identity::read_head(&file, self.identity.head.len())? != self.identity.head {
+            return Ok(false);
+        }
+        self.path = path.to_path_buf();
+        self.file = Some(file);
+        Ok(true)
+    }
+
+    /// True when the file still starts with the bytes this generation began with. Uses
+    /// the open descriptor, or opens `path` for the check when closed.
+    pub fn head_unchanged(&self, path: &Path) -> std::io::Result<bool> {
+        let n = self.identity.head.len();
+        let head = match &self.file {
+            Some(f) => identity::read_head(f, n)?,
+            None => identity::read_head(&File::open(path)?, n)?,
+        };
+        Ok(head == self.identity.head)
     }
 
     /// The checkpoint for everything emitted so far.
@@ -144,14 +188,29 @@ impl FileReader {
         budget: usize,
         normalizer: &Normalizer,
     ) -> Result<Option<Chunk>, ReadError> {
-        use std::io::{Seek, SeekFrom};
         let path = self.path.clone();
         let io = |e| ReadError::Io { path: path.clone(), source: e };
-        self.file.seek(SeekFrom::Start(self.read_offset)).map_err(io)?;
+        self.last_read_bytes = 0;
+        let Some(mut file) = self.file.take() else {
+            return Ok(None);
+        };
+        let result = self.read_into(&mut file, buf, budget);
+        self.file = Some(file);
+        let read_total = result.map_err(io)?;
+        self.last_read_bytes = read_total as u64;
+        if read_total == 0 && self.items.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(self.take_chunk(normalizer)))
+    }
+
+    fn read_into(&mut self, file: &mut File, buf: &mut [u8], budget: usize) -> std::io::Result<usize> {
+        use std::io::{Seek, SeekFrom};
+        file.seek(SeekFrom::Start(self.read_offset))?;
         let mut read_total = 0usize;
         self.at_eof = false;
         while read_total < budget {
-            let n = self.file.read(buf).map_err(io)?;
+            let n = file.read(buf)?;
             if n == 0 {
                 self.at_eof = true;
                 break;
@@ -159,13 +218,11 @@ impl FileReader {
             self.extend_head(&buf[..n]);
             self.read_offset += n as u64;
             read_total += n;
+            // The decoder frames and discards over-long records itself; the tailer
+            // never holds more than this buffer.
             self.decoder.feed(&buf[..n], &mut self.items);
         }
-        self.last_read_bytes = read_total as u64;
-        if read_total == 0 && self.items.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(self.take_chunk(normalizer)))
+        Ok(read_total)
     }
 
     /// The stream is idle: let the decoder emit a held multi-line record.
@@ -216,7 +273,11 @@ pub fn replay_file(
     let mut reader = FileReader::open(source, path, checkpoints, |_| 0)?;
     if reader.read_offset != 0 {
         // Known file: keep its key (so lines without ids deduplicate) but read it all.
-        reader = FileReader::new(source, reader.path.clone(), reader.file, reader.identity, reader.key, 0, "");
+        let file = reader
+            .file
+            .take()
+            .ok_or_else(|| ReadError::Io { path: path.to_path_buf(), source: std::io::Error::other("file closed") })?;
+        reader = FileReader::new(source, reader.path.clone(), Some(file), reader.identity, reader.key, 0, "");
     }
     let mut buf = vec![0u8; READ_BUFFER_BYTES];
     while let Some(chunk) = reader.read_some(&mut buf, 4 * READ_BUFFER_BYTES, normalizer)? {

@@ -1,29 +1,47 @@
 //! Tailing a source's files: discover by glob, follow each file generation by
 //! identity, drain renamed and deleted files to their true end, restart truncated ones,
-//! and hand chunks (events + checkpoint) to the single writer.
+//! find copies and files rotated while stopped by their content, and hand chunks
+//! (events + checkpoint) to the single writer.
 //!
-//! A stat poll every `poll_interval` is the source of truth; file-system events from
-//! `notify` only wake the loop early. When the watcher cannot be set up the source
-//! keeps working on polling alone and says so once (and in a metric).
+//! One [`Tailer::poll_round`] is the unit of work (tests drive it directly): stat every
+//! matching path, reconcile what is there with the generations followed, read every
+//! file that may have bytes, close what was drained. A stat poll every `poll_interval`
+//! is the source of truth; file-system events from `notify` only wake the loop early.
+//! When the watcher cannot be set up, or fails later, the source keeps working on
+//! polling alone and says so once (and in a metric).
+//!
+//! Why this never loses or double-counts a complete line: a chunk's checkpoint covers
+//! exactly the records in it and commits in the same transaction; every event's key is
+//! (generation key, offset), and a generation keeps its key across renames, copies and
+//! restarts, so re-reading committed bytes only meets `ON CONFLICT DO NOTHING`.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
+use std::collections::{HashMap, HashSet};
+use std::fs::Metadata;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::discover::PathMatcher;
-use super::identity;
+use super::identity::{self, FileIdentity};
 use super::reader::{Chunk, FileReader, ReadError, READ_BUFFER_BYTES};
 use crate::config::{SourceSettings, StartAt};
 use crate::metrics::Metrics;
 use crate::pipeline::Normalizer;
 use crate::store::Checkpoint;
 
-/// How many bytes one file may read per round before others get their turn.
-const ROUND_BUDGET: usize = 4 * READ_BUFFER_BYTES;
+/// How many bytes one file may read per pass before others get their turn.
+const PASS_BUDGET: usize = 4 * READ_BUFFER_BYTES;
+/// Passes per round: bounds a round when a file grows as fast as it is read, so new
+/// files are still discovered and drained files still closed.
+const MAX_PASSES: usize = 64;
+/// Sibling entries looked at when searching a folder for a generation by content.
+const MAX_SIBLINGS: usize = 4096;
 
 /// Everything a tail task needs.
 pub struct TailContext {
@@ -45,134 +63,614 @@ pub struct TailContext {
     pub wake_tx: std_mpsc::Sender<()>,
 }
 
+/// One followed file generation.
+struct Tracked {
+    reader: FileReader,
+    /// When the generation was first missing from the matched paths (renamed away or
+    /// deleted); it is drained and closed once idle at its end for `read_grace`.
+    gone_since: Option<Instant>,
+    /// Last time a read returned bytes (or the generation was found).
+    last_growth: Instant,
+    /// Round of the last read, for closing the least recently used descriptors.
+    last_used: u64,
+    /// Last time its checkpoint was handed to the writer.
+    last_sent: Option<Instant>,
+    /// Size and modification time at the last stat.
+    size: u64,
+    mtime: Option<SystemTime>,
+}
+
+/// What one round did (for tests and the loop).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RoundReport {
+    /// Bytes read.
+    pub bytes: u64,
+    /// Generations followed after the round.
+    pub files: usize,
+    /// Descriptors held after the round.
+    pub open: usize,
+    /// Generations drained and closed in this round.
+    pub closed: usize,
+}
+
+/// The tailer of one source.
+pub struct Tailer {
+    source: SourceSettings,
+    name: String,
+    matcher: PathMatcher,
+    normalizer: Normalizer,
+    tx: mpsc::Sender<Chunk>,
+    metrics: Metrics,
+    cancel: CancellationToken,
+    tracked: HashMap<(u64, u64), Tracked>,
+    /// Checkpoints not (yet) matched to a file: the start-up ones during the first
+    /// round; afterwards the generations whose content was just destroyed in place,
+    /// whose copy may appear (copytruncate).
+    lost: Vec<Checkpoint>,
+    /// Old files left alone by `ignore_older`, with the mtime they were judged by.
+    ignored: HashMap<(u64, u64), Option<SystemTime>>,
+    first_round: bool,
+    round: u64,
+    buf: Vec<u8>,
+}
+
+/// (device, inode).
+type FileKey = (u64, u64);
+/// What a scan found: each inode once, with a path and its metadata.
+type Seen = HashMap<FileKey, (PathBuf, Metadata)>;
+
+fn dev_ino(meta: &Metadata) -> (u64, u64) {
+    identity::file_id(meta)
+}
+
+impl Tailer {
+    /// A tailer for `source`, resuming from `checkpoints` (the source's stored ones).
+    pub fn new(
+        source: SourceSettings,
+        checkpoints: Vec<Checkpoint>,
+        normalizer: Normalizer,
+        tx: mpsc::Sender<Chunk>,
+        metrics: Metrics,
+        cancel: CancellationToken,
+    ) -> Result<Tailer, super::discover::GlobError> {
+        let matcher = PathMatcher::new(&source.paths, &source.exclude)?;
+        Ok(Tailer {
+            name: source.name.clone(),
+            source,
+            matcher,
+            normalizer,
+            tx,
+            metrics,
+            cancel,
+            tracked: HashMap::new(),
+            lost: checkpoints,
+            ignored: HashMap::new(),
+            first_round: true,
+            round: 0,
+            buf: vec![0u8; READ_BUFFER_BYTES],
+        })
+    }
+
+    /// The path patterns (for the watcher).
+    pub fn matcher(&self) -> &PathMatcher {
+        &self.matcher
+    }
+
+    /// Generations currently followed.
+    pub fn files(&self) -> usize {
+        self.tracked.len()
+    }
+
+    /// Descriptors currently held.
+    pub fn open_files(&self) -> usize {
+        self.tracked.values().filter(|t| t.reader.is_open()).count()
+    }
+
+    fn send(&self, chunk: Chunk) -> Result<(), ReadError> {
+        // Blocking here is the backpressure: when the writer lags, reading pauses and
+        // the file itself is the buffer.
+        self.tx.blocking_send(chunk).map_err(|_| ReadError::WriterGone)
+    }
+
+    /// One poll round: reconcile, read, close, report.
+    pub fn poll_round(&mut self) -> Result<RoundReport, ReadError> {
+        let now = Instant::now();
+        self.round += 1;
+        let mut report = RoundReport::default();
+
+        let mut seen: Seen = HashMap::new();
+        for path in self.matcher.scan() {
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
+            // Sorted paths: the first name of a multiply-linked inode wins.
+            seen.entry(dev_ino(&meta)).or_insert((path, meta));
+        }
+
+        self.ignored.retain(|k, _| seen.contains_key(k));
+        self.reconcile_tracked(&seen, now);
+        self.adopt_new(&seen, now)?;
+        self.recover_lost(now)?;
+        self.send_due_checkpoints(now)?;
+        report.bytes = self.read_all(&seen)?;
+        report.closed = self.close_drained(now)?;
+        self.flush_idle()?;
+        self.enforce_descriptor_cap();
+
+        let mut lag = 0u64;
+        for (key, t) in &self.tracked {
+            let size = match seen.get(key) {
+                Some((_, meta)) => meta.len(),
+                None => t.reader.file.as_ref().and_then(|f| f.metadata().ok()).map_or(t.size, |m| m.len()),
+            };
+            lag += size.saturating_sub(t.reader.committed_offset());
+        }
+        report.files = self.tracked.len();
+        report.open = self.open_files();
+        self.metrics.tail_lag_bytes.with_label_values(&[&self.name]).set(i64::try_from(lag).unwrap_or(i64::MAX));
+        self.metrics.tail_open_files.with_label_values(&[&self.name]).set(report.open as i64);
+        self.metrics.tail_files.with_label_values(&[&self.name]).set(report.files as i64);
+        self.first_round = false;
+        Ok(report)
+    }
+
+    /// Followed generations against what the scan found: renames, disappearances,
+    /// truncations and in-place rewrites (which start a new generation).
+    fn reconcile_tracked(&mut self, seen: &Seen, now: Instant) {
+        let mut reset = Vec::new();
+        for (key, t) in self.tracked.iter_mut() {
+            let Some((path, meta)) = seen.get(key) else {
+                if t.gone_since.is_none() {
+                    t.gone_since = Some(now);
+                    self.metrics.tail_rotations.with_label_values(&[&self.name]).inc();
+                    tracing::debug!(source = %self.name, path = %t.reader.path.display(), "file rotated away or deleted; draining");
+                }
+                continue;
+            };
+            t.gone_since = None;
+            if t.reader.path != *path {
+                self.metrics.tail_rotations.with_label_values(&[&self.name]).inc();
+                tracing::debug!(source = %self.name, from = %t.reader.path.display(), to = %path.display(), "file renamed");
+                t.reader.path = path.clone();
+            }
+            let mtime = meta.modified().ok();
+            let shrunk = meta.len() < t.reader.read_offset;
+            // Same size and time: unchanged, no need to read its head again.
+            let changed = meta.len() != t.size || mtime != t.mtime;
+            let rewritten = !shrunk && changed && !t.reader.head_unchanged(path).unwrap_or(true);
+            t.size = meta.len();
+            t.mtime = mtime;
+            if shrunk || rewritten {
+                reset.push(*key);
+            }
+        }
+        for key in reset {
+            if let Some(t) = self.tracked.remove(&key) {
+                self.metrics.tail_truncations.with_label_values(&[&self.name]).inc();
+                self.metrics.tail_generation_resets.with_label_values(&[&self.name]).inc();
+                tracing::info!(source = %self.name, path = %t.reader.path.display(), "file truncated or rewritten; reading its new content from the start");
+                // Its unread bytes may live on in a copy (copytruncate): look for it.
+                self.lost.push(t.reader.checkpoint());
+            }
+        }
+    }
+
+    /// Inodes seen for the first time: a start-up checkpoint (same inode and content),
+    /// a known generation under another inode (a copy, or renamed across file systems),
+    /// else a new generation.
+    fn adopt_new(&mut self, seen: &Seen, now: Instant) -> Result<(), ReadError> {
+        let mut fresh: Vec<(&FileKey, &(PathBuf, Metadata))> =
+            seen.iter().filter(|(k, _)| !self.tracked.contains_key(k)).collect();
+        fresh.sort_by(|a, b| a.1 .0.cmp(&b.1 .0));
+        for (key, (path, meta)) in fresh {
+            let mtime = meta.modified().ok();
+            if let Some(judged) = self.ignored.get(key) {
+                if *judged == mtime {
+                    continue;
+                }
+                self.ignored.remove(key);
+            }
+            let Ok((file, id)) = identity::identify_path(path) else {
+                continue;
+            };
+            if (id.dev, id.ino) != *key {
+                continue; // replaced between the scan and the open: next round
+            }
+            let by_inode = self
+                .lost
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.dev == id.dev && c.ino == id.ino && identity::same_content(c, &id))
+                .max_by_key(|(_, c)| c.fingerprint.len())
+                .map(|(i, _)| i);
+            let by_content = || {
+                self.lost
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| identity::same_content_elsewhere(c, &id, false))
+                    .max_by_key(|(_, c)| c.fingerprint.len())
+                    .map(|(i, _)| i)
+            };
+            let adopted: Option<Checkpoint> = match by_inode.or_else(by_content) {
+                Some(i) => Some(self.lost.swap_remove(i)),
+                None => self.copy_of_followed(&id),
+            };
+            let reader = match adopted {
+                Some(cp) => {
+                    if (cp.dev, cp.ino) != (id.dev, id.ino) {
+                        self.metrics.tail_recovered.with_label_values(&[&self.name]).inc();
+                    }
+                    FileReader::new(&self.source, path.clone(), Some(file), id, cp.file_key, cp.offset, &cp.state)
+                }
+                None => {
+                    let too_old = self.source.ignore_older.is_some_and(|age| {
+                        mtime.and_then(|m| SystemTime::now().duration_since(m).ok()).is_some_and(|d| d > age.get())
+                    });
+                    if too_old {
+                        self.ignored.insert(*key, mtime);
+                        continue;
+                    }
+                    // Only files present at start-up honour start_at = "end"; files that
+                    // appear later are new and read whole.
+                    let offset = if self.first_round && self.source.start_at == StartAt::End { id.size } else { 0 };
+                    let key = identity::new_file_key(&id);
+                    FileReader::new(&self.source, path.clone(), Some(file), id, key, offset, "")
+                }
+            };
+            let mut t = Tracked {
+                reader,
+                gone_since: None,
+                last_growth: now,
+                last_used: self.round,
+                last_sent: None,
+                size: meta.len(),
+                mtime,
+            };
+            // Identification opened it; keep descriptors within the cap until read.
+            if self.open_files() >= self.source.max_open_files {
+                t.reader.close();
+            }
+            self.tracked.insert(*key, t);
+        }
+        Ok(())
+    }
+
+    /// A followed generation this new file is a copy of (its head continues that
+    /// generation's head), as its checkpoint: reading the copy under the same key from
+    /// the committed offset loses nothing and duplicates nothing.
+    fn copy_of_followed(&self, id: &FileIdentity) -> Option<Checkpoint> {
+        self.tracked
+            .values()
+            .map(|t| t.reader.checkpoint())
+            .filter(|c| identity::same_content_elsewhere(c, id, false))
+            .max_by_key(|c| c.fingerprint.len())
+    }
+
+    /// Checkpoints still unmatched: look beside their last path for a rotated name
+    /// (`app.log.1`, `app.log-20240101`) holding the same inode or content; drain it from
+    /// the committed offset and close it. What cannot be found is gone from disk.
+    fn recover_lost(&mut self, now: Instant) -> Result<(), ReadError> {
+        let lost = std::mem::take(&mut self.lost);
+        for cp in lost {
+            let exclude: HashSet<(u64, u64)> = self.tracked.keys().copied().collect();
+            let Some((path, file, id)) = find_sibling(&cp, &exclude) else {
+                continue;
+            };
+            tracing::info!(source = %self.name, path = %path.display(), "found a rotated file by its content; draining it");
+            self.metrics.tail_recovered.with_label_values(&[&self.name]).inc();
+            let key = (id.dev, id.ino);
+            let size = id.size;
+            let reader = FileReader::new(&self.source, path, Some(file), id, cp.file_key, cp.offset, &cp.state);
+            self.tracked.insert(
+                key,
+                Tracked {
+                    reader,
+                    gone_since: Some(now),
+                    last_growth: now,
+                    last_used: self.round,
+                    last_sent: None,
+                    size,
+                    mtime: None,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Commits the checkpoint of every generation that has none yet (so a file read
+    /// from its end is remembered) or whose checkpoint is getting old (so that only
+    /// vanished files age out under `forget_after`).
+    fn send_due_checkpoints(&mut self, now: Instant) -> Result<(), ReadError> {
+        let refresh = (self.source.forget_after.get() / 4).max(Duration::from_secs(10));
+        let due: Vec<(u64, u64)> = self
+            .tracked
+            .iter()
+            .filter(|(_, t)| t.last_sent.map_or(true, |s| now.duration_since(s) >= refresh))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in due {
+            if let Some(t) = self.tracked.get_mut(&key) {
+                t.last_sent = Some(now);
+                let chunk =
+                    Chunk { source: self.name.clone(), checkpoint: Some(t.reader.checkpoint()), ..Chunk::default() };
+                self.send(chunk)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads every generation that may have bytes, a budget at a time, until a pass
+    /// reads nothing (or the pass cap). Returns the bytes read.
+    fn read_all(&mut self, seen: &Seen) -> Result<u64, ReadError> {
+        let mut total = 0u64;
+        let mut keys: Vec<(u64, u64)> = self.tracked.keys().copied().collect();
+        keys.sort_by_key(|k| self.tracked.get(k).map(|t| t.last_used));
+        for _ in 0..MAX_PASSES {
+            let mut progressed = false;
+            for key in &keys {
+                if self.cancel.is_cancelled() {
+                    return Ok(total);
+                }
+                let Some(t) = self.tracked.get(key) else {
+                    continue;
+                };
+                if !t.reader.is_open() {
+                    // Closed while idle: reopen only when the stat says it grew, or to
+                    // drain it when it went away.
+                    let grew = seen.get(key).is_some_and(|(_, m)| m.len() > t.reader.read_offset);
+                    if !grew && t.gone_since.is_none() {
+                        continue;
+                    }
+                    if !self.make_room() {
+                        continue;
+                    }
+                    let Some(t) = self.tracked.get_mut(key) else {
+                        continue;
+                    };
+                    let path = seen.get(key).map(|(p, _)| p.clone()).or_else(|| moved_to(&t.reader));
+                    let Some(path) = path else {
+                        continue;
+                    };
+                    if !t.reader.reopen(&path).unwrap_or(false) {
+                        continue;
+                    }
+                }
+                let n = self.read_checked(key)?;
+                if n > 0 {
+                    progressed = true;
+                    total += n;
+                }
+            }
+            if !progressed {
+                break;
+            }
+        }
+        Ok(total)
+    }
+
+    /// Reads one budget from a generation and hands the chunk to the writer, unless the
+    /// file turned out to have been truncated and rewritten under the reader (copytruncate
+    /// racing the read): then the bytes read belong to a new generation, so the chunk is
+    /// dropped and the old generation is looked for in a copy from its committed offset.
+    /// Returns the bytes read and kept.
+    fn read_checked(&mut self, key: &(u64, u64)) -> Result<u64, ReadError> {
+        let Some(t) = self.tracked.get_mut(key) else {
+            return Ok(0);
+        };
+        t.last_used = self.round;
+        let before = t.reader.checkpoint();
+        let chunk = match t.reader.read_some(&mut self.buf, PASS_BUDGET, &self.normalizer) {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => return Ok(0),
+            Err(e) => {
+                tracing::warn!(source = %self.name, error = %e, "read failed; will retry");
+                return Ok(0);
+            }
+        };
+        let n = t.reader.last_read_bytes;
+        // The new content is written from offset 0 before it can reach the offset we
+        // read at, so a rewrite under the read shows in the head by now.
+        if n > 0 && !t.reader.head_unchanged(&t.reader.path.clone()).unwrap_or(true) {
+            self.tracked.remove(key);
+            self.metrics.tail_truncations.with_label_values(&[&self.name]).inc();
+            self.metrics.tail_generation_resets.with_label_values(&[&self.name]).inc();
+            tracing::info!(source = %self.name, "file truncated and rewritten during a read; reading its new content from the start");
+            self.lost.push(before);
+            return Ok(0);
+        }
+        if n > 0 {
+            t.last_growth = Instant::now();
+            self.metrics.tail_bytes_read.with_label_values(&[&self.name]).inc_by(n);
+        }
+        t.last_sent = Some(Instant::now());
+        self.send(chunk)?;
+        Ok(n)
+    }
+
+    /// Frees a descriptor for a reopen when at the cap: closes the least recently used
+    /// idle file that is still in place (a rotated-away one may not be reopenable).
+    fn make_room(&mut self) -> bool {
+        if self.open_files() < self.source.max_open_files {
+            return true;
+        }
+        let victim = self
+            .tracked
+            .iter()
+            .filter(|(_, t)| t.reader.is_open() && t.reader.at_eof && t.gone_since.is_none())
+            .min_by_key(|(_, t)| t.last_used)
+            .map(|(k, _)| *k);
+        match victim.and_then(|k| self.tracked.get_mut(&k)) {
+            Some(t) => {
+                t.reader.close();
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn enforce_descriptor_cap(&mut self) {
+        while self.open_files() > self.source.max_open_files {
+            if !self.make_room_strict() {
+                break;
+            }
+        }
+    }
+
+    fn make_room_strict(&mut self) -> bool {
+        let victim = self
+            .tracked
+            .iter()
+            .filter(|(_, t)| t.reader.is_open() && t.gone_since.is_none())
+            .min_by_key(|(_, t)| (!t.reader.at_eof, t.last_used))
+            .map(|(k, _)| *k);
+        match victim.and_then(|k| self.tracked.get_mut(&k)) {
+            Some(t) => {
+                t.reader.close();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Generations gone from every matched path and idle at their true end for
+    /// `read_grace`: emit an unterminated last record, commit, close the descriptor.
+    fn close_drained(&mut self, now: Instant) -> Result<usize, ReadError> {
+        let grace = self.source.read_grace.get();
+        let done: Vec<(u64, u64)> = self
+            .tracked
+            .iter()
+            .filter(|(_, t)| {
+                t.gone_since.is_some_and(|g| now.duration_since(g) >= grace)
+                    && now.duration_since(t.last_growth) >= grace
+                    && (t.reader.at_eof || !t.reader.is_open())
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        // A generation may have been read to its end in an earlier round but grown
+        // since: read it once more before closing.
+        let mut closed = 0;
+        for key in done {
+            let Some(mut t) = self.tracked.remove(&key) else {
+                continue;
+            };
+            if t.reader.is_open() {
+                self.tracked.insert(key, t);
+                let mut grew = false;
+                loop {
+                    grew |= self.read_checked(&key)? > 0;
+                    match self.tracked.get(&key) {
+                        Some(t) if !t.reader.at_eof && t.reader.last_read_bytes > 0 => {}
+                        _ => break,
+                    }
+                }
+                let Some(back) = self.tracked.remove(&key) else {
+                    continue; // reset during the read: its content went elsewhere
+                };
+                t = back;
+                if grew {
+                    // It grew: not drained after all; keep following it.
+                    t.last_growth = now;
+                    self.tracked.insert(key, t);
+                    continue;
+                }
+            }
+            let chunk = t.reader.finish(&self.normalizer);
+            self.send(chunk)?;
+            self.metrics.tail_files_closed.with_label_values(&[&self.name]).inc();
+            tracing::debug!(source = %self.name, path = %t.reader.path.display(), "rotated-away file drained and closed");
+            closed += 1;
+        }
+        Ok(closed)
+    }
+
+    /// Lets decoders emit records held while the stream was busy (multi-line values).
+    fn flush_idle(&mut self) -> Result<(), ReadError> {
+        let mut chunks = Vec::new();
+        for t in self.tracked.values_mut() {
+            if t.reader.at_eof {
+                if let Some(chunk) = t.reader.flush(&self.normalizer) {
+                    chunks.push(chunk);
+                }
+            }
+        }
+        for chunk in chunks {
+            self.send(chunk)?;
+        }
+        Ok(())
+    }
+}
+
+/// Where a closed, rotated-away generation went: the folder of its last path, by inode.
+fn moved_to(reader: &FileReader) -> Option<PathBuf> {
+    let dir = reader.path.parent()?;
+    let entries = std::fs::read_dir(dir).ok()?;
+    entries
+        .flatten()
+        .take(MAX_SIBLINGS)
+        .map(|e| e.path())
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| dev_ino(&m) == (reader.identity.dev, reader.identity.ino)))
+}
+
+/// A file beside the checkpoint's last path whose name starts with that file's name
+/// and that holds the generation (same inode and content, or the same content under
+/// another inode), opened.
+fn find_sibling(cp: &Checkpoint, exclude: &HashSet<(u64, u64)>) -> Option<(PathBuf, std::fs::File, FileIdentity)> {
+    let last = Path::new(&cp.path);
+    let dir = last.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let stem = last.file_name()?.to_string_lossy().into_owned();
+    let entries = std::fs::read_dir(dir).ok()?;
+    for entry in entries.flatten().take(MAX_SIBLINGS) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with(&stem) {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if !meta.is_file() || exclude.contains(&dev_ino(&meta)) || meta.len() <= cp.offset {
+            continue;
+        }
+        let Ok((file, id)) = identity::identify_path(&path) else {
+            continue;
+        };
+        let same_inode = (id.dev, id.ino) == (cp.dev, cp.ino) && identity::same_content(cp, &id);
+        if same_inode || identity::same_content_elsewhere(cp, &id, false) {
+            return Some((path, file, id));
+        }
+    }
+    None
+}
+
 /// Runs the tail loop on the current (blocking) thread until cancelled.
 pub fn run(ctx: TailContext) -> Result<(), ReadError> {
-    let TailContext { source, mut checkpoints, normalizer, tx, metrics, cancel, wake_rx, wake_tx } = ctx;
+    let TailContext { source, checkpoints, normalizer, tx, metrics, cancel, wake_rx, wake_tx } = ctx;
     let name = source.name.clone();
-    let matcher = match PathMatcher::new(&source.paths, &source.exclude) {
-        Ok(m) => m,
+    let poll = source.poll_interval.get();
+    let watch = source.watch;
+    let mut tailer = match Tailer::new(source, checkpoints, normalizer, tx, metrics.clone(), cancel.clone()) {
+        Ok(t) => t,
         Err(e) => {
             tracing::error!(source = %name, error = %e, "invalid path pattern; source stopped");
             return Ok(());
         }
     };
-    let _watcher = start_watcher(&matcher, &name, wake_tx, &metrics);
-    let mut readers: HashMap<(u64, u64), FileReader> = HashMap::new();
-    let mut buf = vec![0u8; READ_BUFFER_BYTES];
-    let mut first_scan = true;
-    let poll = source.poll_interval.get();
-
+    let failed = Arc::new(AtomicBool::new(false));
+    let _watcher = if watch {
+        start_watcher(tailer.matcher(), &name, wake_tx, failed.clone(), &metrics)
+    } else {
+        tracing::info!(source = %name, "file events disabled by configuration; polling only");
+        metrics.watcher_poll_fallback.with_label_values(&[&name]).set(1);
+        None
+    };
+    let mut reported_failure = false;
     while !cancel.is_cancelled() {
-        let paths = matcher.scan();
-        let mut seen: HashMap<(u64, u64), PathBuf> = HashMap::new();
-        for path in paths {
-            let Ok(meta) = std::fs::metadata(&path) else {
-                continue;
-            };
-            let key = dev_ino(&meta);
-            seen.insert(key, path.clone());
-            if let Some(r) = readers.get_mut(&key) {
-                if meta.len() < r.read_offset {
-                    // Same inode, fewer bytes: truncated (copytruncate). Start a new
-                    // generation from 0; the old one's unread bytes are gone.
-                    metrics.tail_truncations.with_label_values(&[&name]).inc();
-                    readers.remove(&key);
-                } else {
-                    if r.path != path {
-                        metrics.tail_rotations.with_label_values(&[&name]).inc();
-                    }
-                    r.path = path.clone();
-                    continue;
-                }
-            }
-            let start_at_end = first_scan && source.start_at == StartAt::End;
-            // Checkpoints only matter for files present at start-up; later files are
-            // new generations read from their first byte.
-            match FileReader::open(&source, &path, &checkpoints, |size| if start_at_end { size } else { 0 }) {
-                Ok(mut r) => {
-                    // A checkpoint whose head no longer matches (rewritten in place) is a
-                    // new generation: identity::find_checkpoint already refused it.
-                    if r.identity.size < r.read_offset {
-                        r = FileReader::new(
-                            &source,
-                            path.clone(),
-                            r.file,
-                            r.identity.clone(),
-                            identity::new_file_key(&r.identity),
-                            0,
-                            "",
-                        );
-                    }
-                    readers.insert(key, r);
-                }
-                Err(e) => tracing::warn!(source = %name, error = %e, "cannot open file"),
-            }
+        tailer.poll_round()?;
+        if failed.load(Ordering::Relaxed) && !reported_failure {
+            reported_failure = true;
+            tracing::warn!(source = %name, "file events failed; polling only (every {poll:?})");
+            metrics.watcher_poll_fallback.with_label_values(&[&name]).set(1);
         }
-        first_scan = false;
-        checkpoints.clear();
-        metrics.tail_open_files.set(readers.len() as i64);
-
-        // Read every file; those gone from all paths are drained to their true end and
-        // closed. Loop until a whole round reads nothing, so a burst is not held back
-        // by the poll interval.
-        let mut lag: u64 = 0;
-        loop {
-            let mut progressed = false;
-            let keys: Vec<(u64, u64)> = readers.keys().copied().collect();
-            for key in keys {
-                if cancel.is_cancelled() {
-                    break;
-                }
-                let Some(r) = readers.get_mut(&key) else {
-                    continue;
-                };
-                match r.read_some(&mut buf, ROUND_BUDGET, &normalizer) {
-                    Ok(Some(chunk)) => {
-                        progressed = true;
-                        metrics.tail_bytes_read.with_label_values(&[&name]).inc_by(r.last_read_bytes);
-                        if tx.blocking_send(chunk).is_err() {
-                            return Err(ReadError::WriterGone);
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        tracing::warn!(source = %name, error = %e, "read failed; will retry");
-                    }
-                }
-            }
-            if !progressed || cancel.is_cancelled() {
-                break;
-            }
-        }
-        let gone: Vec<(u64, u64)> = readers.keys().filter(|k| !seen.contains_key(k)).copied().collect();
-        for key in gone {
-            if let Some(mut r) = readers.remove(&key) {
-                if r.at_eof {
-                    let chunk = r.finish(&normalizer);
-                    if tx.blocking_send(chunk).is_err() {
-                        return Err(ReadError::WriterGone);
-                    }
-                    metrics.tail_rotations.with_label_values(&[&name]).inc();
-                } else {
-                    readers.insert(key, r);
-                }
-            }
-        }
-        for r in readers.values_mut() {
-            if r.at_eof {
-                if let Some(chunk) = r.flush(&normalizer) {
-                    if tx.blocking_send(chunk).is_err() {
-                        return Err(ReadError::WriterGone);
-                    }
-                }
-            }
-            if let Ok(meta) = r.file.metadata() {
-                lag += meta.len().saturating_sub(r.checkpoint().offset);
-            }
-        }
-        metrics.tail_lag_bytes.with_label_values(&[&name]).set(lag as i64);
-        metrics.tail_open_files.set(readers.len() as i64);
-
         if cancel.is_cancelled() {
             break;
         }
@@ -185,26 +683,20 @@ pub fn run(ctx: TailContext) -> Result<(), ReadError> {
     Ok(())
 }
 
-#[cfg(unix)]
-fn dev_ino(meta: &std::fs::Metadata) -> (u64, u64) {
-    use std::os::unix::fs::MetadataExt;
-    (meta.dev(), meta.ino())
-}
-
-#[cfg(not(unix))]
-fn dev_ino(_meta: &std::fs::Metadata) -> (u64, u64) {
-    (0, 0)
-}
-
 fn start_watcher(
     matcher: &PathMatcher,
     name: &str,
     wake: std_mpsc::Sender<()>,
+    failed: Arc<AtomicBool>,
     metrics: &Metrics,
 ) -> Option<notify::RecommendedWatcher> {
     let handler = move |res: notify::Result<notify::Event>| {
-        // Any event (including overflow/rescan) just wakes the loop, which rescans.
-        let _ = res;
+        // Every event, including an overflow / rescan notice, just wakes the loop,
+        // which rescans everything. An error means events may be missing from now on:
+        // the stat poll carries on alone.
+        if res.is_err() {
+            failed.store(true, Ordering::Relaxed);
+        }
         let _ = wake.send(());
     };
     let mut watcher = match notify::recommended_watcher(handler) {
@@ -215,17 +707,17 @@ fn start_watcher(
             return None;
         }
     };
-    let mut failed = false;
+    let mut failed_roots = false;
     for (root, recursive) in matcher.roots() {
         let mode = if *recursive { RecursiveMode::Recursive } else { RecursiveMode::NonRecursive };
         if let Err(e) = watcher.watch(root, mode) {
-            if !failed {
+            if !failed_roots {
                 tracing::warn!(source = %name, folder = %root.display(), error = %e, "cannot watch folder; polling it");
             }
-            failed = true;
+            failed_roots = true;
         }
     }
-    if failed {
+    if failed_roots {
         metrics.watcher_poll_fallback.with_label_values(&[name]).set(1);
     }
     Some(watcher)

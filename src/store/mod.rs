@@ -249,6 +249,19 @@ impl Store {
         Ok(removed)
     }
 
+    /// Forgets the checkpoints of a source whose generation has not been seen since
+    /// `before` (the tailer re-commits the checkpoint of every file it follows well
+    /// within that time, so only vanished files age out). Returns how many were removed.
+    pub async fn forget_stale_checkpoints(&self, source: &str, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let removed = sqlx::query("DELETE FROM checkpoints WHERE source = ? AND updated_at < ?")
+            .bind(source)
+            .bind(to_ms(before))
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(removed)
+    }
+
     /// Open (open + acknowledged) incidents per category.
     pub async fn open_incidents_by_category(&self) -> Result<BTreeMap<Category, i64>, StoreError> {
         let rows = sqlx::query(

@@ -1,0 +1,214 @@
+//! The rotation matrix and the other hard cases of the tailer, each driven one poll
+//! round at a time against real files and a real store.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod tail_support;
+
+use std::io::Write;
+
+use tail_support::{assert_exactly_once, line, rename, Harness};
+
+fn lines(seqs: std::ops::Range<u64>) -> String {
+    seqs.map(|s| line(s, 150)).collect()
+}
+
+#[test]
+fn rename_and_create_drains_the_old_descriptor_before_closing_it() {
+    let mut h = Harness::new("app.log", "read_grace = \"0s\"");
+    h.append("app.log", &lines(0..3));
+    // The app keeps its descriptor across the rename and writes a little more.
+    let mut app = std::fs::OpenOptions::new().append(true).open(h.path("app.log")).unwrap();
+    h.poll();
+    rename(&h, "app.log", "app.log.1");
+    app.write_all(lines(3..5).as_bytes()).unwrap();
+    h.append("app.log", &lines(5..7));
+    let r = h.poll();
+    assert_eq!((r.files, r.open), (1, 1), "the drained, rotated file is closed: {r:?}");
+    h.stop();
+    assert_exactly_once(&h.stored(), 0..7);
+    assert_eq!(h.metric(r#"passportd_tail_files_closed_total{source="t"}"#), 1.0);
+}
+
+#[test]
+fn copytruncate_recovers_the_race_window_from_the_rotated_copy() {
+    let mut h = Harness::new("app.log", "");
+    h.append("app.log", &lines(0..3));
+    h.poll();
+    // Written after the last read, then copied and truncated: only the copy has them.
+    h.append("app.log", &lines(3..6));
+    std::fs::copy(h.path("app.log"), h.path("app.log.1")).unwrap();
+    std::fs::OpenOptions::new().write(true).open(h.path("app.log")).unwrap().set_len(0).unwrap();
+    h.append("app.log", &lines(6..8));
+    h.poll();
+    h.stop();
+    assert_exactly_once(&h.stored(), 0..8);
+    assert_eq!(h.metric(r#"passportd_tail_truncations_total{source="t"}"#), 1.0);
+    assert_eq!(h.metric(r#"passportd_tail_recovered_total{source="t"}"#), 1.0);
+}
+
+#[test]
+fn delete_and_recreate_and_delete_while_open() {
+    let mut h = Harness::new("app.log", "read_grace = \"0s\"");
+    h.append("app.log", &lines(0..2));
+    let mut app = std::fs::OpenOptions::new().append(true).open(h.path("app.log")).unwrap();
+    h.poll();
+    std::fs::remove_file(h.path("app.log")).unwrap();
+    // Unlinked but still written through an open descriptor: the bytes exist.
+    app.write_all(lines(2..4).as_bytes()).unwrap();
+    h.append("app.log", &lines(4..6));
+    let r = h.poll();
+    assert_eq!((r.files, r.open), (1, 1), "the deleted file was drained and closed: {r:?}");
+    std::fs::remove_file(h.path("app.log")).unwrap();
+    let r = h.poll();
+    assert_eq!((r.files, r.open), (0, 0));
+    h.stop();
+    assert_exactly_once(&h.stored(), 0..6);
+}
+
+#[cfg(unix)]
+#[test]
+fn symlink_swap_follows_the_new_target_and_drains_the_old() {
+    let mut h = Harness::new("current.log", "read_grace = \"0s\"");
+    h.append("a.log", &lines(0..2));
+    std::os::unix::fs::symlink(h.path("a.log"), h.path("current.log")).unwrap();
+    h.poll();
+    h.append("a.log", &lines(2..3));
+    h.append("b.log", &lines(3..5));
+    std::fs::remove_file(h.path("current.log")).unwrap();
+    std::os::unix::fs::symlink(h.path("b.log"), h.path("current.log")).unwrap();
+    h.poll();
+    h.append("b.log", &lines(5..6));
+    h.poll();
+    h.stop();
+    assert_exactly_once(&h.stored(), 0..6);
+}
+
+#[test]
+fn rotation_while_stopped_is_found_again_by_its_content() {
+    let mut h = Harness::new("app.log", "read_grace = \"0s\"");
+    h.append("app.log", &lines(0..3));
+    h.poll();
+    h.stop();
+    // While the daemon is down: more lines, a rotation to a name the glob does not
+    // match, and a new file.
+    h.append("app.log", &lines(3..5));
+    rename(&h, "app.log", "app.log.1");
+    h.append("app.log", &lines(5..7));
+    h.start();
+    h.poll();
+    h.poll();
+    h.stop();
+    assert_exactly_once(&h.stored(), 0..7);
+}
+
+#[test]
+fn two_rotations_between_polls() {
+    let mut h = Harness::new("app.log*", "");
+    h.append("app.log", &lines(0..2));
+    h.poll();
+    h.append("app.log", &lines(2..3));
+    rename(&h, "app.log", "app.log.1");
+    h.append("app.log", &lines(3..5));
+    rename(&h, "app.log.1", "app.log.2");
+    rename(&h, "app.log", "app.log.1");
+    h.append("app.log", &lines(5..7));
+    h.poll();
+    h.stop();
+    assert_exactly_once(&h.stored(), 0..7);
+}
+
+#[test]
+fn same_inode_with_new_content_is_a_new_generation() {
+    let mut h = Harness::new("app.log", "");
+    h.append("app.log", &lines(0..2));
+    h.poll();
+    h.stop();
+    // Rewritten in place (what inode reuse looks like): longer than before, other bytes.
+    std::fs::write(h.path("app.log"), lines(10..15)).unwrap();
+    h.start();
+    h.poll();
+    // And the same while running.
+    std::fs::write(h.path("app.log"), lines(20..26)).unwrap();
+    h.poll();
+    h.stop();
+    assert_exactly_once(&h.stored(), (0..2).chain(10..15).chain(20..26));
+    assert_eq!(h.metric(r#"passportd_tail_generation_resets_total{source="t"}"#), 1.0);
+}
+
+#[test]
+fn a_partial_line_across_a_restart_is_one_record() {
+    let mut h = Harness::new("app.log", "");
+    let full = line(7, 200);
+    let (abc, def) = full.split_at(90);
+    h.append("app.log", abc);
+    h.poll();
+    h.restart();
+    h.poll();
+    h.append("app.log", def);
+    h.poll();
+    h.stop();
+    assert_exactly_once(&h.stored(), [7]);
+    assert_eq!(h.parse_errors(), 0.0);
+}
+
+#[test]
+fn a_ten_mebibyte_line_between_normal_ones() {
+    let mut h = Harness::new("app.log", "");
+    h.append("app.log", &line(1, 200));
+    h.append("app.log", &format!("{}\n", "y".repeat(10 * 1024 * 1024)));
+    h.append("app.log", &line(2, 200));
+    h.poll();
+    h.stop();
+    assert_exactly_once(&h.stored(), [1, 2]);
+    assert_eq!(h.parse_errors(), 1.0, "the long line is counted, not stored");
+    assert_eq!(h.metric(r#"passportd_tail_lag_bytes{source="t"}"#), 0.0, "the checkpoint moved past it");
+}
+
+#[test]
+fn five_thousand_files_under_a_descriptor_cap_of_256() {
+    let mut h = Harness::new("*.log", "max_open_files = 256");
+    for i in 0..5000u64 {
+        h.append(&format!("f{i:04}.log"), &line(i, 100));
+    }
+    let r = h.poll();
+    assert!(r.open <= 256, "{r:?}");
+    assert_eq!(r.files, 5000);
+    // Idle files were closed; growing ones are reopened (with an identity check).
+    for i in (0..5000u64).step_by(50) {
+        h.append(&format!("f{i:04}.log"), &line(10_000 + i, 100));
+    }
+    let r = h.poll();
+    assert!(r.open <= 256, "{r:?}");
+    h.stop();
+    assert_exactly_once(&h.stored(), (0..5000).chain((0..5000).step_by(50).map(|i| 10_000 + i)));
+}
+
+#[test]
+fn start_at_end_and_ignore_older_only_concern_files_found_at_start_up() {
+    let mut h = Harness::new("*.log", "start_at = \"end\"\nignore_older = \"1h\"");
+    h.append("present.log", &lines(0..2));
+    h.append("old.log", &lines(2..3));
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    std::fs::File::options().write(true).open(h.path("old.log")).unwrap().set_modified(old).unwrap();
+    h.restart(); // the files above now exist "at start-up"
+    h.poll();
+    h.append("present.log", &lines(3..4));
+    h.append("new.log", &lines(4..6));
+    h.poll();
+    h.stop();
+    assert_exactly_once(&h.stored(), 3..6);
+}
+
+#[test]
+fn forgets_checkpoints_of_files_unseen_for_forget_after() {
+    let mut h = Harness::new("app.log", "");
+    h.append("app.log", &lines(0..1));
+    h.poll();
+    h.stop();
+    let store = h.core.store.clone();
+    assert_eq!(h.rt.block_on(store.checkpoints("t")).unwrap().len(), 1);
+    let past = chrono::Utc::now() - chrono::Duration::hours(1);
+    assert_eq!(h.rt.block_on(store.forget_stale_checkpoints("t", past)).unwrap(), 0, "recent ones stay");
+    let future = chrono::Utc::now() + chrono::Duration::seconds(1);
+    assert_eq!(h.rt.block_on(store.forget_stale_checkpoints("t", future)).unwrap(), 1);
+}
