@@ -403,10 +403,15 @@ fn spawn_reloader(tracker: &TaskTracker, core: Arc<Core>, cancel: CancellationTo
     {
         let tx = tx.clone();
         let cancel = cancel.clone();
+        // Installed here, before the daemon says it is serving: a SIGHUP that arrives
+        // before a spawned task first runs would otherwise kill the process.
+        use tokio::signal::unix::{signal, SignalKind};
+        let hup = signal(SignalKind::hangup());
+        if hup.is_err() {
+            tracing::warn!("cannot install the SIGHUP handler; file changes still reload the catalogue");
+        }
         tracker.spawn(async move {
-            use tokio::signal::unix::{signal, SignalKind};
-            let Ok(mut hup) = signal(SignalKind::hangup()) else {
-                tracing::warn!("cannot install the SIGHUP handler");
+            let Ok(mut hup) = hup else {
                 return;
             };
             loop {

@@ -74,8 +74,10 @@ async fn appended_failures_become_incidents_in_the_api_and_metrics() {
 
     let metrics = poll_until("failure metrics", Duration::from_secs(5), || async {
         let m = server.metrics().await;
+        // Decode-side counters are recorded just after the commit: wait for both.
         (sample(&m, r#"passportd_signin_failures_total{category="mfa_required",code="50076",source="entra"}"#)
-            == Some(2.0))
+            == Some(2.0)
+            && sample(&m, r#"passportd_ingest_lines_total{source="entra"}"#) == Some(7.0))
         .then_some(m)
     })
     .await;
@@ -120,9 +122,12 @@ async fn restart_resumes_from_the_checkpoint_without_double_counting() {
     })
     .await;
     assert_eq!(summary["events"]["failure"], 4, "{summary}");
-    let m = server.metrics().await;
     // This run read only what the first one had not committed.
-    assert_eq!(sample(&m, r#"passportd_ingest_lines_total{source="entra"}"#), Some(5.0), "{m}");
+    let m = poll_until("this run's line count", Duration::from_secs(5), || async {
+        let m = server.metrics().await;
+        (sample(&m, r#"passportd_ingest_lines_total{source="entra"}"#) == Some(5.0)).then_some(m)
+    })
+    .await;
     assert_eq!(sample(&m, r#"passportd_duplicates_total{source="entra"}"#), Some(0.0));
     server.stop().await;
 }
