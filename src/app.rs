@@ -22,7 +22,7 @@ use crate::config::Settings;
 use crate::event::Category;
 use crate::ingest::tail;
 use crate::metrics::{Metrics, MetricsError};
-use crate::pipeline::{run_writer, BatchLimits, Normalizer, Privacy, Writer};
+use crate::pipeline::{run_writer, BatchLimits, Normalizer, Privacy, SourceDefaults, Writer};
 use crate::store::{Store, StoreError};
 
 /// Start-up and run failures.
@@ -96,7 +96,12 @@ impl Core {
         let store = Store::open(&settings.storage.path).await?;
         let secret = store.secret().await?;
         let privacy = Privacy::new(&settings.privacy, &secret);
-        let normalizer = Normalizer::new(classifier.clone(), privacy);
+        let defaults = settings
+            .sources
+            .iter()
+            .map(|s| (s.name.clone(), SourceDefaults { app_id: s.app_id.clone(), tenant_id: s.tenant_id.clone() }))
+            .collect();
+        let normalizer = Normalizer::new(classifier.clone(), privacy).with_source_defaults(defaults);
         let writer = Writer::new(store.clone(), metrics.clone(), settings.incident_policy());
         writer.refresh_incident_gauge().await?;
         metrics.store_size.set(store.size_bytes() as i64);

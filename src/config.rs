@@ -309,6 +309,11 @@ pub struct SourceSettings {
     pub timezone: String,
     /// Which unified-log records are Passport's.
     pub passport: PassportFilter,
+    /// Application (client) id for records that carry none (Passport lines), so that
+    /// Mac-side failures group with their Entra records.
+    pub app_id: Option<String>,
+    /// Tenant id for records that carry none.
+    pub tenant_id: Option<String>,
 }
 
 impl Default for SourceSettings {
@@ -328,6 +333,8 @@ impl Default for SourceSettings {
             watch: true,
             timezone: "UTC".into(),
             passport: PassportFilter::default(),
+            app_id: None,
+            tenant_id: None,
         }
     }
 }

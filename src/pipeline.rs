@@ -230,12 +230,28 @@ impl Privacy {
 pub struct Normalizer {
     classifier: Arc<SharedClassifier>,
     privacy: Privacy,
+    defaults: Arc<std::collections::HashMap<String, SourceDefaults>>,
+}
+
+/// Values a source supplies for records that carry none.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceDefaults {
+    /// Application (client) id.
+    pub app_id: Option<String>,
+    /// Tenant id.
+    pub tenant_id: Option<String>,
 }
 
 impl Normalizer {
     /// Builds a normalizer.
     pub fn new(classifier: Arc<SharedClassifier>, privacy: Privacy) -> Self {
-        Self { classifier, privacy }
+        Self { classifier, privacy, defaults: Arc::default() }
+    }
+
+    /// Adds per-source defaults (from `[[sources]] app_id / tenant_id`).
+    pub fn with_source_defaults(mut self, defaults: std::collections::HashMap<String, SourceDefaults>) -> Self {
+        self.defaults = Arc::new(defaults);
+        self
     }
 
     /// Classifies and normalizes `items` read from `file_key`, appending events to
@@ -290,6 +306,10 @@ impl Normalizer {
         if raw.result_code.is_none() && c.codes.is_empty() && c.matched_by.is_none() {
             return None;
         }
+        let defaults = self.defaults.get(source);
+        let fallback = |own: &Option<String>, pick: fn(&SourceDefaults) -> &Option<String>| {
+            own.clone().filter(|v| !v.is_empty()).or_else(|| defaults.and_then(|d| pick(d).clone()))
+        };
         let (category, codes) = match c.outcome {
             Outcome::Success => (None, Vec::new()),
             _ => (Some(c.category), c.codes.clone()),
@@ -305,9 +325,9 @@ impl Normalizer {
             entry_id: if c.outcome == Outcome::Success { None } else { c.entry.clone() },
             message: if c.outcome == Outcome::Success { None } else { self.privacy.message(raw.message.clone()) },
             user: self.privacy.user(raw.user.clone()),
-            app_id: raw.app_id.clone(),
+            app_id: fallback(&raw.app_id, |d| &d.app_id),
             app_name: raw.app_name.clone(),
-            tenant_id: raw.tenant_id.clone(),
+            tenant_id: fallback(&raw.tenant_id, |d| &d.tenant_id),
             client_app: raw.client_app.clone(),
             auth_protocol: raw.auth_protocol.clone(),
             token_issuer_type: raw.token_issuer_type.clone(),

@@ -207,3 +207,28 @@ async fn a_mac_failure_and_its_entra_record_are_one_attempt_in_the_incident() {
     assert_eq!(attempts[0]["sources"], serde_json::json!(["entra", "passport"]));
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_defaults_group_mac_failures_with_their_entra_incident() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(settings(&format!(
+        "[storage]\npath = \"{db}\"\n[[sources]]\nname = \"passport\"\npaths = [\"{d}/none/*.log\"]\nformat = \"passport\"\napp_id = \"0d6f7c1e-2a3b-4c5d-9e8f-7a6b5c4d3e2f\"\ntenant_id = \"9f0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b\"\n",
+        db = dir.path().join("p.db").display(),
+        d = dir.path().display()
+    )))
+    .await;
+    let body = std::fs::read_to_string(common::fixtures().join("e2e/entra.json")).unwrap();
+    let r = server.client.post(format!("{}/api/v1/ingest/http", server.base)).body(body).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    // A Mac-side MFA failure without a correlation id: only the source defaults tie it to
+    // the Entra incident (same category, code, app and tenant).
+    let mac = "2026-03-04 08:20:00.000000-0800  mac-lab-7 SecurityAgent[612]: (KandjiPassport) [io.kandji.passport:auth] Token request failed: AADSTS50076: you must use multi-factor authentication to access\n";
+    let r = server.client.post(format!("{}/api/v1/ingest/passport", server.base)).body(mac).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let list = server.get_json("/api/v1/incidents?category=mfa_required").await;
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{list}");
+    assert_eq!(items[0]["event_count"], 3);
+    assert_eq!(items[0]["sources"], serde_json::json!(["http", "passport"]));
+    server.stop().await;
+}
