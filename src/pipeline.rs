@@ -231,6 +231,53 @@ pub struct Normalizer {
     classifier: Arc<SharedClassifier>,
     privacy: Privacy,
     defaults: Arc<std::collections::HashMap<String, SourceDefaults>>,
+    error_log: Arc<ParseErrorLog>,
+}
+
+/// Logs undecodable records at most once a minute per input, naming the input, the line
+/// and the reason (never the content), and how many were suppressed since.
+#[derive(Debug, Default)]
+pub struct ParseErrorLog {
+    last: std::sync::Mutex<std::collections::HashMap<String, (Option<std::time::Instant>, u64)>>,
+}
+
+/// How often one input may log its parse errors.
+const PARSE_ERROR_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl ParseErrorLog {
+    /// Notes the error items of one chunk from `origin` (a path, `stdin`, an HTTP route).
+    pub fn report(&self, source: &str, origin: &str, items: &[DecodedItem]) {
+        let mut errors = items.iter().filter_map(|i| match i.kind {
+            ItemKind::Error(reason) => Some((i.line, reason)),
+            _ => None,
+        });
+        let Some((line, reason)) = errors.next() else {
+            return;
+        };
+        let count = 1 + errors.count() as u64;
+        let now = std::time::Instant::now();
+        let mut last = match self.last.lock() {
+            Ok(l) => l,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let entry = last.entry(origin.to_string()).or_insert((None, 0));
+        if entry.0.is_some_and(|at| now.duration_since(at) < PARSE_ERROR_LOG_INTERVAL) {
+            entry.1 += count;
+            return;
+        }
+        let suppressed = entry.1;
+        *entry = (Some(now), 0);
+        drop(last);
+        tracing::warn!(
+            source,
+            file = origin,
+            line,
+            reason = reason.as_str(),
+            records = count,
+            suppressed_since_last_report = suppressed,
+            "undecodable records skipped (counted in passportd_parse_errors_total)"
+        );
+    }
 }
 
 /// Values a source supplies for records that carry none.
@@ -245,7 +292,12 @@ pub struct SourceDefaults {
 impl Normalizer {
     /// Builds a normalizer.
     pub fn new(classifier: Arc<SharedClassifier>, privacy: Privacy) -> Self {
-        Self { classifier, privacy, defaults: Arc::default() }
+        Self { classifier, privacy, defaults: Arc::default(), error_log: Arc::default() }
+    }
+
+    /// Logs (rate-limited) the undecodable records among `items` read from `origin`.
+    pub fn report_parse_errors(&self, source: &str, origin: &str, items: &[DecodedItem]) {
+        self.error_log.report(source, origin, items);
     }
 
     /// Adds per-source defaults (from `[[sources]] app_id / tenant_id`).

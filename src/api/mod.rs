@@ -524,6 +524,7 @@ async fn ingest(
     let mut batch = Batch::default();
     let mut tally = DecodeTally::default();
     state.normalizer.process(&settings.name, &key, &items, Utc::now(), &mut batch.events, &mut tally);
+    state.normalizer.report_parse_errors(&settings.name, &format!("POST /api/v1/ingest/{source}"), &items);
     let result = state.writer.commit(&batch).await?;
     tally.record(state.writer.metrics(), &settings.name);
     for (src, n) in &result.duplicates_by_source {

@@ -256,6 +256,7 @@ impl FileReader {
     fn take_chunk(&mut self, normalizer: &Normalizer) -> Chunk {
         let mut chunk = Chunk { source: self.source.clone(), ..Chunk::default() };
         normalizer.process(&self.source, &self.key, &self.items, Utc::now(), &mut chunk.events, &mut chunk.tally);
+        normalizer.report_parse_errors(&self.source, &self.path.display().to_string(), &self.items);
         self.items.clear();
         chunk.checkpoint = Some(self.checkpoint());
         chunk
@@ -318,6 +319,7 @@ pub fn replay_stdin(
     let send = |items: &mut Vec<DecodedItem>| -> Result<(), ReadError> {
         let mut chunk = Chunk { source: source.name.clone(), ..Chunk::default() };
         normalizer.process(&source.name, &key, items, Utc::now(), &mut chunk.events, &mut chunk.tally);
+        normalizer.report_parse_errors(&source.name, "stdin", items);
         items.clear();
         tx.blocking_send(chunk).map_err(|_| ReadError::WriterGone)
     };
