@@ -161,6 +161,11 @@ fn a_ten_mebibyte_line_between_normal_ones() {
     h.stop();
     assert_exactly_once(&h.stored(), [1, 2]);
     assert_eq!(h.parse_errors(), 1.0, "the long line is counted, not stored");
+    assert_eq!(
+        h.metric(r#"passportd_parse_errors_total{reason="line_too_long",source="t"}"#),
+        1.0,
+        "counted as line_too_long (max_line_bytes defaults to 1 MiB)"
+    );
     assert_eq!(h.metric(r#"passportd_tail_lag_bytes{source="t"}"#), 0.0, "the checkpoint moved past it");
 }
 
