@@ -381,36 +381,36 @@ impl Store {
         let now = to_ms(now);
         let age = |d: std::time::Duration| now.saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         let (events_before, incidents_before) = (age(events_age), age(incidents_age));
-        loop {
-            let n = sqlx::query("DELETE FROM events WHERE id IN (SELECT id FROM events WHERE occurred_at < ? LIMIT ?)")
-                .bind(events_before)
-                .bind(i64::from(batch))
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
-            pruned.events += n;
-            if n < u64::from(batch) {
-                break;
-            }
-            tokio::task::yield_now().await;
-        }
-        loop {
-            let n = sqlx::query(
+        pruned.events = self
+            .delete_in_batches(
+                "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE occurred_at < ? LIMIT ?)",
+                events_before,
+                batch,
+            )
+            .await?;
+        pruned.incidents = self
+            .delete_in_batches(
                 "DELETE FROM incidents WHERE id IN
                     (SELECT id FROM incidents WHERE status = 'resolved' AND resolved_at < ? LIMIT ?)",
+                incidents_before,
+                batch,
             )
-            .bind(incidents_before)
-            .bind(i64::from(batch))
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-            pruned.incidents += n;
+            .await?;
+        Ok(pruned)
+    }
+
+    /// Runs `sql` (binding a cutoff and a batch size) until it deletes less than a batch,
+    /// yielding between batches so the writer gets the database in between.
+    async fn delete_in_batches(&self, sql: &str, cutoff: i64, batch: u32) -> Result<u64, StoreError> {
+        let mut total = 0;
+        loop {
+            let n = sqlx::query(sql).bind(cutoff).bind(i64::from(batch)).execute(&self.pool).await?.rows_affected();
+            total += n;
             if n < u64::from(batch) {
-                break;
+                return Ok(total);
             }
             tokio::task::yield_now().await;
         }
-        Ok(pruned)
     }
 
     /// After a catalogue reload: active incidents take the new title, severity and
