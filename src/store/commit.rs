@@ -147,7 +147,7 @@ impl BatchIncidents {
                     b.push_bind(id).push_bind(k);
                 });
                 q.push(" ON CONFLICT DO NOTHING");
-                new_users += q.build().execute(&mut **tx).await?.rows_affected();
+                new_users += q.build().persistent(false).execute(&mut **tx).await?.rows_affected();
             }
             let mut sources = d.sources.iter();
             let first_source = sources.next().map(String::as_str).unwrap_or("");
@@ -177,7 +177,7 @@ impl BatchIncidents {
                     list.push_bind(*e);
                 }
                 list.push_unseparated(")");
-                q.build().execute(&mut **tx).await?;
+                q.build().persistent(false).execute(&mut **tx).await?;
             }
         }
         Ok(())
@@ -235,8 +235,14 @@ impl Store {
             rows.push((stored, key, fingerprint));
         }
         let mut new_ids: HashMap<String, i64> = HashMap::with_capacity(rows.len());
-        for chunk in rows.chunks(INSERT_ROWS) {
-            insert_events(&mut tx, chunk, &mut new_ids).await?;
+        let mut rest = &rows[..];
+        while !rest.is_empty() {
+            // Only a few statement shapes, so sqlx's prepared-statement cache holds a
+            // handful of programs instead of one (large) program per batch remainder.
+            let n = [INSERT_ROWS, 32, 8, 1].into_iter().find(|n| *n <= rest.len()).unwrap_or(1);
+            let (head, tail) = rest.split_at(n);
+            insert_events(&mut tx, head, &mut new_ids).await?;
+            rest = tail;
         }
 
         let mut failures: Vec<NewFailure<'_>> = Vec::new();
@@ -368,7 +374,7 @@ async fn insert_events(
     });
     // RETURNING reports only the rows actually inserted, in no promised order: match by key.
     q.push(" ON CONFLICT (dedup_key) DO NOTHING RETURNING id, dedup_key");
-    let returned = q.build().fetch_all(&mut **tx).await?;
+    let returned = q.build().persistent(true).fetch_all(&mut **tx).await?;
     for r in returned {
         new_ids.insert(r.try_get("dedup_key")?, r.try_get("id")?);
     }
@@ -401,7 +407,7 @@ async fn prior_correlations(
             list.push_bind(*c);
         }
         list.push_unseparated(") ORDER BY id");
-        for row in q.build().fetch_all(&mut **tx).await? {
+        for row in q.build().persistent(false).fetch_all(&mut **tx).await? {
             let c: String = row.try_get("correlation_id")?;
             found
                 .entry(c)
@@ -723,7 +729,7 @@ async fn sweep(tx: &mut Tx<'_>, watermark: i64, policy: &Policy) -> Result<u64, 
         }
         list.push_unseparated(")");
     }
-    done += q.build().execute(&mut **tx).await?.rows_affected();
+    done += q.build().persistent(false).execute(&mut **tx).await?.rows_affected();
     Ok(done)
 }
 
@@ -801,7 +807,7 @@ async fn window_counts(
             list.push_bind(*k);
         }
         list.push_unseparated(format!(") GROUP BY {column}"));
-        for row in q.build().fetch_all(&mut **tx).await? {
+        for row in q.build().persistent(false).fetch_all(&mut **tx).await? {
             out.insert(row.try_get("k")?, (row.try_get("n")?, row.try_get("users")?));
         }
     }
