@@ -18,7 +18,15 @@ fn at(seconds: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(T0 + seconds * 1000).unwrap()
 }
 
-fn ev(id: &str, code: u32, category: Category, second: i64, user: &str, corr: Option<&str>, source: &str) -> StoredEvent {
+fn ev(
+    id: &str,
+    code: u32,
+    category: Category,
+    second: i64,
+    user: &str,
+    corr: Option<&str>,
+    source: &str,
+) -> StoredEvent {
     let passport = source == "passport";
     StoredEvent {
         event: SignInEvent {
@@ -96,7 +104,8 @@ async fn run(batches: Vec<Vec<StoredEvent>>) -> (Vec<String>, Vec<String>, u64) 
             i.status,
             i.reopened_count
         ));
-        let evs = s.list_events(&EventQuery { incident: Some(i.id), limit: 100, ..EventQuery::default() }).await.unwrap();
+        let evs =
+            s.list_events(&EventQuery { incident: Some(i.id), limit: 100, ..EventQuery::default() }).await.unwrap();
         let mut ids: Vec<String> = evs.items.iter().map(|e| format!("{}@{}", e.occurred_at, e.source)).collect();
         ids.sort();
         links.push(format!("{}: {}", i.fingerprint, ids.join(",")));

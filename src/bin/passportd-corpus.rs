@@ -86,8 +86,12 @@ const FIRST: &[&str] = &[
 ];
 const CLIENTS: &[&str] = &["Mobile Apps and Desktop clients", "Browser", "Exchange ActiveSync", "Other clients"];
 const PROTOCOLS: &[&str] = &["ropc", "none", "oAuth2", "deviceCode"];
-const CITIES: &[(&str, &str, &str)] =
-    &[("Springfield", "Illinois", "US"), ("Seattle", "Washington", "US"), ("Berlin", "Berlin", "DE"), ("Paris", "Ile-de-France", "FR")];
+const CITIES: &[(&str, &str, &str)] = &[
+    ("Springfield", "Illinois", "US"),
+    ("Seattle", "Washington", "US"),
+    ("Berlin", "Berlin", "DE"),
+    ("Paris", "Ile-de-France", "FR"),
+];
 
 /// 2026-03-04T00:00:00Z
 const DEFAULT_START_MS: i64 = 1_772_582_400_000;
@@ -199,11 +203,11 @@ fn azure_record(rng: &mut Rng, ms: i64, out: &mut String) {
         20 + rng.below(400),
     );
     iso(ms, out, true);
-    let _ = write!(
+    let _ = writeln!(
         out,
         "\",\"authenticationMethod\":\"Password\",\"succeeded\":{},\"authenticationStepResultDetail\":\"{}\"}}],\
          \"authenticationProcessingDetails\":[{{\"key\":\"Legacy TLS (TLS 1.0, 1.1, 3DES)\",\"value\":\"False\"}},\
-         {{\"key\":\"Is CAE Token\",\"value\":\"False\"}}],\"networkLocationDetails\":[],\"mfaDetail\":{{}}}}}}\n",
+         {{\"key\":\"Is CAE Token\",\"value\":\"False\"}}],\"networkLocationDetails\":[],\"mfaDetail\":{{}}}}}}",
         code == 0,
         if code == 50126 { "Invalid username or password" } else { "Correct password" },
     );
@@ -212,7 +216,11 @@ fn azure_record(rng: &mut Rng, ms: i64, out: &mut String) {
 const CHATTER: &[(&str, &str, &str)] = &[
     ("Default", "ui", "Presenting Passport login window"),
     ("Info", "auth", "Starting ROPC authentication for {u}"),
-    ("Debug", "network", "POST https://login.microsoftonline.com/9c3e2d1a-4b5f-4e6a-8c7d-0f1e2d3c4b5a/oauth2/v2.0/token"),
+    (
+        "Debug",
+        "network",
+        "POST https://login.microsoftonline.com/9c3e2d1a-4b5f-4e6a-8c7d-0f1e2d3c4b5a/oauth2/v2.0/token",
+    ),
     ("Debug", "network", "Token endpoint responded with status 200 in 212 ms"),
     ("Default", "auth", "Authentication succeeded for {u}"),
     ("Info", "sync", "Local account password synchronised with the identity provider"),
@@ -460,15 +468,17 @@ fn main() {
             None => Err(usage()),
         },
         Some("seed-store") => match args.get(1) {
-            Some(db) => tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string()).and_then(
-                |rt| {
-                    rt.block_on(seed_store(
-                        Path::new(db),
-                        flag(&args, "--incidents").unwrap_or(100_000),
-                        flag(&args, "--events").unwrap_or(5_000_000),
-                    ))
-                },
-            ),
+            Some(db) => {
+                tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string()).and_then(
+                    |rt| {
+                        rt.block_on(seed_store(
+                            Path::new(db),
+                            flag(&args, "--incidents").unwrap_or(100_000),
+                            flag(&args, "--events").unwrap_or(5_000_000),
+                        ))
+                    },
+                )
+            }
             None => Err(usage()),
         },
         _ => Err(usage()),

@@ -142,7 +142,8 @@ impl BatchIncidents {
             d.user_keys.sort_unstable();
             d.user_keys.dedup();
             for keys in d.user_keys.chunks(IN_LIST) {
-                let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("INSERT INTO incident_users (incident_id, user_key) ");
+                let mut q: QueryBuilder<Sqlite> =
+                    QueryBuilder::new("INSERT INTO incident_users (incident_id, user_key) ");
                 q.push_values(keys, |mut b, k| {
                     b.push_bind(id).push_bind(k);
                 });
@@ -388,11 +389,8 @@ async fn prior_correlations(
     failures: &[NewFailure<'_>],
     first_new: i64,
 ) -> Result<HashMap<String, CorrelationHit>, StoreError> {
-    let mut ids: Vec<&str> = failures
-        .iter()
-        .filter_map(|f| f.stored.event.correlation_id.as_deref())
-        .filter(|c| !c.is_empty())
-        .collect();
+    let mut ids: Vec<&str> =
+        failures.iter().filter_map(|f| f.stored.event.correlation_id.as_deref()).filter(|c| !c.is_empty()).collect();
     ids.sort_unstable();
     ids.dedup();
     let mut found: HashMap<String, CorrelationHit> = HashMap::new();
@@ -409,9 +407,10 @@ async fn prior_correlations(
         list.push_unseparated(") ORDER BY id");
         for row in q.build().persistent(false).fetch_all(&mut **tx).await? {
             let c: String = row.try_get("correlation_id")?;
-            found
-                .entry(c)
-                .or_insert(CorrelationHit { incident: row.try_get("incident_id")?, fingerprint: row.try_get("fingerprint")? });
+            found.entry(c).or_insert(CorrelationHit {
+                incident: row.try_get("incident_id")?,
+                fingerprint: row.try_get("fingerprint")?,
+            });
         }
     }
     Ok(found)
@@ -435,7 +434,9 @@ async fn join_correlated(tx: &mut Tx<'_>, state: &mut BatchIncidents, f: &NewFai
         .fetch_optional(&mut **tx)
         .await?;
         match row {
-            Some(r) => Some(CorrelationHit { incident: r.try_get("incident_id")?, fingerprint: r.try_get("fingerprint")? }),
+            Some(r) => {
+                Some(CorrelationHit { incident: r.try_get("incident_id")?, fingerprint: r.try_get("fingerprint")? })
+            }
             None => None,
         }
     } else {
@@ -643,10 +644,10 @@ async fn place_failure(
 /// This batch's first counted failure of a correlation id is what later copies join.
 fn remember_correlation(state: &mut BatchIncidents, f: &NewFailure<'_>, incident: Option<i64>) {
     if let Some(c) = f.stored.event.correlation_id.as_deref().filter(|c| !c.is_empty()) {
-        state.batch_correlations.entry(c.to_string()).or_insert((
-            f.event_id,
-            CorrelationHit { incident, fingerprint: Some(f.fingerprint.clone()) },
-        ));
+        state
+            .batch_correlations
+            .entry(c.to_string())
+            .or_insert((f.event_id, CorrelationHit { incident, fingerprint: Some(f.fingerprint.clone()) }));
     }
 }
 
