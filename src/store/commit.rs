@@ -131,55 +131,78 @@ impl BatchIncidents {
         }
     }
 
+    /// Writes what the batch did to its incidents in a handful of statements, whatever
+    /// the number of incidents: each statement is a round trip to the SQLite thread.
     async fn flush(&mut self, tx: &mut Tx<'_>) -> Result<(), StoreError> {
-        let mut ids: Vec<i64> = self.pending.keys().copied().collect();
-        ids.sort_unstable();
-        for id in ids {
-            let Some(mut d) = self.pending.remove(&id) else {
-                continue;
-            };
-            let mut new_users = 0u64;
-            d.user_keys.sort_unstable();
-            d.user_keys.dedup();
-            for keys in d.user_keys.chunks(IN_LIST) {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let mut deltas: Vec<(i64, Delta)> = self.pending.drain().collect();
+        deltas.sort_unstable_by_key(|(id, _)| *id);
+        // Users first: which (incident, user) pairs are new decides users_affected.
+        sqlx::query(
+            "CREATE TEMP TABLE IF NOT EXISTS batch_users (incident_id INTEGER NOT NULL, user_key TEXT NOT NULL,
+                PRIMARY KEY (incident_id, user_key)) WITHOUT ROWID",
+        )
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query("DELETE FROM temp.batch_users").execute(&mut **tx).await?;
+        let pairs: Vec<(i64, &str)> =
+            deltas.iter().flat_map(|(id, d)| d.user_keys.iter().map(move |k| (*id, k.as_str()))).collect();
+        if !pairs.is_empty() {
+            for chunk in pairs.chunks(IN_LIST) {
                 let mut q: QueryBuilder<Sqlite> =
-                    QueryBuilder::new("INSERT INTO incident_users (incident_id, user_key) ");
-                q.push_values(keys, |mut b, k| {
-                    b.push_bind(id).push_bind(k);
+                    QueryBuilder::new("INSERT INTO temp.batch_users (incident_id, user_key) ");
+                q.push_values(chunk, |mut b, (id, k)| {
+                    b.push_bind(*id).push_bind(*k);
                 });
                 q.push(" ON CONFLICT DO NOTHING");
-                new_users += q.build().persistent(false).execute(&mut **tx).await?.rows_affected();
-            }
-            let mut sources = d.sources.iter();
-            let first_source = sources.next().map(String::as_str).unwrap_or("");
-            sqlx::query(
-                "UPDATE incidents SET event_count = event_count + ?1, users_affected = users_affected + ?2,
-                    first_seen = MIN(first_seen, ?3), last_seen = MAX(last_seen, ?4),
-                    sources = CASE WHEN ?5 = '' OR instr(',' || sources || ',', ',' || ?5 || ',') > 0 THEN sources
-                                   WHEN sources = '' THEN ?5 ELSE sources || ',' || ?5 END
-                 WHERE id = ?6",
-            )
-            .bind(d.counted)
-            .bind(new_users as i64)
-            .bind(d.first_seen)
-            .bind(d.last_seen)
-            .bind(first_source)
-            .bind(id)
-            .execute(&mut **tx)
-            .await?;
-            for source in sources {
-                add_source(tx, id, source, d.last_seen).await?;
-            }
-            for chunk in d.event_ids.chunks(IN_LIST) {
-                let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("UPDATE events SET incident_id = ");
-                q.push_bind(id).push(" WHERE id IN (");
-                let mut list = q.separated(", ");
-                for e in chunk {
-                    list.push_bind(*e);
-                }
-                list.push_unseparated(")");
                 q.build().persistent(false).execute(&mut **tx).await?;
             }
+            sqlx::query(
+                "DELETE FROM temp.batch_users WHERE EXISTS (SELECT 1 FROM main.incident_users u
+                    WHERE u.incident_id = batch_users.incident_id AND u.user_key = batch_users.user_key)",
+            )
+            .execute(&mut **tx)
+            .await?;
+            sqlx::query("INSERT INTO main.incident_users (incident_id, user_key) SELECT incident_id, user_key FROM temp.batch_users")
+                .execute(&mut **tx)
+                .await?;
+        }
+        for chunk in deltas.chunks(IN_LIST / 5) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("WITH v(id, n, f, l, s) AS (");
+            q.push_values(chunk, |mut b, (id, d)| {
+                b.push_bind(*id)
+                    .push_bind(d.counted)
+                    .push_bind(d.first_seen)
+                    .push_bind(d.last_seen)
+                    .push_bind(d.sources.first().map(String::as_str).unwrap_or(""));
+            });
+            q.push(
+                ") UPDATE incidents SET event_count = event_count + v.n,
+                    users_affected = users_affected
+                        + (SELECT COUNT(*) FROM temp.batch_users b WHERE b.incident_id = incidents.id),
+                    first_seen = MIN(first_seen, v.f), last_seen = MAX(last_seen, v.l),
+                    sources = CASE WHEN v.s = '' OR instr(',' || sources || ',', ',' || v.s || ',') > 0 THEN sources
+                                   WHEN sources = '' THEN v.s ELSE sources || ',' || v.s END
+                 FROM v WHERE incidents.id = v.id",
+            );
+            q.build().persistent(false).execute(&mut **tx).await?;
+        }
+        for (id, d) in &deltas {
+            for source in d.sources.iter().skip(1) {
+                add_source(tx, *id, source, d.last_seen).await?;
+            }
+        }
+        let links: Vec<(i64, i64)> =
+            deltas.iter().flat_map(|(id, d)| d.event_ids.iter().map(move |e| (*e, *id))).collect();
+        for chunk in links.chunks(IN_LIST) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("WITH v(e, i) AS (");
+            q.push_values(chunk, |mut b, (e, i)| {
+                b.push_bind(*e).push_bind(*i);
+            });
+            q.push(") UPDATE events SET incident_id = v.i FROM v WHERE events.id = v.e");
+            q.build().persistent(false).execute(&mut **tx).await?;
         }
         Ok(())
     }
@@ -373,10 +396,31 @@ async fn insert_events(
             .push_bind(stored.ip_key.as_deref())
             .push_bind(fingerprint.as_deref());
     });
-    // RETURNING reports only the rows actually inserted, in no promised order: match by key.
-    q.push(" ON CONFLICT (dedup_key) DO NOTHING RETURNING id, dedup_key");
-    let returned = q.build().persistent(true).fetch_all(&mut **tx).await?;
-    for r in returned {
+    q.push(" ON CONFLICT (dedup_key) DO NOTHING");
+    // No RETURNING: sqlx hands every result row over its worker channel one by one,
+    // which cost a thread wake-up per event. Without an explicit id SQLite gives each
+    // new row max(rowid) + 1, so the rows inserted by this statement hold the ids
+    // last - inserted + 1 ..= last, in insert order.
+    let done = q.build().persistent(true).execute(&mut **tx).await?;
+    let inserted = done.rows_affected() as usize;
+    if inserted == 0 {
+        return Ok(());
+    }
+    let last = done.last_insert_rowid();
+    let first = last - inserted as i64 + 1;
+    if inserted == rows.len() && last < i64::MAX {
+        for (i, (_, key, _)) in rows.iter().enumerate() {
+            new_ids.insert(key.clone(), first + i as i64);
+        }
+        return Ok(());
+    }
+    // Some rows were duplicates: ask which keys the new ids got.
+    let found = sqlx::query("SELECT id, dedup_key FROM events WHERE id >= ? AND id <= ?")
+        .bind(first)
+        .bind(last)
+        .fetch_all(&mut **tx)
+        .await?;
+    for r in found {
         new_ids.insert(r.try_get("dedup_key")?, r.try_get("id")?);
     }
     Ok(())
