@@ -12,6 +12,7 @@
 set -euo pipefail
 
 QUICK=0 RUNS=3 RUNS_LARGE=1 KEEP=0 WRITE=1
+ARGS="$*"
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
@@ -238,8 +239,8 @@ MODE=$([ "$QUICK" = 1 ] && echo "--quick" || echo "full")
   echo "<!-- bench:begin (written by scripts/bench.sh; edit outside the markers) -->"
   echo "## Latest run ($MODE)"
   echo ""
-  echo "$(date -u +%Y-%m-%dT%H:%MZ), commit \`$COMMIT\`, $(nproc) cores ($CPU), $RAM RAM, mtail $(mtail --version 2>&1 | head -1 | awk '{print $2}')."
-  echo "Command: \`scripts/bench.sh $*\`. Load = 1-minute load average when the figure started"
+  echo "$(date -u +%Y-%m-%dT%H:%MZ), commit \`$COMMIT\`, $(nproc) cores ($CPU), $RAM RAM, $(mtail --version 2>&1 | head -1)."
+  echo "Command: \`scripts/bench.sh $ARGS\`. Load = 1-minute load average when the figure started"
   echo "(the machine is shared). Rates are input records (lines) per second of wall time, each"
   echo "the median of its runs; RSS is the peak resident set (\`/usr/bin/time -f %M\`)."
   echo ""
