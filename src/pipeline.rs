@@ -389,11 +389,14 @@ impl Normalizer {
             device: raw.device.clone(),
             position: Some(Position { file_key: file_key.to_string(), offset }),
         };
+        let failure = c.outcome == Outcome::Failure;
         Some(StoredEvent {
-            ip_key: if c.outcome == Outcome::Failure { self.privacy.ip_key(raw.ip.as_deref()) } else { None },
-            user_key: if c.outcome == Outcome::Failure { self.privacy.user_key(raw.user.as_deref()) } else { None },
-            title: c.title,
-            remediation: c.remediation,
+            ip_key: if failure { self.privacy.ip_key(raw.ip.as_deref()) } else { None },
+            user_key: if failure { self.privacy.user_key(raw.user.as_deref()) } else { None },
+            // Only a failure can open an incident, the one use of these texts: successes
+            // (most events) wait in the reader→writer queue without them.
+            title: if failure { c.title } else { String::new() },
+            remediation: if failure { c.remediation } else { String::new() },
             severity: c.severity.as_str().to_string(),
             event,
         })
@@ -425,9 +428,20 @@ impl Writer {
         self.metrics.batch_records.observe(batch.events.len() as f64);
         self.metrics.record_batch(&result);
         let now = Utc::now();
+        // One label lookup per run of events from the same source, not one per event
+        // (a hash and a lock each): a batch almost always comes from one source.
+        let mut lag_of: Option<(&str, prometheus::Histogram)> = None;
         for stored in &batch.events {
             let lag = (now - stored.event.occurred_at).num_milliseconds().max(0) as f64 / 1000.0;
-            self.metrics.ingest_lag.with_label_values(&[&stored.event.source]).observe(lag);
+            let source = stored.event.source.as_str();
+            match &lag_of {
+                Some((s, h)) if *s == source => h.observe(lag),
+                _ => {
+                    let h = self.metrics.ingest_lag.with_label_values(&[source]);
+                    h.observe(lag);
+                    lag_of = Some((source, h));
+                }
+            }
         }
         if !result.incidents_opened.is_empty() || result.incidents_auto_resolved > 0 {
             self.refresh_incident_gauge().await?;

@@ -1,5 +1,17 @@
 //! The write path: one transaction per batch holding the events, everything they do to
 //! incidents (lifecycle, opening gates, correlation, detectors) and the checkpoints.
+//!
+//! Why it is shaped this way (issue #8, BENCHMARKS.md): every statement is a round trip
+//! to sqlx's SQLite worker thread, which cost more than the SQLite work itself when the
+//! path issued ~1 statement per event plus ~6 per failure. Now events go in as multi-row
+//! INSERTs, incident state is looked up once per fingerprint per batch and kept in step
+//! in memory, and the per-incident counters, users and event links are written once per
+//! incident at the end of the batch. The decisions are the same, taken in the same order
+//! on the same state: every query that reads events restricts itself to the rows that
+//! existed when the per-event path would have run it (`id <= ?`), and pending writes
+//! are flushed before any query that could observe them.
+
+use std::collections::HashMap;
 
 use chrono::Utc;
 use serde_json::json;
@@ -15,6 +27,13 @@ type Tx<'c> = Transaction<'c, Sqlite>;
 const CREDENTIAL_CODES: &str = "50126, 50053";
 /// The lockout code.
 const LOCKOUT_CODE: i64 = 50053;
+/// Columns of one event row.
+const EVENT_COLUMNS: usize = 27;
+/// Rows per multi-row INSERT: large enough that the per-statement round trip vanishes,
+/// small enough to stay far below SQLite's bind-parameter limit (32766).
+const INSERT_ROWS: usize = 128;
+/// Values per `IN (...)` list.
+const IN_LIST: usize = 400;
 
 /// What a new incident is made of.
 struct NewIncident<'a> {
@@ -30,6 +49,171 @@ struct NewIncident<'a> {
     remediation: &'a str,
     at: i64,
     evidence: Option<String>,
+}
+
+/// What the batch did to one incident and has not written yet.
+struct Delta {
+    counted: i64,
+    first_seen: i64,
+    last_seen: i64,
+    /// In order of first appearance: `sources` is an ordered list.
+    sources: Vec<String>,
+    user_keys: Vec<String>,
+    event_ids: Vec<i64>,
+}
+
+impl Default for Delta {
+    fn default() -> Self {
+        Self {
+            counted: 0,
+            first_seen: i64::MAX,
+            last_seen: i64::MIN,
+            sources: Vec::new(),
+            user_keys: Vec::new(),
+            event_ids: Vec::new(),
+        }
+    }
+}
+
+impl Delta {
+    fn seen_by(&mut self, source: &str, at: i64) {
+        self.last_seen = self.last_seen.max(at);
+        if !self.sources.iter().any(|s| s == source) {
+            self.sources.push(source.to_string());
+        }
+    }
+}
+
+/// The first counted failure of a correlation id, as the correlation join needs it.
+#[derive(Clone)]
+struct CorrelationHit {
+    incident: Option<i64>,
+    fingerprint: Option<String>,
+}
+
+/// Incident state for one batch: the newest incident per fingerprint (read once, then
+/// kept in step with what the batch decides) and the writes still to flush.
+#[derive(Default)]
+struct BatchIncidents {
+    newest: HashMap<String, Option<IncidentState>>,
+    pending: HashMap<i64, Delta>,
+    /// Counted failures of earlier batches, per correlation id (prefetched).
+    prior_correlations: HashMap<String, CorrelationHit>,
+    /// Counted failures of this batch, per correlation id (first one wins).
+    batch_correlations: HashMap<String, (i64, CorrelationHit)>,
+    /// Set once an opening gate adopted held events: cached event state may be stale,
+    /// so from then on the correlation join asks SQL (after a flush).
+    events_changed: bool,
+}
+
+impl BatchIncidents {
+    async fn state(&mut self, tx: &mut Tx<'_>, fingerprint: &str) -> Result<Option<IncidentState>, StoreError> {
+        if let Some(s) = self.newest.get(fingerprint) {
+            return Ok(*s);
+        }
+        let mut s = newest_incident(tx, fingerprint).await?;
+        if let Some(st) = s.as_mut() {
+            // A correlated copy may already have moved last_seen without a flush.
+            if let Some(d) = self.pending.get(&st.id) {
+                st.last_seen_ms = st.last_seen_ms.max(d.last_seen);
+            }
+        }
+        self.newest.insert(fingerprint.to_string(), s);
+        Ok(s)
+    }
+
+    /// Mirrors `last_seen = MAX(last_seen, at)` into the cached state of `id`.
+    fn touch(&mut self, id: i64, at: i64) {
+        for st in self.newest.values_mut().flatten() {
+            if st.id == id {
+                st.last_seen_ms = st.last_seen_ms.max(at);
+            }
+        }
+    }
+
+    /// Writes what the batch did to its incidents in a handful of statements, whatever
+    /// the number of incidents: each statement is a round trip to the SQLite thread.
+    async fn flush(&mut self, tx: &mut Tx<'_>) -> Result<(), StoreError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let mut deltas: Vec<(i64, Delta)> = self.pending.drain().collect();
+        deltas.sort_unstable_by_key(|(id, _)| *id);
+        // Users first: which (incident, user) pairs are new decides users_affected.
+        sqlx::query(
+            "CREATE TEMP TABLE IF NOT EXISTS batch_users (incident_id INTEGER NOT NULL, user_key TEXT NOT NULL,
+                PRIMARY KEY (incident_id, user_key)) WITHOUT ROWID",
+        )
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query("DELETE FROM temp.batch_users").execute(&mut **tx).await?;
+        let pairs: Vec<(i64, &str)> =
+            deltas.iter().flat_map(|(id, d)| d.user_keys.iter().map(move |k| (*id, k.as_str()))).collect();
+        if !pairs.is_empty() {
+            for chunk in pairs.chunks(IN_LIST) {
+                let mut q: QueryBuilder<Sqlite> =
+                    QueryBuilder::new("INSERT INTO temp.batch_users (incident_id, user_key) ");
+                q.push_values(chunk, |mut b, (id, k)| {
+                    b.push_bind(*id).push_bind(*k);
+                });
+                q.push(" ON CONFLICT DO NOTHING");
+                q.build().persistent(false).execute(&mut **tx).await?;
+            }
+            sqlx::query(
+                "DELETE FROM temp.batch_users WHERE EXISTS (SELECT 1 FROM main.incident_users u
+                    WHERE u.incident_id = batch_users.incident_id AND u.user_key = batch_users.user_key)",
+            )
+            .execute(&mut **tx)
+            .await?;
+            sqlx::query("INSERT INTO main.incident_users (incident_id, user_key) SELECT incident_id, user_key FROM temp.batch_users")
+                .execute(&mut **tx)
+                .await?;
+        }
+        for chunk in deltas.chunks(IN_LIST / 5) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("WITH v(id, n, f, l, s) AS (");
+            q.push_values(chunk, |mut b, (id, d)| {
+                b.push_bind(*id)
+                    .push_bind(d.counted)
+                    .push_bind(d.first_seen)
+                    .push_bind(d.last_seen)
+                    .push_bind(d.sources.first().map(String::as_str).unwrap_or(""));
+            });
+            q.push(
+                ") UPDATE incidents SET event_count = event_count + v.n,
+                    users_affected = users_affected
+                        + (SELECT COUNT(*) FROM temp.batch_users b WHERE b.incident_id = incidents.id),
+                    first_seen = MIN(first_seen, v.f), last_seen = MAX(last_seen, v.l),
+                    sources = CASE WHEN v.s = '' OR instr(',' || sources || ',', ',' || v.s || ',') > 0 THEN sources
+                                   WHEN sources = '' THEN v.s ELSE sources || ',' || v.s END
+                 FROM v WHERE incidents.id = v.id",
+            );
+            q.build().persistent(false).execute(&mut **tx).await?;
+        }
+        for (id, d) in &deltas {
+            for source in d.sources.iter().skip(1) {
+                add_source(tx, *id, source, d.last_seen).await?;
+            }
+        }
+        let links: Vec<(i64, i64)> =
+            deltas.iter().flat_map(|(id, d)| d.event_ids.iter().map(move |e| (*e, *id))).collect();
+        for chunk in links.chunks(IN_LIST) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("WITH v(e, i) AS (");
+            q.push_values(chunk, |mut b, (e, i)| {
+                b.push_bind(*e).push_bind(*i);
+            });
+            q.push(") UPDATE events SET incident_id = v.i FROM v WHERE events.id = v.e");
+            q.build().persistent(false).execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+}
+
+/// A new failure event: where it is and what the incident engine needs.
+struct NewFailure<'a> {
+    stored: &'a StoredEvent,
+    event_id: i64,
+    category: Category,
+    fingerprint: String,
 }
 
 impl Store {
@@ -56,16 +240,39 @@ impl Store {
         // failure inside the batch can still extend the incident it belongs to.
         result.incidents_auto_resolved += sweep(&mut tx, watermark, policy).await?;
 
-        let mut credential_failures: Vec<&StoredEvent> = Vec::new();
+        // Every event row first, in batch order (ids grow with it), then the incident
+        // work in the same order as if each had been inserted just before it.
+        let mut rows: Vec<(&StoredEvent, String, Option<String>)> = Vec::with_capacity(batch.events.len());
         for stored in &batch.events {
             let ev = &stored.event;
             let Some(key) = ev.dedup_key() else {
                 continue;
             };
-            let category = ev.category.unwrap_or(Category::Unclassified);
-            let fingerprint = (ev.outcome == Outcome::Failure)
-                .then(|| incidents::fingerprint(category, ev.primary_code(), app_key(stored), ev.tenant_id.as_deref()));
-            let Some(event_id) = insert_event(&mut tx, stored, &key, fingerprint.as_deref()).await? else {
+            let fingerprint = (ev.outcome == Outcome::Failure).then(|| {
+                incidents::fingerprint(
+                    ev.category.unwrap_or(Category::Unclassified),
+                    ev.primary_code(),
+                    app_key(stored),
+                    ev.tenant_id.as_deref(),
+                )
+            });
+            rows.push((stored, key, fingerprint));
+        }
+        let mut new_ids: HashMap<String, i64> = HashMap::with_capacity(rows.len());
+        let mut rest = &rows[..];
+        while !rest.is_empty() {
+            // Only a few statement shapes, so sqlx's prepared-statement cache holds a
+            // handful of programs instead of one (large) program per batch remainder.
+            let n = [INSERT_ROWS, 32, 8, 1].into_iter().find(|n| *n <= rest.len()).unwrap_or(1);
+            let (head, tail) = rest.split_at(n);
+            insert_events(&mut tx, head, &mut new_ids).await?;
+            rest = tail;
+        }
+
+        let mut failures: Vec<NewFailure<'_>> = Vec::new();
+        for (stored, key, fingerprint) in rows {
+            let ev = &stored.event;
+            let Some(event_id) = new_ids.remove(&key) else {
                 result.duplicates += 1;
                 *result.duplicates_by_source.entry(ev.source.clone()).or_default() += 1;
                 continue;
@@ -74,15 +281,26 @@ impl Store {
             let Some(fingerprint) = fingerprint else {
                 continue;
             };
+            let category = ev.category.unwrap_or(Category::Unclassified);
             *result.failures.entry((ev.source.clone(), category, ev.primary_code())).or_default() += 1;
-            if matches!(ev.primary_code(), Some(50126 | 50053)) {
-                credential_failures.push(stored);
+            failures.push(NewFailure { stored, event_id, category, fingerprint });
+        }
+
+        let mut state = BatchIncidents::default();
+        if let Some(first_new) = failures.iter().map(|f| f.event_id).min() {
+            state.prior_correlations = prior_correlations(&mut tx, &failures, first_new).await?;
+        }
+        let mut credential_failures: Vec<&StoredEvent> = Vec::new();
+        for f in &failures {
+            if matches!(f.stored.event.primary_code(), Some(50126 | 50053)) {
+                credential_failures.push(f.stored);
             }
-            if join_correlated(&mut tx, stored, event_id).await? {
+            if join_correlated(&mut tx, &mut state, f).await? {
                 continue;
             }
-            place_failure(&mut tx, stored, event_id, category, &fingerprint, policy, &mut result).await?;
+            place_failure(&mut tx, &mut state, f, policy, &mut result).await?;
         }
+        state.flush(&mut tx).await?;
 
         if policy.detectors.enabled && !credential_failures.is_empty() {
             run_detectors(&mut tx, &credential_failures, policy, &mut result).await?;
@@ -133,84 +351,159 @@ fn app_key(stored: &StoredEvent) -> Option<&str> {
     stored.event.app_id.as_deref().or(stored.event.app_name.as_deref())
 }
 
-async fn insert_event(
+/// Inserts up to `INSERT_ROWS` events in one statement; `new_ids` learns the id of every
+/// key that was not stored yet (a key repeated inside the batch is inserted once).
+async fn insert_events(
     tx: &mut Tx<'_>,
-    stored: &StoredEvent,
-    key: &str,
-    fingerprint: Option<&str>,
-) -> Result<Option<i64>, StoreError> {
-    let ev = &stored.event;
-    let codes = ev.codes.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",");
-    let id = sqlx::query_scalar(
+    rows: &[(&StoredEvent, String, Option<String>)],
+    new_ids: &mut HashMap<String, i64>,
+) -> Result<(), StoreError> {
+    debug_assert!(rows.len() * EVENT_COLUMNS < 32_766);
+    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
         "INSERT INTO events (dedup_key, source, format, received_at, occurred_at, outcome,
             category, code, codes, entry_id, message, user, app_id, app_name, tenant_id,
             client_app, auth_protocol, token_issuer_type, ip, correlation_id, record_id,
-            device, file_key, file_offset, user_key, ip_key, fingerprint)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (dedup_key) DO NOTHING
-         RETURNING id",
-    )
-    .bind(key)
-    .bind(&ev.source)
-    .bind(&ev.format)
-    .bind(to_ms(ev.received_at))
-    .bind(to_ms(ev.occurred_at))
-    .bind(ev.outcome.as_str())
-    .bind(ev.category.map(|c| c.as_str()))
-    .bind(ev.primary_code().map(i64::from))
-    .bind(if codes.is_empty() { None } else { Some(codes) })
-    .bind(&ev.entry_id)
-    .bind(&ev.message)
-    .bind(&ev.user)
-    .bind(&ev.app_id)
-    .bind(&ev.app_name)
-    .bind(&ev.tenant_id)
-    .bind(&ev.client_app)
-    .bind(&ev.auth_protocol)
-    .bind(&ev.token_issuer_type)
-    .bind(&ev.ip)
-    .bind(&ev.correlation_id)
-    .bind(&ev.record_id)
-    .bind(&ev.device)
-    .bind(ev.position.as_ref().map(|p| p.file_key.as_str()))
-    .bind(ev.position.as_ref().map(|p| p.offset as i64))
-    .bind(&stored.user_key)
-    .bind(&stored.ip_key)
-    .bind(fingerprint)
-    .fetch_optional(&mut **tx)
-    .await?;
-    Ok(id)
+            device, file_key, file_offset, user_key, ip_key, fingerprint) ",
+    );
+    q.push_values(rows, |mut b, (stored, key, fingerprint)| {
+        let ev = &stored.event;
+        let codes = ev.codes.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",");
+        b.push_bind(key.as_str())
+            .push_bind(ev.source.as_str())
+            .push_bind(ev.format.as_str())
+            .push_bind(to_ms(ev.received_at))
+            .push_bind(to_ms(ev.occurred_at))
+            .push_bind(ev.outcome.as_str())
+            .push_bind(ev.category.map(|c| c.as_str()))
+            .push_bind(ev.primary_code().map(i64::from))
+            .push_bind(if codes.is_empty() { None } else { Some(codes) })
+            .push_bind(ev.entry_id.as_deref())
+            .push_bind(ev.message.as_deref())
+            .push_bind(ev.user.as_deref())
+            .push_bind(ev.app_id.as_deref())
+            .push_bind(ev.app_name.as_deref())
+            .push_bind(ev.tenant_id.as_deref())
+            .push_bind(ev.client_app.as_deref())
+            .push_bind(ev.auth_protocol.as_deref())
+            .push_bind(ev.token_issuer_type.as_deref())
+            .push_bind(ev.ip.as_deref())
+            .push_bind(ev.correlation_id.as_deref())
+            .push_bind(ev.record_id.as_deref())
+            .push_bind(ev.device.as_deref())
+            .push_bind(ev.position.as_ref().map(|p| p.file_key.as_str()))
+            .push_bind(ev.position.as_ref().map(|p| p.offset as i64))
+            .push_bind(stored.user_key.as_deref())
+            .push_bind(stored.ip_key.as_deref())
+            .push_bind(fingerprint.as_deref());
+    });
+    q.push(" ON CONFLICT (dedup_key) DO NOTHING");
+    // No RETURNING: sqlx hands every result row over its worker channel one by one,
+    // which cost a thread wake-up per event. Without an explicit id SQLite gives each
+    // new row max(rowid) + 1, so the rows inserted by this statement hold the ids
+    // last - inserted + 1 ..= last, in insert order.
+    let done = q.build().persistent(true).execute(&mut **tx).await?;
+    let inserted = done.rows_affected() as usize;
+    if inserted == 0 {
+        return Ok(());
+    }
+    let last = done.last_insert_rowid();
+    let first = last - inserted as i64 + 1;
+    if inserted == rows.len() && last < i64::MAX {
+        for (i, (_, key, _)) in rows.iter().enumerate() {
+            new_ids.insert(key.clone(), first + i as i64);
+        }
+        return Ok(());
+    }
+    // Some rows were duplicates: ask which keys the new ids got.
+    let found = sqlx::query("SELECT id, dedup_key FROM events WHERE id >= ? AND id <= ?")
+        .bind(first)
+        .bind(last)
+        .fetch_all(&mut **tx)
+        .await?;
+    for r in found {
+        new_ids.insert(r.try_get("dedup_key")?, r.try_get("id")?);
+    }
+    Ok(())
+}
+
+/// The first counted failure (lowest id) of every correlation id the batch's failures
+/// carry, among the events stored before this batch.
+async fn prior_correlations(
+    tx: &mut Tx<'_>,
+    failures: &[NewFailure<'_>],
+    first_new: i64,
+) -> Result<HashMap<String, CorrelationHit>, StoreError> {
+    let mut ids: Vec<&str> =
+        failures.iter().filter_map(|f| f.stored.event.correlation_id.as_deref()).filter(|c| !c.is_empty()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut found: HashMap<String, CorrelationHit> = HashMap::new();
+    for chunk in ids.chunks(IN_LIST) {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "SELECT correlation_id, incident_id, fingerprint FROM events
+             WHERE outcome = 'failure' AND counted = 1 AND id < ",
+        );
+        q.push_bind(first_new).push(" AND correlation_id IN (");
+        let mut list = q.separated(", ");
+        for c in chunk {
+            list.push_bind(*c);
+        }
+        list.push_unseparated(") ORDER BY id");
+        for row in q.build().persistent(false).fetch_all(&mut **tx).await? {
+            let c: String = row.try_get("correlation_id")?;
+            found.entry(c).or_insert(CorrelationHit {
+                incident: row.try_get("incident_id")?,
+                fingerprint: row.try_get("fingerprint")?,
+            });
+        }
+    }
+    Ok(found)
 }
 
 /// A Passport failure and its Entra record (same correlation id) are one sign-in
 /// attempt: the later one joins the earlier one's incident without being counted again.
-async fn join_correlated(tx: &mut Tx<'_>, stored: &StoredEvent, event_id: i64) -> Result<bool, StoreError> {
-    let Some(correlation) = stored.event.correlation_id.as_deref().filter(|c| !c.is_empty()) else {
+async fn join_correlated(tx: &mut Tx<'_>, state: &mut BatchIncidents, f: &NewFailure<'_>) -> Result<bool, StoreError> {
+    let Some(correlation) = f.stored.event.correlation_id.as_deref().filter(|c| !c.is_empty()) else {
         return Ok(false);
     };
-    let row = sqlx::query(
-        "SELECT incident_id, fingerprint FROM events
-         WHERE correlation_id = ? AND outcome = 'failure' AND id != ? AND counted = 1
-         ORDER BY id LIMIT 1",
-    )
-    .bind(correlation)
-    .bind(event_id)
-    .fetch_optional(&mut **tx)
-    .await?;
-    let Some(row) = row else {
+    let hit = if state.events_changed {
+        state.flush(tx).await?;
+        let row = sqlx::query(
+            "SELECT incident_id, fingerprint FROM events
+             WHERE correlation_id = ? AND outcome = 'failure' AND id < ? AND counted = 1
+             ORDER BY id LIMIT 1",
+        )
+        .bind(correlation)
+        .bind(f.event_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+        match row {
+            Some(r) => {
+                Some(CorrelationHit { incident: r.try_get("incident_id")?, fingerprint: r.try_get("fingerprint")? })
+            }
+            None => None,
+        }
+    } else {
+        state
+            .prior_correlations
+            .get(correlation)
+            .or_else(|| state.batch_correlations.get(correlation).map(|(_, h)| h))
+            .cloned()
+    };
+    let Some(hit) = hit else {
         return Ok(false);
     };
-    let incident: Option<i64> = row.try_get("incident_id")?;
-    let fingerprint: Option<String> = row.try_get("fingerprint")?;
     sqlx::query("UPDATE events SET counted = 0, incident_id = ?, fingerprint = COALESCE(?, fingerprint) WHERE id = ?")
-        .bind(incident)
-        .bind(fingerprint)
-        .bind(event_id)
+        .bind(hit.incident)
+        .bind(hit.fingerprint.as_deref())
+        .bind(f.event_id)
         .execute(&mut **tx)
         .await?;
-    if let Some(id) = incident {
+    if let Some(id) = hit.incident {
         // The incident now has been seen by this source too, and is as recent as this copy.
-        add_source(tx, id, &stored.event.source, to_ms(stored.event.occurred_at)).await?;
+        let at = to_ms(f.stored.event.occurred_at);
+        state.pending.entry(id).or_default().seen_by(&f.stored.event.source, at);
+        state.touch(id, at);
     }
     Ok(true)
 }
@@ -290,70 +583,64 @@ async fn reopen(tx: &mut Tx<'_>, id: i64) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Counts one failure into an incident.
-async fn count_into(tx: &mut Tx<'_>, id: i64, stored: &StoredEvent, event_id: i64) -> Result<(), StoreError> {
-    let occurred = to_ms(stored.event.occurred_at);
-    let mut new_user = 0i64;
-    if let Some(user_key) = &stored.user_key {
-        new_user =
-            sqlx::query("INSERT INTO incident_users (incident_id, user_key) VALUES (?, ?) ON CONFLICT DO NOTHING")
-                .bind(id)
-                .bind(user_key)
-                .execute(&mut **tx)
-                .await?
-                .rows_affected() as i64;
+/// Counts one failure into an incident (written at the batch's flush).
+fn count_into(state: &mut BatchIncidents, id: i64, f: &NewFailure<'_>) {
+    let occurred = to_ms(f.stored.event.occurred_at);
+    let d = state.pending.entry(id).or_default();
+    d.counted += 1;
+    d.first_seen = d.first_seen.min(occurred);
+    d.seen_by(&f.stored.event.source, occurred);
+    if let Some(user_key) = &f.stored.user_key {
+        d.user_keys.push(user_key.clone());
     }
-    sqlx::query(
-        "UPDATE incidents SET event_count = event_count + 1, users_affected = users_affected + ?,
-            first_seen = MIN(first_seen, ?) WHERE id = ?",
-    )
-    .bind(new_user)
-    .bind(occurred)
-    .bind(id)
-    .execute(&mut **tx)
-    .await?;
-    add_source(tx, id, &stored.event.source, occurred).await?;
-    sqlx::query("UPDATE events SET incident_id = ? WHERE id = ?").bind(id).bind(event_id).execute(&mut **tx).await?;
-    Ok(())
+    d.event_ids.push(f.event_id);
+    state.touch(id, occurred);
 }
 
 /// Puts a new failure into its incident: extend, reopen, open, or (behind an opening
 /// gate) hold it until enough failures gather.
 async fn place_failure(
     tx: &mut Tx<'_>,
-    stored: &StoredEvent,
-    event_id: i64,
-    category: Category,
-    fingerprint: &str,
+    state: &mut BatchIncidents,
+    f: &NewFailure<'_>,
     policy: &Policy,
     result: &mut BatchResult,
 ) -> Result<(), StoreError> {
+    let (stored, category, fingerprint) = (f.stored, f.category, f.fingerprint.as_str());
     let ev = &stored.event;
     let occurred = to_ms(ev.occurred_at);
-    let existing = newest_incident(tx, fingerprint).await?;
-    let id = match incidents::decide(existing, category, occurred, policy) {
-        Decision::Append(id) => id,
+    let existing = state.state(tx, fingerprint).await?;
+    let placed = match incidents::decide(existing, category, occurred, policy) {
+        Decision::Append(id) => Some(id),
         Decision::Reopen(id) => {
             reopen(tx, id).await?;
+            if let Some(Some(st)) = state.newest.get_mut(fingerprint) {
+                st.status = IncidentStatus::Open;
+                st.resolved_at_ms = None;
+            }
             *result.incidents_opened.entry(category).or_default() += 1;
-            id
+            Some(id)
         }
         Decision::Open => {
             let gate = policy.gates.get(&category).copied();
             let window_start = gate.map(|g| occurred - i64::try_from(g.within.as_millis()).unwrap_or(i64::MAX));
             if let (Some(gate), Some(start)) = (gate, window_start) {
+                // The gate counts held events as stored: write what is pending first.
+                state.flush(tx).await?;
                 let row = sqlx::query(
                     "SELECT COUNT(*) AS n, COUNT(DISTINCT user_key) AS users FROM events
                      WHERE fingerprint = ? AND incident_id IS NULL AND counted = 1
-                       AND occurred_at >= ? AND occurred_at <= ?",
+                       AND occurred_at >= ? AND occurred_at <= ? AND id <= ?",
                 )
                 .bind(fingerprint)
                 .bind(start)
                 .bind(occurred)
+                .bind(f.event_id)
                 .fetch_one(&mut **tx)
                 .await?;
                 let (n, users): (i64, i64) = (row.try_get("n")?, row.try_get("users")?);
                 if !gate.is_met(n as u64, users as u64) {
+                    remember_correlation(state, f, None);
                     return Ok(());
                 }
             }
@@ -377,25 +664,55 @@ async fn place_failure(
             .await?;
             *result.incidents_opened.entry(category).or_default() += 1;
             if let Some(start) = window_start {
-                adopt_pending(tx, id, fingerprint, start, occurred).await?;
+                adopt_pending(tx, id, fingerprint, start, occurred, f.event_id).await?;
+                // adopt_pending rewrote counters and event links from the table: read
+                // them back rather than mirror them.
+                state.newest.remove(fingerprint);
+                state.events_changed = true;
                 return Ok(());
             }
-            id
+            state.newest.insert(
+                fingerprint.to_string(),
+                Some(IncidentState { id, status: IncidentStatus::Open, last_seen_ms: occurred, resolved_at_ms: None }),
+            );
+            Some(id)
         }
     };
-    count_into(tx, id, stored, event_id).await
+    if let Some(id) = placed {
+        count_into(state, id, f);
+        remember_correlation(state, f, Some(id));
+    }
+    Ok(())
+}
+
+/// This batch's first counted failure of a correlation id is what later copies join.
+fn remember_correlation(state: &mut BatchIncidents, f: &NewFailure<'_>, incident: Option<i64>) {
+    if let Some(c) = f.stored.event.correlation_id.as_deref().filter(|c| !c.is_empty()) {
+        state
+            .batch_correlations
+            .entry(c.to_string())
+            .or_insert((f.event_id, CorrelationHit { incident, fingerprint: Some(f.fingerprint.clone()) }));
+    }
 }
 
 /// A gated incident just opened: the failures that were held back join it.
-async fn adopt_pending(tx: &mut Tx<'_>, id: i64, fingerprint: &str, start: i64, end: i64) -> Result<(), StoreError> {
+async fn adopt_pending(
+    tx: &mut Tx<'_>,
+    id: i64,
+    fingerprint: &str,
+    start: i64,
+    end: i64,
+    upto_event: i64,
+) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE events SET incident_id = ?
-         WHERE fingerprint = ? AND incident_id IS NULL AND occurred_at >= ? AND occurred_at <= ?",
+         WHERE fingerprint = ? AND incident_id IS NULL AND occurred_at >= ? AND occurred_at <= ? AND id <= ?",
     )
     .bind(id)
     .bind(fingerprint)
     .bind(start)
     .bind(end)
+    .bind(upto_event)
     .execute(&mut **tx)
     .await?;
     sqlx::query(
@@ -457,7 +774,7 @@ async fn sweep(tx: &mut Tx<'_>, watermark: i64, policy: &Policy) -> Result<u64, 
         }
         list.push_unseparated(")");
     }
-    done += q.build().execute(&mut **tx).await?.rows_affected();
+    done += q.build().persistent(false).execute(&mut **tx).await?.rows_affected();
     Ok(done)
 }
 
@@ -475,18 +792,11 @@ async fn run_detectors(
     let mut ips: Vec<&str> = failures.iter().filter_map(|s| s.ip_key.as_deref()).collect();
     ips.sort_unstable();
     ips.dedup();
+    // One grouped query per list instead of one per key: the reads see the same rows
+    // (record_detection writes only incidents), and the keys are then visited in order.
+    let ip_counts = window_counts(tx, "ip_key", &ips, "", start, end).await?;
     for ip in ips {
-        let row = sqlx::query(&format!(
-            "SELECT COUNT(*) AS n, COUNT(DISTINCT user_key) AS users FROM events
-             WHERE ip_key = ? AND outcome = 'failure' AND code IN ({CREDENTIAL_CODES})
-               AND occurred_at > ? AND occurred_at <= ?"
-        ))
-        .bind(ip)
-        .bind(start)
-        .bind(end)
-        .fetch_one(&mut **tx)
-        .await?;
-        let (n, users): (i64, i64) = (row.try_get("n")?, row.try_get("users")?);
+        let (n, users) = ip_counts.get(ip).copied().unwrap_or((0, 0));
         if users >= i64::from(policy.detectors.spray_users) {
             record_detection(tx, Detector::PasswordSpray, ip, n, users, end, policy, result).await?;
         }
@@ -494,17 +804,9 @@ async fn run_detectors(
     let mut users_seen: Vec<&str> = failures.iter().filter_map(|s| s.user_key.as_deref()).collect();
     users_seen.sort_unstable();
     users_seen.dedup();
+    let user_counts = window_counts(tx, "user_key", &users_seen, "AND counted = 1", start, end).await?;
     for user in users_seen {
-        let n: i64 = sqlx::query_scalar(&format!(
-            "SELECT COUNT(*) FROM events
-             WHERE user_key = ? AND outcome = 'failure' AND counted = 1 AND code IN ({CREDENTIAL_CODES})
-               AND occurred_at > ? AND occurred_at <= ?"
-        ))
-        .bind(user)
-        .bind(start)
-        .bind(end)
-        .fetch_one(&mut **tx)
-        .await?;
+        let (n, _) = user_counts.get(user).copied().unwrap_or((0, 0));
         if n >= i64::from(policy.detectors.brute_force_failures) {
             record_detection(tx, Detector::BruteForce, user, n, 1, end, policy, result).await?;
         }
@@ -525,6 +827,36 @@ async fn run_detectors(
         }
     }
     Ok(())
+}
+
+/// Credential failures and distinct users in `(start, end]` per value of `column`
+/// (`ip_key` or `user_key`, both indexed with the failure time).
+async fn window_counts(
+    tx: &mut Tx<'_>,
+    column: &'static str,
+    keys: &[&str],
+    extra: &'static str,
+    start: i64,
+    end: i64,
+) -> Result<HashMap<String, (i64, i64)>, StoreError> {
+    let mut out = HashMap::with_capacity(keys.len());
+    for chunk in keys.chunks(IN_LIST) {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+            "SELECT {column} AS k, COUNT(*) AS n, COUNT(DISTINCT user_key) AS users FROM events
+             WHERE {column} IS NOT NULL AND outcome = 'failure' {extra} AND code IN ({CREDENTIAL_CODES})
+               AND occurred_at > "
+        ));
+        q.push_bind(start).push(" AND occurred_at <= ").push_bind(end).push(format!(" AND {column} IN ("));
+        let mut list = q.separated(", ");
+        for k in chunk {
+            list.push_bind(*k);
+        }
+        list.push_unseparated(format!(") GROUP BY {column}"));
+        for row in q.build().persistent(false).fetch_all(&mut **tx).await? {
+            out.insert(row.try_get("k")?, (row.try_get("n")?, row.try_get("users")?));
+        }
+    }
+    Ok(out)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -172,7 +172,13 @@ impl Store {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10))
             .pragma("temp_store", "memory")
-            .pragma("cache_size", "-16000");
+            .pragma("cache_size", "-16000")
+            // Checkpoint every ~32 MB of WAL instead of every 4 MB: a hot index page that
+            // many commits touch is copied back to the database once per checkpoint, and
+            // each checkpoint costs an fsync (a quarter of the write path's time at 4 MB).
+            .pragma("wal_autocheckpoint", "8000")
+            // …and give the disk back afterwards: the WAL never stays larger than this.
+            .pragma("journal_size_limit", "67108864");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .min_connections(1)

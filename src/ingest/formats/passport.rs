@@ -105,6 +105,26 @@ const SUCCESS_PHRASES: &[&str] = &[
     "login successful",
 ];
 
+/// Substrings at least one of which every outcome phrase contains ("fail" or "invalid_"
+/// or ... for failures, "succe" for successes). Most Passport lines are chatter that
+/// contains none of them: five SIMD scans of the lower-cased line settle it, instead of
+/// a byte-by-byte case-insensitive window over every phrase (30 % of the reader's time).
+const FAILURE_ANCHORS: &[&str] = &["fail", "invalid_", "interaction_required", "unauthorized_client"];
+const SUCCESS_ANCHOR: &str = "succe";
+
+fn contains(hay: &[u8], needle: &str) -> bool {
+    memchr::memmem::find(hay, needle.as_bytes()).is_some()
+}
+
+/// (failure phrase present, success phrase present and no failure phrase).
+fn outcome_phrases(msg: &str) -> (bool, bool) {
+    let lower = msg.to_ascii_lowercase();
+    let hay = lower.as_bytes();
+    let failure = FAILURE_ANCHORS.iter().any(|a| contains(hay, a)) && FAILURE_PHRASES.iter().any(|p| contains(hay, p));
+    let success = !failure && contains(hay, SUCCESS_ANCHOR) && SUCCESS_PHRASES.iter().any(|p| contains(hay, p));
+    (failure, success)
+}
+
 /// Decides what a Passport record is (see the module docs for the rules).
 pub(crate) fn decide(r: &PassportFields<'_>, m: &Matcher, tz: chrono_tz::Tz) -> ItemKind {
     if !m.accepts(r) {
@@ -129,8 +149,7 @@ pub(crate) fn decide(r: &PassportFields<'_>, m: &Matcher, tz: chrono_tz::Tz) -> 
     }
     let is_error_level =
         r.message_type.is_some_and(|t| t.eq_ignore_ascii_case("error") || t.eq_ignore_ascii_case("fault"));
-    let failure_text = FAILURE_PHRASES.iter().any(|p| contains_ci(msg, p));
-    let success_text = !failure_text && SUCCESS_PHRASES.iter().any(|p| contains_ci(msg, p));
+    let (failure_text, success_text) = outcome_phrases(msg);
     if codes.is_empty() && body.is_none() && !is_error_level && !failure_text && !success_text {
         return ItemKind::Skipped;
     }
@@ -497,5 +516,19 @@ mod tests {
         assert_eq!(find_email("for user alice@contoso.example."), Some("alice@contoso.example"));
         assert_eq!(find_email("no @ here"), None);
         assert_eq!(find_oauth_error(r#"x {"error":"invalid_grant","error_desc"#), Some("invalid_grant"));
+    }
+
+    #[test]
+    fn anchors_cover_every_phrase() {
+        for p in FAILURE_PHRASES {
+            assert!(FAILURE_ANCHORS.iter().any(|a| p.contains(a)), "{p}");
+            assert_eq!(outcome_phrases(&p.to_ascii_uppercase()), (true, false), "{p}");
+        }
+        for p in SUCCESS_PHRASES {
+            assert!(p.contains(SUCCESS_ANCHOR), "{p}");
+            assert_eq!(outcome_phrases(&format!("Mac: {p} for x")), (false, true), "{p}");
+        }
+        assert_eq!(outcome_phrases("Presenting Passport login window"), (false, false));
+        assert_eq!(outcome_phrases("Login FAILED, then login succeeded"), (true, false));
     }
 }
