@@ -183,7 +183,9 @@ impl Application {
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
         let health: SourceHealth = Arc::new(RwLock::new(BTreeMap::new()));
-        let (tx, rx) = mpsc::channel(64);
+        // A few chunks in flight are enough to keep the writer busy; more only hold memory
+        // (the files are the buffer when the writer lags).
+        let (tx, rx) = mpsc::channel(8);
 
         let writer_task = tokio::spawn(run_writer(rx, core.writer.clone(), core.limits()));
 

@@ -208,7 +208,8 @@ async fn replay(
     let core = Core::build(loaded.settings, vec![source_settings.name.clone()]).await?;
     let checkpoints =
         core.store.checkpoints(&source_settings.name).await.map_err(|e| CliError::Failed(e.to_string()))?;
-    let (tx, rx) = mpsc::channel::<Chunk>(16);
+    // Four chunks keep the writer fed; a deeper queue only raises peak memory.
+    let (tx, rx) = mpsc::channel::<Chunk>(4);
     let normalizer = core.normalizer.clone();
     let reader_task = tokio::task::spawn_blocking(move || -> Result<(), String> {
         for f in &files {
