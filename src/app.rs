@@ -113,6 +113,7 @@ impl Core {
         BatchLimits {
             max_records: self.settings.storage.batch_max_records,
             max_wait: self.settings.storage.batch_max_wait.get(),
+            fill: false,
         }
     }
 

@@ -3,6 +3,7 @@
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use tokio::sync::mpsc;
@@ -12,7 +13,7 @@ use crate::classify::{Catalogue, Classifier, ClassifyInput};
 use crate::config::{self, ConfigError, Loaded, SourceSettings};
 use crate::ingest::formats::Format;
 use crate::ingest::reader::{self, Chunk};
-use crate::pipeline::{run_writer, IngestSummary};
+use crate::pipeline::{run_writer, BatchLimits, IngestSummary};
 
 /// passportd: classify Kandji Passport and Microsoft Entra sign-in failures, keep
 /// incidents, export Prometheus metrics.
@@ -222,8 +223,14 @@ async fn replay(
         }
         Ok(())
     });
+    // Replay is about throughput, not latency: let batches fill.
+    let limits = BatchLimits {
+        max_records: core.settings.storage.replay_batch_records,
+        max_wait: Duration::from_secs(1),
+        fill: true,
+    };
     let summary: IngestSummary =
-        run_writer(rx, core.writer.clone(), core.limits()).await.map_err(|e| CliError::Failed(e.to_string()))?;
+        run_writer(rx, core.writer.clone(), limits).await.map_err(|e| CliError::Failed(e.to_string()))?;
     reader_task.await.map_err(|e| CliError::Failed(e.to_string()))?.map_err(CliError::Failed)?;
     core.store.close().await;
     let mut out = std::io::stdout().lock();

@@ -251,6 +251,8 @@ pub struct StorageSettings {
     pub batch_max_records: usize,
     /// …or when its oldest record has waited this long.
     pub batch_max_wait: HumanDuration,
+    /// `replay` commits in larger batches (throughput over latency).
+    pub replay_batch_records: usize,
 }
 
 impl Default for StorageSettings {
@@ -259,6 +261,7 @@ impl Default for StorageSettings {
             path: PathBuf::from("passportd.db"),
             batch_max_records: 1000,
             batch_max_wait: HumanDuration(Duration::from_millis(100)),
+            replay_batch_records: 8000,
         }
     }
 }
@@ -622,6 +625,9 @@ impl Settings {
         }
         if self.storage.path.as_os_str().is_empty() {
             return Err(invalid("storage.path".into(), "must not be empty".into()));
+        }
+        if self.storage.replay_batch_records == 0 {
+            return Err(invalid("storage.replay_batch_records".into(), "must be greater than 0".into()));
         }
         if self.storage.batch_max_records == 0 {
             return Err(invalid("storage.batch_max_records".into(), "must be greater than 0".into()));

@@ -505,6 +505,9 @@ pub struct BatchLimits {
     pub max_records: usize,
     /// …or when it has waited this long.
     pub max_wait: std::time::Duration,
+    /// Wait for batches to fill (replay) instead of committing as soon as the queue is
+    /// momentarily empty (live tailing, where latency matters).
+    pub fill: bool,
 }
 
 /// Receives chunks from every reader and commits them in batches until all senders
@@ -538,6 +541,15 @@ pub async fn run_writer(
         // batches grow to max_records; when idle a lone chunk commits at once instead
         // of sitting out max_wait (which only bounds how long a growing batch waits).
         while batch.events.len() < limits.max_records {
+            if limits.fill {
+                // Throughput mode (replay): wait for more up to max_wait; bigger batches
+                // amortize SQLite's per-commit page writes.
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(chunk)) => absorb(chunk, &mut batch),
+                    Ok(None) | Err(_) => break,
+                }
+                continue;
+            }
             match rx.try_recv() {
                 Ok(chunk) => absorb(chunk, &mut batch),
                 Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {

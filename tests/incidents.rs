@@ -338,3 +338,28 @@ async fn pagination_never_skips_or_repeats_while_incidents_arrive() {
     assert_eq!(dedup.len(), seen.len(), "no repeats: {seen:?}");
     assert_eq!(seen.len(), n, "every incident present at the start seen once");
 }
+
+#[tokio::test]
+async fn a_burst_early_in_a_long_batch_is_still_detected() {
+    // Replay commits large batches that can span hours of event time: a spray in the
+    // first minutes must be found however the events were cut into batches.
+    let (_d, s) = store().await;
+    let p = Policy::default();
+    let mut evs: Vec<Ev> = (0..12)
+        .map(|i| {
+            let mut e = ev(&format!("early{i}"), 50126, Category::InvalidCredentials, i / 3);
+            e.ip = Some("ipkey-early".into());
+            e
+        })
+        .collect();
+    for i in 0..30 {
+        let mut e = ev(&format!("later{i}"), 50126, Category::InvalidCredentials, 60 + i * 6);
+        e.ip = Some(format!("other-{i}"));
+        evs.push(e);
+    }
+    let r = commit(&s, &p, evs).await;
+    assert_eq!(r.detections.get("password_spray"), Some(&1), "{r:?}");
+    let spray = all(&s).await.into_iter().find(|i| i.kind == "password_spray").expect("spray incident");
+    assert_eq!(spray.first_seen, at(3), "the window first held 10 users at minute 3");
+    assert_eq!(spray.users_affected, 12);
+}

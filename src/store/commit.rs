@@ -779,7 +779,9 @@ async fn sweep(tx: &mut Tx<'_>, watermark: i64, policy: &Policy) -> Result<u64, 
 }
 
 /// Password spray (many users, one IP), brute force (one user, many failures) and
-/// lockout waves, evaluated for the keys this batch touched.
+/// lockout waves, evaluated for the keys this batch touched. Each key's sliding window is
+/// evaluated at every new failure time of that key (in memory, from one grouped read), so
+/// what is detected does not depend on how events were cut into batches.
 async fn run_detectors(
     tx: &mut Tx<'_>,
     failures: &[&StoredEvent],
@@ -787,76 +789,170 @@ async fn run_detectors(
     result: &mut BatchResult,
 ) -> Result<(), StoreError> {
     let window = i64::try_from(policy.detectors.window.as_millis()).unwrap_or(i64::MAX);
-    let end = failures.iter().map(|s| to_ms(s.event.occurred_at)).max().unwrap_or(0);
-    let start = end.saturating_sub(window);
-    let mut ips: Vec<&str> = failures.iter().filter_map(|s| s.ip_key.as_deref()).collect();
-    ips.sort_unstable();
-    ips.dedup();
-    // One grouped query per list instead of one per key: the reads see the same rows
-    // (record_detection writes only incidents), and the keys are then visited in order.
-    let ip_counts = window_counts(tx, "ip_key", &ips, "", start, end).await?;
-    for ip in ips {
-        let (n, users) = ip_counts.get(ip).copied().unwrap_or((0, 0));
-        if users >= i64::from(policy.detectors.spray_users) {
-            record_detection(tx, Detector::PasswordSpray, ip, n, users, end, policy, result).await?;
+    let mut by_ip: HashMap<&str, Vec<i64>> = HashMap::new();
+    let mut by_user: HashMap<&str, Vec<i64>> = HashMap::new();
+    let mut lockouts: Vec<i64> = Vec::new();
+    for s in failures {
+        let t = to_ms(s.event.occurred_at);
+        if let Some(ip) = s.ip_key.as_deref() {
+            by_ip.entry(ip).or_default().push(t);
+        }
+        if let Some(user) = s.user_key.as_deref() {
+            by_user.entry(user).or_default().push(t);
+        }
+        if s.event.primary_code() == Some(LOCKOUT_CODE as u32) {
+            lockouts.push(t);
         }
     }
-    let mut users_seen: Vec<&str> = failures.iter().filter_map(|s| s.user_key.as_deref()).collect();
-    users_seen.sort_unstable();
-    users_seen.dedup();
-    let user_counts = window_counts(tx, "user_key", &users_seen, "AND counted = 1", start, end).await?;
-    for user in users_seen {
-        let (n, _) = user_counts.get(user).copied().unwrap_or((0, 0));
-        if n >= i64::from(policy.detectors.brute_force_failures) {
-            record_detection(tx, Detector::BruteForce, user, n, 1, end, policy, result).await?;
-        }
+    let spray_users = i64::from(policy.detectors.spray_users);
+    let history = window_events(tx, "ip_key", &by_ip, "", window).await?;
+    for (ip, hit) in scan_keys(&by_ip, &history, window, |_, users| users >= spray_users) {
+        record_hit(tx, Detector::PasswordSpray, ip, hit, policy, result).await?;
     }
-    if failures.iter().any(|s| s.event.primary_code() == Some(LOCKOUT_CODE as u32)) {
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS n, COUNT(DISTINCT user_key) AS users FROM events
-             WHERE code = ? AND outcome = 'failure' AND occurred_at > ? AND occurred_at <= ?",
+    let brute = i64::from(policy.detectors.brute_force_failures);
+    let history = window_events(tx, "user_key", &by_user, "AND counted = 1", window).await?;
+    for (user, hit) in scan_keys(&by_user, &history, window, |n, _| n >= brute) {
+        record_hit(tx, Detector::BruteForce, user, hit, policy, result).await?;
+    }
+    if let (Some(&first), Some(&last)) = (lockouts.iter().min(), lockouts.iter().max()) {
+        let rows = sqlx::query(
+            "SELECT occurred_at AS t, user_key AS u FROM events
+             WHERE code = ? AND outcome = 'failure' AND occurred_at > ? AND occurred_at <= ?
+             ORDER BY occurred_at",
         )
         .bind(LOCKOUT_CODE)
-        .bind(start)
-        .bind(end)
-        .fetch_one(&mut **tx)
+        .bind(first.saturating_sub(window))
+        .bind(last)
+        .fetch_all(&mut **tx)
         .await?;
-        let (n, users): (i64, i64) = (row.try_get("n")?, row.try_get("users")?);
-        if users >= i64::from(policy.detectors.lockout_users) {
-            record_detection(tx, Detector::LockoutWave, "all", n, users, end, policy, result).await?;
+        let events: Vec<(i64, Option<String>)> =
+            rows.iter().map(|r| Ok((r.try_get("t")?, r.try_get("u")?))).collect::<Result<_, sqlx::Error>>()?;
+        let threshold = i64::from(policy.detectors.lockout_users);
+        if let Some(hit) = scan_window(&events, &lockouts, window, |_, users| users >= threshold) {
+            record_hit(tx, Detector::LockoutWave, "all", hit, policy, result).await?;
         }
     }
     Ok(())
 }
 
-/// Credential failures and distinct users in `(start, end]` per value of `column`
-/// (`ip_key` or `user_key`, both indexed with the failure time).
-async fn window_counts(
+/// Where a sliding window met a detector's threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Hit {
+    first_at: i64,
+    last_at: i64,
+    failures: i64,
+    users: i64,
+}
+
+/// Failure times and user keys per key, in time order, from the earliest window any new
+/// event of the key opens to its newest new event.
+async fn window_events(
     tx: &mut Tx<'_>,
     column: &'static str,
-    keys: &[&str],
+    keys: &HashMap<&str, Vec<i64>>,
     extra: &'static str,
-    start: i64,
-    end: i64,
-) -> Result<HashMap<String, (i64, i64)>, StoreError> {
-    let mut out = HashMap::with_capacity(keys.len());
-    for chunk in keys.chunks(IN_LIST) {
+    window: i64,
+) -> Result<HashMap<String, Vec<(i64, Option<String>)>>, StoreError> {
+    let mut out: HashMap<String, Vec<(i64, Option<String>)>> = HashMap::with_capacity(keys.len());
+    let mut sorted: Vec<(&str, i64, i64)> =
+        keys.iter().filter_map(|(k, ts)| Some((*k, *ts.iter().min()?, *ts.iter().max()?))).collect();
+    sorted.sort_unstable();
+    for chunk in sorted.chunks(IN_LIST) {
+        let start = chunk.iter().map(|c| c.1).min().unwrap_or(0).saturating_sub(window);
+        let end = chunk.iter().map(|c| c.2).max().unwrap_or(0);
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
-            "SELECT {column} AS k, COUNT(*) AS n, COUNT(DISTINCT user_key) AS users FROM events
+            "SELECT {column} AS k, occurred_at AS t, user_key AS u FROM events
              WHERE {column} IS NOT NULL AND outcome = 'failure' {extra} AND code IN ({CREDENTIAL_CODES})
                AND occurred_at > "
         ));
         q.push_bind(start).push(" AND occurred_at <= ").push_bind(end).push(format!(" AND {column} IN ("));
         let mut list = q.separated(", ");
-        for k in chunk {
+        for (k, _, _) in chunk {
             list.push_bind(*k);
         }
-        list.push_unseparated(format!(") GROUP BY {column}"));
+        list.push_unseparated(format!(") ORDER BY {column}, occurred_at"));
         for row in q.build().persistent(false).fetch_all(&mut **tx).await? {
-            out.insert(row.try_get("k")?, (row.try_get("n")?, row.try_get("users")?));
+            out.entry(row.try_get("k")?).or_default().push((row.try_get("t")?, row.try_get("u")?));
         }
     }
     Ok(out)
+}
+
+/// Runs `scan_window` for every key, in key order (deterministic incident ids).
+fn scan_keys<'k>(
+    keys: &HashMap<&'k str, Vec<i64>>,
+    history: &HashMap<String, Vec<(i64, Option<String>)>>,
+    window: i64,
+    met: impl Fn(i64, i64) -> bool + Copy,
+) -> Vec<(&'k str, Hit)> {
+    let mut hits: Vec<(&str, Hit)> = keys
+        .iter()
+        .filter_map(|(k, new_times)| {
+            let events = history.get(*k)?;
+            Some((*k, scan_window(events, new_times, window, met)?))
+        })
+        .collect();
+    hits.sort_unstable_by_key(|(k, _)| *k);
+    hits
+}
+
+/// Slides a window of `window` ms over `events` (time-ordered), ending at each of
+/// `new_times`; reports the first and last end where `met(failures, distinct users)`
+/// holds and the largest counts seen there.
+fn scan_window(
+    events: &[(i64, Option<String>)],
+    new_times: &[i64],
+    window: i64,
+    met: impl Fn(i64, i64) -> bool,
+) -> Option<Hit> {
+    let mut ends: Vec<i64> = new_times.to_vec();
+    ends.sort_unstable();
+    ends.dedup();
+    let (mut lo, mut hi) = (0usize, 0usize);
+    let mut users: HashMap<&str, u32> = HashMap::new();
+    let mut hit: Option<Hit> = None;
+    for end in ends {
+        while hi < events.len() && events[hi].0 <= end {
+            if let Some(u) = events[hi].1.as_deref() {
+                *users.entry(u).or_default() += 1;
+            }
+            hi += 1;
+        }
+        while lo < hi && events[lo].0 <= end.saturating_sub(window) {
+            if let Some(u) = events[lo].1.as_deref() {
+                if let Some(n) = users.get_mut(u) {
+                    *n -= 1;
+                    if *n == 0 {
+                        users.remove(u);
+                    }
+                }
+            }
+            lo += 1;
+        }
+        let (n, u) = ((hi - lo) as i64, users.len() as i64);
+        if met(n, u) {
+            let h = hit.get_or_insert(Hit { first_at: end, last_at: end, failures: n, users: u });
+            h.last_at = end;
+            h.failures = h.failures.max(n);
+            h.users = h.users.max(u);
+        }
+    }
+    hit
+}
+
+async fn record_hit(
+    tx: &mut Tx<'_>,
+    detector: Detector,
+    key: &str,
+    hit: Hit,
+    policy: &Policy,
+    result: &mut BatchResult,
+) -> Result<(), StoreError> {
+    record_detection(tx, detector, key, hit.failures, hit.users, hit.first_at, policy, result).await?;
+    if hit.last_at != hit.first_at {
+        record_detection(tx, detector, key, hit.failures, hit.users, hit.last_at, policy, result).await?;
+    }
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
