@@ -203,7 +203,8 @@ async fn replay(
     }
     for f in &files {
         if f.as_os_str() != "-" && !f.is_file() {
-            return Err(CliError::Usage(format!("{}: no such file", f.display())));
+            let why = if f.is_dir() { "is a folder; pass its files (e.g. folder/*)" } else { "no such file" };
+            return Err(CliError::Usage(format!("{}: {why}", f.display())));
         }
     }
     let core = Core::build(loaded.settings, vec![source_settings.name.clone()]).await?;
