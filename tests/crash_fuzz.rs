@@ -85,16 +85,27 @@ fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
-fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+/// Polls `f` with a growing pause until it answers or `timeout` passes (`None`). The
+/// one place this test waits for a result.
+fn poll_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + timeout;
     let mut pause = Duration::from_millis(5);
     loop {
         if let Some(v) = f() {
-            return v;
+            return Some(v);
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        if Instant::now() >= deadline {
+            return None;
+        }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(100));
+    }
+}
+
+fn wait_for<T>(what: &str, timeout: Duration, f: impl FnMut() -> Option<T>) -> T {
+    match poll_for(timeout, f) {
+        Some(v) => v,
+        None => panic!("timed out waiting for {what}"),
     }
 }
 
@@ -125,7 +136,8 @@ fn write_logs(logs: PathBuf, total: u64, seed: u64, stop: Arc<AtomicBool>) {
             _ => {}
         }
         if seq % 5 == 0 {
-            // Pace the writer so kills land while it is still writing.
+            // Pace the writer so kills land while it is still writing. This is the test's
+            // stimulus, not a wait for a result.
             std::thread::sleep(Duration::from_millis(3));
         }
     }
@@ -173,6 +185,7 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
         if rng.below(4) != 0 {
             wait_for("the daemon to serve", Duration::from_secs(20), || metrics(port));
         }
+        // The kill moment itself: a random delay is the point (stimulus, not a wait).
         std::thread::sleep(Duration::from_millis(rng.below(500)));
         kill9(&mut child);
         kills += 1;
@@ -186,26 +199,19 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     eprintln!("{kills} kills; {before} of {TOTAL} records stored before the last run");
     let mut child = start(&config, &daemon_log);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let all = loop {
+        let complete = poll_for(Duration::from_secs(30), || {
             let s = stored(&db);
-            if s.len() as u64 == TOTAL {
-                break s;
-            }
-            if Instant::now() > deadline {
-                let missing: Vec<u64> = (0..TOTAL).filter(|q| !s.contains_key(q)).collect();
-                let files: Vec<(String, u64)> = std::fs::read_dir(&logs)
-                    .unwrap()
-                    .flatten()
-                    .map(|e| (e.file_name().to_string_lossy().into_owned(), e.metadata().map(|m| m.len()).unwrap_or(0)))
-                    .collect();
-                panic!(
-                    "{} records missing, first {:?}; files {files:?}",
-                    missing.len(),
-                    &missing[..missing.len().min(20)]
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
+            (s.len() as u64 == TOTAL).then_some(s)
+        });
+        let Some(all) = complete else {
+            let s = stored(&db);
+            let missing: Vec<u64> = (0..TOTAL).filter(|q| !s.contains_key(q)).collect();
+            let files: Vec<(String, u64)> = std::fs::read_dir(&logs)
+                .unwrap()
+                .flatten()
+                .map(|e| (e.file_name().to_string_lossy().into_owned(), e.metadata().map(|m| m.len()).unwrap_or(0)))
+                .collect();
+            panic!("{} records missing, first {:?}; files {files:?}", missing.len(), &missing[..missing.len().min(20)]);
         };
         let dup: Vec<_> = all.iter().filter(|(_, n)| **n != 1).collect();
         assert!(dup.is_empty(), "stored more than once: {dup:?}");
