@@ -271,3 +271,33 @@ fn replay_of_every_shape_at_once_counts_each_record_once() {
     assert_eq!(again["records"], 0, "{again}");
     assert_eq!(again["duplicates"], 61);
 }
+
+#[test]
+fn empty_files_and_stdin_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.json");
+    std::fs::write(&empty, "").unwrap();
+    let v = json(&passportd(dir.path(), &["replay", "--json", empty.to_str().unwrap()]));
+    assert_eq!((v["records"].as_u64(), v["parse_errors"].as_u64()), (Some(0), Some(0)), "{v}");
+
+    // stdin: the same bytes twice count once (lines keyed by a hash of the stream's start).
+    let input = std::fs::read(common::fixtures().join("e2e/entra.json")).unwrap();
+    let run = || {
+        use std::io::Write;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_passportd"))
+            .args(["replay", "--json", "-"])
+            .current_dir(dir.path())
+            .env_remove("PASSPORTD_CONFIG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(&input).unwrap();
+        json(&child.wait_with_output().unwrap())
+    };
+    let first = run();
+    assert_eq!(first["records"], 7, "{first}");
+    let second = run();
+    assert_eq!((second["records"].as_u64(), second["duplicates"].as_u64()), (Some(0), Some(7)), "{second}");
+}
