@@ -126,8 +126,12 @@ pub struct Position {
 pub struct SignInEvent {
     /// When passportd read it.
     pub received_at: DateTime<Utc>,
-    /// The event's own timestamp, in UTC.
+    /// The event's own timestamp, in UTC (the receive time when the record has none).
     pub occurred_at: DateTime<Utc>,
+    /// False when the record carried no time of its own and `occurred_at` is the receive
+    /// time: such a time differs on every read, so it cannot be part of the idempotency key.
+    #[serde(default = "default_true")]
+    pub occurred_from_record: bool,
     /// The configured source name (`replay` for an ad-hoc replay).
     pub source: String,
     /// The decoder that produced it (`azure-diagnostic`, `graph`, `passport`, …).
@@ -174,6 +178,18 @@ impl SignInEvent {
         self.codes.first().copied()
     }
 
+    /// The time the idempotency key is unique under (milliseconds): the record's own time,
+    /// or 0 for a record without one. Keys are unique per (time, key) rather than per key
+    /// so the uniqueness index is clustered by time (issue #8); any deterministic function
+    /// of the record's bytes keeps de-duplication exact, the receive time would not.
+    pub fn dedup_at(&self) -> i64 {
+        if self.occurred_from_record {
+            self.occurred_at.timestamp_millis()
+        } else {
+            0
+        }
+    }
+
     /// The idempotency key: the record id when there is one, else file identity + offset.
     pub fn dedup_key(&self) -> Option<String> {
         if let Some(id) = self.record_id.as_deref().filter(|s| !s.is_empty()) {
@@ -181,4 +197,8 @@ impl SignInEvent {
         }
         self.position.as_ref().map(|p| format!("pos:{}:{}", p.file_key, p.offset))
     }
+}
+
+fn default_true() -> bool {
+    true
 }

@@ -369,6 +369,7 @@ impl Normalizer {
         let event = SignInEvent {
             received_at,
             occurred_at: raw.occurred_at.unwrap_or(received_at),
+            occurred_from_record: raw.occurred_at.is_some(),
             source: source.to_string(),
             format: raw.format.to_string(),
             outcome: c.outcome,

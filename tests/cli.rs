@@ -73,6 +73,30 @@ fn lines_without_ids_are_deduplicated_by_file_and_offset() {
 }
 
 #[test]
+fn records_without_a_time_of_their_own_are_still_counted_once() {
+    // Without a timestamp the event time is the receive time, different on every read:
+    // the idempotency key must not depend on it.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("timeless.ndjson");
+    std::fs::write(
+        &log,
+        concat!(
+            r#"{"messageType":"Error","eventMessage":"Token request failed: AADSTS50126: Error validating credentials due to invalid username or password.","subsystem":"io.kandji.passport","category":"auth"}"#,
+            "\n",
+            r#"{"messageType":"Default","eventMessage":"Authentication succeeded","subsystem":"io.kandji.passport","category":"auth"}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    let log = log.to_str().unwrap();
+    let first = json(&passportd(dir.path(), &["replay", "--json", "--format", "passport", log]));
+    assert_eq!((first["failures"].as_u64(), first["successes"].as_u64()), (Some(1), Some(1)), "{first}");
+    let second = json(&passportd(dir.path(), &["replay", "--json", "--format", "passport", log]));
+    assert_eq!(second["records"], 0, "{second}");
+    assert_eq!(second["duplicates"], 2);
+}
+
+#[test]
 fn exit_codes_and_messages() {
     let dir = tempfile::tempdir().unwrap();
     let out = passportd(dir.path(), &["--version"]);

@@ -32,6 +32,7 @@ fn ev(
         event: SignInEvent {
             received_at: at(second),
             occurred_at: at(second),
+            occurred_from_record: true,
             source: source.into(),
             format: if passport { "passport" } else { "azure-diagnostic" }.into(),
             outcome: Outcome::Failure,

@@ -47,6 +47,7 @@ fn stored(e: Ev) -> StoredEvent {
     let event = SignInEvent {
         received_at: at(e.minute),
         occurred_at: at(e.minute),
+        occurred_from_record: true,
         source: e.source.into(),
         format: "azure-diagnostic".into(),
         outcome: e.outcome,

@@ -414,17 +414,19 @@ async fn seed_store(db: &Path, incidents: u64, events: u64) -> Result<(), String
         let upto = (done + slice).min(events);
         run(format!(
             "WITH RECURSIVE c(x) AS (SELECT {first} UNION ALL SELECT x + 1 FROM c WHERE x < {upto})
-             INSERT INTO events (dedup_key, source, format, received_at, occurred_at, outcome, category, code,
+             INSERT INTO events (dedup_key, dedup_at, source, format, received_at, occurred_at, outcome, category, code,
                 codes, user, app_id, app_name, tenant_id, ip, record_id, incident_id, fingerprint, user_key, ip_key)
-             SELECT 'id:seed-' || x, 'azure', 'azure-diagnostic', {start} + x * 20, {start} + x * 20,
-                CASE WHEN x % 5 = 0 THEN 'failure' ELSE 'success' END,
+             SELECT 'id:seed-' || x, {start} + x * 20, 'azure', 'azure-diagnostic', {start} + x * 20, {start} + x * 20, 'failure',
                 CASE WHEN x % 5 = 0 THEN 'invalid_credentials' END, CASE WHEN x % 5 = 0 THEN 50126 END,
                 CASE WHEN x % 5 = 0 THEN '50126' END, 'user' || (x % 5000) || '@contoso.example',
                 '5f0c1a2b-7d3e-4c59-9a61-2b8e4f6d7c10', 'Kandji Passport', 'tenant', '198.51.100.' || (x % 250),
                 'seed-' || x, CASE WHEN x % 5 = 0 THEN 1 + (x / 5) % {incidents} END,
                 CASE WHEN x % 5 = 0 THEN 'fp-' || (1 + (x / 5) % {incidents}) END,
                 CASE WHEN x % 5 = 0 THEN 'uk' || (x % 5000) END, CASE WHEN x % 5 = 0 THEN 'ik' || (x % 250) END
-             FROM c",
+             FROM c WHERE x % 5 = 0;
+             WITH RECURSIVE c(x) AS (SELECT {first} UNION ALL SELECT x + 1 FROM c WHERE x < {upto})
+             INSERT INTO successes (dedup_at, dedup_key, occurred_at, source)
+             SELECT {start} + x * 20, 'id:seed-' || x, {start} + x * 20, 'azure' FROM c WHERE x % 5 != 0",
             first = done + 1,
             incidents = incidents.max(1),
         ))

@@ -11,7 +11,7 @@
 //! existed when the per-event path would have run it (`id <= ?`), and pending writes
 //! are flushed before any query that could observe them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::Utc;
 use serde_json::json;
@@ -28,10 +28,12 @@ const CREDENTIAL_CODES: &str = "50126, 50053";
 /// The lockout code.
 const LOCKOUT_CODE: i64 = 50053;
 /// Columns of one event row.
-const EVENT_COLUMNS: usize = 27;
+const EVENT_COLUMNS: usize = 31;
 /// Rows per multi-row INSERT: large enough that the per-statement round trip vanishes,
 /// small enough to stay far below SQLite's bind-parameter limit (32766).
 const INSERT_ROWS: usize = 128;
+/// Success rows per multi-row INSERT (3 columns each).
+const SUCCESS_ROWS: usize = 512;
 /// Values per `IN (...)` list.
 const IN_LIST: usize = 400;
 
@@ -59,19 +61,11 @@ struct Delta {
     /// In order of first appearance: `sources` is an ordered list.
     sources: Vec<String>,
     user_keys: Vec<String>,
-    event_ids: Vec<i64>,
 }
 
 impl Default for Delta {
     fn default() -> Self {
-        Self {
-            counted: 0,
-            first_seen: i64::MAX,
-            last_seen: i64::MIN,
-            sources: Vec::new(),
-            user_keys: Vec::new(),
-            event_ids: Vec::new(),
-        }
+        Self { counted: 0, first_seen: i64::MAX, last_seen: i64::MIN, sources: Vec::new(), user_keys: Vec::new() }
     }
 }
 
@@ -194,16 +188,6 @@ impl BatchIncidents {
                 add_source(tx, *id, source, d.last_seen).await?;
             }
         }
-        let links: Vec<(i64, i64)> =
-            deltas.iter().flat_map(|(id, d)| d.event_ids.iter().map(move |e| (*e, *id))).collect();
-        for chunk in links.chunks(IN_LIST) {
-            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("WITH v(e, i) AS (");
-            q.push_values(chunk, |mut b, (e, i)| {
-                b.push_bind(*e).push_bind(*i);
-            });
-            q.push(") UPDATE events SET incident_id = v.i FROM v WHERE events.id = v.e");
-            q.build().persistent(false).execute(&mut **tx).await?;
-        }
         Ok(())
     }
 }
@@ -211,9 +195,48 @@ impl BatchIncidents {
 /// A new failure event: where it is and what the incident engine needs.
 struct NewFailure<'a> {
     stored: &'a StoredEvent,
+    /// Index into `BatchRows::rows`.
+    row: usize,
     event_id: i64,
     category: Category,
     fingerprint: String,
+}
+
+/// A new (not yet stored) failure or interrupt row. Its incident is decided before the
+/// row is written, so the row goes in once, complete: no second write to link it, and
+/// no entry in the held-events index that is removed again a moment later.
+struct NewRow<'a> {
+    stored: &'a StoredEvent,
+    key: String,
+    occurred_at: i64,
+    dedup_at: i64,
+    id: i64,
+    fingerprint: Option<String>,
+    incident_id: Option<i64>,
+    counted: bool,
+}
+
+/// The batch's new rows, in batch order (ids grow with it), and how many are written.
+/// Anything that reads `events` first writes the rows it may see (`write_through`).
+struct BatchRows<'a> {
+    rows: Vec<NewRow<'a>>,
+    written: usize,
+}
+
+impl BatchRows<'_> {
+    /// Writes every row before index `end` that is not written yet.
+    async fn write_through(&mut self, tx: &mut Tx<'_>, end: usize) -> Result<(), StoreError> {
+        let end = end.min(self.rows.len());
+        while self.written < end {
+            // Only a few statement shapes, so sqlx's prepared-statement cache holds a
+            // handful of programs instead of one (large) program per batch remainder.
+            let left = end - self.written;
+            let n = [INSERT_ROWS, 32, 8, 1].into_iter().find(|n| *n <= left).unwrap_or(1);
+            insert_events(tx, &self.rows[self.written..self.written + n]).await?;
+            self.written += n;
+        }
+        Ok(())
+    }
 }
 
 impl Store {
@@ -243,11 +266,21 @@ impl Store {
         // Every event row first, in batch order (ids grow with it), then the incident
         // work in the same order as if each had been inserted just before it.
         let mut rows: Vec<(&StoredEvent, String, Option<String>)> = Vec::with_capacity(batch.events.len());
+        let mut successes: Vec<SuccessRow<'_>> = Vec::new();
         for stored in &batch.events {
             let ev = &stored.event;
             let Some(key) = ev.dedup_key() else {
                 continue;
             };
+            if ev.outcome == Outcome::Success {
+                successes.push(SuccessRow {
+                    dedup_at: ev.dedup_at(),
+                    occurred_at: to_ms(ev.occurred_at),
+                    key,
+                    source: &ev.source,
+                });
+                continue;
+            }
             let fingerprint = (ev.outcome == Outcome::Failure).then(|| {
                 incidents::fingerprint(
                     ev.category.unwrap_or(Category::Unclassified),
@@ -258,32 +291,47 @@ impl Store {
             });
             rows.push((stored, key, fingerprint));
         }
-        let mut new_ids: HashMap<String, i64> = HashMap::with_capacity(rows.len());
-        let mut rest = &rows[..];
-        while !rest.is_empty() {
-            // Only a few statement shapes, so sqlx's prepared-statement cache holds a
-            // handful of programs instead of one (large) program per batch remainder.
-            let n = [INSERT_ROWS, 32, 8, 1].into_iter().find(|n| *n <= rest.len()).unwrap_or(1);
-            let (head, tail) = rest.split_at(n);
-            insert_events(&mut tx, head, &mut new_ids).await?;
-            rest = tail;
-        }
+        insert_successes(&mut tx, &successes, &mut result).await?;
 
+        // Which rows are new: stored before (one indexed lookup per key, clustered by
+        // time), or repeated inside this batch.
+        let stored_before = stored_keys(&mut tx, &rows).await?;
+        let mut seen: HashSet<(i64, &str)> = HashSet::with_capacity(rows.len());
+        let next_id: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM events").fetch_one(&mut *tx).await?;
+        let mut batch_rows = BatchRows { rows: Vec::with_capacity(rows.len()), written: 0 };
         let mut failures: Vec<NewFailure<'_>> = Vec::new();
-        for (stored, key, fingerprint) in rows {
+        for (stored, key, fingerprint) in &rows {
             let ev = &stored.event;
-            let Some(event_id) = new_ids.remove(&key) else {
+            let occurred_at = to_ms(ev.occurred_at);
+            let dedup_at = ev.dedup_at();
+            if stored_before.contains(&(dedup_at, key.clone())) || !seen.insert((dedup_at, key.as_str())) {
                 result.duplicates += 1;
                 *result.duplicates_by_source.entry(ev.source.clone()).or_default() += 1;
                 continue;
-            };
+            }
             *result.stored.entry((ev.source.clone(), ev.outcome)).or_default() += 1;
-            let Some(fingerprint) = fingerprint else {
-                continue;
-            };
-            let category = ev.category.unwrap_or(Category::Unclassified);
-            *result.failures.entry((ev.source.clone(), category, ev.primary_code())).or_default() += 1;
-            failures.push(NewFailure { stored, event_id, category, fingerprint });
+            let id = next_id + 1 + batch_rows.rows.len() as i64;
+            if let Some(fingerprint) = fingerprint {
+                let category = ev.category.unwrap_or(Category::Unclassified);
+                *result.failures.entry((ev.source.clone(), category, ev.primary_code())).or_default() += 1;
+                failures.push(NewFailure {
+                    stored,
+                    row: batch_rows.rows.len(),
+                    event_id: id,
+                    category,
+                    fingerprint: fingerprint.clone(),
+                });
+            }
+            batch_rows.rows.push(NewRow {
+                stored,
+                key: key.clone(),
+                occurred_at,
+                dedup_at,
+                id,
+                fingerprint: fingerprint.clone(),
+                incident_id: None,
+                counted: true,
+            });
         }
 
         let mut state = BatchIncidents::default();
@@ -295,11 +343,12 @@ impl Store {
             if matches!(f.stored.event.primary_code(), Some(50126 | 50053)) {
                 credential_failures.push(f.stored);
             }
-            if join_correlated(&mut tx, &mut state, f).await? {
+            if join_correlated(&mut tx, &mut state, &mut batch_rows, f).await? {
                 continue;
             }
-            place_failure(&mut tx, &mut state, f, policy, &mut result).await?;
+            place_failure(&mut tx, &mut state, &mut batch_rows, f, policy, &mut result).await?;
         }
+        batch_rows.write_through(&mut tx, usize::MAX).await?;
         state.flush(&mut tx).await?;
 
         if policy.detectors.enabled && !credential_failures.is_empty() {
@@ -351,28 +400,99 @@ fn app_key(stored: &StoredEvent) -> Option<&str> {
     stored.event.app_id.as_deref().or(stored.event.app_name.as_deref())
 }
 
-/// Inserts up to `INSERT_ROWS` events in one statement; `new_ids` learns the id of every
-/// key that was not stored yet (a key repeated inside the batch is inserted once).
-async fn insert_events(
+/// A success as stored: successes are only counted, so the row is just what the summary
+/// and de-duplication need.
+struct SuccessRow<'a> {
+    dedup_at: i64,
+    occurred_at: i64,
+    key: String,
+    source: &'a str,
+}
+
+/// Stores successes (skipping keys already stored) and counts what was new per source.
+/// Rows go in per run of one source so `rows_affected` attributes duplicates exactly.
+async fn insert_successes(
+    tx: &mut Tx<'_>,
+    rows: &[SuccessRow<'_>],
+    result: &mut BatchResult,
+) -> Result<(), StoreError> {
+    let mut rest = rows;
+    while let Some(first) = rest.first() {
+        let run = rest.iter().position(|r| r.source != first.source).unwrap_or(rest.len());
+        let (same_source, tail) = rest.split_at(run);
+        let mut inserted = 0u64;
+        let mut left = same_source;
+        while !left.is_empty() {
+            let n = [SUCCESS_ROWS, 64, 8, 1].into_iter().find(|n| *n <= left.len()).unwrap_or(1);
+            let (head, more) = left.split_at(n);
+            let mut q: QueryBuilder<Sqlite> =
+                QueryBuilder::new("INSERT INTO successes (dedup_at, dedup_key, occurred_at, source) ");
+            q.push_values(head, |mut b, r| {
+                b.push_bind(r.dedup_at).push_bind(r.key.as_str()).push_bind(r.occurred_at).push_bind(r.source);
+            });
+            q.push(" ON CONFLICT DO NOTHING");
+            inserted += q.build().persistent(true).execute(&mut **tx).await?.rows_affected();
+            left = more;
+        }
+        let duplicates = same_source.len() as u64 - inserted;
+        if inserted > 0 {
+            *result.stored.entry((first.source.to_string(), Outcome::Success)).or_default() += inserted;
+        }
+        if duplicates > 0 {
+            result.duplicates += duplicates;
+            *result.duplicates_by_source.entry(first.source.to_string()).or_default() += duplicates;
+        }
+        rest = tail;
+    }
+    Ok(())
+}
+
+/// The (event time, key) pairs among `rows` that are already stored.
+async fn stored_keys(
     tx: &mut Tx<'_>,
     rows: &[(&StoredEvent, String, Option<String>)],
-    new_ids: &mut HashMap<String, i64>,
-) -> Result<(), StoreError> {
+) -> Result<HashSet<(i64, String)>, StoreError> {
+    let mut found = HashSet::new();
+    for chunk in rows.chunks(IN_LIST) {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("WITH v(t, k) AS (");
+        q.push_values(chunk, |mut b, (stored, key, _)| {
+            b.push_bind(stored.event.dedup_at()).push_bind(key.as_str());
+        });
+        // One JSON row, not one result row per duplicate (see `window_events`): a
+        // replayed file is all duplicates.
+        q.push(
+            ") SELECT json_group_array(json_array(e.dedup_at, e.dedup_key)) FROM v
+               JOIN events e ON e.dedup_at = v.t AND e.dedup_key = v.k",
+        );
+        let json: String = q.build_query_scalar().persistent(false).fetch_one(&mut **tx).await?;
+        let keys: Vec<(i64, String)> = serde_json::from_str(&json)
+            .map_err(|e| StoreError::Corrupt { column: "events.dedup_key", value: e.to_string() })?;
+        found.extend(keys);
+    }
+    Ok(found)
+}
+
+/// Inserts up to `INSERT_ROWS` new rows in one statement, with the ids, incidents and
+/// counted flags already decided. The keys were checked to be new in this transaction,
+/// so a conflict here is a bug and fails the batch rather than shifting ids.
+async fn insert_events(tx: &mut Tx<'_>, rows: &[NewRow<'_>]) -> Result<(), StoreError> {
     debug_assert!(rows.len() * EVENT_COLUMNS < 32_766);
     let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-        "INSERT INTO events (dedup_key, source, format, received_at, occurred_at, outcome,
+        "INSERT INTO events (id, dedup_key, dedup_at, source, format, received_at, occurred_at, outcome,
             category, code, codes, entry_id, message, user, app_id, app_name, tenant_id,
             client_app, auth_protocol, token_issuer_type, ip, correlation_id, record_id,
-            device, file_key, file_offset, user_key, ip_key, fingerprint) ",
+            device, file_key, file_offset, user_key, ip_key, fingerprint, incident_id, counted) ",
     );
-    q.push_values(rows, |mut b, (stored, key, fingerprint)| {
-        let ev = &stored.event;
+    q.push_values(rows, |mut b, row| {
+        let (stored, ev) = (row.stored, &row.stored.event);
         let codes = ev.codes.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",");
-        b.push_bind(key.as_str())
+        b.push_bind(row.id)
+            .push_bind(row.key.as_str())
+            .push_bind(row.dedup_at)
             .push_bind(ev.source.as_str())
             .push_bind(ev.format.as_str())
             .push_bind(to_ms(ev.received_at))
-            .push_bind(to_ms(ev.occurred_at))
+            .push_bind(row.occurred_at)
             .push_bind(ev.outcome.as_str())
             .push_bind(ev.category.map(|c| c.as_str()))
             .push_bind(ev.primary_code().map(i64::from))
@@ -394,35 +514,11 @@ async fn insert_events(
             .push_bind(ev.position.as_ref().map(|p| p.offset as i64))
             .push_bind(stored.user_key.as_deref())
             .push_bind(stored.ip_key.as_deref())
-            .push_bind(fingerprint.as_deref());
+            .push_bind(row.fingerprint.as_deref())
+            .push_bind(row.incident_id)
+            .push_bind(i64::from(row.counted));
     });
-    q.push(" ON CONFLICT (dedup_key) DO NOTHING");
-    // No RETURNING: sqlx hands every result row over its worker channel one by one,
-    // which cost a thread wake-up per event. Without an explicit id SQLite gives each
-    // new row max(rowid) + 1, so the rows inserted by this statement hold the ids
-    // last - inserted + 1 ..= last, in insert order.
-    let done = q.build().persistent(true).execute(&mut **tx).await?;
-    let inserted = done.rows_affected() as usize;
-    if inserted == 0 {
-        return Ok(());
-    }
-    let last = done.last_insert_rowid();
-    let first = last - inserted as i64 + 1;
-    if inserted == rows.len() && last < i64::MAX {
-        for (i, (_, key, _)) in rows.iter().enumerate() {
-            new_ids.insert(key.clone(), first + i as i64);
-        }
-        return Ok(());
-    }
-    // Some rows were duplicates: ask which keys the new ids got.
-    let found = sqlx::query("SELECT id, dedup_key FROM events WHERE id >= ? AND id <= ?")
-        .bind(first)
-        .bind(last)
-        .fetch_all(&mut **tx)
-        .await?;
-    for r in found {
-        new_ids.insert(r.try_get("dedup_key")?, r.try_get("id")?);
-    }
+    q.build().persistent(true).execute(&mut **tx).await?;
     Ok(())
 }
 
@@ -462,12 +558,19 @@ async fn prior_correlations(
 
 /// A Passport failure and its Entra record (same correlation id) are one sign-in
 /// attempt: the later one joins the earlier one's incident without being counted again.
-async fn join_correlated(tx: &mut Tx<'_>, state: &mut BatchIncidents, f: &NewFailure<'_>) -> Result<bool, StoreError> {
+async fn join_correlated(
+    tx: &mut Tx<'_>,
+    state: &mut BatchIncidents,
+    rows: &mut BatchRows<'_>,
+    f: &NewFailure<'_>,
+) -> Result<bool, StoreError> {
     let Some(correlation) = f.stored.event.correlation_id.as_deref().filter(|c| !c.is_empty()) else {
         return Ok(false);
     };
     let hit = if state.events_changed {
-        state.flush(tx).await?;
+        // Earlier rows of this batch may be what it finds: write them (not this one,
+        // whose incident is being decided).
+        rows.write_through(tx, f.row).await?;
         let row = sqlx::query(
             "SELECT incident_id, fingerprint FROM events
              WHERE correlation_id = ? AND outcome = 'failure' AND id < ? AND counted = 1
@@ -493,12 +596,12 @@ async fn join_correlated(tx: &mut Tx<'_>, state: &mut BatchIncidents, f: &NewFai
     let Some(hit) = hit else {
         return Ok(false);
     };
-    sqlx::query("UPDATE events SET counted = 0, incident_id = ?, fingerprint = COALESCE(?, fingerprint) WHERE id = ?")
-        .bind(hit.incident)
-        .bind(hit.fingerprint.as_deref())
-        .bind(f.event_id)
-        .execute(&mut **tx)
-        .await?;
+    let row = &mut rows.rows[f.row];
+    row.counted = false;
+    row.incident_id = hit.incident;
+    if let Some(fp) = hit.fingerprint {
+        row.fingerprint = Some(fp);
+    }
     if let Some(id) = hit.incident {
         // The incident now has been seen by this source too, and is as recent as this copy.
         let at = to_ms(f.stored.event.occurred_at);
@@ -584,7 +687,7 @@ async fn reopen(tx: &mut Tx<'_>, id: i64) -> Result<(), StoreError> {
 }
 
 /// Counts one failure into an incident (written at the batch's flush).
-fn count_into(state: &mut BatchIncidents, id: i64, f: &NewFailure<'_>) {
+fn count_into(state: &mut BatchIncidents, rows: &mut BatchRows<'_>, id: i64, f: &NewFailure<'_>) {
     let occurred = to_ms(f.stored.event.occurred_at);
     let d = state.pending.entry(id).or_default();
     d.counted += 1;
@@ -593,7 +696,7 @@ fn count_into(state: &mut BatchIncidents, id: i64, f: &NewFailure<'_>) {
     if let Some(user_key) = &f.stored.user_key {
         d.user_keys.push(user_key.clone());
     }
-    d.event_ids.push(f.event_id);
+    rows.rows[f.row].incident_id = Some(id);
     state.touch(id, occurred);
 }
 
@@ -602,6 +705,7 @@ fn count_into(state: &mut BatchIncidents, id: i64, f: &NewFailure<'_>) {
 async fn place_failure(
     tx: &mut Tx<'_>,
     state: &mut BatchIncidents,
+    rows: &mut BatchRows<'_>,
     f: &NewFailure<'_>,
     policy: &Policy,
     result: &mut BatchResult,
@@ -625,8 +729,9 @@ async fn place_failure(
             let gate = policy.gates.get(&category).copied();
             let window_start = gate.map(|g| occurred - i64::try_from(g.within.as_millis()).unwrap_or(i64::MAX));
             if let (Some(gate), Some(start)) = (gate, window_start) {
-                // The gate counts held events as stored: write what is pending first.
-                state.flush(tx).await?;
+                // The gate counts held events as stored, this one included (it is held
+                // unless the gate opens, and then adopted with the others).
+                rows.write_through(tx, f.row + 1).await?;
                 let row = sqlx::query(
                     "SELECT COUNT(*) AS n, COUNT(DISTINCT user_key) AS users FROM events
                      WHERE fingerprint = ? AND incident_id IS NULL AND counted = 1
@@ -679,7 +784,7 @@ async fn place_failure(
         }
     };
     if let Some(id) = placed {
-        count_into(state, id, f);
+        count_into(state, rows, id, f);
         remember_correlation(state, f, Some(id));
     }
     Ok(())
@@ -860,22 +965,49 @@ async fn window_events(
     for chunk in sorted.chunks(IN_LIST) {
         let start = chunk.iter().map(|c| c.1).min().unwrap_or(0).saturating_sub(window);
         let end = chunk.iter().map(|c| c.2).max().unwrap_or(0);
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
-            "SELECT {column} AS k, occurred_at AS t, user_key AS u FROM events
-             WHERE {column} IS NOT NULL AND outcome = 'failure' {extra} AND code IN ({CREDENTIAL_CODES})
-               AND occurred_at > "
-        ));
-        q.push_bind(start).push(" AND occurred_at <= ").push_bind(end).push(format!(" AND {column} IN ("));
-        let mut list = q.separated(", ");
-        for (k, _, _) in chunk {
-            list.push_bind(*k);
-        }
-        list.push_unseparated(format!(") ORDER BY {column}, occurred_at"));
-        for row in q.build().persistent(false).fetch_all(&mut **tx).await? {
-            out.entry(row.try_get("k")?).or_default().push((row.try_get("t")?, row.try_get("u")?));
+        let keys: Vec<&str> = chunk.iter().map(|c| c.0).collect();
+        let mut q = window_query("", column, extra, start, end, &keys);
+        let json: String = q.build_query_scalar().persistent(false).fetch_one(&mut **tx).await?;
+        let found: Vec<(String, i64, Option<String>)> = serde_json::from_str(&json)
+            .map_err(|e| StoreError::Corrupt { column: "events (detector window)", value: e.to_string() })?;
+        for (k, t, u) in found {
+            out.entry(k).or_default().push((t, u));
         }
     }
+    // Time order per key (aggregates do not promise their input order).
+    for events in out.values_mut() {
+        events.sort_unstable();
+    }
     Ok(out)
+}
+
+/// The detector window read for `keys` of `column` (`ip_key` or `user_key`) as one JSON
+/// array of `[key, time, user key]`: one result row instead of one per event, because
+/// sqlx ships every result row over its worker channel with a thread wake-up, which
+/// cost more than the query. The index is named: without statistics the planner
+/// preferred the (code, time) index and then read every row of the table.
+fn window_query<'a>(
+    prefix: &str,
+    column: &'static str,
+    extra: &'static str,
+    start: i64,
+    end: i64,
+    keys: &[&'a str],
+) -> QueryBuilder<'a, Sqlite> {
+    let index = if column == "ip_key" { "events_by_ip_key" } else { "events_by_user_key" };
+    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+        "{prefix}SELECT json_group_array(json_array(k, t, u)) FROM (
+         SELECT {column} AS k, occurred_at AS t, user_key AS u FROM events INDEXED BY {index}
+         WHERE {column} IS NOT NULL AND outcome = 'failure' {extra} AND code IN ({CREDENTIAL_CODES})
+           AND occurred_at > "
+    ));
+    q.push_bind(start).push(" AND occurred_at <= ").push_bind(end).push(format!(" AND {column} IN ("));
+    let mut list = q.separated(", ");
+    for k in keys {
+        list.push_bind(*k);
+    }
+    list.push_unseparated("))");
+    q
 }
 
 /// Runs `scan_window` for every key, in key order (deterministic incident ids).
@@ -1024,4 +1156,27 @@ async fn record_detection(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The detector windows are read from their partial indexes alone (issue #8): a
+    /// table row per event read would cost a page per failure in a large store.
+    #[tokio::test]
+    async fn detector_windows_read_only_their_covering_index() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("w.db")).await.expect("open");
+        for (column, extra) in [("ip_key", ""), ("user_key", "AND counted = 1")] {
+            let rows = window_query("EXPLAIN QUERY PLAN ", column, extra, 0, 10, &["a", "b"])
+                .build()
+                .fetch_all(store.pool())
+                .await
+                .expect("plan");
+            let plan: Vec<String> = rows.iter().map(|r| r.get::<String, _>("detail")).collect();
+            let plan = plan.join("\n");
+            assert!(plan.contains("COVERING INDEX events_by_"), "{column}: {plan}");
+        }
+    }
 }

@@ -394,6 +394,24 @@ impl Store {
                 batch,
             )
             .await?;
+        // WITHOUT ROWID: delete by key slices of at most `batch` rows. The key starts with
+        // dedup_at (= occurred_at, or 0 for the few records without a time of their own).
+        pruned.events += self
+            .delete_in_batches(
+                "DELETE FROM successes WHERE dedup_at = 0 AND dedup_key IN
+                    (SELECT dedup_key FROM successes WHERE dedup_at = 0 AND occurred_at < ?1 LIMIT ?2)",
+                events_before,
+                batch,
+            )
+            .await?;
+        pruned.events += self
+            .delete_in_batches(
+                "DELETE FROM successes WHERE dedup_at > 0 AND dedup_at <= (SELECT MAX(dedup_at) FROM
+                    (SELECT dedup_at FROM successes WHERE dedup_at > 0 AND dedup_at < ?1 ORDER BY dedup_at LIMIT ?2))",
+                events_before,
+                batch,
+            )
+            .await?;
         pruned.incidents = self
             .delete_in_batches(
                 "DELETE FROM incidents WHERE id IN

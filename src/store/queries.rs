@@ -400,6 +400,21 @@ impl Store {
         .bind(source)
         .fetch_all(self.pool())
         .await?;
+        // Successes are counted from their own table (migration 0004). Its key starts with
+        // dedup_at, which is occurred_at except for records without a time of their own
+        // (dedup_at 0): the range is read from the key, those few rows by a scan.
+        let successes: i64 = sqlx::query_scalar(
+            "SELECT (SELECT COUNT(*) FROM successes
+                     WHERE dedup_at >= ?1 AND dedup_at < ?2 AND dedup_at != 0 AND (?3 IS NULL OR source = ?3))
+                  + (SELECT COUNT(*) FROM successes
+                     WHERE dedup_at = 0 AND occurred_at >= ?1 AND occurred_at < ?2 AND (?3 IS NULL OR source = ?3))",
+        )
+        .bind(to_ms(since))
+        .bind(to_ms(until))
+        .bind(source)
+        .fetch_one(self.pool())
+        .await?;
+        *events.entry(Outcome::Success.as_str().to_string()).or_default() += successes;
         for r in rows {
             let outcome: String = r.try_get("outcome")?;
             let n: i64 = r.try_get("n")?;
