@@ -85,6 +85,10 @@ fn pass(
                         e.occurred_at = chrono::DateTime::UNIX_EPOCH;
                     }
                     e.received_at = chrono::DateTime::UNIX_EPOCH;
+                    // A new file generation's key carries the time it was first seen.
+                    if let Some(p) = e.position.as_mut() {
+                        p.file_key.clear();
+                    }
                     h.update(format!(
                         "{:?}|{}|{}|{}|{:?}|{:?}\n",
                         e, ev.title, ev.remediation, ev.severity, ev.user_key, ev.ip_key
