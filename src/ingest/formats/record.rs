@@ -402,55 +402,52 @@ pub(crate) fn field_of(key: &str) -> F {
 }
 
 /// Classifies a bare key name, ASCII case-insensitively.
-fn field_of_name(kb: &[u8]) -> F {
-    let mut buf = [0u8; 32];
-    if kb.len() > buf.len() {
-        return F::Other;
-    }
-    for (d, s) in buf.iter_mut().zip(kb) {
-        *d = s.to_ascii_lowercase();
-    }
-    let k = &buf[..kb.len()];
-    // Grouped by length so that a key is compared with the few names of its length only
-    // (most keys of a record are none of these and fall through after one or two compares).
-    match k.len() {
-        2 if k == b"id" => F::Id,
-        4 if k == b"time" => F::Time,
-        5 if k == b"appid" => F::AppId,
-        5 if k == b"value" => F::Value,
-        6 if k == b"status" => F::Status,
-        7 if k == b"records" => F::Records,
-        8 if k == b"tenantid" => F::TenantId,
-        8 if k == b"identity" => F::Identity,
-        8 if k == b"category" => F::Category,
-        9 if k == b"timestamp" => F::Timestamp,
-        9 if k == b"ipaddress" => F::Ip,
-        9 if k == b"subsystem" => F::Subsystem,
-        9 if k == b"errorcode" => F::ErrorCode,
-        10 if k == b"resulttype" => F::ResultType,
-        10 if k == b"resourceid" => F::ResourceId,
-        10 if k == b"properties" => F::Properties,
-        11 if k == b"messagetype" => F::MessageType,
-        11 if k == b"displayname" => F::DisplayName,
-        12 if k == b"devicedetail" => F::DeviceDetail,
-        12 if k == b"eventmessage" => F::EventMessage,
-        13 if k == b"timegenerated" => F::TimeGenerated,
-        13 if k == b"correlationid" => F::CorrelationId,
-        13 if k == b"clientappused" => F::ClientApp,
-        13 if k == b"failurereason" => F::FailureReason,
-        14 if k == b"appdisplayname" => F::AppName,
-        15 if k == b"createddatetime" => F::Created,
-        15 if k == b"calleripaddress" => F::CallerIp,
-        15 if k == b"tokenissuertype" => F::TokenIssuerType,
-        15 if k == b"senderimagepath" => F::SenderImagePath,
-        16 if k == b"resourcetenantid" => F::ResourceTenantId,
-        16 if k == b"processimagepath" => F::ProcessImagePath,
-        17 if k == b"resultdescription" => F::ResultDescription,
-        17 if k == b"userprincipalname" => F::Upn,
-        17 if k == b"additionaldetails" => F::AdditionalDetails,
-        22 if k == b"authenticationprotocol" => F::AuthProtocol,
-        _ => F::Other,
-    }
+fn field_of_name(k: &[u8]) -> F {
+    // Dispatch on the length first: most keys of a record are none of these names and
+    // fall through after at most a few case-insensitive compares of that length, with no
+    // lower-cased copy.
+    let names: &[(&[u8], F)] = match k.len() {
+        2 => &[(b"id", F::Id)],
+        4 => &[(b"time", F::Time)],
+        5 => &[(b"appid", F::AppId), (b"value", F::Value)],
+        6 => &[(b"status", F::Status)],
+        7 => &[(b"records", F::Records)],
+        8 => &[(b"tenantid", F::TenantId), (b"identity", F::Identity), (b"category", F::Category)],
+        9 => &[
+            (b"timestamp", F::Timestamp),
+            (b"ipaddress", F::Ip),
+            (b"subsystem", F::Subsystem),
+            (b"errorcode", F::ErrorCode),
+        ],
+        10 => &[(b"resulttype", F::ResultType), (b"resourceid", F::ResourceId), (b"properties", F::Properties)],
+        11 => &[(b"messagetype", F::MessageType), (b"displayname", F::DisplayName)],
+        12 => &[(b"devicedetail", F::DeviceDetail), (b"eventmessage", F::EventMessage)],
+        13 => &[
+            (b"timegenerated", F::TimeGenerated),
+            (b"correlationid", F::CorrelationId),
+            (b"clientappused", F::ClientApp),
+            (b"failurereason", F::FailureReason),
+        ],
+        14 => &[(b"appdisplayname", F::AppName)],
+        15 => &[
+            (b"createddatetime", F::Created),
+            (b"calleripaddress", F::CallerIp),
+            (b"tokenissuertype", F::TokenIssuerType),
+            (b"senderimagepath", F::SenderImagePath),
+        ],
+        16 => &[(b"resourcetenantid", F::ResourceTenantId), (b"processimagepath", F::ProcessImagePath)],
+        17 => &[
+            (b"resultdescription", F::ResultDescription),
+            (b"userprincipalname", F::Upn),
+            (b"additionaldetails", F::AdditionalDetails),
+        ],
+        22 => &[(b"authenticationprotocol", F::AuthProtocol)],
+        _ => &[],
+    };
+    // The last byte differs between most names of one length (and between a name and most
+    // other keys): test it before the whole compare.
+    let last = k.last().map(u8::to_ascii_lowercase);
+    names.iter().find(|(n, _)| n.last() == last.as_ref() && k.eq_ignore_ascii_case(n)).map_or(F::Other, |(_, f)| *f)
 }
 
 /// A map key, classified without allocating.
@@ -684,14 +681,52 @@ pub(crate) fn parse_obj(bytes: &[u8]) -> Result<Obj<'_>, JsonFail> {
 mod tests {
     use super::*;
 
-    /// `field_of` as it was before its fast path: trim, CSV suffix split, lower-case match.
+    /// `field_of` as it was before its fast paths: trim, CSV suffix split, lower-case match.
     fn field_of_reference(key: &str) -> F {
         let key = key.trim();
         let key = match key.find(" [") {
             Some(i) => &key[..i],
             None => key,
         };
-        field_of_name(key.as_bytes())
+        let lower = key.to_ascii_lowercase();
+        match lower.as_str() {
+            "time" => F::Time,
+            "timegenerated" => F::TimeGenerated,
+            "createddatetime" => F::Created,
+            "timestamp" => F::Timestamp,
+            "resulttype" => F::ResultType,
+            "resultdescription" => F::ResultDescription,
+            "tenantid" => F::TenantId,
+            "resourceid" => F::ResourceId,
+            "resourcetenantid" => F::ResourceTenantId,
+            "correlationid" => F::CorrelationId,
+            "identity" => F::Identity,
+            "calleripaddress" => F::CallerIp,
+            "ipaddress" => F::Ip,
+            "userprincipalname" => F::Upn,
+            "appid" => F::AppId,
+            "appdisplayname" => F::AppName,
+            "clientappused" => F::ClientApp,
+            "authenticationprotocol" => F::AuthProtocol,
+            "tokenissuertype" => F::TokenIssuerType,
+            "id" => F::Id,
+            "status" => F::Status,
+            "properties" => F::Properties,
+            "records" => F::Records,
+            "value" => F::Value,
+            "eventmessage" => F::EventMessage,
+            "messagetype" => F::MessageType,
+            "subsystem" => F::Subsystem,
+            "category" => F::Category,
+            "processimagepath" => F::ProcessImagePath,
+            "senderimagepath" => F::SenderImagePath,
+            "devicedetail" => F::DeviceDetail,
+            "errorcode" => F::ErrorCode,
+            "failurereason" => F::FailureReason,
+            "additionaldetails" => F::AdditionalDetails,
+            "displayname" => F::DisplayName,
+            _ => F::Other,
+        }
     }
 
     const NAMES: &[&str] = &[
