@@ -115,10 +115,6 @@ const SUCCESS_PHRASES: &[&str] = &[
 const FAILURE_ANCHORS: &[&str] = &["fail", "invalid_", "interaction_required", "unauthorized_client"];
 const SUCCESS_ANCHOR: &str = "succe";
 
-fn contains(hay: &[u8], needle: &str) -> bool {
-    memchr::memmem::find(hay, needle.as_bytes()).is_some()
-}
-
 /// `AADSTS`, built once: `memmem::find` builds its searcher on every call, which costs
 /// more than the search itself on a short line.
 static AADSTS: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new("AADSTS"));
@@ -347,12 +343,27 @@ impl JsonSkim<'_> {
     }
 }
 
+/// Searchers for a list of needles, built once (building one costs more than a search of
+/// a short message, and every record that passes the prefilter runs all of them).
+fn finders(needles: &[&'static str]) -> Vec<memmem::Finder<'static>> {
+    needles.iter().map(|n| memmem::Finder::new(n.as_bytes())).collect()
+}
+
+static FAILURE_ANCHOR_FINDERS: LazyLock<Vec<memmem::Finder<'static>>> = LazyLock::new(|| finders(FAILURE_ANCHORS));
+static FAILURE_PHRASE_FINDERS: LazyLock<Vec<memmem::Finder<'static>>> = LazyLock::new(|| finders(FAILURE_PHRASES));
+static SUCCESS_ANCHOR_FINDER: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new(SUCCESS_ANCHOR));
+static SUCCESS_PHRASE_FINDERS: LazyLock<Vec<memmem::Finder<'static>>> = LazyLock::new(|| finders(SUCCESS_PHRASES));
+
+fn any_of(finders: &[memmem::Finder<'static>], hay: &[u8]) -> bool {
+    finders.iter().any(|f| f.find(hay).is_some())
+}
+
 /// (failure phrase present, success phrase present and no failure phrase).
 fn outcome_phrases(msg: &str) -> (bool, bool) {
     let lower = msg.to_ascii_lowercase();
     let hay = lower.as_bytes();
-    let failure = FAILURE_ANCHORS.iter().any(|a| contains(hay, a)) && FAILURE_PHRASES.iter().any(|p| contains(hay, p));
-    let success = !failure && contains(hay, SUCCESS_ANCHOR) && SUCCESS_PHRASES.iter().any(|p| contains(hay, p));
+    let failure = any_of(&FAILURE_ANCHOR_FINDERS, hay) && any_of(&FAILURE_PHRASE_FINDERS, hay);
+    let success = !failure && SUCCESS_ANCHOR_FINDER.find(hay).is_some() && any_of(&SUCCESS_PHRASE_FINDERS, hay);
     (failure, success)
 }
 
