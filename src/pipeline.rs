@@ -143,7 +143,19 @@ fn hmac_hex(key: &[u8], value: &str) -> String {
         return String::new();
     };
     mac.update(value.as_bytes());
-    mac.finalize().into_bytes().iter().take(16).map(|b| format!("{b:02x}")).collect()
+    hex16(&mac.finalize().into_bytes())
+}
+
+/// Lower-case hex of the first 16 bytes (one allocation, not one `format!` per byte:
+/// every failure hashes its user and its IP).
+fn hex16(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(32);
+    for b in bytes.iter().take(16) {
+        s.push(char::from(HEX[usize::from(b >> 4)]));
+        s.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    s
 }
 
 /// The network part of an address: /24 for IPv4, /48 for IPv6; anything that is not
@@ -307,7 +319,9 @@ impl Normalizer {
     }
 
     /// Classifies and normalizes `items` read from `file_key`, appending events to
-    /// `events` and counting everything else in `tally`.
+    /// `events` and counting everything else in `tally`. Copies what it keeps of each
+    /// item; a caller that is done with the items should call
+    /// [`Normalizer::process_owned`] instead, which moves it.
     pub fn process(
         &self,
         source: &str,
@@ -319,18 +333,65 @@ impl Normalizer {
     ) {
         let classifier = self.classifier.current();
         for item in items {
-            tally.lines += 1;
-            match &item.kind {
-                ItemKind::Skipped => tally.skipped += 1,
-                ItemKind::Redacted => tally.redacted += 1,
-                ItemKind::Error(reason) => *tally.parse_errors.entry(reason.as_str()).or_default() += 1,
-                ItemKind::SignIn(raw) => {
-                    match self.event(&classifier, source, file_key, item.start_offset, raw, received_at) {
-                        Some(ev) => events.push(ev),
-                        None => tally.skipped += 1,
-                    }
+            let raw = match &item.kind {
+                ItemKind::SignIn(raw) => Some(raw.as_ref().clone()),
+                _ => None,
+            };
+            self.one(&classifier, source, file_key, item, raw, received_at, events, tally);
+        }
+    }
+
+    /// [`Normalizer::process`] for items the caller no longer needs: drains `items` and
+    /// moves each sign-in's strings into its event instead of copying them (the reader's
+    /// hot path: an Azure record carries a dozen strings).
+    pub fn process_owned(
+        &self,
+        source: &str,
+        file_key: &str,
+        items: &mut Vec<DecodedItem>,
+        received_at: DateTime<Utc>,
+        events: &mut Vec<StoredEvent>,
+        tally: &mut DecodeTally,
+    ) {
+        let classifier = self.classifier.current();
+        events.reserve(items.len());
+        for mut item in items.drain(..) {
+            let raw = match std::mem::replace(&mut item.kind, ItemKind::Skipped) {
+                ItemKind::SignIn(raw) => Some(*raw),
+                other => {
+                    item.kind = other;
+                    None
                 }
+            };
+            self.one(&classifier, source, file_key, &item, raw, received_at, events, tally);
+        }
+    }
+
+    /// Counts one item, or turns its sign-in (`raw`, taken out of the item) into an event.
+    #[allow(clippy::too_many_arguments)]
+    fn one(
+        &self,
+        classifier: &crate::classify::Classifier,
+        source: &str,
+        file_key: &str,
+        item: &DecodedItem,
+        raw: Option<RawSignIn>,
+        received_at: DateTime<Utc>,
+        events: &mut Vec<StoredEvent>,
+        tally: &mut DecodeTally,
+    ) {
+        tally.lines += 1;
+        if let Some(raw) = raw {
+            match self.event(classifier, source, file_key, item.start_offset, raw, received_at) {
+                Some(ev) => events.push(ev),
+                None => tally.skipped += 1,
             }
+            return;
+        }
+        match &item.kind {
+            ItemKind::Skipped | ItemKind::SignIn(_) => tally.skipped += 1,
+            ItemKind::Redacted => tally.redacted += 1,
+            ItemKind::Error(reason) => *tally.parse_errors.entry(reason.as_str()).or_default() += 1,
         }
     }
 
@@ -340,7 +401,7 @@ impl Normalizer {
         source: &str,
         file_key: &str,
         offset: u64,
-        raw: &RawSignIn,
+        raw: RawSignIn,
         received_at: DateTime<Utc>,
     ) -> Option<StoredEvent> {
         let c = classifier.classify(&ClassifyInput {
@@ -359,13 +420,15 @@ impl Normalizer {
             return None;
         }
         let defaults = self.defaults.get(source);
-        let fallback = |own: &Option<String>, pick: fn(&SourceDefaults) -> &Option<String>| {
-            own.clone().filter(|v| !v.is_empty()).or_else(|| defaults.and_then(|d| pick(d).clone()))
+        let fallback = |own: Option<String>, pick: fn(&SourceDefaults) -> &Option<String>| {
+            own.filter(|v| !v.is_empty()).or_else(|| defaults.and_then(|d| pick(d).clone()))
         };
-        let (category, codes) = match c.outcome {
-            Outcome::Success => (None, Vec::new()),
-            _ => (Some(c.category), c.codes.clone()),
-        };
+        let success = c.outcome == Outcome::Success;
+        let failure = c.outcome == Outcome::Failure;
+        // The keyed hashes read the raw values, before privacy replaces them.
+        let ip_key = if failure { self.privacy.ip_key(raw.ip.as_deref()) } else { None };
+        let user_key = if failure { self.privacy.user_key(raw.user.as_deref()) } else { None };
+        let (category, codes) = if success { (None, Vec::new()) } else { (Some(c.category), c.codes) };
         let event = SignInEvent {
             received_at,
             occurred_at: raw.occurred_at.unwrap_or(received_at),
@@ -375,25 +438,24 @@ impl Normalizer {
             outcome: c.outcome,
             category,
             codes,
-            entry_id: if c.outcome == Outcome::Success { None } else { c.entry.clone() },
-            message: if c.outcome == Outcome::Success { None } else { self.privacy.message(raw.message.clone()) },
-            user: self.privacy.user(raw.user.clone()),
-            app_id: fallback(&raw.app_id, |d| &d.app_id),
-            app_name: raw.app_name.clone(),
-            tenant_id: fallback(&raw.tenant_id, |d| &d.tenant_id),
-            client_app: raw.client_app.clone(),
-            auth_protocol: raw.auth_protocol.clone(),
-            token_issuer_type: raw.token_issuer_type.clone(),
-            ip: self.privacy.ip(raw.ip.clone()),
-            correlation_id: raw.correlation_id.clone(),
-            record_id: raw.record_id.clone(),
-            device: raw.device.clone(),
+            entry_id: if success { None } else { c.entry },
+            message: if success { None } else { self.privacy.message(raw.message) },
+            user: self.privacy.user(raw.user),
+            app_id: fallback(raw.app_id, |d| &d.app_id),
+            app_name: raw.app_name,
+            tenant_id: fallback(raw.tenant_id, |d| &d.tenant_id),
+            client_app: raw.client_app,
+            auth_protocol: raw.auth_protocol,
+            token_issuer_type: raw.token_issuer_type,
+            ip: self.privacy.ip(raw.ip),
+            correlation_id: raw.correlation_id,
+            record_id: raw.record_id,
+            device: raw.device,
             position: Some(Position { file_key: file_key.to_string(), offset }),
         };
-        let failure = c.outcome == Outcome::Failure;
         Some(StoredEvent {
-            ip_key: if failure { self.privacy.ip_key(raw.ip.as_deref()) } else { None },
-            user_key: if failure { self.privacy.user_key(raw.user.as_deref()) } else { None },
+            ip_key,
+            user_key,
             // Only a failure can open an incident, the one use of these texts: successes
             // (most events) wait in the reader→writer queue without them.
             title: if failure { c.title } else { String::new() },

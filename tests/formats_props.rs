@@ -189,3 +189,248 @@ fn every_split_point_of_each_piece_decodes_once() {
         }
     }
 }
+
+// The chatter prefilter (Passport records skipped from their raw bytes) must give exactly
+// the items of the full decoder: same failures, successes, redactions, parse errors.
+
+/// Message texts: chatter, every kind of outcome anchor in drifting case, escapes that
+/// spell an anchor only once decoded, token-endpoint bodies, non-ASCII.
+const MESSAGES: &[&str] = &[
+    "Presenting Passport login window",
+    "Loaded configuration profile io.kandji.passport (version 14)",
+    "POST https://login.microsoftonline.com/x/oauth2/v2.0/token",
+    "AADSTS50126: Error validating credentials due to invalid username or password.",
+    "aadsts50126 in lower case",
+    "AaDsTs50076 drift",
+    "Authentication FAILED for bob@contoso.example",
+    "Authentication Succeeded for carol.2702@contoso.example",
+    "Login successful",
+    "<private>",
+    "  <private>  ",
+    "<PRIVATE>",
+    "token request failed",
+    "INVALID_GRANT",
+    "Interaction_Required",
+    "unauthorized_client",
+    "{\"error\":\"invalid_grant\",\"error_description\":\"AADSTS50126: x\",\"error_codes\":[50126]}",
+    "Token body {\"error_codes\":[50076]}",
+    "Fault",
+    "fail",
+    "SUCCE",
+    "The credentials provided were invalid.",
+    "Keychain item created é ü 日本",
+    "Correlation ID: 11111111-2222-3333-4444-555555555555",
+    "Passport: user signed in successfully",
+    "",
+];
+
+/// JSON spellings of a message that decode to an anchor the raw bytes do not show.
+const ESCAPED: &[&str] = &[
+    "\\u0041ADSTS50126: hidden code",
+    "\\u0061adsts",
+    "Authentication fa\\u0069led",
+    "login succ\\u0065eded",
+    "\\u003cprivate\\u003e",
+    "\\u003cprivate>",
+    "\\\"error\\\":\\\"invalid_grant\\\"",
+    "plain\\ttab",
+    "line\\nbreak AADSTS50058",
+];
+
+fn message_value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        6 => (0..MESSAGES.len()).prop_map(|i| serde_json::to_string(MESSAGES[i]).unwrap_or_default()),
+        2 => (0..ESCAPED.len()).prop_map(|i| format!("\"{}\"", ESCAPED[i])),
+        1 => prop_oneof![
+            Just("null".to_string()),
+            Just("50126".to_string()),
+            Just("1.5e3".to_string()),
+            Just("true".to_string()),
+            Just("{\"a\":\"AADSTS50126\"}".to_string()),
+            Just("[\"fail\"]".to_string()),
+        ],
+        1 => "[ -~]{0,16}".prop_map(|s| serde_json::to_string(&s).unwrap_or_default()),
+    ]
+}
+
+fn ndjson_line() -> impl Strategy<Value = Vec<u8>> {
+    let key = prop_oneof![
+        6 => Just("eventMessage"),
+        1 => Just("EVENTMESSAGE"),
+        1 => Just("eventmessage"),
+        1 => Just("event\\u004dessage"),
+        1 => Just(" eventMessage"),
+        1 => Just("message"),
+    ];
+    let mtype = prop_oneof![
+        Just("Default"),
+        Just("Info"),
+        Just("Debug"),
+        Just("Error"),
+        Just("ERROR"),
+        Just("fault"),
+        Just("E"),
+        Just("F"),
+    ];
+    let extra = prop_oneof![
+        Just("\"traceID\": 0".to_string()),
+        Just("\"processID\": 612".to_string()),
+        Just("\"machTimestamp\": 6311280380650".to_string()),
+        Just("\"n\": 01".to_string()),
+        Just("\"n\": -0".to_string()),
+        Just("\"n\": 1.25".to_string()),
+        Just("\"n\": 123456789012345678901234".to_string()),
+        Just("\"n\": 1e999".to_string()),
+        Just("\"source\": null".to_string()),
+        Just("\"b\": truex".to_string()),
+        Just("\"properties\": {\"eventMessage\": \"x\", \"a\": [1, {\"b\": []}]}".to_string()),
+        Just("\"resultType\": \"0\"".to_string()),
+        Just("\"records\": []".to_string()),
+        Just("\"senderImagePath\": \"/Library/Security/SecurityAgentPlugins/KandjiPassport.bundle/Contents/MacOS/KandjiPassport\"".to_string()),
+        Just("\"processImagePath\": \"/usr/libexec/other\"".to_string()),
+        Just("\"subsystem\": \"com.apple.xpc\"".to_string()),
+        Just("\"timestamp\": \"2026-03-04 08:15:02.123456-0800\"".to_string()),
+        Just("\"timestamp\": \"not a time\"".to_string()),
+        Just("\"category\": \"auth\"\t".to_string()),
+        Just("\"c\": \"\u{e9}\"".to_string()),
+    ];
+    (
+        key,
+        message_value(),
+        prop::option::of(mtype),
+        prop::collection::vec(extra, 0..5),
+        any::<usize>(),
+        prop_oneof![Just(""), Just("\r"), Just(" trailing"), Just(" \u{ff}"), Just("\u{1}")],
+        prop_oneof![8 => Just(None), 1 => Just(Some(b"\xff".to_vec())), 1 => Just(Some(b"\x01".to_vec()))],
+        any::<bool>(),
+    )
+        .prop_map(|(key, msg, mtype, mut extra, at, tail, raw, close)| {
+            let mut fields = vec![format!("\"{key}\": {msg}")];
+            if let Some(t) = mtype {
+                fields.push(format!("\"messageType\": \"{t}\""));
+            }
+            fields.append(&mut extra);
+            let n = fields.len();
+            fields.rotate_left(at % n);
+            let mut line = format!("{{{}", fields.join(", ")).into_bytes();
+            if let Some(r) = raw {
+                // A stray byte inside the last value or after it.
+                let k = line.len().saturating_sub(2);
+                line.splice(k..k, r);
+            }
+            if close {
+                line.push(b'}');
+            }
+            line.extend_from_slice(tail.as_bytes());
+            line.push(b'\n');
+            line
+        })
+}
+
+fn text_record() -> impl Strategy<Value = Vec<u8>> {
+    let head = prop_oneof![
+        Just("  localhost SecurityAgent[612]: (KandjiPassport) [io.kandji.passport:auth] ".to_string()),
+        Just("  mac-17 SecurityAgent[612]: (Other) [com.apple.xpc:x] ".to_string()),
+        prop_oneof![
+            Just("E"), Just("Er"), Just("F"), Just("Ft"), Just("Df"), Just("I"), Just("D"), Just("e"), Just("Error")
+        ]
+        .prop_map(|t| format!(" {t}  SecurityAgent[612:26b7] [io.kandji.passport:auth] ")),
+        prop_oneof![Just("Error"), Just("Default"), Just("fault"), Just("Info")]
+            .prop_map(|t| format!(" 0x26b7     {t}       0x0                  612    0    SecurityAgent: (KandjiPassport) [io.kandji.passport:auth] ")),
+        Just(" ".to_string()),
+        Just(" E".to_string()),
+    ];
+    let ts = prop_oneof![
+        Just("2026-03-04 08:15:02.123456-0800"),
+        Just("2026-03-04 08:15:02.123"),
+        Just("2026-03-04T08:15:02Z"),
+    ];
+    (
+        ts,
+        head,
+        (0..MESSAGES.len()),
+        prop::collection::vec((0..MESSAGES.len()).prop_map(|i| format!("   {}", MESSAGES[i])), 0..2),
+        prop_oneof![Just("\n"), Just("\r\n")],
+        prop_oneof![8 => Just(None), 1 => Just(Some(b"\xc3".to_vec()))],
+    )
+        .prop_map(|(ts, head, m, cont, nl, raw)| {
+            let mut r = format!("{ts}{head}{}{nl}", MESSAGES[m]).into_bytes();
+            if let Some(b) = raw {
+                let k = r.len() - nl.len();
+                r.splice(k..k, b);
+            }
+            for c in cont {
+                r.extend_from_slice(c.as_bytes());
+                r.extend_from_slice(nl.as_bytes());
+            }
+            r
+        })
+}
+
+fn passport_stream() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(
+        prop_oneof![
+            4 => ndjson_line(),
+            3 => text_record(),
+            1 => (0..PIECES.len()).prop_map(|i| PIECES[i].as_bytes().to_vec()),
+            1 => prop::collection::vec(ndjson_line(), 1..3).prop_map(|v| {
+                // A `--style json` array of the same objects.
+                let elems: Vec<Vec<u8>> = v.into_iter().map(|mut l| { l.pop(); l }).collect();
+                let mut a = b"[".to_vec();
+                a.extend(elems.join(&b",\n"[..]));
+                a.extend_from_slice(b"]\n");
+                a
+            }),
+        ],
+        0..10,
+    )
+    .prop_map(|v| v.concat())
+}
+
+fn decode_with(o: &DecodeOptions, bytes: &[u8], prefilter: bool, cuts: &[usize]) -> Vec<DecodedItem> {
+    let mut d = StreamDecoder::new(o.clone());
+    d.set_prefilter(prefilter);
+    let mut out = Vec::new();
+    let mut at = 0;
+    for &c in cuts {
+        let c = c.min(bytes.len()).max(at);
+        d.feed(&bytes[at..c], &mut out);
+        at = c;
+    }
+    d.feed(&bytes[at..], &mut out);
+    d.finish(&mut out);
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn prefilter_gives_the_items_of_the_full_decoder(
+        bytes in passport_stream(),
+        raw_cuts in prop::collection::vec(any::<usize>(), 0..4),
+        passport in any::<bool>(),
+        small in any::<bool>(),
+    ) {
+        let f = if passport { Format::Passport } else { Format::Auto };
+        let o = opts(f, if small { 200 } else { 1 << 20 });
+        let cuts = cuts_for(bytes.len(), raw_cuts);
+        let slow = decode_with(&o, &bytes, false, &cuts);
+        let fast = decode_with(&o, &bytes, true, &cuts);
+        prop_assert_eq!(&fast, &slow, "{}", String::from_utf8_lossy(&bytes));
+    }
+}
+
+#[test]
+fn prefilter_equivalence_covers_both_paths() {
+    // The generators must produce chatter that the prefilter skips and records it must
+    // leave to the decoder, or the property above proves nothing.
+    let chatter = "{\"timestamp\": \"2026-03-03 16:00:00.018000-0800\", \"messageType\": \"Debug\", \"subsystem\": \"io.kandji.passport\", \"eventMessage\": \"Presenting Passport login window\", \"traceID\": 0}\n\
+        2026-03-04 08:15:02.123456-0800  localhost SecurityAgent[612]: (KandjiPassport) [io.kandji.passport:ui] Presenting Passport login window\n";
+    let o = opts(Format::Auto, 1 << 20);
+    let fast = decode_with(&o, chatter.as_bytes(), true, &[]);
+    let slow = decode_with(&o, chatter.as_bytes(), false, &[]);
+    assert_eq!(fast, slow);
+    assert_eq!(fast.len(), 2);
+    assert!(fast.iter().all(|i| i.kind == passportd::ingest::formats::ItemKind::Skipped));
+}

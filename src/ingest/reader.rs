@@ -255,9 +255,16 @@ impl FileReader {
 
     fn take_chunk(&mut self, normalizer: &Normalizer) -> Chunk {
         let mut chunk = Chunk { source: self.source.clone(), ..Chunk::default() };
-        normalizer.process(&self.source, &self.key, &self.items, Utc::now(), &mut chunk.events, &mut chunk.tally);
         normalizer.report_parse_errors(&self.source, &self.path.display().to_string(), &self.items);
-        self.items.clear();
+        // Drains the items, moving their strings into the events.
+        normalizer.process_owned(
+            &self.source,
+            &self.key,
+            &mut self.items,
+            Utc::now(),
+            &mut chunk.events,
+            &mut chunk.tally,
+        );
         chunk.checkpoint = Some(self.checkpoint());
         chunk
     }
@@ -318,9 +325,8 @@ pub fn replay_stdin(
     let mut items = Vec::new();
     let send = |items: &mut Vec<DecodedItem>| -> Result<(), ReadError> {
         let mut chunk = Chunk { source: source.name.clone(), ..Chunk::default() };
-        normalizer.process(&source.name, &key, items, Utc::now(), &mut chunk.events, &mut chunk.tally);
         normalizer.report_parse_errors(&source.name, "stdin", items);
-        items.clear();
+        normalizer.process_owned(&source.name, &key, items, Utc::now(), &mut chunk.events, &mut chunk.tally);
         tx.blocking_send(chunk).map_err(|_| ReadError::WriterGone)
     };
     decoder.feed(&first, &mut items);

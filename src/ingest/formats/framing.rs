@@ -28,7 +28,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::azure::{auto_label, to_signin};
-use super::passport::{decide, decide_text, leading_timestamp_len, Matcher, PassportFields};
+use super::passport::{decide, decide_text, leading_timestamp_len, Matcher, PassportFields, Prefilter};
 use super::record::{field_of, parse_obj, JsonFail, Obj, F};
 use super::scan::{count_nl, csv_cells, is_banner, sniff_envelope, trim_ascii, Scan, Scanner, Sniff};
 use super::{DecodeOptions, DecodedItem, Format, ItemKind, ParseErrorReason};
@@ -151,6 +151,9 @@ struct Wire {
 pub struct StreamDecoder {
     opts: DecodeOptions,
     matcher: Matcher,
+    /// Skips Passport chatter without decoding it; `None` when off (see `set_prefilter`)
+    /// or when the format cannot hold Passport records.
+    prefilter: Option<Prefilter>,
     buf: Vec<u8>,
     /// Stream offset of `buf[0]`.
     base: u64,
@@ -193,9 +196,11 @@ impl StreamDecoder {
             _ => Mode::Top,
         };
         let matcher = Matcher::new(&opts.passport);
+        let prefilter = matches!(opts.format, Format::Auto | Format::Passport).then(Prefilter::default);
         let mut d = Self {
             opts,
             matcher,
+            prefilter,
             buf: Vec::new(),
             base: offset,
             pos: 0,
@@ -211,6 +216,15 @@ impl StreamDecoder {
         };
         d.mark();
         d
+    }
+
+    /// Turns the chatter prefilter off or back on (it is on for `auto` and `passport`). The
+    /// prefilter skips, from the raw bytes, Passport records that cannot be anything but
+    /// chatter; the items are the same either way, which the equivalence tests check by
+    /// decoding with it off.
+    pub fn set_prefilter(&mut self, on: bool) {
+        let can = matches!(self.opts.format, Format::Auto | Format::Passport);
+        self.prefilter = (on && can).then(Prefilter::default);
     }
 
     /// The next bytes of the stream; pushes an item for every record now complete.
@@ -377,6 +391,9 @@ impl StreamDecoder {
             ItemKind::Error(ParseErrorReason::LineTooLong)
         } else {
             match std::str::from_utf8(&self.buf[s..e]) {
+                Ok(text) if self.prefilter.as_mut().is_some_and(|p| p.text_is_chatter(text.as_bytes())) => {
+                    ItemKind::Skipped
+                }
                 Ok(text) => decide_text(text.trim_end(), &self.matcher, self.opts.default_tz),
                 Err(_) => ItemKind::Error(ParseErrorReason::InvalidUtf8),
             }
@@ -535,6 +552,12 @@ impl StreamDecoder {
             return true;
         }
         let bytes = &self.buf[self.pos..nl];
+        if self.prefilter.as_mut().is_some_and(|p| p.json_is_chatter(bytes)) {
+            push(out, start, end, self.line, ItemKind::Skipped);
+            self.advance(next - self.pos);
+            self.mark();
+            return true;
+        }
         let fail = match parse_obj(bytes) {
             Ok(o) => {
                 dispatch(&self.opts, &self.matcher, &o, bytes, start, end, self.line, out, false);
@@ -707,7 +730,9 @@ impl StreamDecoder {
             Some(k) => push(out, start, end, line, k),
             None => {
                 let bytes = &self.buf[self.pos..self.pos + e];
-                if bytes[0] == b'{' {
+                if bytes[0] == b'{' && self.prefilter.as_mut().is_some_and(|p| p.json_is_chatter(bytes)) {
+                    push(out, start, end, line, ItemKind::Skipped);
+                } else if bytes[0] == b'{' {
                     match parse_obj(bytes) {
                         Ok(o) => dispatch(&self.opts, &self.matcher, &o, bytes, start, end, line, out, env),
                         Err(f) => push(out, start, end, line, ItemKind::Error(json_reason(f))),

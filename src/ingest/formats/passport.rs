@@ -18,6 +18,9 @@
 //! the catalogue decides from `message_codes` and message patterns.
 
 use std::borrow::Cow;
+use std::sync::LazyLock;
+
+use memchr::memmem;
 
 use serde::Deserialize;
 
@@ -59,7 +62,7 @@ impl Matcher {
         self.subsystems.iter().any(|n| contains_ci(r.subsystem, n))
             || self.senders.iter().any(|n| contains_ci(r.sender, n))
             || self.processes.iter().any(|n| contains_ci(r.process, n))
-            || (self.any_aadsts && memchr::memmem::find(r.message.as_bytes(), b"AADSTS").is_some())
+            || (self.any_aadsts && AADSTS.find(r.message.as_bytes()).is_some())
     }
 }
 
@@ -112,16 +115,255 @@ const SUCCESS_PHRASES: &[&str] = &[
 const FAILURE_ANCHORS: &[&str] = &["fail", "invalid_", "interaction_required", "unauthorized_client"];
 const SUCCESS_ANCHOR: &str = "succe";
 
-fn contains(hay: &[u8], needle: &str) -> bool {
-    memchr::memmem::find(hay, needle.as_bytes()).is_some()
+/// `AADSTS`, built once: `memmem::find` builds its searcher on every call, which costs
+/// more than the search itself on a short line.
+static AADSTS: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new("AADSTS"));
+
+/// What may make a Passport record more than chatter, lower-cased: `decide` returns
+/// `Skipped` for every record whose ASCII-lower-cased text contains none of these
+/// (`aadsts`: a code; `<private>`: redaction; `error`: an error body's `"error` key or an
+/// `Error` message type; `fault`: a `Fault` message type; the outcome phrase anchors).
+/// The compact style's one-letter types (`E`, `F`) escape this and are checked apart.
+const CHATTER_ANCHORS: &[&str] = &[
+    "aadsts",
+    "<private>",
+    "error",
+    "fault",
+    FAILURE_ANCHORS[0],
+    FAILURE_ANCHORS[1],
+    FAILURE_ANCHORS[2],
+    FAILURE_ANCHORS[3],
+    SUCCESS_ANCHOR,
+];
+
+/// Settles, from the raw bytes and without parsing, that most Passport records are
+/// chatter (`decide` would return `Skipped`). Answers only "surely chatter" or "don't
+/// know"; the caller decodes everything it does not skip exactly as before.
+#[derive(Debug, Clone)]
+pub(crate) struct Prefilter {
+    finders: Vec<memmem::Finder<'static>>,
+    /// The lower-cased record (reused between records).
+    lower: Vec<u8>,
+}
+
+/// What one pass over a record's bytes saw.
+struct Lowered {
+    /// A byte below 0x20 (JSON forbids them in strings).
+    control: bool,
+    /// A backslash: a JSON escape can spell an anchor (`\u0041ADSTS`) or a key that the
+    /// raw bytes do not show.
+    backslash: bool,
+}
+
+impl Default for Prefilter {
+    fn default() -> Self {
+        Self {
+            finders: CHATTER_ANCHORS.iter().map(|a| memmem::Finder::new(a).into_owned()).collect(),
+            lower: Vec::new(),
+        }
+    }
+}
+
+impl Prefilter {
+    /// Lower-cases `text` into the scratch buffer in one branch-free pass that also notes
+    /// control bytes and backslashes.
+    fn lower(&mut self, text: &[u8]) -> Lowered {
+        self.lower.clear();
+        self.lower.reserve(text.len());
+        let (mut control, mut backslash) = (false, false);
+        self.lower.extend(text.iter().map(|&b| {
+            control |= b < 0x20;
+            backslash |= b == b'\\';
+            b.to_ascii_lowercase()
+        }));
+        Lowered { control, backslash }
+    }
+
+    fn any_anchor(&self) -> bool {
+        self.finders.iter().any(|f| f.find(&self.lower).is_some())
+    }
+
+    /// True when the unified-log text record `text` (its head line and continuation
+    /// lines, already known to be UTF-8) is surely chatter.
+    pub fn text_is_chatter(&mut self, text: &[u8]) -> bool {
+        // `log show --style compact` writes the message type as `E` / `F` (Error / Fault).
+        if compact_error_type(text) {
+            return false;
+        }
+        self.lower(text);
+        !self.any_anchor()
+    }
+
+    /// True when `line` holds one JSON object that `parse_obj` surely decodes, whose top
+    /// level has an `eventMessage` key (so it is decoded as a Passport record, not an
+    /// Azure one or an envelope), and that is surely chatter.
+    pub fn json_is_chatter(&mut self, line: &[u8]) -> bool {
+        // One trailing CR (CRLF files) sits after the object, where serde ignores it.
+        let body = line.strip_suffix(b"\r").unwrap_or(line);
+        let seen = self.lower(body);
+        if seen.control || seen.backslash || self.any_anchor() {
+            return false;
+        }
+        // Checked after the anchors: most lines that get this far are chatter, and this is
+        // the dearest test (one vectorised pass, but over the whole line).
+        if std::str::from_utf8(body).is_err() {
+            return false;
+        }
+        simple_object_with_event_message(body)
+    }
+}
+
+/// Whether the first token after a text line's timestamp is a compact-style Error / Fault
+/// type (`E`, `Er`, `F`, `Ft`). CR and LF end a token here too, which can only say yes
+/// more often than `parse_text_head`.
+fn compact_error_type(text: &[u8]) -> bool {
+    let Some(ts) = leading_timestamp_len(text) else {
+        return false;
+    };
+    let rest = &text[ts..];
+    let start = rest.iter().position(|&b| b != b' ' && b != b'\t').unwrap_or(rest.len());
+    let rest = &rest[start..];
+    let end = rest.iter().position(|&b| matches!(b, b' ' | b'\t' | b'\r' | b'\n')).unwrap_or(rest.len());
+    matches!(&rest[..end], b"E" | b"Er" | b"F" | b"Ft")
+}
+
+/// Validates, without building anything, that `b` starts with a JSON object that serde
+/// decodes without error, and reports whether its top level has an `eventMessage` key
+/// (any casing, as `record::field_of` matches keys). Only a subset is recognised: no
+/// escapes or control bytes (the caller checked), integers of at most 18 digits (serde
+/// reads wider or fractional numbers as floats, which can fail as out of range), nesting
+/// at most 32 deep (serde's limit is 128); anything else answers false, and the caller
+/// takes the full decoder. Like `parse_obj`, it ignores what follows the object.
+fn simple_object_with_event_message(b: &[u8]) -> bool {
+    let mut p = JsonSkim { b, i: 0, event_message: false };
+    p.ws();
+    p.object(0).is_some() && p.event_message
+}
+
+struct JsonSkim<'a> {
+    b: &'a [u8],
+    i: usize,
+    event_message: bool,
+}
+
+impl JsonSkim<'_> {
+    fn ws(&mut self) {
+        while self.b.get(self.i).is_some_and(|c| matches!(c, b' ' | b'\t' | b'\r' | b'\n')) {
+            self.i += 1;
+        }
+    }
+
+    fn eat(&mut self, c: u8) -> Option<()> {
+        (self.b.get(self.i) == Some(&c)).then(|| self.i += 1)
+    }
+
+    /// A string without escapes; returns its contents.
+    fn string(&mut self) -> Option<&[u8]> {
+        self.eat(b'"')?;
+        let len = memchr::memchr(b'"', &self.b[self.i..])?;
+        let s = &self.b[self.i..self.i + len];
+        self.i += len + 1;
+        Some(s)
+    }
+
+    fn object(&mut self, depth: u32) -> Option<()> {
+        self.eat(b'{')?;
+        self.ws();
+        if self.eat(b'}').is_some() {
+            return Some(());
+        }
+        loop {
+            let key = self.string()?;
+            if depth == 0 && key.len() == "eventmessage".len() && key.eq_ignore_ascii_case(b"eventmessage") {
+                self.event_message = true;
+            }
+            self.ws();
+            self.eat(b':')?;
+            self.ws();
+            self.value(depth)?;
+            self.ws();
+            if self.eat(b'}').is_some() {
+                return Some(());
+            }
+            self.eat(b',')?;
+            self.ws();
+        }
+    }
+
+    fn array(&mut self, depth: u32) -> Option<()> {
+        self.eat(b'[')?;
+        self.ws();
+        if self.eat(b']').is_some() {
+            return Some(());
+        }
+        loop {
+            self.value(depth)?;
+            self.ws();
+            if self.eat(b']').is_some() {
+                return Some(());
+            }
+            self.eat(b',')?;
+            self.ws();
+        }
+    }
+
+    fn value(&mut self, depth: u32) -> Option<()> {
+        match *self.b.get(self.i)? {
+            b'"' => self.string().map(|_| ()),
+            b'{' if depth < 32 => self.object(depth + 1),
+            b'[' if depth < 32 => self.array(depth + 1),
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            b'-' | b'0'..=b'9' => self.integer(),
+            _ => None,
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        self.b.get(self.i..self.i + word.len()).filter(|w| *w == word)?;
+        self.i += word.len();
+        self.delimited()
+    }
+
+    /// `-?(0|[1-9][0-9]{0,17})`, then a delimiter.
+    fn integer(&mut self) -> Option<()> {
+        let _ = self.eat(b'-');
+        let digits = self.b[self.i..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 || digits > 18 || (digits > 1 && self.b[self.i] == b'0') {
+            return None;
+        }
+        self.i += digits;
+        self.delimited()
+    }
+
+    /// What may follow a scalar inside a container (serde rejects `truex`, `1.`, `1e`).
+    fn delimited(&self) -> Option<()> {
+        matches!(self.b.get(self.i), Some(b',' | b'}' | b']' | b' ' | b'\t' | b'\r' | b'\n')).then_some(())
+    }
+}
+
+/// Searchers for a list of needles, built once (building one costs more than a search of
+/// a short message, and every record that passes the prefilter runs all of them).
+fn finders(needles: &[&'static str]) -> Vec<memmem::Finder<'static>> {
+    needles.iter().map(|n| memmem::Finder::new(n.as_bytes())).collect()
+}
+
+static FAILURE_ANCHOR_FINDERS: LazyLock<Vec<memmem::Finder<'static>>> = LazyLock::new(|| finders(FAILURE_ANCHORS));
+static FAILURE_PHRASE_FINDERS: LazyLock<Vec<memmem::Finder<'static>>> = LazyLock::new(|| finders(FAILURE_PHRASES));
+static SUCCESS_ANCHOR_FINDER: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new(SUCCESS_ANCHOR));
+static SUCCESS_PHRASE_FINDERS: LazyLock<Vec<memmem::Finder<'static>>> = LazyLock::new(|| finders(SUCCESS_PHRASES));
+
+fn any_of(finders: &[memmem::Finder<'static>], hay: &[u8]) -> bool {
+    finders.iter().any(|f| f.find(hay).is_some())
 }
 
 /// (failure phrase present, success phrase present and no failure phrase).
 fn outcome_phrases(msg: &str) -> (bool, bool) {
     let lower = msg.to_ascii_lowercase();
     let hay = lower.as_bytes();
-    let failure = FAILURE_ANCHORS.iter().any(|a| contains(hay, a)) && FAILURE_PHRASES.iter().any(|p| contains(hay, p));
-    let success = !failure && contains(hay, SUCCESS_ANCHOR) && SUCCESS_PHRASES.iter().any(|p| contains(hay, p));
+    let failure = any_of(&FAILURE_ANCHOR_FINDERS, hay) && any_of(&FAILURE_PHRASE_FINDERS, hay);
+    let success = !failure && SUCCESS_ANCHOR_FINDER.find(hay).is_some() && any_of(&SUCCESS_PHRASE_FINDERS, hay);
     (failure, success)
 }
 
@@ -180,7 +422,7 @@ fn push_code(codes: &mut Vec<u32>, c: u32) {
 /// Appends every `AADSTS` followed by 5–7 digits, in order, without repeats.
 pub(crate) fn extract_codes(msg: &str, codes: &mut Vec<u32>) {
     let b = msg.as_bytes();
-    for at in memchr::memmem::find_iter(b, b"AADSTS") {
+    for at in AADSTS.find_iter(b) {
         let digits = &b[at + 6..];
         let n = digits.iter().take(7).take_while(|d| d.is_ascii_digit()).count();
         if n >= 5 {
@@ -516,6 +758,52 @@ mod tests {
         assert_eq!(find_email("for user alice@contoso.example."), Some("alice@contoso.example"));
         assert_eq!(find_email("no @ here"), None);
         assert_eq!(find_oauth_error(r#"x {"error":"invalid_grant","error_desc"#), Some("invalid_grant"));
+    }
+
+    #[test]
+    fn prefilter_skips_chatter_and_nothing_else() {
+        let mut p = Prefilter::default();
+        let chatter = r#"{"traceID": 0, "processImagePath": "/System/SecurityAgent", "timestamp": "2026-03-03 16:00:00.018000-0800", "messageType": "Debug", "subsystem": "io.kandji.passport", "eventMessage": "Presenting Passport login window", "threadID": 9254, "n": -12, "a": [true, false, null, {"b": []}], "o": {}}"#;
+        assert!(p.json_is_chatter(chatter.as_bytes()));
+        assert!(p.json_is_chatter(format!("{chatter}\r").as_bytes()));
+        assert!(p.json_is_chatter(format!("{chatter} trailing garbage").as_bytes()));
+        assert!(p.json_is_chatter(br#"{"EventMessage": null}"#));
+        for line in [
+            // An anchor, in any case, in any field.
+            r#"{"eventMessage": "AADSTS50126: x"}"#,
+            r#"{"eventMessage": "Authentication FAILED"}"#,
+            r#"{"eventMessage": "x", "messageType": "Fault"}"#,
+            r#"{"eventMessage": "<private>"}"#,
+            r#"{"eventMessage": "Login Succeeded"}"#,
+            // Escapes may spell an anchor.
+            r#"{"eventMessage": "\u0041ADSTS50126"}"#,
+            // Not a Passport record at the top level, or not surely valid for serde.
+            r#"{"message": "x"}"#,
+            r#"{"properties": {"eventMessage": "x"}}"#,
+            r#"{"eventMessage": "x", "n": 1.5}"#,
+            r#"{"eventMessage": "x", "n": 01}"#,
+            r#"{"eventMessage": "x", "n": 1234567890123456789}"#,
+            r#"{"eventMessage": "x", "b": truex}"#,
+            r#"{"eventMessage": "x""#,
+            r#"{"eventMessage": "x",}"#,
+            "{\"eventMessage\": \"x\ty\"}",
+        ] {
+            assert!(!p.json_is_chatter(line.as_bytes()), "{line}");
+        }
+        assert!(!p.json_is_chatter(b"{\"eventMessage\": \"\xff\"}"));
+
+        let syslog = "2026-03-04 08:15:02.123456-0800  localhost SecurityAgent[612]: (KandjiPassport) [io.kandji.passport:ui] Presenting Passport login window\n   more\n";
+        assert!(p.text_is_chatter(syslog.as_bytes()));
+        assert!(p.text_is_chatter(b"2026-03-04 08:15:02.123 Df SecurityAgent[612:26b7] [io.kandji.passport:ui] window"));
+        for text in [
+            "2026-03-04 08:15:02.123 E  SecurityAgent[612:26b7] [io.kandji.passport:auth] window",
+            "2026-03-04 08:15:02.123\tFt SecurityAgent[612:26b7] [io.kandji.passport:auth] window",
+            "2026-03-04 08:15:02.123 F",
+            "2026-03-04 08:15:02.123456-0800 0x26b7     Error       0x0   612    0    SecurityAgent: window",
+            "2026-03-04 08:15:02.123456-0800  localhost SecurityAgent[612]: window\n   AADSTS50126 on the next line",
+        ] {
+            assert!(!p.text_is_chatter(text.as_bytes()), "{text}");
+        }
     }
 
     #[test]

@@ -378,58 +378,76 @@ pub(crate) enum F {
 
 /// Classifies a key (or a CSV header cell such as `TimeGenerated [UTC]`).
 pub(crate) fn field_of(key: &str) -> F {
+    let kb = key.as_bytes();
+    // Almost every key is a bare ASCII name: then trimming and the CSV suffix split below
+    // are no-ops, and skipping them (a `str::find` builds a two-way searcher per call, for
+    // every one of the ~60 keys of a record) halves the cost of key matching. A key that
+    // starts or ends with a non-ASCII byte (Unicode whitespace?) or holds a `[` takes the
+    // general path, so the result is the same for every key.
+    let plain = match (kb.first(), kb.last()) {
+        // Graphic ASCII is whitespace under no definition (`str::trim` also trims \x0B).
+        (Some(a), Some(z)) => a.is_ascii_graphic() && z.is_ascii_graphic() && !kb.contains(&b'['),
+        _ => true,
+    };
+    if plain {
+        return field_of_name(kb);
+    }
     let key = key.trim();
     // Portal CSV headers carry a unit / zone suffix: "TimeGenerated [UTC]".
     let key = match key.find(" [") {
         Some(i) => &key[..i],
         None => key,
     };
-    let mut buf = [0u8; 32];
-    let kb = key.as_bytes();
-    if kb.len() > buf.len() {
-        return F::Other;
-    }
-    for (d, s) in buf.iter_mut().zip(kb) {
-        *d = s.to_ascii_lowercase();
-    }
-    match &buf[..kb.len()] {
-        b"time" => F::Time,
-        b"timegenerated" => F::TimeGenerated,
-        b"createddatetime" => F::Created,
-        b"timestamp" => F::Timestamp,
-        b"resulttype" => F::ResultType,
-        b"resultdescription" => F::ResultDescription,
-        b"tenantid" => F::TenantId,
-        b"resourceid" => F::ResourceId,
-        b"resourcetenantid" => F::ResourceTenantId,
-        b"correlationid" => F::CorrelationId,
-        b"identity" => F::Identity,
-        b"calleripaddress" => F::CallerIp,
-        b"ipaddress" => F::Ip,
-        b"userprincipalname" => F::Upn,
-        b"appid" => F::AppId,
-        b"appdisplayname" => F::AppName,
-        b"clientappused" => F::ClientApp,
-        b"authenticationprotocol" => F::AuthProtocol,
-        b"tokenissuertype" => F::TokenIssuerType,
-        b"id" => F::Id,
-        b"status" => F::Status,
-        b"properties" => F::Properties,
-        b"records" => F::Records,
-        b"value" => F::Value,
-        b"eventmessage" => F::EventMessage,
-        b"messagetype" => F::MessageType,
-        b"subsystem" => F::Subsystem,
-        b"category" => F::Category,
-        b"processimagepath" => F::ProcessImagePath,
-        b"senderimagepath" => F::SenderImagePath,
-        b"devicedetail" => F::DeviceDetail,
-        b"errorcode" => F::ErrorCode,
-        b"failurereason" => F::FailureReason,
-        b"additionaldetails" => F::AdditionalDetails,
-        b"displayname" => F::DisplayName,
-        _ => F::Other,
-    }
+    field_of_name(key.as_bytes())
+}
+
+/// Classifies a bare key name, ASCII case-insensitively.
+fn field_of_name(k: &[u8]) -> F {
+    // Dispatch on the length first: most keys of a record are none of these names and
+    // fall through after at most a few case-insensitive compares of that length, with no
+    // lower-cased copy.
+    let names: &[(&[u8], F)] = match k.len() {
+        2 => &[(b"id", F::Id)],
+        4 => &[(b"time", F::Time)],
+        5 => &[(b"appid", F::AppId), (b"value", F::Value)],
+        6 => &[(b"status", F::Status)],
+        7 => &[(b"records", F::Records)],
+        8 => &[(b"tenantid", F::TenantId), (b"identity", F::Identity), (b"category", F::Category)],
+        9 => &[
+            (b"timestamp", F::Timestamp),
+            (b"ipaddress", F::Ip),
+            (b"subsystem", F::Subsystem),
+            (b"errorcode", F::ErrorCode),
+        ],
+        10 => &[(b"resulttype", F::ResultType), (b"resourceid", F::ResourceId), (b"properties", F::Properties)],
+        11 => &[(b"messagetype", F::MessageType), (b"displayname", F::DisplayName)],
+        12 => &[(b"devicedetail", F::DeviceDetail), (b"eventmessage", F::EventMessage)],
+        13 => &[
+            (b"timegenerated", F::TimeGenerated),
+            (b"correlationid", F::CorrelationId),
+            (b"clientappused", F::ClientApp),
+            (b"failurereason", F::FailureReason),
+        ],
+        14 => &[(b"appdisplayname", F::AppName)],
+        15 => &[
+            (b"createddatetime", F::Created),
+            (b"calleripaddress", F::CallerIp),
+            (b"tokenissuertype", F::TokenIssuerType),
+            (b"senderimagepath", F::SenderImagePath),
+        ],
+        16 => &[(b"resourcetenantid", F::ResourceTenantId), (b"processimagepath", F::ProcessImagePath)],
+        17 => &[
+            (b"resultdescription", F::ResultDescription),
+            (b"userprincipalname", F::Upn),
+            (b"additionaldetails", F::AdditionalDetails),
+        ],
+        22 => &[(b"authenticationprotocol", F::AuthProtocol)],
+        _ => &[],
+    };
+    // The last byte differs between most names of one length (and between a name and most
+    // other keys): test it before the whole compare.
+    let last = k.last().map(u8::to_ascii_lowercase);
+    names.iter().find(|(n, _)| n.last() == last.as_ref() && k.eq_ignore_ascii_case(n)).map_or(F::Other, |(_, f)| *f)
 }
 
 /// A map key, classified without allocating.
@@ -637,8 +655,15 @@ pub(crate) enum JsonFail {
 /// Decodes one object from the start of `bytes`, ignoring anything after it (trailing
 /// garbage on a line is tolerated).
 pub(crate) fn parse_obj(bytes: &[u8]) -> Result<Obj<'_>, JsonFail> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    match Obj::deserialize(&mut de) {
+    // One vectorised UTF-8 check of the whole record, then a `str` reader that trusts it,
+    // costs less than the slice reader's check of every string it keeps, one by one. Bytes
+    // that are not UTF-8 keep the slice reader: it accepts them where they sit in a value
+    // that is skipped, and the outcome must not depend on this shortcut.
+    let result = match std::str::from_utf8(bytes) {
+        Ok(text) => Obj::deserialize(&mut serde_json::Deserializer::from_str(text)),
+        Err(_) => Obj::deserialize(&mut serde_json::Deserializer::from_slice(bytes)),
+    };
+    match result {
         Ok(o) => Ok(o),
         Err(e) if e.is_eof() => Err(JsonFail::Eof),
         Err(_) => {
@@ -647,6 +672,128 @@ pub(crate) fn parse_obj(bytes: &[u8]) -> Result<Obj<'_>, JsonFail> {
             } else {
                 Err(JsonFail::Invalid)
             }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    /// `field_of` as it was before its fast paths: trim, CSV suffix split, lower-case match.
+    fn field_of_reference(key: &str) -> F {
+        let key = key.trim();
+        let key = match key.find(" [") {
+            Some(i) => &key[..i],
+            None => key,
+        };
+        let lower = key.to_ascii_lowercase();
+        match lower.as_str() {
+            "time" => F::Time,
+            "timegenerated" => F::TimeGenerated,
+            "createddatetime" => F::Created,
+            "timestamp" => F::Timestamp,
+            "resulttype" => F::ResultType,
+            "resultdescription" => F::ResultDescription,
+            "tenantid" => F::TenantId,
+            "resourceid" => F::ResourceId,
+            "resourcetenantid" => F::ResourceTenantId,
+            "correlationid" => F::CorrelationId,
+            "identity" => F::Identity,
+            "calleripaddress" => F::CallerIp,
+            "ipaddress" => F::Ip,
+            "userprincipalname" => F::Upn,
+            "appid" => F::AppId,
+            "appdisplayname" => F::AppName,
+            "clientappused" => F::ClientApp,
+            "authenticationprotocol" => F::AuthProtocol,
+            "tokenissuertype" => F::TokenIssuerType,
+            "id" => F::Id,
+            "status" => F::Status,
+            "properties" => F::Properties,
+            "records" => F::Records,
+            "value" => F::Value,
+            "eventmessage" => F::EventMessage,
+            "messagetype" => F::MessageType,
+            "subsystem" => F::Subsystem,
+            "category" => F::Category,
+            "processimagepath" => F::ProcessImagePath,
+            "senderimagepath" => F::SenderImagePath,
+            "devicedetail" => F::DeviceDetail,
+            "errorcode" => F::ErrorCode,
+            "failurereason" => F::FailureReason,
+            "additionaldetails" => F::AdditionalDetails,
+            "displayname" => F::DisplayName,
+            _ => F::Other,
+        }
+    }
+
+    const NAMES: &[&str] = &[
+        "time",
+        "TimeGenerated",
+        "createdDateTime",
+        "timestamp",
+        "resultType",
+        "ResultDescription",
+        "tenantId",
+        "resourceId",
+        "resourceTenantId",
+        "correlationId",
+        "identity",
+        "callerIpAddress",
+        "ipAddress",
+        "userPrincipalName",
+        "appId",
+        "appDisplayName",
+        "clientAppUsed",
+        "authenticationProtocol",
+        "tokenIssuerType",
+        "id",
+        "Status",
+        "properties",
+        "records",
+        "value",
+        "eventMessage",
+        "messageType",
+        "subsystem",
+        "category",
+        "processImagePath",
+        "senderImagePath",
+        "deviceDetail",
+        "errorCode",
+        "failureReason",
+        "additionalDetails",
+        "displayName",
+        "homeTenantId",
+        "riskDetail",
+        "",
+        "x",
+    ];
+
+    #[test]
+    fn every_name_is_recognised_by_length() {
+        let distinct: std::collections::HashSet<String> = NAMES.iter().map(|n| format!("{:?}", field_of(n))).collect();
+        // 35 fields plus `Other` (shared by the last four names).
+        assert_eq!(distinct.len(), 36, "{distinct:?}");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fast_path_agrees_with_reference(
+            name in proptest::sample::select(NAMES),
+            pre in "[ \t\u{b}\u{a0}\u{3000}]{0,2}",
+            post in "( \\[UTC\\]|\\[x|[ \t\u{b}\u{a0}]|Z){0,2}",
+            upper in proptest::bool::ANY,
+        ) {
+            let name = if upper { name.to_ascii_uppercase() } else { name.to_string() };
+            let key = format!("{pre}{name}{post}");
+            proptest::prop_assert_eq!(field_of(&key), field_of_reference(&key), "{:?}", key);
+        }
+
+        #[test]
+        fn fast_path_agrees_on_any_text(key in "\\PC{0,40}") {
+            proptest::prop_assert_eq!(field_of(&key), field_of_reference(&key));
         }
     }
 }
