@@ -217,3 +217,19 @@ fn forgets_checkpoints_of_files_unseen_for_forget_after() {
     let future = chrono::Utc::now() + chrono::Duration::seconds(1);
     assert_eq!(h.rt.block_on(store.forget_stale_checkpoints("t", future)).unwrap(), 1);
 }
+
+#[test]
+fn lines_written_before_a_restart_survive_a_copytruncate_before_the_first_poll() {
+    // Found by the tail model: the restarted tailer has not read the file yet when it is
+    // copied and truncated; the copy holds every line.
+    for _ in 0..5 {
+        let mut h = Harness::new("app.log*", "read_grace = \"0s\"\nmax_open_files = 2\npoll_interval = \"10ms\"");
+        h.append("app.log", &lines(0..3));
+        h.restart();
+        std::fs::copy(h.path("app.log"), h.path("app.log.1")).unwrap();
+        std::fs::OpenOptions::new().write(true).open(h.path("app.log")).unwrap().set_len(0).unwrap();
+        h.poll();
+        h.stop();
+        assert_exactly_once(&h.stored(), 0..3);
+    }
+}

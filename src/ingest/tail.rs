@@ -421,7 +421,10 @@ impl Tailer {
                     if !grew && t.gone_since.is_none() {
                         continue;
                     }
-                    if !self.make_room() {
+                    // Prefer closing an idle file at its end; else any file still on disk
+                    // (it reopens by path at its position). Skipping instead could leave a
+                    // file unread for the whole round, lost if it is deleted before the next.
+                    if !self.make_room() && !self.make_room_strict() {
                         continue;
                     }
                     let Some(t) = self.tracked.get_mut(key) else {

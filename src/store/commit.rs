@@ -248,7 +248,11 @@ impl Store {
         if batch.is_empty() {
             return Ok(result);
         }
-        let mut tx = self.pool().begin().await?;
+        // IMMEDIATE: take the write lock first. A deferred transaction reads (watermark,
+        // MAX(id)) under a snapshot and then fails with SQLITE_BUSY if another writer (the
+        // HTTP ingest, an acknowledgement, retention) committed meanwhile; this one waits
+        // its turn (busy_timeout) instead, and the ids it assigns cannot be taken.
+        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
         let mut watermark: i64 =
             sqlx::query_scalar("SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'watermark_ms'")
                 .fetch_optional(&mut *tx)
