@@ -94,7 +94,11 @@ fn json_value() -> impl Strategy<Value = serde_json::Value> {
 }
 
 fn feed_chunks(o: &DecodeOptions, bytes: &[u8], cuts: &[usize]) -> Vec<DecodedItem> {
-    let mut d = StreamDecoder::new(o.clone());
+    feed_decoder(StreamDecoder::new(o.clone()), bytes, cuts)
+}
+
+/// Feeds `bytes` to `d` cut at `cuts`, then finishes it.
+fn feed_decoder(mut d: StreamDecoder, bytes: &[u8], cuts: &[usize]) -> Vec<DecodedItem> {
     let mut out = Vec::new();
     let mut at = 0;
     for &c in cuts {
@@ -390,16 +394,7 @@ fn passport_stream() -> impl Strategy<Value = Vec<u8>> {
 fn decode_with(o: &DecodeOptions, bytes: &[u8], prefilter: bool, cuts: &[usize]) -> Vec<DecodedItem> {
     let mut d = StreamDecoder::new(o.clone());
     d.set_prefilter(prefilter);
-    let mut out = Vec::new();
-    let mut at = 0;
-    for &c in cuts {
-        let c = c.min(bytes.len()).max(at);
-        d.feed(&bytes[at..c], &mut out);
-        at = c;
-    }
-    d.feed(&bytes[at..], &mut out);
-    d.finish(&mut out);
-    out
+    feed_decoder(d, bytes, cuts)
 }
 
 proptest! {
