@@ -42,6 +42,8 @@ const PASS_BUDGET: usize = 4 * READ_BUFFER_BYTES;
 const MAX_PASSES: usize = 64;
 /// Sibling entries looked at when searching a folder for a generation by content.
 const MAX_SIBLINGS: usize = 4096;
+/// Rounds a new file that looks like an unfinished copy waits before it is taken as new.
+const COPY_WAIT_ROUNDS: u32 = 5;
 
 /// Everything a tail task needs.
 pub struct TailContext {
@@ -109,6 +111,8 @@ pub struct Tailer {
     lost: Vec<Checkpoint>,
     /// Old files left alone by `ignore_older`, with the mtime they were judged by.
     ignored: HashMap<(u64, u64), Option<SystemTime>>,
+    /// New files that may be a copy still being written (see `adopt_new`): rounds waited.
+    deferred: HashMap<(u64, u64), u32>,
     first_round: bool,
     round: u64,
     buf: Vec<u8>,
@@ -145,6 +149,7 @@ impl Tailer {
             tracked: HashMap::new(),
             lost: checkpoints,
             ignored: HashMap::new(),
+            deferred: HashMap::new(),
             first_round: true,
             round: 0,
             buf: vec![0u8; READ_BUFFER_BYTES],
@@ -188,6 +193,7 @@ impl Tailer {
         }
 
         self.ignored.retain(|k, _| seen.contains_key(k));
+        self.deferred.retain(|k, _| seen.contains_key(k));
         self.reconcile_tracked(&seen, now);
         self.adopt_new(&seen, now)?;
         self.recover_lost(now)?;
@@ -295,6 +301,18 @@ impl Tailer {
                 Some(i) => Some(self.lost.swap_remove(i)),
                 None => self.copy_of_followed(&id),
             };
+            // A copy caught while it is being written (copytruncate's copy is created
+            // empty, then filled) holds only a prefix of a known generation's head; taken
+            // as new now, it would be read again from 0 once complete: a duplicate of
+            // every line. Wait a few rounds for it to become recognizable.
+            if adopted.is_none() && self.may_be_copy_in_progress(&id) {
+                let waited = self.deferred.entry(*key).or_insert(0);
+                if *waited < COPY_WAIT_ROUNDS {
+                    *waited += 1;
+                    continue;
+                }
+            }
+            self.deferred.remove(key);
             let reader = match adopted {
                 Some(cp) => {
                     if (cp.dev, cp.ino) != (id.dev, id.ino) {
@@ -333,6 +351,15 @@ impl Tailer {
             self.tracked.insert(*key, t);
         }
         Ok(())
+    }
+
+    /// True when this new file's head is a strict prefix of the head of a lost or followed
+    /// generation, and it is shorter than what was read of it: maybe a copy in progress.
+    fn may_be_copy_in_progress(&self, id: &FileIdentity) -> bool {
+        let prefix_of = |c: &Checkpoint| {
+            id.head.len() < c.fingerprint.len() && c.fingerprint.starts_with(&id.head) && id.size < c.offset
+        };
+        self.lost.iter().any(prefix_of) || self.tracked.values().any(|t| prefix_of(&t.reader.checkpoint()))
     }
 
     /// A followed generation this new file is a copy of (its head continues that
