@@ -308,7 +308,8 @@ impl Store {
             let ev = &stored.event;
             let occurred_at = to_ms(ev.occurred_at);
             let dedup_at = ev.dedup_at();
-            if stored_before.contains(&(dedup_at, key.clone())) || !seen.insert((dedup_at, key.as_str())) {
+            let already = !stored_before.is_empty() && stored_before.contains(&(dedup_at, key.clone()));
+            if already || !seen.insert((dedup_at, key.as_str())) {
                 result.duplicates += 1;
                 *result.duplicates_by_source.entry(ev.source.clone()).or_default() += 1;
                 continue;
@@ -468,12 +469,22 @@ async fn stored_keys(
             ") SELECT json_group_array(json_array(e.dedup_at, e.dedup_key)) FROM v
                JOIN events e ON e.dedup_at = v.t AND e.dedup_key = v.k",
         );
-        let json: String = q.build_query_scalar().persistent(false).fetch_one(&mut **tx).await?;
-        let keys: Vec<(i64, String)> = serde_json::from_str(&json)
-            .map_err(|e| StoreError::Corrupt { column: "events.dedup_key", value: e.to_string() })?;
+        let keys: Vec<(i64, String)> = fetch_json_rows(tx, q, "events.dedup_key").await?;
         found.extend(keys);
     }
     Ok(found)
+}
+
+/// Runs a query that returns its rows as ONE JSON array (`json_group_array`) and decodes
+/// it: sqlx ships every result row over its worker channel with a thread wake-up, which
+/// cost more than the queries that return many rows.
+async fn fetch_json_rows<T: serde::de::DeserializeOwned>(
+    tx: &mut Tx<'_>,
+    mut q: QueryBuilder<'_, Sqlite>,
+    what: &'static str,
+) -> Result<Vec<T>, StoreError> {
+    let json: String = q.build_query_scalar().persistent(false).fetch_one(&mut **tx).await?;
+    serde_json::from_str(&json).map_err(|e| StoreError::Corrupt { column: what, value: e.to_string() })
 }
 
 /// Inserts up to `INSERT_ROWS` new rows in one statement, with the ids, incidents and
@@ -970,10 +981,8 @@ async fn window_events(
         let start = chunk.iter().map(|c| c.1).min().unwrap_or(0).saturating_sub(window);
         let end = chunk.iter().map(|c| c.2).max().unwrap_or(0);
         let keys: Vec<&str> = chunk.iter().map(|c| c.0).collect();
-        let mut q = window_query("", column, extra, start, end, &keys);
-        let json: String = q.build_query_scalar().persistent(false).fetch_one(&mut **tx).await?;
-        let found: Vec<(String, i64, Option<String>)> = serde_json::from_str(&json)
-            .map_err(|e| StoreError::Corrupt { column: "events (detector window)", value: e.to_string() })?;
+        let q = window_query("", column, extra, start, end, &keys);
+        let found: Vec<(String, i64, Option<String>)> = fetch_json_rows(tx, q, "events (detector window)").await?;
         for (k, t, u) in found {
             out.entry(k).or_default().push((t, u));
         }
