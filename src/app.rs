@@ -188,7 +188,7 @@ impl Application {
         // (the files are the buffer when the writer lags).
         let (tx, rx) = mpsc::channel(8);
 
-        let writer_task = tokio::spawn(run_writer(rx, core.writer.clone(), core.limits()));
+        let writer_task = tokio::spawn(run_writer(rx, core.writer.clone(), core.limits(), None));
 
         let mut wakers = Vec::new();
         let mut tail_threads = Vec::new();

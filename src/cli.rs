@@ -13,7 +13,7 @@ use crate::classify::{Catalogue, Classifier, ClassifyInput};
 use crate::config::{self, ConfigError, Loaded, SourceSettings};
 use crate::ingest::formats::Format;
 use crate::ingest::reader::{self, Chunk};
-use crate::pipeline::{run_writer, BatchLimits, IngestSummary};
+use crate::pipeline::{run_writer, BatchLimits, EventBudget, IngestSummary};
 
 /// passportd: classify Kandji Passport and Microsoft Entra sign-in failures, keep
 /// incidents, export Prometheus metrics.
@@ -210,28 +210,30 @@ async fn replay(
     let core = Core::build(loaded.settings, vec![source_settings.name.clone()]).await?;
     let checkpoints =
         core.store.checkpoints(&source_settings.name).await.map_err(|e| CliError::Failed(e.to_string()))?;
-    // Four chunks keep the writer fed; a deeper queue only raises peak memory.
-    let (tx, rx) = mpsc::channel::<Chunk>(4);
+    // Reading and committing share the two cores: the reader fills the next batch while
+    // the writer commits this one. The budget (two batches of events) is what bounds
+    // memory; the channel only needs room for the chunks that budget allows (a chunk is
+    // one ~1 MB read: ~400 Azure records, or a handful of Passport failures).
+    let batch_records = core.settings.storage.replay_batch_records;
+    let budget = EventBudget::new(batch_records.saturating_mul(2));
+    let (tx, rx) = mpsc::channel::<Chunk>(256);
     let normalizer = core.normalizer.clone();
+    let reader_budget = budget.clone();
     let reader_task = tokio::task::spawn_blocking(move || -> Result<(), String> {
         for f in &files {
             let result = if f.as_os_str() == "-" {
-                reader::replay_stdin(&source_settings, &normalizer, &tx)
+                reader::replay_stdin(&source_settings, &normalizer, &tx, &reader_budget)
             } else {
-                reader::replay_file(&source_settings, f, &checkpoints, &normalizer, &tx)
+                reader::replay_file(&source_settings, f, &checkpoints, &normalizer, &tx, &reader_budget)
             };
             result.map_err(|e| e.to_string())?;
         }
         Ok(())
     });
     // Replay is about throughput, not latency: let batches fill.
-    let limits = BatchLimits {
-        max_records: core.settings.storage.replay_batch_records,
-        max_wait: Duration::from_secs(1),
-        fill: true,
-    };
+    let limits = BatchLimits { max_records: batch_records, max_wait: Duration::from_secs(1), fill: true };
     let summary: IngestSummary =
-        run_writer(rx, core.writer.clone(), limits).await.map_err(|e| CliError::Failed(e.to_string()))?;
+        run_writer(rx, core.writer.clone(), limits, Some(budget)).await.map_err(|e| CliError::Failed(e.to_string()))?;
     reader_task.await.map_err(|e| CliError::Failed(e.to_string()))?.map_err(CliError::Failed)?;
     core.store.close().await;
     let mut out = std::io::stdout().lock();

@@ -429,28 +429,33 @@ impl Normalizer {
         let ip_key = if failure { self.privacy.ip_key(raw.ip.as_deref()) } else { None };
         let user_key = if failure { self.privacy.user_key(raw.user.as_deref()) } else { None };
         let (category, codes) = if success { (None, Vec::new()) } else { (Some(c.category), c.codes) };
+        // A success is only counted and de-duplicated (by record id, else position):
+        // it never reaches a table or an API with its details, so it carries none of
+        // them. Most events are successes; this keeps them small in the reader→writer
+        // queue and skips the privacy work (a keyed hash per user) for them.
+        let keep = |value: Option<String>| if success { None } else { value };
         let event = SignInEvent {
             received_at,
             occurred_at: raw.occurred_at.unwrap_or(received_at),
             occurred_from_record: raw.occurred_at.is_some(),
             source: source.to_string(),
-            format: raw.format.to_string(),
+            format: if success { String::new() } else { raw.format.to_string() },
             outcome: c.outcome,
             category,
             codes,
             entry_id: if success { None } else { c.entry },
             message: if success { None } else { self.privacy.message(raw.message) },
-            user: self.privacy.user(raw.user),
-            app_id: fallback(raw.app_id, |d| &d.app_id),
-            app_name: raw.app_name,
-            tenant_id: fallback(raw.tenant_id, |d| &d.tenant_id),
-            client_app: raw.client_app,
-            auth_protocol: raw.auth_protocol,
-            token_issuer_type: raw.token_issuer_type,
-            ip: self.privacy.ip(raw.ip),
-            correlation_id: raw.correlation_id,
+            user: if success { None } else { self.privacy.user(raw.user) },
+            app_id: if success { None } else { fallback(raw.app_id, |d| &d.app_id) },
+            app_name: keep(raw.app_name),
+            tenant_id: if success { None } else { fallback(raw.tenant_id, |d| &d.tenant_id) },
+            client_app: keep(raw.client_app),
+            auth_protocol: keep(raw.auth_protocol),
+            token_issuer_type: keep(raw.token_issuer_type),
+            ip: if success { None } else { self.privacy.ip(raw.ip) },
+            correlation_id: keep(raw.correlation_id),
             record_id: raw.record_id,
-            device: raw.device,
+            device: keep(raw.device),
             position: Some(Position { file_key: file_key.to_string(), offset }),
         };
         Some(StoredEvent {
@@ -460,7 +465,7 @@ impl Normalizer {
             // (most events) wait in the reader→writer queue without them.
             title: if failure { c.title } else { String::new() },
             remediation: if failure { c.remediation } else { String::new() },
-            severity: c.severity.as_str().to_string(),
+            severity: if failure { c.severity.as_str().to_string() } else { String::new() },
             event,
         })
     }
@@ -542,6 +547,44 @@ mod tests {
     use crate::config::Secret;
 
     #[test]
+    fn the_event_budget_holds_a_reader_until_the_writer_gives_back() {
+        let budget = EventBudget::new(10);
+        assert!(budget.take_blocking(10));
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let reader = {
+            let budget = budget.clone();
+            std::thread::spawn(move || {
+                let taken = budget.take_blocking(5);
+                let _ = done_tx.send(taken);
+            })
+        };
+        // Nothing was given back, so the reader cannot have got its 5.
+        assert!(done_rx.try_recv().is_err());
+        budget.give_back(5);
+        assert_eq!(done_rx.recv_timeout(std::time::Duration::from_secs(10)), Ok(true));
+        let _ = reader.join();
+    }
+
+    #[test]
+    fn a_chunk_larger_than_the_budget_takes_all_of_it_and_a_closed_budget_refuses() {
+        let budget = EventBudget::new(4);
+        assert!(budget.take_blocking(1000), "an oversized chunk must not wait forever");
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let reader = {
+            let budget = budget.clone();
+            std::thread::spawn(move || {
+                let _ = done_tx.send(budget.take_blocking(1));
+            })
+        };
+        assert!(done_rx.try_recv().is_err());
+        // The writer stopped (an error): the waiting reader is told so instead of hanging.
+        drop(CloseOnDrop(Some(budget.clone())));
+        assert_eq!(done_rx.recv_timeout(std::time::Duration::from_secs(10)), Ok(false));
+        let _ = reader.join();
+        assert!(!budget.take_blocking(0));
+    }
+
+    #[test]
     fn privacy_modes() {
         let mut s = PrivacySettings::default();
         let keep = Privacy::new(&s, b"store-secret");
@@ -573,16 +616,98 @@ pub struct BatchLimits {
     pub fill: bool,
 }
 
+/// How many decoded events may be on their way from the readers to the end of their
+/// commit. Replay reads far faster than it commits; without a bound on events (a
+/// channel bounds chunks, and a chunk holds anything from 0 to ~400 events) memory
+/// grows with the reader's lead. With room for two batches the reader fills the next
+/// batch while the writer commits this one, and no more.
+#[derive(Debug, Clone)]
+pub struct EventBudget {
+    state: Arc<(std::sync::Mutex<BudgetState>, std::sync::Condvar)>,
+    total: usize,
+}
+
+#[derive(Debug)]
+struct BudgetState {
+    free: usize,
+    closed: bool,
+}
+
+impl EventBudget {
+    /// A budget of `total` events (at least 1).
+    pub fn new(total: usize) -> Self {
+        let total = total.max(1);
+        let state = BudgetState { free: total, closed: false };
+        EventBudget { state: Arc::new((std::sync::Mutex::new(state), std::sync::Condvar::new())), total }
+    }
+
+    /// What a chunk of `events` events takes: a chunk larger than the whole budget
+    /// takes all of it rather than waiting forever.
+    fn cost(&self, events: usize) -> usize {
+        events.min(self.total)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BudgetState> {
+        self.state.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Blocks the calling (reader) thread until `events` more events fit. Returns
+    /// false when the writer is gone, so the reader stops instead of waiting forever.
+    pub fn take_blocking(&self, events: usize) -> bool {
+        let need = self.cost(events);
+        let mut state = self.lock();
+        while state.free < need && !state.closed {
+            state = self.state.1.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        if state.closed {
+            return false;
+        }
+        state.free -= need;
+        true
+    }
+
+    /// Returns what committed (and freed) events took.
+    fn give_back(&self, taken: usize) {
+        let mut state = self.lock();
+        state.free = (state.free + taken).min(self.total);
+        self.state.1.notify_all();
+    }
+
+    /// The writer stopped: wake and refuse every waiting reader.
+    fn close(&self) {
+        self.lock().closed = true;
+        self.state.1.notify_all();
+    }
+}
+
+/// Closes the budget however the writer loop ends (an error return included).
+struct CloseOnDrop(Option<EventBudget>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        if let Some(budget) = &self.0 {
+            budget.close();
+        }
+    }
+}
+
+/// The most event slots a batch reserves up front (a configured batch size far beyond
+/// what arrives must not allocate that much for nothing).
+const MAX_RESERVED_EVENTS: usize = 16_384;
+
 /// Receives chunks from every reader and commits them in batches until all senders
 /// are gone. Returns the summary of everything committed. Each batch carries the
 /// newest checkpoint of every file it has events from, so events and positions
-/// commit together.
+/// commit together. With a `budget`, the events of each batch are given back to it
+/// once the batch is committed (the readers take them, [`EventBudget::take_blocking`]).
 pub async fn run_writer(
     mut rx: tokio::sync::mpsc::Receiver<crate::ingest::reader::Chunk>,
     writer: Writer,
     limits: BatchLimits,
+    budget: Option<EventBudget>,
 ) -> Result<IngestSummary, StoreError> {
     let mut summary = IngestSummary::default();
+    let _close_budget = CloseOnDrop(budget.clone());
     loop {
         let Some(first) = rx.recv().await else {
             break;
@@ -590,10 +715,16 @@ pub async fn run_writer(
         let deadline = tokio::time::Instant::now() + limits.max_wait;
         let mut idle_since_first = false;
         let mut batch = Batch::default();
+        // Sized once: growing it chunk by chunk re-copied every (large) event each time.
+        batch.events.reserve(limits.max_records.min(MAX_RESERVED_EVENTS));
         let mut tallies: BTreeMap<String, DecodeTally> = BTreeMap::new();
         let mut checkpoints: BTreeMap<String, crate::store::Checkpoint> = BTreeMap::new();
+        let mut taken = 0usize;
         let mut absorb = |chunk: crate::ingest::reader::Chunk, batch: &mut Batch| {
             tallies.entry(chunk.source.clone()).or_default().merge(&chunk.tally);
+            taken += budget.as_ref().map_or(0, |b| b.cost(chunk.events.len()));
+            // Exactly what the last chunk needs, not the doubling `extend` would do.
+            batch.events.reserve_exact(chunk.events.len());
             batch.events.extend(chunk.events);
             if let Some(cp) = chunk.checkpoint {
                 checkpoints.insert(cp.file_key.clone(), cp);
@@ -638,6 +769,9 @@ pub async fn run_writer(
         // Freeing a batch is ~15 allocations per event; off the commit path, the next
         // batch starts while another thread (often the idle reader's core) frees this one.
         tokio::task::spawn_blocking(move || drop(batch));
+        if let Some(budget) = &budget {
+            budget.give_back(taken);
+        }
     }
     Ok(summary)
 }

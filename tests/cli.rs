@@ -297,6 +297,39 @@ fn replay_of_every_shape_at_once_counts_each_record_once() {
 }
 
 #[test]
+fn the_replay_summary_does_not_depend_on_the_batch_size() {
+    // Replay keeps at most two batches of events between the reader and the end of their
+    // commit: with tiny batches the reader waits on nearly every chunk (a chunk holds
+    // hundreds of records, far more than the whole budget). Nothing may be lost, repeated
+    // or stuck.
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("azure.json");
+    let generated = Command::new(env!("CARGO_BIN_EXE_passportd-corpus"))
+        .args(["azure", "1500", corpus.to_str().unwrap(), "--seed", "5"])
+        .output()
+        .unwrap();
+    assert!(generated.status.success(), "{}", String::from_utf8_lossy(&generated.stderr));
+    let replay = |store: &str, batch: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_passportd"))
+            .args(["replay", "--json", corpus.to_str().unwrap()])
+            .current_dir(dir.path())
+            .env_remove("PASSPORTD_CONFIG")
+            .env("PASSPORTD_STORAGE__PATH", dir.path().join(store))
+            .env("PASSPORTD_STORAGE__REPLAY_BATCH_RECORDS", batch)
+            .output()
+            .unwrap();
+        json(&out)
+    };
+    let whole = replay("default.db", "8000");
+    assert_eq!(whole["records"], 1500, "{whole}");
+    assert!(whole["failures"].as_u64().unwrap() > 100, "{whole}");
+    for batch in ["1", "7", "400"] {
+        let small = replay(&format!("batch-{batch}.db"), batch);
+        assert_eq!(small, whole, "replay_batch_records = {batch}");
+    }
+}
+
+#[test]
 fn empty_files_and_stdin_replay() {
     let dir = tempfile::tempdir().unwrap();
     let empty = dir.path().join("empty.json");

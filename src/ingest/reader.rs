@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use super::formats::{DecodeOptions, DecodedItem, StreamDecoder};
 use super::identity::{self, FileIdentity, FINGERPRINT_BYTES};
 use crate::config::SourceSettings;
-use crate::pipeline::{DecodeTally, Normalizer};
+use crate::pipeline::{DecodeTally, EventBudget, Normalizer};
 use crate::store::{Checkpoint, StoredEvent};
 
 /// Read buffer size: large reads are an order of magnitude faster than 8 KiB ones.
@@ -270,13 +270,23 @@ impl FileReader {
     }
 }
 
-/// Replays one whole file (from byte 0, whatever its checkpoint says) into `tx`.
+/// Sends a replayed chunk once its events fit in `budget` (see [`EventBudget`]).
+fn send_within(budget: &EventBudget, tx: &mpsc::Sender<Chunk>, chunk: Chunk) -> Result<(), ReadError> {
+    if !budget.take_blocking(chunk.events.len()) {
+        return Err(ReadError::WriterGone);
+    }
+    tx.blocking_send(chunk).map_err(|_| ReadError::WriterGone)
+}
+
+/// Replays one whole file (from byte 0, whatever its checkpoint says) into `tx`,
+/// never more than `budget` events ahead of the writer.
 pub fn replay_file(
     source: &SourceSettings,
     path: &Path,
     checkpoints: &[Checkpoint],
     normalizer: &Normalizer,
     tx: &mpsc::Sender<Chunk>,
+    budget: &EventBudget,
 ) -> Result<(), ReadError> {
     let mut reader = FileReader::open(source, path, checkpoints, |_| 0)?;
     if reader.read_offset != 0 {
@@ -289,22 +299,23 @@ pub fn replay_file(
     }
     let mut buf = vec![0u8; READ_BUFFER_BYTES];
     while let Some(chunk) = reader.read_some(&mut buf, 4 * READ_BUFFER_BYTES, normalizer)? {
-        tx.blocking_send(chunk).map_err(|_| ReadError::WriterGone)?;
+        send_within(budget, tx, chunk)?;
         if reader.at_eof {
             break;
         }
     }
     let last = reader.finish(normalizer);
-    tx.blocking_send(last).map_err(|_| ReadError::WriterGone)?;
-    Ok(())
+    send_within(budget, tx, last)
 }
 
 /// Replays standard input. Lines without ids are keyed by a hash of the stream's
-/// first bytes, so replaying the same input twice does not double-count.
+/// first bytes, so replaying the same input twice does not double-count. Like
+/// [`replay_file`], never more than `budget` events ahead of the writer.
 pub fn replay_stdin(
     source: &SourceSettings,
     normalizer: &Normalizer,
     tx: &mpsc::Sender<Chunk>,
+    budget: &EventBudget,
 ) -> Result<(), ReadError> {
     use sha2::{Digest, Sha256};
     let io = |e| ReadError::Io { path: PathBuf::from("-"), source: e };
@@ -327,7 +338,7 @@ pub fn replay_stdin(
         let mut chunk = Chunk { source: source.name.clone(), ..Chunk::default() };
         normalizer.report_parse_errors(&source.name, "stdin", items);
         normalizer.process_owned(&source.name, &key, items, Utc::now(), &mut chunk.events, &mut chunk.tally);
-        tx.blocking_send(chunk).map_err(|_| ReadError::WriterGone)
+        send_within(budget, tx, chunk)
     };
     decoder.feed(&first, &mut items);
     send(&mut items)?;

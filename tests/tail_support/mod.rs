@@ -65,7 +65,7 @@ impl Harness {
         let checkpoints = self.rt.block_on(self.core.store.checkpoints("t")).unwrap();
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let limits = BatchLimits { max_records: 1000, max_wait: std::time::Duration::from_millis(100), fill: false };
-        self.writer = Some(self.rt.spawn(run_writer(rx, self.core.writer.clone(), limits)));
+        self.writer = Some(self.rt.spawn(run_writer(rx, self.core.writer.clone(), limits, None)));
         self.tailer = Some(
             Tailer::new(
                 self.source.clone(),
