@@ -235,6 +235,38 @@ fn incident_from_row(r: &SqliteRow) -> Result<Incident, StoreError> {
     })
 }
 
+/// The SQL of one events page (`prefix` lets a test ask for its plan). Newest first
+/// by (occurred_at, id): `events_by_occurred` gives that order on its own (an index
+/// ends with the rowid), so no page ever sorts.
+fn events_page_query<'q>(prefix: &str, q: &'q EventQuery) -> Result<QueryBuilder<'q, Sqlite>, ListError> {
+    let mut b: QueryBuilder<Sqlite> = QueryBuilder::new(prefix);
+    b.push("SELECT * FROM events WHERE outcome = 'failure'");
+    if let Some(i) = q.incident {
+        b.push(" AND incident_id = ").push_bind(i);
+    }
+    if let Some(c) = q.category {
+        b.push(" AND category = ").push_bind(c.as_str());
+    }
+    if let Some(code) = q.code {
+        b.push(" AND code = ").push_bind(i64::from(code));
+    }
+    if let Some(s) = &q.source {
+        b.push(" AND source = ").push_bind(s.as_str());
+    }
+    if let Some(since) = q.since {
+        b.push(" AND occurred_at >= ").push_bind(to_ms(since));
+    }
+    if let Some(until) = q.until {
+        b.push(" AND occurred_at < ").push_bind(to_ms(until));
+    }
+    if let Some(cursor) = &q.cursor {
+        let (key, id) = decode_cursor("o", cursor)?;
+        b.push(" AND (occurred_at, id) < (").push_bind(key).push(", ").push_bind(id).push(")");
+    }
+    b.push(" ORDER BY occurred_at DESC, id DESC LIMIT ").push_bind(i64::from(q.limit) + 1);
+    Ok(b)
+}
+
 fn event_from_row(r: &SqliteRow) -> Result<EventRow, StoreError> {
     let codes: Option<String> = r.try_get("codes")?;
     Ok(EventRow {
@@ -344,30 +376,7 @@ impl Store {
 
     /// One page of stored failure events, newest first.
     pub async fn list_events(&self, q: &EventQuery) -> Result<Page<EventRow>, ListError> {
-        let mut b: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT * FROM events WHERE outcome = 'failure'");
-        if let Some(i) = q.incident {
-            b.push(" AND incident_id = ").push_bind(i);
-        }
-        if let Some(c) = q.category {
-            b.push(" AND category = ").push_bind(c.as_str());
-        }
-        if let Some(code) = q.code {
-            b.push(" AND code = ").push_bind(i64::from(code));
-        }
-        if let Some(s) = &q.source {
-            b.push(" AND source = ").push_bind(s.clone());
-        }
-        if let Some(since) = q.since {
-            b.push(" AND occurred_at >= ").push_bind(to_ms(since));
-        }
-        if let Some(until) = q.until {
-            b.push(" AND occurred_at < ").push_bind(to_ms(until));
-        }
-        if let Some(cursor) = &q.cursor {
-            let (key, id) = decode_cursor("o", cursor)?;
-            b.push(" AND (occurred_at, id) < (").push_bind(key).push(", ").push_bind(id).push(")");
-        }
-        b.push(" ORDER BY occurred_at DESC, id DESC LIMIT ").push_bind(i64::from(q.limit) + 1);
+        let mut b = events_page_query("", q)?;
         let rows = b.build().fetch_all(self.pool()).await?;
         let mut items = rows.iter().map(event_from_row).collect::<Result<Vec<_>, _>>()?;
         let next_cursor = if items.len() > q.limit as usize {
@@ -442,6 +451,37 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn no_events_page_sorts_or_scans_the_table() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("p.db")).await.expect("open");
+        let at = Utc::now();
+        let pages = [
+            EventQuery { limit: 50, ..EventQuery::default() },
+            EventQuery { limit: 50, since: Some(at), until: Some(at), ..EventQuery::default() },
+            EventQuery { limit: 50, cursor: Some(encode_cursor("o", 5, 6)), ..EventQuery::default() },
+            EventQuery { limit: 50, category: Some(Category::MfaRequired), ..EventQuery::default() },
+            EventQuery { limit: 50, code: Some(50126), ..EventQuery::default() },
+            EventQuery { limit: 50, source: Some("entra".into()), ..EventQuery::default() },
+            EventQuery { limit: 50, incident: Some(3), ..EventQuery::default() },
+        ];
+        for q in &pages {
+            let rows = events_page_query("EXPLAIN QUERY PLAN ", q)
+                .expect("query")
+                .build()
+                .fetch_all(store.pool())
+                .await
+                .expect("plan");
+            let plan = rows
+                .iter()
+                .map(|r| r.try_get::<String, _>("detail").unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join(" | ");
+            assert!(plan.contains("USING INDEX"), "{q:?}: {plan}");
+            assert!(!plan.contains("TEMP B-TREE"), "{q:?}: {plan}");
+        }
+    }
 
     async fn plan(store: &Store, q: &IncidentQuery) -> String {
         let mut b = incident_list_query(q, "EXPLAIN QUERY PLAN SELECT *").expect("query");
