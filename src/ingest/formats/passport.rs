@@ -200,6 +200,13 @@ impl Prefilter {
     pub fn json_is_chatter(&mut self, line: &[u8]) -> bool {
         // One trailing CR (CRLF files) sits after the object, where serde ignores it.
         let body = line.strip_suffix(b"\r").unwrap_or(line);
+        // The answer can only be yes when the key's 12 bytes are there as they are (an
+        // escaped key means a backslash, which answers no below). Azure records (2–3 KB,
+        // no such key) are let go after one quick scan instead of being lower-cased,
+        // searched for anchors, UTF-8 checked and skimmed whole.
+        if !has_event_message_bytes(body) {
+            return false;
+        }
         let seen = self.lower(body);
         if seen.control || seen.backslash || self.any_anchor() {
             return false;
@@ -211,6 +218,14 @@ impl Prefilter {
         }
         simple_object_with_event_message(body)
     }
+}
+
+/// Whether `b` holds `eventmessage` in any ASCII casing.
+fn has_event_message_bytes(b: &[u8]) -> bool {
+    const KEY: &[u8; 12] = b"eventmessage";
+    // Anchored on the `v`, rarer in sign-in JSON than the other letters.
+    memchr::memchr2_iter(b'v', b'V', b)
+        .any(|at| at >= 1 && b.get(at - 1..at + 11).is_some_and(|w| w.eq_ignore_ascii_case(KEY)))
 }
 
 /// Whether the first token after a text line's timestamp is a compact-style Error / Fault
@@ -768,6 +783,9 @@ mod tests {
         assert!(p.json_is_chatter(format!("{chatter}\r").as_bytes()));
         assert!(p.json_is_chatter(format!("{chatter} trailing garbage").as_bytes()));
         assert!(p.json_is_chatter(br#"{"EventMessage": null}"#));
+        assert!(p.json_is_chatter(br#"{"EVENTMESSAGE": "x"}"#));
+        assert!(has_event_message_bytes(b"eventMessage"));
+        assert!(!has_event_message_bytes(b"ventMessage eventMessag"));
         for line in [
             // An anchor, in any case, in any field.
             r#"{"eventMessage": "AADSTS50126: x"}"#,
