@@ -252,7 +252,7 @@ impl Store {
         // MAX(id)) under a snapshot and then fails with SQLITE_BUSY if another writer (the
         // HTTP ingest, an acknowledgement, retention) committed meanwhile; this one waits
         // its turn (busy_timeout) instead, and the ids it assigns cannot be taken.
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.writer_pool().begin_with("BEGIN IMMEDIATE").await?;
         let mut watermark: i64 =
             sqlx::query_scalar("SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'watermark_ms'")
                 .fetch_optional(&mut *tx)
