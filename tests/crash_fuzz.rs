@@ -1,8 +1,10 @@
 //! The headline guarantee, end to end: the real daemon binary is SIGKILLed at random
 //! moments while a writer appends sequence-numbered records (no record ids, so only
 //! file identity + offset deduplicate), rotating by rename and by copytruncate now and
-//! then. After the last restart the store holds every sequence number exactly once and
-//! `/metrics` agrees with the store.
+//! then. The writer is released round by round and each kill lands after a random share
+//! of the round is on disk, so nothing here is paced by the clock. After the last
+//! restart the store holds every sequence number exactly once and `/metrics` agrees
+//! with the store.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod tail_support;
@@ -11,8 +13,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use tail_support::line;
@@ -81,6 +82,9 @@ fn metrics(port: u16) -> Option<String> {
     Some(body)
 }
 
+/// The daemon's count of failures it stored in this run.
+const FAILURES: &str = r#"passportd_signin_events_total{outcome="failure",source="fuzz"}"#;
+
 fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
 }
@@ -109,15 +113,50 @@ fn wait_for<T>(what: &str, timeout: Duration, f: impl FnMut() -> Option<T>) -> T
     }
 }
 
-/// The app being tailed: appends records, rotating by rename or copytruncate now and
-/// then. Rotated files keep distinct names so their bytes stay on disk.
-fn write_logs(logs: PathBuf, total: u64, seed: u64, stop: Arc<AtomicBool>) {
+/// How far the log writer may go, and how far it has gone: the kill loop hands out
+/// lines round by round and kills the daemon once a random share of a round is on disk,
+/// so kills land while the writer writes and rotates without pacing it by the clock.
+#[derive(Default)]
+struct Progress {
+    state: Mutex<(u64, u64)>,
+    changed: Condvar,
+}
+
+impl Progress {
+    fn allow(&self, upto: u64) {
+        let mut s = self.state.lock().unwrap();
+        s.0 = s.0.max(upto);
+        self.changed.notify_all();
+    }
+    fn wrote(&self, seq: u64) {
+        let mut s = self.state.lock().unwrap();
+        s.1 = seq + 1;
+        self.changed.notify_all();
+    }
+    /// Blocks until the writer may write `seq` (false: timed out, the test gave up).
+    fn wait_allowed(&self, seq: u64) -> bool {
+        let s = self.state.lock().unwrap();
+        let (s, t) = self.changed.wait_timeout_while(s, Duration::from_secs(120), |s| s.0 <= seq).unwrap();
+        drop(s);
+        !t.timed_out()
+    }
+    /// Blocks until at least `n` lines are written.
+    fn wait_written(&self, n: u64) {
+        let s = self.state.lock().unwrap();
+        let (_written, t) = self.changed.wait_timeout_while(s, Duration::from_secs(60), |s| s.1 < n).unwrap();
+        assert!(!t.timed_out(), "the log writer stalled before line {n}");
+    }
+}
+
+/// The app being tailed: appends records as far as allowed, rotating by rename or
+/// copytruncate now and then. Rotated files keep distinct names so their bytes stay on disk.
+fn write_logs(logs: PathBuf, total: u64, seed: u64, progress: Arc<Progress>) {
     let mut rng = Rng(seed | 1);
     let live = logs.join("app.log");
     let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&live).unwrap();
     let mut rotations = 0;
     for seq in 0..total {
-        if stop.load(Ordering::Relaxed) {
+        if !progress.wait_allowed(seq) {
             return;
         }
         let len = 80 + rng.below(600) as usize;
@@ -133,13 +172,20 @@ fn write_logs(logs: PathBuf, total: u64, seed: u64, stop: Arc<AtomicBool>) {
                 std::fs::copy(&live, logs.join(format!("app.log.{rotations}"))).unwrap();
                 file.set_len(0).unwrap();
             }
+            2 => {
+                // copytruncate by a tool that copies a piece at a time: the copy is seen
+                // empty and half-written.
+                rotations += 1;
+                let content = std::fs::read(&live).unwrap();
+                let mut copy = std::fs::File::create(logs.join(format!("app.log.{rotations}"))).unwrap();
+                for piece in content.chunks(256 + rng.below(4096) as usize) {
+                    copy.write_all(piece).unwrap();
+                }
+                file.set_len(0).unwrap();
+            }
             _ => {}
         }
-        if seq % 5 == 0 {
-            // Pace the writer so kills land while it is still writing. This is the test's
-            // stimulus, not a wait for a result.
-            std::thread::sleep(Duration::from_millis(3));
-        }
+        progress.wrote(seq);
     }
 }
 
@@ -169,29 +215,40 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     .unwrap();
     let daemon_log = dir.path().join("daemon.log");
 
-    const TOTAL: u64 = 12_000;
-    let stop = Arc::new(AtomicBool::new(false));
+    const TOTAL: u64 = 6_000;
+    const KILLS: u64 = 12;
+    let progress = Arc::new(Progress::default());
     let writer = {
-        let (logs, stop) = (logs.clone(), stop.clone());
-        std::thread::spawn(move || write_logs(logs, TOTAL, seed, stop))
+        let (logs, progress) = (logs.clone(), progress.clone());
+        std::thread::spawn(move || write_logs(logs, TOTAL, seed, progress))
     };
 
-    let started = Instant::now();
-    let mut kills = 0;
-    while kills < 12 && started.elapsed() < Duration::from_secs(40) {
+    for round in 0..KILLS {
+        let (from, to) = (TOTAL * round / KILLS, TOTAL * (round + 1) / KILLS);
         let mut child = start(&config, &daemon_log);
         // Random moments: now and then during start-up, mostly while it reads, commits
         // and follows rotations.
         if rng.below(4) != 0 {
             wait_for("the daemon to serve", Duration::from_secs(20), || metrics(port));
         }
-        // The kill moment itself: a random delay is the point (stimulus, not a wait).
-        std::thread::sleep(Duration::from_millis(rng.below(500)));
+        progress.allow(to);
+        if rng.below(3) == 0 {
+            // While the writer writes (and the daemon may still be starting).
+            progress.wait_written(from + rng.below(to - from + 1));
+        } else {
+            // While the daemon works through the round: once it has stored a random
+            // share of it (every line of the round is new, so the share is reachable).
+            let share = 1 + rng.below(to - from);
+            wait_for("the daemon to store its share of the round", Duration::from_secs(30), || {
+                let stored = sample(&metrics(port)?, FAILURES)?;
+                (stored >= share as f64).then_some(())
+            });
+        }
         kill9(&mut child);
-        kills += 1;
     }
+    progress.allow(TOTAL);
     writer.join().unwrap();
-    assert!(kills >= 10, "only {kills} kills");
+    let kills = KILLS;
 
     // The last run: nothing is killed; it catches up and its metrics must agree with
     // what it added to the store.
@@ -222,7 +279,7 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
         });
         let added = TOTAL - before;
         assert_eq!(
-            sample(&text, r#"passportd_signin_events_total{outcome="failure",source="fuzz"}"#),
+            sample(&text, FAILURES),
             Some(added as f64),
             "the last run's metrics count exactly what it added to the store"
         );
@@ -232,5 +289,4 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
         eprintln!("daemon log:\n{}", std::fs::read_to_string(&daemon_log).unwrap_or_default());
         std::panic::resume_unwind(e);
     }
-    stop.store(true, Ordering::Relaxed);
 }

@@ -233,3 +233,43 @@ fn lines_written_before_a_restart_survive_a_copytruncate_before_the_first_poll()
         assert_exactly_once(&h.stored(), 0..3);
     }
 }
+
+#[test]
+fn a_copy_seen_empty_or_half_written_beside_an_unread_file_is_not_a_new_file() {
+    // Found by the crash fuzz: the live file is first seen in the same round as its copy
+    // (created empty, or cut short, by copytruncate), so nothing of it has been read
+    // yet. Taken as a new file, the copy would be read whole once complete.
+    for partial in [0usize, 40, 200] {
+        let mut h = Harness::new("app.log*", "read_grace = \"0s\"");
+        let text = lines(0..4);
+        h.append("app.log", &text);
+        std::fs::write(h.path("app.log.1"), &text.as_bytes()[..partial]).unwrap();
+        h.poll();
+        std::fs::write(h.path("app.log.1"), &text).unwrap();
+        std::fs::OpenOptions::new().write(true).open(h.path("app.log")).unwrap().set_len(0).unwrap();
+        h.append("app.log", &lines(4..6));
+        for _ in 0..8 {
+            h.poll();
+        }
+        h.stop();
+        assert_exactly_once(&h.stored(), 0..6);
+    }
+}
+
+#[test]
+fn a_file_remembered_empty_that_fills_with_a_copy_across_a_restart_is_not_read_twice() {
+    // The copy's checkpoint was taken while it was empty (its inode says nothing of what
+    // fills it); after the restart its content shows it holds the live file's lines.
+    let mut h = Harness::new("app.log*", "read_grace = \"0s\"");
+    let text = lines(0..4);
+    h.append("app.log", &text);
+    std::fs::write(h.path("app.log.1"), "").unwrap();
+    h.poll();
+    h.restart();
+    std::fs::write(h.path("app.log.1"), &text).unwrap();
+    std::fs::OpenOptions::new().write(true).open(h.path("app.log")).unwrap().set_len(0).unwrap();
+    h.append("app.log", &lines(4..6));
+    h.poll();
+    h.stop();
+    assert_exactly_once(&h.stored(), 0..6);
+}

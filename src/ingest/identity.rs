@@ -88,12 +88,17 @@ pub fn same_content_elsewhere(checkpoint: &Checkpoint, id: &FileIdentity, strong
 }
 
 /// Finds the checkpoint of this file: same inode and content first, then (renamed
-/// while we were away, e.g. rotated) any checkpoint with the same content.
+/// while we were away, e.g. rotated) any checkpoint with the same content. A checkpoint
+/// of the same inode taken while the file was empty comes last: it says nothing of what
+/// filled the file since, which may be a copy of a known generation.
 pub fn find_checkpoint<'a>(checkpoints: &'a [Checkpoint], id: &FileIdentity) -> Option<&'a Checkpoint> {
+    let same_inode = |c: &&Checkpoint| c.dev == id.dev && c.ino == id.ino && same_content(c, id);
     checkpoints
         .iter()
-        .find(|c| c.dev == id.dev && c.ino == id.ino && same_content(c, id))
+        .filter(same_inode)
+        .find(|c| !c.fingerprint.is_empty())
         .or_else(|| checkpoints.iter().find(|c| same_content_elsewhere(c, id, false)))
+        .or_else(|| checkpoints.iter().find(same_inode))
 }
 
 /// Reads up to `len` leading bytes of an open file (without moving its position).
@@ -120,4 +125,47 @@ pub fn file_id(meta: &std::fs::Metadata) -> (u64, u64) {
 pub fn new_file_key(id: &FileIdentity) -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     format!("f{:x}-{:x}-{:x}", id.dev, id.ino, nanos)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checkpoint(key: &str, ino: u64, fingerprint: &[u8], offset: u64) -> Checkpoint {
+        Checkpoint {
+            file_key: key.into(),
+            source: "s".into(),
+            path: "app.log".into(),
+            dev: 1,
+            ino,
+            fingerprint: fingerprint.to_vec(),
+            offset,
+            state: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_copy_in_a_file_remembered_empty_is_found_by_its_content() {
+        let head = vec![b'x'; 200];
+        let file = FileIdentity { dev: 1, ino: 7, size: 500, head: head.clone() };
+        let blank = checkpoint("blank", 7, b"", 0);
+        let original = checkpoint("original", 3, &head, 400);
+        let key = |cps: &[Checkpoint]| find_checkpoint(cps, &file).map(|c| c.file_key.clone());
+        let same = checkpoint("same", 7, &head[..100], 300);
+        assert_eq!(
+            key(&[blank.clone(), original.clone()]).as_deref(),
+            Some("original"),
+            "content outranks an empty checkpoint of the same inode"
+        );
+        assert_eq!(
+            key(std::slice::from_ref(&blank)).as_deref(),
+            Some("blank"),
+            "alone, the empty checkpoint still lends its key"
+        );
+        assert_eq!(
+            key(&[original, blank, same]).as_deref(),
+            Some("same"),
+            "the same inode with the same content comes first"
+        );
+    }
 }

@@ -44,6 +44,9 @@ const MAX_PASSES: usize = 64;
 const MAX_SIBLINGS: usize = 4096;
 /// Rounds a new file that looks like an unfinished copy waits before it is taken as new.
 const COPY_WAIT_ROUNDS: u32 = 5;
+/// And the least time it waits: file events can make rounds follow each other faster
+/// than a copy of a large file is written.
+const COPY_WAIT_MIN: Duration = Duration::from_secs(1);
 
 /// Everything a tail task needs.
 pub struct TailContext {
@@ -111,8 +114,9 @@ pub struct Tailer {
     lost: Vec<Checkpoint>,
     /// Old files left alone by `ignore_older`, with the mtime they were judged by.
     ignored: HashMap<(u64, u64), Option<SystemTime>>,
-    /// New files that may be a copy still being written (see `adopt_new`): rounds waited.
-    deferred: HashMap<(u64, u64), u32>,
+    /// New files that may be a copy still being written (see `adopt_new`): rounds waited
+    /// and when first seen.
+    deferred: HashMap<(u64, u64), (u32, Instant)>,
     first_round: bool,
     round: u64,
     buf: Vec<u8>,
@@ -196,9 +200,10 @@ impl Tailer {
         self.deferred.retain(|k, _| seen.contains_key(k));
         self.reconcile_tracked(&seen, now);
         self.adopt_new(&seen, now)?;
+        let held = self.reidentify_unread(&seen, now);
         self.recover_lost(now)?;
         self.send_due_checkpoints(now)?;
-        report.bytes = self.read_all(&seen)?;
+        report.bytes = self.read_all(&seen, &held)?;
         report.closed = self.close_drained(now)?;
         self.flush_idle()?;
         self.enforce_descriptor_cap();
@@ -297,20 +302,27 @@ impl Tailer {
                     .max_by_key(|(_, c)| c.fingerprint.len())
                     .map(|(i, _)| i)
             };
-            let adopted: Option<Checkpoint> = match by_inode.or_else(by_content) {
-                Some(i) => Some(self.lost.swap_remove(i)),
-                None => self.copy_of_followed(&id),
-            };
+            // A checkpoint with no head was taken while its file was still empty: the
+            // inode says nothing of what fills it since (maybe a copy of a known
+            // generation), so content decides first and the blank checkpoint only lends
+            // its key when nothing else claims the file.
+            let blank = by_inode.filter(|i| self.lost[*i].fingerprint.is_empty());
+            let mut adopted: Option<Checkpoint> =
+                by_inode.filter(|_| blank.is_none()).or_else(by_content).map(|i| self.lost.swap_remove(i));
+            if adopted.is_none() {
+                adopted = self.copy_of_followed(&id);
+            }
             // A copy caught while it is being written (copytruncate's copy is created
             // empty, then filled) holds only a prefix of a known generation's head; taken
             // as new now, it would be read again from 0 once complete: a duplicate of
-            // every line. Wait a few rounds for it to become recognizable.
-            if adopted.is_none() && self.may_be_copy_in_progress(&id) {
-                let waited = self.deferred.entry(*key).or_insert(0);
-                if *waited < COPY_WAIT_ROUNDS {
-                    *waited += 1;
-                    continue;
-                }
+            // every line. Wait a while for it to become recognizable. An empty file is
+            // followed at once instead (it is looked at again before its first read, see
+            // `reidentify_unread`): rotation by rename creates one every time.
+            if adopted.is_none() && id.size > 0 && self.may_be_copy_in_progress(&id) && self.hold(*key, now) {
+                continue;
+            }
+            if adopted.is_none() {
+                adopted = blank.map(|i| self.lost.swap_remove(i));
             }
             self.deferred.remove(key);
             let reader = match adopted {
@@ -353,13 +365,86 @@ impl Tailer {
         Ok(())
     }
 
-    /// True when this new file's head is a strict prefix of the head of a lost or followed
-    /// generation, and it is shorter than what was read of it: maybe a copy in progress.
+    /// True when this new file holds less than a lost or followed generation and its head
+    /// is a prefix of that generation's head: maybe a copy in progress. What is known of
+    /// the generation is its size, not what was read of it: a file first seen in the same
+    /// round as its half-made copy has been read nowhere yet.
     fn may_be_copy_in_progress(&self, id: &FileIdentity) -> bool {
-        let prefix_of = |c: &Checkpoint| {
-            id.head.len() < c.fingerprint.len() && c.fingerprint.starts_with(&id.head) && id.size < c.offset
+        let prefix_of = |head: &[u8], known_size: u64| {
+            id.size < known_size && id.head.len() <= head.len() && head.starts_with(&id.head)
         };
-        self.lost.iter().any(prefix_of) || self.tracked.values().any(|t| prefix_of(&t.reader.checkpoint()))
+        self.lost.iter().any(|c| prefix_of(&c.fingerprint, c.offset))
+            || self.tracked.values().any(|t| prefix_of(&t.reader.identity.head, t.size.max(t.reader.read_offset)))
+    }
+
+    /// Counts one more round of waiting for a file that may be an unfinished copy; true
+    /// while it should still wait.
+    fn hold(&mut self, key: FileKey, now: Instant) -> bool {
+        let (rounds, since) = self.deferred.entry(key).or_insert((0, now));
+        if *rounds < COPY_WAIT_ROUNDS || now.duration_since(*since) < COPY_WAIT_MIN {
+            *rounds += 1;
+            return true;
+        }
+        false
+    }
+
+    /// Generations first seen empty and not read yet, that have bytes now: identified
+    /// again before their first read, because what filled them may be a copy of a known
+    /// generation (copytruncate creates the copy empty). A copy takes over that
+    /// generation's key and offset; a file that may still be one is not read this round
+    /// (returned). Nothing was read under the first key, so changing it loses nothing.
+    fn reidentify_unread(&mut self, seen: &Seen, now: Instant) -> HashSet<FileKey> {
+        let mut held = HashSet::new();
+        let unread: Vec<FileKey> = self
+            .tracked
+            .iter()
+            .filter(|(k, t)| {
+                t.reader.read_offset == 0
+                    && t.reader.identity.head.is_empty()
+                    && t.gone_since.is_none()
+                    && seen.get(*k).is_some_and(|(_, m)| m.len() > 0)
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for key in unread {
+            let Some((path, _)) = seen.get(&key) else {
+                continue;
+            };
+            let Ok((file, id)) = identity::identify_path(path) else {
+                continue;
+            };
+            if (id.dev, id.ino) != key {
+                continue;
+            }
+            let by_content = self
+                .lost
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| identity::same_content_elsewhere(c, &id, false))
+                .max_by_key(|(_, c)| c.fingerprint.len())
+                .map(|(i, _)| i);
+            let adopted = match by_content {
+                Some(i) => Some(self.lost.swap_remove(i)),
+                None => self.copy_of_followed(&id),
+            };
+            let Some(cp) = adopted else {
+                if self.may_be_copy_in_progress(&id) && self.hold(key, now) {
+                    held.insert(key);
+                } else {
+                    self.deferred.remove(&key);
+                }
+                continue;
+            };
+            self.deferred.remove(&key);
+            tracing::debug!(source = %self.name, path = %path.display(), "a file first seen empty is a copy of a known one; following it as that");
+            self.metrics.tail_recovered.with_label_values(&[&self.name]).inc();
+            let reader = FileReader::new(&self.source, path.clone(), Some(file), id, cp.file_key, cp.offset, &cp.state);
+            if let Some(t) = self.tracked.get_mut(&key) {
+                t.reader = reader;
+                t.last_sent = None;
+            }
+        }
+        held
     }
 
     /// A followed generation this new file is a copy of (its head continues that
@@ -428,9 +513,9 @@ impl Tailer {
 
     /// Reads every generation that may have bytes, a budget at a time, until a pass
     /// reads nothing (or the pass cap). Returns the bytes read.
-    fn read_all(&mut self, seen: &Seen) -> Result<u64, ReadError> {
+    fn read_all(&mut self, seen: &Seen, held: &HashSet<FileKey>) -> Result<u64, ReadError> {
         let mut total = 0u64;
-        let mut keys: Vec<(u64, u64)> = self.tracked.keys().copied().collect();
+        let mut keys: Vec<(u64, u64)> = self.tracked.keys().filter(|k| !held.contains(k)).copied().collect();
         keys.sort_by_key(|k| self.tracked.get(k).map(|t| t.last_used));
         for _ in 0..MAX_PASSES {
             let mut progressed = false;
