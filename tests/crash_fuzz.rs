@@ -5,6 +5,9 @@
 //! of the round is on disk, so nothing here is paced by the clock. After the last
 //! restart the store holds every sequence number exactly once and `/metrics` agrees
 //! with the store.
+//!
+//! `FUZZ_SEED=<n>` replays a schedule (the seed is printed); `FUZZ_LOG` sets the
+//! daemon's log filter, e.g. `passportd::ingest=debug`, whose lines a failure prints.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod tail_support;
@@ -36,22 +39,32 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn start(config: &Path, log: &Path) -> Child {
+/// The daemon under test; killed when dropped, so a failing test leaves none behind.
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(config: &Path, log: &Path) -> Daemon {
     let stderr = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_passportd"))
+    let child = Command::new(env!("CARGO_BIN_EXE_passportd"))
         .args(["serve", "--config"])
         .arg(config)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", std::env::var("FUZZ_LOG").unwrap_or_else(|_| "warn".into()))
         .stdout(Stdio::null())
         .stderr(stderr)
         .spawn()
-        .unwrap()
+        .unwrap();
+    Daemon(child)
 }
 
-fn kill9(child: &mut Child) {
-    let status = Command::new("kill").args(["-KILL", &child.id().to_string()]).status().unwrap();
-    assert!(status.success());
-    let _ = child.wait();
+/// SIGKILL (`Child::kill` sends it on Unix), then reap.
+fn kill9(daemon: Daemon) {
+    drop(daemon);
 }
 
 fn stored(db: &Path) -> BTreeMap<u64, u64> {
@@ -225,7 +238,7 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
 
     for round in 0..KILLS {
         let (from, to) = (TOTAL * round / KILLS, TOTAL * (round + 1) / KILLS);
-        let mut child = start(&config, &daemon_log);
+        let child = start(&config, &daemon_log);
         // Random moments: now and then during start-up, mostly while it reads, commits
         // and follows rotations.
         if rng.below(4) != 0 {
@@ -244,7 +257,7 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
                 (stored >= share as f64).then_some(())
             });
         }
-        kill9(&mut child);
+        kill9(child);
     }
     progress.allow(TOTAL);
     writer.join().unwrap();
@@ -254,7 +267,7 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     // what it added to the store.
     let before: u64 = stored(&db).values().sum();
     eprintln!("{kills} kills; {before} of {TOTAL} records stored before the last run");
-    let mut child = start(&config, &daemon_log);
+    let child = start(&config, &daemon_log);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let complete = poll_for(Duration::from_secs(30), || {
             let s = stored(&db);
@@ -284,7 +297,7 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
             "the last run's metrics count exactly what it added to the store"
         );
     }));
-    kill9(&mut child);
+    kill9(child);
     if let Err(e) = result {
         eprintln!("daemon log:\n{}", std::fs::read_to_string(&daemon_log).unwrap_or_default());
         std::panic::resume_unwind(e);

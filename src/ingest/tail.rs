@@ -83,6 +83,9 @@ struct Tracked {
     /// Size and modification time at the last stat.
     size: u64,
     mtime: Option<SystemTime>,
+    /// False while it was seen only empty: its first bytes are looked at before they are
+    /// read (see `Tailer::vet`).
+    vetted: bool,
 }
 
 /// What one round did (for tests and the loop).
@@ -114,9 +117,9 @@ pub struct Tailer {
     lost: Vec<Checkpoint>,
     /// Old files left alone by `ignore_older`, with the mtime they were judged by.
     ignored: HashMap<(u64, u64), Option<SystemTime>>,
-    /// New files that may be a copy still being written (see `adopt_new`): rounds waited
-    /// and when first seen.
-    deferred: HashMap<(u64, u64), (u32, Instant)>,
+    /// Files that may be a copy still being written (see `hold`): rounds waited, when
+    /// first seen, and the last round counted.
+    deferred: HashMap<(u64, u64), (u32, Instant, u64)>,
     first_round: bool,
     round: u64,
     buf: Vec<u8>,
@@ -197,13 +200,15 @@ impl Tailer {
         }
 
         self.ignored.retain(|k, _| seen.contains_key(k));
-        self.deferred.retain(|k, _| seen.contains_key(k));
+        let tracked = &self.tracked;
+        // A followed file renamed away keeps its count, or it would wait for ever.
+        self.deferred.retain(|k, _| seen.contains_key(k) || tracked.contains_key(k));
         self.reconcile_tracked(&seen, now);
         self.adopt_new(&seen, now)?;
-        let held = self.reidentify_unread(&seen, now);
+        self.vet_pending();
         self.recover_lost(now)?;
         self.send_due_checkpoints(now)?;
-        report.bytes = self.read_all(&seen, &held)?;
+        report.bytes = self.read_all(&seen)?;
         report.closed = self.close_drained(now)?;
         self.flush_idle()?;
         self.enforce_descriptor_cap();
@@ -259,7 +264,7 @@ impl Tailer {
             if let Some(t) = self.tracked.remove(&key) {
                 self.metrics.tail_truncations.with_label_values(&[&self.name]).inc();
                 self.metrics.tail_generation_resets.with_label_values(&[&self.name]).inc();
-                tracing::info!(source = %self.name, path = %t.reader.path.display(), "file truncated or rewritten; reading its new content from the start");
+                tracing::info!(source = %self.name, path = %t.reader.path.display(), key = %t.reader.key, "file truncated or rewritten; reading its new content from the start");
                 // Its unread bytes may live on in a copy (copytruncate): look for it.
                 self.lost.push(t.reader.checkpoint());
             }
@@ -313,23 +318,25 @@ impl Tailer {
                 adopted = self.copy_of_followed(&id);
             }
             // A copy caught while it is being written (copytruncate's copy is created
-            // empty, then filled) holds only a prefix of a known generation's head; taken
-            // as new now, it would be read again from 0 once complete: a duplicate of
-            // every line. Wait a while for it to become recognizable. An empty file is
-            // followed at once instead (it is looked at again before its first read, see
-            // `reidentify_unread`): rotation by rename creates one every time.
-            if adopted.is_none() && id.size > 0 && self.may_be_copy_in_progress(&id) && self.hold(*key, now) {
-                continue;
-            }
+            // empty, then filled) holds only a prefix of a known generation's head, or
+            // nothing; taken as new now, it would be read again from 0 once complete: a
+            // duplicate of every line. Such a file is followed but not read until `vet`
+            // has seen what fills it. (Followed at once, so that a file renamed away
+            // meanwhile is still drained.)
+            let maybe_copy = adopted.is_none() && self.may_be_copy_in_progress(&id);
             if adopted.is_none() {
                 adopted = blank.map(|i| self.lost.swap_remove(i));
             }
-            self.deferred.remove(key);
+            let vetted = id.size > 0 && !maybe_copy;
+            if vetted {
+                self.deferred.remove(key);
+            }
             let reader = match adopted {
                 Some(cp) => {
                     if (cp.dev, cp.ino) != (id.dev, id.ino) {
                         self.metrics.tail_recovered.with_label_values(&[&self.name]).inc();
                     }
+                    tracing::debug!(source = %self.name, path = %path.display(), key = %cp.file_key, offset = cp.offset, "following a known generation");
                     FileReader::new(&self.source, path.clone(), Some(file), id, cp.file_key, cp.offset, &cp.state)
                 }
                 None => {
@@ -344,6 +351,7 @@ impl Tailer {
                     // appear later are new and read whole.
                     let offset = if self.first_round && self.source.start_at == StartAt::End { id.size } else { 0 };
                     let key = identity::new_file_key(&id);
+                    tracing::debug!(source = %self.name, path = %path.display(), %key, offset, size = id.size, "following a new generation");
                     FileReader::new(&self.source, path.clone(), Some(file), id, key, offset, "")
                 }
             };
@@ -355,6 +363,7 @@ impl Tailer {
                 last_sent: None,
                 size: meta.len(),
                 mtime,
+                vetted,
             };
             // Identification opened it; keep descriptors within the cap until read.
             if self.open_files() >= self.source.max_open_files {
@@ -374,77 +383,95 @@ impl Tailer {
             id.size < known_size && id.head.len() <= head.len() && head.starts_with(&id.head)
         };
         self.lost.iter().any(|c| prefix_of(&c.fingerprint, c.offset))
-            || self.tracked.values().any(|t| prefix_of(&t.reader.identity.head, t.size.max(t.reader.read_offset)))
+            || self.tracked.iter().any(|(key, t)| {
+                *key != (id.dev, id.ino) && prefix_of(&t.reader.identity.head, t.size.max(t.reader.read_offset))
+            })
     }
 
-    /// Counts one more round of waiting for a file that may be an unfinished copy; true
-    /// while it should still wait.
+    /// Counts one more round (once per round, however often asked) of waiting for a
+    /// file that may be an unfinished copy; true while it should still wait.
     fn hold(&mut self, key: FileKey, now: Instant) -> bool {
-        let (rounds, since) = self.deferred.entry(key).or_insert((0, now));
-        if *rounds < COPY_WAIT_ROUNDS || now.duration_since(*since) < COPY_WAIT_MIN {
+        let round = self.round;
+        let (rounds, since, last_round) = self.deferred.entry(key).or_insert((0, now, 0));
+        if *last_round != round {
+            *last_round = round;
             *rounds += 1;
+        }
+        *rounds <= COPY_WAIT_ROUNDS || now.duration_since(*since) < COPY_WAIT_MIN
+    }
+
+    /// Vets every generation not vetted yet (see `vet`). Runs before `recover_lost`, so
+    /// that the checkpoints lost this round can still claim what filled them.
+    fn vet_pending(&mut self) {
+        let pending: Vec<FileKey> = self.tracked.iter().filter(|(_, t)| !t.vetted).map(|(k, _)| *k).collect();
+        for key in pending {
+            self.vet(&key);
+        }
+    }
+
+    /// A generation first seen empty is read only once what filled it has been looked
+    /// at: copytruncate creates its copy empty, and the bytes may be a known generation's,
+    /// which then keeps its key and offset (nothing was read under the first key, so
+    /// changing it loses nothing). True when the generation may be read now.
+    fn vet(&mut self, key: &FileKey) -> bool {
+        let Some(t) = self.tracked.get(key) else {
+            return false;
+        };
+        if t.vetted {
             return true;
         }
-        false
-    }
-
-    /// Generations first seen empty and not read yet, that have bytes now: identified
-    /// again before their first read, because what filled them may be a copy of a known
-    /// generation (copytruncate creates the copy empty). A copy takes over that
-    /// generation's key and offset; a file that may still be one is not read this round
-    /// (returned). Nothing was read under the first key, so changing it loses nothing.
-    fn reidentify_unread(&mut self, seen: &Seen, now: Instant) -> HashSet<FileKey> {
-        let mut held = HashSet::new();
-        let unread: Vec<FileKey> = self
-            .tracked
-            .iter()
-            .filter(|(k, t)| {
-                t.reader.read_offset == 0
-                    && t.reader.identity.head.is_empty()
-                    && t.gone_since.is_none()
-                    && seen.get(*k).is_some_and(|(_, m)| m.len() > 0)
-            })
-            .map(|(k, _)| *k)
-            .collect();
-        for key in unread {
-            let Some((path, _)) = seen.get(&key) else {
-                continue;
-            };
-            let Ok((file, id)) = identity::identify_path(path) else {
-                continue;
-            };
-            if (id.dev, id.ino) != key {
-                continue;
-            }
-            let by_content = self
-                .lost
-                .iter()
-                .enumerate()
-                .filter(|(_, c)| identity::same_content_elsewhere(c, &id, false))
-                .max_by_key(|(_, c)| c.fingerprint.len())
-                .map(|(i, _)| i);
-            let adopted = match by_content {
-                Some(i) => Some(self.lost.swap_remove(i)),
-                None => self.copy_of_followed(&id),
-            };
-            let Some(cp) = adopted else {
-                if self.may_be_copy_in_progress(&id) && self.hold(key, now) {
-                    held.insert(key);
-                } else {
-                    self.deferred.remove(&key);
-                }
-                continue;
-            };
-            self.deferred.remove(&key);
-            tracing::debug!(source = %self.name, path = %path.display(), "a file first seen empty is a copy of a known one; following it as that");
-            self.metrics.tail_recovered.with_label_values(&[&self.name]).inc();
-            let reader = FileReader::new(&self.source, path.clone(), Some(file), id, cp.file_key, cp.offset, &cp.state);
-            if let Some(t) = self.tracked.get_mut(&key) {
-                t.reader = reader;
-                t.last_sent = None;
-            }
+        let identified = match &t.reader.file {
+            Some(file) => identity::identify(file),
+            None => identity::identify_path(&t.reader.path).map(|(_, id)| id),
+        };
+        let Ok(id) = identified else {
+            return false;
+        };
+        if (id.dev, id.ino) != *key {
+            return false;
         }
-        held
+        if id.size == 0 {
+            // Still empty: its end is reached without reading (bytes appended from now on
+            // are vetted first).
+            if let Some(t) = self.tracked.get_mut(key) {
+                t.reader.at_eof = true;
+            }
+            return false;
+        }
+        let by_content = self
+            .lost
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| identity::same_content_elsewhere(c, &id, false))
+            .max_by_key(|(_, c)| c.fingerprint.len())
+            .map(|(i, _)| i);
+        let adopted = match by_content {
+            Some(i) => Some(self.lost.swap_remove(i)),
+            None => self.copy_of_followed(&id),
+        };
+        let Some(cp) = adopted else {
+            if self.may_be_copy_in_progress(&id) && self.hold(*key, Instant::now()) {
+                return false;
+            }
+            self.deferred.remove(key);
+            if let Some(t) = self.tracked.get_mut(key) {
+                t.reader.identity = id;
+                t.vetted = true;
+            }
+            return true;
+        };
+        self.deferred.remove(key);
+        self.metrics.tail_recovered.with_label_values(&[&self.name]).inc();
+        let Some(t) = self.tracked.get_mut(key) else {
+            return false;
+        };
+        tracing::debug!(source = %self.name, path = %t.reader.path.display(), key = %cp.file_key, offset = cp.offset, "a file first seen empty holds a copy of a known generation; following it as that");
+        let path = t.reader.path.clone();
+        let file = t.reader.file.take();
+        t.reader = FileReader::new(&self.source, path, file, id, cp.file_key, cp.offset, &cp.state);
+        t.vetted = true;
+        t.last_sent = None;
+        true
     }
 
     /// A followed generation this new file is a copy of (its head continues that
@@ -452,8 +479,9 @@ impl Tailer {
     /// the committed offset loses nothing and duplicates nothing.
     fn copy_of_followed(&self, id: &FileIdentity) -> Option<Checkpoint> {
         self.tracked
-            .values()
-            .map(|t| t.reader.checkpoint())
+            .iter()
+            .filter(|(key, _)| **key != (id.dev, id.ino))
+            .map(|(_, t)| t.reader.checkpoint())
             .filter(|c| identity::same_content_elsewhere(c, id, false))
             .max_by_key(|c| c.fingerprint.len())
     }
@@ -468,7 +496,7 @@ impl Tailer {
             let Some((path, file, id)) = find_sibling(&cp, &exclude) else {
                 continue;
             };
-            tracing::info!(source = %self.name, path = %path.display(), "found a rotated file by its content; draining it");
+            tracing::info!(source = %self.name, path = %path.display(), key = %cp.file_key, offset = cp.offset, "found a rotated file by its content; draining it");
             self.metrics.tail_recovered.with_label_values(&[&self.name]).inc();
             let key = (id.dev, id.ino);
             let size = id.size;
@@ -483,6 +511,7 @@ impl Tailer {
                     last_sent: None,
                     size,
                     mtime: None,
+                    vetted: true,
                 },
             );
         }
@@ -513,9 +542,9 @@ impl Tailer {
 
     /// Reads every generation that may have bytes, a budget at a time, until a pass
     /// reads nothing (or the pass cap). Returns the bytes read.
-    fn read_all(&mut self, seen: &Seen, held: &HashSet<FileKey>) -> Result<u64, ReadError> {
+    fn read_all(&mut self, seen: &Seen) -> Result<u64, ReadError> {
         let mut total = 0u64;
-        let mut keys: Vec<(u64, u64)> = self.tracked.keys().filter(|k| !held.contains(k)).copied().collect();
+        let mut keys: Vec<(u64, u64)> = self.tracked.keys().copied().collect();
         keys.sort_by_key(|k| self.tracked.get(k).map(|t| t.last_used));
         for _ in 0..MAX_PASSES {
             let mut progressed = false;
@@ -569,6 +598,9 @@ impl Tailer {
     /// dropped and the old generation is looked for in a copy from its committed offset.
     /// Returns the bytes read and kept.
     fn read_checked(&mut self, key: &(u64, u64)) -> Result<u64, ReadError> {
+        if !self.vet(key) {
+            return Ok(0);
+        }
         let Some(t) = self.tracked.get_mut(key) else {
             return Ok(0);
         };
@@ -836,4 +868,97 @@ fn start_watcher(
         metrics.watcher_poll_fallback.with_label_values(&[name]).set(1);
     }
     Some(watcher)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn lines(seqs: std::ops::Range<u64>) -> String {
+        seqs.map(|s| {
+            format!(
+                r#"{{"correlationId":"seq-{s:08}","time":"2024-05-01T10:00:00Z","category":"SignInLogs","properties":{{"status":{{"errorCode":50126,"failureReason":"seq-{s:08}"}},"pad":"{}"}}}}"#,
+                "x".repeat(120)
+            ) + "\n"
+        })
+        .collect()
+    }
+
+    /// Every message once per (generation key, offset), as the store would keep it.
+    fn stored(rx: &mut mpsc::Receiver<Chunk>) -> BTreeMap<String, usize> {
+        let mut kept = BTreeMap::new();
+        while let Ok(chunk) = rx.try_recv() {
+            for e in chunk.events {
+                let p = e.event.position.clone().unwrap();
+                kept.insert((p.file_key, p.offset), e.event.message.clone().unwrap_or_default());
+            }
+        }
+        let mut counts = BTreeMap::new();
+        for m in kept.into_values() {
+            *counts.entry(m).or_default() += 1;
+        }
+        counts
+    }
+
+    #[test]
+    fn a_copy_filled_between_its_first_look_and_its_first_read_keeps_the_key_of_its_original() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("logs");
+        std::fs::create_dir_all(&logs).unwrap();
+        let text = format!(
+            "[storage]\npath = \"{}\"\n[detectors]\nenabled = false\n[[sources]]\nname = \"t\"\npaths = [\"{}/app.log*\"]\n",
+            dir.path().join("db.sqlite").display(),
+            logs.display()
+        );
+        let (settings, _) = crate::config::from_parts(&text, "test.toml", &[]).unwrap();
+        let source = settings.sources[0].clone();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let core = rt.block_on(crate::app::Core::build(settings, vec!["t".into()])).unwrap();
+        let (tx, mut rx) = mpsc::channel(1024);
+        let mut tailer = Tailer::new(
+            source,
+            Vec::new(),
+            core.normalizer.clone(),
+            tx,
+            core.metrics.clone(),
+            CancellationToken::new(),
+        )
+        .unwrap();
+
+        let live = logs.join("app.log");
+        let copy = logs.join("app.log.1");
+        std::fs::write(&live, lines(0..4)).unwrap();
+        tailer.poll_round().unwrap();
+        // copytruncate begins: the copy exists, empty, when the round looks at it ...
+        std::fs::write(&copy, "").unwrap();
+        let now = Instant::now();
+        tailer.round += 1;
+        let seen: Seen = tailer
+            .matcher
+            .scan()
+            .into_iter()
+            .map(|p| {
+                let m = std::fs::metadata(&p).unwrap();
+                (dev_ino(&m), (p, m))
+            })
+            .collect();
+        tailer.reconcile_tracked(&seen, now);
+        tailer.adopt_new(&seen, now).unwrap();
+        tailer.vet_pending();
+        tailer.recover_lost(now).unwrap();
+        // ... and is filled before the round reads it.
+        std::fs::write(&copy, lines(0..4)).unwrap();
+        tailer.read_all(&seen).unwrap();
+        std::fs::OpenOptions::new().write(true).open(&live).unwrap().set_len(0).unwrap();
+        std::fs::write(&live, lines(4..6)).unwrap();
+        for _ in 0..3 {
+            tailer.poll_round().unwrap();
+        }
+
+        let counts = stored(&mut rx);
+        assert_eq!(counts.len(), 6, "{counts:?}");
+        assert!(counts.values().all(|n| *n == 1), "stored more than once: {counts:?}");
+    }
 }
