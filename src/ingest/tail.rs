@@ -13,7 +13,10 @@
 //! Why this never loses or double-counts a complete line: a chunk's checkpoint covers
 //! exactly the records in it and commits in the same transaction; every event's key is
 //! (generation key, offset), and a generation keeps its key across renames, copies and
-//! restarts, so re-reading committed bytes only meets `ON CONFLICT DO NOTHING`.
+//! restarts, so re-reading committed bytes only meets `ON CONFLICT DO NOTHING`. A file
+//! whose identity says nothing yet (seen empty, or as the beginning of a known file) is
+//! not read until its bytes show whether it is a copy of a known generation (`vet`):
+//! otherwise a half-made copy would become a new generation and be read whole.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::Metadata;
