@@ -857,11 +857,7 @@ mod tests {
                 "incidents.open_threshold.invalid_credentials",
             ),
             ("[privacy]\nusers = \"truncate\"", "privacy.users"),
-            (
-                "[incidents.open_threshold.invalid_credentials]\nwithin = \"10m\"",
-                "incidents.open_threshold.invalid_credentials",
-            ),
-            ("[privacy]\nusers = \"truncate\"", "privacy.users"),
+            ("[storage]\nreplay_batch_records = 0", "storage.replay_batch_records"),
         ];
         for (text, key) in cases {
             let err = from_parts(text, "t.toml", &[]).unwrap_err().to_string();
