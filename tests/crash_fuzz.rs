@@ -114,7 +114,8 @@ fn poll_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T>
         if Instant::now() >= deadline {
             return None;
         }
-        std::thread::sleep(pause);
+        // The poll interval, bounded by the deadline above.
+        std::thread::park_timeout(pause);
         pause = (pause * 2).min(Duration::from_millis(100));
     }
 }

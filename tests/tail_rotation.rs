@@ -273,3 +273,29 @@ fn a_file_remembered_empty_that_fills_with_a_copy_across_a_restart_is_not_read_t
     h.stop();
     assert_exactly_once(&h.stored(), 0..6);
 }
+
+#[test]
+fn a_new_file_that_only_looks_like_a_partial_copy_is_read_after_the_wait() {
+    // It holds a followed file's first line and nothing else, so it may be that file's
+    // copy still being written; once it has waited (5 rounds and 1 s) it is a file of
+    // its own and read whole, even though it was renamed out of `paths` meanwhile.
+    let mut h = Harness::new("app.log*", "read_grace = \"0s\"");
+    h.append("app.log", &lines(0..4));
+    h.poll();
+    h.append("app.log.1", &lines(0..1));
+    h.poll();
+    rename(&h, "app.log.1", "elsewhere.log");
+    let want = (lines(0..4).len() + lines(0..1).len()) as f64;
+    let started = std::time::Instant::now();
+    while h.metric(r#"passportd_tail_bytes_read_total{source="t"}"#) < want {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "the look-alike was never read");
+        h.poll();
+        // The poll interval, bounded by the deadline above.
+        std::thread::park_timeout(std::time::Duration::from_millis(20));
+    }
+    assert!(started.elapsed() >= std::time::Duration::from_millis(500), "it waited for the copy to complete");
+    h.stop();
+    let stored = h.stored();
+    assert_eq!(stored.get(&0), Some(&2), "its own line 0 counts too: {stored:?}");
+    assert_eq!(stored.keys().copied().collect::<Vec<_>>(), vec![0, 1, 2, 3]);
+}

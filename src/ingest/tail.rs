@@ -302,14 +302,7 @@ impl Tailer {
                 .filter(|(_, c)| c.dev == id.dev && c.ino == id.ino && identity::same_content(c, &id))
                 .max_by_key(|(_, c)| c.fingerprint.len())
                 .map(|(i, _)| i);
-            let by_content = || {
-                self.lost
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, c)| identity::same_content_elsewhere(c, &id, false))
-                    .max_by_key(|(_, c)| c.fingerprint.len())
-                    .map(|(i, _)| i)
-            };
+            let by_content = || self.lost_generation_holding(&id);
             // A checkpoint with no head was taken while its file was still empty: the
             // inode says nothing of what fills it since (maybe a copy of a known
             // generation), so content decides first and the blank checkpoint only lends
@@ -441,14 +434,7 @@ impl Tailer {
             }
             return false;
         }
-        let by_content = self
-            .lost
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| identity::same_content_elsewhere(c, &id, false))
-            .max_by_key(|(_, c)| c.fingerprint.len())
-            .map(|(i, _)| i);
-        let adopted = match by_content {
+        let adopted = match self.lost_generation_holding(&id) {
             Some(i) => Some(self.lost.swap_remove(i)),
             None => self.copy_of_followed(&id),
         };
@@ -475,6 +461,17 @@ impl Tailer {
         t.vetted = true;
         t.last_sent = None;
         true
+    }
+
+    /// The lost checkpoint (its index) whose generation this file holds under another
+    /// inode, the longest known head first.
+    fn lost_generation_holding(&self, id: &FileIdentity) -> Option<usize> {
+        self.lost
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| identity::same_content_elsewhere(c, id, false))
+            .max_by_key(|(_, c)| c.fingerprint.len())
+            .map(|(i, _)| i)
     }
 
     /// A followed generation this new file is a copy of (its head continues that
