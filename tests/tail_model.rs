@@ -6,6 +6,8 @@
 
 mod tail_support;
 
+use std::io::Write;
+
 use proptest::prelude::*;
 use tail_support::{assert_exactly_once, line, Harness};
 
@@ -19,6 +21,9 @@ enum Op {
     Rotate,
     /// Copies the live file to `app.log.N` and truncates it in place.
     CopyTruncate,
+    /// The same, with a poll while the copy is empty and one while it is half written
+    /// (a copying tool that writes a piece at a time).
+    CopyTruncatePiecewise,
     /// Truncates in place (destroys what was not read: the harness polls first).
     Truncate,
     /// Deletes the live file (polled before and after: delete while open).
@@ -37,6 +42,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (70usize..400).prop_map(Op::WritePartial),
         1 => Just(Op::Rotate),
         1 => Just(Op::CopyTruncate),
+        1 => Just(Op::CopyTruncatePiecewise),
         1 => Just(Op::Truncate),
         1 => Just(Op::Delete),
         1 => Just(Op::Recreate),
@@ -87,14 +93,27 @@ fn run_case(ops: &[Op]) {
                     m.pending = Some(Pending { seq, rest: full[cut..].to_string() });
                 }
             }
-            Op::Rotate | Op::CopyTruncate => {
+            Op::Rotate | Op::CopyTruncate | Op::CopyTruncatePiecewise => {
                 if h.path("app.log").exists() {
                     m.rotations += 1;
                     let to = format!("app.log.{}", m.rotations);
-                    if matches!(op, Op::Rotate) {
-                        std::fs::rename(h.path("app.log"), h.path(&to)).unwrap();
-                    } else {
-                        std::fs::copy(h.path("app.log"), h.path(&to)).unwrap();
+                    match op {
+                        Op::Rotate => std::fs::rename(h.path("app.log"), h.path(&to)).unwrap(),
+                        Op::CopyTruncate => {
+                            std::fs::copy(h.path("app.log"), h.path(&to)).unwrap();
+                        }
+                        _ => {
+                            let content = std::fs::read(h.path("app.log")).unwrap();
+                            let half = content.len() / 2;
+                            h.append(&to, "");
+                            h.poll();
+                            let mut copy = std::fs::OpenOptions::new().append(true).open(h.path(&to)).unwrap();
+                            copy.write_all(&content[..half]).unwrap();
+                            h.poll();
+                            copy.write_all(&content[half..]).unwrap();
+                        }
+                    }
+                    if !matches!(op, Op::Rotate) {
                         std::fs::OpenOptions::new().write(true).open(h.path("app.log")).unwrap().set_len(0).unwrap();
                     }
                     if m.pending.take().is_some() {
