@@ -9,7 +9,7 @@ mod tail_support;
 use std::io::Write;
 
 use proptest::prelude::*;
-use tail_support::{assert_exactly_once, line, Harness};
+use tail_support::{assert_exactly_once, line, truncate, Harness};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -114,7 +114,7 @@ fn run_case(ops: &[Op]) {
                         }
                     }
                     if !matches!(op, Op::Rotate) {
-                        std::fs::OpenOptions::new().write(true).open(h.path("app.log")).unwrap().set_len(0).unwrap();
+                        truncate(&h, "app.log");
                     }
                     if m.pending.take().is_some() {
                         m.orphan_partials += 1;
@@ -124,7 +124,7 @@ fn run_case(ops: &[Op]) {
             Op::Truncate => {
                 if h.path("app.log").exists() {
                     h.poll();
-                    std::fs::OpenOptions::new().write(true).open(h.path("app.log")).unwrap().set_len(0).unwrap();
+                    truncate(&h, "app.log");
                     // The unterminated tail was destroyed before it could complete.
                     m.pending = None;
                 }

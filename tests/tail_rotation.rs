@@ -6,7 +6,7 @@ mod tail_support;
 
 use std::io::Write;
 
-use tail_support::{assert_exactly_once, line, rename, Harness};
+use tail_support::{assert_exactly_once, line, rename, truncate, Harness};
 
 fn lines(seqs: std::ops::Range<u64>) -> String {
     seqs.map(|s| line(s, 150)).collect()
@@ -37,7 +37,7 @@ fn copytruncate_recovers_the_race_window_from_the_rotated_copy() {
     // Written after the last read, then copied and truncated: only the copy has them.
     h.append("app.log", &lines(3..6));
     std::fs::copy(h.path("app.log"), h.path("app.log.1")).unwrap();
-    std::fs::OpenOptions::new().write(true).open(h.path("app.log")).unwrap().set_len(0).unwrap();
+    truncate(&h, "app.log");
     h.append("app.log", &lines(6..8));
     h.poll();
     h.stop();
@@ -227,7 +227,7 @@ fn lines_written_before_a_restart_survive_a_copytruncate_before_the_first_poll()
         h.append("app.log", &lines(0..3));
         h.restart();
         std::fs::copy(h.path("app.log"), h.path("app.log.1")).unwrap();
-        std::fs::OpenOptions::new().write(true).open(h.path("app.log")).unwrap().set_len(0).unwrap();
+        truncate(&h, "app.log");
         h.poll();
         h.stop();
         assert_exactly_once(&h.stored(), 0..3);
@@ -246,7 +246,7 @@ fn a_copy_seen_empty_or_half_written_beside_an_unread_file_is_not_a_new_file() {
         std::fs::write(h.path("app.log.1"), &text.as_bytes()[..partial]).unwrap();
         h.poll();
         std::fs::write(h.path("app.log.1"), &text).unwrap();
-        std::fs::OpenOptions::new().write(true).open(h.path("app.log")).unwrap().set_len(0).unwrap();
+        truncate(&h, "app.log");
         h.append("app.log", &lines(4..6));
         for _ in 0..8 {
             h.poll();
@@ -267,7 +267,7 @@ fn a_file_remembered_empty_that_fills_with_a_copy_across_a_restart_is_not_read_t
     h.poll();
     h.restart();
     std::fs::write(h.path("app.log.1"), &text).unwrap();
-    std::fs::OpenOptions::new().write(true).open(h.path("app.log")).unwrap().set_len(0).unwrap();
+    truncate(&h, "app.log");
     h.append("app.log", &lines(4..6));
     h.poll();
     h.stop();

@@ -193,14 +193,7 @@ impl Tailer {
         self.round += 1;
         let mut report = RoundReport::default();
 
-        let mut seen: Seen = HashMap::new();
-        for path in self.matcher.scan() {
-            let Ok(meta) = std::fs::metadata(&path) else {
-                continue;
-            };
-            // Sorted paths: the first name of a multiply-linked inode wins.
-            seen.entry(dev_ino(&meta)).or_insert((path, meta));
-        }
+        let seen = self.scan();
 
         self.ignored.retain(|k, _| seen.contains_key(k));
         let tracked = &self.tracked;
@@ -231,6 +224,19 @@ impl Tailer {
         self.metrics.tail_files.with_label_values(&[&self.name]).set(report.files as i64);
         self.first_round = false;
         Ok(report)
+    }
+
+    /// Every matching file now, each inode once.
+    fn scan(&self) -> Seen {
+        let mut seen: Seen = HashMap::new();
+        for path in self.matcher.scan() {
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
+            // Sorted paths: the first name of a multiply-linked inode wins.
+            seen.entry(dev_ino(&meta)).or_insert((path, meta));
+        }
+        seen
     }
 
     /// Followed generations against what the scan found: renames, disappearances,
@@ -935,15 +941,7 @@ mod tests {
         std::fs::write(&copy, "").unwrap();
         let now = Instant::now();
         tailer.round += 1;
-        let seen: Seen = tailer
-            .matcher
-            .scan()
-            .into_iter()
-            .map(|p| {
-                let m = std::fs::metadata(&p).unwrap();
-                (dev_ino(&m), (p, m))
-            })
-            .collect();
+        let seen = tailer.scan();
         tailer.reconcile_tracked(&seen, now);
         tailer.adopt_new(&seen, now).unwrap();
         tailer.vet_pending();

@@ -165,6 +165,11 @@ pub fn rename(h: &Harness, from: &str, to: &str) {
     std::fs::rename(h.path(from), h.path(to)).unwrap();
 }
 
+/// Truncates a file in place to nothing (the second half of copytruncate).
+pub fn truncate(h: &Harness, name: &str) {
+    std::fs::OpenOptions::new().write(true).open(h.path(name)).unwrap().set_len(0).unwrap();
+}
+
 /// The size of a file.
 pub fn size(p: &Path) -> u64 {
     std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
