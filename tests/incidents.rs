@@ -237,6 +237,55 @@ async fn a_passport_failure_and_its_entra_record_count_once() {
     assert_eq!(events.items.len(), 2, "both copies are kept and joined to the incident");
 }
 
+/// Copies of one attempt are seconds apart: a correlation id seen again more than 12 hours
+/// later is a new attempt (counted), and a copy joins the earliest counted failure within
+/// 12 hours of it, whether the copies arrive in one batch or one per batch.
+#[tokio::test]
+async fn correlated_copies_join_only_within_twelve_hours() {
+    let copy = |id: &str, minute: i64, source: &'static str| {
+        let mut e = ev(id, 50076, Category::MfaRequired, minute);
+        e.correlation = Some("corr-1".into());
+        e.source = source;
+        e.user = Some("user-1".into());
+        e
+    };
+    let scenario = || {
+        vec![
+            copy("entra-a", 0, "entra"),
+            copy("passport-b", 2, "passport"),
+            // 13 h after the first: a new attempt, counted.
+            copy("passport-c", 13 * 60, "passport"),
+            // Its Entra copy: the first is out of reach, so it joins passport-c.
+            copy("entra-d", 13 * 60 + 1, "entra"),
+            // 11 h after the first: joins it.
+            copy("entra-e", 11 * 60, "entra"),
+        ]
+    };
+    for one_batch in [true, false] {
+        let (_d, s) = store().await;
+        let p = Policy::default();
+        if one_batch {
+            commit(&s, &p, scenario()).await;
+        } else {
+            for e in scenario() {
+                commit(&s, &p, vec![e]).await;
+            }
+        }
+        let incs = all(&s).await;
+        let counted: i64 = incs.iter().map(|i| i.event_count).sum();
+        assert_eq!(counted, 2, "one_batch={one_batch}: {incs:?}");
+        let linked = s
+            .list_events(&passportd::store::EventQuery { limit: 10, ..Default::default() })
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .filter(|e| e.incident_id.is_some())
+            .count();
+        assert_eq!(linked, 5, "one_batch={one_batch}: every copy is kept and linked");
+    }
+}
+
 #[tokio::test]
 async fn password_spray_detector_opens_its_own_incident_with_counts() {
     let (_d, s) = store().await;

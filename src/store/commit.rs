@@ -36,6 +36,18 @@ const INSERT_ROWS: usize = 128;
 const SUCCESS_ROWS: usize = 512;
 /// Values per `IN (...)` list.
 const IN_LIST: usize = 400;
+/// A Passport failure and its Entra record are one sign-in attempt when they share a
+/// correlation id and lie within this distance of each other in event time. Copies of one
+/// attempt are seconds apart; the bound is what lets the correlation index be led by time
+/// (migration 0006) instead of by a random id.
+pub const CORRELATION_WINDOW_MS: i64 = 12 * 3_600_000;
+/// Width of the event-time buckets leading `events_by_correlation`: the expression
+/// `occurred_at / 43200000` of migration 0006, verbatim. Half a day: the ±12 h
+/// window then spans at most three buckets, and a bucket of a busy tenant (a million
+/// sign-ins a day) still fits the writer's page cache.
+const CORRELATION_BUCKET_MS: i64 = 43_200_000;
+/// Width of the event-time buckets leading the detector indexes (`occurred_at / 3600000`).
+const DETECTOR_BUCKET_MS: i64 = 3_600_000;
 
 /// What a new incident is made of.
 struct NewIncident<'a> {
@@ -78,11 +90,25 @@ impl Delta {
     }
 }
 
-/// The first counted failure of a correlation id, as the correlation join needs it.
+/// A counted failure carrying a correlation id, as the correlation join needs it.
 #[derive(Clone)]
 struct CorrelationHit {
+    event_id: i64,
+    occurred_at: i64,
     incident: Option<i64>,
     fingerprint: Option<String>,
+}
+
+/// The first (lowest id) of `hits`, which are in id order, within the correlation window
+/// of `at`.
+fn first_within(hits: &[CorrelationHit], at: i64) -> Option<&CorrelationHit> {
+    hits.iter().find(|h| h.occurred_at.abs_diff(at) <= CORRELATION_WINDOW_MS.unsigned_abs())
+}
+
+/// Every time bucket of `width` ms that holds a time in `[from, to]`. SQLite's integer
+/// division truncates towards zero as Rust's does, so both sides agree on a bucket.
+fn buckets(from: i64, to: i64, width: i64) -> std::ops::RangeInclusive<i64> {
+    (from / width)..=(to / width)
 }
 
 /// Incident state for one batch: the newest incident per fingerprint (read once, then
@@ -91,10 +117,11 @@ struct CorrelationHit {
 struct BatchIncidents {
     newest: HashMap<String, Option<IncidentState>>,
     pending: HashMap<i64, Delta>,
-    /// Counted failures of earlier batches, per correlation id (prefetched).
-    prior_correlations: HashMap<String, CorrelationHit>,
-    /// Counted failures of this batch, per correlation id (first one wins).
-    batch_correlations: HashMap<String, (i64, CorrelationHit)>,
+    /// Counted failures of earlier batches near this batch's failures, per correlation
+    /// id, in id order (prefetched).
+    prior_correlations: HashMap<String, Vec<CorrelationHit>>,
+    /// Counted failures of this batch, per correlation id, in id order.
+    batch_correlations: HashMap<String, Vec<CorrelationHit>>,
     /// Set once an opening gate adopted held events: cached event state may be stale,
     /// so from then on the correlation join asks SQL (after a flush).
     events_changed: bool,
@@ -341,7 +368,14 @@ impl Store {
 
         let mut state = BatchIncidents::default();
         if let Some(first_new) = failures.iter().map(|f| f.event_id).min() {
-            state.prior_correlations = prior_correlations(&mut tx, &failures, first_new).await?;
+            let probes: Vec<(&str, i64)> = failures
+                .iter()
+                .filter_map(|f| {
+                    let c = f.stored.event.correlation_id.as_deref().filter(|c| !c.is_empty())?;
+                    Some((c, to_ms(f.stored.event.occurred_at)))
+                })
+                .collect();
+            state.prior_correlations = counted_copies(&mut tx, &probes, first_new).await?;
         }
         let mut credential_failures: Vec<&StoredEvent> = Vec::new();
         for f in &failures {
@@ -537,38 +571,63 @@ async fn insert_events(tx: &mut Tx<'_>, rows: &[NewRow<'_>]) -> Result<(), Store
     Ok(())
 }
 
-/// The first counted failure (lowest id) of every correlation id the batch's failures
-/// carry, among the events stored before this batch.
-async fn prior_correlations(
+/// `[event id, correlation id, event time, incident, fingerprint]`, as `correlation_query`
+/// returns a row.
+type CopyRow = (i64, String, i64, Option<i64>, Option<String>);
+
+/// The counted failures with an id below `below` that share a correlation id with one of
+/// `probes` (correlation id, event time) and lie within the correlation window of its
+/// time, per correlation id in id order. Rows of the buckets around a probe but outside
+/// its window come back too; the caller applies the exact window (`first_within`).
+async fn counted_copies(
     tx: &mut Tx<'_>,
-    failures: &[NewFailure<'_>],
-    first_new: i64,
-) -> Result<HashMap<String, CorrelationHit>, StoreError> {
-    let mut ids: Vec<&str> =
-        failures.iter().filter_map(|f| f.stored.event.correlation_id.as_deref()).filter(|c| !c.is_empty()).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    let mut found: HashMap<String, CorrelationHit> = HashMap::new();
-    for chunk in ids.chunks(IN_LIST) {
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "SELECT correlation_id, incident_id, fingerprint FROM events
-             WHERE outcome = 'failure' AND counted = 1 AND id < ",
-        );
-        q.push_bind(first_new).push(" AND correlation_id IN (");
-        let mut list = q.separated(", ");
-        for c in chunk {
-            list.push_bind(*c);
-        }
-        list.push_unseparated(") ORDER BY id");
-        for row in q.build().persistent(false).fetch_all(&mut **tx).await? {
-            let c: String = row.try_get("correlation_id")?;
-            found.entry(c).or_insert(CorrelationHit {
-                incident: row.try_get("incident_id")?,
-                fingerprint: row.try_get("fingerprint")?,
-            });
+    probes: &[(&str, i64)],
+    below: i64,
+) -> Result<HashMap<String, Vec<CorrelationHit>>, StoreError> {
+    let mut pairs: Vec<(i64, &str)> = probes
+        .iter()
+        .flat_map(|&(c, at)| {
+            buckets(
+                at.saturating_sub(CORRELATION_WINDOW_MS),
+                at.saturating_add(CORRELATION_WINDOW_MS),
+                CORRELATION_BUCKET_MS,
+            )
+            .map(move |b| (b, c))
+        })
+        .collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    let mut found: HashMap<String, Vec<CorrelationHit>> = HashMap::new();
+    for chunk in pairs.chunks(IN_LIST) {
+        let q = correlation_query("", chunk, below);
+        let rows: Vec<CopyRow> = fetch_json_rows(tx, q, "events (correlation join)").await?;
+        for (event_id, c, occurred_at, incident, fingerprint) in rows {
+            found.entry(c).or_default().push(CorrelationHit { event_id, occurred_at, incident, fingerprint });
         }
     }
+    for hits in found.values_mut() {
+        hits.sort_unstable_by_key(|h| h.event_id);
+    }
     Ok(found)
+}
+
+/// The correlation lookup for `(bucket, correlation id)` pairs: one seek per pair into
+/// the time-led index, all rows as one JSON array (see `fetch_json_rows`). The index is
+/// named and the join order pinned (CROSS JOIN: the list outside): against a long VALUES
+/// list the planner otherwise walks the table, or the whole index, once per query.
+fn correlation_query<'a>(prefix: &str, pairs: &[(i64, &'a str)], below: i64) -> QueryBuilder<'a, Sqlite> {
+    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!("{prefix}WITH v(b, c) AS ("));
+    q.push_values(pairs, |mut b, (bucket, c)| {
+        b.push_bind(*bucket).push_bind(*c);
+    });
+    q.push(format!(
+        ") SELECT json_group_array(json_array(e.id, e.correlation_id, e.occurred_at, e.incident_id, e.fingerprint))
+           FROM v CROSS JOIN events e INDEXED BY events_by_correlation
+             ON e.occurred_at / {CORRELATION_BUCKET_MS} = v.b AND e.correlation_id = v.c
+          WHERE e.correlation_id IS NOT NULL AND e.outcome = 'failure' AND e.counted = 1 AND e.id < "
+    ));
+    q.push_bind(below);
+    q
 }
 
 /// A Passport failure and its Entra record (same correlation id) are one sign-in
@@ -582,31 +641,17 @@ async fn join_correlated(
     let Some(correlation) = f.stored.event.correlation_id.as_deref().filter(|c| !c.is_empty()) else {
         return Ok(false);
     };
+    let at = to_ms(f.stored.event.occurred_at);
     let hit = if state.events_changed {
         // Earlier rows of this batch may be what it finds: write them (not this one,
         // whose incident is being decided).
         rows.write_through(tx, f.row).await?;
-        let row = sqlx::query(
-            "SELECT incident_id, fingerprint FROM events
-             WHERE correlation_id = ? AND outcome = 'failure' AND id < ? AND counted = 1
-             ORDER BY id LIMIT 1",
-        )
-        .bind(correlation)
-        .bind(f.event_id)
-        .fetch_optional(&mut **tx)
-        .await?;
-        match row {
-            Some(r) => {
-                Some(CorrelationHit { incident: r.try_get("incident_id")?, fingerprint: r.try_get("fingerprint")? })
-            }
-            None => None,
-        }
+        let found = counted_copies(tx, &[(correlation, at)], f.event_id).await?;
+        found.get(correlation).and_then(|hits| first_within(hits, at)).cloned()
     } else {
-        state
-            .prior_correlations
-            .get(correlation)
-            .or_else(|| state.batch_correlations.get(correlation).map(|(_, h)| h))
-            .cloned()
+        // Earlier batches' rows have lower ids than this batch's: they come first.
+        let prior = state.prior_correlations.get(correlation).and_then(|hits| first_within(hits, at));
+        prior.or_else(|| state.batch_correlations.get(correlation).and_then(|hits| first_within(hits, at))).cloned()
     };
     let Some(hit) = hit else {
         return Ok(false);
@@ -619,7 +664,6 @@ async fn join_correlated(
     }
     if let Some(id) = hit.incident {
         // The incident now has been seen by this source too, and is as recent as this copy.
-        let at = to_ms(f.stored.event.occurred_at);
         state.pending.entry(id).or_default().seen_by(&f.stored.event.source, at);
         state.touch(id, at);
     }
@@ -805,13 +849,15 @@ async fn place_failure(
     Ok(())
 }
 
-/// This batch's first counted failure of a correlation id is what later copies join.
+/// A counted failure of this batch is what later copies (within the window) may join.
 fn remember_correlation(state: &mut BatchIncidents, f: &NewFailure<'_>, incident: Option<i64>) {
     if let Some(c) = f.stored.event.correlation_id.as_deref().filter(|c| !c.is_empty()) {
-        state
-            .batch_correlations
-            .entry(c.to_string())
-            .or_insert((f.event_id, CorrelationHit { incident, fingerprint: Some(f.fingerprint.clone()) }));
+        state.batch_correlations.entry(c.to_string()).or_default().push(CorrelationHit {
+            event_id: f.event_id,
+            occurred_at: to_ms(f.stored.event.occurred_at),
+            incident,
+            fingerprint: Some(f.fingerprint.clone()),
+        });
     }
 }
 
@@ -930,7 +976,7 @@ async fn run_detectors(
         record_hit(tx, Detector::PasswordSpray, ip, hit, policy, result).await?;
     }
     let brute = i64::from(policy.detectors.brute_force_failures);
-    let history = window_events(tx, "user_key", &by_user, "AND counted = 1", window).await?;
+    let history = window_events(tx, "user_key", &by_user, "AND e.counted = 1", window).await?;
     for (user, hit) in scan_keys(&by_user, &history, window, |n, _| n >= brute) {
         record_hit(tx, Detector::BruteForce, user, hit, policy, result).await?;
     }
@@ -964,8 +1010,8 @@ struct Hit {
     users: i64,
 }
 
-/// Failure times and user keys per key, in time order, from the earliest window any new
-/// event of the key opens to its newest new event.
+/// Failure times and user keys per key, in time order, covering every window a new event
+/// of the key ends (and possibly more: whole hourly buckets).
 async fn window_events(
     tx: &mut Tx<'_>,
     column: &'static str,
@@ -974,14 +1020,12 @@ async fn window_events(
     window: i64,
 ) -> Result<HashMap<String, Vec<(i64, Option<String>)>>, StoreError> {
     let mut out: HashMap<String, Vec<(i64, Option<String>)>> = HashMap::with_capacity(keys.len());
-    let mut sorted: Vec<(&str, i64, i64)> =
-        keys.iter().filter_map(|(k, ts)| Some((*k, *ts.iter().min()?, *ts.iter().max()?))).collect();
-    sorted.sort_unstable();
-    for chunk in sorted.chunks(IN_LIST) {
-        let start = chunk.iter().map(|c| c.1).min().unwrap_or(0).saturating_sub(window);
-        let end = chunk.iter().map(|c| c.2).max().unwrap_or(0);
-        let keys: Vec<&str> = chunk.iter().map(|c| c.0).collect();
-        let q = window_query("", column, extra, start, end, &keys);
+    let probes = window_probes(keys, window);
+    for chunk in probes.chunks(IN_LIST) {
+        let start = chunk.iter().map(|p| p.2).min().unwrap_or(0);
+        let end = chunk.iter().map(|p| p.3).max().unwrap_or(0);
+        let pairs: Vec<(&str, i64)> = chunk.iter().map(|p| (p.0, p.1)).collect();
+        let q = window_query("", column, extra, start, end, &pairs);
         let found: Vec<(String, i64, Option<String>)> = fetch_json_rows(tx, q, "events (detector window)").await?;
         for (k, t, u) in found {
             out.entry(k).or_default().push((t, u));
@@ -994,32 +1038,65 @@ async fn window_events(
     Ok(out)
 }
 
-/// The detector window read for `keys` of `column` (`ip_key` or `user_key`) as one JSON
-/// array of `[key, time, user key]`: one result row instead of one per event, because
-/// sqlx ships every result row over its worker channel with a thread wake-up, which
-/// cost more than the query. The index is named: without statistics the planner
-/// preferred the (code, time) index and then read every row of the table.
+/// The (key, hourly bucket) pairs holding every window `(t - window, t]` that a new time
+/// `t` of a key ends, each with the time range it is needed for (to narrow the read).
+/// Overlapping windows of a key share their buckets, so a burst costs a few seeks.
+fn window_probes<'k>(keys: &HashMap<&'k str, Vec<i64>>, window: i64) -> Vec<(&'k str, i64, i64, i64)> {
+    let mut probes: Vec<(&str, i64, i64, i64)> = Vec::new();
+    let mut sorted: Vec<(&str, &Vec<i64>)> = keys.iter().map(|(k, ts)| (*k, ts)).collect();
+    sorted.sort_unstable_by_key(|(k, _)| *k);
+    for (key, times) in sorted {
+        let mut times = times.clone();
+        times.sort_unstable();
+        let mut spans: Vec<(i64, i64)> = Vec::new();
+        for t in times {
+            let from = t.saturating_sub(window);
+            match spans.last_mut() {
+                Some(last) if from <= last.1 => last.1 = t,
+                _ => spans.push((from, t)),
+            }
+        }
+        for (from, to) in spans {
+            for bucket in buckets(from, to, DETECTOR_BUCKET_MS) {
+                match probes.last_mut() {
+                    // Two spans of a key can meet in one bucket: widen, not repeat, it.
+                    Some(p) if p.0 == key && p.1 == bucket => p.3 = to,
+                    _ => probes.push((key, bucket, from, to)),
+                }
+            }
+        }
+    }
+    probes
+}
+
+/// The detector window read for `(key, hourly bucket)` pairs of `column` (`ip_key` or
+/// `user_key`) as one JSON array of `[key, time, user key]`: one result row instead of
+/// one per event, because sqlx ships every result row over its worker channel with a
+/// thread wake-up, which cost more than the query. The index is named: without
+/// statistics the planner preferred the (code, time) index and then read every row of
+/// the table, and joined against a long VALUES list it walks the whole index unless the
+/// join order is pinned (CROSS JOIN: the list outside).
 fn window_query<'a>(
     prefix: &str,
     column: &'static str,
     extra: &'static str,
     start: i64,
     end: i64,
-    keys: &[&'a str],
+    pairs: &[(&'a str, i64)],
 ) -> QueryBuilder<'a, Sqlite> {
     let index = if column == "ip_key" { "events_by_ip_key" } else { "events_by_user_key" };
-    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
-        "{prefix}SELECT json_group_array(json_array(k, t, u)) FROM (
-         SELECT {column} AS k, occurred_at AS t, user_key AS u FROM events INDEXED BY {index}
-         WHERE {column} IS NOT NULL AND outcome = 'failure' {extra} AND code IN ({CREDENTIAL_CODES})
-           AND occurred_at > "
+    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!("{prefix}WITH v(k, b) AS ("));
+    q.push_values(pairs, |mut b, (key, bucket)| {
+        b.push_bind(*key).push_bind(*bucket);
+    });
+    q.push(format!(
+        ") SELECT json_group_array(json_array(v.k, e.occurred_at, e.user_key))
+           FROM v CROSS JOIN events e INDEXED BY {index}
+             ON e.occurred_at / {DETECTOR_BUCKET_MS} = v.b AND e.{column} = v.k
+          WHERE e.{column} IS NOT NULL AND e.outcome = 'failure' {extra} AND e.code IN ({CREDENTIAL_CODES})
+            AND e.occurred_at > "
     ));
-    q.push_bind(start).push(" AND occurred_at <= ").push_bind(end).push(format!(" AND {column} IN ("));
-    let mut list = q.separated(", ");
-    for k in keys {
-        list.push_bind(*k);
-    }
-    list.push_unseparated("))");
+    q.push_bind(start).push(" AND e.occurred_at <= ").push_bind(end);
     q
 }
 
@@ -1175,21 +1252,67 @@ async fn record_detection(
 mod tests {
     use super::*;
 
+    /// The plan of an `EXPLAIN QUERY PLAN` query, one line per step.
+    async fn plan_of(store: &Store, q: &mut QueryBuilder<'_, Sqlite>) -> String {
+        let rows = q.build().fetch_all(store.pool()).await.expect("plan");
+        rows.iter().map(|r| r.get::<String, _>("detail")).collect::<Vec<_>>().join("\n")
+    }
+
     /// The detector windows are read from their partial indexes alone (issue #8): a
-    /// table row per event read would cost a page per failure in a large store.
+    /// table row per event read would cost a page per failure in a large store. And each
+    /// (key, bucket) pair is a seek on both leading columns, never a walk of the index.
     #[tokio::test]
-    async fn detector_windows_read_only_their_covering_index() {
+    async fn detector_windows_seek_their_covering_time_led_index() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(&dir.path().join("w.db")).await.expect("open");
-        for (column, extra) in [("ip_key", ""), ("user_key", "AND counted = 1")] {
-            let rows = window_query("EXPLAIN QUERY PLAN ", column, extra, 0, 10, &["a", "b"])
-                .build()
-                .fetch_all(store.pool())
-                .await
-                .expect("plan");
-            let plan: Vec<String> = rows.iter().map(|r| r.get::<String, _>("detail")).collect();
-            let plan = plan.join("\n");
-            assert!(plan.contains("COVERING INDEX events_by_"), "{column}: {plan}");
+        for (column, extra) in [("ip_key", ""), ("user_key", "AND e.counted = 1")] {
+            let keys: Vec<String> = (0..IN_LIST).map(|i| format!("k{i}")).collect();
+            let pairs: Vec<(&str, i64)> = keys.iter().zip(0..).map(|(k, i)| (k.as_str(), i % 3)).collect();
+            let mut q = window_query("EXPLAIN QUERY PLAN ", column, extra, 0, 10, &pairs);
+            let plan = plan_of(&store, &mut q).await;
+            let seek = format!("USING COVERING INDEX events_by_{column} (<expr>=? AND {column}=?");
+            assert!(plan.contains(&seek), "{column}: {plan}");
         }
+    }
+
+    /// The correlation join seeks the time-led index once per (bucket, id) pair. With a
+    /// full list of pairs the planner would rather walk the whole index once and probe
+    /// the list (a Bloom filter), which costs the size of the store: the pinned join
+    /// order (CROSS JOIN) keeps it a seek per pair.
+    #[tokio::test]
+    async fn correlation_join_seeks_its_time_led_index() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("c.db")).await.expect("open");
+        let ids: Vec<String> = (0..IN_LIST).map(|i| format!("c{i}")).collect();
+        let pairs: Vec<(i64, &str)> = ids.iter().zip(0..).map(|(c, i)| (i % 7, c.as_str())).collect();
+        let mut q = correlation_query("EXPLAIN QUERY PLAN ", &pairs, 10);
+        let plan = plan_of(&store, &mut q).await;
+        assert!(plan.contains("USING INDEX events_by_correlation (<expr>=? AND correlation_id=?"), "{plan}");
+    }
+
+    /// Buckets cover the whole span on both sides of zero, as SQLite computes them.
+    #[test]
+    fn buckets_cover_every_time_in_the_span() {
+        assert_eq!(buckets(0, 3_599_999, 3_600_000), 0..=0);
+        assert_eq!(buckets(3_599_999, 3_600_000, 3_600_000), 0..=1);
+        assert_eq!(buckets(-1, 1, 3_600_000), 0..=0);
+        let at = 1_772_582_400_000 + 3 * 3_600_000 + 5;
+        let span = buckets(at - CORRELATION_WINDOW_MS, at + CORRELATION_WINDOW_MS, CORRELATION_BUCKET_MS);
+        assert!(span.clone().count() <= 3, "{span:?}");
+        for t in [at - CORRELATION_WINDOW_MS, at, at + CORRELATION_WINDOW_MS] {
+            assert!(span.contains(&(t / CORRELATION_BUCKET_MS)));
+        }
+    }
+
+    /// A key's overlapping windows share buckets; separate windows name only their own.
+    #[test]
+    fn window_probes_name_each_needed_bucket_once() {
+        let h = DETECTOR_BUCKET_MS;
+        let times = vec![10 * h + 100, 10 * h + 200, 14 * h + 10];
+        let keys: HashMap<&str, Vec<i64>> = HashMap::from([("k", times)]);
+        let probes = window_probes(&keys, 600_000);
+        let named: Vec<i64> = probes.iter().map(|p| p.1).collect();
+        assert_eq!(named, vec![9, 10, 13, 14]);
+        assert!(probes.iter().all(|p| p.2 <= p.3));
     }
 }
