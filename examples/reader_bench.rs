@@ -75,7 +75,7 @@ fn pass(
         let mut tally = DecodeTally::default();
         let mut h = digest.then(Sha256::new);
         for mut chunk in rx {
-            events += chunk.events.len() as u64;
+            events += chunk.records() as u64;
             tally.merge(&chunk.tally);
             if let Some(h) = h.as_mut() {
                 for ev in &mut chunk.events {
@@ -93,6 +93,13 @@ fn pass(
                         "{:?}|{}|{}|{}|{:?}|{:?}\n",
                         e, ev.title, ev.remediation, ev.severity, ev.user_key, ev.ip_key
                     ));
+                }
+                for s in &chunk.successes {
+                    // As above: a time that is not the record's own is the clock's, and a
+                    // position key names a generation whose key carries a time.
+                    let at = if s.dedup_at == 0 { 0 } else { s.occurred_at_ms };
+                    let key = if s.key.starts_with("pos:") { s.key.rsplit(':').next().unwrap_or("") } else { &s.key };
+                    h.update(format!("success|{}|{at}|{}|{key}\n", s.source, s.dedup_at));
                 }
             }
         }

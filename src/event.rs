@@ -192,11 +192,20 @@ impl SignInEvent {
 
     /// The idempotency key: the record id when there is one, else file identity + offset.
     pub fn dedup_key(&self) -> Option<String> {
-        if let Some(id) = self.record_id.as_deref().filter(|s| !s.is_empty()) {
-            return Some(format!("id:{}", id.to_ascii_lowercase()));
-        }
-        self.position.as_ref().map(|p| format!("pos:{}:{}", p.file_key, p.offset))
+        dedup_key(self.record_id.as_deref(), self.position.as_ref().map(|p| (p.file_key.as_str(), p.offset)))
     }
+}
+
+/// The idempotency key of a record: `id:` and its record id (lower-cased: ids are GUIDs,
+/// written in either case), else `pos:` and its file generation and byte offset.
+pub fn dedup_key(record_id: Option<&str>, position: Option<(&str, u64)>) -> Option<String> {
+    if let Some(id) = record_id.filter(|s| !s.is_empty()) {
+        let mut key = String::with_capacity(3 + id.len());
+        key.push_str("id:");
+        key.extend(id.chars().map(|c| c.to_ascii_lowercase()));
+        return Some(key);
+    }
+    position.map(|(file_key, offset)| format!("pos:{file_key}:{offset}"))
 }
 
 fn default_true() -> bool {

@@ -18,7 +18,7 @@ use crate::event::{Category, Outcome, Position, SignInEvent};
 use crate::incidents::Policy;
 use crate::ingest::formats::{DecodedItem, ItemKind, RawSignIn};
 use crate::metrics::Metrics;
-use crate::store::{Batch, BatchResult, Store, StoreError, StoredEvent};
+use crate::store::{Batch, BatchResult, Store, StoreError, StoredEvent, StoredSuccess};
 
 /// What an ingest run did: the `replay --json` summary of CONTRACT.md §1 (and the body
 /// that `POST /api/v1/ingest/{source}` answers with).
@@ -318,9 +318,9 @@ impl Normalizer {
         self
     }
 
-    /// Classifies and normalizes `items` read from `file_key`, appending events to
-    /// `events` and counting everything else in `tally`. Copies what it keeps of each
-    /// item; a caller that is done with the items should call
+    /// Classifies and normalizes `items` read from `file_key`, appending events and
+    /// successes to `out` and counting everything else in its tally. Copies what it keeps
+    /// of each item; a caller that is done with the items should call
     /// [`Normalizer::process_owned`] instead, which moves it.
     pub fn process(
         &self,
@@ -328,16 +328,17 @@ impl Normalizer {
         file_key: &str,
         items: &[DecodedItem],
         received_at: DateTime<Utc>,
-        events: &mut Vec<StoredEvent>,
-        tally: &mut DecodeTally,
+        out: Normalized<'_>,
     ) {
         let classifier = self.classifier.current();
+        let shared: Arc<str> = Arc::from(source);
+        let mut out = out;
         for item in items {
             let raw = match &item.kind {
                 ItemKind::SignIn(raw) => Some(raw.as_ref().clone()),
                 _ => None,
             };
-            self.one(&classifier, source, file_key, item, raw, received_at, events, tally);
+            self.one(&classifier, &shared, file_key, item, raw, received_at, &mut out);
         }
     }
 
@@ -350,11 +351,11 @@ impl Normalizer {
         file_key: &str,
         items: &mut Vec<DecodedItem>,
         received_at: DateTime<Utc>,
-        events: &mut Vec<StoredEvent>,
-        tally: &mut DecodeTally,
+        out: Normalized<'_>,
     ) {
         let classifier = self.classifier.current();
-        events.reserve(items.len());
+        let shared: Arc<str> = Arc::from(source);
+        let mut out = out;
         for mut item in items.drain(..) {
             let raw = match std::mem::replace(&mut item.kind, ItemKind::Skipped) {
                 ItemKind::SignIn(raw) => Some(*raw),
@@ -363,7 +364,7 @@ impl Normalizer {
                     None
                 }
             };
-            self.one(&classifier, source, file_key, &item, raw, received_at, events, tally);
+            self.one(&classifier, &shared, file_key, &item, raw, received_at, &mut out);
         }
     }
 
@@ -372,38 +373,38 @@ impl Normalizer {
     fn one(
         &self,
         classifier: &crate::classify::Classifier,
-        source: &str,
+        source: &Arc<str>,
         file_key: &str,
         item: &DecodedItem,
         raw: Option<RawSignIn>,
         received_at: DateTime<Utc>,
-        events: &mut Vec<StoredEvent>,
-        tally: &mut DecodeTally,
+        out: &mut Normalized<'_>,
     ) {
-        tally.lines += 1;
+        out.tally.lines += 1;
         if let Some(raw) = raw {
             match self.event(classifier, source, file_key, item.start_offset, raw, received_at) {
-                Some(ev) => events.push(ev),
-                None => tally.skipped += 1,
+                Some(Made::Event(ev)) => out.events.push(*ev),
+                Some(Made::Success(s)) => out.successes.push(s),
+                None => out.tally.skipped += 1,
             }
             return;
         }
         match &item.kind {
-            ItemKind::Skipped | ItemKind::SignIn(_) => tally.skipped += 1,
-            ItemKind::Redacted => tally.redacted += 1,
-            ItemKind::Error(reason) => *tally.parse_errors.entry(reason.as_str()).or_default() += 1,
+            ItemKind::Skipped | ItemKind::SignIn(_) => out.tally.skipped += 1,
+            ItemKind::Redacted => out.tally.redacted += 1,
+            ItemKind::Error(reason) => *out.tally.parse_errors.entry(reason.as_str()).or_default() += 1,
         }
     }
 
     fn event(
         &self,
         classifier: &crate::classify::Classifier,
-        source: &str,
+        shared_source: &Arc<str>,
         file_key: &str,
         offset: u64,
         raw: RawSignIn,
         received_at: DateTime<Utc>,
-    ) -> Option<StoredEvent> {
+    ) -> Option<Made> {
         let c = classifier.classify(&ClassifyInput {
             result_code: raw.result_code,
             message_codes: &raw.message_codes,
@@ -419,56 +420,82 @@ impl Normalizer {
         if raw.result_code.is_none() && c.codes.is_empty() && c.matched_by.is_none() {
             return None;
         }
+        let occurred_at = raw.occurred_at.unwrap_or(received_at);
+        if c.outcome == Outcome::Success {
+            // A success is only counted and de-duplicated (by record id, else
+            // position): it never reaches a table or an API with its details, so it
+            // carries none of them and skips the privacy work (a keyed hash per user).
+            let key = crate::event::dedup_key(raw.record_id.as_deref(), Some((file_key, offset)))?;
+            let occurred_at_ms = occurred_at.timestamp_millis();
+            return Some(Made::Success(StoredSuccess {
+                source: Arc::clone(shared_source),
+                occurred_at_ms,
+                dedup_at: if raw.occurred_at.is_some() { occurred_at_ms } else { 0 },
+                key,
+            }));
+        }
+        let source: &str = shared_source;
         let defaults = self.defaults.get(source);
         let fallback = |own: Option<String>, pick: fn(&SourceDefaults) -> &Option<String>| {
             own.filter(|v| !v.is_empty()).or_else(|| defaults.and_then(|d| pick(d).clone()))
         };
-        let success = c.outcome == Outcome::Success;
         let failure = c.outcome == Outcome::Failure;
         // The keyed hashes read the raw values, before privacy replaces them.
         let ip_key = if failure { self.privacy.ip_key(raw.ip.as_deref()) } else { None };
         let user_key = if failure { self.privacy.user_key(raw.user.as_deref()) } else { None };
-        let (category, codes) = if success { (None, Vec::new()) } else { (Some(c.category), c.codes) };
-        // A success is only counted and de-duplicated (by record id, else position):
-        // it never reaches a table or an API with its details, so it carries none of
-        // them. Most events are successes; this keeps them small in the reader→writer
-        // queue and skips the privacy work (a keyed hash per user) for them.
-        let keep = |value: Option<String>| if success { None } else { value };
         let event = SignInEvent {
             received_at,
-            occurred_at: raw.occurred_at.unwrap_or(received_at),
+            occurred_at,
             occurred_from_record: raw.occurred_at.is_some(),
             source: source.to_string(),
-            format: if success { String::new() } else { raw.format.to_string() },
+            format: raw.format.to_string(),
             outcome: c.outcome,
-            category,
-            codes,
-            entry_id: if success { None } else { c.entry },
-            message: if success { None } else { self.privacy.message(raw.message) },
-            user: if success { None } else { self.privacy.user(raw.user) },
-            app_id: if success { None } else { fallback(raw.app_id, |d| &d.app_id) },
-            app_name: keep(raw.app_name),
-            tenant_id: if success { None } else { fallback(raw.tenant_id, |d| &d.tenant_id) },
-            client_app: keep(raw.client_app),
-            auth_protocol: keep(raw.auth_protocol),
-            token_issuer_type: keep(raw.token_issuer_type),
-            ip: if success { None } else { self.privacy.ip(raw.ip) },
-            correlation_id: keep(raw.correlation_id),
+            category: Some(c.category),
+            codes: c.codes,
+            entry_id: c.entry,
+            message: self.privacy.message(raw.message),
+            user: self.privacy.user(raw.user),
+            app_id: fallback(raw.app_id, |d| &d.app_id),
+            app_name: raw.app_name,
+            tenant_id: fallback(raw.tenant_id, |d| &d.tenant_id),
+            client_app: raw.client_app,
+            auth_protocol: raw.auth_protocol,
+            token_issuer_type: raw.token_issuer_type,
+            ip: self.privacy.ip(raw.ip),
+            correlation_id: raw.correlation_id,
             record_id: raw.record_id,
-            device: keep(raw.device),
+            device: raw.device,
             position: Some(Position { file_key: file_key.to_string(), offset }),
         };
-        Some(StoredEvent {
+        Some(Made::Event(Box::new(StoredEvent {
             ip_key,
             user_key,
-            // Only a failure can open an incident, the one use of these texts: successes
-            // (most events) wait in the reader→writer queue without them.
+            // Only a failure can open an incident, the one use of these texts.
             title: if failure { c.title } else { String::new() },
             remediation: if failure { c.remediation } else { String::new() },
             severity: if failure { c.severity.as_str().to_string() } else { String::new() },
             event,
-        })
+        })))
     }
+}
+
+/// What the normalizer makes of one sign-in.
+enum Made {
+    /// A failure or an interrupt, stored in full (boxed: the enum would otherwise be as
+    /// large as its largest variant for every success too).
+    Event(Box<StoredEvent>),
+    /// A success, only counted.
+    Success(StoredSuccess),
+}
+
+/// Where [`Normalizer::process`] puts what it makes of the items.
+pub struct Normalized<'a> {
+    /// Failures and interrupts, in full.
+    pub events: &'a mut Vec<StoredEvent>,
+    /// Successes, compact.
+    pub successes: &'a mut Vec<StoredSuccess>,
+    /// Everything that did not become either.
+    pub tally: &'a mut DecodeTally,
 }
 
 /// The single database writer: commits batches and keeps the metrics in step.
@@ -493,15 +520,16 @@ impl Writer {
         let started = Instant::now();
         let result = self.store.commit_batch(batch, &self.policy).await?;
         self.metrics.batch_commit.observe(started.elapsed().as_secs_f64());
-        self.metrics.batch_records.observe(batch.events.len() as f64);
+        self.metrics.batch_records.observe(batch.records() as f64);
         self.metrics.record_batch(&result);
-        let now = Utc::now();
+        let now = Utc::now().timestamp_millis();
         // One label lookup per run of events from the same source, not one per event
         // (a hash and a lock each): a batch almost always comes from one source.
         let mut lag_of: Option<(&str, prometheus::Histogram)> = None;
-        for stored in &batch.events {
-            let lag = (now - stored.event.occurred_at).num_milliseconds().max(0) as f64 / 1000.0;
-            let source = stored.event.source.as_str();
+        let events = batch.events.iter().map(|e| (e.event.source.as_str(), e.event.occurred_at.timestamp_millis()));
+        let successes = batch.successes.iter().map(|s| (&*s.source, s.occurred_at_ms));
+        for (source, occurred_at_ms) in events.chain(successes) {
+            let lag = now.saturating_sub(occurred_at_ms).max(0) as f64 / 1000.0;
             match &lag_of {
                 Some((s, h)) if *s == source => h.observe(lag),
                 _ => {
@@ -545,6 +573,44 @@ impl Writer {
 mod tests {
     use super::*;
     use crate::config::Secret;
+
+    /// A success travels as a compact record carrying exactly the key, the times and the
+    /// source its full event would have had; failures still travel in full.
+    #[test]
+    fn a_success_travels_compact_with_the_key_and_times_of_its_full_event() {
+        use crate::classify::{Catalogue, Classifier};
+        use crate::ingest::formats::{decode_bytes, DecodeOptions};
+        let catalogue = Catalogue::load(&[]).expect("embedded catalogue");
+        let classifier = Arc::new(SharedClassifier::new(Classifier::new(Arc::new(catalogue), Vec::new())));
+        let normalizer = Normalizer::new(classifier, Privacy::new(&PrivacySettings::default(), b"store-secret"));
+        let with_id = r#"{"time":"2026-03-04T16:15:02Z","category":"SignInLogs","resultType":"0","properties":{"id":"AbC-1","status":{"errorCode":0}}}"#;
+        let without_id = r#"{"category":"SignInLogs","resultType":"0","properties":{"status":{"errorCode":0}}}"#;
+        let failure = r#"{"time":"2026-03-04T16:15:03Z","category":"SignInLogs","resultType":"50126","properties":{"id":"f-1","status":{"errorCode":50126}}}"#;
+        let text = format!("{with_id}\n{without_id}\n{failure}\n");
+        let items = decode_bytes(&DecodeOptions::default(), text.as_bytes());
+        let received_at = DateTime::parse_from_rfc3339("2026-03-05T00:00:00Z").expect("time").with_timezone(&Utc);
+        let (mut events, mut successes, mut tally) = (Vec::new(), Vec::new(), DecodeTally::default());
+        let out = Normalized { events: &mut events, successes: &mut successes, tally: &mut tally };
+        normalizer.process("entra", "gen-1", &items, received_at, out);
+        let at = DateTime::parse_from_rfc3339("2026-03-04T16:15:02Z").expect("time").timestamp_millis();
+        let second = items[1].start_offset;
+        assert_eq!(
+            successes,
+            vec![
+                StoredSuccess { source: Arc::from("entra"), occurred_at_ms: at, dedup_at: at, key: "id:abc-1".into() },
+                StoredSuccess {
+                    source: Arc::from("entra"),
+                    occurred_at_ms: received_at.timestamp_millis(),
+                    dedup_at: 0,
+                    key: format!("pos:gen-1:{second}"),
+                },
+            ]
+        );
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].event.outcome, Outcome::Failure);
+        assert_eq!(events[0].event.dedup_key().as_deref(), Some("id:f-1"));
+        assert_eq!(tally.lines, 3);
+    }
 
     #[test]
     fn the_event_budget_holds_a_reader_until_the_writer_gives_back() {
@@ -717,15 +783,18 @@ pub async fn run_writer(
         let mut batch = Batch::default();
         // Sized once: growing it chunk by chunk re-copied every (large) event each time.
         batch.events.reserve(limits.max_records.min(MAX_RESERVED_EVENTS));
+        batch.successes.reserve(limits.max_records.min(MAX_RESERVED_EVENTS));
         let mut tallies: BTreeMap<String, DecodeTally> = BTreeMap::new();
         let mut checkpoints: BTreeMap<String, crate::store::Checkpoint> = BTreeMap::new();
         let mut taken = 0usize;
         let mut absorb = |chunk: crate::ingest::reader::Chunk, batch: &mut Batch| {
             tallies.entry(chunk.source.clone()).or_default().merge(&chunk.tally);
-            taken += budget.as_ref().map_or(0, |b| b.cost(chunk.events.len()));
+            taken += budget.as_ref().map_or(0, |b| b.cost(chunk.records()));
             // Exactly what the last chunk needs, not the doubling `extend` would do.
             batch.events.reserve_exact(chunk.events.len());
             batch.events.extend(chunk.events);
+            batch.successes.reserve_exact(chunk.successes.len());
+            batch.successes.extend(chunk.successes);
             if let Some(cp) = chunk.checkpoint {
                 checkpoints.insert(cp.file_key.clone(), cp);
             }
@@ -734,7 +803,7 @@ pub async fn run_writer(
         // Take what is already queued without waiting: under load chunks pile up and
         // batches grow to max_records; when idle a lone chunk commits at once instead
         // of sitting out max_wait (which only bounds how long a growing batch waits).
-        while batch.events.len() < limits.max_records {
+        while batch.records() < limits.max_records {
             if limits.fill {
                 // Throughput mode (replay): wait for more up to max_wait; bigger batches
                 // amortize SQLite's per-commit page writes.

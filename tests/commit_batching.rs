@@ -87,7 +87,7 @@ async fn run(batches: Vec<Vec<StoredEvent>>) -> (Vec<String>, Vec<String>, u64) 
     p.gates.insert(Category::InvalidCredentials, OpenGate { events: 3, users: 0, within: Duration::from_secs(600) });
     let mut duplicates = 0;
     for events in batches {
-        duplicates += s.commit_batch(&Batch { events, checkpoints: vec![] }, &p).await.unwrap().duplicates;
+        duplicates += s.commit_batch(&Batch { events, ..Batch::default() }, &p).await.unwrap().duplicates;
     }
     let incidents = s.list_incidents(&IncidentQuery { limit: 100, ..IncidentQuery::default() }).await.unwrap().items;
     let mut summary = Vec::new();

@@ -85,7 +85,7 @@ async fn store() -> (tempfile::TempDir, Store) {
 }
 
 async fn commit(s: &Store, p: &Policy, evs: Vec<Ev>) -> passportd::store::BatchResult {
-    let batch = Batch { events: evs.into_iter().map(stored).collect(), checkpoints: vec![] };
+    let batch = Batch { events: evs.into_iter().map(stored).collect(), ..Batch::default() };
     s.commit_batch(&batch, p).await.unwrap()
 }
 

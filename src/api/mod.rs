@@ -26,7 +26,7 @@ use crate::event::Category;
 use crate::incidents::{Incident, IncidentStatus};
 use crate::ingest::formats::decode_bytes;
 use crate::ingest::reader::decode_options;
-use crate::pipeline::{DecodeTally, IngestSummary, Normalizer, Writer};
+use crate::pipeline::{DecodeTally, IngestSummary, Normalized, Normalizer, Writer};
 use crate::store::queries::{EventQuery, IncidentQuery, IncidentSort};
 use crate::store::Summary;
 use crate::store::{Batch, Store};
@@ -523,7 +523,8 @@ async fn ingest(
     let items = decode_bytes(&decode_options(&settings), &body);
     let mut batch = Batch::default();
     let mut tally = DecodeTally::default();
-    state.normalizer.process(&settings.name, &key, &items, Utc::now(), &mut batch.events, &mut tally);
+    let out = Normalized { events: &mut batch.events, successes: &mut batch.successes, tally: &mut tally };
+    state.normalizer.process(&settings.name, &key, &items, Utc::now(), out);
     state.normalizer.report_parse_errors(&settings.name, &format!("POST /api/v1/ingest/{source}"), &items);
     let result = state.writer.commit(&batch).await?;
     tally.record(state.writer.metrics(), &settings.name);

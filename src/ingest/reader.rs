@@ -11,8 +11,8 @@ use tokio::sync::mpsc;
 use super::formats::{DecodeOptions, DecodedItem, StreamDecoder};
 use super::identity::{self, FileIdentity, FINGERPRINT_BYTES};
 use crate::config::SourceSettings;
-use crate::pipeline::{DecodeTally, EventBudget, Normalizer};
-use crate::store::{Checkpoint, StoredEvent};
+use crate::pipeline::{DecodeTally, EventBudget, Normalized, Normalizer};
+use crate::store::{Checkpoint, StoredEvent, StoredSuccess};
 
 /// Read buffer size: large reads are an order of magnitude faster than 8 KiB ones.
 pub const READ_BUFFER_BYTES: usize = 256 * 1024;
@@ -22,12 +22,26 @@ pub const READ_BUFFER_BYTES: usize = 256 * 1024;
 pub struct Chunk {
     /// The source name.
     pub source: String,
-    /// Events decoded from the bytes up to `checkpoint.offset`.
+    /// Failures and interrupts decoded from the bytes up to `checkpoint.offset`.
     pub events: Vec<StoredEvent>,
+    /// Successes decoded from the same bytes.
+    pub successes: Vec<StoredSuccess>,
     /// What did not become an event.
     pub tally: DecodeTally,
     /// The file's new position, committed with the events.
     pub checkpoint: Option<Checkpoint>,
+}
+
+impl Chunk {
+    /// How many records (events and successes) the chunk carries.
+    pub fn records(&self) -> usize {
+        self.events.len() + self.successes.len()
+    }
+
+    /// Where the normalizer appends this chunk's records.
+    pub fn output(&mut self) -> Normalized<'_> {
+        Normalized { events: &mut self.events, successes: &mut self.successes, tally: &mut self.tally }
+    }
 }
 
 /// Errors reading an input.
@@ -257,14 +271,7 @@ impl FileReader {
         let mut chunk = Chunk { source: self.source.clone(), ..Chunk::default() };
         normalizer.report_parse_errors(&self.source, &self.path.display().to_string(), &self.items);
         // Drains the items, moving their strings into the events.
-        normalizer.process_owned(
-            &self.source,
-            &self.key,
-            &mut self.items,
-            Utc::now(),
-            &mut chunk.events,
-            &mut chunk.tally,
-        );
+        normalizer.process_owned(&self.source, &self.key, &mut self.items, Utc::now(), chunk.output());
         chunk.checkpoint = Some(self.checkpoint());
         chunk
     }
@@ -272,7 +279,7 @@ impl FileReader {
 
 /// Sends a replayed chunk once its events fit in `budget` (see [`EventBudget`]).
 fn send_within(budget: &EventBudget, tx: &mpsc::Sender<Chunk>, chunk: Chunk) -> Result<(), ReadError> {
-    if !budget.take_blocking(chunk.events.len()) {
+    if !budget.take_blocking(chunk.records()) {
         return Err(ReadError::WriterGone);
     }
     tx.blocking_send(chunk).map_err(|_| ReadError::WriterGone)
@@ -337,7 +344,7 @@ pub fn replay_stdin(
     let send = |items: &mut Vec<DecodedItem>| -> Result<(), ReadError> {
         let mut chunk = Chunk { source: source.name.clone(), ..Chunk::default() };
         normalizer.report_parse_errors(&source.name, "stdin", items);
-        normalizer.process_owned(&source.name, &key, items, Utc::now(), &mut chunk.events, &mut chunk.tally);
+        normalizer.process_owned(&source.name, &key, items, Utc::now(), chunk.output());
         send_within(budget, tx, chunk)
     };
     decoder.feed(&first, &mut items);

@@ -11,6 +11,7 @@
 //! existed when the per-event path would have run it (`id <= ?`), and pending writes
 //! are flushed before any query that could observe them.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use chrono::Utc;
@@ -288,7 +289,14 @@ impl Store {
         // A clock far in the future on one machine must not resolve every incident:
         // the event-time clock never runs more than an hour ahead of this host.
         let ceiling = to_ms(Utc::now()) + 3_600_000;
-        let batch_max = batch.events.iter().map(|e| to_ms(e.event.occurred_at).min(ceiling)).max().unwrap_or(i64::MIN);
+        let batch_max = batch
+            .events
+            .iter()
+            .map(|e| to_ms(e.event.occurred_at))
+            .chain(batch.successes.iter().map(|s| s.occurred_at_ms))
+            .map(|t| t.min(ceiling))
+            .max()
+            .unwrap_or(i64::MIN);
         // Incidents that went quiet before this batch close first (so a recurrence
         // reopens them); the batch's own clock advance is swept after its events, so a
         // failure inside the batch can still extend the incident it belongs to.
@@ -297,7 +305,7 @@ impl Store {
         // Every event row first, in batch order (ids grow with it), then the incident
         // work in the same order as if each had been inserted just before it.
         let mut rows: Vec<(&StoredEvent, String, Option<String>)> = Vec::with_capacity(batch.events.len());
-        let mut successes: Vec<SuccessRow<'_>> = Vec::new();
+        let mut successes: Vec<SuccessRow<'_>> = Vec::with_capacity(batch.successes.len());
         for stored in &batch.events {
             let ev = &stored.event;
             let Some(key) = ev.dedup_key() else {
@@ -307,7 +315,7 @@ impl Store {
                 successes.push(SuccessRow {
                     dedup_at: ev.dedup_at(),
                     occurred_at: to_ms(ev.occurred_at),
-                    key,
+                    key: Cow::Owned(key),
                     source: &ev.source,
                 });
                 continue;
@@ -322,6 +330,12 @@ impl Store {
             });
             rows.push((stored, key, fingerprint));
         }
+        successes.extend(batch.successes.iter().map(|s| SuccessRow {
+            dedup_at: s.dedup_at,
+            occurred_at: s.occurred_at_ms,
+            key: Cow::Borrowed(s.key.as_str()),
+            source: &s.source,
+        }));
         insert_successes(&mut tx, &successes, &mut result).await?;
 
         // Which rows are new: stored before (one indexed lookup per key, clustered by
@@ -444,7 +458,7 @@ fn app_key(stored: &StoredEvent) -> Option<&str> {
 struct SuccessRow<'a> {
     dedup_at: i64,
     occurred_at: i64,
-    key: String,
+    key: Cow<'a, str>,
     source: &'a str,
 }
 
@@ -467,7 +481,7 @@ async fn insert_successes(
             let mut q: QueryBuilder<Sqlite> =
                 QueryBuilder::new("INSERT INTO successes (dedup_at, dedup_key, occurred_at, source) ");
             q.push_values(head, |mut b, r| {
-                b.push_bind(r.dedup_at).push_bind(r.key.as_str()).push_bind(r.occurred_at).push_bind(r.source);
+                b.push_bind(r.dedup_at).push_bind(r.key.as_ref()).push_bind(r.occurred_at).push_bind(r.source);
             });
             q.push(" ON CONFLICT DO NOTHING");
             inserted += q.build().persistent(true).execute(&mut **tx).await?.rows_affected();
