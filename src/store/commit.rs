@@ -172,15 +172,16 @@ impl BatchIncidents {
         let pairs: Vec<(i64, &str)> =
             deltas.iter().flat_map(|(id, d)| d.user_keys.iter().map(move |k| (*id, k.as_str()))).collect();
         if !pairs.is_empty() {
-            for chunk in pairs.chunks(IN_LIST) {
-                let mut q: QueryBuilder<Sqlite> =
-                    QueryBuilder::new("INSERT INTO temp.batch_users (incident_id, user_key) ");
-                q.push_values(chunk, |mut b, (id, k)| {
-                    b.push_bind(*id).push_bind(*k);
-                });
-                q.push(" ON CONFLICT DO NOTHING");
-                q.build().persistent(false).execute(&mut **tx).await?;
-            }
+            // One bound JSON list: a fixed statement, prepared once (see `fetch_json_rows`).
+            let list = serde_json::to_string(&pairs)
+                .map_err(|e| StoreError::Corrupt { column: "incident_users", value: e.to_string() })?;
+            sqlx::query(
+                "INSERT INTO temp.batch_users (incident_id, user_key)
+                 SELECT value ->> 0, value ->> 1 FROM json_each(?) WHERE true ON CONFLICT DO NOTHING",
+            )
+            .bind(list)
+            .execute(&mut **tx)
+            .await?;
             sqlx::query(
                 "DELETE FROM temp.batch_users WHERE EXISTS (SELECT 1 FROM main.incident_users u
                     WHERE u.incident_id = batch_users.incident_id AND u.user_key = batch_users.user_key)",
@@ -505,33 +506,41 @@ async fn stored_keys(
     tx: &mut Tx<'_>,
     rows: &[(&StoredEvent, String, Option<String>)],
 ) -> Result<HashSet<(i64, String)>, StoreError> {
-    let mut found = HashSet::new();
-    for chunk in rows.chunks(IN_LIST) {
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("WITH v(t, k) AS (");
-        q.push_values(chunk, |mut b, (stored, key, _)| {
-            b.push_bind(stored.event.dedup_at()).push_bind(key.as_str());
-        });
-        // One JSON row, not one result row per duplicate (see `window_events`): a
-        // replayed file is all duplicates.
-        q.push(
-            ") SELECT json_group_array(json_array(e.dedup_at, e.dedup_key)) FROM v
-               JOIN events e ON e.dedup_at = v.t AND e.dedup_key = v.k",
-        );
-        let keys: Vec<(i64, String)> = fetch_json_rows(tx, q, "events.dedup_key").await?;
-        found.extend(keys);
+    if rows.is_empty() {
+        return Ok(HashSet::new());
     }
-    Ok(found)
+    let list: Vec<(i64, &str)> = rows.iter().map(|(stored, key, _)| (stored.event.dedup_at(), key.as_str())).collect();
+    // One JSON row, not one result row per duplicate (see `window_events`): a replayed
+    // file is all duplicates.
+    let keys: Vec<(i64, String)> = fetch_json_rows(tx, STORED_KEYS, &list, &[], "events.dedup_key").await?;
+    Ok(keys.into_iter().collect())
 }
 
-/// Runs a query that returns its rows as ONE JSON array (`json_group_array`) and decodes
-/// it: sqlx ships every result row over its worker channel with a thread wake-up, which
-/// cost more than the queries that return many rows.
-async fn fetch_json_rows<T: serde::de::DeserializeOwned>(
+/// Which of a JSON list of `[dedup_at, dedup_key]` are stored.
+const STORED_KEYS: &str = "WITH v(t, k) AS (SELECT value ->> 0, value ->> 1 FROM json_each(?1))
+    SELECT json_group_array(json_array(e.dedup_at, e.dedup_key))
+      FROM v CROSS JOIN events e INDEXED BY events_dedup ON e.dedup_at = v.t AND e.dedup_key = v.k";
+
+/// Runs `sql`, a query over a JSON list bound as `?1` (and `extra` as `?2`, …) that returns
+/// its rows as ONE JSON array (`json_group_array`), and decodes that: sqlx ships every
+/// result row over its worker channel with a thread wake-up, which cost more than the
+/// queries that return many rows. One bound list instead of a VALUES list
+/// of placeholders keeps the statement's text fixed: it is prepared once and cached,
+/// where a VALUES list of a few hundred rows was parsed afresh every time (a sixth of
+/// the SQLite thread's time).
+async fn fetch_json_rows<T: serde::de::DeserializeOwned, L: serde::Serialize>(
     tx: &mut Tx<'_>,
-    mut q: QueryBuilder<'_, Sqlite>,
+    sql: &str,
+    list: &L,
+    extra: &[i64],
     what: &'static str,
 ) -> Result<Vec<T>, StoreError> {
-    let json: String = q.build_query_scalar().persistent(false).fetch_one(&mut **tx).await?;
+    let list = serde_json::to_string(list).map_err(|e| StoreError::Corrupt { column: what, value: e.to_string() })?;
+    let mut q = sqlx::query_scalar::<_, String>(sql).bind(list);
+    for value in extra {
+        q = q.bind(*value);
+    }
+    let json = q.fetch_one(&mut **tx).await?;
     serde_json::from_str(&json).map_err(|e| StoreError::Corrupt { column: what, value: e.to_string() })
 }
 
@@ -585,7 +594,7 @@ async fn insert_events(tx: &mut Tx<'_>, rows: &[NewRow<'_>]) -> Result<(), Store
     Ok(())
 }
 
-/// `[event id, correlation id, event time, incident, fingerprint]`, as `correlation_query`
+/// `[event id, correlation id, event time, incident, fingerprint]`, as `CORRELATED_COPIES`
 /// returns a row.
 type CopyRow = (i64, String, i64, Option<i64>, Option<String>);
 
@@ -612,12 +621,13 @@ async fn counted_copies(
     pairs.sort_unstable();
     pairs.dedup();
     let mut found: HashMap<String, Vec<CorrelationHit>> = HashMap::new();
-    for chunk in pairs.chunks(IN_LIST) {
-        let q = correlation_query("", chunk, below);
-        let rows: Vec<CopyRow> = fetch_json_rows(tx, q, "events (correlation join)").await?;
-        for (event_id, c, occurred_at, incident, fingerprint) in rows {
-            found.entry(c).or_default().push(CorrelationHit { event_id, occurred_at, incident, fingerprint });
-        }
+    if pairs.is_empty() {
+        return Ok(found);
+    }
+    let rows: Vec<CopyRow> =
+        fetch_json_rows(tx, CORRELATED_COPIES, &pairs, &[below], "events (correlation join)").await?;
+    for (event_id, c, occurred_at, incident, fingerprint) in rows {
+        found.entry(c).or_default().push(CorrelationHit { event_id, occurred_at, incident, fingerprint });
     }
     for hits in found.values_mut() {
         hits.sort_unstable_by_key(|h| h.event_id);
@@ -625,24 +635,16 @@ async fn counted_copies(
     Ok(found)
 }
 
-/// The correlation lookup for `(bucket, correlation id)` pairs: one seek per pair into
-/// the time-led index, all rows as one JSON array (see `fetch_json_rows`). The index is
-/// named and the join order pinned (CROSS JOIN: the list outside): against a long VALUES
-/// list the planner otherwise walks the table, or the whole index, once per query.
-fn correlation_query<'a>(prefix: &str, pairs: &[(i64, &'a str)], below: i64) -> QueryBuilder<'a, Sqlite> {
-    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!("{prefix}WITH v(b, c) AS ("));
-    q.push_values(pairs, |mut b, (bucket, c)| {
-        b.push_bind(*bucket).push_bind(*c);
-    });
-    q.push(format!(
-        ") SELECT json_group_array(json_array(e.id, e.correlation_id, e.occurred_at, e.incident_id, e.fingerprint))
-           FROM v CROSS JOIN events e INDEXED BY events_by_correlation
-             ON e.occurred_at / {CORRELATION_BUCKET_MS} = v.b AND e.correlation_id = v.c
-          WHERE e.correlation_id IS NOT NULL AND e.outcome = 'failure' AND e.counted = 1 AND e.id < "
-    ));
-    q.push_bind(below);
-    q
-}
+/// The correlation lookup for a JSON list of `[bucket, correlation id]` pairs (`?1`),
+/// below event id `?2`: one seek per pair into the time-led index, all rows as one JSON
+/// array (see `fetch_json_rows`). The index is named and the join order pinned (CROSS
+/// JOIN: the list outside): against a long list the planner otherwise walks the table,
+/// or the whole index, once per query. The bucket width is `CORRELATION_BUCKET_MS`.
+const CORRELATED_COPIES: &str = "WITH v(b, c) AS (SELECT value ->> 0, value ->> 1 FROM json_each(?1))
+    SELECT json_group_array(json_array(e.id, e.correlation_id, e.occurred_at, e.incident_id, e.fingerprint))
+      FROM v CROSS JOIN events e INDEXED BY events_by_correlation
+        ON e.occurred_at / 43200000 = v.b AND e.correlation_id = v.c
+     WHERE e.correlation_id IS NOT NULL AND e.outcome = 'failure' AND e.counted = 1 AND e.id < ?2";
 
 /// A Passport failure and its Entra record (same correlation id) are one sign-in
 /// attempt: the later one joins the earlier one's incident without being counted again.
@@ -1035,15 +1037,15 @@ async fn window_events(
 ) -> Result<HashMap<String, Vec<(i64, Option<String>)>>, StoreError> {
     let mut out: HashMap<String, Vec<(i64, Option<String>)>> = HashMap::with_capacity(keys.len());
     let probes = window_probes(keys, window);
-    for chunk in probes.chunks(IN_LIST) {
-        let start = chunk.iter().map(|p| p.2).min().unwrap_or(0);
-        let end = chunk.iter().map(|p| p.3).max().unwrap_or(0);
-        let pairs: Vec<(&str, i64)> = chunk.iter().map(|p| (p.0, p.1)).collect();
-        let q = window_query("", column, extra, start, end, &pairs);
-        let found: Vec<(String, i64, Option<String>)> = fetch_json_rows(tx, q, "events (detector window)").await?;
-        for (k, t, u) in found {
-            out.entry(k).or_default().push((t, u));
-        }
+    let (Some(start), Some(end)) = (probes.iter().map(|p| p.2).min(), probes.iter().map(|p| p.3).max()) else {
+        return Ok(out);
+    };
+    let pairs: Vec<(&str, i64)> = probes.iter().map(|p| (p.0, p.1)).collect();
+    let sql = window_sql(column, extra);
+    let found: Vec<(String, i64, Option<String>)> =
+        fetch_json_rows(tx, &sql, &pairs, &[start, end], "events (detector window)").await?;
+    for (k, t, u) in found {
+        out.entry(k).or_default().push((t, u));
     }
     // Time order per key (aggregates do not promise their input order).
     for events in out.values_mut() {
@@ -1083,35 +1085,24 @@ fn window_probes<'k>(keys: &HashMap<&'k str, Vec<i64>>, window: i64) -> Vec<(&'k
     probes
 }
 
-/// The detector window read for `(key, hourly bucket)` pairs of `column` (`ip_key` or
-/// `user_key`) as one JSON array of `[key, time, user key]`: one result row instead of
-/// one per event, because sqlx ships every result row over its worker channel with a
-/// thread wake-up, which cost more than the query. The index is named: without
-/// statistics the planner preferred the (code, time) index and then read every row of
-/// the table, and joined against a long VALUES list it walks the whole index unless the
-/// join order is pinned (CROSS JOIN: the list outside).
-fn window_query<'a>(
-    prefix: &str,
-    column: &'static str,
-    extra: &'static str,
-    start: i64,
-    end: i64,
-    pairs: &[(&'a str, i64)],
-) -> QueryBuilder<'a, Sqlite> {
+/// The detector window read for a JSON list of `[key, hourly bucket]` pairs (`?1`) of
+/// `column` (`ip_key` or `user_key`), between times `?2` (excluded) and `?3`, as one
+/// JSON array of `[key, time, user key]`: one result row instead of one per event,
+/// because sqlx ships every result row over its worker channel with a thread wake-up,
+/// which cost more than the query. The index is named: without statistics the planner
+/// preferred the (code, time) index and then read every row of the table; and the join
+/// order is pinned (CROSS JOIN: the list outside), or against a long list it walks the
+/// whole index.
+fn window_sql(column: &'static str, extra: &'static str) -> String {
     let index = if column == "ip_key" { "events_by_ip_key" } else { "events_by_user_key" };
-    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!("{prefix}WITH v(k, b) AS ("));
-    q.push_values(pairs, |mut b, (key, bucket)| {
-        b.push_bind(*key).push_bind(*bucket);
-    });
-    q.push(format!(
-        ") SELECT json_group_array(json_array(v.k, e.occurred_at, e.user_key))
+    format!(
+        "WITH v(k, b) AS (SELECT value ->> 0, value ->> 1 FROM json_each(?1))
+         SELECT json_group_array(json_array(v.k, e.occurred_at, e.user_key))
            FROM v CROSS JOIN events e INDEXED BY {index}
              ON e.occurred_at / {DETECTOR_BUCKET_MS} = v.b AND e.{column} = v.k
           WHERE e.{column} IS NOT NULL AND e.outcome = 'failure' {extra} AND e.code IN ({CREDENTIAL_CODES})
-            AND e.occurred_at > "
-    ));
-    q.push_bind(start).push(" AND e.occurred_at <= ").push_bind(end);
-    q
+            AND e.occurred_at > ?2 AND e.occurred_at <= ?3"
+    )
 }
 
 /// Runs `scan_window` for every key, in key order (deterministic incident ids).
@@ -1266,10 +1257,19 @@ async fn record_detection(
 mod tests {
     use super::*;
 
-    /// The plan of an `EXPLAIN QUERY PLAN` query, one line per step.
-    async fn plan_of(store: &Store, q: &mut QueryBuilder<'_, Sqlite>) -> String {
-        let rows = q.build().fetch_all(store.pool()).await.expect("plan");
+    /// The plan of `sql` (with its JSON list and `extra` values bound), one line per step.
+    async fn plan_of(store: &Store, sql: &str, list: String, extra: &[i64]) -> String {
+        let explain = format!("EXPLAIN QUERY PLAN {sql}");
+        let mut q = sqlx::query(&explain).bind(list);
+        for value in extra {
+            q = q.bind(*value);
+        }
+        let rows = q.fetch_all(store.pool()).await.expect("plan");
         rows.iter().map(|r| r.get::<String, _>("detail")).collect::<Vec<_>>().join("\n")
+    }
+
+    async fn empty_store(dir: &tempfile::TempDir) -> Store {
+        Store::open(&dir.path().join("plans.db")).await.expect("open")
     }
 
     /// The detector windows are read from their partial indexes alone (issue #8): a
@@ -1278,30 +1278,38 @@ mod tests {
     #[tokio::test]
     async fn detector_windows_seek_their_covering_time_led_index() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&dir.path().join("w.db")).await.expect("open");
+        let store = empty_store(&dir).await;
         for (column, extra) in [("ip_key", ""), ("user_key", "AND e.counted = 1")] {
-            let keys: Vec<String> = (0..IN_LIST).map(|i| format!("k{i}")).collect();
-            let pairs: Vec<(&str, i64)> = keys.iter().zip(0..).map(|(k, i)| (k.as_str(), i % 3)).collect();
-            let mut q = window_query("EXPLAIN QUERY PLAN ", column, extra, 0, 10, &pairs);
-            let plan = plan_of(&store, &mut q).await;
+            let plan = plan_of(&store, &window_sql(column, extra), r#"[["a",1]]"#.into(), &[0, 10]).await;
             let seek = format!("USING COVERING INDEX events_by_{column} (<expr>=? AND {column}=?");
             assert!(plan.contains(&seek), "{column}: {plan}");
+            assert!(plan.starts_with("SCAN json_each"), "the list is the outer loop: {column}: {plan}");
         }
     }
 
-    /// The correlation join seeks the time-led index once per (bucket, id) pair. With a
-    /// full list of pairs the planner would rather walk the whole index once and probe
-    /// the list (a Bloom filter), which costs the size of the store: the pinned join
-    /// order (CROSS JOIN) keeps it a seek per pair.
+    /// The correlation join seeks the time-led index once per (bucket, id) pair. Against
+    /// a long list the planner would rather walk the whole index once and probe the list
+    /// (a Bloom filter), which costs the size of the store: the pinned join order (CROSS
+    /// JOIN) keeps it a seek per pair.
     #[tokio::test]
     async fn correlation_join_seeks_its_time_led_index() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&dir.path().join("c.db")).await.expect("open");
-        let ids: Vec<String> = (0..IN_LIST).map(|i| format!("c{i}")).collect();
-        let pairs: Vec<(i64, &str)> = ids.iter().zip(0..).map(|(c, i)| (i % 7, c.as_str())).collect();
-        let mut q = correlation_query("EXPLAIN QUERY PLAN ", &pairs, 10);
-        let plan = plan_of(&store, &mut q).await;
+        let store = empty_store(&dir).await;
+        let plan = plan_of(&store, CORRELATED_COPIES, r#"[[1,"c"]]"#.into(), &[10]).await;
         assert!(plan.contains("USING INDEX events_by_correlation (<expr>=? AND correlation_id=?"), "{plan}");
+        assert!(plan.starts_with("SCAN json_each"), "the list is the outer loop: {plan}");
+        // The bucket width in the statement is the one the probes are computed with.
+        assert!(CORRELATED_COPIES.contains(&format!("e.occurred_at / {CORRELATION_BUCKET_MS} ")));
+    }
+
+    /// The duplicate check seeks the uniqueness index once per key.
+    #[tokio::test]
+    async fn the_duplicate_check_seeks_the_uniqueness_index() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = empty_store(&dir).await;
+        let plan = plan_of(&store, STORED_KEYS, r#"[[1,"id:x"]]"#.into(), &[]).await;
+        assert!(plan.contains("USING COVERING INDEX events_dedup (dedup_at=? AND dedup_key=?)"), "{plan}");
+        assert!(plan.starts_with("SCAN json_each"), "the list is the outer loop: {plan}");
     }
 
     /// Buckets cover the whole span on both sides of zero, as SQLite computes them.
