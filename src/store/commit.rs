@@ -382,6 +382,12 @@ impl Store {
         }
 
         let mut state = BatchIncidents::default();
+        // Every fingerprint's newest incident in one statement, instead of one round trip
+        // to the SQLite thread per fingerprint (a few hundred per batch).
+        let mut fingerprints: Vec<&str> = failures.iter().map(|f| f.fingerprint.as_str()).collect();
+        fingerprints.sort_unstable();
+        fingerprints.dedup();
+        state.newest = newest_incidents(&mut tx, &fingerprints).await?;
         if let Some(first_new) = failures.iter().map(|f| f.event_id).min() {
             let probes: Vec<(&str, i64)> = failures
                 .iter()
@@ -702,6 +708,33 @@ async fn add_source(tx: &mut Tx<'_>, id: i64, source: &str, at: i64) -> Result<(
     .await?;
     Ok(())
 }
+
+/// The newest incident of each of `fingerprints` (None for one that has none).
+async fn newest_incidents(
+    tx: &mut Tx<'_>,
+    fingerprints: &[&str],
+) -> Result<HashMap<String, Option<IncidentState>>, StoreError> {
+    let mut newest: HashMap<String, Option<IncidentState>> = HashMap::with_capacity(fingerprints.len());
+    if fingerprints.is_empty() {
+        return Ok(newest);
+    }
+    let rows: Vec<(String, i64, String, i64, Option<i64>)> =
+        fetch_json_rows(tx, NEWEST_INCIDENTS, &fingerprints, &[], "incidents (newest per fingerprint)").await?;
+    newest.extend(fingerprints.iter().map(|f| (f.to_string(), None)));
+    for (fingerprint, id, status, last_seen_ms, resolved_at_ms) in rows {
+        let status =
+            IncidentStatus::parse(&status).ok_or(StoreError::Corrupt { column: "incidents.status", value: status })?;
+        newest.insert(fingerprint, Some(IncidentState { id, status, last_seen_ms, resolved_at_ms }));
+    }
+    Ok(newest)
+}
+
+/// The newest incident of each fingerprint in a JSON list (`?1`), as `newest_incident`
+/// reads one.
+const NEWEST_INCIDENTS: &str = "WITH v(f) AS (SELECT DISTINCT value FROM json_each(?1))
+    SELECT json_group_array(json_array(i.fingerprint, i.id, i.status, i.last_seen, i.resolved_at))
+      FROM v CROSS JOIN incidents i
+     WHERE i.id = (SELECT id FROM incidents WHERE fingerprint = v.f ORDER BY id DESC LIMIT 1)";
 
 async fn newest_incident(tx: &mut Tx<'_>, fingerprint: &str) -> Result<Option<IncidentState>, StoreError> {
     let row = sqlx::query(
@@ -1300,6 +1333,17 @@ mod tests {
         assert!(plan.starts_with("SCAN json_each"), "the list is the outer loop: {plan}");
         // The bucket width in the statement is the one the probes are computed with.
         assert!(CORRELATED_COPIES.contains(&format!("e.occurred_at / {CORRELATION_BUCKET_MS} ")));
+    }
+
+    /// The newest incident per fingerprint is two seeks per fingerprint.
+    #[tokio::test]
+    async fn newest_incidents_seek_by_fingerprint() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = empty_store(&dir).await;
+        let plan = plan_of(&store, NEWEST_INCIDENTS, r#"["f"]"#.into(), &[]).await;
+        assert!(plan.contains("USING INTEGER PRIMARY KEY (rowid=?)"), "{plan}");
+        assert!(plan.contains("USING COVERING INDEX incidents_by_fingerprint (fingerprint=?)"), "{plan}");
+        assert!(!plan.contains("SCAN i") && !plan.contains("SCAN incidents"), "{plan}");
     }
 
     /// The duplicate check seeks the uniqueness index once per key.
