@@ -405,6 +405,12 @@ impl Normalizer {
         raw: RawSignIn,
         received_at: DateTime<Utc>,
     ) -> Option<Made> {
+        if raw.result_code == Some(0) {
+            // Result code 0 is a success whatever else the record says (the classifier's
+            // first rule). Asking it anyway would build the catalogue texts of a success
+            // (five allocations) for most records, only to drop them here.
+            return Self::success(shared_source, file_key, offset, &raw, received_at).map(Made::Success);
+        }
         let c = classifier.classify(&ClassifyInput {
             result_code: raw.result_code,
             message_codes: &raw.message_codes,
@@ -420,20 +426,10 @@ impl Normalizer {
         if raw.result_code.is_none() && c.codes.is_empty() && c.matched_by.is_none() {
             return None;
         }
-        let occurred_at = raw.occurred_at.unwrap_or(received_at);
         if c.outcome == Outcome::Success {
-            // A success is only counted and de-duplicated (by record id, else
-            // position): it never reaches a table or an API with its details, so it
-            // carries none of them and skips the privacy work (a keyed hash per user).
-            let key = crate::event::dedup_key(raw.record_id.as_deref(), Some((file_key, offset)))?;
-            let occurred_at_ms = occurred_at.timestamp_millis();
-            return Some(Made::Success(StoredSuccess {
-                source: Arc::clone(shared_source),
-                occurred_at_ms,
-                dedup_at: if raw.occurred_at.is_some() { occurred_at_ms } else { 0 },
-                key,
-            }));
+            return Self::success(shared_source, file_key, offset, &raw, received_at).map(Made::Success);
         }
+        let occurred_at = raw.occurred_at.unwrap_or(received_at);
         let source: &str = shared_source;
         let defaults = self.defaults.get(source);
         let fallback = |own: Option<String>, pick: fn(&SourceDefaults) -> &Option<String>| {
@@ -476,6 +472,26 @@ impl Normalizer {
             severity: if failure { c.severity.as_str().to_string() } else { String::new() },
             event,
         })))
+    }
+
+    /// A success is only counted and de-duplicated (by record id, else position): it
+    /// never reaches a table or an API with its details, so it carries none of them and
+    /// skips the privacy work (a keyed hash per user).
+    fn success(
+        source: &Arc<str>,
+        file_key: &str,
+        offset: u64,
+        raw: &RawSignIn,
+        received_at: DateTime<Utc>,
+    ) -> Option<StoredSuccess> {
+        let key = crate::event::dedup_key(raw.record_id.as_deref(), Some((file_key, offset)))?;
+        let occurred_at_ms = raw.occurred_at.unwrap_or(received_at).timestamp_millis();
+        Some(StoredSuccess {
+            source: Arc::clone(source),
+            occurred_at_ms,
+            dedup_at: if raw.occurred_at.is_some() { occurred_at_ms } else { 0 },
+            key,
+        })
     }
 }
 
