@@ -328,11 +328,10 @@ impl Normalizer {
         file_key: &str,
         items: &[DecodedItem],
         received_at: DateTime<Utc>,
-        out: Normalized<'_>,
+        mut out: Normalized<'_>,
     ) {
         let classifier = self.classifier.current();
         let shared: Arc<str> = Arc::from(source);
-        let mut out = out;
         for item in items {
             let raw = match &item.kind {
                 ItemKind::SignIn(raw) => Some(raw.as_ref().clone()),
@@ -351,11 +350,10 @@ impl Normalizer {
         file_key: &str,
         items: &mut Vec<DecodedItem>,
         received_at: DateTime<Utc>,
-        out: Normalized<'_>,
+        mut out: Normalized<'_>,
     ) {
         let classifier = self.classifier.current();
         let shared: Arc<str> = Arc::from(source);
-        let mut out = out;
         for mut item in items.drain(..) {
             let raw = match std::mem::replace(&mut item.kind, ItemKind::Skipped) {
                 ItemKind::SignIn(raw) => Some(*raw),
