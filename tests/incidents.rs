@@ -286,6 +286,48 @@ async fn correlated_copies_join_only_within_twelve_hours() {
     }
 }
 
+/// A store written before migration 0006 (correlation and detector indexes led by their
+/// key) is upgraded on open, and a copy arriving after the upgrade still joins a failure
+/// stored before it.
+#[tokio::test]
+async fn a_copy_after_the_upgrade_joins_a_failure_stored_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let p = Policy::default();
+    let mut entra = ev("entra-1", 50076, Category::MfaRequired, 0);
+    entra.correlation = Some("corr-1".into());
+    let s = Store::open(&path).await.unwrap();
+    commit(&s, &p, vec![entra]).await;
+    s.close().await;
+    // Put the store back as version 0005 left it.
+    use sqlx::Connection;
+    let mut old = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+    for sql in [
+        "DROP INDEX events_by_correlation",
+        "CREATE INDEX events_by_correlation ON events (correlation_id) WHERE correlation_id IS NOT NULL AND outcome = 'failure'",
+        "DROP INDEX events_by_ip_key",
+        "CREATE INDEX events_by_ip_key ON events (ip_key, occurred_at, user_key, code, outcome)
+            WHERE ip_key IS NOT NULL AND outcome = 'failure' AND code IN (50126, 50053)",
+        "DROP INDEX events_by_user_key",
+        "CREATE INDEX events_by_user_key ON events (user_key, occurred_at, code, outcome, counted)
+            WHERE user_key IS NOT NULL AND outcome = 'failure' AND counted = 1 AND code IN (50126, 50053)",
+        "DELETE FROM _sqlx_migrations WHERE version = 6",
+    ] {
+        sqlx::query(sql).execute(&mut old).await.unwrap();
+    }
+    old.close().await.unwrap();
+
+    let s = Store::open(&path).await.unwrap();
+    let mut passport = ev("passport-1", 50076, Category::MfaRequired, 1);
+    passport.correlation = Some("corr-1".into());
+    passport.source = "passport";
+    commit(&s, &p, vec![passport]).await;
+    let incs = all(&s).await;
+    assert_eq!(incs.len(), 1, "{incs:?}");
+    assert_eq!(incs[0].event_count, 1, "the copy is not counted again");
+    assert_eq!(incs[0].sources, vec!["entra".to_string(), "passport".to_string()]);
+}
+
 #[tokio::test]
 async fn password_spray_detector_opens_its_own_incident_with_counts() {
     let (_d, s) = store().await;

@@ -729,31 +729,16 @@ async fn newest_incidents(
     Ok(newest)
 }
 
-/// The newest incident of each fingerprint in a JSON list (`?1`), as `newest_incident`
-/// reads one.
+/// The newest incident of each fingerprint in a JSON list (`?1`).
 const NEWEST_INCIDENTS: &str = "WITH v(f) AS (SELECT DISTINCT value FROM json_each(?1))
     SELECT json_group_array(json_array(i.fingerprint, i.id, i.status, i.last_seen, i.resolved_at))
       FROM v CROSS JOIN incidents i
      WHERE i.id = (SELECT id FROM incidents WHERE fingerprint = v.f ORDER BY id DESC LIMIT 1)";
 
+/// The newest incident of one fingerprint (a detector's, or one whose cached state a
+/// batch dropped), the same statement as `newest_incidents`.
 async fn newest_incident(tx: &mut Tx<'_>, fingerprint: &str) -> Result<Option<IncidentState>, StoreError> {
-    let row = sqlx::query(
-        "SELECT id, status, last_seen, resolved_at FROM incidents WHERE fingerprint = ? ORDER BY id DESC LIMIT 1",
-    )
-    .bind(fingerprint)
-    .fetch_optional(&mut **tx)
-    .await?;
-    let Some(r) = row else {
-        return Ok(None);
-    };
-    let status: String = r.try_get("status")?;
-    Ok(Some(IncidentState {
-        id: r.try_get("id")?,
-        status: IncidentStatus::parse(&status)
-            .ok_or(StoreError::Corrupt { column: "incidents.status", value: status })?,
-        last_seen_ms: r.try_get("last_seen")?,
-        resolved_at_ms: r.try_get("resolved_at")?,
-    }))
+    Ok(newest_incidents(tx, &[fingerprint]).await?.remove(fingerprint).flatten())
 }
 
 async fn open_incident(tx: &mut Tx<'_>, n: NewIncident<'_>) -> Result<i64, StoreError> {
