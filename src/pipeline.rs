@@ -626,6 +626,62 @@ mod tests {
         assert_eq!(tally.lines, 3);
     }
 
+    /// The reader decodes a success lean (`success_detail: false`): whatever the shape,
+    /// that must normalize to exactly what the full decode does.
+    #[test]
+    fn a_lean_success_decode_normalizes_exactly_as_the_full_one() {
+        use crate::classify::{Catalogue, Classifier};
+        use crate::ingest::formats::{decode_bytes, DecodeOptions, ItemKind};
+        let catalogue = Catalogue::load(&[]).expect("embedded catalogue");
+        let classifier = Arc::new(SharedClassifier::new(Classifier::new(Arc::new(catalogue), Vec::new())));
+        let normalizer = Normalizer::new(classifier, Privacy::new(&PrivacySettings::default(), b"store-secret"));
+        let root = env!("CARGO_MANIFEST_DIR");
+        let mut inputs: Vec<Vec<u8>> = std::fs::read_dir(format!("{root}/tests/fixtures/azure"))
+            .expect("fixtures")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x != "md"))
+            .map(|p| std::fs::read(p).expect("fixture"))
+            .collect();
+        inputs.push(std::fs::read(format!("{root}/examples/logs/entra/PT1H.json")).expect("example"));
+        // Traps: the id only at the top level, a status held as text, no time at all, a
+        // success code in resultType alone, and a failure next to them.
+        inputs.push(
+            concat!(
+                r#"{"time":"2026-03-04T16:15:02Z","resultType":0,"Id":"Top-1","properties":{"userPrincipalName":"a@b.example"}}"#,
+                "\n",
+                r#"{"TimeGenerated":"2026-03-04T16:15:03Z","Id":"la-1","Status":"{\"errorCode\":0}","UserPrincipalName":"a@b.example"}"#,
+                "\n",
+                r#"{"resultType":"0","properties":{"status":{"errorCode":0},"ipAddress":"192.0.2.1"}}"#,
+                "\n",
+                r#"{"time":"2026-03-04T16:15:04Z","resultType":"50126","properties":{"id":"f-1","userPrincipalName":"a@b.example"}}"#,
+                "\n"
+            )
+            .as_bytes()
+            .to_vec(),
+        );
+        let received_at = DateTime::parse_from_rfc3339("2026-03-05T00:00:00Z").expect("time").with_timezone(&Utc);
+        let mut lean_successes = 0;
+        for bytes in &inputs {
+            let normalize = |success_detail: bool| {
+                let items = decode_bytes(&DecodeOptions { success_detail, ..DecodeOptions::default() }, bytes);
+                let (mut events, mut successes, mut tally) = (Vec::new(), Vec::new(), DecodeTally::default());
+                let out = Normalized { events: &mut events, successes: &mut successes, tally: &mut tally };
+                normalizer.process("entra", "gen-1", &items, received_at, out);
+                (items, events, successes, tally)
+            };
+            let (_, full_events, full_successes, full_tally) = normalize(true);
+            let (lean_items, lean_events, successes, tally) = normalize(false);
+            assert_eq!(successes, full_successes);
+            assert_eq!(format!("{lean_events:?}"), format!("{full_events:?}"));
+            assert_eq!(format!("{tally:?}"), format!("{full_tally:?}"));
+            lean_successes += lean_items
+                .iter()
+                .filter(|i| matches!(&i.kind, ItemKind::SignIn(s) if s.result_code == Some(0) && s.user.is_none() && s.ip.is_none()))
+                .count();
+        }
+        assert!(lean_successes >= 3, "the lean decode did not run: {lean_successes}");
+    }
+
     #[test]
     fn the_event_budget_holds_a_reader_until_the_writer_gives_back() {
         let budget = EventBudget::new(10);

@@ -67,6 +67,8 @@ pub fn decode_options(source: &SourceSettings) -> DecodeOptions {
         max_record_bytes: source.max_line_bytes,
         default_tz: source.tz(),
         passport: source.passport.clone(),
+        // The pipeline keeps only a success's time and id.
+        success_detail: false,
     }
 }
 

@@ -7,7 +7,7 @@
 use super::passport::extract_codes;
 use super::record::{LStr, Obj};
 use super::time::parse_timestamp;
-use super::{ItemKind, ParseErrorReason, RawSignIn};
+use super::{DecodeOptions, ItemKind, ParseErrorReason, RawSignIn};
 
 /// The `format` label for an object decoded under `Format::Auto`.
 pub(crate) fn auto_label(o: &Obj<'_>) -> &'static str {
@@ -35,11 +35,13 @@ fn first<'s>(a: &'s LStr<'_>, b: Option<&'s LStr<'_>>) -> Option<&'s str> {
     a.get().or_else(|| b.and_then(LStr::get))
 }
 
-/// Maps an Entra sign-in object (A1 record, A2 row, A3 signIn) to a `RawSignIn`.
-pub(crate) fn to_signin(o: &Obj<'_>, label: &'static str, tz: chrono_tz::Tz) -> ItemKind {
+/// Maps an Entra sign-in object (A1 record, A2 row, A3 signIn) to a `RawSignIn`; a
+/// success only to its time and id unless `opts.success_detail`.
+pub(crate) fn to_signin(o: &Obj<'_>, label: &'static str, opts: &DecodeOptions) -> ItemKind {
     if !is_signin(o) {
         return ItemKind::Error(ParseErrorReason::NotSignin);
     }
+    let tz = opts.default_tz;
     let p = o.properties.as_deref();
     // properties (the Graph object) first, then the envelope / row.
     macro_rules! pick {
@@ -49,6 +51,19 @@ pub(crate) fn to_signin(o: &Obj<'_>, label: &'static str, tz: chrono_tz::Tz) -> 
     }
     let status = p.and_then(|p| p.status.as_ref()).or(o.status.as_ref());
     let result_code = status.and_then(|s| s.error_code).or(o.result_type).or_else(|| p.and_then(|p| p.result_type));
+    let occurred_at = [&o.time, &o.time_generated, p.map_or(&o.created, |p| &p.created), &o.created]
+        .into_iter()
+        .filter_map(LStr::get)
+        .find_map(|t| parse_timestamp(t, tz));
+    if result_code == Some(0) && !opts.success_detail {
+        return ItemKind::SignIn(Box::new(RawSignIn {
+            format: label,
+            occurred_at,
+            result_code,
+            record_id: pick!(id),
+            ..RawSignIn::default()
+        }));
+    }
     let message = status
         .and_then(|s| s.failure_reason.get())
         .or_else(|| o.result_description.get())
@@ -59,10 +74,6 @@ pub(crate) fn to_signin(o: &Obj<'_>, label: &'static str, tz: chrono_tz::Tz) -> 
     if let Some(m) = &message {
         extract_codes(m, &mut message_codes);
     }
-    let occurred_at = [&o.time, &o.time_generated, p.map_or(&o.created, |p| &p.created), &o.created]
-        .into_iter()
-        .filter_map(LStr::get)
-        .find_map(|t| parse_timestamp(t, tz));
     let tenant_id = o
         .tenant_id
         .get()

@@ -924,7 +924,7 @@ fn csv_row(opts: &DecodeOptions, h: &CsvHeader, text: &str) -> (ItemKind, Option
         Format::Auto => "azure-loganalytics",
         f => f.as_str(),
     };
-    (to_signin(&o, label, opts.default_tz), None)
+    (to_signin(&o, label, opts), None)
 }
 
 /// Index of the newline ending a CSV record (outside quotes), continuing from `scanned`.
@@ -1000,10 +1000,10 @@ fn dispatch(
             if o.event_message_seen {
                 passport_obj(opts, m, o)
             } else {
-                to_signin(o, auto_label(o), opts.default_tz)
+                to_signin(o, auto_label(o), opts)
             }
         }
-        f => to_signin(o, f.as_str(), opts.default_tz),
+        f => to_signin(o, f.as_str(), opts),
     };
     push(out, start, end, line, kind);
 }

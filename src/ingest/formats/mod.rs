@@ -89,6 +89,13 @@ pub struct DecodeOptions {
     pub default_tz: chrono_tz::Tz,
     /// Which Passport records count.
     pub passport: PassportFilter,
+    /// Whether a success (result code 0) is decoded with every field. When off, its
+    /// `RawSignIn` carries only what the pipeline keeps of a success (format, time, code,
+    /// record id): a success is counted and de-duplicated, never stored in full, and
+    /// copying its dozen other strings was a tenth of the reader's time (BENCHMARKS.md,
+    /// sixth pass). The reader and the HTTP ingest turn it off; the default, on, is for
+    /// anything that shows decoded records.
+    pub success_detail: bool,
 }
 
 impl Default for DecodeOptions {
@@ -98,6 +105,7 @@ impl Default for DecodeOptions {
             max_record_bytes: 1024 * 1024,
             default_tz: chrono_tz::UTC,
             passport: PassportFilter::default(),
+            success_detail: true,
         }
     }
 }
