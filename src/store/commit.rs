@@ -486,11 +486,12 @@ async fn insert_successes(
             let n = [SUCCESS_ROWS, 64, 8, 1].into_iter().find(|n| *n <= left.len()).unwrap_or(1);
             let (head, more) = left.split_at(n);
             let mut q: QueryBuilder<Sqlite> =
-                QueryBuilder::new("INSERT INTO successes (dedup_at, dedup_key, occurred_at, source) ");
+                // OR IGNORE rather than ON CONFLICT DO NOTHING: the same for a stored key,
+                // and no statement journal (see `insert_events`); no column can be NULL.
+                QueryBuilder::new("INSERT OR IGNORE INTO successes (dedup_at, dedup_key, occurred_at, source) ");
             q.push_values(head, |mut b, r| {
                 b.push_bind(r.dedup_at).push_bind(r.key.as_ref()).push_bind(r.occurred_at).push_bind(r.source);
             });
-            q.push(" ON CONFLICT DO NOTHING");
             inserted += q.build().persistent(true).execute(&mut **tx).await?.rows_affected();
             left = more;
         }
@@ -555,8 +556,12 @@ async fn fetch_json_rows<T: serde::de::DeserializeOwned, L: serde::Serialize>(
 /// so a conflict here is a bug and fails the batch rather than shifting ids.
 async fn insert_events(tx: &mut Tx<'_>, rows: &[NewRow<'_>]) -> Result<(), StoreError> {
     debug_assert!(rows.len() * EVENT_COLUMNS < 32_766);
+    // OR IGNORE: a violation skips the row instead of aborting the statement, so SQLite
+    // keeps no statement journal (a copy of every page the statement touches, to undo it
+    // alone). The rows were checked to be new and complete, so none may be skipped: the
+    // count below turns a skipped row into an error that rolls the batch back.
     let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-        "INSERT INTO events (id, dedup_key, dedup_at, source, format, received_at, occurred_at, outcome,
+        "INSERT OR IGNORE INTO events (id, dedup_key, dedup_at, source, format, received_at, occurred_at, outcome,
             category, code, codes, entry_id, message, user, app_id, app_name, tenant_id,
             client_app, auth_protocol, token_issuer_type, ip, correlation_id, record_id,
             device, file_key, file_offset, user_key, ip_key, fingerprint, incident_id, counted) ",
@@ -596,7 +601,10 @@ async fn insert_events(tx: &mut Tx<'_>, rows: &[NewRow<'_>]) -> Result<(), Store
             .push_bind(row.incident_id)
             .push_bind(i64::from(row.counted));
     });
-    q.build().persistent(true).execute(&mut **tx).await?;
+    let stored = q.build().persistent(true).execute(&mut **tx).await?.rows_affected();
+    if stored != rows.len() as u64 {
+        return Err(StoreError::RowsSkipped { table: "events", sent: rows.len() as u64, stored });
+    }
     Ok(())
 }
 
@@ -1288,6 +1296,63 @@ mod tests {
 
     async fn empty_store(dir: &tempfile::TempDir) -> Store {
         Store::open(&dir.path().join("plans.db")).await.expect("open")
+    }
+
+    /// The event INSERT skips a violating row rather than aborting (so that SQLite keeps
+    /// no statement journal): a row it skips must still fail the batch, never leave the
+    /// incident counts ahead of the stored rows.
+    #[tokio::test]
+    async fn an_event_row_the_database_skips_fails_the_batch() {
+        use crate::event::SignInEvent;
+        let dir = tempfile::tempdir().expect("dir");
+        let store = empty_store(&dir).await;
+        let t = chrono::DateTime::from_timestamp_millis(1_772_640_000_000).expect("time");
+        let stored = StoredEvent {
+            event: SignInEvent {
+                received_at: t,
+                occurred_at: t,
+                occurred_from_record: true,
+                source: "entra".into(),
+                format: "azure-diagnostic".into(),
+                outcome: Outcome::Failure,
+                category: Some(Category::MfaRequired),
+                codes: vec![50076],
+                entry_id: None,
+                message: None,
+                user: None,
+                app_id: None,
+                app_name: None,
+                tenant_id: None,
+                client_app: None,
+                auth_protocol: None,
+                token_issuer_type: None,
+                ip: None,
+                correlation_id: None,
+                record_id: Some("r-1".into()),
+                device: None,
+                position: None,
+            },
+            title: String::new(),
+            remediation: String::new(),
+            severity: String::new(),
+            user_key: None,
+            ip_key: None,
+        };
+        let row = |id: i64| NewRow {
+            stored: &stored,
+            key: "id:r-1".into(),
+            occurred_at: to_ms(t),
+            dedup_at: to_ms(t),
+            id,
+            fingerprint: None,
+            incident_id: None,
+            counted: true,
+        };
+        let mut tx = store.writer_pool().begin().await.expect("begin");
+        insert_events(&mut tx, &[row(1)]).await.expect("a new row");
+        // The same key again: the unique index refuses it.
+        let err = insert_events(&mut tx, &[row(2)]).await.expect_err("a stored key");
+        assert!(matches!(err, StoreError::RowsSkipped { table: "events", sent: 1, stored: 0 }), "{err}");
     }
 
     /// The detector windows are read from their partial indexes alone (issue #8): a

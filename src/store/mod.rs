@@ -61,6 +61,17 @@ pub enum StoreError {
         /// The value found.
         value: String,
     },
+    /// The database skipped rows of a batch that the write path had checked to be new
+    /// and complete (a bug): the batch is rolled back rather than stored in part.
+    #[error("{table}: {stored} of {sent} rows stored; the batch was rolled back")]
+    RowsSkipped {
+        /// The table.
+        table: &'static str,
+        /// Rows sent.
+        sent: u64,
+        /// Rows stored.
+        stored: u64,
+    },
 }
 
 /// The read position of one file generation.
@@ -226,7 +237,13 @@ impl Store {
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
-            .connect_with(options.pragma("cache_size", WRITER_CACHE))
+            // The write path sets every incident id itself, from incidents it just read or
+            // inserted, and never deletes an incident (retention does, on the other pool,
+            // where ON DELETE SET NULL still applies). Checking the reference on every
+            // event row cost a lookup per row and, worse, made each multi-row INSERT keep
+            // a statement journal: a copy of every page it touched, kept in case a
+            // violation had to undo the statement alone (BENCHMARKS.md, sixth pass).
+            .connect_with(options.pragma("cache_size", WRITER_CACHE).foreign_keys(false))
             .await
             .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
         Ok(Store { pool, writer, path: path.to_path_buf() })
