@@ -659,6 +659,16 @@ mod tests {
             .as_bytes()
             .to_vec(),
         );
+        // A Log Analytics CSV export: the same decoder behind a header row.
+        inputs.push(
+            concat!(
+                "TimeGenerated [UTC],ResultType,UserPrincipalName,IPAddress,Status,Id\r\n",
+                "2026-03-04T08:16:00Z,0,b@contoso.example,192.0.2.2,\"{\"\"errorCode\"\":0}\",id-2\r\n",
+                "2026-03-04T08:17:00Z,50126,b@contoso.example,192.0.2.2,\"{\"\"errorCode\"\":50126}\",id-3\r\n",
+            )
+            .as_bytes()
+            .to_vec(),
+        );
         let received_at = DateTime::parse_from_rfc3339("2026-03-05T00:00:00Z").expect("time").with_timezone(&Utc);
         let mut lean_successes = 0;
         for bytes in &inputs {
@@ -679,7 +689,7 @@ mod tests {
                 .filter(|i| matches!(&i.kind, ItemKind::SignIn(s) if s.result_code == Some(0) && s.user.is_none() && s.ip.is_none()))
                 .count();
         }
-        assert!(lean_successes >= 3, "the lean decode did not run: {lean_successes}");
+        assert!(lean_successes >= 4, "the lean decode did not run: {lean_successes}");
     }
 
     #[test]
