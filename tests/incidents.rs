@@ -384,6 +384,25 @@ async fn pruning_removes_old_events_and_old_resolved_incidents_only() {
     assert_eq!(incs[0].category, Category::InvalidCredentials);
 }
 
+/// The writer's connection does not enforce foreign keys (it sets every incident id
+/// itself); retention deletes incidents on the other pool, so an event kept longer than
+/// its incident must still lose the link (ON DELETE SET NULL), not point at nothing.
+#[tokio::test]
+async fn an_event_outliving_its_pruned_incident_loses_the_link() {
+    let (_d, s) = store().await;
+    let p = Policy::default();
+    commit(&s, &p, vec![ev("old", 50076, Category::MfaRequired, 0)]).await;
+    let day = 24 * 60;
+    commit(&s, &p, vec![ev("new", 50126, Category::InvalidCredentials, 40 * day)]).await;
+    let pruned = s.prune(Duration::from_secs(60 * 86_400), Duration::from_secs(20 * 86_400), 100).await.unwrap();
+    assert_eq!((pruned.events, pruned.incidents), (0, 1), "the MFA incident goes, its event stays");
+    let events = s.list_events(&passportd::store::EventQuery { limit: 10, ..Default::default() }).await.unwrap();
+    let old = events.items.iter().find(|e| e.record_id.as_deref() == Some("old")).expect("the old event is kept");
+    assert_eq!(old.incident_id, None, "{old:?}");
+    let new = events.items.iter().find(|e| e.record_id.as_deref() == Some("new")).expect("the new event");
+    assert!(new.incident_id.is_some());
+}
+
 #[tokio::test]
 async fn pagination_never_skips_or_repeats_while_incidents_arrive() {
     let (_d, s) = store().await;
