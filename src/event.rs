@@ -202,7 +202,8 @@ pub fn dedup_key(record_id: Option<&str>, position: Option<(&str, u64)>) -> Opti
     if let Some(id) = record_id.filter(|s| !s.is_empty()) {
         let mut key = String::with_capacity(3 + id.len());
         key.push_str("id:");
-        key.extend(id.chars().map(|c| c.to_ascii_lowercase()));
+        key.push_str(id);
+        key.make_ascii_lowercase();
         return Some(key);
     }
     position.map(|(file_key, offset)| format!("pos:{file_key}:{offset}"))

@@ -14,6 +14,7 @@
 //! - [`store`]: SQLite; all SQL lives here. One transaction per batch holds events,
 //!   incident updates and file checkpoints.
 //! - [`metrics`]: the owned Prometheus registry.
+//! - [`hex`]: lower-case hex of digests (keys, fingerprints).
 //! - [`api`]: the axum router (the only module that knows HTTP).
 //! - [`app`]: the service as a value (build, run, drain); [`cli`]: the commands.
 
@@ -23,6 +24,7 @@ pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod event;
+pub mod hex;
 pub mod incidents;
 pub mod ingest;
 pub mod metrics;

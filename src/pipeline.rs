@@ -146,15 +146,10 @@ fn hmac_hex(key: &[u8], value: &str) -> String {
     hex16(&mac.finalize().into_bytes())
 }
 
-/// Lower-case hex of the first 16 bytes (one allocation, not one `format!` per byte:
-/// every failure hashes its user and its IP).
+/// Lower-case hex of the first 16 bytes.
 fn hex16(bytes: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(32);
-    for b in bytes.iter().take(16) {
-        s.push(char::from(HEX[usize::from(b >> 4)]));
-        s.push(char::from(HEX[usize::from(b & 15)]));
-    }
+    crate::hex::push_hex(&mut s, &bytes[..bytes.len().min(16)]);
     s
 }
 

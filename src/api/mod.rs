@@ -518,8 +518,8 @@ async fn ingest(
     // A retried request with the same body gets the same key, so lines without record
     // ids are not counted twice.
     let digest = Sha256::digest(&body);
-    let key: String =
-        std::iter::once(format!("http-{source}-")).chain(digest.iter().take(12).map(|b| format!("{b:02x}"))).collect();
+    let mut key = format!("http-{source}-");
+    crate::hex::push_hex(&mut key, &digest[..12]);
     let items = decode_bytes(&decode_options(&settings), &body);
     let mut batch = Batch::default();
     let mut tally = DecodeTally::default();

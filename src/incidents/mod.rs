@@ -118,14 +118,16 @@ pub fn fingerprint(category: Category, code: Option<u32>, app: Option<&str>, ten
     let mut h = Sha256::new();
     h.update(category.as_str().as_bytes());
     h.update([0]);
-    h.update(code.map(|c| c.to_string()).unwrap_or_default().as_bytes());
+    if let Some(c) = code {
+        h.update(c.to_string().as_bytes());
+    }
     h.update([0]);
     h.update(app.unwrap_or("").to_ascii_lowercase().as_bytes());
     h.update([0]);
     h.update(tenant.unwrap_or("").to_ascii_lowercase().as_bytes());
-    let digest = h.finalize();
-    let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
-    format!("{FINGERPRINT_VERSION}:{hex}")
+    let mut out = format!("{FINGERPRINT_VERSION}:");
+    crate::hex::push_hex(&mut out, &h.finalize()[..12]);
+    out
 }
 
 /// How many failures must gather before a gated category opens an incident.
@@ -331,8 +333,9 @@ pub fn detector_fingerprint(detector: Detector, subject_key: &str) -> String {
     h.update(detector.as_str().as_bytes());
     h.update([0]);
     h.update(subject_key.as_bytes());
-    let hex: String = h.finalize().iter().take(12).map(|b| format!("{b:02x}")).collect();
-    format!("{FINGERPRINT_VERSION}:{}:{hex}", detector.as_str())
+    let mut out = format!("{FINGERPRINT_VERSION}:{}:", detector.as_str());
+    crate::hex::push_hex(&mut out, &h.finalize()[..12]);
+    out
 }
 
 #[cfg(test)]
@@ -401,5 +404,44 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert!(a.starts_with("v1:"));
+    }
+
+    /// Fingerprints are stored, and an incident is found by its fingerprint: computing
+    /// them differently would split every open incident in two on upgrade. Pinned to the
+    /// formula as first written (and to one literal value).
+    #[test]
+    fn fingerprints_stay_what_stores_hold() {
+        let first_written = |parts: &[&str], prefix: &str| {
+            let mut h = Sha256::new();
+            for (i, p) in parts.iter().enumerate() {
+                if i > 0 {
+                    h.update([0]);
+                }
+                h.update(p.as_bytes());
+            }
+            let hex: String = h.finalize().iter().take(12).map(|b| format!("{b:02x}")).collect();
+            format!("{prefix}{hex}")
+        };
+        for (category, code, app, tenant) in [
+            (Category::MfaRequired, Some(50076), Some("Kandji Passport"), Some("T")),
+            (Category::InvalidCredentials, None, None, None),
+            (Category::Unclassified, Some(7000218), Some("APP-ID"), None),
+        ] {
+            let code_text = code.map(|c| c.to_string()).unwrap_or_default();
+            let app_text = app.unwrap_or("").to_ascii_lowercase();
+            let tenant_text = tenant.unwrap_or("").to_ascii_lowercase();
+            assert_eq!(
+                fingerprint(category, code, app, tenant),
+                first_written(&[category.as_str(), &code_text, &app_text, &tenant_text], "v1:")
+            );
+        }
+        assert_eq!(
+            detector_fingerprint(Detector::BruteForce, "k"),
+            first_written(&[Detector::BruteForce.as_str(), "k"], "v1:brute_force:")
+        );
+        assert_eq!(
+            fingerprint(Category::MfaRequired, Some(50076), Some("Kandji Passport"), Some("T")),
+            "v1:f35d223992e132ff620bb067"
+        );
     }
 }

@@ -339,8 +339,8 @@ pub fn replay_stdin(
         first.extend_from_slice(&buf[..n]);
     }
     let digest = Sha256::digest(&first);
-    let key: String =
-        std::iter::once("stdin-".to_string()).chain(digest.iter().take(12).map(|b| format!("{b:02x}"))).collect();
+    let mut key = String::from("stdin-");
+    crate::hex::push_hex(&mut key, &digest[..12]);
     let mut decoder = StreamDecoder::new(decode_options(source));
     let mut items = Vec::new();
     let send = |items: &mut Vec<DecodedItem>| -> Result<(), ReadError> {
