@@ -161,50 +161,41 @@ impl BatchIncidents {
         }
         let mut deltas: Vec<(i64, Delta)> = self.pending.drain().collect();
         deltas.sort_unstable_by_key(|(id, _)| *id);
-        // Users first: which (incident, user) pairs are new decides users_affected.
-        sqlx::query(
-            "CREATE TEMP TABLE IF NOT EXISTS batch_users (incident_id INTEGER NOT NULL, user_key TEXT NOT NULL,
-                PRIMARY KEY (incident_id, user_key)) WITHOUT ROWID",
-        )
-        .execute(&mut **tx)
-        .await?;
-        sqlx::query("DELETE FROM temp.batch_users").execute(&mut **tx).await?;
+        // Users first: which (incident, user) pairs are new decides users_affected. One
+        // statement: OR IGNORE skips the pairs already stored (and repeats within the
+        // list), and RETURNING names only the pairs it inserted.
         let pairs: Vec<(i64, &str)> =
             deltas.iter().flat_map(|(id, d)| d.user_keys.iter().map(move |k| (*id, k.as_str()))).collect();
+        let mut new_users: HashMap<i64, i64> = HashMap::new();
         if !pairs.is_empty() {
             // One bound JSON list: a fixed statement, prepared once (see `fetch_json_rows`).
             let list = serde_json::to_string(&pairs)
                 .map_err(|e| StoreError::Corrupt { column: "incident_users", value: e.to_string() })?;
-            sqlx::query(
-                "INSERT INTO temp.batch_users (incident_id, user_key)
-                 SELECT value ->> 0, value ->> 1 FROM json_each(?) WHERE true ON CONFLICT DO NOTHING",
+            let inserted: Vec<(i64,)> = sqlx::query_as(
+                "INSERT OR IGNORE INTO main.incident_users (incident_id, user_key)
+                 SELECT value ->> 0, value ->> 1 FROM json_each(?) WHERE true
+                 RETURNING incident_id",
             )
             .bind(list)
-            .execute(&mut **tx)
+            .fetch_all(&mut **tx)
             .await?;
-            sqlx::query(
-                "DELETE FROM temp.batch_users WHERE EXISTS (SELECT 1 FROM main.incident_users u
-                    WHERE u.incident_id = batch_users.incident_id AND u.user_key = batch_users.user_key)",
-            )
-            .execute(&mut **tx)
-            .await?;
-            sqlx::query("INSERT INTO main.incident_users (incident_id, user_key) SELECT incident_id, user_key FROM temp.batch_users")
-                .execute(&mut **tx)
-                .await?;
+            for (id,) in inserted {
+                *new_users.entry(id).or_default() += 1;
+            }
         }
-        for chunk in deltas.chunks(IN_LIST / 5) {
-            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("WITH v(id, n, f, l, s) AS (");
+        for chunk in deltas.chunks(IN_LIST / 6) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("WITH v(id, n, u, f, l, s) AS (");
             q.push_values(chunk, |mut b, (id, d)| {
                 b.push_bind(*id)
                     .push_bind(d.counted)
+                    .push_bind(new_users.get(id).copied().unwrap_or(0))
                     .push_bind(d.first_seen)
                     .push_bind(d.last_seen)
                     .push_bind(d.sources.first().map(String::as_str).unwrap_or(""));
             });
             q.push(
                 ") UPDATE incidents SET event_count = event_count + v.n,
-                    users_affected = users_affected
-                        + (SELECT COUNT(*) FROM temp.batch_users b WHERE b.incident_id = incidents.id),
+                    users_affected = users_affected + v.u,
                     first_seen = MIN(first_seen, v.f), last_seen = MAX(last_seen, v.l),
                     sources = CASE WHEN v.s = '' OR instr(',' || sources || ',', ',' || v.s || ',') > 0 THEN sources
                                    WHEN sources = '' THEN v.s ELSE sources || ',' || v.s END
