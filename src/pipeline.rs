@@ -143,14 +143,10 @@ fn hmac_hex(key: &[u8], value: &str) -> String {
         return String::new();
     };
     mac.update(value.as_bytes());
-    hex16(&mac.finalize().into_bytes())
-}
-
-/// Lower-case hex of the first 16 bytes.
-fn hex16(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(32);
-    crate::hex::push_hex(&mut s, &bytes[..bytes.len().min(16)]);
-    s
+    // The first 16 bytes of the 32-byte HMAC-SHA256.
+    let mut hex = String::with_capacity(32);
+    crate::hex::push_hex(&mut hex, &mac.finalize().into_bytes()[..16]);
+    hex
 }
 
 /// The network part of an address: /24 for IPv4, /48 for IPv6; anything that is not

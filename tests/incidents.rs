@@ -369,13 +369,19 @@ async fn lockout_wave_detector() {
     assert_eq!(r.detections.get("lockout_wave"), Some(&1));
 }
 
-#[tokio::test]
-async fn pruning_removes_old_events_and_old_resolved_incidents_only() {
-    let (_d, s) = store().await;
+/// A store holding an MFA failure (its incident resolved long ago) and, 40 days later,
+/// a credential failure: the retention tests' starting point.
+async fn store_with_old_and_new_failures() -> (tempfile::TempDir, Store) {
+    let (d, s) = store().await;
     let p = Policy::default();
     commit(&s, &p, vec![ev("old", 50076, Category::MfaRequired, 0)]).await;
-    let day = 24 * 60;
-    commit(&s, &p, vec![ev("new", 50126, Category::InvalidCredentials, 40 * day)]).await;
+    commit(&s, &p, vec![ev("new", 50126, Category::InvalidCredentials, 40 * 24 * 60)]).await;
+    (d, s)
+}
+
+#[tokio::test]
+async fn pruning_removes_old_events_and_old_resolved_incidents_only() {
+    let (_d, s) = store_with_old_and_new_failures().await;
     let pruned = s.prune(Duration::from_secs(30 * 86_400), Duration::from_secs(20 * 86_400), 1).await.unwrap();
     assert_eq!(pruned.events, 1);
     assert_eq!(pruned.incidents, 1, "the MFA incident resolved 40 days ago");
@@ -389,11 +395,7 @@ async fn pruning_removes_old_events_and_old_resolved_incidents_only() {
 /// its incident must still lose the link (ON DELETE SET NULL), not point at nothing.
 #[tokio::test]
 async fn an_event_outliving_its_pruned_incident_loses_the_link() {
-    let (_d, s) = store().await;
-    let p = Policy::default();
-    commit(&s, &p, vec![ev("old", 50076, Category::MfaRequired, 0)]).await;
-    let day = 24 * 60;
-    commit(&s, &p, vec![ev("new", 50126, Category::InvalidCredentials, 40 * day)]).await;
+    let (_d, s) = store_with_old_and_new_failures().await;
     let pruned = s.prune(Duration::from_secs(60 * 86_400), Duration::from_secs(20 * 86_400), 100).await.unwrap();
     assert_eq!((pruned.events, pruned.incidents), (0, 1), "the MFA incident goes, its event stays");
     let events = s.list_events(&passportd::store::EventQuery { limit: 10, ..Default::default() }).await.unwrap();

@@ -173,7 +173,7 @@ impl BatchIncidents {
                 .map_err(|e| StoreError::Corrupt { column: "incident_users", value: e.to_string() })?;
             let inserted: Vec<(i64,)> = sqlx::query_as(
                 "INSERT OR IGNORE INTO main.incident_users (incident_id, user_key)
-                 SELECT value ->> 0, value ->> 1 FROM json_each(?) WHERE true
+                 SELECT value ->> 0, value ->> 1 FROM json_each(?)
                  RETURNING incident_id",
             )
             .bind(list)
