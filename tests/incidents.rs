@@ -311,7 +311,8 @@ async fn a_copy_after_the_upgrade_joins_a_failure_stored_before_it() {
         "DROP INDEX events_by_user_key",
         "CREATE INDEX events_by_user_key ON events (user_key, occurred_at, code, outcome, counted)
             WHERE user_key IS NOT NULL AND outcome = 'failure' AND counted = 1 AND code IN (50126, 50053)",
-        "DELETE FROM _sqlx_migrations WHERE version = 6",
+        "DROP INDEX events_lockouts",
+        "DELETE FROM _sqlx_migrations WHERE version IN (6, 7)",
     ] {
         sqlx::query(sql).execute(&mut old).await.unwrap();
     }

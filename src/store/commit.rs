@@ -43,10 +43,11 @@ const IN_LIST: usize = 400;
 /// (migration 0006) instead of by a random id.
 pub const CORRELATION_WINDOW_MS: i64 = 12 * 3_600_000;
 /// Width of the event-time buckets leading `events_by_correlation`: the expression
-/// `occurred_at / 43200000` of migration 0006, verbatim. Half a day: the ±12 h
-/// window then spans at most three buckets, and a bucket of a busy tenant (a million
-/// sign-ins a day) still fits the writer's page cache.
-const CORRELATION_BUCKET_MS: i64 = 43_200_000;
+/// `occurred_at / 86400000` of migration 0007, verbatim. A day: the ±12 h window then
+/// spans at most two buckets (three with the half-day buckets of migration 0006), and
+/// the failures of a busy tenant's day (a million sign-ins) still fit the writer's
+/// page cache.
+const CORRELATION_BUCKET_MS: i64 = 86_400_000;
 /// Width of the event-time buckets leading the detector indexes (`occurred_at / 3600000`).
 const DETECTOR_BUCKET_MS: i64 = 3_600_000;
 
@@ -648,7 +649,7 @@ async fn counted_copies(
 const CORRELATED_COPIES: &str = "WITH v(b, c) AS (SELECT value ->> 0, value ->> 1 FROM json_each(?1))
     SELECT json_group_array(json_array(e.id, e.correlation_id, e.occurred_at, e.incident_id, e.fingerprint))
       FROM v CROSS JOIN events e INDEXED BY events_by_correlation
-        ON e.occurred_at / 43200000 = v.b AND e.correlation_id = v.c
+        ON e.occurred_at / 86400000 = v.b AND e.correlation_id = v.c
      WHERE e.correlation_id IS NOT NULL AND e.outcome = 'failure' AND e.counted = 1 AND e.id < ?2";
 
 /// A Passport failure and its Entra record (same correlation id) are one sign-in
@@ -1014,18 +1015,15 @@ async fn run_detectors(
         record_hit(tx, Detector::BruteForce, user, hit, policy, result).await?;
     }
     if let (Some(&first), Some(&last)) = (lockouts.iter().min(), lockouts.iter().max()) {
-        let rows = sqlx::query(
-            "SELECT occurred_at AS t, user_key AS u FROM events
-             WHERE code = ? AND outcome = 'failure' AND occurred_at > ? AND occurred_at <= ?
-             ORDER BY occurred_at",
-        )
-        .bind(LOCKOUT_CODE)
-        .bind(first.saturating_sub(window))
-        .bind(last)
-        .fetch_all(&mut **tx)
-        .await?;
-        let events: Vec<(i64, Option<String>)> =
-            rows.iter().map(|r| Ok((r.try_get("t")?, r.try_get("u")?))).collect::<Result<_, sqlx::Error>>()?;
+        // One JSON row (see `fetch_json_rows`): a wave's window holds many lockouts.
+        let json: String = sqlx::query_scalar(LOCKOUT_WINDOW)
+            .bind(first.saturating_sub(window))
+            .bind(last)
+            .fetch_one(&mut **tx)
+            .await?;
+        let mut events: Vec<(i64, Option<String>)> = serde_json::from_str(&json)
+            .map_err(|e| StoreError::Corrupt { column: "events (lockout window)", value: e.to_string() })?;
+        events.sort_unstable_by_key(|(t, _)| *t);
         let threshold = i64::from(policy.detectors.lockout_users);
         if let Some(hit) = scan_window(&events, &lockouts, window, |_, users| users >= threshold) {
             record_hit(tx, Detector::LockoutWave, "all", hit, policy, result).await?;
@@ -1033,6 +1031,13 @@ async fn run_detectors(
     }
     Ok(())
 }
+
+/// The lockouts (AADSTS50053 failures) in `(?1, ?2]` of event time as one JSON array of
+/// `[time, user key]`, read from their own partial index alone (migration 0007). The code
+/// is written out, not bound: only then may SQLite use an index partial on it.
+const LOCKOUT_WINDOW: &str = "SELECT json_group_array(json_array(occurred_at, user_key))
+      FROM events INDEXED BY events_lockouts
+     WHERE code = 50053 AND outcome = 'failure' AND occurred_at > ?1 AND occurred_at <= ?2";
 
 /// Where a sliding window met a detector's threshold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1374,6 +1379,24 @@ mod tests {
         assert!(plan.starts_with("SCAN json_each"), "the list is the outer loop: {plan}");
         // The bucket width in the statement is the one the probes are computed with.
         assert!(CORRELATED_COPIES.contains(&format!("e.occurred_at / {CORRELATION_BUCKET_MS} ")));
+    }
+
+    /// The lockout-wave window is one range of the lockouts' own index, with no table
+    /// row read per lockout, and the code written in it is the lockout code.
+    #[tokio::test]
+    async fn the_lockout_window_reads_its_partial_index_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = empty_store(&dir).await;
+        let rows = sqlx::query(&format!("EXPLAIN QUERY PLAN {LOCKOUT_WINDOW}"))
+            .bind(0_i64)
+            .bind(10_i64)
+            .fetch_all(store.pool())
+            .await
+            .expect("plan");
+        let plan: Vec<String> = rows.iter().map(|r| r.get::<String, _>("detail")).collect();
+        let plan = plan.join(" | ");
+        assert!(plan.contains("USING COVERING INDEX events_lockouts (occurred_at>? AND occurred_at<?)"), "{plan}");
+        assert!(LOCKOUT_WINDOW.contains(&format!("code = {LOCKOUT_CODE} ")));
     }
 
     /// The newest incident per fingerprint is two seeks per fingerprint.
