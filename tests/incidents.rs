@@ -286,6 +286,17 @@ async fn correlated_copies_join_only_within_twelve_hours() {
     }
 }
 
+/// Runs `statements` on the closed store at `path`: how a test puts a store back as an
+/// older release left it.
+async fn rewind(path: &std::path::Path, statements: &[&str]) {
+    use sqlx::Connection;
+    let mut old = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+    for sql in statements {
+        sqlx::query(sql).execute(&mut old).await.unwrap();
+    }
+    old.close().await.unwrap();
+}
+
 /// A store written before migration 0006 (correlation and detector indexes led by their
 /// key) is upgraded on open, and a copy arriving after the upgrade still joins a failure
 /// stored before it.
@@ -300,9 +311,9 @@ async fn a_copy_after_the_upgrade_joins_a_failure_stored_before_it() {
     commit(&s, &p, vec![entra]).await;
     s.close().await;
     // Put the store back as version 0005 left it.
-    use sqlx::Connection;
-    let mut old = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
-    for sql in [
+    rewind(
+        &path,
+        &[
         "DROP INDEX events_by_correlation",
         "CREATE INDEX events_by_correlation ON events (correlation_id) WHERE correlation_id IS NOT NULL AND outcome = 'failure'",
         "DROP INDEX events_by_ip_key",
@@ -313,10 +324,9 @@ async fn a_copy_after_the_upgrade_joins_a_failure_stored_before_it() {
             WHERE user_key IS NOT NULL AND outcome = 'failure' AND counted = 1 AND code IN (50126, 50053)",
         "DROP INDEX events_lockouts",
         "DELETE FROM _sqlx_migrations WHERE version IN (6, 7)",
-    ] {
-        sqlx::query(sql).execute(&mut old).await.unwrap();
-    }
-    old.close().await.unwrap();
+        ],
+    )
+    .await;
 
     let s = Store::open(&path).await.unwrap();
     let mut passport = ev("passport-1", 50076, Category::MfaRequired, 1);
@@ -368,6 +378,44 @@ async fn lockout_wave_detector() {
     let evs: Vec<Ev> = (0..5).map(|i| ev(&format!("l{i}"), 50053, Category::AccountLocked, i)).collect();
     let r = commit(&s, &p, evs).await;
     assert_eq!(r.detections.get("lockout_wave"), Some(&1));
+}
+
+/// A wave whose lockouts arrive one per batch is seen from the stored ones (the window
+/// is read back from the store), once; and so is a wave that an upgrade to migration
+/// 0007 (which indexes the lockouts anew) interrupts half-way.
+#[tokio::test]
+async fn a_lockout_wave_across_batches_and_an_upgrade_is_seen_once() {
+    for upgrade_midway in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.db");
+        let p = Policy::default();
+        let mut s = Store::open(&path).await.unwrap();
+        let mut detections = 0;
+        for i in 0..5 {
+            if upgrade_midway && i == 3 {
+                s.close().await;
+                // As version 0006 left it: half-day correlation buckets, no lockout index.
+                rewind(
+                    &path,
+                    &[
+                        "DROP INDEX events_by_correlation",
+                        "CREATE INDEX events_by_correlation ON events (occurred_at / 43200000, correlation_id)
+                            WHERE correlation_id IS NOT NULL AND outcome = 'failure' AND counted = 1",
+                        "DROP INDEX events_lockouts",
+                        "DELETE FROM _sqlx_migrations WHERE version = 7",
+                    ],
+                )
+                .await;
+                s = Store::open(&path).await.unwrap();
+            }
+            let r = commit(&s, &p, vec![ev(&format!("l{i}"), 50053, Category::AccountLocked, i)]).await;
+            detections += r.detections.get("lockout_wave").copied().unwrap_or(0);
+        }
+        assert_eq!(detections, 1, "upgrade_midway={upgrade_midway}");
+        let waves: Vec<_> = all(&s).await.into_iter().filter(|i| i.kind == "lockout_wave").collect();
+        assert_eq!(waves.len(), 1, "upgrade_midway={upgrade_midway}: {waves:?}");
+        assert_eq!(waves[0].users_affected, 5, "upgrade_midway={upgrade_midway}: {waves:?}");
+    }
 }
 
 /// A store holding an MFA failure (its incident resolved long ago) and, 40 days later,

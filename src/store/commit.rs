@@ -535,7 +535,22 @@ async fn fetch_json_rows<T: serde::de::DeserializeOwned, L: serde::Serialize>(
     what: &'static str,
 ) -> Result<Vec<T>, StoreError> {
     let list = serde_json::to_string(list).map_err(|e| StoreError::Corrupt { column: what, value: e.to_string() })?;
-    let mut q = sqlx::query_scalar::<_, String>(sql).bind(list);
+    fetch_json(tx, sql, Some(list), extra, what).await
+}
+
+/// Runs `sql`, bound to `list` as `?1` if there is one and then `extra`, that returns
+/// its rows as one JSON array, and decodes that (see `fetch_json_rows`).
+async fn fetch_json<T: serde::de::DeserializeOwned>(
+    tx: &mut Tx<'_>,
+    sql: &str,
+    list: Option<String>,
+    extra: &[i64],
+    what: &'static str,
+) -> Result<Vec<T>, StoreError> {
+    let mut q = sqlx::query_scalar::<_, String>(sql);
+    if let Some(list) = list {
+        q = q.bind(list);
+    }
     for value in extra {
         q = q.bind(*value);
     }
@@ -1015,14 +1030,11 @@ async fn run_detectors(
         record_hit(tx, Detector::BruteForce, user, hit, policy, result).await?;
     }
     if let (Some(&first), Some(&last)) = (lockouts.iter().min(), lockouts.iter().max()) {
-        // One JSON row (see `fetch_json_rows`): a wave's window holds many lockouts.
-        let json: String = sqlx::query_scalar(LOCKOUT_WINDOW)
-            .bind(first.saturating_sub(window))
-            .bind(last)
-            .fetch_one(&mut **tx)
-            .await?;
-        let mut events: Vec<(i64, Option<String>)> = serde_json::from_str(&json)
-            .map_err(|e| StoreError::Corrupt { column: "events (lockout window)", value: e.to_string() })?;
+        // One JSON row: a wave's window holds many lockouts. JSON arrays come in no
+        // promised order, and the window slides over time.
+        let bounds = [first.saturating_sub(window), last];
+        let mut events: Vec<(i64, Option<String>)> =
+            fetch_json(tx, LOCKOUT_WINDOW, None, &bounds, "events (lockout window)").await?;
         events.sort_unstable_by_key(|(t, _)| *t);
         let threshold = i64::from(policy.detectors.lockout_users);
         if let Some(hit) = scan_window(&events, &lockouts, window, |_, users| users >= threshold) {
