@@ -452,15 +452,13 @@ impl Normalizer {
             device: raw.device,
             position: Some(Position { file_key: file_key.to_string(), offset }),
         };
-        Some(Made::Event(Box::new(StoredEvent {
-            ip_key,
-            user_key,
-            // Only a failure can open an incident, the one use of these texts.
-            title: if failure { c.title } else { String::new() },
-            remediation: if failure { c.remediation } else { String::new() },
-            severity: if failure { c.severity.as_str().to_string() } else { String::new() },
-            event,
-        })))
+        // Only a failure can open an incident, the one use of the catalogue texts.
+        let (title, remediation, severity) = if failure {
+            (c.title, c.remediation, c.severity.as_str().to_string())
+        } else {
+            (String::new(), String::new(), String::new())
+        };
+        Some(Made::Event(Box::new(StoredEvent::new(event, title, remediation, severity, user_key, ip_key))))
     }
 
     /// A success is only counted and de-duplicated (by record id, else position): it

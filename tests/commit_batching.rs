@@ -28,8 +28,8 @@ fn ev(
     source: &str,
 ) -> StoredEvent {
     let passport = source == "passport";
-    StoredEvent {
-        event: SignInEvent {
+    StoredEvent::new(
+        SignInEvent {
             received_at: at(second),
             occurred_at: at(second),
             occurred_from_record: true,
@@ -53,12 +53,12 @@ fn ev(
             device: None,
             position: Some(Position { file_key: "f".into(), offset: 0 }),
         },
-        title: format!("title {code}"),
-        remediation: format!("fix {code}"),
-        severity: "high".into(),
-        user_key: Some(user.into()),
-        ip_key: None,
-    }
+        format!("title {code}"),
+        format!("fix {code}"),
+        "high".into(),
+        Some(user.into()),
+        None,
+    )
 }
 
 fn scenario() -> Vec<StoredEvent> {

@@ -68,14 +68,7 @@ fn stored(e: Ev) -> StoredEvent {
         device: None,
         position: Some(Position { file_key: "f".into(), offset: 0 }),
     };
-    StoredEvent {
-        event,
-        title: format!("title {}", e.code),
-        remediation: format!("fix {}", e.code),
-        severity: "high".into(),
-        user_key: e.user,
-        ip_key: e.ip,
-    }
+    StoredEvent::new(event, format!("title {}", e.code), format!("fix {}", e.code), "high".into(), e.user, e.ip)
 }
 
 async fn store() -> (tempfile::TempDir, Store) {
@@ -132,6 +125,32 @@ async fn lifecycle_quiet_period_reopen_and_new_incident_in_event_time() {
     assert_eq!(incs[0].status, IncidentStatus::Open);
     assert_eq!(incs[1].status, IncidentStatus::Resolved);
     assert_eq!(incs[0].fingerprint, incs[1].fingerprint);
+}
+
+/// `users_affected` stays exact when one batch brings more new users than the writer's
+/// connection queues result rows for (the inserted pairs come back as rows), and when
+/// the next batch repeats some of them.
+#[tokio::test]
+async fn thousands_of_users_in_one_batch_are_each_counted_once() {
+    let (_d, s) = store().await;
+    let p = Policy::default();
+    let many = |from: usize, to: usize, prefix: &str| -> Vec<Ev> {
+        (from..to)
+            .map(|i| {
+                let mut e = ev(&format!("{prefix}{i}"), 50076, Category::MfaRequired, 0);
+                e.user = Some(format!("user-{i}"));
+                e
+            })
+            .collect()
+    };
+    commit(&s, &p, many(0, 5000, "a")).await;
+    let inc = &all(&s).await[0];
+    assert_eq!((inc.event_count, inc.users_affected), (5000, 5000));
+    // 2,500 of these users are known already.
+    commit(&s, &p, many(2500, 7500, "b")).await;
+    let incs = all(&s).await;
+    assert_eq!(incs.len(), 1);
+    assert_eq!((incs[0].event_count, incs[0].users_affected), (10000, 7500));
 }
 
 #[tokio::test]

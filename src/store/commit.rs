@@ -220,7 +220,7 @@ struct NewFailure<'a> {
     row: usize,
     event_id: i64,
     category: Category,
-    fingerprint: String,
+    fingerprint: &'a str,
 }
 
 /// A new (not yet stored) failure or interrupt row. Its incident is decided before the
@@ -228,11 +228,12 @@ struct NewFailure<'a> {
 /// no entry in the held-events index that is removed again a moment later.
 struct NewRow<'a> {
     stored: &'a StoredEvent,
-    key: String,
+    key: &'a str,
     occurred_at: i64,
     dedup_at: i64,
     id: i64,
-    fingerprint: Option<String>,
+    /// The failure's own, or that of the copy it joined (read from the store).
+    fingerprint: Option<Cow<'a, str>>,
     incident_id: Option<i64>,
     counted: bool,
 }
@@ -297,36 +298,28 @@ impl Store {
 
         // Every event row first, in batch order (ids grow with it), then the incident
         // work in the same order as if each had been inserted just before it.
-        let mut rows: Vec<(&StoredEvent, String, Option<String>)> = Vec::with_capacity(batch.events.len());
+        let mut rows: Vec<(&StoredEvent, &str, Option<&str>)> = Vec::with_capacity(batch.events.len());
         let mut successes: Vec<SuccessRow<'_>> = Vec::with_capacity(batch.successes.len());
         for stored in &batch.events {
             let ev = &stored.event;
-            let Some(key) = ev.dedup_key() else {
+            let Some(key) = stored.dedup_key() else {
                 continue;
             };
             if ev.outcome == Outcome::Success {
                 successes.push(SuccessRow {
                     dedup_at: ev.dedup_at(),
                     occurred_at: to_ms(ev.occurred_at),
-                    key: Cow::Owned(key),
+                    key,
                     source: &ev.source,
                 });
                 continue;
             }
-            let fingerprint = (ev.outcome == Outcome::Failure).then(|| {
-                incidents::fingerprint(
-                    ev.category.unwrap_or(Category::Unclassified),
-                    ev.primary_code(),
-                    app_key(stored),
-                    ev.tenant_id.as_deref(),
-                )
-            });
-            rows.push((stored, key, fingerprint));
+            rows.push((stored, key, stored.fingerprint()));
         }
         successes.extend(batch.successes.iter().map(|s| SuccessRow {
             dedup_at: s.dedup_at,
             occurred_at: s.occurred_at_ms,
-            key: Cow::Borrowed(s.key.as_str()),
+            key: s.key.as_str(),
             source: &s.source,
         }));
         insert_successes(&mut tx, &successes, &mut result).await?;
@@ -338,12 +331,12 @@ impl Store {
         let next_id: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM events").fetch_one(&mut *tx).await?;
         let mut batch_rows = BatchRows { rows: Vec::with_capacity(rows.len()), written: 0 };
         let mut failures: Vec<NewFailure<'_>> = Vec::new();
-        for (stored, key, fingerprint) in &rows {
+        for &(stored, key, fingerprint) in &rows {
             let ev = &stored.event;
             let occurred_at = to_ms(ev.occurred_at);
             let dedup_at = ev.dedup_at();
-            let already = !stored_before.is_empty() && stored_before.contains(&(dedup_at, key.clone()));
-            if already || !seen.insert((dedup_at, key.as_str())) {
+            let already = !stored_before.is_empty() && stored_before.contains(&(dedup_at, key.to_owned()));
+            if already || !seen.insert((dedup_at, key)) {
                 result.duplicates += 1;
                 *result.duplicates_by_source.entry(ev.source.clone()).or_default() += 1;
                 continue;
@@ -353,21 +346,15 @@ impl Store {
             if let Some(fingerprint) = fingerprint {
                 let category = ev.category.unwrap_or(Category::Unclassified);
                 *result.failures.entry((ev.source.clone(), category, ev.primary_code())).or_default() += 1;
-                failures.push(NewFailure {
-                    stored,
-                    row: batch_rows.rows.len(),
-                    event_id: id,
-                    category,
-                    fingerprint: fingerprint.clone(),
-                });
+                failures.push(NewFailure { stored, row: batch_rows.rows.len(), event_id: id, category, fingerprint });
             }
             batch_rows.rows.push(NewRow {
                 stored,
-                key: key.clone(),
+                key,
                 occurred_at,
                 dedup_at,
                 id,
-                fingerprint: fingerprint.clone(),
+                fingerprint: fingerprint.map(Cow::Borrowed),
                 incident_id: None,
                 counted: true,
             });
@@ -376,7 +363,7 @@ impl Store {
         let mut state = BatchIncidents::default();
         // Every fingerprint's newest incident in one statement, instead of one round trip
         // to the SQLite thread per fingerprint (a few hundred per batch).
-        let mut fingerprints: Vec<&str> = failures.iter().map(|f| f.fingerprint.as_str()).collect();
+        let mut fingerprints: Vec<&str> = failures.iter().map(|f| f.fingerprint).collect();
         fingerprints.sort_unstable();
         fingerprints.dedup();
         state.newest = newest_incidents(&mut tx, &fingerprints).await?;
@@ -447,17 +434,12 @@ impl Store {
     }
 }
 
-/// The app part of the fingerprint: the id when known (stable), else the name.
-fn app_key(stored: &StoredEvent) -> Option<&str> {
-    stored.event.app_id.as_deref().or(stored.event.app_name.as_deref())
-}
-
 /// A success as stored: successes are only counted, so the row is just what the summary
 /// and de-duplication need.
 struct SuccessRow<'a> {
     dedup_at: i64,
     occurred_at: i64,
-    key: Cow<'a, str>,
+    key: &'a str,
     source: &'a str,
 }
 
@@ -482,7 +464,7 @@ async fn insert_successes(
                 // and no statement journal (see `insert_events`); no column can be NULL.
                 QueryBuilder::new("INSERT OR IGNORE INTO successes (dedup_at, dedup_key, occurred_at, source) ");
             q.push_values(head, |mut b, r| {
-                b.push_bind(r.dedup_at).push_bind(r.key.as_ref()).push_bind(r.occurred_at).push_bind(r.source);
+                b.push_bind(r.dedup_at).push_bind(r.key).push_bind(r.occurred_at).push_bind(r.source);
             });
             inserted += q.build().persistent(true).execute(&mut **tx).await?.rows_affected();
             left = more;
@@ -503,12 +485,12 @@ async fn insert_successes(
 /// The (event time, key) pairs among `rows` that are already stored.
 async fn stored_keys(
     tx: &mut Tx<'_>,
-    rows: &[(&StoredEvent, String, Option<String>)],
+    rows: &[(&StoredEvent, &str, Option<&str>)],
 ) -> Result<HashSet<(i64, String)>, StoreError> {
     if rows.is_empty() {
         return Ok(HashSet::new());
     }
-    let list: Vec<(i64, &str)> = rows.iter().map(|(stored, key, _)| (stored.event.dedup_at(), key.as_str())).collect();
+    let list: Vec<(i64, &str)> = rows.iter().map(|(stored, key, _)| (stored.event.dedup_at(), *key)).collect();
     // One JSON row, not one result row per duplicate (see `window_events`): a replayed
     // file is all duplicates.
     let keys: Vec<(i64, String)> = fetch_json_rows(tx, STORED_KEYS, &list, &[], "events.dedup_key").await?;
@@ -577,7 +559,7 @@ async fn insert_events(tx: &mut Tx<'_>, rows: &[NewRow<'_>]) -> Result<(), Store
         let (stored, ev) = (row.stored, &row.stored.event);
         let codes = ev.codes.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",");
         b.push_bind(row.id)
-            .push_bind(row.key.as_str())
+            .push_bind(row.key)
             .push_bind(row.dedup_at)
             .push_bind(ev.source.as_str())
             .push_bind(ev.format.as_str())
@@ -697,7 +679,7 @@ async fn join_correlated(
     row.counted = false;
     row.incident_id = hit.incident;
     if let Some(fp) = hit.fingerprint {
-        row.fingerprint = Some(fp);
+        row.fingerprint = Some(Cow::Owned(fp));
     }
     if let Some(id) = hit.incident {
         // The incident now has been seen by this source too, and is as recent as this copy.
@@ -818,7 +800,7 @@ async fn place_failure(
     policy: &Policy,
     result: &mut BatchResult,
 ) -> Result<(), StoreError> {
-    let (stored, category, fingerprint) = (f.stored, f.category, f.fingerprint.as_str());
+    let (stored, category, fingerprint) = (f.stored, f.category, f.fingerprint);
     let ev = &stored.event;
     let occurred = to_ms(ev.occurred_at);
     let existing = state.state(tx, fingerprint).await?;
@@ -905,7 +887,7 @@ fn remember_correlation(state: &mut BatchIncidents, f: &NewFailure<'_>, incident
             event_id: f.event_id,
             occurred_at: to_ms(f.stored.event.occurred_at),
             incident,
-            fingerprint: Some(f.fingerprint.clone()),
+            fingerprint: Some(f.fingerprint.to_owned()),
         });
     }
 }
@@ -1319,8 +1301,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let store = empty_store(&dir).await;
         let t = chrono::DateTime::from_timestamp_millis(1_772_640_000_000).expect("time");
-        let stored = StoredEvent {
-            event: SignInEvent {
+        let stored = StoredEvent::new(
+            SignInEvent {
                 received_at: t,
                 occurred_at: t,
                 occurred_from_record: true,
@@ -1344,15 +1326,15 @@ mod tests {
                 device: None,
                 position: None,
             },
-            title: String::new(),
-            remediation: String::new(),
-            severity: String::new(),
-            user_key: None,
-            ip_key: None,
-        };
+            String::new(),
+            String::new(),
+            String::new(),
+            None,
+            None,
+        );
         let row = |id: i64| NewRow {
             stored: &stored,
-            key: "id:r-1".into(),
+            key: "id:r-1",
             occurred_at: to_ms(t),
             dedup_at: to_ms(t),
             id,

@@ -110,6 +110,48 @@ pub struct StoredEvent {
     pub user_key: Option<String>,
     /// Keyed hash of the client IP, for the spray detector (never the raw address).
     pub ip_key: Option<String>,
+    /// [`SignInEvent::dedup_key`], worked out once by [`StoredEvent::new`] (private, so it
+    /// cannot disagree with `event`).
+    dedup_key: Option<String>,
+    /// The incident fingerprint of a failure ([`crate::incidents::fingerprint`]).
+    fingerprint: Option<String>,
+}
+
+impl StoredEvent {
+    /// Wraps `event` with its catalogue texts and keyed hashes. The idempotency key and
+    /// the incident fingerprint are worked out here, on the reader's thread: the writer's
+    /// thread takes turns with SQLite's, so whatever it does lengthens every commit,
+    /// while the reader has time to spare (BENCHMARKS.md, eighth pass).
+    pub fn new(
+        event: SignInEvent,
+        title: String,
+        remediation: String,
+        severity: String,
+        user_key: Option<String>,
+        ip_key: Option<String>,
+    ) -> StoredEvent {
+        let dedup_key = event.dedup_key();
+        let fingerprint = (event.outcome == Outcome::Failure).then(|| {
+            crate::incidents::fingerprint(
+                event.category.unwrap_or(Category::Unclassified),
+                event.primary_code(),
+                event.app_id.as_deref().or(event.app_name.as_deref()),
+                event.tenant_id.as_deref(),
+            )
+        });
+        StoredEvent { event, title, remediation, severity, user_key, ip_key, dedup_key, fingerprint }
+    }
+
+    /// The idempotency key ([`SignInEvent::dedup_key`]); none when the event has neither a
+    /// record id nor a position, and then it is not stored.
+    pub fn dedup_key(&self) -> Option<&str> {
+        self.dedup_key.as_deref()
+    }
+
+    /// The incident fingerprint: set for failures only.
+    pub fn fingerprint(&self) -> Option<&str> {
+        self.fingerprint.as_deref()
+    }
 }
 
 /// A successful sign-in as the store keeps it. Successes are only counted and
@@ -187,6 +229,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Page cache of the writer's connection (KiB, as `PRAGMA cache_size` takes it).
 const WRITER_CACHE: &str = "-16000";
+/// Result rows the writer's connection may queue ahead of the writer.
+const WRITER_ROW_BUFFER: usize = 4096;
 /// Page cache of each reader connection.
 const READER_CACHE: &str = "-4000";
 
@@ -243,7 +287,16 @@ impl Store {
             // event row cost a lookup per row and, worse, made each multi-row INSERT keep
             // a statement journal: a copy of every page it touched, kept in case a
             // violation had to undo the statement alone (BENCHMARKS.md, sixth pass).
-            .connect_with(options.pragma("cache_size", WRITER_CACHE).foreign_keys(false))
+            .connect_with(
+                options
+                    .pragma("cache_size", WRITER_CACHE)
+                    .foreign_keys(false)
+                    // Rows a statement returns (the incident users a batch inserts, up to a
+                    // few thousand) queue for the writer instead of stopping SQLite's
+                    // thread every 50 rows (sqlx's default) until the writer, which takes
+                    // turns with it, wakes up and drains them.
+                    .row_buffer_size(WRITER_ROW_BUFFER),
+            )
             .await
             .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
         Ok(Store { pool, writer, path: path.to_path_buf() })
@@ -527,5 +580,59 @@ impl Store {
         }
         tx.commit().await?;
         Ok(changed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Position;
+
+    fn event(outcome: Outcome, app_id: Option<&str>, app_name: Option<&str>) -> SignInEvent {
+        let t = from_ms(1_772_640_000_000);
+        SignInEvent {
+            received_at: t,
+            occurred_at: t,
+            occurred_from_record: true,
+            source: "entra".into(),
+            format: "azure-diagnostic".into(),
+            outcome,
+            category: Some(Category::MfaRequired),
+            codes: vec![50076],
+            entry_id: None,
+            message: None,
+            user: None,
+            app_id: app_id.map(String::from),
+            app_name: app_name.map(String::from),
+            tenant_id: Some("Tenant".into()),
+            client_app: None,
+            auth_protocol: None,
+            token_issuer_type: None,
+            ip: None,
+            correlation_id: None,
+            record_id: Some("ABC-1".into()),
+            device: None,
+            position: Some(Position { file_key: "f".into(), offset: 7 }),
+        }
+    }
+
+    /// The key and fingerprint worked out on the reader's side are exactly what the
+    /// event itself gives, and only a failure has a fingerprint.
+    #[test]
+    fn a_stored_event_carries_its_own_key_and_fingerprint() {
+        let s = |e: SignInEvent| StoredEvent::new(e, String::new(), String::new(), String::new(), None, None);
+        let failure = s(event(Outcome::Failure, Some("app-1"), Some("Name")));
+        assert_eq!(failure.dedup_key(), Some("id:abc-1"));
+        assert_eq!(failure.dedup_key().map(String::from), failure.event.dedup_key());
+        let expected = incidents::fingerprint(Category::MfaRequired, Some(50076), Some("app-1"), Some("Tenant"));
+        assert_eq!(failure.fingerprint(), Some(expected.as_str()));
+        // Without an app id, the app's name stands in for it.
+        let by_name = s(event(Outcome::Failure, None, Some("Name")));
+        let expected = incidents::fingerprint(Category::MfaRequired, Some(50076), Some("Name"), Some("Tenant"));
+        assert_eq!(by_name.fingerprint(), Some(expected.as_str()));
+        assert_eq!(s(event(Outcome::Interrupt, Some("app-1"), None)).fingerprint(), None);
+        let mut anonymous = event(Outcome::Failure, None, None);
+        (anonymous.record_id, anonymous.position) = (None, None);
+        assert_eq!(s(anonymous).dedup_key(), None);
     }
 }
