@@ -417,6 +417,16 @@ fn invalid_files_give_precise_errors() {
 
     let e = parse_err(&format!("[[entry]]\ncodes = [1]\n{GOOD}"));
     assert!(e.contains("entry #1 (line 1): field `id`: missing"), "{e}");
+    // Later entries name their own line (counted entry after entry, not from the top).
+    let three = format!("[[entry]]\nid = \"a\"\ncodes = [1]\n{GOOD}\n[[entry]]\nid = \"b\"\ncodes = [2]\n{GOOD}\n");
+    let e = parse_err(&format!("{three}[[entry]]\ncodes = [3]\n{GOOD}"));
+    let line = three.lines().count() + 1;
+    assert!(e.contains(&format!("entry #3 (line {line}): field `id`: missing")), "{e}");
+    let e = parse_err(&format!("{three}[[entry]]\nid = \"b\"\ncodes = [3]\n{GOOD}"));
+    let second_at = three.match_indices("[[entry]]").nth(1).map(|(i, _)| i).unwrap();
+    let first = three[..second_at].matches('\n').count() + 1;
+    assert!(first > 2);
+    assert!(e.contains(&format!("first defined at entry #2 (line {first})")), "{e}");
 
     let e = parse_err("[[entry]]\nid = \"a\"\ncodes = [1,\n");
     assert!(e.starts_with("catalogue /etc/x.toml: line "), "{e}");

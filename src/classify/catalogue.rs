@@ -505,8 +505,17 @@ fn merge_layer(merged: &mut Vec<Entry>, text: &str, origin: &str, patching: bool
 
     let mut ids_in_file: HashMap<String, String> = HashMap::new();
     let mut touched: Vec<usize> = Vec::new();
+    // Entries come in file order: count the newlines since the previous entry only
+    // (counting from the top for each entry made loading quadratic in the file's size).
+    let (mut counted_to, mut line) = (0usize, 1usize);
     for (index, spanned) in file.entry.into_iter().enumerate() {
-        let (line, _) = line_col(text, spanned.span().start);
+        let start = spanned.span().start.min(text.len());
+        if start >= counted_to {
+            line += text.as_bytes().get(counted_to..start).map_or(0, |gap| gap.iter().filter(|b| **b == b'\n').count());
+        } else {
+            line = line_col(text, start).0;
+        }
+        counted_to = start;
         let table = spanned.into_inner();
         let position = format!("#{} (line {line})", index + 1);
         let id_label = match table.get("id").and_then(|v| v.as_str()) {
