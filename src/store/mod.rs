@@ -110,10 +110,11 @@ pub struct StoredEvent {
     pub user_key: Option<String>,
     /// Keyed hash of the client IP, for the spray detector (never the raw address).
     pub ip_key: Option<String>,
-    /// [`SignInEvent::dedup_key`], worked out once by [`StoredEvent::new`] (private, so it
-    /// cannot disagree with `event`).
+    /// [`SignInEvent::dedup_key`] of `event`, worked out once by [`StoredEvent::new`].
+    /// Private, so only `new` sets it: to change `event`, make a new `StoredEvent`.
     dedup_key: Option<String>,
-    /// The incident fingerprint of a failure ([`crate::incidents::fingerprint`]).
+    /// The incident fingerprint of a failure ([`crate::incidents::fingerprint`]), made
+    /// like `dedup_key`.
     fingerprint: Option<String>,
 }
 
