@@ -298,7 +298,7 @@ impl Store {
 
         // Every event row first, in batch order (ids grow with it), then the incident
         // work in the same order as if each had been inserted just before it.
-        let mut rows: Vec<(&StoredEvent, &str, Option<&str>)> = Vec::with_capacity(batch.events.len());
+        let mut rows: Vec<(&StoredEvent, &str)> = Vec::with_capacity(batch.events.len());
         let mut successes: Vec<SuccessRow<'_>> = Vec::with_capacity(batch.successes.len());
         for stored in &batch.events {
             let ev = &stored.event;
@@ -314,7 +314,7 @@ impl Store {
                 });
                 continue;
             }
-            rows.push((stored, key, stored.fingerprint()));
+            rows.push((stored, key));
         }
         successes.extend(batch.successes.iter().map(|s| SuccessRow {
             dedup_at: s.dedup_at,
@@ -331,7 +331,7 @@ impl Store {
         let next_id: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM events").fetch_one(&mut *tx).await?;
         let mut batch_rows = BatchRows { rows: Vec::with_capacity(rows.len()), written: 0 };
         let mut failures: Vec<NewFailure<'_>> = Vec::new();
-        for &(stored, key, fingerprint) in &rows {
+        for &(stored, key) in &rows {
             let ev = &stored.event;
             let occurred_at = to_ms(ev.occurred_at);
             let dedup_at = ev.dedup_at();
@@ -343,6 +343,7 @@ impl Store {
             }
             *result.stored.entry((ev.source.clone(), ev.outcome)).or_default() += 1;
             let id = next_id + 1 + batch_rows.rows.len() as i64;
+            let fingerprint = stored.fingerprint();
             if let Some(fingerprint) = fingerprint {
                 let category = ev.category.unwrap_or(Category::Unclassified);
                 *result.failures.entry((ev.source.clone(), category, ev.primary_code())).or_default() += 1;
@@ -483,14 +484,11 @@ async fn insert_successes(
 }
 
 /// The (event time, key) pairs among `rows` that are already stored.
-async fn stored_keys(
-    tx: &mut Tx<'_>,
-    rows: &[(&StoredEvent, &str, Option<&str>)],
-) -> Result<HashSet<(i64, String)>, StoreError> {
+async fn stored_keys(tx: &mut Tx<'_>, rows: &[(&StoredEvent, &str)]) -> Result<HashSet<(i64, String)>, StoreError> {
     if rows.is_empty() {
         return Ok(HashSet::new());
     }
-    let list: Vec<(i64, &str)> = rows.iter().map(|(stored, key, _)| (stored.event.dedup_at(), *key)).collect();
+    let list: Vec<(i64, &str)> = rows.iter().map(|(stored, key)| (stored.event.dedup_at(), *key)).collect();
     // One JSON row, not one result row per duplicate (see `window_events`): a replayed
     // file is all duplicates.
     let keys: Vec<(i64, String)> = fetch_json_rows(tx, STORED_KEYS, &list, &[], "events.dedup_key").await?;
@@ -1297,46 +1295,16 @@ mod tests {
     /// incident counts ahead of the stored rows.
     #[tokio::test]
     async fn an_event_row_the_database_skips_fails_the_batch() {
-        use crate::event::SignInEvent;
         let dir = tempfile::tempdir().expect("dir");
         let store = empty_store(&dir).await;
-        let t = chrono::DateTime::from_timestamp_millis(1_772_640_000_000).expect("time");
-        let stored = StoredEvent::new(
-            SignInEvent {
-                received_at: t,
-                occurred_at: t,
-                occurred_from_record: true,
-                source: "entra".into(),
-                format: "azure-diagnostic".into(),
-                outcome: Outcome::Failure,
-                category: Some(Category::MfaRequired),
-                codes: vec![50076],
-                entry_id: None,
-                message: None,
-                user: None,
-                app_id: None,
-                app_name: None,
-                tenant_id: None,
-                client_app: None,
-                auth_protocol: None,
-                token_issuer_type: None,
-                ip: None,
-                correlation_id: None,
-                record_id: Some("r-1".into()),
-                device: None,
-                position: None,
-            },
-            String::new(),
-            String::new(),
-            String::new(),
-            None,
-            None,
-        );
+        let t = 1_772_640_000_000;
+        let event = crate::store::tests::failure_event(t);
+        let stored = StoredEvent::new(event, String::new(), String::new(), String::new(), None, None);
         let row = |id: i64| NewRow {
             stored: &stored,
             key: "id:r-1",
-            occurred_at: to_ms(t),
-            dedup_at: to_ms(t),
+            occurred_at: t,
+            dedup_at: t,
             id,
             fingerprint: None,
             incident_id: None,

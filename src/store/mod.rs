@@ -133,7 +133,7 @@ impl StoredEvent {
     ) -> StoredEvent {
         let dedup_key = event.dedup_key();
         let fingerprint = (event.outcome == Outcome::Failure).then(|| {
-            crate::incidents::fingerprint(
+            incidents::fingerprint(
                 event.category.unwrap_or(Category::Unclassified),
                 event.primary_code(),
                 event.app_id.as_deref().or(event.app_name.as_deref()),
@@ -585,36 +585,49 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::event::Position;
 
-    fn event(outcome: Outcome, app_id: Option<&str>, app_name: Option<&str>) -> SignInEvent {
-        let t = from_ms(1_772_640_000_000);
+    /// An AADSTS50076 failure from `entra` at `at_ms`, with record id `r-1` and nothing
+    /// else: tests set what they need on top.
+    pub(crate) fn failure_event(at_ms: i64) -> SignInEvent {
+        let t = from_ms(at_ms);
         SignInEvent {
             received_at: t,
             occurred_at: t,
             occurred_from_record: true,
             source: "entra".into(),
             format: "azure-diagnostic".into(),
-            outcome,
+            outcome: Outcome::Failure,
             category: Some(Category::MfaRequired),
             codes: vec![50076],
             entry_id: None,
             message: None,
             user: None,
-            app_id: app_id.map(String::from),
-            app_name: app_name.map(String::from),
-            tenant_id: Some("Tenant".into()),
+            app_id: None,
+            app_name: None,
+            tenant_id: None,
             client_app: None,
             auth_protocol: None,
             token_issuer_type: None,
             ip: None,
             correlation_id: None,
-            record_id: Some("ABC-1".into()),
+            record_id: Some("r-1".into()),
             device: None,
-            position: Some(Position { file_key: "f".into(), offset: 7 }),
+            position: None,
         }
+    }
+
+    fn event(outcome: Outcome, app_id: Option<&str>, app_name: Option<&str>) -> SignInEvent {
+        let mut e = failure_event(1_772_640_000_000);
+        e.outcome = outcome;
+        e.app_id = app_id.map(String::from);
+        e.app_name = app_name.map(String::from);
+        e.tenant_id = Some("Tenant".into());
+        e.record_id = Some("ABC-1".into());
+        e.position = Some(Position { file_key: "f".into(), offset: 7 });
+        e
     }
 
     /// The key and fingerprint worked out on the reader's side are exactly what the
