@@ -114,6 +114,8 @@ impl Core {
             max_records: self.settings.storage.batch_max_records,
             max_wait: self.settings.storage.batch_max_wait.get(),
             fill: false,
+            commit_records: self.settings.storage.batch_max_records,
+            commit_after: self.settings.storage.batch_max_wait.get(),
         }
     }
 

@@ -231,7 +231,13 @@ async fn replay(
         Ok(())
     });
     // Replay is about throughput, not latency: let batches fill.
-    let limits = BatchLimits { max_records: batch_records, max_wait: Duration::from_secs(1), fill: true };
+    let limits = BatchLimits {
+        max_records: batch_records,
+        max_wait: Duration::from_secs(1),
+        fill: true,
+        commit_records: core.settings.storage.replay_commit_records,
+        commit_after: Duration::from_secs(2),
+    };
     let summary: IngestSummary =
         run_writer(rx, core.writer.clone(), limits, Some(budget)).await.map_err(|e| CliError::Failed(e.to_string()))?;
     reader_task.await.map_err(|e| CliError::Failed(e.to_string()))?.map_err(CliError::Failed)?;

@@ -253,6 +253,9 @@ pub struct StorageSettings {
     pub batch_max_wait: HumanDuration,
     /// `replay` commits in larger batches (throughput over latency).
     pub replay_batch_records: usize,
+    /// `replay` applies its batches in one transaction until it holds this many records
+    /// (fewer commits write far fewer pages); memory stays bounded by the batches.
+    pub replay_commit_records: usize,
 }
 
 impl Default for StorageSettings {
@@ -262,6 +265,7 @@ impl Default for StorageSettings {
             batch_max_records: 1000,
             batch_max_wait: HumanDuration(Duration::from_millis(100)),
             replay_batch_records: 8000,
+            replay_commit_records: 256000,
         }
     }
 }
@@ -629,6 +633,9 @@ impl Settings {
         if self.storage.replay_batch_records == 0 {
             return Err(invalid("storage.replay_batch_records".into(), "must be greater than 0".into()));
         }
+        if self.storage.replay_commit_records == 0 {
+            return Err(invalid("storage.replay_commit_records".into(), "must be greater than 0".into()));
+        }
         if self.storage.batch_max_records == 0 {
             return Err(invalid("storage.batch_max_records".into(), "must be greater than 0".into()));
         }
@@ -858,6 +865,7 @@ mod tests {
             ),
             ("[privacy]\nusers = \"truncate\"", "privacy.users"),
             ("[storage]\nreplay_batch_records = 0", "storage.replay_batch_records"),
+            ("[storage]\nreplay_commit_records = 0", "storage.replay_commit_records"),
         ];
         for (text, key) in cases {
             let err = from_parts(text, "t.toml", &[]).unwrap_err().to_string();

@@ -18,7 +18,7 @@ use crate::event::{Category, Outcome, Position, SignInEvent};
 use crate::incidents::Policy;
 use crate::ingest::formats::{DecodedItem, ItemKind, RawSignIn};
 use crate::metrics::Metrics;
-use crate::store::{Batch, BatchResult, Store, StoreError, StoredEvent, StoredSuccess};
+use crate::store::{Batch, BatchResult, Store, StoreError, StoredEvent, StoredSuccess, WriteTx};
 
 /// What an ingest run did: the `replay --json` summary of CONTRACT.md §1 (and the body
 /// that `POST /api/v1/ingest/{source}` answers with).
@@ -521,10 +521,34 @@ impl Writer {
             return Ok(BatchResult::default());
         }
         let started = Instant::now();
-        let result = self.store.commit_batch(batch, &self.policy).await?;
+        let mut tx = self.store.begin_write().await?;
+        let result = self.store.apply_batch(&mut tx, batch, &self.policy).await?;
+        self.finish(tx, result.changed_incidents()).await?;
         self.metrics.batch_commit.observe(started.elapsed().as_secs_f64());
+        self.record(batch, &result);
+        Ok(result)
+    }
+
+    /// Opens a transaction that several batches can be applied to ([`Writer::apply`])
+    /// before one commit ([`Writer::finish`]).
+    pub async fn begin(&self) -> Result<WriteTx, StoreError> {
+        self.store.begin_write().await
+    }
+
+    /// Writes one batch inside `tx` and counts what it stored. The counters move now,
+    /// not at the commit, so that the batch can be freed before it; if the commit then
+    /// fails, the caller fails with it (replay exits non-zero). The read-back gauges
+    /// wait for [`Writer::finish`]: other connections cannot see the batch before.
+    pub async fn apply(&self, tx: &mut WriteTx, batch: &Batch) -> Result<BatchResult, StoreError> {
+        let result = self.store.apply_batch(tx, batch, &self.policy).await?;
+        self.record(batch, &result);
+        Ok(result)
+    }
+
+    /// Counts a written batch: its size, what it stored, and each record's lag.
+    fn record(&self, batch: &Batch, result: &BatchResult) {
         self.metrics.batch_records.observe(batch.records() as f64);
-        self.metrics.record_batch(&result);
+        self.metrics.record_batch(result);
         let now = Utc::now().timestamp_millis();
         // One label lookup per run of events from the same source, not one per event
         // (a hash and a lock each): a batch almost always comes from one source.
@@ -542,11 +566,18 @@ impl Writer {
                 }
             }
         }
-        if !result.incidents_opened.is_empty() || result.incidents_auto_resolved > 0 {
+    }
+
+    /// Commits `tx`, then refreshes what is read back from the store: the open-incident
+    /// gauge when `incidents_changed` (a batch in it opened or resolved incidents), and
+    /// the store size.
+    pub async fn finish(&self, tx: WriteTx, incidents_changed: bool) -> Result<(), StoreError> {
+        tx.commit().await?;
+        if incidents_changed {
             self.refresh_incident_gauge().await?;
         }
         self.metrics.store_size.set(self.store.size_bytes() as i64);
-        Ok(result)
+        Ok(())
     }
 
     /// Re-reads the open-incident counts into `passportd_incidents_open`.
@@ -749,6 +780,15 @@ pub struct BatchLimits {
     /// Wait for batches to fill (replay) instead of committing as soon as the queue is
     /// momentarily empty (live tailing, where latency matters).
     pub fill: bool,
+    /// With `fill`: apply batches one after another in one transaction until it holds
+    /// this many records (or the input pauses for `max_wait`, or ends), then commit.
+    /// Each commit rewrites every page the transaction touched, and a batch's failures
+    /// touch a few hundred index pages wherever they land, so fewer, larger commits
+    /// write far less; memory stays bounded by the batch, not by the transaction.
+    pub commit_records: usize,
+    /// …or until it has been open this long: other writers of the store (a `serve` on
+    /// the same file) wait for the write lock meanwhile.
+    pub commit_after: std::time::Duration,
 }
 
 /// How many decoded events may be on their way from the readers to the end of their
@@ -843,8 +883,31 @@ pub async fn run_writer(
 ) -> Result<IngestSummary, StoreError> {
     let mut summary = IngestSummary::default();
     let _close_budget = CloseOnDrop(budget.clone());
+    // Replay applies several batches per transaction (`commit_records`); live tailing
+    // commits each batch, since nothing is visible before its commit.
+    let shared_commits = limits.fill && limits.commit_records > limits.max_records;
+    let mut open: Option<OpenCommit> = None;
     loop {
-        let Some(first) = rx.recv().await else {
+        let next = match &open {
+            // An open transaction holds the write lock and hides its batches: commit it
+            // when the input pauses rather than wait for more with it open.
+            Some(o) => match tokio::time::timeout(
+                limits.max_wait.min(limits.commit_after.saturating_sub(o.opened.elapsed())),
+                rx.recv(),
+            )
+            .await
+            {
+                Ok(next) => next,
+                Err(_) => {
+                    if let Some(o) = open.take() {
+                        writer.finish(o.tx, o.incidents_changed).await?;
+                    }
+                    rx.recv().await
+                }
+            },
+            None => rx.recv().await,
+        };
+        let Some(first) = next else {
             break;
         };
         let deadline = tokio::time::Instant::now() + limits.max_wait;
@@ -895,7 +958,30 @@ pub async fn run_writer(
             }
         }
         batch.checkpoints = checkpoints.into_values().collect();
-        let result = writer.commit(&batch).await?;
+        let result = if shared_commits {
+            let started = Instant::now();
+            let mut o = match open.take() {
+                Some(o) => o,
+                None => OpenCommit {
+                    tx: writer.begin().await?,
+                    opened: Instant::now(),
+                    records: 0,
+                    incidents_changed: false,
+                },
+            };
+            let result = writer.apply(&mut o.tx, &batch).await?;
+            o.records += batch.records();
+            o.incidents_changed |= result.changed_incidents();
+            if o.records >= limits.commit_records || o.opened.elapsed() >= limits.commit_after {
+                writer.finish(o.tx, o.incidents_changed).await?;
+            } else {
+                open = Some(o);
+            }
+            writer.metrics.batch_commit.observe(started.elapsed().as_secs_f64());
+            result
+        } else {
+            writer.commit(&batch).await?
+        };
         for (source, tally) in &tallies {
             tally.record(&writer.metrics, source);
             summary.add_decode_counts(tally);
@@ -911,5 +997,19 @@ pub async fn run_writer(
             budget.give_back(taken);
         }
     }
+    if let Some(o) = open {
+        writer.finish(o.tx, o.incidents_changed).await?;
+    }
     Ok(summary)
+}
+
+/// A transaction the writer loop keeps open across batches (see `BatchLimits::commit_records`).
+struct OpenCommit {
+    tx: WriteTx,
+    /// When it began.
+    opened: Instant,
+    /// Records applied to it.
+    records: usize,
+    /// Whether any of its batches opened or resolved incidents.
+    incidents_changed: bool,
 }

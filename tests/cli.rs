@@ -296,12 +296,32 @@ fn replay_of_every_shape_at_once_counts_each_record_once() {
     assert_eq!(again["duplicates"], 61);
 }
 
+/// Every incident of the store at `db`, as text, in a stable order that does not depend
+/// on ids (detector incidents opened by one batch take ids in keyed-hash order).
+fn incident_dump(db: &Path) -> Vec<String> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+        // One text per incident: every column that the batching could change.
+        let mut dump: Vec<String> = sqlx::query_scalar(
+            "SELECT concat_ws('|', kind, category, code, status, first_seen, last_seen, event_count,
+                    users_affected, sources, reopened_count, resolved_at, evidence) FROM incidents",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        dump.sort();
+        dump
+    })
+}
+
 #[test]
 fn the_replay_summary_does_not_depend_on_the_batch_size() {
     // Replay keeps at most two batches of events between the reader and the end of their
     // commit: with tiny batches the reader waits on nearly every chunk (a chunk holds
     // hundreds of records, far more than the whole budget). Nothing may be lost, repeated
-    // or stuck.
+    // or stuck. Batches share a transaction until it holds replay_commit_records: what
+    // each decides must not depend on where the commits fall.
     let dir = tempfile::tempdir().unwrap();
     let corpus = dir.path().join("azure.json");
     let generated = Command::new(env!("CARGO_BIN_EXE_passportd-corpus"))
@@ -309,24 +329,85 @@ fn the_replay_summary_does_not_depend_on_the_batch_size() {
         .output()
         .unwrap();
     assert!(generated.status.success(), "{}", String::from_utf8_lossy(&generated.stderr));
-    let replay = |store: &str, batch: &str| {
+    let replay = |store: &str, batch: &str, commit: &str| {
         let out = Command::new(env!("CARGO_BIN_EXE_passportd"))
             .args(["replay", "--json", corpus.to_str().unwrap()])
             .current_dir(dir.path())
             .env_remove("PASSPORTD_CONFIG")
             .env("PASSPORTD_STORAGE__PATH", dir.path().join(store))
             .env("PASSPORTD_STORAGE__REPLAY_BATCH_RECORDS", batch)
+            .env("PASSPORTD_STORAGE__REPLAY_COMMIT_RECORDS", commit)
             .output()
             .unwrap();
-        json(&out)
+        (json(&out), incident_dump(&dir.path().join(store)))
     };
-    let whole = replay("default.db", "8000");
+    let (whole, incidents) = replay("default.db", "8000", "256000");
     assert_eq!(whole["records"], 1500, "{whole}");
     assert!(whole["failures"].as_u64().unwrap() > 100, "{whole}");
-    for batch in ["1", "7", "400"] {
-        let small = replay(&format!("batch-{batch}.db"), batch);
-        assert_eq!(small, whole, "replay_batch_records = {batch}");
+    assert!(incidents.len() > 5, "{incidents:?}");
+    for (batch, commit) in [("1", "1"), ("7", "7"), ("7", "50"), ("400", "400"), ("400", "1000"), ("8000", "8000")] {
+        let store = format!("batch-{batch}-{commit}.db");
+        let (small, small_incidents) = replay(&store, batch, commit);
+        assert_eq!(small, whole, "replay_batch_records = {batch}, replay_commit_records = {commit}");
+        assert_eq!(small_incidents, incidents, "replay_batch_records = {batch}, replay_commit_records = {commit}");
     }
+}
+
+#[test]
+fn a_replay_whose_input_pauses_commits_what_it_has() {
+    // Batches share a transaction, but an open transaction hides them from every other
+    // reader of the store: when stdin goes quiet, what was read must become visible
+    // without waiting for the end of the input.
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("paused.db");
+    // More than the first block (256 KiB) that stdin replay reads (and keys the stream by)
+    // before it decodes anything.
+    let corpus = dir.path().join("azure.json");
+    let generated = Command::new(env!("CARGO_BIN_EXE_passportd-corpus"))
+        .args(["azure", "600", corpus.to_str().unwrap(), "--seed", "9"])
+        .output()
+        .unwrap();
+    assert!(generated.status.success(), "{}", String::from_utf8_lossy(&generated.stderr));
+    let input = std::fs::read(&corpus).unwrap();
+    assert!(input.len() > 1 << 20, "{} bytes", input.len());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_passportd"))
+        .args(["replay", "--json", "-"])
+        .current_dir(dir.path())
+        .env_remove("PASSPORTD_CONFIG")
+        .env("PASSPORTD_STORAGE__PATH", &db)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&input).unwrap();
+    stdin.flush().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let stored = || {
+        rt.block_on(async {
+            let Ok(pool) = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await else {
+                return 0;
+            };
+            let n: Result<i64, _> =
+                sqlx::query_scalar("SELECT (SELECT COUNT(*) FROM events) + (SELECT COUNT(*) FROM successes)")
+                    .fetch_one(&pool)
+                    .await;
+            pool.close().await;
+            n.unwrap_or(0)
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while stored() == 0 {
+        assert!(Instant::now() < deadline, "the paused replay never committed what it had read");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(child.try_wait().unwrap().is_none(), "the replay must still be waiting for input");
+    drop(stdin);
+    let done = json(&child.wait_with_output().unwrap());
+    assert_eq!(done["records"], 600, "{done}");
+    assert_eq!(stored(), 600);
 }
 
 #[test]

@@ -266,18 +266,41 @@ impl Store {
     /// key), incident updates, detector findings, the quiet-period sweep and the
     /// checkpoints. A crash before the commit leaves none of it.
     pub async fn commit_batch(&self, batch: &Batch, policy: &Policy) -> Result<BatchResult, StoreError> {
-        let mut result = BatchResult::default();
         if batch.is_empty() {
-            return Ok(result);
+            return Ok(BatchResult::default());
         }
+        let mut tx = self.begin_write().await?;
+        let result = self.apply_batch(&mut tx, batch, policy).await?;
+        tx.commit().await?;
+        Ok(result)
+    }
+
+    /// Opens a write transaction on the writer's connection, for [`Store::apply_batch`].
+    pub async fn begin_write(&self) -> Result<WriteTx, StoreError> {
         // IMMEDIATE: take the write lock first. A deferred transaction reads (watermark,
         // MAX(id)) under a snapshot and then fails with SQLITE_BUSY if another writer (the
         // HTTP ingest, an acknowledgement, retention) committed meanwhile; this one waits
         // its turn (busy_timeout) instead, and the ids it assigns cannot be taken.
-        let mut tx = self.writer_pool().begin_with("BEGIN IMMEDIATE").await?;
+        Ok(WriteTx(self.writer_pool().begin_with("BEGIN IMMEDIATE").await?))
+    }
+
+    /// Writes one batch inside `tx`, exactly as [`Store::commit_batch`] does, without
+    /// committing. Batches applied one after another in one transaction decide the same
+    /// as if each were committed on its own: every read inside sees the writes before it.
+    pub async fn apply_batch(
+        &self,
+        tx: &mut WriteTx,
+        batch: &Batch,
+        policy: &Policy,
+    ) -> Result<BatchResult, StoreError> {
+        let mut result = BatchResult::default();
+        if batch.is_empty() {
+            return Ok(result);
+        }
+        let tx = &mut tx.0;
         let mut watermark: i64 =
             sqlx::query_scalar("SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'watermark_ms'")
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut **tx)
                 .await?
                 .unwrap_or(i64::MIN);
         // A clock far in the future on one machine must not resolve every incident:
@@ -294,7 +317,7 @@ impl Store {
         // Incidents that went quiet before this batch close first (so a recurrence
         // reopens them); the batch's own clock advance is swept after its events, so a
         // failure inside the batch can still extend the incident it belongs to.
-        result.incidents_auto_resolved += sweep(&mut tx, watermark, policy).await?;
+        result.incidents_auto_resolved += sweep(tx, watermark, policy).await?;
 
         // Every event row first, in batch order (ids grow with it), then the incident
         // work in the same order as if each had been inserted just before it.
@@ -322,13 +345,13 @@ impl Store {
             key: s.key.as_str(),
             source: &s.source,
         }));
-        insert_successes(&mut tx, &successes, &mut result).await?;
+        insert_successes(tx, &successes, &mut result).await?;
 
         // Which rows are new: stored before (one indexed lookup per key, clustered by
         // time), or repeated inside this batch.
-        let stored_before = stored_keys(&mut tx, &rows).await?;
+        let stored_before = stored_keys(tx, &rows).await?;
         let mut seen: HashSet<(i64, &str)> = HashSet::with_capacity(rows.len());
-        let next_id: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM events").fetch_one(&mut *tx).await?;
+        let next_id: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM events").fetch_one(&mut **tx).await?;
         let mut batch_rows = BatchRows { rows: Vec::with_capacity(rows.len()), written: 0 };
         let mut failures: Vec<NewFailure<'_>> = Vec::new();
         for &(stored, key) in &rows {
@@ -367,7 +390,7 @@ impl Store {
         let mut fingerprints: Vec<&str> = failures.iter().map(|f| f.fingerprint).collect();
         fingerprints.sort_unstable();
         fingerprints.dedup();
-        state.newest = newest_incidents(&mut tx, &fingerprints).await?;
+        state.newest = newest_incidents(tx, &fingerprints).await?;
         if let Some(first_new) = failures.iter().map(|f| f.event_id).min() {
             let probes: Vec<(&str, i64)> = failures
                 .iter()
@@ -376,28 +399,28 @@ impl Store {
                     Some((c, to_ms(f.stored.event.occurred_at)))
                 })
                 .collect();
-            state.prior_correlations = counted_copies(&mut tx, &probes, first_new).await?;
+            state.prior_correlations = counted_copies(tx, &probes, first_new).await?;
         }
         let mut credential_failures: Vec<&StoredEvent> = Vec::new();
         for f in &failures {
             if matches!(f.stored.event.primary_code(), Some(50126 | 50053)) {
                 credential_failures.push(f.stored);
             }
-            if join_correlated(&mut tx, &mut state, &mut batch_rows, f).await? {
+            if join_correlated(tx, &mut state, &mut batch_rows, f).await? {
                 continue;
             }
-            place_failure(&mut tx, &mut state, &mut batch_rows, f, policy, &mut result).await?;
+            place_failure(tx, &mut state, &mut batch_rows, f, policy, &mut result).await?;
         }
-        batch_rows.write_through(&mut tx, usize::MAX).await?;
-        state.flush(&mut tx).await?;
+        batch_rows.write_through(tx, usize::MAX).await?;
+        state.flush(tx).await?;
 
         if policy.detectors.enabled && !credential_failures.is_empty() {
-            run_detectors(&mut tx, &credential_failures, policy, &mut result).await?;
+            run_detectors(tx, &credential_failures, policy, &mut result).await?;
         }
 
         if batch_max > watermark {
             watermark = batch_max;
-            result.incidents_auto_resolved += sweep(&mut tx, watermark, policy).await?;
+            result.incidents_auto_resolved += sweep(tx, watermark, policy).await?;
         }
         if watermark != i64::MIN {
             sqlx::query(
@@ -405,7 +428,7 @@ impl Store {
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             )
             .bind(watermark.to_string())
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         }
 
@@ -427,11 +450,23 @@ impl Store {
             .bind(cp.offset as i64)
             .bind(&cp.state)
             .bind(now)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         }
-        tx.commit().await?;
         Ok(result)
+    }
+}
+
+/// A write transaction open on the writer's connection ([`Store::begin_write`]): batches
+/// applied to it ([`Store::apply_batch`]) become visible, and durable, together when it
+/// commits. Dropped without [`WriteTx::commit`], it rolls back.
+pub struct WriteTx(Tx<'static>);
+
+impl WriteTx {
+    /// Commits everything applied.
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.0.commit().await?;
+        Ok(())
     }
 }
 

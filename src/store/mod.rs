@@ -21,6 +21,7 @@ use sqlx::{Row, SqlitePool};
 use crate::event::{Category, Outcome, SignInEvent};
 use crate::incidents;
 
+pub use commit::WriteTx;
 pub use queries::{EventQuery, EventRow, IncidentQuery, IncidentSort, Page, Summary};
 
 /// Store failures. Messages name the database file where it helps.
@@ -212,6 +213,14 @@ pub struct BatchResult {
     pub incidents_auto_resolved: u64,
     /// Detector findings that opened or reopened an incident, per detector name.
     pub detections: BTreeMap<&'static str, u64>,
+}
+
+impl BatchResult {
+    /// True when the batch opened, reopened or resolved an incident (what the open
+    /// incidents gauge is read back for).
+    pub fn changed_incidents(&self) -> bool {
+        !self.incidents_opened.is_empty() || self.incidents_auto_resolved > 0
+    }
 }
 
 /// The SQLite store.

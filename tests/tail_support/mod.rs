@@ -64,7 +64,13 @@ impl Harness {
     pub fn start(&mut self) {
         let checkpoints = self.rt.block_on(self.core.store.checkpoints("t")).unwrap();
         let (tx, rx) = tokio::sync::mpsc::channel(64);
-        let limits = BatchLimits { max_records: 1000, max_wait: std::time::Duration::from_millis(100), fill: false };
+        let limits = BatchLimits {
+            max_records: 1000,
+            max_wait: std::time::Duration::from_millis(100),
+            fill: false,
+            commit_records: 1000,
+            commit_after: std::time::Duration::from_millis(100),
+        };
         self.writer = Some(self.rt.spawn(run_writer(rx, self.core.writer.clone(), limits, None)));
         self.tailer = Some(
             Tailer::new(
