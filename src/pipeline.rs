@@ -781,7 +781,8 @@ pub struct BatchLimits {
     /// momentarily empty (live tailing, where latency matters).
     pub fill: bool,
     /// With `fill`: apply batches one after another in one transaction until it holds
-    /// this many records (or the input pauses for `max_wait`, or ends), then commit.
+    /// this many records, then commit; or earlier, whenever the writer would wait for
+    /// input (it has caught up with the readers, so the commit costs no time).
     /// Each commit rewrites every page the transaction touched, and a batch's failures
     /// touch a few hundred index pages wherever they land, so fewer, larger commits
     /// write far less; memory stays bounded by the batch, not by the transaction.
@@ -888,24 +889,17 @@ pub async fn run_writer(
     let shared_commits = limits.fill && limits.commit_records > limits.max_records;
     let mut open: Option<OpenCommit> = None;
     loop {
-        let next = match &open {
-            // An open transaction holds the write lock and hides its batches: commit it
-            // when the input pauses rather than wait for more with it open.
-            Some(o) => match tokio::time::timeout(
-                limits.max_wait.min(limits.commit_after.saturating_sub(o.opened.elapsed())),
-                rx.recv(),
-            )
-            .await
-            {
-                Ok(next) => next,
-                Err(_) => {
-                    if let Some(o) = open.take() {
-                        writer.finish(o.tx, o.incidents_changed).await?;
-                    }
-                    rx.recv().await
+        // An open transaction holds the write lock and hides its batches: whenever the
+        // writer would wait for input, it commits first (the reader refills meanwhile).
+        let next = match rx.try_recv() {
+            Ok(chunk) => Some(chunk),
+            Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => None,
+            Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {
+                if let Some(o) = open.take() {
+                    writer.finish(o.tx, o.incidents_changed).await?;
                 }
-            },
-            None => rx.recv().await,
+                rx.recv().await
+            }
         };
         let Some(first) = next else {
             break;
@@ -938,7 +932,20 @@ pub async fn run_writer(
         while batch.records() < limits.max_records {
             if limits.fill {
                 // Throughput mode (replay): wait for more up to max_wait; bigger batches
-                // amortize SQLite's per-commit page writes.
+                // amortize SQLite's per-commit page writes. The writer has caught up with
+                // the reader: commit what is open while it waits, as above.
+                match rx.try_recv() {
+                    Ok(chunk) => {
+                        absorb(chunk, &mut batch);
+                        continue;
+                    }
+                    Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => break,
+                    Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {
+                        if let Some(o) = open.take() {
+                            writer.finish(o.tx, o.incidents_changed).await?;
+                        }
+                    }
+                }
                 match tokio::time::timeout_at(deadline, rx.recv()).await {
                     Ok(Some(chunk)) => absorb(chunk, &mut batch),
                     Ok(None) | Err(_) => break,
