@@ -781,8 +781,8 @@ pub struct BatchLimits {
     /// momentarily empty (live tailing, where latency matters).
     pub fill: bool,
     /// With `fill`: apply batches one after another in one transaction until it holds
-    /// this many records, then commit; or earlier, whenever the writer would wait for
-    /// input (it has caught up with the readers, so the commit costs no time).
+    /// this many records (or is `commit_after` old), then commit; or earlier when the
+    /// writer would wait for input (see `next_chunk`).
     /// Each commit rewrites every page the transaction touched, and a batch's failures
     /// touch a few hundred index pages wherever they land, so fewer, larger commits
     /// write far less; memory stays bounded by the batch, not by the transaction.
@@ -889,18 +889,7 @@ pub async fn run_writer(
     let shared_commits = limits.fill && limits.commit_records > limits.max_records;
     let mut open: Option<OpenCommit> = None;
     loop {
-        // An open transaction holds the write lock and hides its batches: whenever the
-        // writer would wait for input, it commits first (the reader refills meanwhile).
-        let next = match rx.try_recv() {
-            Ok(chunk) => Some(chunk),
-            Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => None,
-            Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {
-                if let Some(o) = open.take() {
-                    writer.finish(o.tx, o.incidents_changed).await?;
-                }
-                rx.recv().await
-            }
-        };
+        let next = next_chunk(&mut rx, &mut open, &writer, &limits, None).await?;
         let Some(first) = next else {
             break;
         };
@@ -932,23 +921,10 @@ pub async fn run_writer(
         while batch.records() < limits.max_records {
             if limits.fill {
                 // Throughput mode (replay): wait for more up to max_wait; bigger batches
-                // amortize SQLite's per-commit page writes. The writer has caught up with
-                // the reader: commit what is open while it waits, as above.
-                match rx.try_recv() {
-                    Ok(chunk) => {
-                        absorb(chunk, &mut batch);
-                        continue;
-                    }
-                    Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => break,
-                    Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {
-                        if let Some(o) = open.take() {
-                            writer.finish(o.tx, o.incidents_changed).await?;
-                        }
-                    }
-                }
-                match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(Some(chunk)) => absorb(chunk, &mut batch),
-                    Ok(None) | Err(_) => break,
+                // amortize SQLite's per-commit page writes.
+                match next_chunk(&mut rx, &mut open, &writer, &limits, Some(deadline)).await? {
+                    Some(chunk) => absorb(chunk, &mut batch),
+                    None => break,
                 }
                 continue;
             }
@@ -1008,6 +984,46 @@ pub async fn run_writer(
         writer.finish(o.tx, o.incidents_changed).await?;
     }
     Ok(summary)
+}
+
+/// The next chunk, waiting until `deadline` (or for good). With a transaction open, the
+/// writer commits it before it waits: at once if it holds `commit_records / 8` records
+/// (the writer has caught up with the readers, so the commit overlaps their reading, and
+/// the last commit after the end of the input stays small); otherwise when nothing
+/// arrives within `max_wait`. A reader that is just a few milliseconds behind (as after
+/// every batch, when the budget lets it go on) does not cut a transaction short.
+async fn next_chunk(
+    rx: &mut tokio::sync::mpsc::Receiver<crate::ingest::reader::Chunk>,
+    open: &mut Option<OpenCommit>,
+    writer: &Writer,
+    limits: &BatchLimits,
+    deadline: Option<tokio::time::Instant>,
+) -> Result<Option<crate::ingest::reader::Chunk>, StoreError> {
+    use tokio::sync::mpsc::error::TryRecvError;
+    match rx.try_recv() {
+        Ok(chunk) => return Ok(Some(chunk)),
+        Err(TryRecvError::Disconnected) => return Ok(None),
+        Err(TryRecvError::Empty) => {}
+    }
+    if let Some(o) = open.take() {
+        if o.records >= limits.commit_records / 8 {
+            writer.finish(o.tx, o.incidents_changed).await?;
+        } else {
+            let pause = tokio::time::Instant::now() + limits.max_wait;
+            let until = deadline.map_or(pause, |d| d.min(pause));
+            match tokio::time::timeout_at(until, rx.recv()).await {
+                Ok(next) => {
+                    *open = Some(o);
+                    return Ok(next);
+                }
+                Err(_) => writer.finish(o.tx, o.incidents_changed).await?,
+            }
+        }
+    }
+    Ok(match deadline {
+        Some(d) => tokio::time::timeout_at(d, rx.recv()).await.ok().flatten(),
+        None => rx.recv().await,
+    })
 }
 
 /// A transaction the writer loop keeps open across batches (see `BatchLimits::commit_records`).
