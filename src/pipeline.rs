@@ -782,10 +782,10 @@ pub struct BatchLimits {
     pub fill: bool,
     /// With `fill`: apply batches one after another in one transaction until it holds
     /// this many records (or is `commit_after` old), then commit; or earlier when the
-    /// writer would wait for input (see `next_chunk`).
-    /// Each commit rewrites every page the transaction touched, and a batch's failures
-    /// touch a few hundred index pages wherever they land, so fewer, larger commits
-    /// write far less; memory stays bounded by the batch, not by the transaction.
+    /// writer would wait for input (see `next_chunk`). Each commit rewrites every page
+    /// the transaction touched, and a batch's failures touch a few hundred index pages
+    /// wherever they land, so fewer, larger commits write far less; memory stays
+    /// bounded by the batch, not by the transaction.
     pub commit_records: usize,
     /// …or until it has been open this long: other writers of the store (a `serve` on
     /// the same file) wait for the write lock meanwhile.
@@ -990,7 +990,7 @@ pub async fn run_writer(
 /// writer commits it before it waits: at once if it holds `commit_records / 8` records
 /// (the writer has caught up with the readers, so the commit overlaps their reading, and
 /// the last commit after the end of the input stays small); otherwise when nothing
-/// arrives within `max_wait`. A reader that is just a few milliseconds behind (as after
+/// arrives within `max_wait` (or by `deadline`). A reader that is just a few milliseconds behind (as after
 /// every batch, when the budget lets it go on) does not cut a transaction short.
 async fn next_chunk(
     rx: &mut tokio::sync::mpsc::Receiver<crate::ingest::reader::Chunk>,

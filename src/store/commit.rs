@@ -1,5 +1,6 @@
-//! The write path: one transaction per batch holding the events, everything they do to
-//! incidents (lifecycle, opening gates, correlation, detectors) and the checkpoints.
+//! The write path: a batch's events, everything they do to incidents (lifecycle, opening
+//! gates, correlation, detectors) and the checkpoints, written inside one transaction
+//! (a batch per transaction when tailing; several when replaying, see `run_writer`).
 //!
 //! Why it is shaped this way (issue #8, BENCHMARKS.md): every statement is a round trip
 //! to sqlx's SQLite worker thread, which cost more than the SQLite work itself when the
