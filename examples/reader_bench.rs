@@ -107,9 +107,8 @@ fn pass(
     });
     let started = Instant::now();
     let mut reader = FileReader::open(source, file, &[], |_| 0).map_err(|e| e.to_string())?;
-    let mut buf = vec![0u8; READ_BUFFER_BYTES];
     loop {
-        let chunk = reader.read_some(&mut buf, 4 * READ_BUFFER_BYTES, normalizer).map_err(|e| e.to_string())?;
+        let chunk = reader.read_some(4 * READ_BUFFER_BYTES, normalizer).map_err(|e| e.to_string())?;
         let Some(chunk) = chunk else { break };
         tx.send(chunk).map_err(|e| e.to_string())?;
         if reader.at_eof {

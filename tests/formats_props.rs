@@ -111,6 +111,43 @@ fn feed_decoder(mut d: StreamDecoder, bytes: &[u8], cuts: &[usize]) -> Vec<Decod
     out
 }
 
+/// A reader that hands `bytes` out in pieces of the given sizes (then the rest), never
+/// more than the caller asks for: short reads, as pipes and growing files give.
+struct Pieces<'a> {
+    bytes: &'a [u8],
+    sizes: std::vec::IntoIter<usize>,
+}
+
+impl std::io::Read for Pieces<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let piece = self.sizes.next().unwrap_or(self.bytes.len()).max(1);
+        let n = piece.min(buf.len()).min(self.bytes.len());
+        buf[..n].copy_from_slice(&self.bytes[..n]);
+        self.bytes = &self.bytes[n..];
+        Ok(n)
+    }
+}
+
+/// Reads `bytes` through `feed_from` in short reads of at most `max` bytes, with a
+/// `feed` of the first `fed` bytes first; returns the items and every byte `seen` saw.
+fn read_through(
+    o: &DecodeOptions,
+    bytes: &[u8],
+    fed: usize,
+    sizes: Vec<usize>,
+    max: usize,
+) -> (Vec<DecodedItem>, Vec<u8>) {
+    let mut d = StreamDecoder::new(o.clone());
+    let mut out = Vec::new();
+    let fed = fed.min(bytes.len());
+    d.feed(&bytes[..fed], &mut out);
+    let mut seen = bytes[..fed].to_vec();
+    let mut src = Pieces { bytes: &bytes[fed..], sizes: sizes.into_iter() };
+    while d.feed_from(&mut src, max, |b| seen.extend_from_slice(b), &mut out).expect("in-memory read") > 0 {}
+    d.finish(&mut out);
+    (out, seen)
+}
+
 fn cuts_for(len: usize, raw: Vec<usize>) -> Vec<usize> {
     let mut c: Vec<usize> = raw.into_iter().map(|x| x % (len + 1)).collect();
     c.sort_unstable();
@@ -148,6 +185,22 @@ proptest! {
         // Byte by byte, and a split at any single position.
         let all: Vec<usize> = (0..bytes.len()).collect();
         prop_assert_eq!(&feed_chunks(&o, &bytes, &all), &whole);
+    }
+
+    #[test]
+    fn reading_into_the_decoder_gives_the_items_of_feeding_it(
+        bytes in stream(),
+        sizes in prop::collection::vec(1..64usize, 0..16),
+        fed in any::<usize>(),
+        max in 1..40usize,
+        f in 0..5usize,
+        small in any::<bool>(),
+    ) {
+        let o = opts(FORMATS[f], if small { 48 } else { 1 << 20 });
+        let whole = decode_bytes(&o, &bytes);
+        let (items, seen) = read_through(&o, &bytes, fed % (bytes.len() + 1), sizes, max);
+        prop_assert_eq!(&items, &whole);
+        prop_assert_eq!(&seen, &bytes);
     }
 
     #[test]

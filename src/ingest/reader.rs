@@ -196,21 +196,17 @@ impl FileReader {
         }
     }
 
-    /// Reads up to `budget` bytes, decoding into a chunk. Returns `None` when nothing
-    /// new was read and nothing was emitted.
-    pub fn read_some(
-        &mut self,
-        buf: &mut [u8],
-        budget: usize,
-        normalizer: &Normalizer,
-    ) -> Result<Option<Chunk>, ReadError> {
+    /// Reads up to `budget` bytes (in reads of `READ_BUFFER_BYTES`, straight into the
+    /// decoder's buffer), decoding into a chunk. Returns `None` when nothing new was read
+    /// and nothing was emitted.
+    pub fn read_some(&mut self, budget: usize, normalizer: &Normalizer) -> Result<Option<Chunk>, ReadError> {
         let path = self.path.clone();
         let io = |e| ReadError::Io { path: path.clone(), source: e };
         self.last_read_bytes = 0;
         let Some(mut file) = self.file.take() else {
             return Ok(None);
         };
-        let result = self.read_into(&mut file, buf, budget);
+        let result = self.read_into(&mut file, budget);
         self.file = Some(file);
         let read_total = result.map_err(io)?;
         self.last_read_bytes = read_total as u64;
@@ -220,23 +216,24 @@ impl FileReader {
         Ok(Some(self.take_chunk(normalizer)))
     }
 
-    fn read_into(&mut self, file: &mut File, buf: &mut [u8], budget: usize) -> std::io::Result<usize> {
+    fn read_into(&mut self, file: &mut File, budget: usize) -> std::io::Result<usize> {
         use std::io::{Seek, SeekFrom};
         file.seek(SeekFrom::Start(self.read_offset))?;
         let mut read_total = 0usize;
         self.at_eof = false;
         while read_total < budget {
-            let n = file.read(buf)?;
+            // The read lands in the decoder's buffer, not in one of ours to be copied
+            // from. The decoder frames and discards over-long records itself; the tailer
+            // never holds more than that buffer.
+            let (head, offset) = (&mut self.identity.head, self.read_offset);
+            let seen = |data: &[u8]| extend_head(head, offset, data);
+            let n = self.decoder.feed_from(file, READ_BUFFER_BYTES, seen, &mut self.items)?;
             if n == 0 {
                 self.at_eof = true;
                 break;
             }
-            self.extend_head(&buf[..n]);
             self.read_offset += n as u64;
             read_total += n;
-            // The decoder frames and discards over-long records itself; the tailer
-            // never holds more than this buffer.
-            self.decoder.feed(&buf[..n], &mut self.items);
         }
         Ok(read_total)
     }
@@ -254,19 +251,6 @@ impl FileReader {
     pub fn finish(&mut self, normalizer: &Normalizer) -> Chunk {
         self.decoder.finish(&mut self.items);
         self.take_chunk(normalizer)
-    }
-
-    fn extend_head(&mut self, data: &[u8]) {
-        let have = self.identity.head.len() as u64;
-        if have >= FINGERPRINT_BYTES as u64 || self.read_offset > have {
-            return;
-        }
-        // read_offset is where `data` starts; only bytes that continue the head count.
-        let skip = (have - self.read_offset) as usize;
-        if skip < data.len() {
-            let take = (FINGERPRINT_BYTES - self.identity.head.len()).min(data.len() - skip);
-            self.identity.head.extend_from_slice(&data[skip..skip + take]);
-        }
     }
 
     fn take_chunk(&mut self, normalizer: &Normalizer) -> Chunk {
@@ -306,8 +290,7 @@ pub fn replay_file(
             .ok_or_else(|| ReadError::Io { path: path.to_path_buf(), source: std::io::Error::other("file closed") })?;
         reader = FileReader::new(source, reader.path.clone(), Some(file), reader.identity, reader.key, 0, "");
     }
-    let mut buf = vec![0u8; READ_BUFFER_BYTES];
-    while let Some(chunk) = reader.read_some(&mut buf, 4 * READ_BUFFER_BYTES, normalizer)? {
+    while let Some(chunk) = reader.read_some(4 * READ_BUFFER_BYTES, normalizer)? {
         send_within(budget, tx, chunk)?;
         if reader.at_eof {
             break;
@@ -363,4 +346,18 @@ pub fn replay_stdin(
     }
     decoder.finish(&mut items);
     send(&mut items)
+}
+
+/// Extends a file's `head` (its first bytes, up to `FINGERPRINT_BYTES`) with `data`, read
+/// at `offset`: only bytes that continue the head count.
+fn extend_head(head: &mut Vec<u8>, offset: u64, data: &[u8]) {
+    let have = head.len() as u64;
+    if have >= FINGERPRINT_BYTES as u64 || offset > have {
+        return;
+    }
+    let skip = (have - offset) as usize;
+    if skip < data.len() {
+        let take = (FINGERPRINT_BYTES - head.len()).min(data.len() - skip);
+        head.extend_from_slice(&data[skip..skip + take]);
+    }
 }

@@ -125,7 +125,6 @@ pub struct Tailer {
     deferred: HashMap<(u64, u64), (u32, Instant, u64)>,
     first_round: bool,
     round: u64,
-    buf: Vec<u8>,
 }
 
 /// (device, inode).
@@ -162,7 +161,6 @@ impl Tailer {
             deferred: HashMap::new(),
             first_round: true,
             round: 0,
-            buf: vec![0u8; READ_BUFFER_BYTES],
         })
     }
 
@@ -612,7 +610,7 @@ impl Tailer {
         };
         t.last_used = self.round;
         let before = t.reader.checkpoint();
-        let chunk = match t.reader.read_some(&mut self.buf, PASS_BUDGET, &self.normalizer) {
+        let chunk = match t.reader.read_some(PASS_BUDGET, &self.normalizer) {
             Ok(Some(chunk)) => chunk,
             Ok(None) => return Ok(0),
             Err(e) => {

@@ -146,6 +146,52 @@ struct Wire {
     h: Option<String>,
 }
 
+/// The decoder's buffer: `data[..len]` is the unframed tail of the stream; the rest of
+/// `data` is room kept initialized, so that a read can land in it directly (no copy from a
+/// separate read buffer, and no zeroing before every read).
+#[derive(Debug, Default)]
+struct StreamBuf {
+    data: Vec<u8>,
+    len: usize,
+}
+
+impl std::ops::Deref for StreamBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.data[..self.len]
+    }
+}
+
+impl StreamBuf {
+    /// Room for `want` more bytes after the tail (grown, never shrunk: it is reused).
+    fn spare(&mut self, want: usize) -> &mut [u8] {
+        let end = self.len + want;
+        if self.data.len() < end {
+            self.data.resize(end, 0);
+        }
+        &mut self.data[self.len..end]
+    }
+
+    /// Takes the first `n` bytes of the room into the tail; returns them.
+    fn commit(&mut self, n: usize) -> &[u8] {
+        let start = self.len;
+        self.len = (start + n).min(self.data.len());
+        &self.data[start..self.len]
+    }
+
+    fn extend_from_slice(&mut self, bytes: &[u8]) {
+        self.spare(bytes.len()).copy_from_slice(bytes);
+        self.commit(bytes.len());
+    }
+
+    /// Drops the first `n` bytes of the tail.
+    fn drain_front(&mut self, n: usize) {
+        let n = n.min(self.len);
+        self.data.copy_within(n..self.len, 0);
+        self.len -= n;
+    }
+}
+
 /// Decodes one stream (a file generation, stdin, an HTTP body) fed in arbitrary chunks.
 #[derive(Debug)]
 pub struct StreamDecoder {
@@ -154,7 +200,7 @@ pub struct StreamDecoder {
     /// Skips Passport chatter without decoding it; `None` when off (see `set_prefilter`)
     /// or when the format cannot hold Passport records.
     prefilter: Option<Prefilter>,
-    buf: Vec<u8>,
+    buf: StreamBuf,
     /// Stream offset of `buf[0]`.
     base: u64,
     /// First byte of `buf` not yet framed.
@@ -201,7 +247,7 @@ impl StreamDecoder {
             opts,
             matcher,
             prefilter,
-            buf: Vec::new(),
+            buf: StreamBuf::default(),
             base: offset,
             pos: 0,
             line: wire.l.max(1),
@@ -232,6 +278,25 @@ impl StreamDecoder {
         self.buf.extend_from_slice(chunk);
         self.run(out, false);
         self.compact();
+    }
+
+    /// Like [`StreamDecoder::feed`] with one `read` of up to `max` bytes from `src`, which
+    /// lands in the decoder's own buffer instead of being copied there. `seen` gets the
+    /// bytes read before they are framed. Returns how many were read (0: end of input).
+    pub fn feed_from(
+        &mut self,
+        src: &mut impl std::io::Read,
+        max: usize,
+        seen: impl FnOnce(&[u8]),
+        out: &mut Vec<DecodedItem>,
+    ) -> std::io::Result<usize> {
+        let n = src.read(self.buf.spare(max))?;
+        seen(self.buf.commit(n));
+        if n > 0 {
+            self.run(out, false);
+            self.compact();
+        }
+        Ok(n)
     }
 
     /// The stream is idle: emits a held Passport text record (all of its lines are
@@ -337,7 +402,7 @@ impl StreamDecoder {
             None => self.pos,
         };
         if keep > 0 {
-            self.buf.drain(..keep);
+            self.buf.drain_front(keep);
             self.base += keep as u64;
             self.pos -= keep;
         }
