@@ -153,7 +153,14 @@ struct Wire {
 struct StreamBuf {
     data: Vec<u8>,
     len: usize,
+    /// How much the next read asks for (0: not read yet).
+    read_size: usize,
 }
+
+/// The first read's size. Each read that fills what it asked for doubles the next one (up
+/// to the caller's maximum): a tailed file with small appends keeps a small buffer (a
+/// source may hold hundreds of files open), and a replay reaches full-size reads at once.
+const FIRST_READ_BYTES: usize = 16 * 1024;
 
 impl std::ops::Deref for StreamBuf {
     type Target = [u8];
@@ -281,8 +288,9 @@ impl StreamDecoder {
     }
 
     /// Like [`StreamDecoder::feed`] with one `read` of up to `max` bytes from `src`, which
-    /// lands in the decoder's own buffer instead of being copied there. `seen` gets the
-    /// bytes read before they are framed. Returns how many were read (0: end of input).
+    /// lands in the decoder's own buffer instead of being copied there (the first read
+    /// asks for less; see `FIRST_READ_BYTES`). `seen` gets the bytes read before they are
+    /// framed. Returns how many were read (0: end of input).
     pub fn feed_from(
         &mut self,
         src: &mut impl std::io::Read,
@@ -290,7 +298,9 @@ impl StreamDecoder {
         seen: impl FnOnce(&[u8]),
         out: &mut Vec<DecodedItem>,
     ) -> std::io::Result<usize> {
-        let n = src.read(self.buf.spare(max))?;
+        let want = self.buf.read_size.max(FIRST_READ_BYTES).min(max.max(1));
+        let n = src.read(self.buf.spare(want))?;
+        self.buf.read_size = if n == want { want.saturating_mul(2) } else { want };
         seen(self.buf.commit(n));
         if n > 0 {
             self.run(out, false);
@@ -1094,4 +1104,31 @@ fn passport_obj(opts: &DecodeOptions, m: &Matcher, o: &Obj<'_>) -> ItemKind {
         device: None,
     };
     decide(&f, m, opts.default_tz)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    /// Hundreds of tailed files may be open at once: one that only ever sees short appends
+    /// must not hold a full-size read buffer, while a long read reaches full-size reads.
+    #[test]
+    fn read_room_grows_only_with_what_reads_fill() {
+        let line = b"{\"eventMessage\":\"Presenting Passport login window\"}\n";
+        let mut d = StreamDecoder::new(DecodeOptions::default());
+        let mut out = Vec::new();
+        for _ in 0..100 {
+            let n = d.feed_from(&mut &line[..], 256 * 1024, |_| {}, &mut out).unwrap();
+            assert_eq!(n, line.len());
+        }
+        assert!(d.buf.data.len() <= FIRST_READ_BYTES + line.len(), "{} bytes held", d.buf.data.len());
+
+        let big = line.repeat(20_000);
+        let mut src = &big[..];
+        let mut d = StreamDecoder::new(DecodeOptions::default());
+        let mut sizes = Vec::new();
+        while d.feed_from(&mut src, 256 * 1024, |b| sizes.push(b.len()), &mut out).unwrap() > 0 {}
+        assert_eq!(&sizes[..6], &[16 << 10, 32 << 10, 64 << 10, 128 << 10, 256 << 10, 256 << 10]);
+    }
 }
