@@ -196,9 +196,9 @@ impl FileReader {
         }
     }
 
-    /// Reads up to `budget` bytes (in reads of `READ_BUFFER_BYTES`, straight into the
-    /// decoder's buffer), decoding into a chunk. Returns `None` when nothing new was read
-    /// and nothing was emitted.
+    /// Reads up to `budget` bytes (in reads of up to `READ_BUFFER_BYTES`, straight into
+    /// the decoder's buffer), decoding into a chunk. Returns `None` when nothing new was
+    /// read and nothing was emitted.
     pub fn read_some(&mut self, budget: usize, normalizer: &Normalizer) -> Result<Option<Chunk>, ReadError> {
         let path = self.path.clone();
         let io = |e| ReadError::Io { path: path.clone(), source: e };
