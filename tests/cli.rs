@@ -296,11 +296,39 @@ fn replay_of_every_shape_at_once_counts_each_record_once() {
     assert_eq!(again["duplicates"], 61);
 }
 
+/// A seeded corpus of `records` Azure diagnostic records at `dir/azure.json`.
+fn azure_corpus(dir: &Path, records: u32, seed: u32) -> std::path::PathBuf {
+    let corpus = dir.join("azure.json");
+    let generated = Command::new(env!("CARGO_BIN_EXE_passportd-corpus"))
+        .args(["azure", &records.to_string(), corpus.to_str().unwrap(), "--seed", &seed.to_string()])
+        .output()
+        .unwrap();
+    assert!(generated.status.success(), "{}", String::from_utf8_lossy(&generated.stderr));
+    corpus
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+/// Records (events and successes) committed to the store at `db`, as another process sees
+/// them; 0 while it does not exist yet.
+async fn stored_records(db: &Path) -> i64 {
+    let Ok(pool) = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await else {
+        return 0;
+    };
+    let n: Result<i64, _> =
+        sqlx::query_scalar("SELECT (SELECT COUNT(*) FROM events) + (SELECT COUNT(*) FROM successes)")
+            .fetch_one(&pool)
+            .await;
+    pool.close().await;
+    n.unwrap_or(0)
+}
+
 /// Every incident of the store at `db`, as text, in a stable order that does not depend
 /// on ids (detector incidents opened by one batch take ids in keyed-hash order).
 fn incident_dump(db: &Path) -> Vec<String> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(async {
+    runtime().block_on(async {
         let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.unwrap();
         // One text per incident: every column that the batching could change.
         let mut dump: Vec<String> = sqlx::query_scalar(
@@ -323,12 +351,7 @@ fn the_replay_summary_does_not_depend_on_the_batch_size() {
     // or stuck. Batches share a transaction until it holds replay_commit_records: what
     // each decides must not depend on where the commits fall.
     let dir = tempfile::tempdir().unwrap();
-    let corpus = dir.path().join("azure.json");
-    let generated = Command::new(env!("CARGO_BIN_EXE_passportd-corpus"))
-        .args(["azure", "1500", corpus.to_str().unwrap(), "--seed", "5"])
-        .output()
-        .unwrap();
-    assert!(generated.status.success(), "{}", String::from_utf8_lossy(&generated.stderr));
+    let corpus = azure_corpus(dir.path(), 1500, 5);
     let replay = |store: &str, batch: &str, commit: &str| {
         let out = Command::new(env!("CARGO_BIN_EXE_passportd"))
             .args(["replay", "--json", corpus.to_str().unwrap()])
@@ -363,13 +386,7 @@ fn a_replay_whose_input_pauses_commits_what_it_has() {
     let db = dir.path().join("paused.db");
     // More than the first block (256 KiB) that stdin replay reads (and keys the stream by)
     // before it decodes anything.
-    let corpus = dir.path().join("azure.json");
-    let generated = Command::new(env!("CARGO_BIN_EXE_passportd-corpus"))
-        .args(["azure", "600", corpus.to_str().unwrap(), "--seed", "9"])
-        .output()
-        .unwrap();
-    assert!(generated.status.success(), "{}", String::from_utf8_lossy(&generated.stderr));
-    let input = std::fs::read(&corpus).unwrap();
+    let input = std::fs::read(azure_corpus(dir.path(), 600, 9)).unwrap();
     assert!(input.len() > 1 << 20, "{} bytes", input.len());
     let mut child = Command::new(env!("CARGO_BIN_EXE_passportd"))
         .args(["replay", "--json", "-"])
@@ -384,30 +401,58 @@ fn a_replay_whose_input_pauses_commits_what_it_has() {
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(&input).unwrap();
     stdin.flush().unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let stored = || {
-        rt.block_on(async {
-            let Ok(pool) = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await else {
-                return 0;
-            };
-            let n: Result<i64, _> =
-                sqlx::query_scalar("SELECT (SELECT COUNT(*) FROM events) + (SELECT COUNT(*) FROM successes)")
-                    .fetch_one(&pool)
-                    .await;
-            pool.close().await;
-            n.unwrap_or(0)
-        })
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while stored() == 0 {
-        assert!(Instant::now() < deadline, "the paused replay never committed what it had read");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let rt = runtime();
+    rt.block_on(common::poll_until(
+        "the paused replay to commit what it has read",
+        Duration::from_secs(30),
+        || async { (stored_records(&db).await > 0).then_some(()) },
+    ));
     assert!(child.try_wait().unwrap().is_none(), "the replay must still be waiting for input");
     drop(stdin);
     let done = json(&child.wait_with_output().unwrap());
     assert_eq!(done["records"], 600, "{done}");
-    assert_eq!(stored(), 600);
+    assert_eq!(rt.block_on(stored_records(&db)), 600);
+}
+
+#[test]
+fn a_replay_killed_with_its_transaction_open_loses_and_repeats_nothing() {
+    // Replay commits many batches at once: a kill loses the open transaction, file
+    // positions included, and the next replay must store exactly what is missing, with
+    // the incidents of one uninterrupted run.
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = azure_corpus(dir.path(), 20_000, 11);
+    let run = |db: &str| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_passportd"));
+        cmd.args(["replay", "--json", corpus.to_str().unwrap()])
+            .current_dir(dir.path())
+            .env_remove("PASSPORTD_CONFIG")
+            .env("PASSPORTD_STORAGE__PATH", dir.path().join(db))
+            .env("PASSPORTD_STORAGE__REPLAY_BATCH_RECORDS", "500")
+            .env("PASSPORTD_STORAGE__REPLAY_COMMIT_RECORDS", "4000")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    };
+    let whole = json(&run("whole.db").output().unwrap());
+    assert_eq!(whole["records"], 20_000, "{whole}");
+
+    let killed = dir.path().join("killed.db");
+    let mut child = run("killed.db").spawn().unwrap();
+    let rt = runtime();
+    let committed = rt.block_on(common::poll_until("a first commit", Duration::from_secs(60), || async {
+        let n = stored_records(&killed).await;
+        (n > 0).then_some(n)
+    }));
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    let before = rt.block_on(stored_records(&killed));
+    assert!(!status.success() && before < 20_000, "killed after {committed} records: {status}, {before} stored");
+
+    let rest = json(&run("killed.db").output().unwrap());
+    assert_eq!(rest["records"].as_i64().unwrap() + rest["duplicates"].as_i64().unwrap(), 20_000, "{rest}");
+    assert_eq!(rest["duplicates"].as_i64(), Some(before), "{rest}");
+    assert_eq!(rt.block_on(stored_records(&killed)), rt.block_on(stored_records(&dir.path().join("whole.db"))));
+    assert_eq!(incident_dump(&killed), incident_dump(&dir.path().join("whole.db")));
 }
 
 #[test]
