@@ -379,18 +379,26 @@ pub(crate) enum F {
 /// Classifies a key (or a CSV header cell such as `TimeGenerated [UTC]`).
 pub(crate) fn field_of(key: &str) -> F {
     let kb = key.as_bytes();
+    // Every name is ASCII letters only, so a key that matches one as it stands has nothing
+    // to trim or split off: the general path below would find the same name. Only the
+    // keys that match no name (most of a record's ~60) pay for the plainness test.
+    let named = field_of_name(kb);
+    if named != F::Other {
+        return named;
+    }
     // Almost every key is a bare ASCII name: then trimming and the CSV suffix split below
-    // are no-ops, and skipping them (a `str::find` builds a two-way searcher per call, for
-    // every one of the ~60 keys of a record) halves the cost of key matching. A key that
-    // starts or ends with a non-ASCII byte (Unicode whitespace?) or holds a `[` takes the
-    // general path, so the result is the same for every key.
+    // are no-ops, and skipping them (a `str::find` builds a two-way searcher per call)
+    // halves the cost of key matching. A key that starts or ends with a non-ASCII byte
+    // (Unicode whitespace?) or holds a `[` takes the general path, so the result is the
+    // same for every key.
     let plain = match (kb.first(), kb.last()) {
         // Graphic ASCII is whitespace under no definition (`str::trim` also trims \x0B).
-        (Some(a), Some(z)) => a.is_ascii_graphic() && z.is_ascii_graphic() && !kb.contains(&b'['),
+        // A byte loop, not `memchr`: keys are short, and a call costs more than the scan.
+        (Some(a), Some(z)) => a.is_ascii_graphic() && z.is_ascii_graphic() && !kb.iter().any(|&b| b == b'['),
         _ => true,
     };
     if plain {
-        return field_of_name(kb);
+        return F::Other;
     }
     let key = key.trim();
     // Portal CSV headers carry a unit / zone suffix: "TimeGenerated [UTC]".
@@ -446,8 +454,16 @@ fn field_of_name(k: &[u8]) -> F {
     };
     // The last byte differs between most names of one length (and between a name and most
     // other keys): test it before the whole compare.
-    let last = k.last().map(u8::to_ascii_lowercase);
-    names.iter().find(|(n, _)| n.last() == last.as_ref() && k.eq_ignore_ascii_case(n)).map_or(F::Other, |(_, f)| *f)
+    let last = k.last().map(|b| b | 0x20);
+    names.iter().find(|(n, _)| n.last() == last.as_ref() && is_name(k, n)).map_or(F::Other, |(_, f)| *f)
+}
+
+/// Whether `k` is `name` (lower-case ASCII letters) in any casing. Setting bit 5 turns a
+/// byte into a lower-case letter only when it is that letter in either case, so one OR
+/// per byte replaces `eq_ignore_ascii_case`'s two case conversions; folding the
+/// differences without an early exit lets the compare run on whole vectors.
+fn is_name(k: &[u8], name: &[u8]) -> bool {
+    k.len() == name.len() && k.iter().zip(name).fold(0u8, |diff, (b, n)| diff | ((b | 0x20) ^ n)) == 0
 }
 
 /// A map key, classified without allocating.
@@ -788,6 +804,23 @@ mod tests {
         ) {
             let name = if upper { name.to_ascii_uppercase() } else { name.to_string() };
             let key = format!("{pre}{name}{post}");
+            proptest::prop_assert_eq!(field_of(&key), field_of_reference(&key), "{:?}", key);
+        }
+
+        /// A name with one byte replaced by any printable ASCII byte: the case-folding
+        /// compare must tell `@`/`` ` `` and `[`/`{` (one bit 5 apart) from letters.
+        #[test]
+        fn fast_path_agrees_on_near_misses(
+            name in proptest::sample::select(NAMES),
+            at in proptest::prelude::any::<proptest::sample::Index>(),
+            byte in 0x20u8..0x7f,
+        ) {
+            let mut key = name.as_bytes().to_vec();
+            if !key.is_empty() {
+                let i = at.index(key.len());
+                key[i] = byte;
+            }
+            let key = String::from_utf8(key).unwrap_or_default();
             proptest::prop_assert_eq!(field_of(&key), field_of_reference(&key), "{:?}", key);
         }
 
