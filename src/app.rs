@@ -387,7 +387,11 @@ fn spawn_reloader(tracker: &TaskTracker, core: Arc<Core>, cancel: CancellationTo
         let watched: Vec<PathBuf> = paths.clone();
         match notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
             if let Ok(ev) = res {
-                if ev.paths.iter().any(|p| watched.iter().any(|w| p.ends_with(w.file_name().unwrap_or_default()))) {
+                // Only changes: the reload's own read of the file is an event too, and
+                // reloading on it would reload again, forever.
+                if crate::ingest::tail::is_change(&ev.kind)
+                    && ev.paths.iter().any(|p| watched.iter().any(|w| p.ends_with(w.file_name().unwrap_or_default())))
+                {
                     let _ = tx.try_send(());
                 }
             }

@@ -197,41 +197,14 @@ fn sigterm_drains_and_exits_zero() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_passportd"))
-        .args(["serve", "--config", cfg.to_str().unwrap()])
-        .current_dir(dir.path())
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Wait until it says it is serving.
-    let stderr = child.stderr.take().unwrap();
-    let mut reader = BufReader::new(stderr);
-    let mut line = String::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        line.clear();
-        assert!(reader.read_line(&mut line).unwrap() > 0, "exited early");
-        if line.contains("passportd serving") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never started");
-    }
+    let (mut child, addr) = spawn_serve(dir.path(), &cfg);
     // SIGHUP reloads the catalogue (counted in the metrics).
-    let addr = line.split("addr=").nth(1).and_then(|r| r.split_whitespace().next()).unwrap().to_string();
-    let addr = addr.trim_matches(|c: char| !c.is_ascii_digit() && c != '.' && c != ':').to_string();
     assert!(Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap().success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let metrics = http_get(&addr, "/metrics");
-        if metrics.contains("passportd_catalogue_reloads_total{result=\"success\"} 1") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "SIGHUP did not reload the catalogue");
-        // Poll interval, bounded by the deadline above.
-        std::thread::park_timeout(Duration::from_millis(20));
-    }
+    wait_for_metric(
+        &addr,
+        "passportd_catalogue_reloads_total{result=\"success\"} 1",
+        "SIGHUP did not reload the catalogue",
+    );
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
     let (tx, rx) = std::sync::mpsc::channel();
@@ -244,6 +217,108 @@ fn sigterm_drains_and_exits_zero() {
     let out = passportd(dir.path(), &["replay", "--json", logs.join("a.json").to_str().unwrap()]);
     let v = json(&out);
     assert_eq!(v["records"].as_u64().unwrap() + v["duplicates"].as_u64().unwrap(), 7);
+}
+
+/// Starts `passportd serve --config cfg` in `dir` and waits until it says it is serving.
+/// Returns the child and the address it listens on; its log goes on being read (and
+/// dropped) in the background, so a chatty daemon never blocks on a full pipe.
+#[cfg(unix)]
+fn spawn_serve(dir: &Path, cfg: &Path) -> (std::process::Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_passportd"))
+        .args(["serve", "--config", cfg.to_str().unwrap()])
+        .current_dir(dir)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        line.clear();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "exited early");
+        if line.contains("passportd serving") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never started");
+    }
+    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+    let addr = line.split("addr=").nth(1).and_then(|r| r.split_whitespace().next()).unwrap();
+    let addr = addr.trim_matches(|c: char| !c.is_ascii_digit() && c != '.' && c != ':').to_string();
+    (child, addr)
+}
+
+/// Polls `/metrics` at `addr` until it holds `sample` (a whole exposition line prefix).
+fn wait_for_metric(addr: &str, sample: &str, failure: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !http_get(addr, "/metrics").lines().any(|l| l == sample) {
+        assert!(Instant::now() < deadline, "{failure}");
+        // Poll interval, bounded by the deadline above.
+        std::thread::park_timeout(Duration::from_millis(20));
+    }
+}
+
+/// CPU time (user + system) the process `pid` has used so far, in clock ticks.
+#[cfg(target_os = "linux")]
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The command name (field 2) may hold spaces; fields 14 and 15 follow its ')'.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// A daemon with nothing to read sleeps: watching files and catalogue folders with
+/// inotify must not wake on its own opens of them (rescan, reopen, wake again), and a
+/// SIGHUP reloads the catalogue once, not on every event the reload's own read causes.
+#[cfg(target_os = "linux")]
+#[test]
+fn an_idle_daemon_sleeps_and_reloads_once_per_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    std::fs::copy(common::fixtures().join("e2e/entra.json"), logs.join("a.json")).unwrap();
+    let ours = dir.path().join("ours.toml");
+    std::fs::write(&ours, "[[entry]]\nid = \"aadsts-50076\"\nremediation = \"Our fix.\"\n").unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[log]\nformat = \"text\"\n[catalogue]\nextra_paths = [\"{}\"]\n\
+             [[sources]]\nname = \"entra\"\npaths = [\"{}/*.json\"]\nwatch = true\n",
+            ours.display(),
+            logs.display()
+        ),
+    )
+    .unwrap();
+    let (mut child, addr) = spawn_serve(dir.path(), &cfg);
+    wait_for_metric(
+        &addr,
+        "passportd_signin_events_total{outcome=\"failure\",source=\"entra\"} 4",
+        "the file was not read",
+    );
+    assert!(Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap().success());
+    wait_for_metric(
+        &addr,
+        "passportd_catalogue_reloads_total{result=\"success\"} 1",
+        "SIGHUP did not reload the catalogue",
+    );
+
+    // Nothing to wait for here: this is a fixed window in which nothing may happen.
+    let ticks_per_s = 100;
+    let before = cpu_ticks(child.id());
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_ticks(child.id()) - before;
+    let metrics = http_get(&addr, "/metrics");
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+    assert!(used * 10 < 2 * ticks_per_s, "an idle daemon used {used} ticks of CPU in 2 s");
+    assert!(
+        metrics.lines().any(|l| l == "passportd_catalogue_reloads_total{result=\"success\"} 1"),
+        "one SIGHUP, one reload: {}",
+        metrics.lines().filter(|l| l.contains("reloads_total")).collect::<Vec<_>>().join("\n")
+    );
 }
 
 /// A minimal HTTP/1.0 GET, enough for /metrics in a synchronous test.

@@ -834,6 +834,19 @@ pub fn run(ctx: TailContext) -> Result<(), ReadError> {
     Ok(())
 }
 
+/// Whether a file event can mean new or different content. Opening or reading a file
+/// cannot, and inotify reports the loop's own opens of the files and folders it scans:
+/// waking on those would rescan, reopen and wake again, spinning a core while nothing
+/// is written. A writer closing the file can (and is all some writers leave).
+pub(crate) fn is_change(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode, EventKind};
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
+}
+
 fn start_watcher(
     matcher: &PathMatcher,
     name: &str,
@@ -842,11 +855,13 @@ fn start_watcher(
     metrics: &Metrics,
 ) -> Option<notify::RecommendedWatcher> {
     let handler = move |res: notify::Result<notify::Event>| {
-        // Every event, including an overflow / rescan notice, just wakes the loop,
+        // Every change, including an overflow / rescan notice, just wakes the loop,
         // which rescans everything. An error means events may be missing from now on:
         // the stat poll carries on alone.
-        if res.is_err() {
-            failed.store(true, Ordering::Relaxed);
+        match res {
+            Ok(event) if !is_change(&event.kind) => return,
+            Ok(_) => {}
+            Err(_) => failed.store(true, Ordering::Relaxed),
         }
         let _ = wake.send(());
     };
