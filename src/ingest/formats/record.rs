@@ -393,8 +393,7 @@ pub(crate) fn field_of(key: &str) -> F {
     // same for every key.
     let plain = match (kb.first(), kb.last()) {
         // Graphic ASCII is whitespace under no definition (`str::trim` also trims \x0B).
-        // A byte loop, not `memchr`: keys are short, and a call costs more than the scan.
-        (Some(a), Some(z)) => a.is_ascii_graphic() && z.is_ascii_graphic() && !kb.iter().any(|&b| b == b'['),
+        (Some(a), Some(z)) => a.is_ascii_graphic() && z.is_ascii_graphic() && !kb.contains(&b'['),
         _ => true,
     };
     if plain {
