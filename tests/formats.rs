@@ -458,3 +458,35 @@ fn too_long_records_are_dropped_while_streaming() {
     assert_eq!(out, decode_bytes(&o, text.as_bytes()));
     assert_eq!(out[0].end_offset, long.len() as u64 + 1);
 }
+
+/// A file mixing shapes line by line: after a Passport text line, a whole Entra record or
+/// Passport `ndjson` entry on its own line is a record of its own, not a continuation of
+/// that message; a token endpoint's error body on a line of its own still continues it.
+#[test]
+fn json_records_after_a_text_line_are_records_of_their_own() {
+    let syslog = "2026-03-04 00:19:42.068157-0800  mac-lab-07 SecurityAgent[612]: (KandjiPassport) \
+                  [io.kandji.passport:auth] Token request failed: AADSTS50126: Error validating credentials.";
+    let ndjson = r#"{"timestamp":"2026-03-04 00:19:45.000000-0800","messageType":"Error","subsystem":"io.kandji.passport","senderImagePath":"/Library/Security/SecurityAgentPlugins/KandjiPassport.bundle/Contents/MacOS/KandjiPassport","eventMessage":"AADSTS7000218: The request body must contain the following parameter: 'client_assertion' or 'client_secret'."}"#;
+    let failed = "2026-03-04 00:19:50.068157-0800  mac-lab-07 SecurityAgent[612]: (KandjiPassport) \
+                  [io.kandji.passport:auth] Token request failed with this body:";
+    let body = r#"{"error":"interaction_required","error_description":"AADSTS50076: Due to a configuration change made by your administrator, you must use multi-factor authentication.","error_codes":[50076]}"#;
+    let input = format!("{syslog}\n{REC_A}\n{ndjson}\n{failed}\n{body}\n{syslog}\n");
+    let items = auto(input.as_bytes());
+    assert_eq!(
+        tags(&items),
+        vec![
+            "signin:passport:-:[50126]",
+            "signin:azure-diagnostic:50126:[]",
+            "signin:passport:-:[7000218]",
+            "signin:passport:-:[50076]",
+            "signin:passport:-:[50126]",
+        ]
+    );
+    // Every byte belongs to exactly one item, in order.
+    let mut at = 0;
+    for item in &items {
+        assert_eq!(item.start_offset, at);
+        at = item.end_offset;
+    }
+    assert_eq!(at, input.len() as u64);
+}

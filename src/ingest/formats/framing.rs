@@ -8,7 +8,8 @@
 //!   over many (framed with `scan::Scanner`), ending with its line (trailing garbage ignored);
 //! - `[` starts an array, streamed element by element;
 //! - a timestamp-led line starts a Passport text record, held until the next record starts
-//!   (continuation lines), `flush()` or `finish()`;
+//!   (continuation lines), `flush()` or `finish()`; a line that is a whole Entra sign-in or
+//!   Passport `ndjson` entry starts the next record too;
 //! - a header row naming `TimeGenerated` switches the rest of the stream to portal CSV;
 //! - `log show` / `log stream` banners and headers are skipped.
 //!
@@ -27,7 +28,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::azure::{auto_label, to_signin};
+use super::azure::{auto_label, is_signin, to_signin};
 use super::passport::{decide, decide_text, leading_timestamp_len, Matcher, PassportFields, Prefilter};
 use super::record::{field_of, parse_obj, JsonFail, Obj, F};
 use super::scan::{count_nl, csv_cells, is_banner, sniff_envelope, trim_ascii, Scan, Scanner, Sniff};
@@ -105,6 +106,14 @@ enum Work {
         line: u64,
         until: DropUntil,
     },
+}
+
+/// Whether a line is a whole JSON record of its own: an Entra sign-in or a Passport
+/// `ndjson` entry. After a held Passport text record, such a line starts the next record
+/// (a file mixing shapes line by line); any other line, JSON included (a token endpoint's
+/// error body that the message printed on a line of its own), continues the held message.
+fn is_json_record(line: &[u8]) -> bool {
+    parse_obj(line).is_ok_and(|o| o.event_message_seen || is_signin(&o))
 }
 
 /// A Passport text record held for continuation lines (stream offsets).
@@ -536,7 +545,8 @@ impl StreamDecoder {
             return false;
         };
         let raw = &self.buf[self.pos..nl];
-        let starts_record = leading_timestamp_len(raw).is_some() || is_banner(raw);
+        let starts_record =
+            leading_timestamp_len(raw).is_some() || is_banner(raw) || (c == b'{' && is_json_record(raw));
         if let Some(p) = self.pending {
             let new_end = self.base + next as u64;
             if !starts_record && !self.too_long(nl - self.pos) && !self.too_long_u64(new_end - p.start) {
