@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use tokio::sync::mpsc;
 
 use crate::app::{AppError, Application, Core};
-use crate::classify::{Catalogue, Classifier, ClassifyInput};
+use crate::classify::{Catalogue, Classifier};
 use crate::config::{self, ConfigError, Loaded, SourceSettings};
 use crate::ingest::formats::Format;
 use crate::ingest::reader::{self, Chunk};
@@ -66,7 +66,8 @@ pub enum Command {
         files: Vec<PathBuf>,
     },
     /// Classify error messages or raw log lines (arguments, or one per line on stdin)
-    /// against the catalogue. Stores nothing.
+    /// against the catalogue. Stores nothing. A whole Entra sign-in record or Passport log
+    /// line is decoded first, so its result code, status and token issuer count.
     Classify {
         /// Configuration (for operator catalogue files and federated domains).
         #[command(flatten)]
@@ -284,7 +285,7 @@ fn classify(arg: ConfigArg, json: bool, messages: Vec<String>) -> Result<(), Cli
     let classifier = classifier_for(&loaded)?;
     let mut out = std::io::stdout().lock();
     let mut emit = |msg: &str| -> Result<(), CliError> {
-        let c = classifier.classify(&ClassifyInput::message(msg));
+        let c = crate::classify::classify_text(&classifier, msg);
         let text = if json {
             serde_json::to_string(&c).map_err(|e| CliError::Failed(e.to_string()))?
         } else {

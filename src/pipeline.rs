@@ -400,16 +400,7 @@ impl Normalizer {
             // (five allocations) for most records, only to drop them here.
             return Self::success(shared_source, file_key, offset, &raw, received_at).map(Made::Success);
         }
-        let c = classifier.classify(&ClassifyInput {
-            result_code: raw.result_code,
-            message_codes: &raw.message_codes,
-            message: raw.message.as_deref(),
-            oauth_error: raw.oauth_error.as_deref(),
-            token_issuer_type: raw.token_issuer_type.as_deref(),
-            user: raw.user.as_deref(),
-            auth_protocol: raw.auth_protocol.as_deref(),
-            app_id: raw.app_id.as_deref(),
-        });
+        let c = classifier.classify(&ClassifyInput::of_signin(&raw));
         // A text-only line (Passport) that carries no code and matches no catalogue
         // entry is chatter, not a sign-in.
         if raw.result_code.is_none() && c.codes.is_empty() && c.matched_by.is_none() {

@@ -105,5 +105,51 @@ async fn cli_and_api_classify_alike() {
     assert_eq!(cli[1]["code"], 50126, "the wrapper 70002 yields");
     assert_eq!(cli[4]["category"], "unclassified");
     assert_eq!(cli[4]["code"], 9999999);
+
+    // Raw Entra log lines decide as the daemon decides when it reads them: by result code,
+    // status and token issuer, not by their text alone.
+    let blob =
+        std::fs::read_to_string(format!("{}/examples/logs/entra/PT1H.json", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let lines: Vec<&str> = blob.lines().collect();
+    let syslog = "2026-03-04 00:19:42.068157-0800  mac-lab-07 SecurityAgent[612]: (KandjiPassport) \
+                  [io.kandji.passport:auth] Token request failed: AADSTS50126: Error validating credentials.";
+    // (line of PT1H.json or a Passport line, outcome, category, code)
+    let cases = [
+        (lines[0], "success", "other", Some(0u64)),
+        (lines[2], "failure", "mfa_required", Some(50076)),
+        (lines[5], "failure", "invalid_credentials", Some(50126)),
+        (lines[7], "failure", "federation_unsupported", Some(50126)),
+        (lines[9], "interrupt", "interrupt_informational", Some(50140)),
+        (syslog, "failure", "invalid_credentials", Some(50126)),
+    ];
+    let raw: Vec<&str> = cases.iter().map(|c| c.0).collect();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_passportd"))
+        .args(["classify", "--json"])
+        .args(&raw)
+        .current_dir(dir.path())
+        .env_remove("PASSPORTD_CONFIG")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let cli: Vec<serde_json::Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    for ((line, outcome, category, code), from_cli) in cases.iter().zip(&cli) {
+        assert_eq!(
+            (from_cli["outcome"].as_str(), from_cli["category"].as_str(), from_cli["code"].as_u64()),
+            (Some(*outcome), Some(*category), *code),
+            "{line}"
+        );
+        let from_api: serde_json::Value = server
+            .client
+            .post(format!("{}/api/v1/classify", server.base))
+            .json(&serde_json::json!({ "message": line }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(&from_api, from_cli, "{line}");
+    }
     server.stop().await;
 }

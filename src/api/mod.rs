@@ -19,8 +19,8 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use crate::classify::SharedClassifier;
 use crate::classify::{Classification, Entry};
-use crate::classify::{ClassifyInput, SharedClassifier};
 use crate::config::{Settings, SourceSettings};
 use crate::event::Category;
 use crate::incidents::{Incident, IncidentStatus};
@@ -485,7 +485,7 @@ async fn catalogue_code(State(state): State<AppState>, Path(raw): Path<String>) 
 async fn classify(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
     let req: doc::ClassifyRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad("message", format!("expected {{\"message\": \"...\"}}: {e}")))?;
-    let c = state.classifier.current().classify(&ClassifyInput::message(&req.message));
+    let c = crate::classify::classify_text(&state.classifier.current(), &req.message);
     Ok(Json(c).into_response())
 }
 

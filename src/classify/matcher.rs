@@ -199,6 +199,21 @@ impl<'a> ClassifyInput<'a> {
         ClassifyInput { message: Some(msg), ..ClassifyInput::default() }
     }
 
+    /// The input a decoded record gives: its result code, status text and the fields
+    /// the catalogue's conditions read.
+    pub fn of_signin(raw: &'a crate::ingest::formats::RawSignIn) -> Self {
+        ClassifyInput {
+            result_code: raw.result_code,
+            message_codes: &raw.message_codes,
+            message: raw.message.as_deref(),
+            oauth_error: raw.oauth_error.as_deref(),
+            token_issuer_type: raw.token_issuer_type.as_deref(),
+            user: raw.user.as_deref(),
+            auth_protocol: raw.auth_protocol.as_deref(),
+            app_id: raw.app_id.as_deref(),
+        }
+    }
+
     /// The input an entry's example describes.
     pub fn from_example(ex: &'a Example) -> Self {
         ClassifyInput {
