@@ -572,7 +572,18 @@ pub fn from_parts(text: &str, origin: &str, env: &[(String, String)]) -> Result<
         env.iter().filter(|(k, _)| k.starts_with("PASSPORTD_") && k.contains("__")).collect();
     vars.sort();
     for (var, value) in vars {
-        apply_env_override(&mut doc, var, value)?;
+        let (section, key, typed) = parse_env_override(var, value)?;
+        // A text key's value may look like a number or a boolean (an API token of digits,
+        // a hash key): when only the text fits the key, it is text.
+        let value = if !typed.is_str()
+            && !override_fits(&doc, &section, &key, typed.clone())
+            && override_fits(&doc, &section, &key, toml::Value::String(value.clone()))
+        {
+            toml::Value::String(value.clone())
+        } else {
+            typed
+        };
+        set_key(&mut doc, var, section, key, value)?;
         applied.push(var.clone());
     }
     let settings: Settings = Settings::deserialize(toml::Value::Table(doc)).map_err(|e| ConfigError::Parse {
@@ -587,7 +598,10 @@ pub fn from_parts(text: &str, origin: &str, env: &[(String, String)]) -> Result<
     Ok((settings, applied))
 }
 
-fn apply_env_override(doc: &mut toml::Table, var: &str, value: &str) -> Result<(), ConfigError> {
+/// Splits `PASSPORTD_<SECTION>__<KEY>` and reads its value: a TOML literal (number,
+/// bool, array) keeps its type, so PASSPORTD_CATALOGUE__EXTRA_PATHS='["a.toml"]' works;
+/// anything else is a string.
+fn parse_env_override(var: &str, value: &str) -> Result<(String, String, toml::Value), ConfigError> {
     let path = &var["PASSPORTD_".len()..];
     let mut parts = path.split("__");
     let (Some(section), Some(key), None) = (parts.next(), parts.next(), parts.next()) else {
@@ -604,18 +618,33 @@ fn apply_env_override(doc: &mut toml::Table, var: &str, value: &str) -> Result<(
             message: "[[sources]] entries cannot be overridden from the environment; use a config file".into(),
         });
     }
-    // A value that parses as a TOML literal (number, bool, array) keeps its type, so
-    // PASSPORTD_CATALOGUE__EXTRA_PATHS='["a.toml"]' works; anything else is a string.
     let parsed = format!("v = {value}")
         .parse::<toml::Table>()
         .ok()
         .and_then(|mut t| t.remove("v"))
         .unwrap_or_else(|| toml::Value::String(value.to_string()));
+    Ok((section, key, parsed))
+}
+
+/// Whether the settings still deserialize with `section.key = value` set in `doc`.
+fn override_fits(doc: &toml::Table, section: &str, key: &str, value: toml::Value) -> bool {
+    let mut probe = doc.clone();
+    set_key(&mut probe, "", section.to_string(), key.to_string(), value).is_ok()
+        && Settings::deserialize(toml::Value::Table(probe)).is_ok()
+}
+
+fn set_key(
+    doc: &mut toml::Table,
+    var: &str,
+    section: String,
+    key: String,
+    value: toml::Value,
+) -> Result<(), ConfigError> {
     let table = doc.entry(section.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
     let toml::Value::Table(table) = table else {
         return Err(ConfigError::Env { var: var.to_string(), message: format!("`{section}` is not a section") });
     };
-    table.insert(key, parsed);
+    table.insert(key, value);
     Ok(())
 }
 
@@ -833,6 +862,24 @@ mod tests {
         assert_eq!(s.storage.batch_max_records, 50);
         assert_eq!(s.catalogue.extra_paths.len(), 2);
         assert_eq!(applied.len(), 3);
+    }
+
+    #[test]
+    fn text_keys_take_values_that_look_like_numbers_or_booleans() {
+        let (s, _) = from_parts(
+            "",
+            "t.toml",
+            &env(&[("PASSPORTD_API__TOKEN", "123456789"), ("PASSPORTD_PRIVACY__HASH_KEY", "1234567890123456")]),
+        )
+        .expect("digits are text for text keys");
+        assert_eq!(s.api.token.expose(), "123456789");
+        assert_eq!(s.privacy.hash_key.expose(), "1234567890123456");
+        let (s, _) =
+            from_parts("", "t.toml", &env(&[("PASSPORTD_API__TOKEN", "true")])).expect("a boolean word as text");
+        assert_eq!(s.api.token.expose(), "true");
+        // A typed key still refuses text, naming the key.
+        let err = from_parts("", "t.toml", &env(&[("PASSPORTD_STORAGE__BATCH_MAX_RECORDS", "lots")])).unwrap_err();
+        assert!(err.to_string().contains("batch_max_records"), "{err}");
     }
 
     #[test]
