@@ -310,3 +310,60 @@ async fn every_endpoint_conforms_to_the_served_openapi_document() {
     assert_eq!(documented, c.exercised);
     server.stop().await;
 }
+
+/// A request that outlives `server.request_timeout` (here a body that never finishes
+/// arriving) is answered 408 in the contract's error shape, like every other error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_request_gets_the_json_error_shape() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(settings(&format!(
+        "[storage]\npath = \"{}\"\n[server]\nrequest_timeout = \"200ms\"\n",
+        dir.path().join("p.db").display()
+    )))
+    .await;
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    stream
+        .write_all(
+            b"POST /api/v1/ingest/http HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\nConnection: close\r\n\r\n{",
+        )
+        .await
+        .unwrap();
+    let mut reply = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_end(&mut reply))
+        .await
+        .expect("answered within 10 s")
+        .unwrap();
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+    assert!(reply.to_ascii_lowercase().contains("content-type: application/json"), "{reply}");
+    let body = reply.split("\r\n\r\n").nth(1).unwrap_or("");
+    let v: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {reply}"));
+    assert_eq!(v["error"]["code"], "timeout");
+    server.stop().await;
+}
+
+/// The bearer scheme name is case-insensitive (RFC 9110).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bearer_scheme_is_matched_in_any_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(settings(&format!(
+        "[storage]\npath = \"{}\"\n[api]\ntoken = \"t0ken-t0ken\"\n",
+        dir.path().join("p.db").display()
+    )))
+    .await;
+    let url = format!("{}/api/v1/incidents/1/acknowledge", server.base);
+    for (header, status) in [
+        ("Bearer t0ken-t0ken", 404),
+        ("bearer t0ken-t0ken", 404),
+        ("BEARER t0ken-t0ken", 404),
+        ("Basic t0ken-t0ken", 401),
+        ("bearer wrong", 401),
+        ("t0ken-t0ken", 401),
+    ] {
+        let r = server.client.post(&url).header("authorization", header).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), status, "{header}");
+    }
+    server.stop().await;
+}
