@@ -648,6 +648,48 @@ fn set_key(
     Ok(())
 }
 
+impl StorageSettings {
+    /// Whether `path` can be the store, as far as can be told without creating anything:
+    /// not a folder, not some other file, under a folder that exists or can be made.
+    /// `serve`, `replay` and `check-config` ask before they open it, so a wrong path is a
+    /// configuration error (exit 2) naming the key, not a failure to open a database.
+    pub fn check_path(&self, origin: &str) -> Result<(), ConfigError> {
+        let invalid =
+            |message: String| ConfigError::Invalid { origin: origin.to_string(), key: "storage.path".into(), message };
+        let path = &self.path;
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_dir() => return Err(invalid(format!("{} is a folder, not a database file", path.display()))),
+            Ok(m) if m.len() > 0 => {
+                let mut head = [0u8; 16];
+                let read = std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head));
+                return match read {
+                    Ok(()) if &head == b"SQLite format 3\0" => Ok(()),
+                    Ok(()) => Err(invalid(format!("{} exists and is not a SQLite database", path.display()))),
+                    Err(e) => Err(invalid(format!("cannot read {}: {e}", path.display()))),
+                };
+            }
+            Ok(_) => return Ok(()),
+            Err(_) => {}
+        }
+        // The nearest folder that exists must be one, and writable: the store creates the
+        // rest.
+        let mut ancestor = path.parent();
+        while let Some(dir) = ancestor.filter(|d| !d.as_os_str().is_empty()) {
+            if let Ok(m) = std::fs::metadata(dir) {
+                if !m.is_dir() {
+                    return Err(invalid(format!("{} is not a folder", dir.display())));
+                }
+                if m.permissions().readonly() {
+                    return Err(invalid(format!("folder {} is read-only", dir.display())));
+                }
+                return Ok(());
+            }
+            ancestor = dir.parent();
+        }
+        Ok(())
+    }
+}
+
 impl Settings {
     /// Checks everything that parses but cannot work. Errors name the key.
     pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {

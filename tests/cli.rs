@@ -155,6 +155,52 @@ fn env_overrides_apply() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("server.listen"));
 }
 
+/// An operator entry that takes over a shipped code is what overriding means: check-config
+/// notes the shipped examples it now decides and exits 0. An operator's own example that
+/// does not hold is an error naming the entry.
+#[test]
+fn check_config_notes_overridden_examples_and_refuses_broken_operator_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let ours = dir.path().join("ours.toml");
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, format!("[catalogue]\nextra_paths = [\"{}\"]\n", ours.display())).unwrap();
+    let entry = "[[entry]]\nid = \"ours-50076\"\ncodes = [50076]\ncategory = \"mfa_required\"\n\
+                 title = \"MFA (ours)\"\nremediation = \"Use the kiosk account.\"\n";
+    std::fs::write(&ours, entry).unwrap();
+    let out = passportd(dir.path(), &["check-config", "--config", cfg.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("note:") && stdout.contains("aadsts-50076"), "{stdout}");
+
+    std::fs::write(&ours, format!("{entry}examples = [\"AADSTS50126: wrong password\"]\n")).unwrap();
+    let out = passportd(dir.path(), &["check-config", "--config", cfg.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("ours-50076"), "{stderr}");
+}
+
+/// A store path that cannot be a database is a configuration error (exit 2, naming
+/// `storage.path`) in check-config, replay and serve alike, before anything is opened.
+#[test]
+fn an_unusable_store_path_is_a_configuration_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_db = dir.path().join("notes.txt");
+    std::fs::write(&not_db, "these are my notes, not a database\n").unwrap();
+    let cfg = dir.path().join("c.toml");
+    for path in [dir.path().to_path_buf(), not_db.clone(), not_db.join("p.db")] {
+        std::fs::write(&cfg, format!("[storage]\npath = \"{}\"\n", path.display())).unwrap();
+        for args in [&["check-config"][..], &["replay", "-"][..], &["serve"][..]] {
+            let mut argv = args.to_vec();
+            argv.extend(["--config", cfg.to_str().unwrap()]);
+            let out = passportd(dir.path(), &argv);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{argv:?} with {}: {stderr}", path.display());
+            assert!(stderr.contains("storage.path"), "{stderr}");
+        }
+    }
+    assert_eq!(std::fs::read_to_string(&not_db).unwrap(), "these are my notes, not a database\n");
+}
+
 #[test]
 fn classify_cli_explains_the_kandji_errors() {
     let dir = tempfile::tempdir().unwrap();
