@@ -128,6 +128,9 @@ pub struct Privacy {
     key: Arc<Vec<u8>>,
     user_key_secret: Arc<Vec<u8>>,
     email: Regex,
+    /// Runs of the characters an IPv4 or IPv6 address is written with; each is parsed
+    /// before it counts as one.
+    ip_like: Regex,
 }
 
 impl std::fmt::Debug for Privacy {
@@ -164,6 +167,23 @@ fn truncate_ip(value: &str) -> Option<String> {
     }
 }
 
+/// Where in a run of address characters (`ip_like`) an address is written: the run
+/// itself, or the run without the punctuation around it ("IP:192.0.2.7." in prose). A
+/// leading `::` belongs to an IPv6 address and is kept.
+fn ip_within(run: &str) -> Option<(usize, usize)> {
+    let is_ip = |s: &str| s.parse::<std::net::IpAddr>().is_ok();
+    if is_ip(run) {
+        return Some((0, run.len()));
+    }
+    let start = if run.starts_with("::") { 0 } else { run.len() - run.trim_start_matches([':', '.']).len() };
+    let inner = &run[start..];
+    if is_ip(inner) {
+        return Some((start, run.len()));
+    }
+    let end = start + inner.trim_end_matches([':', '.']).len();
+    is_ip(&run[start..end]).then_some((start, end))
+}
+
 impl Privacy {
     /// Builds the filter. `store_secret` keys the users-affected hashes when no
     /// `hash_key` is configured (it never leaves the database).
@@ -177,6 +197,8 @@ impl Privacy {
             user_key_secret: Arc::new(user_key_secret),
             #[allow(clippy::expect_used)]
             email: Regex::new(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}").expect("static regex"),
+            #[allow(clippy::expect_used)]
+            ip_like: Regex::new(r"[0-9A-Fa-f:.]{3,}").expect("static regex"),
         }
     }
 
@@ -212,19 +234,51 @@ impl Privacy {
         Some(hmac_hex(&self.user_key_secret, &user.to_lowercase()))
     }
 
-    /// E-mail addresses inside free text, treated like user names.
+    /// E-mail addresses and IP addresses inside free text, treated like user names and
+    /// client IPs.
     pub fn message(&self, text: Option<String>) -> Option<String> {
         let text = text?;
-        if self.users == PrivacyMode::Keep || !text.contains('@') {
+        let text = if self.users == PrivacyMode::Keep || !text.contains('@') {
+            text
+        } else {
+            let replaced = self.email.replace_all(&text, |c: &regex::Captures<'_>| match self.users {
+                PrivacyMode::Hash => {
+                    format!("<user:hmac:{}>", hmac_hex(&self.key, &c[0].to_lowercase()))
+                }
+                _ => "<redacted>".to_string(),
+            });
+            replaced.into_owned()
+        };
+        if self.ips == PrivacyMode::Keep || !text.bytes().any(|b| b == b'.' || b == b':') {
             return Some(text);
         }
-        let replaced = self.email.replace_all(&text, |c: &regex::Captures<'_>| match self.users {
-            PrivacyMode::Hash => {
-                format!("<user:hmac:{}>", hmac_hex(&self.key, &c[0].to_lowercase()))
+        let mut out = String::with_capacity(text.len());
+        let mut copied = 0;
+        for run in self.ip_like.find_iter(&text) {
+            let Some((start, end)) = ip_within(run.as_str()) else {
+                continue;
+            };
+            let (start, end) = (run.start() + start, run.start() + end);
+            // Part of a longer word ("Error::Format", "x1.2.3.4"): not an address.
+            let glued = |b: Option<&u8>| b.is_some_and(u8::is_ascii_alphanumeric);
+            if glued(start.checked_sub(1).and_then(|i| text.as_bytes().get(i))) || glued(text.as_bytes().get(end)) {
+                continue;
             }
-            _ => "<redacted>".to_string(),
-        });
-        Some(replaced.into_owned())
+            let ip = &text[start..end];
+            out.push_str(&text[copied..start]);
+            match self.ips {
+                PrivacyMode::Hash => {
+                    out.push_str("<ip:hmac:");
+                    out.push_str(&hmac_hex(&self.key, &ip.to_lowercase()));
+                    out.push('>');
+                }
+                PrivacyMode::Truncate => out.push_str(truncate_ip(ip).as_deref().unwrap_or("<redacted>")),
+                _ => out.push_str("<redacted>"),
+            }
+            copied = end;
+        }
+        out.push_str(&text[copied..]);
+        Some(out)
     }
 }
 
@@ -758,6 +812,28 @@ mod tests {
         assert!(!msg.contains("alice"), "{msg}");
         assert!(msg.contains("AADSTS50034"));
         assert_eq!(p.user_key(Some("A@b.example")), p.user_key(Some("a@B.example")));
+    }
+
+    #[test]
+    fn addresses_inside_messages_follow_the_ip_setting() {
+        let text = "AADSTS50053: locked after attempts from 192.0.2.17, IP:198.51.100.4. and 2001:db8:aa:bb::7; \
+                    not 08:15:02, 50126, v2.4, Error::Format, x1.2.3.4 or 1.2.3.456";
+        let mut s = PrivacySettings { ips: PrivacyMode::Drop, ..PrivacySettings::default() };
+        let dropped = Privacy::new(&s, b"k").message(Some(text.into())).expect("msg");
+        assert_eq!(
+            dropped,
+            "AADSTS50053: locked after attempts from <redacted>, IP:<redacted>. and <redacted>; \
+             not 08:15:02, 50126, v2.4, Error::Format, x1.2.3.4 or 1.2.3.456"
+        );
+        s.ips = PrivacyMode::Truncate;
+        let truncated = Privacy::new(&s, b"k").message(Some(text.into())).expect("msg");
+        assert!(truncated.contains("from 192.0.2.0/24, IP:198.51.100.0/24. and 2001:db8:aa::/48;"), "{truncated}");
+        s.ips = PrivacyMode::Hash;
+        s.hash_key = Secret::new("0123456789abcdef");
+        let hashed = Privacy::new(&s, b"k").message(Some(text.into())).expect("msg");
+        assert!(!hashed.contains("192.0.2.17") && hashed.contains("<ip:hmac:"), "{hashed}");
+        s.ips = PrivacyMode::Keep;
+        assert_eq!(Privacy::new(&s, b"k").message(Some(text.into())).as_deref(), Some(text));
     }
 }
 

@@ -28,12 +28,13 @@ async fn hash_and_drop_keep_personal_data_out_of_the_database() {
         )))
         .await;
         let mut body = std::fs::read_to_string(common::fixtures().join("e2e/entra.json")).unwrap();
-        // A message that names the user, as AADSTS50034 descriptions do.
+        // A message that names the user, as AADSTS50034 descriptions do, and the client's
+        // address.
         body.push_str(
             &serde_json::json!({
                 "time": "2026-03-04T16:30:00Z",
                 "resultType": "50034",
-                "resultDescription": "AADSTS50034: The user account eve@contoso.example does not exist in the directory.",
+                "resultDescription": "AADSTS50034: The user account eve@contoso.example does not exist in the directory (sign-in from 192.0.2.99).",
                 "callerIpAddress": "192.0.2.99",
                 "properties": {"id": "p-50034", "userPrincipalName": "eve@contoso.example",
                                "ipAddress": "192.0.2.99", "status": {"errorCode": 50034}}
