@@ -291,8 +291,9 @@ pub struct Normalizer {
     error_log: Arc<ParseErrorLog>,
 }
 
-/// Logs undecodable records at most once a minute per input, naming the input, the line
-/// and the reason (never the content), and how many were suppressed since.
+/// Logs undecodable records at most once a minute per input, naming the input, the first
+/// line and its reason, every reason with its count (`reasons`), never the content, and
+/// how many were suppressed since.
 #[derive(Debug, Default)]
 pub struct ParseErrorLog {
     last: std::sync::Mutex<std::collections::HashMap<String, (Option<std::time::Instant>, u64)>>,
@@ -311,7 +312,13 @@ impl ParseErrorLog {
         let Some((line, reason)) = errors.next() else {
             return;
         };
-        let count = 1 + errors.count() as u64;
+        // Every reason with its count: one chunk can hold, say, bad JSON and bad UTF-8.
+        let mut by_reason = std::collections::BTreeMap::from([(reason.as_str(), 1u64)]);
+        for (_, r) in errors {
+            *by_reason.entry(r.as_str()).or_default() += 1;
+        }
+        let count: u64 = by_reason.values().sum();
+        let reasons = by_reason.iter().map(|(r, n)| format!("{r}={n}")).collect::<Vec<_>>().join(",");
         let now = std::time::Instant::now();
         let mut last = match self.last.lock() {
             Ok(l) => l,
@@ -331,6 +338,7 @@ impl ParseErrorLog {
             line,
             reason = reason.as_str(),
             records = count,
+            reasons,
             suppressed_since_last_report = suppressed,
             "undecodable records skipped (counted in passportd_parse_errors_total)"
         );

@@ -201,6 +201,19 @@ fn an_unusable_store_path_is_a_configuration_error() {
     assert_eq!(std::fs::read_to_string(&not_db).unwrap(), "these are my notes, not a database\n");
 }
 
+/// The warning about undecodable records names every reason with its count, not the
+/// first record's reason for all of them.
+#[test]
+fn the_parse_error_warning_counts_each_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, b"{\"bad json\n\xff\xfe\n{\"also\": bad}\n").unwrap();
+    let out = passportd(dir.path(), &["replay", bad.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("records=3 reasons=\"invalid_json=2,invalid_utf8=1\""), "{stderr}");
+}
+
 #[test]
 fn classify_cli_explains_the_kandji_errors() {
     let dir = tempfile::tempdir().unwrap();
