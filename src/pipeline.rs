@@ -433,9 +433,13 @@ impl Normalizer {
     ) {
         out.tally.lines += 1;
         if let Some(raw) = raw {
+            let redacted = raw.redacted;
             match self.event(classifier, source, file_key, item.start_offset, raw, received_at) {
                 Some(Made::Event(ev)) => out.events.push(*ev),
                 Some(Made::Success(s)) => out.successes.push(s),
+                // Nothing to classify, but `<private>` may be what hid it ("Token request
+                // failed: <private>"): counted as redacted, as a wholly private message is.
+                None if redacted => out.tally.redacted += 1,
                 None => out.tally.skipped += 1,
             }
             return;

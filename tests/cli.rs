@@ -214,6 +214,33 @@ fn the_parse_error_warning_counts_each_reason() {
     assert!(stderr.contains("records=3 reasons=\"invalid_json=2,invalid_utf8=1\""), "{stderr}");
 }
 
+/// A Passport message whose failure text macOS redacted ("Token request failed:
+/// <private>") is counted as redacted, as a wholly private message is, not as chatter
+/// (`skipped` counts both kinds, as the summary's contract says).
+#[test]
+fn a_partly_private_failure_counts_as_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("p.ndjson");
+    let line = |kind: &str, msg: &str| {
+        format!(
+            r#"{{"timestamp":"2026-03-04 08:15:02.123456-0800","messageType":"{kind}","subsystem":"io.kandji.passport","senderImagePath":"/Library/Security/SecurityAgentPlugins/KandjiPassport.bundle/Contents/MacOS/KandjiPassport","eventMessage":"{msg}"}}"#
+        )
+    };
+    let text = [
+        line("Error", "Token request failed: <private>"),
+        line("Default", "<private>"),
+        line("Default", "Presenting Passport login window"),
+    ]
+    .join("\n");
+    std::fs::write(&log, text + "\n").unwrap();
+    let v = json(&passportd(dir.path(), &["replay", "--json", log.to_str().unwrap()]));
+    assert_eq!(
+        (v["redacted"].as_u64(), v["skipped"].as_u64(), v["records"].as_u64()),
+        (Some(2), Some(3), Some(0)),
+        "{v}"
+    );
+}
+
 #[test]
 fn classify_cli_explains_the_kandji_errors() {
     let dir = tempfile::tempdir().unwrap();
