@@ -75,8 +75,9 @@ pub(crate) fn to_signin(o: &Obj<'_>, label: &'static str, opts: &DecodeOptions) 
         extract_codes(m, &mut message_codes);
     }
     let tenant_id = o
-        .tenant_id
+        .aad_tenant_id
         .get()
+        .or_else(|| o.tenant_id.get())
         .or_else(|| p.and_then(|p| p.tenant_id.get()))
         .map(str::to_owned)
         .or_else(|| tenant_from_resource_id(o.resource_id.get()))

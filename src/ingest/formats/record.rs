@@ -307,6 +307,8 @@ pub(crate) struct Obj<'a> {
     pub result_type_seen: bool,
     pub result_description: LStr<'a>,
     pub tenant_id: LStr<'a>,
+    /// Log Analytics' `AADTenantId`: the directory, where its `TenantId` is the workspace.
+    pub aad_tenant_id: LStr<'a>,
     pub resource_id: LStr<'a>,
     pub resource_tenant_id: LStr<'a>,
     pub correlation_id: LStr<'a>,
@@ -345,6 +347,7 @@ pub(crate) enum F {
     ResultType,
     ResultDescription,
     TenantId,
+    AadTenantId,
     ResourceId,
     ResourceTenantId,
     CorrelationId,
@@ -427,7 +430,7 @@ fn field_of_name(k: &[u8]) -> F {
             (b"errorcode", F::ErrorCode),
         ],
         10 => &[(b"resulttype", F::ResultType), (b"resourceid", F::ResourceId), (b"properties", F::Properties)],
-        11 => &[(b"messagetype", F::MessageType), (b"displayname", F::DisplayName)],
+        11 => &[(b"messagetype", F::MessageType), (b"displayname", F::DisplayName), (b"aadtenantid", F::AadTenantId)],
         12 => &[(b"devicedetail", F::DeviceDetail), (b"eventmessage", F::EventMessage)],
         13 => &[
             (b"timegenerated", F::TimeGenerated),
@@ -525,6 +528,7 @@ impl<'a> Obj<'a> {
             F::Timestamp => &mut self.timestamp,
             F::ResultDescription => &mut self.result_description,
             F::TenantId => &mut self.tenant_id,
+            F::AadTenantId => &mut self.aad_tenant_id,
             F::ResourceId => &mut self.resource_id,
             F::ResourceTenantId => &mut self.resource_tenant_id,
             F::CorrelationId => &mut self.correlation_id,
@@ -712,6 +716,7 @@ mod tests {
             "resulttype" => F::ResultType,
             "resultdescription" => F::ResultDescription,
             "tenantid" => F::TenantId,
+            "aadtenantid" => F::AadTenantId,
             "resourceid" => F::ResourceId,
             "resourcetenantid" => F::ResourceTenantId,
             "correlationid" => F::CorrelationId,
@@ -754,6 +759,7 @@ mod tests {
         "tenantId",
         "resourceId",
         "resourceTenantId",
+        "AADTenantId",
         "correlationId",
         "identity",
         "callerIpAddress",
@@ -789,8 +795,8 @@ mod tests {
     #[test]
     fn every_name_is_recognised_by_length() {
         let distinct: std::collections::HashSet<String> = NAMES.iter().map(|n| format!("{:?}", field_of(n))).collect();
-        // 35 fields plus `Other` (shared by the last four names).
-        assert_eq!(distinct.len(), 36, "{distinct:?}");
+        // 36 fields plus `Other` (shared by the last four names).
+        assert_eq!(distinct.len(), 37, "{distinct:?}");
     }
 
     proptest::proptest! {
