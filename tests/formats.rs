@@ -314,6 +314,10 @@ fn loganalytics_json_rows_and_array() {
     assert_eq!(r.record_id.as_deref(), Some("id-1"));
     assert_eq!(r.tenant_id.as_deref(), Some("t-1"));
     assert_eq!(r.auth_protocol.as_deref(), Some("ropc"));
+    // Log Analytics' `TenantId` is the workspace; `AADTenantId`, when present, the directory.
+    let with_aad = row.replace(r#""TenantId":"t-1""#, r#""TenantId":"workspace-1","AADTenantId":"t-1""#);
+    let items = decode_bytes(&opts(Format::AzureLoganalytics), with_aad.as_bytes());
+    assert_eq!(signins(&items)[0].tenant_id.as_deref(), Some("t-1"));
     assert!(r.message.unwrap().contains("multi-factor"));
     let arr = format!("[{row},\n{row2}]");
     assert_eq!(
@@ -470,7 +474,12 @@ fn json_records_after_a_text_line_are_records_of_their_own() {
     let failed = "2026-03-04 00:19:50.068157-0800  mac-lab-07 SecurityAgent[612]: (KandjiPassport) \
                   [io.kandji.passport:auth] Token request failed with this body:";
     let body = r#"{"error":"interaction_required","error_description":"AADSTS50076: Due to a configuration change made by your administrator, you must use multi-factor authentication.","error_codes":[50076]}"#;
-    let input = format!("{syslog}\n{REC_A}\n{ndjson}\n{failed}\n{body}\n{syslog}\n");
+    let envelope = format!(r#"{{"records":[{REC_B}]}}"#);
+    let array = format!("[{REC_B}]");
+    let csv = "TimeGenerated [UTC],ResultType,Id\n2026-03-04T08:16:00Z,50126,id-csv";
+    let input = format!(
+        "{syslog}\n{REC_A}\n{ndjson}\n{failed}\n{body}\n{syslog}\n{envelope}\n{syslog}\n{array}\n{syslog}\n{csv}\n"
+    );
     let items = auto(input.as_bytes());
     assert_eq!(
         tags(&items),
@@ -480,13 +489,32 @@ fn json_records_after_a_text_line_are_records_of_their_own() {
             "signin:passport:-:[7000218]",
             "signin:passport:-:[50076]",
             "signin:passport:-:[50126]",
+            "signin:azure-diagnostic:0:[]",
+            "signin:passport:-:[50126]",
+            "signin:azure-diagnostic:0:[]",
+            "signin:passport:-:[50126]",
+            "skipped",
+            "signin:azure-loganalytics:50126:[]",
         ]
     );
-    // Every byte belongs to exactly one item, in order.
+    // Items follow one another without overlap (an envelope's brackets belong to none).
     let mut at = 0;
     for item in &items {
-        assert_eq!(item.start_offset, at);
+        assert!(item.start_offset >= at && item.end_offset > item.start_offset, "{item:?}");
         at = item.end_offset;
     }
     assert_eq!(at, input.len() as u64);
+}
+
+/// A crash can leave a run of NULs where the lost bytes were; what the writer appends
+/// after them is read.
+#[test]
+fn records_after_nul_padding_are_read() {
+    let syslog = "2026-03-04 00:19:42.068157-0800  mac-lab-07 SecurityAgent[612]: (KandjiPassport) \
+                  [io.kandji.passport:auth] Token request failed: AADSTS50126: Error validating credentials.";
+    let input = format!("{REC_A}\n{}{REC_B}\n{}{syslog}\n", "\0".repeat(64), "\0".repeat(9));
+    assert_eq!(
+        tags(&auto(input.as_bytes())),
+        vec!["signin:azure-diagnostic:50126:[]", "signin:azure-diagnostic:0:[]", "signin:passport:-:[50126]"]
+    );
 }

@@ -108,12 +108,21 @@ enum Work {
     },
 }
 
-/// Whether a line is a whole JSON record of its own: an Entra sign-in or a Passport
-/// `ndjson` entry. After a held Passport text record, such a line starts the next record
-/// (a file mixing shapes line by line); any other line, JSON included (a token endpoint's
-/// error body that the message printed on a line of its own), continues the held message.
+/// Whether a line is a whole JSON record of its own: an Entra sign-in, a Passport
+/// `ndjson` entry, or an Event Hubs / Graph envelope of them. After a held Passport text
+/// record, such a line starts the next record (a file mixing shapes line by line); any
+/// other line, JSON included (a token endpoint's error body that the message printed on a
+/// line of its own), continues the held message.
 fn is_json_record(line: &[u8]) -> bool {
-    parse_obj(line).is_ok_and(|o| o.event_message_seen || is_signin(&o))
+    parse_obj(line).is_ok_and(|o| o.event_message_seen || is_signin(&o) || o.records.is_some() || o.value.is_some())
+}
+
+/// Whether a line is a whole JSON array whose first element is such a record.
+fn is_json_array_of_records(line: &[u8]) -> bool {
+    serde_json::from_slice::<Vec<&serde_json::value::RawValue>>(line)
+        .ok()
+        .and_then(|items| items.first().map(|first| is_json_record(first.get().as_bytes())))
+        .unwrap_or(false)
 }
 
 /// A Passport text record held for continuation lines (stream offsets).
@@ -514,7 +523,10 @@ impl StreamDecoder {
             self.bom_pending = false;
         }
         let a = &self.buf[self.pos..];
-        let ws = a.iter().take_while(|c| matches!(c, b' ' | b'\t' | b'\r' | b'\n')).count();
+        // NUL counts as blank between records: a file extended before a crash and written
+        // after it holds a run of NULs where the lost bytes were, and the records the
+        // writer appends after them must still be read.
+        let ws = a.iter().take_while(|c| matches!(c, b' ' | b'\t' | b'\r' | b'\n' | b'\0')).count();
         if ws > 0 {
             self.advance(ws);
             self.mark();
@@ -545,8 +557,12 @@ impl StreamDecoder {
             return false;
         };
         let raw = &self.buf[self.pos..nl];
-        let starts_record =
-            leading_timestamp_len(raw).is_some() || is_banner(raw) || (c == b'{' && is_json_record(raw));
+        let starts_record = leading_timestamp_len(raw).is_some()
+            || is_banner(raw)
+            || (self.pending.is_some()
+                && ((c == b'{' && is_json_record(raw))
+                    || (c == b'[' && is_json_array_of_records(raw))
+                    || self.csv_header(raw).is_some()));
         if let Some(p) = self.pending {
             let new_end = self.base + next as u64;
             if !starts_record && !self.too_long(nl - self.pos) && !self.too_long_u64(new_end - p.start) {
