@@ -256,6 +256,28 @@ async fn a_passport_failure_and_its_entra_record_count_once() {
     assert_eq!(events.items.len(), 2, "both copies are kept and joined to the incident");
 }
 
+/// Live, the Passport line (no user) usually arrives before its Entra record, which names
+/// the user and may carry an earlier time: the copy's user is affected, and its time is
+/// part of the incident.
+#[tokio::test]
+async fn an_entra_copy_after_its_passport_line_counts_its_user_and_time() {
+    let (_d, s) = store().await;
+    let p = Policy::default();
+    let mut passport = ev("passport-1", 50076, Category::MfaRequired, 1);
+    passport.correlation = Some("corr-1".into());
+    passport.source = "passport";
+    passport.user = None;
+    let mut entra = ev("entra-1", 50076, Category::MfaRequired, 0);
+    entra.correlation = Some("corr-1".into());
+    commit(&s, &p, vec![passport]).await;
+    assert_eq!(all(&s).await[0].users_affected, 0);
+    commit(&s, &p, vec![entra]).await;
+    let incs = all(&s).await;
+    assert_eq!(incs.len(), 1, "{incs:?}");
+    assert_eq!((incs[0].event_count, incs[0].users_affected), (1, 1));
+    assert_eq!((incs[0].first_seen, incs[0].last_seen), (at(0), at(1)));
+}
+
 /// Copies of one attempt are seconds apart: a correlation id seen again more than 12 hours
 /// later is a new attempt (counted), and a copy joins the earliest counted failure within
 /// 12 hours of it, whether the copies arrive in one batch or one per batch.

@@ -716,8 +716,15 @@ async fn join_correlated(
         row.fingerprint = Some(Cow::Owned(fp));
     }
     if let Some(id) = hit.incident {
-        // The incident now has been seen by this source too, and is as recent as this copy.
-        state.pending.entry(id).or_default().seen_by(&f.stored.event.source, at);
+        // The incident now has been seen by this source too, spans this copy's time, and
+        // counts its user: a Passport line names no user, and the Entra record of the same
+        // sign-in, arriving after it, is such a copy.
+        let d = state.pending.entry(id).or_default();
+        d.seen_by(&f.stored.event.source, at);
+        d.first_seen = d.first_seen.min(at);
+        if let Some(user_key) = &f.stored.user_key {
+            d.user_keys.push(user_key.clone());
+        }
         state.touch(id, at);
     }
     Ok(true)
@@ -948,7 +955,7 @@ async fn adopt_pending(
     .await?;
     sqlx::query(
         "INSERT INTO incident_users (incident_id, user_key)
-         SELECT DISTINCT ?, user_key FROM events WHERE incident_id = ? AND counted = 1 AND user_key IS NOT NULL
+         SELECT DISTINCT ?, user_key FROM events WHERE incident_id = ? AND user_key IS NOT NULL
          ON CONFLICT DO NOTHING",
     )
     .bind(id)
