@@ -167,6 +167,11 @@ async fn acknowledge_resolve_and_regression() {
     assert_eq!(s.incident(id).await.unwrap().unwrap().status, IncidentStatus::Acknowledged);
     let resolved = s.resolve(id, Utc::now()).await.unwrap().unwrap();
     assert_eq!(resolved.status, IncidentStatus::Resolved);
+    // Acknowledging a resolved incident changes nothing, not even who acknowledged it.
+    let late = s.acknowledge(id, Some("latecomer@example"), Utc::now()).await.unwrap().unwrap();
+    assert_eq!(late.status, IncidentStatus::Resolved);
+    assert_eq!(late.acknowledged_by.as_deref(), Some("oncall@example"));
+    assert_eq!(late.acknowledged_at, resolved.acknowledged_at);
     // The fix did not hold: the next failure reopens it.
     commit(&s, &p, vec![ev("c", 7000218, Category::ClientMisconfigured, 6)]).await;
     let again = s.incident(id).await.unwrap().unwrap();

@@ -417,26 +417,25 @@ impl Store {
         Ok(v.map(from_ms))
     }
 
-    /// Acknowledges an incident. `Ok(None)` when there is no such incident.
+    /// Acknowledges an open incident; a resolved one is returned unchanged. `Ok(None)` when
+    /// there is no such incident.
     pub async fn acknowledge(
         &self,
         id: i64,
         by: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Option<incidents::Incident>, StoreError> {
-        let changed = sqlx::query(
-            "UPDATE incidents SET status = CASE WHEN status = 'resolved' THEN status ELSE 'acknowledged' END,
-                acknowledged_by = ?, acknowledged_at = ? WHERE id = ?",
+        // A resolved incident stays as it was, who resolved it and when included: there
+        // is nothing left to acknowledge (a recurrence reopens it, and clears the mark).
+        sqlx::query(
+            "UPDATE incidents SET status = 'acknowledged', acknowledged_by = ?, acknowledged_at = ?
+             WHERE id = ? AND status != 'resolved'",
         )
         .bind(by)
         .bind(to_ms(now))
         .bind(id)
         .execute(&self.pool)
-        .await?
-        .rows_affected();
-        if changed == 0 {
-            return Ok(None);
-        }
+        .await?;
         self.incident(id).await
     }
 
