@@ -345,8 +345,10 @@ fn incident_list_query(q: &IncidentQuery, select: &str) -> Result<QueryBuilder<'
 }
 
 impl Store {
-    /// One page of incidents, newest first by the chosen key; keyset pagination so pages
-    /// never skip or repeat while new incidents arrive.
+    /// One page of incidents, newest first by the chosen key; keyset pagination, so pages
+    /// never skip or repeat while new incidents arrive. An incident whose key moves while
+    /// a client pages (new failures raise its `last_seen`) leaves its place: it shows on
+    /// the next walk, not on this one.
     pub async fn list_incidents(&self, q: &IncidentQuery) -> Result<Page<Incident>, ListError> {
         let mut b = incident_list_query(q, "SELECT *")?;
         let rows = b.build().fetch_all(self.pool()).await?;
