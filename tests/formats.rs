@@ -518,3 +518,37 @@ fn records_after_nul_padding_are_read() {
         vec!["signin:azure-diagnostic:50126:[]", "signin:azure-diagnostic:0:[]", "signin:passport:-:[50126]"]
     );
 }
+
+/// A writer that crashed mid-line and then appended on leaves one line cut short: that
+/// line is one error, and the records after it are read, fed whole or a few bytes at a time.
+#[test]
+fn a_line_cut_short_loses_only_itself() {
+    let cut = &REC_A[..REC_A.len() / 2];
+    assert!(!cut.ends_with('"'), "cut outside a string");
+    let syslog = "2026-03-04 00:19:42.068157-0800  mac-lab-07 SecurityAgent[612]: (KandjiPassport) \
+                  [io.kandji.passport:auth] Token request failed: AADSTS50126: Error validating credentials.";
+    let input = format!("{REC_B}\n{cut}\n{REC_A}\n{cut}\n{syslog}\n{cut}\n{REC_B}");
+    let expected = vec![
+        "signin:azure-diagnostic:0:[]",
+        "error:invalid_json",
+        "signin:azure-diagnostic:50126:[]",
+        "error:invalid_json",
+        // After a text line, the cut line is one more line of that message.
+        "signin:passport:-:[50126]",
+        "signin:azure-diagnostic:0:[]",
+    ];
+    assert_eq!(tags(&auto(input.as_bytes())), expected);
+    for step in [1, 7, 64] {
+        let mut d = StreamDecoder::new(DecodeOptions::default());
+        let mut out = Vec::new();
+        for piece in input.as_bytes().chunks(step) {
+            d.feed(piece, &mut out);
+        }
+        d.finish(&mut out);
+        assert_eq!(tags(&out), expected, "fed {step} bytes at a time");
+    }
+    // A pretty-printed object still reads as one record.
+    let pretty =
+        "{\"time\": \"2026-03-04T08:00:02Z\",\n  \"resultType\": \"0\",\n  \"properties\": {\"id\": \"id-p\"}\n}\n";
+    assert_eq!(tags(&auto(pretty.as_bytes())), vec!["signin:azure-diagnostic:0:[]"]);
+}

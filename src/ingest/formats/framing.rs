@@ -19,10 +19,12 @@
 //! Every such length is measured from the record's first byte to its end (newline
 //! excluded).
 //!
-//! Known limit: a JSON line cut short (a writer crash) whose cut falls outside a string
-//! looks exactly like the first line of a pretty-printed object, so the lines after it
-//! are read as that object's continuation until it closes or exceeds `max_record_bytes`
-//! (one error item). A cut inside a string is caught at once (raw newline in a string).
+//! A JSON line cut short (a writer crash) whose cut falls outside a string looks like the
+//! first line of a pretty-printed object. When the next line starts a record of its own (a
+//! whole JSON record, or a timestamp-led line), the cut line alone is an error item.
+//! Known limit: otherwise the lines after it are read as that object's continuation until
+//! it closes or exceeds `max_record_bytes` (one error item). A cut inside a string is
+//! caught at once (raw newline in a string).
 
 use std::sync::Arc;
 
@@ -115,6 +117,12 @@ enum Work {
 /// line of its own), continues the held message.
 fn is_json_record(line: &[u8]) -> bool {
     parse_obj(line).is_ok_and(|o| o.event_message_seen || is_signin(&o) || o.records.is_some() || o.value.is_some())
+}
+
+/// Whether a line, from its first byte, is a record that no pretty-printed object would
+/// hold that way: a whole JSON record (see [`is_json_record`]) or a timestamp-led text line.
+fn starts_own_record(line: &[u8]) -> bool {
+    (line.first() == Some(&b'{') && is_json_record(line)) || leading_timestamp_len(line).is_some()
 }
 
 /// Whether a line is a whole JSON array whose first element is such a record.
@@ -685,6 +693,24 @@ impl StreamDecoder {
                 self.mark();
             }
             Some(JsonFail::Eof) => {
+                // An object left open at the end of its line is the first line of a
+                // pretty-printed object, or a one-line record cut short (a writer that
+                // crashed mid-line and then appended on). The next line tells them apart
+                // when it starts a record of its own: then only this line is lost.
+                let first_line_has_content = trim_ascii(bytes).len() > 1;
+                if first_line_has_content {
+                    let following = match memchr::memchr(b'\n', &self.buf[next..]) {
+                        Some(k) => &self.buf[next..next + k],
+                        None if eof => &self.buf[next..],
+                        None => return false,
+                    };
+                    if starts_own_record(following) {
+                        push(out, start, end, self.line, ItemKind::Error(ParseErrorReason::InvalidJson));
+                        self.advance_line(nl, next);
+                        self.mark();
+                        return true;
+                    }
+                }
                 self.work = Work::Value { sc: Scanner::default(), scanned: 0, end: None };
             }
         }
