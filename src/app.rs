@@ -258,6 +258,32 @@ impl Application {
             });
         }
 
+        {
+            // The incident clock runs on while no input arrives (`Writer::resolve_quiet`),
+            // checked a few times per shortest quiet period so that a resolution is late
+            // by a fraction of it at most.
+            let policy = core.settings.incident_policy();
+            let shortest = policy.quiet_by_category.values().copied().fold(policy.quiet_period, Duration::min);
+            let every = (shortest / 4).clamp(Duration::from_secs(1), Duration::from_secs(15));
+            let core = core.clone();
+            let cancel = cancel.clone();
+            tracker.spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                loop {
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = tick.tick() => {
+                            match core.writer.resolve_quiet(every).await {
+                                Ok(0) => {}
+                                Ok(n) => tracing::info!(incidents = n, "quiet incidents resolved while no input arrived"),
+                                Err(e) => tracing::warn!(error = %e, "cannot resolve quiet incidents; will retry"),
+                            }
+                        }
+                    }
+                }
+            });
+        }
+
         spawn_checkpoint_hygiene(&tracker, core.clone(), cancel.clone());
         {
             let core = core.clone();

@@ -564,12 +564,45 @@ pub struct Writer {
     store: Store,
     metrics: Metrics,
     policy: Policy,
+    /// When a batch with records was last written (or the writer was built).
+    last_input: Arc<std::sync::Mutex<Instant>>,
 }
 
 impl Writer {
     /// Builds a writer.
     pub fn new(store: Store, metrics: Metrics, policy: Policy) -> Self {
-        Self { store, metrics, policy }
+        Self { store, metrics, policy, last_input: Arc::new(std::sync::Mutex::new(Instant::now())) }
+    }
+
+    /// Lets the incident clock run on while no input arrives: the event-time clock (the
+    /// newest event's time) only moves with events, so a feed that goes quiet would keep
+    /// its incidents open until the next sign-in. Once nothing has been written for
+    /// `min_idle`, incidents are resolved as of that clock plus the time since the last
+    /// input. Catching up on a backlog writes continuously, so old data is still judged
+    /// in its own time. Returns how many incidents this resolved.
+    pub async fn resolve_quiet(&self, min_idle: std::time::Duration) -> Result<u64, StoreError> {
+        let idle = match self.last_input.lock() {
+            Ok(last) => last.elapsed(),
+            Err(poisoned) => poisoned.into_inner().elapsed(),
+        };
+        if idle < min_idle {
+            return Ok(0);
+        }
+        let resolved = self.store.resolve_quiet(idle, &self.policy).await?;
+        if resolved > 0 {
+            self.refresh_incident_gauge().await?;
+        }
+        Ok(resolved)
+    }
+
+    fn note_input(&self, batch: &Batch) {
+        if batch.records() > 0 {
+            let mut last = match self.last_input.lock() {
+                Ok(l) => l,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            *last = Instant::now();
+        }
     }
 
     /// Commits one batch and updates metrics; the result says what was stored.
@@ -604,6 +637,7 @@ impl Writer {
 
     /// Counts a written batch: its size, what it stored, and each record's lag.
     fn record(&self, batch: &Batch, result: &BatchResult) {
+        self.note_input(batch);
         self.metrics.batch_records.observe(batch.records() as f64);
         self.metrics.record_batch(result);
         let now = Utc::now().timestamp_millis();

@@ -232,3 +232,33 @@ async fn source_defaults_group_mac_failures_with_their_entra_incident() {
     assert_eq!(items[0]["sources"], serde_json::json!(["http", "passport"]));
     server.stop().await;
 }
+
+/// The incident clock is event time, and it runs on while no input arrives: a live
+/// incident resolves once its quiet period passes without failures, even when nothing
+/// else is read meanwhile (a quiet night), and the gauge follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_incident_resolves_when_its_feed_goes_quiet() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(settings(&format!(
+        "[storage]\npath = \"{}\"\n[incidents]\nquiet_period = \"2s\"\n",
+        dir.path().join("p.db").display()
+    )))
+    .await;
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let record = format!(
+        r#"{{"time":"{now}","resultType":"50076","properties":{{"id":"quiet-1","userPrincipalName":"u@contoso.example","appId":"app-1","status":{{"errorCode":50076}}}}}}"#
+    );
+    let r = server.client.post(format!("{}/api/v1/ingest/http", server.base)).body(record).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let open = server.get_json("/api/v1/incidents").await;
+    assert_eq!(open["items"].as_array().unwrap().len(), 1, "{open}");
+    let gauge = r#"passportd_incidents_open{category="mfa_required"}"#;
+    assert_eq!(sample(&server.metrics().await, gauge), Some(1.0));
+    poll_until("the quiet incident to resolve", Duration::from_secs(20), || async {
+        let all = server.get_json("/api/v1/incidents?status=resolved").await;
+        (all["items"].as_array().map_or(0, Vec::len) == 1).then_some(())
+    })
+    .await;
+    assert_eq!(sample(&server.metrics().await, gauge), Some(0.0));
+    server.stop().await;
+}

@@ -276,6 +276,24 @@ impl Store {
         Ok(result)
     }
 
+    /// Resolves the incidents that have been quiet for their quiet period as of the
+    /// event-time clock advanced by `idle` (the wall time since the last input; see
+    /// `Writer::resolve_quiet`). Returns how many it resolved.
+    pub async fn resolve_quiet(&self, idle: std::time::Duration, policy: &Policy) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let watermark: Option<i64> =
+            sqlx::query_scalar("SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'watermark_ms'")
+                .fetch_optional(&mut *tx.0)
+                .await?;
+        let Some(watermark) = watermark else {
+            return Ok(0);
+        };
+        let idle_ms = i64::try_from(idle.as_millis()).unwrap_or(i64::MAX);
+        let resolved = sweep(&mut tx.0, watermark.saturating_add(idle_ms), policy).await?;
+        tx.commit().await?;
+        Ok(resolved)
+    }
+
     /// Opens a write transaction on the writer's connection, for [`Store::apply_batch`].
     pub async fn begin_write(&self) -> Result<WriteTx, StoreError> {
         // IMMEDIATE: take the write lock first. A deferred transaction reads (watermark,
