@@ -19,8 +19,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::classify::SharedClassifier;
-use crate::classify::{Classification, Entry};
+use crate::classify::{Classification, Entry, SharedClassifier};
 use crate::config::{Settings, SourceSettings};
 use crate::event::Category;
 use crate::incidents::{Incident, IncidentStatus};

@@ -8,8 +8,9 @@
 //!   over many (framed with `scan::Scanner`), ending with its line (trailing garbage ignored);
 //! - `[` starts an array, streamed element by element;
 //! - a timestamp-led line starts a Passport text record, held until the next record starts
-//!   (continuation lines), `flush()` or `finish()`; a line that is a whole Entra sign-in or
-//!   Passport `ndjson` entry starts the next record too;
+//!   (continuation lines), `flush()` or `finish()`; a line that is a whole Entra sign-in,
+//!   Passport `ndjson` entry, envelope or array of them, or a CSV header, starts the next
+//!   record too;
 //! - a header row naming `TimeGenerated` switches the rest of the stream to portal CSV;
 //! - `log show` / `log stream` banners and headers are skipped.
 //!
