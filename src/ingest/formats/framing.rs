@@ -571,7 +571,9 @@ impl StreamDecoder {
             || (self.pending.is_some()
                 && ((c == b'{' && is_json_record(raw))
                     || (c == b'[' && is_json_array_of_records(raw))
-                    || self.csv_header(raw).is_some()));
+                    // The portal writes the column as `TimeGenerated`: a cheap test first,
+                    // since a held message's every continuation line comes here.
+                    || (memchr::memmem::find(raw, b"TimeGenerated").is_some() && self.csv_header(raw).is_some())));
         if let Some(p) = self.pending {
             let new_end = self.base + next as u64;
             if !starts_record && !self.too_long(nl - self.pos) && !self.too_long_u64(new_end - p.start) {
