@@ -514,13 +514,19 @@ async fn insert_successes(
         while !left.is_empty() {
             let n = [SUCCESS_ROWS, 64, 8, 1].into_iter().find(|n| *n <= left.len()).unwrap_or(1);
             let (head, more) = left.split_at(n);
-            let mut q: QueryBuilder<Sqlite> =
-                // OR IGNORE rather than ON CONFLICT DO NOTHING: the same for a stored key,
-                // and no statement journal (see `insert_events`); no column can be NULL.
-                QueryBuilder::new("INSERT OR IGNORE INTO successes (dedup_at, dedup_key, occurred_at, source) ");
+            // OR IGNORE rather than ON CONFLICT DO NOTHING: the same for a stored key, and
+            // no statement journal (see `insert_events`); no column can be NULL. The run's
+            // one source is bound once, not once per row: each bound text is copied twice
+            // (by sqlx for its SQLite thread, then by SQLite).
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT OR IGNORE INTO successes (dedup_at, dedup_key, occurred_at, source) \
+                 SELECT column1, column2, column3, ",
+            );
+            q.push_bind(first.source).push(" FROM (");
             q.push_values(head, |mut b, r| {
-                b.push_bind(r.dedup_at).push_bind(r.key).push_bind(r.occurred_at).push_bind(r.source);
+                b.push_bind(r.dedup_at).push_bind(r.key).push_bind(r.occurred_at);
             });
+            q.push(")");
             inserted += q.build().persistent(true).execute(&mut **tx).await?.rows_affected();
             left = more;
         }
