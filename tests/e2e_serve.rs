@@ -262,3 +262,41 @@ async fn a_live_incident_resolves_when_its_feed_goes_quiet() {
     assert_eq!(sample(&server.metrics().await, gauge), Some(0.0));
     server.stop().await;
 }
+
+/// A Passport message that announces its next line ("Token request failed:") is held
+/// while the writer delivers that line in a later write, instead of being emitted alone
+/// at the first idle moment (chatter) with its body counted as a parse error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passport_message_split_across_writes_is_one_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("logs")).unwrap();
+    let server = TestServer::start(settings(&format!(
+        "[storage]\npath = \"{}\"\n[[sources]]\nname = \"passport\"\nformat = \"passport\"\npaths = [\"{}/*.log\"]\npoll_interval = \"50ms\"\n",
+        dir.path().join("p.db").display(),
+        dir.path().join("logs").display()
+    )))
+    .await;
+    let path = dir.path().join("logs/passport.log");
+    let append = |text: &str| {
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+    };
+    append(
+        "2026-03-04 00:19:42.068157-0800  mac-lab-07 SecurityAgent[612]: (KandjiPassport) \
+         [io.kandji.passport:auth] Token request failed for attempt 2:\n",
+    );
+    // The writer's pause between its two writes (several poll rounds), not a wait for us.
+    std::thread::sleep(Duration::from_millis(300));
+    append("{\"error\":\"interaction_required\",\"error_description\":\"AADSTS50076: Due to a configuration change made by your administrator, you must use multi-factor authentication.\",\"error_codes\":[50076]}\n");
+    let failures = r#"passportd_signin_failures_total{category="mfa_required",code="50076",source="passport"}"#;
+    poll_until("the split message as one MFA failure", Duration::from_secs(10), || async {
+        (sample(&server.metrics().await, failures) == Some(1.0)).then_some(())
+    })
+    .await;
+    let metrics = server.metrics().await;
+    assert_eq!(
+        sample(&metrics, r#"passportd_parse_errors_total{reason="not_signin",source="passport"}"#).unwrap_or(0.0),
+        0.0
+    );
+    server.stop().await;
+}

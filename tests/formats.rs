@@ -552,3 +552,31 @@ fn a_line_cut_short_loses_only_itself() {
         "{\"time\": \"2026-03-04T08:00:02Z\",\n  \"resultType\": \"0\",\n  \"properties\": {\"id\": \"id-p\"}\n}\n";
     assert_eq!(tags(&auto(pretty.as_bytes())), vec!["signin:azure-diagnostic:0:[]"]);
 }
+
+/// Tailing: a Passport message that ends with `:` announces its next line (the token
+/// endpoint's body), which a writer may deliver in a later write; the tailer asks the
+/// decoder whether it holds such a record before an idle flush.
+#[test]
+fn a_message_ending_with_a_colon_is_reported_open_ended() {
+    let head = "2026-03-04 00:19:42.068157-0800  mac-lab-07 SecurityAgent[612]: (KandjiPassport) \
+                [io.kandji.passport:auth] Token request failed for attempt 2:\n";
+    let body = "  {\"error\":\"interaction_required\",\"error_description\":\"AADSTS50076: Due to a configuration change made by your administrator, you must use multi-factor authentication.\",\"error_codes\":[50076]}\n";
+    let plain = "2026-03-04 00:19:43.068157-0800  mac-lab-07 SecurityAgent[612]: (KandjiPassport) \
+                 [io.kandji.passport:auth] Token request failed: AADSTS50126: Error validating credentials.\n";
+
+    let mut d = StreamDecoder::new(DecodeOptions::default());
+    let mut out = Vec::new();
+    d.feed(head.as_bytes(), &mut out);
+    assert!(out.is_empty() && d.holds_open_ended_record());
+    d.feed(body.as_bytes(), &mut out);
+    assert!(!d.holds_open_ended_record());
+    d.flush(&mut out);
+    assert_eq!(tags(&out), vec!["signin:passport:-:[50076]"]);
+
+    let mut d = StreamDecoder::new(DecodeOptions::default());
+    let mut out = Vec::new();
+    d.feed(plain.as_bytes(), &mut out);
+    assert!(!d.holds_open_ended_record());
+    d.flush(&mut out);
+    assert_eq!(tags(&out), vec!["signin:passport:-:[50126]"]);
+}

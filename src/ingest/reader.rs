@@ -93,6 +93,8 @@ pub struct FileReader {
     pub at_eof: bool,
     /// Bytes the last `read_some` read.
     pub last_read_bytes: u64,
+    /// When a read last returned bytes (or the reader was made).
+    last_bytes_at: std::time::Instant,
 }
 
 impl FileReader {
@@ -120,7 +122,16 @@ impl FileReader {
             items: Vec::new(),
             at_eof: false,
             last_read_bytes: 0,
+            last_bytes_at: std::time::Instant::now(),
         }
+    }
+
+    /// Whether the stream has held a record that announces a next line (see
+    /// `StreamDecoder::holds_open_ended_record`) for less than `hold` since its last bytes:
+    /// then an idle flush waits, so that a writer that split the two lines into two writes
+    /// still delivers the second into it.
+    pub fn awaits_more(&self, hold: std::time::Duration) -> bool {
+        self.decoder.holds_open_ended_record() && self.last_bytes_at.elapsed() < hold
     }
 
     /// Opens `path`, finds its checkpoint among `checkpoints` (resuming there) or
@@ -210,6 +221,9 @@ impl FileReader {
         self.file = Some(file);
         let read_total = result.map_err(io)?;
         self.last_read_bytes = read_total as u64;
+        if read_total > 0 {
+            self.last_bytes_at = std::time::Instant::now();
+        }
         if read_total == 0 && self.items.is_empty() {
             return Ok(None);
         }

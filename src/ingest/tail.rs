@@ -737,8 +737,11 @@ impl Tailer {
     /// Lets decoders emit records held while the stream was busy (multi-line values).
     fn flush_idle(&mut self) -> Result<(), ReadError> {
         let mut chunks = Vec::new();
+        // A held message that announces its next line waits a second for it; the first
+        // round after that emits it either way.
+        let hold = OPEN_ENDED_HOLD;
         for t in self.tracked.values_mut() {
-            if t.reader.at_eof {
+            if t.reader.at_eof && !t.reader.awaits_more(hold) {
                 if let Some(chunk) = t.reader.flush(&self.normalizer) {
                     chunks.push(chunk);
                 }
@@ -833,6 +836,10 @@ pub fn run(ctx: TailContext) -> Result<(), ReadError> {
     }
     Ok(())
 }
+
+/// How long an idle tailer keeps a Passport message that ends with `:` open for the line
+/// it announces (see `FileReader::awaits_more`).
+const OPEN_ENDED_HOLD: Duration = Duration::from_secs(1);
 
 /// Whether a file event can mean new or different content. Opening or reading a file
 /// cannot, and inotify reports the loop's own opens of the files and folders it scans:

@@ -346,6 +346,18 @@ impl StreamDecoder {
         }
     }
 
+    /// Whether a Passport text record is held whose text, trailing blanks aside, ends
+    /// with `:`: it announces more ("Token request failed:", then the token endpoint's
+    /// body on the next line), which a writer may deliver in a later write. A tailer
+    /// waits a little before `flush` for such a record.
+    pub fn holds_open_ended_record(&self) -> bool {
+        self.pending.is_some_and(|p| {
+            let s = usize::try_from(p.start - self.base).unwrap_or(0);
+            let e = usize::try_from(p.end - self.base).unwrap_or(0).min(self.buf.len());
+            self.buf.get(s..e).and_then(|text| trim_ascii(text).last()) == Some(&b':')
+        })
+    }
+
     /// End of stream for good: also decodes an unterminated last record.
     pub fn finish(&mut self, out: &mut Vec<DecodedItem>) {
         self.run(out, true);
