@@ -299,3 +299,31 @@ fn a_new_file_that_only_looks_like_a_partial_copy_is_read_after_the_wait() {
     assert_eq!(stored.get(&0), Some(&2), "its own line 0 counts too: {stored:?}");
     assert_eq!(stored.keys().copied().collect::<Vec<_>>(), vec![0, 1, 2, 3]);
 }
+
+/// More files rotate at once than `max_open_files` allows open: the rotated-away ones
+/// that had to be closed still hold unread lines, in the same folder. They are reopened
+/// (by inode, where they went) and drained before they are given up.
+#[test]
+fn rotating_more_files_than_the_descriptor_cap_loses_nothing() {
+    let mut h = Harness::new("*.log", "read_grace = \"0s\"\nmax_open_files = 2");
+    let names: Vec<String> = (0..4).map(|i| format!("f{i}.log")).collect();
+    let mut seq = 0u64;
+    for name in &names {
+        h.append(name, &lines(seq..seq + 3));
+        seq += 3;
+    }
+    h.poll();
+    // Every file grows, is renamed away in the same folder, and a new one takes its name.
+    for name in &names {
+        h.append(name, &lines(seq..seq + 3));
+        seq += 3;
+        rename(&h, name, &format!("{name}.1"));
+        h.append(name, &lines(seq..seq + 1));
+        seq += 1;
+    }
+    for _ in 0..3 {
+        h.poll();
+    }
+    h.stop();
+    assert_exactly_once(&h.stored(), 0..seq);
+}

@@ -704,6 +704,15 @@ impl Tailer {
             let Some(mut t) = self.tracked.remove(&key) else {
                 continue;
             };
+            let was_closed = !t.reader.is_open();
+            if was_closed {
+                // Closed to stay under `max_open_files` while rotated away: it may still
+                // hold unread lines where it went. Reopen it there (same inode) to drain
+                // it, one descriptor over the cap for as long as that takes.
+                if let Some(path) = moved_to(&t.reader) {
+                    let _ = t.reader.reopen(&path);
+                }
+            }
             if t.reader.is_open() {
                 self.tracked.insert(key, t);
                 let mut grew = false;
@@ -719,8 +728,12 @@ impl Tailer {
                 };
                 t = back;
                 if grew {
-                    // It grew: not drained after all; keep following it.
+                    // It grew: not drained after all; keep following it (closed again if
+                    // it was, to keep under the cap: it is reopened the same way).
                     t.last_growth = now;
+                    if was_closed {
+                        t.reader.close();
+                    }
                     self.tracked.insert(key, t);
                     continue;
                 }
