@@ -327,3 +327,22 @@ fn rotating_more_files_than_the_descriptor_cap_loses_nothing() {
     h.stop();
     assert_exactly_once(&h.stored(), 0..seq);
 }
+
+/// Two different exports of one kind can share a long header (a Log Analytics portal CSV
+/// with every column has one of over 1 KiB). The second is a new file, read from its
+/// start, not the first one moved and resumed at its offset.
+#[test]
+fn a_new_file_sharing_a_long_header_with_a_followed_one_is_read_whole() {
+    let mut h = Harness::new("*.log", "read_grace = \"0s\"");
+    let header = format!("{{\"header\":\"{}\"}}\n", "h".repeat(2000));
+    h.append("export-1.log", &format!("{header}{}", lines(0..5)));
+    h.poll();
+    // The second export is written elsewhere and moved in whole, as a download would be.
+    let staged = h.path("export-2.tmp");
+    std::fs::write(&staged, format!("{header}{}", lines(5..15))).unwrap();
+    std::fs::rename(&staged, h.path("export-2.log")).unwrap();
+    h.poll();
+    h.poll();
+    h.stop();
+    assert_exactly_once(&h.stored(), 0..15);
+}

@@ -6,8 +6,11 @@ use std::path::Path;
 
 use crate::store::Checkpoint;
 
-/// How many leading bytes identify a file generation.
-pub const FINGERPRINT_BYTES: usize = 1024;
+/// How many leading bytes identify a file generation. Exports of one kind share their
+/// first bytes: a Log Analytics portal CSV with every column has a header of over 1 KiB,
+/// so two different exports looked like one file, resumed. 4 KiB reaches into the first
+/// rows. (Checkpoints stored with a shorter head compare on what they hold.)
+pub const FINGERPRINT_BYTES: usize = 4096;
 
 /// What identifies an open file.
 #[derive(Debug, Clone, PartialEq, Eq)]
