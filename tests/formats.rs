@@ -523,8 +523,10 @@ fn records_after_nul_padding_are_read() {
 /// line is one error, and the records after it are read, fed whole or a few bytes at a time.
 #[test]
 fn a_line_cut_short_loses_only_itself() {
-    let cut = &REC_A[..REC_A.len() / 2];
-    assert!(!cut.ends_with('"'), "cut outside a string");
+    // Cut where a value is due: the next line's `{` would be read as that value, and the
+    // records after it as the rest of this object.
+    let at = REC_A.find("\"properties\":").unwrap() + "\"properties\":".len();
+    let cut = &REC_A[..at];
     let syslog = "2026-03-04 00:19:42.068157-0800  mac-lab-07 SecurityAgent[612]: (KandjiPassport) \
                   [io.kandji.passport:auth] Token request failed: AADSTS50126: Error validating credentials.";
     let input = format!("{REC_B}\n{cut}\n{REC_A}\n{cut}\n{syslog}\n{cut}\n{REC_B}");
