@@ -271,18 +271,8 @@ fn classify_cli_explains_the_kandji_errors() {
 #[test]
 fn sigterm_drains_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
+    let cfg = serve_config(dir.path(), "");
     let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    std::fs::copy(common::fixtures().join("e2e/entra.json"), logs.join("a.json")).unwrap();
-    let cfg = dir.path().join("c.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n[log]\nformat = \"text\"\n[[sources]]\nname = \"entra\"\npaths = [\"{}/*.json\"]\n",
-            logs.display()
-        ),
-    )
-    .unwrap();
     let (mut child, addr) = spawn_serve(dir.path(), &cfg);
     // SIGHUP reloads the catalogue (counted in the metrics).
     assert!(Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap().success());
@@ -345,14 +335,36 @@ fn wait_for_metric(addr: &str, sample: &str, failure: &str) {
     }
 }
 
-/// CPU time (user + system) the process `pid` has used so far, in clock ticks.
+/// CPU time the process `pid` has used so far, in nanoseconds: the sum of its threads'
+/// scheduler times (`/proc/PID/task/*/schedstat`, whose first field is time on a CPU).
 #[cfg(target_os = "linux")]
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // The command name (field 2) may hold spaces; fields 14 and 15 follow its ')'.
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = rest.split(' ').collect();
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+fn cpu_ns(pid: u32) -> u128 {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+        .filter_map(|stat| stat.split_whitespace().next().and_then(|ns| ns.parse::<u128>().ok()))
+        .sum()
+}
+
+/// Writes a `serve` config for `dir`: an ephemeral port, text logs, and a source `entra`
+/// watching `dir/logs/*.json`, which holds the end-to-end fixture; then `extra` TOML.
+#[cfg(unix)]
+fn serve_config(dir: &Path, extra: &str) -> std::path::PathBuf {
+    let logs = dir.join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    std::fs::copy(common::fixtures().join("e2e/entra.json"), logs.join("a.json")).unwrap();
+    let cfg = dir.join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[log]\nformat = \"text\"\n{extra}\
+             [[sources]]\nname = \"entra\"\npaths = [\"{}/*.json\"]\n",
+            logs.display()
+        ),
+    )
+    .unwrap();
+    cfg
 }
 
 /// A daemon with nothing to read sleeps: watching files and catalogue folders with
@@ -362,22 +374,9 @@ fn cpu_ticks(pid: u32) -> u64 {
 #[test]
 fn an_idle_daemon_sleeps_and_reloads_once_per_sighup() {
     let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    std::fs::copy(common::fixtures().join("e2e/entra.json"), logs.join("a.json")).unwrap();
     let ours = dir.path().join("ours.toml");
     std::fs::write(&ours, "[[entry]]\nid = \"aadsts-50076\"\nremediation = \"Our fix.\"\n").unwrap();
-    let cfg = dir.path().join("c.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n[log]\nformat = \"text\"\n[catalogue]\nextra_paths = [\"{}\"]\n\
-             [[sources]]\nname = \"entra\"\npaths = [\"{}/*.json\"]\nwatch = true\n",
-            ours.display(),
-            logs.display()
-        ),
-    )
-    .unwrap();
+    let cfg = serve_config(dir.path(), &format!("[catalogue]\nextra_paths = [\"{}\"]\n", ours.display()));
     let (mut child, addr) = spawn_serve(dir.path(), &cfg);
     wait_for_metric(
         &addr,
@@ -391,15 +390,20 @@ fn an_idle_daemon_sleeps_and_reloads_once_per_sighup() {
         "SIGHUP did not reload the catalogue",
     );
 
-    // Nothing to wait for here: this is a fixed window in which nothing may happen.
-    let ticks_per_s = 100;
-    let before = cpu_ticks(child.id());
-    std::thread::sleep(Duration::from_secs(2));
-    let used = cpu_ticks(child.id()) - before;
+    // Nothing may happen for a while: watch the daemon's CPU time (nanoseconds, so a short
+    // window tells) and fail as soon as it spends a tenth of the window.
+    let window = Duration::from_millis(500);
+    let (before, started) = (cpu_ns(child.id()), Instant::now());
+    let mut used = 0;
+    while started.elapsed() < window && used * 10 < window.as_nanos() {
+        // Poll interval, bounded by the window above.
+        std::thread::park_timeout(Duration::from_millis(20));
+        used = cpu_ns(child.id()) - before;
+    }
     let metrics = http_get(&addr, "/metrics");
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let _ = child.wait();
-    assert!(used * 10 < 2 * ticks_per_s, "an idle daemon used {used} ticks of CPU in 2 s");
+    assert!(used * 10 < window.as_nanos(), "an idle daemon used {} ms of CPU within {window:?}", used / 1_000_000);
     assert!(
         metrics.lines().any(|l| l == "passportd_catalogue_reloads_total{result=\"success\"} 1"),
         "one SIGHUP, one reload: {}",

@@ -281,12 +281,16 @@ async fn a_passport_message_split_across_writes_is_one_failure() {
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).unwrap();
         f.write_all(text.as_bytes()).unwrap();
     };
-    append(
-        "2026-03-04 00:19:42.068157-0800  mac-lab-07 SecurityAgent[612]: (KandjiPassport) \
-         [io.kandji.passport:auth] Token request failed for attempt 2:\n",
-    );
-    // The writer's pause between its two writes (several poll rounds), not a wait for us.
-    std::thread::sleep(Duration::from_millis(300));
+    let head = "2026-03-04 00:19:42.068157-0800  mac-lab-07 SecurityAgent[612]: (KandjiPassport) \
+                [io.kandji.passport:auth] Token request failed for attempt 2:\n";
+    append(head);
+    // The second write comes once the tailer has read the first to the end of the file,
+    // the moment it used to emit the message alone.
+    let read = r#"passportd_tail_bytes_read_total{source="passport"}"#;
+    poll_until("the first line read", Duration::from_secs(10), || async {
+        (sample(&server.metrics().await, read) == Some(head.len() as f64)).then_some(())
+    })
+    .await;
     append("{\"error\":\"interaction_required\",\"error_description\":\"AADSTS50076: Due to a configuration change made by your administrator, you must use multi-factor authentication.\",\"error_codes\":[50076]}\n");
     let failures = r#"passportd_signin_failures_total{category="mfa_required",code="50076",source="passport"}"#;
     poll_until("the split message as one MFA failure", Duration::from_secs(10), || async {
