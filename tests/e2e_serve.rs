@@ -135,11 +135,7 @@ async fn restart_resumes_from_the_checkpoint_without_double_counting() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_errors_have_the_contract_shape() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(settings(&format!(
-        "[storage]\npath = \"{}\"\n[api]\ntoken = \"s3cret-token\"\n",
-        dir.path().join("p.db").display()
-    )))
-    .await;
+    let server = TestServer::in_dir(dir.path(), "[api]\ntoken = \"s3cret-token\"\n").await;
     for (path, status, code) in [
         ("/api/v1/incidents/999", 404, "not_found"),
         ("/api/v1/incidents/abc", 404, "not_found"),
@@ -239,11 +235,7 @@ async fn source_defaults_group_mac_failures_with_their_entra_incident() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_incident_resolves_when_its_feed_goes_quiet() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(settings(&format!(
-        "[storage]\npath = \"{}\"\n[incidents]\nquiet_period = \"2s\"\n",
-        dir.path().join("p.db").display()
-    )))
-    .await;
+    let server = TestServer::in_dir(dir.path(), "[incidents]\nquiet_period = \"2s\"\n").await;
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let record = format!(
         r#"{{"time":"{now}","resultType":"50076","properties":{{"id":"quiet-1","userPrincipalName":"u@contoso.example","appId":"app-1","status":{{"errorCode":50076}}}}}}"#

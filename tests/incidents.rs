@@ -238,16 +238,25 @@ async fn opening_gate_holds_noisy_failures_until_enough_gather() {
     assert!(all(&s2).await.is_empty());
 }
 
+/// One MFA-blocked sign-in as both sides log it, sharing a correlation id: the Entra
+/// record (naming the user) at `entra_minute`, the Passport line (no user, no app) at
+/// `passport_minute`.
+fn one_attempt(entra_minute: i64, passport_minute: i64) -> (Ev, Ev) {
+    let mut entra = ev("entra-1", 50076, Category::MfaRequired, entra_minute);
+    entra.correlation = Some("corr-1".into());
+    let mut passport = ev("passport-1", 50076, Category::MfaRequired, passport_minute);
+    passport.correlation = Some("corr-1".into());
+    passport.source = "passport";
+    passport.app = None;
+    passport.user = None;
+    (entra, passport)
+}
+
 #[tokio::test]
 async fn a_passport_failure_and_its_entra_record_count_once() {
     let (_d, s) = store().await;
     let p = Policy::default();
-    let mut entra = ev("entra-1", 50076, Category::MfaRequired, 0);
-    entra.correlation = Some("corr-1".into());
-    let mut passport = ev("passport-1", 50076, Category::MfaRequired, 0);
-    passport.correlation = Some("corr-1".into());
-    passport.source = "passport";
-    passport.app = None;
+    let (entra, passport) = one_attempt(0, 0);
     commit(&s, &p, vec![entra]).await;
     commit(&s, &p, vec![passport]).await;
     let incs = all(&s).await;
@@ -268,12 +277,7 @@ async fn a_passport_failure_and_its_entra_record_count_once() {
 async fn an_entra_copy_after_its_passport_line_counts_its_user_and_time() {
     let (_d, s) = store().await;
     let p = Policy::default();
-    let mut passport = ev("passport-1", 50076, Category::MfaRequired, 1);
-    passport.correlation = Some("corr-1".into());
-    passport.source = "passport";
-    passport.user = None;
-    let mut entra = ev("entra-1", 50076, Category::MfaRequired, 0);
-    entra.correlation = Some("corr-1".into());
+    let (entra, passport) = one_attempt(0, 1);
     commit(&s, &p, vec![passport]).await;
     assert_eq!(all(&s).await[0].users_affected, 0);
     commit(&s, &p, vec![entra]).await;

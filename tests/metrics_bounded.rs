@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{settings, TestServer};
+use common::TestServer;
 
 /// A small deterministic generator (xorshift) so the test needs no RNG crate.
 struct Rng(u64);
@@ -26,8 +26,7 @@ fn series_count(metrics: &str) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_random_codes_users_and_ips_keep_series_bounded() {
     let dir = tempfile::tempdir().unwrap();
-    let server =
-        TestServer::start(settings(&format!("[storage]\npath = \"{}\"\n", dir.path().join("p.db").display()))).await;
+    let server = TestServer::in_dir(dir.path(), "").await;
     let before = series_count(&server.metrics().await);
 
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);

@@ -317,11 +317,7 @@ async fn every_endpoint_conforms_to_the_served_openapi_document() {
 async fn a_timed_out_request_gets_the_json_error_shape() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(settings(&format!(
-        "[storage]\npath = \"{}\"\n[server]\nrequest_timeout = \"200ms\"\n",
-        dir.path().join("p.db").display()
-    )))
-    .await;
+    let server = TestServer::in_dir(dir.path(), "[server]\nrequest_timeout = \"200ms\"\n").await;
     let addr = server.base.trim_start_matches("http://").to_string();
     let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
     stream
@@ -348,11 +344,7 @@ async fn a_timed_out_request_gets_the_json_error_shape() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bearer_scheme_is_matched_in_any_case() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(settings(&format!(
-        "[storage]\npath = \"{}\"\n[api]\ntoken = \"t0ken-t0ken\"\n",
-        dir.path().join("p.db").display()
-    )))
-    .await;
+    let server = TestServer::in_dir(dir.path(), "[api]\ntoken = \"t0ken-t0ken\"\n").await;
     let url = format!("{}/api/v1/incidents/1/acknowledge", server.base);
     for (header, status) in [
         ("Bearer t0ken-t0ken", 404),

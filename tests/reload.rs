@@ -68,8 +68,7 @@ async fn operator_catalogue_changes_apply_live_and_invalid_ones_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_and_api_classify_alike() {
     let dir = tempfile::tempdir().unwrap();
-    let server =
-        TestServer::start(settings(&format!("[storage]\npath = \"{}\"\n", dir.path().join("p.db").display()))).await;
+    let server = TestServer::in_dir(dir.path(), "").await;
     let messages = [
         r#"{"error":"invalid_grant","error_description":"AADSTS50126: Error validating credentials due to invalid username or password.","error_codes":[50126]}"#,
         "AADSTS70002: Error validating credentials. AADSTS50126: Invalid username or password",
@@ -78,29 +77,10 @@ async fn cli_and_api_classify_alike() {
         "AADSTS9999999: something new",
         "nothing at all",
     ];
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_passportd"))
-        .args(["classify", "--json"])
-        .args(messages)
-        .current_dir(dir.path())
-        .env_remove("PASSPORTD_CONFIG")
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let cli: Vec<serde_json::Value> =
-        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let cli = classify_cli(dir.path(), &messages);
     assert_eq!(cli.len(), messages.len());
     for (m, from_cli) in messages.iter().zip(&cli) {
-        let from_api: serde_json::Value = server
-            .client
-            .post(format!("{}/api/v1/classify", server.base))
-            .json(&serde_json::json!({ "message": m }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(&from_api, from_cli, "{m}");
+        assert_eq!(&classify_api(&server, m).await, from_cli, "{m}");
     }
     assert_eq!(cli[1]["code"], 50126, "the wrapper 70002 yields");
     assert_eq!(cli[4]["category"], "unclassified");
@@ -123,33 +103,42 @@ async fn cli_and_api_classify_alike() {
         (syslog, "failure", "invalid_credentials", Some(50126)),
     ];
     let raw: Vec<&str> = cases.iter().map(|c| c.0).collect();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_passportd"))
-        .args(["classify", "--json"])
-        .args(&raw)
-        .current_dir(dir.path())
-        .env_remove("PASSPORTD_CONFIG")
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let cli: Vec<serde_json::Value> =
-        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let cli = classify_cli(dir.path(), &raw);
+    assert_eq!(cli.len(), raw.len());
     for ((line, outcome, category, code), from_cli) in cases.iter().zip(&cli) {
         assert_eq!(
             (from_cli["outcome"].as_str(), from_cli["category"].as_str(), from_cli["code"].as_u64()),
             (Some(*outcome), Some(*category), *code),
             "{line}"
         );
-        let from_api: serde_json::Value = server
-            .client
-            .post(format!("{}/api/v1/classify", server.base))
-            .json(&serde_json::json!({ "message": line }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(&from_api, from_cli, "{line}");
+        assert_eq!(&classify_api(&server, line).await, from_cli, "{line}");
     }
     server.stop().await;
+}
+
+/// `passportd classify --json` of `messages`, run in `dir`: one classification each.
+fn classify_cli(dir: &std::path::Path, messages: &[&str]) -> Vec<serde_json::Value> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_passportd"))
+        .args(["classify", "--json"])
+        .args(messages)
+        .current_dir(dir)
+        .env_remove("PASSPORTD_CONFIG")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// `POST /api/v1/classify` of one message.
+async fn classify_api(server: &TestServer, message: &str) -> serde_json::Value {
+    server
+        .client
+        .post(format!("{}/api/v1/classify", server.base))
+        .json(&serde_json::json!({ "message": message }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }

@@ -41,6 +41,12 @@ impl TestServer {
         TestServer { base, client: reqwest::Client::new(), stop: Some(tx), handle: Some(handle) }
     }
 
+    /// Starts the application with its store at `dir/p.db` and `extra` TOML on top.
+    pub async fn in_dir(dir: &std::path::Path, extra: &str) -> TestServer {
+        let text = format!("[storage]\npath = \"{}\"\n{extra}", dir.join("p.db").display());
+        TestServer::start(settings(&text)).await
+    }
+
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client.get(format!("{}{}", self.base, path)).send().await.expect("GET")
     }
