@@ -549,6 +549,15 @@ fn a_line_cut_short_loses_only_itself() {
         d.finish(&mut out);
         assert_eq!(tags(&out), expected, "fed {step} bytes at a time");
     }
+    // Waiting for the line after a cut one holds no more than a record may take.
+    let opts = DecodeOptions { max_record_bytes: 4096, ..DecodeOptions::default() };
+    let mut d = StreamDecoder::new(opts);
+    let mut out = Vec::new();
+    d.feed(format!("{cut}\n").as_bytes(), &mut out);
+    for _ in 0..64 {
+        d.feed("x".repeat(1024).as_bytes(), &mut out);
+        assert!(d.buffered_bytes() <= 4096 + 2 * 1024 + cut.len() + 1, "{} bytes held", d.buffered_bytes());
+    }
     // A pretty-printed object still reads as one record.
     let pretty =
         "{\"time\": \"2026-03-04T08:00:02Z\",\n  \"resultType\": \"0\",\n  \"properties\": {\"id\": \"id-p\"}\n}\n";

@@ -281,10 +281,7 @@ impl Store {
     /// `Writer::resolve_quiet`). Returns how many it resolved.
     pub async fn resolve_quiet(&self, idle: std::time::Duration, policy: &Policy) -> Result<u64, StoreError> {
         let mut tx = self.begin_write().await?;
-        let watermark: Option<i64> =
-            sqlx::query_scalar("SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'watermark_ms'")
-                .fetch_optional(&mut *tx.0)
-                .await?;
+        let watermark: Option<i64> = sqlx::query_scalar(super::WATERMARK).fetch_optional(&mut *tx.0).await?;
         let Some(watermark) = watermark else {
             return Ok(0);
         };
@@ -318,10 +315,7 @@ impl Store {
         }
         let tx = &mut tx.0;
         let mut watermark: i64 =
-            sqlx::query_scalar("SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'watermark_ms'")
-                .fetch_optional(&mut **tx)
-                .await?
-                .unwrap_or(i64::MIN);
+            sqlx::query_scalar(super::WATERMARK).fetch_optional(&mut **tx).await?.unwrap_or(i64::MIN);
         // A clock far in the future on one machine must not resolve every incident:
         // the event-time clock never runs more than an hour ahead of this host.
         let ceiling = to_ms(Utc::now()) + 3_600_000;

@@ -237,6 +237,9 @@ pub struct Store {
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// The event-time clock: the newest event time the store has seen (Unix ms), if any.
+const WATERMARK: &str = "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'watermark_ms'";
+
 /// Page cache of the writer's connection (KiB, as `PRAGMA cache_size` takes it).
 const WRITER_CACHE: &str = "-16000";
 /// Result rows the writer's connection may queue ahead of the writer.
@@ -411,9 +414,7 @@ impl Store {
 
     /// The newest event time stored (the event-time clock), if any.
     pub async fn watermark(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let v: Option<i64> = sqlx::query_scalar("SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'watermark_ms'")
-            .fetch_optional(&self.pool)
-            .await?;
+        let v: Option<i64> = sqlx::query_scalar(WATERMARK).fetch_optional(&self.pool).await?;
         Ok(v.map(from_ms))
     }
 

@@ -351,11 +351,13 @@ impl StreamDecoder {
     /// body on the next line), which a writer may deliver in a later write. A tailer
     /// waits a little before `flush` for such a record.
     pub fn holds_open_ended_record(&self) -> bool {
-        self.pending.is_some_and(|p| {
-            let s = usize::try_from(p.start - self.base).unwrap_or(0);
-            let e = usize::try_from(p.end - self.base).unwrap_or(0).min(self.buf.len());
-            self.buf.get(s..e).and_then(|text| trim_ascii(text).last()) == Some(&b':')
-        })
+        self.pending.is_some_and(|p| trim_ascii(&self.buf[self.pending_range(p)]).last() == Some(&b':'))
+    }
+
+    /// Where a held text record's bytes are in the buffer.
+    fn pending_range(&self, p: Pending) -> std::ops::Range<usize> {
+        let e = usize::try_from(p.end - self.base).unwrap_or(0).min(self.buf.len());
+        usize::try_from(p.start - self.base).unwrap_or(0).min(e)..e
     }
 
     /// End of stream for good: also decodes an unterminated last record.
@@ -509,12 +511,12 @@ impl StreamDecoder {
         let Some(p) = self.pending.take() else {
             return;
         };
-        let s = usize::try_from(p.start - self.base).unwrap_or(0);
-        let e = usize::try_from(p.end - self.base).unwrap_or(0).min(self.buf.len());
-        let kind = if self.too_long(e.saturating_sub(s)) {
+        let range = self.pending_range(p);
+        let text = &self.buf[range];
+        let kind = if self.too_long(text.len()) {
             ItemKind::Error(ParseErrorReason::LineTooLong)
         } else {
-            match std::str::from_utf8(&self.buf[s..e]) {
+            match std::str::from_utf8(text) {
                 Ok(text) if self.prefilter.as_mut().is_some_and(|p| p.text_is_chatter(text.as_bytes())) => {
                     ItemKind::Skipped
                 }
@@ -714,12 +716,17 @@ impl StreamDecoder {
                 // when it starts a record of its own: then only this line is lost.
                 let first_line_has_content = trim_ascii(bytes).len() > 1;
                 if first_line_has_content {
+                    // Waiting for the next line is bounded like any record: a line longer
+                    // than `max_record_bytes` starts no record, judged as soon as that many
+                    // bytes have come, whole or not (so the outcome never depends on chunking).
                     let following = match memchr::memchr(b'\n', &self.buf[next..]) {
-                        Some(k) => &self.buf[next..next + k],
-                        None if eof => &self.buf[next..],
+                        Some(k) => Some(&self.buf[next..next + k]),
+                        None if eof => Some(&self.buf[next..]),
+                        None if self.too_long(self.buf.len() - next) => None,
                         None => return false,
                     };
-                    if starts_own_record(following) {
+                    let own = following.filter(|l| !self.too_long(l.len())).is_some_and(starts_own_record);
+                    if own {
                         push(out, start, end, self.line, ItemKind::Error(ParseErrorReason::InvalidJson));
                         self.advance_line(nl, next);
                         self.mark();
