@@ -575,3 +575,161 @@ async fn a_burst_early_in_a_long_batch_is_still_detected() {
     assert_eq!(spray.first_seen, at(3), "the window first held 10 users at minute 3");
     assert_eq!(spray.users_affected, 12);
 }
+
+/// A pseudo-random mix of credential failures (and some MFA failures) over two hours from
+/// three IPs and fifteen users, with correlated Passport copies (stored uncounted), a
+/// brute-force burst and one batch of data an hour behind the rest, cut into batches.
+fn detector_scenario() -> Vec<Vec<Ev>> {
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move |n: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % n
+    };
+    let mut events = Vec::new();
+    for i in 0..600_i64 {
+        let code = match next(6) {
+            0 => 50053,
+            1 => 50076,
+            _ => 50126,
+        };
+        let category = match code {
+            50053 => Category::AccountLocked,
+            50076 => Category::MfaRequired,
+            _ => Category::InvalidCredentials,
+        };
+        let mut e = ev(&format!("d{i}"), code, category, i / 5);
+        e.user = Some(format!("user-{}", next(15)));
+        e.ip = Some(format!("ip-{}", next(3)));
+        if i % 7 == 0 {
+            e.correlation = Some(format!("corr-{i}"));
+            let mut copy = ev(&format!("d{i}-passport"), code, category, i / 5);
+            copy.user = e.user.clone();
+            copy.ip = e.ip.clone();
+            copy.correlation = e.correlation.clone();
+            copy.source = "passport";
+            events.push(e);
+            events.push(copy);
+        } else {
+            events.push(e);
+        }
+        if i == 300 {
+            for k in 0..12 {
+                let mut burst = ev(&format!("burst{k}"), 50126, Category::InvalidCredentials, i / 5);
+                burst.user = Some("victim".into());
+                burst.ip = Some(format!("burst-ip-{k}"));
+                events.push(burst);
+            }
+        }
+    }
+    let mut batches: Vec<Vec<Ev>> = Vec::new();
+    let mut rest = events.into_iter().peekable();
+    let mut size = 1;
+    while rest.peek().is_some() {
+        batches.push(rest.by_ref().take(size).collect());
+        size = size % 37 + 5;
+    }
+    // An hour behind the clock: its windows are read from the store.
+    let late = (0..20)
+        .map(|k| {
+            let mut e = ev(&format!("late{k}"), 50126, Category::InvalidCredentials, 55 + k / 4);
+            e.user = Some(format!("late-user-{k}"));
+            e.ip = Some("ip-late".into());
+            e
+        })
+        .collect();
+    batches.insert(batches.len() - 3, late);
+    batches
+}
+
+/// What the detectors and the incident engine decided, without wall-clock fields.
+async fn decided(s: &Store) -> Vec<String> {
+    all(s)
+        .await
+        .iter()
+        .map(|i| {
+            format!(
+                "{} {} {:?} {:?} {} {} {} {} {:?}",
+                i.id,
+                i.fingerprint,
+                i.status,
+                i.category,
+                i.first_seen,
+                i.last_seen,
+                i.event_count,
+                i.users_affected,
+                i.evidence
+            )
+        })
+        .collect()
+}
+
+/// The detectors read their windows from an in-memory copy of the recent credential
+/// failures when it holds them (issue #8). What they find must be exactly what reading
+/// the windows from the store finds: through one handle (the copy in use), a handle
+/// opened afresh for every batch (an empty copy, filled from the store), and two handles
+/// taking turns (each must forget its copy when the other commits).
+#[tokio::test]
+async fn detections_do_not_depend_on_the_in_memory_copy_of_recent_failures() {
+    let p = Policy::default();
+    let mut outcomes = Vec::new();
+    for mode in ["one handle", "a fresh handle per batch", "two handles taking turns"] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.db");
+        let mut first = Store::open(&path).await.unwrap();
+        let second = Store::open(&path).await.unwrap();
+        let mut detections = std::collections::BTreeMap::new();
+        let mut copy_in_use = false;
+        for (n, batch) in detector_scenario().into_iter().enumerate() {
+            let handle = match mode {
+                "a fresh handle per batch" => {
+                    first.close().await;
+                    first = Store::open(&path).await.unwrap();
+                    &first
+                }
+                "two handles taking turns" if n % 2 == 1 => &second,
+                _ => &first,
+            };
+            let r = commit(handle, &p, batch).await;
+            for (detector, k) in r.detections {
+                *detections.entry(detector).or_insert(0) += k;
+            }
+            copy_in_use |= handle.detector_rows_in_memory() > 0;
+        }
+        assert!(copy_in_use, "{mode}: the copy was never used");
+        assert!(detections.len() == 3, "{mode}: every detector fires in this scenario: {detections:?}");
+        outcomes.push((mode, detections, decided(&first).await));
+    }
+    for (mode, detections, incidents) in &outcomes[1..] {
+        assert_eq!(detections, &outcomes[0].1, "{mode} against {}", outcomes[0].0);
+        assert_eq!(incidents, &outcomes[0].2, "{mode} against {}", outcomes[0].0);
+    }
+}
+
+/// A batch applied and then rolled back leaves nothing in the detectors' memory: a spray
+/// that only the rolled-back failures would complete is not detected.
+#[tokio::test]
+async fn a_rolled_back_batch_leaves_no_failures_in_the_detectors_memory() {
+    let (_d, s) = store().await;
+    let p = Policy::default();
+    let from_one_ip = |id: &str, minute: i64| {
+        let mut e = ev(id, 50126, Category::InvalidCredentials, minute);
+        e.ip = Some("ip-x".into());
+        e
+    };
+    commit(&s, &p, vec![from_one_ip("first", 0)]).await;
+    assert!(s.detector_rows_in_memory() > 0, "the copy holds the first failure");
+    {
+        let mut tx = s.begin_write().await.unwrap();
+        let evs = (0..8).map(|i| stored(from_one_ip(&format!("gone{i}"), 1))).collect();
+        let r = s.apply_batch(&mut tx, &Batch { events: evs, ..Batch::default() }, &p).await.unwrap();
+        assert_eq!(r.detections.get("password_spray"), None);
+        // Dropped without committing: rolled back.
+    }
+    let r = commit(&s, &p, vec![from_one_ip("last", 2)]).await;
+    assert_eq!(r.detections.get("password_spray"), None, "two users from ip-x are stored, not ten");
+    let evs = (0..8).map(|i| from_one_ip(&format!("kept{i}"), 3)).collect();
+    let r = commit(&s, &p, evs).await;
+    assert_eq!(r.detections.get("password_spray"), Some(&1), "ten users from ip-x once they are stored");
+}

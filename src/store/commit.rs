@@ -19,6 +19,7 @@ use chrono::Utc;
 use serde_json::json;
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
+use super::recent::{self, CredentialFailure, RollbackGuard, SharedRecent};
 use super::{to_ms, Batch, BatchResult, Store, StoreError, StoredEvent};
 use crate::event::{Category, Outcome};
 use crate::incidents::{self, Decision, Detector, IncidentState, IncidentStatus, Policy};
@@ -51,6 +52,14 @@ pub const CORRELATION_WINDOW_MS: i64 = 12 * 3_600_000;
 const CORRELATION_BUCKET_MS: i64 = 86_400_000;
 /// Width of the event-time buckets leading the detector indexes (`occurred_at / 3600000`).
 const DETECTOR_BUCKET_MS: i64 = 3_600_000;
+/// How many detector windows back from the event-time clock the in-memory copy of the
+/// credential failures reaches (`recent`): one for the windows the next batches end, one
+/// more for a feed that lags behind another (a Passport log ahead of its Entra export).
+const RECENT_WINDOWS: i64 = 2;
+/// What a batch reads first, in one statement: the event-time clock, which writer
+/// connection this is and whether another connection committed since (`recent`).
+const BATCH_START: &str = "SELECT (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'watermark_ms'),
+        (SELECT number FROM temp.writer_connection), (SELECT data_version FROM pragma_data_version)";
 
 /// What a new incident is made of.
 struct NewIncident<'a> {
@@ -297,7 +306,8 @@ impl Store {
         // MAX(id)) under a snapshot and then fails with SQLITE_BUSY if another writer (the
         // HTTP ingest, an acknowledgement, retention) committed meanwhile; this one waits
         // its turn (busy_timeout) instead, and the ids it assigns cannot be taken.
-        Ok(WriteTx(self.writer_pool().begin_with("BEGIN IMMEDIATE").await?))
+        let tx = self.writer_pool().begin_with("BEGIN IMMEDIATE").await?;
+        Ok(WriteTx(tx, RollbackGuard::new(self.recent.clone())))
     }
 
     /// Writes one batch inside `tx`, exactly as [`Store::commit_batch`] does, without
@@ -314,8 +324,11 @@ impl Store {
             return Ok(result);
         }
         let tx = &mut tx.0;
-        let mut watermark: i64 =
-            sqlx::query_scalar(super::WATERMARK).fetch_optional(&mut **tx).await?.unwrap_or(i64::MIN);
+        let (watermark, connection, data_version): (Option<i64>, i64, i64) =
+            sqlx::query_as(BATCH_START).fetch_one(&mut **tx).await?;
+        let mut watermark = watermark.unwrap_or(i64::MIN);
+        let watermark_before = watermark;
+        recent::lock(&self.recent).check(connection, data_version);
         // A clock far in the future on one machine must not resolve every incident:
         // the event-time clock never runs more than an hour ahead of this host.
         let ceiling = to_ms(Utc::now()) + 3_600_000;
@@ -427,13 +440,30 @@ impl Store {
         batch_rows.write_through(tx, usize::MAX).await?;
         state.flush(tx).await?;
 
+        if policy.detectors.enabled {
+            let mut copy = recent::lock(&self.recent);
+            for row in &batch_rows.rows {
+                if let Some(failure) = credential_failure(row) {
+                    copy.add(&failure);
+                }
+            }
+        }
         if policy.detectors.enabled && !credential_failures.is_empty() {
-            run_detectors(tx, &credential_failures, policy, &mut result).await?;
+            let recent = Recent { copy: &self.recent, watermark_before };
+            run_detectors(tx, &credential_failures, policy, &recent, &mut result).await?;
         }
 
         if batch_max > watermark {
             watermark = batch_max;
             result.incidents_auto_resolved += sweep(tx, watermark, policy).await?;
+        }
+        if policy.detectors.enabled {
+            // Later batches' windows end at or after about the clock; keep one window more
+            // for feeds that lag behind each other.
+            let window = i64::try_from(policy.detectors.window.as_millis()).unwrap_or(i64::MAX);
+            recent::lock(&self.recent).trim(watermark.saturating_sub(window.saturating_mul(RECENT_WINDOWS)));
+        } else {
+            recent::lock(&self.recent).forget();
         }
         if watermark != i64::MIN {
             sqlx::query(
@@ -473,12 +503,14 @@ impl Store {
 /// A write transaction open on the writer's connection ([`Store::begin_write`]): batches
 /// applied to it ([`Store::apply_batch`]) become visible, and durable, together when it
 /// commits. Dropped without [`WriteTx::commit`], it rolls back.
-pub struct WriteTx(Tx<'static>);
+pub struct WriteTx(Tx<'static>, RollbackGuard);
 
 impl WriteTx {
     /// Commits everything applied.
     pub async fn commit(self) -> Result<(), StoreError> {
-        self.0.commit().await?;
+        let WriteTx(tx, guard) = self;
+        tx.commit().await?;
+        guard.committed();
         Ok(())
     }
 }
@@ -1042,6 +1074,7 @@ async fn run_detectors(
     tx: &mut Tx<'_>,
     failures: &[&StoredEvent],
     policy: &Policy,
+    recent: &Recent<'_>,
     result: &mut BatchResult,
 ) -> Result<(), StoreError> {
     let window = i64::try_from(policy.detectors.window.as_millis()).unwrap_or(i64::MAX);
@@ -1061,29 +1094,132 @@ async fn run_detectors(
         }
     }
     let spray_users = i64::from(policy.detectors.spray_users);
-    let history = window_events(tx, "ip_key", &by_ip, "", window).await?;
-    for (ip, hit) in scan_keys(&by_ip, &history, window, |_, users| users >= spray_users) {
+    let brute = i64::from(policy.detectors.brute_force_failures);
+    let lockout_users = i64::from(policy.detectors.lockout_users);
+    let spray = |_, users| users >= spray_users;
+    let brute_force = |n, _| n >= brute;
+    let wave = |_, users| users >= lockout_users;
+    // The copy's lock is released before anything else is awaited.
+    let from_copy = recent_windows(tx, failures, window, recent).await?.map(|copy| DetectorHits {
+        spray: scan_keys(&by_ip, copy.by_ip(), window, spray),
+        brute_force: scan_keys(&by_user, copy.by_user(), window, brute_force),
+        lockout_wave: scan_window(copy.lockouts(), &lockouts, window, wave),
+    });
+    let hits = match from_copy {
+        Some(hits) => hits,
+        None => {
+            let history = window_events(tx, "ip_key", &by_ip, "", window).await?;
+            let spray = scan_keys(&by_ip, &history, window, spray);
+            let history = window_events(tx, "user_key", &by_user, "AND e.counted = 1", window).await?;
+            let brute_force = scan_keys(&by_user, &history, window, brute_force);
+            let mut lockout_wave = None;
+            if let (Some(&first), Some(&last)) = (lockouts.iter().min(), lockouts.iter().max()) {
+                // One JSON row: a wave's window holds many lockouts. JSON arrays come in no
+                // promised order, and the window slides over time.
+                let bounds = [first.saturating_sub(window), last];
+                let mut events: Vec<(i64, Option<String>)> =
+                    fetch_json(tx, LOCKOUT_WINDOW, None, &bounds, "events (lockout window)").await?;
+                events.sort_unstable_by_key(|(t, _)| *t);
+                lockout_wave = scan_window(&events, &lockouts, window, wave);
+            }
+            DetectorHits { spray, brute_force, lockout_wave }
+        }
+    };
+    for (ip, hit) in hits.spray {
         record_hit(tx, Detector::PasswordSpray, ip, hit, policy, result).await?;
     }
-    let brute = i64::from(policy.detectors.brute_force_failures);
-    let history = window_events(tx, "user_key", &by_user, "AND e.counted = 1", window).await?;
-    for (user, hit) in scan_keys(&by_user, &history, window, |n, _| n >= brute) {
+    for (user, hit) in hits.brute_force {
         record_hit(tx, Detector::BruteForce, user, hit, policy, result).await?;
     }
-    if let (Some(&first), Some(&last)) = (lockouts.iter().min(), lockouts.iter().max()) {
-        // One JSON row: a wave's window holds many lockouts. JSON arrays come in no
-        // promised order, and the window slides over time.
-        let bounds = [first.saturating_sub(window), last];
-        let mut events: Vec<(i64, Option<String>)> =
-            fetch_json(tx, LOCKOUT_WINDOW, None, &bounds, "events (lockout window)").await?;
-        events.sort_unstable_by_key(|(t, _)| *t);
-        let threshold = i64::from(policy.detectors.lockout_users);
-        if let Some(hit) = scan_window(&events, &lockouts, window, |_, users| users >= threshold) {
-            record_hit(tx, Detector::LockoutWave, "all", hit, policy, result).await?;
-        }
+    if let Some(hit) = hits.lockout_wave {
+        record_hit(tx, Detector::LockoutWave, "all", hit, policy, result).await?;
     }
     Ok(())
 }
+
+/// Where each detector's threshold was met in this batch's windows.
+struct DetectorHits<'k> {
+    spray: Vec<(&'k str, Hit)>,
+    brute_force: Vec<(&'k str, Hit)>,
+    lockout_wave: Option<Hit>,
+}
+
+/// The in-memory copy of the detectors' recent past (`recent`) and the event-time clock
+/// before this batch.
+struct Recent<'a> {
+    copy: &'a SharedRecent,
+    watermark_before: i64,
+}
+
+/// The copy, locked, when it holds every window that ends at one of `failures` (the
+/// batch's credential failures, already in it); filled from the store first when it
+/// was forgotten or falls short and the store's recent past is small enough to read.
+/// `None`: the windows are to be read from the store.
+async fn recent_windows<'a>(
+    tx: &mut Tx<'_>,
+    failures: &[&StoredEvent],
+    window: i64,
+    recent: &Recent<'a>,
+) -> Result<Option<std::sync::MutexGuard<'a, recent::RecentFailures>>, StoreError> {
+    let Some(first) = failures.iter().map(|s| to_ms(s.event.occurred_at)).min() else {
+        return Ok(None);
+    };
+    let from = first.saturating_sub(window);
+    if recent::lock(recent.copy).covers(from) {
+        return Ok(Some(recent::lock(recent.copy)));
+    }
+    // Data far behind the clock (an old export) reads its windows from the store, as
+    // a fill would have to read everything since.
+    let reach = window.saturating_mul(RECENT_WINDOWS + 1);
+    if recent.watermark_before != i64::MIN && recent.watermark_before.saturating_sub(from) > reach {
+        return Ok(None);
+    }
+    let limit = i64::try_from(recent::MAX_ENTRIES).unwrap_or(i64::MAX);
+    let rows: Vec<FillRow> =
+        fetch_json(tx, RECENT_FILL, None, &[from, limit.saturating_add(1)], "events (recent credential failures)")
+            .await?;
+    if rows.len() > recent::MAX_ENTRIES {
+        return Ok(None);
+    }
+    let mut copy = recent::lock(recent.copy);
+    copy.fill(
+        from,
+        rows.iter().map(|(at, ip_key, user_key, counted, code)| CredentialFailure {
+            at: *at,
+            ip_key: ip_key.as_deref(),
+            user_key: user_key.as_deref(),
+            counted: *counted == 1,
+            lockout: *code == LOCKOUT_CODE,
+        }),
+    );
+    Ok(copy.covers(from).then_some(copy))
+}
+
+/// The row `row` is to the detectors, if it is a credential failure: what the detector
+/// indexes (`events_by_ip_key`, `events_by_user_key`, `events_lockouts`) hold of it.
+fn credential_failure<'a>(row: &'a NewRow<'_>) -> Option<CredentialFailure<'a>> {
+    let ev = &row.stored.event;
+    let code = i64::from(ev.primary_code()?);
+    if ev.outcome != Outcome::Failure || !(code == 50126 || code == LOCKOUT_CODE) {
+        return None;
+    }
+    Some(CredentialFailure {
+        at: row.occurred_at,
+        ip_key: row.stored.ip_key.as_deref(),
+        user_key: row.stored.user_key.as_deref(),
+        counted: row.counted,
+        lockout: code == LOCKOUT_CODE,
+    })
+}
+
+/// `[time, IP key, user key, counted, code]`, as `RECENT_FILL` returns a row.
+type FillRow = (i64, Option<String>, Option<String>, i64, i64);
+
+/// Every credential failure later than `?1` (at most `?2` of them) as one JSON array of
+/// `[time, IP key, user key, counted, code]`: what fills the in-memory copy.
+const RECENT_FILL: &str = "SELECT json_group_array(json_array(occurred_at, ip_key, user_key, counted, code))
+      FROM (SELECT occurred_at, ip_key, user_key, counted, code FROM events INDEXED BY events_by_code_time
+             WHERE code IN (50126, 50053) AND outcome = 'failure' AND occurred_at > ?1 LIMIT ?2)";
 
 /// The lockouts (AADSTS50053 failures) in `(?1, ?2]` of event time as one JSON array of
 /// `[time, user key]`, read from their own partial index alone (migration 0007). The code

@@ -7,6 +7,7 @@
 
 mod commit;
 pub mod queries;
+mod recent;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -233,12 +234,17 @@ pub struct Store {
     /// cache (peak RSS 112 MB on a 1M-record replay, 68 MB with one connection).
     writer: SqlitePool,
     path: PathBuf,
+    /// The detectors' recent past, as the write path last stored it (`recent`).
+    recent: recent::SharedRecent,
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// The event-time clock: the newest event time the store has seen (Unix ms), if any.
 const WATERMARK: &str = "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'watermark_ms'";
+
+/// Numbers the writer connections this process opens (see `Store::open`).
+static WRITER_CONNECTIONS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(1);
 
 /// Page cache of the writer's connection (KiB, as `PRAGMA cache_size` takes it).
 const WRITER_CACHE: &str = "-16000";
@@ -294,6 +300,18 @@ impl Store {
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
+            // Each writer connection numbers itself (the pool replaces connections as they
+            // age), so the write path knows when its copy of the detectors' recent past
+            // was made on another connection, whose `data_version` counts differently.
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    let number = WRITER_CONNECTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    sqlx::query(&format!("CREATE TEMP TABLE writer_connection AS SELECT {number} AS number"))
+                        .execute(conn)
+                        .await?;
+                    Ok(())
+                })
+            })
             // The write path sets every incident id itself, from incidents it just read or
             // inserted, and never deletes an incident (retention does, on the other pool,
             // where ON DELETE SET NULL still applies). Checking the reference on every
@@ -312,12 +330,18 @@ impl Store {
             )
             .await
             .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
-        Ok(Store { pool, writer, path: path.to_path_buf() })
+        Ok(Store { pool, writer, path: path.to_path_buf(), recent: Default::default() })
     }
 
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// How many credential failures the write path holds in memory for the detectors'
+    /// windows (a diagnostic; 0 when it holds none it may answer from).
+    pub fn detector_rows_in_memory(&self) -> usize {
+        recent::lock(&self.recent).entries()
     }
 
     /// Closes the pools (after the last commit).

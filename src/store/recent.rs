@@ -1,0 +1,228 @@
+//! The detectors' recent past, kept in memory by the write path (issue #8).
+//!
+//! The spray, brute-force and lockout detectors slide a window over the credential
+//! failures (AADSTS50126 and 50053) of every key a batch touches. Reading those windows
+//! back from the store was a sixth of the commit path's time (a JSON read per detector
+//! per batch on SQLite's thread, and its decoding on the writer's). In a replay or a live
+//! feed the windows a batch needs are almost always the last few minutes of event time,
+//! which this writer itself stored, so it keeps them: every credential failure later
+//! than a moving bound, exactly as the store holds them.
+//!
+//! The copy must never differ from the store, or detections would depend on what the
+//! process happened to remember. It is dropped whole when it could:
+//! - another connection committed to the store (a second process, retention, the API):
+//!   SQLite's `data_version` of the writer's connection changed;
+//! - the writer's connection was replaced (the pool recycles it): each connection
+//!   carries its own number in a temporary table;
+//! - a transaction that added rows did not commit ([`RollbackGuard`]);
+//! - it would hold more than [`MAX_ENTRIES`] rows (a burst): the windows are read from the
+//!   store as before.
+//!
+//! A batch whose windows reach back before the copy's bound (data older than the feed
+//! it follows, as an hourly Entra blob behind a live Passport log) reads them from the
+//! store, also as before.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// One failure as a window reads it: event time (Unix ms) and the user's key.
+pub(crate) type WindowRow = (i64, Option<String>);
+
+/// Most rows the copy holds, over its three lists, before it gives up (each about 150
+/// bytes: a few MB at most, against the 64 MB peak-RSS budget).
+pub(crate) const MAX_ENTRIES: usize = 30_000;
+
+/// A stored credential failure, as the copy takes it in.
+pub(crate) struct CredentialFailure<'a> {
+    /// Event time (Unix ms).
+    pub at: i64,
+    /// Keyed hash of the IP address.
+    pub ip_key: Option<&'a str>,
+    /// Keyed hash of the user.
+    pub user_key: Option<&'a str>,
+    /// Counted for its sign-in attempt (not a correlated copy): brute force reads only these.
+    pub counted: bool,
+    /// AADSTS50053 (the lockout wave reads only these).
+    pub lockout: bool,
+}
+
+/// Every stored credential failure later than `covers_after`, by IP key, by user key
+/// (counted rows only) and the lockouts, each in time order: the rows the detector
+/// windows would read from `events_by_ip_key`, `events_by_user_key` and
+/// `events_lockouts`.
+#[derive(Debug, Default)]
+pub(crate) struct RecentFailures {
+    /// `None`: the copy holds nothing it may answer for.
+    covers_after: Option<i64>,
+    by_ip: HashMap<String, Vec<WindowRow>>,
+    by_user: HashMap<String, Vec<WindowRow>>,
+    lockouts: Vec<WindowRow>,
+    /// Rows held, over the three lists (a row can be in each).
+    entries: usize,
+    /// The writer connection's number and `data_version` the copy was last checked under.
+    checked_under: Option<(i64, i64)>,
+}
+
+fn insert_sorted(rows: &mut Vec<WindowRow>, row: WindowRow) {
+    // Rows nearly always arrive in time order: the search ends at the back.
+    let at = rows.partition_point(|r| r.0 <= row.0);
+    rows.insert(at, row);
+}
+
+impl RecentFailures {
+    /// Drops every row: the copy answers for nothing until it is filled again.
+    pub(crate) fn forget(&mut self) {
+        let checked_under = self.checked_under;
+        *self = RecentFailures { checked_under, ..RecentFailures::default() };
+    }
+
+    /// At the start of a batch, under the write lock: forgets everything if the store may
+    /// have changed behind the copy (another connection committed, or the writer's
+    /// connection is a new one).
+    pub(crate) fn check(&mut self, connection: i64, data_version: i64) {
+        if self.checked_under != Some((connection, data_version)) {
+            self.forget();
+            self.checked_under = Some((connection, data_version));
+        }
+    }
+
+    /// True when every stored credential failure later than `from` is here.
+    pub(crate) fn covers(&self, from: i64) -> bool {
+        matches!(self.covers_after, Some(bound) if bound <= from)
+    }
+
+    /// Takes in a row just written. Rows at or before the bound are not kept (the copy
+    /// does not answer for that time).
+    pub(crate) fn add(&mut self, row: &CredentialFailure<'_>) {
+        let Some(bound) = self.covers_after else {
+            return;
+        };
+        if row.at <= bound {
+            return;
+        }
+        if self.entries >= MAX_ENTRIES {
+            self.forget();
+            return;
+        }
+        let user = row.user_key.map(str::to_string);
+        if let Some(ip) = row.ip_key {
+            insert_sorted(self.by_ip.entry(ip.to_string()).or_default(), (row.at, user.clone()));
+            self.entries += 1;
+        }
+        if let (Some(key), true) = (row.user_key, row.counted) {
+            insert_sorted(self.by_user.entry(key.to_string()).or_default(), (row.at, user.clone()));
+            self.entries += 1;
+        }
+        if row.lockout {
+            insert_sorted(&mut self.lockouts, (row.at, user));
+            self.entries += 1;
+        }
+    }
+
+    /// Replaces the contents with `rows`, every stored credential failure later than
+    /// `after` (read from the store in this transaction).
+    pub(crate) fn fill<'a>(&mut self, after: i64, rows: impl IntoIterator<Item = CredentialFailure<'a>>) {
+        self.forget();
+        self.covers_after = Some(after);
+        for row in rows {
+            self.add(&row);
+            if self.covers_after.is_none() {
+                return;
+            }
+        }
+    }
+
+    /// Forgets the rows at or before `bound` (they have left every window the next
+    /// batches can end): the copy then answers for later times only.
+    pub(crate) fn trim(&mut self, bound: i64) {
+        let Some(current) = self.covers_after else {
+            return;
+        };
+        if bound <= current {
+            return;
+        }
+        let drop_through = |rows: &mut Vec<WindowRow>| {
+            let cut = rows.partition_point(|r| r.0 <= bound);
+            rows.drain(..cut);
+        };
+        for map in [&mut self.by_ip, &mut self.by_user] {
+            map.retain(|_, rows| {
+                drop_through(rows);
+                !rows.is_empty()
+            });
+        }
+        drop_through(&mut self.lockouts);
+        self.entries =
+            self.by_ip.values().chain(self.by_user.values()).map(Vec::len).sum::<usize>() + self.lockouts.len();
+        self.covers_after = Some(bound);
+    }
+
+    /// Rows held over the three lists; 0 when the copy answers for nothing.
+    pub(crate) fn entries(&self) -> usize {
+        if self.covers_after.is_some() {
+            self.entries
+        } else {
+            0
+        }
+    }
+
+    /// Per IP key, its failures in time order.
+    pub(crate) fn by_ip(&self) -> &HashMap<String, Vec<WindowRow>> {
+        &self.by_ip
+    }
+
+    /// Per user key, its counted failures in time order.
+    pub(crate) fn by_user(&self) -> &HashMap<String, Vec<WindowRow>> {
+        &self.by_user
+    }
+
+    /// The lockouts in time order.
+    pub(crate) fn lockouts(&self) -> &[WindowRow] {
+        &self.lockouts
+    }
+}
+
+/// The copy as the store shares it between its handles.
+pub(crate) type SharedRecent = Arc<Mutex<RecentFailures>>;
+
+/// Locks the copy; a panic elsewhere while it was held leaves it possibly half-changed,
+/// so it is forgotten rather than trusted.
+pub(crate) fn lock(recent: &SharedRecent) -> MutexGuard<'_, RecentFailures> {
+    match recent.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => {
+            recent.clear_poison();
+            let mut guard = poisoned.into_inner();
+            guard.forget();
+            guard
+        }
+    }
+}
+
+/// Forgets the copy when a write transaction ends without committing: it may hold rows
+/// the store rolled back.
+#[derive(Debug)]
+pub(crate) struct RollbackGuard {
+    recent: SharedRecent,
+    armed: bool,
+}
+
+impl RollbackGuard {
+    /// Armed until [`RollbackGuard::committed`].
+    pub(crate) fn new(recent: SharedRecent) -> Self {
+        RollbackGuard { recent, armed: true }
+    }
+
+    /// The transaction committed: the copy's rows are the store's.
+    pub(crate) fn committed(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for RollbackGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            lock(&self.recent).forget();
+        }
+    }
+}
