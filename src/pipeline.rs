@@ -467,9 +467,15 @@ impl Normalizer {
             return Self::success(shared_source, file_key, offset, &raw, received_at).map(Made::Success);
         }
         let c = classifier.classify(&ClassifyInput::of_signin(&raw));
-        // A text-only line (Passport) that carries no code and matches no catalogue
-        // entry is chatter, not a sign-in.
-        if raw.result_code.is_none() && c.codes.is_empty() && c.matched_by.is_none() {
+        // Nothing places it: an Entra object without a result of its own is not a sign-in,
+        // and a Passport line whose only text is `<private>`-hidden counts as redacted.
+        // Any other Passport line got here past `decide`'s gate (an Error or Fault level,
+        // a failure phrase, a token body): it counts, as an unclassified failure.
+        if raw.result_code.is_none()
+            && c.codes.is_empty()
+            && c.matched_by.is_none()
+            && (raw.format != "passport" || raw.redacted)
+        {
             return None;
         }
         if c.outcome == Outcome::Success {

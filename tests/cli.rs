@@ -241,6 +241,34 @@ fn a_partly_private_failure_counts_as_redacted() {
     );
 }
 
+/// A Passport line past the sign-in gate (Error or Fault level, or a failure phrase) that
+/// no catalogue entry places still counts, as an unclassified failure, in every export
+/// style; a Default-level line with neither is chatter.
+#[test]
+fn a_passport_failure_no_entry_places_counts_as_unclassified() {
+    let dir = tempfile::tempdir().unwrap();
+    let ndjson = dir.path().join("p.ndjson");
+    std::fs::write(
+        &ndjson,
+        concat!(
+            r#"{"timestamp":"2026-03-04 08:15:04.123456-0800","messageType":"Fault","subsystem":"io.kandji.passport","senderImagePath":"/Library/Security/SecurityAgentPlugins/KandjiPassport.bundle/Contents/MacOS/KandjiPassport","eventMessage":"Unexpected response from identity provider (HTTP 500)"}"#,
+            "\n",
+            r#"{"timestamp":"2026-03-04 08:15:05.123456-0800","messageType":"Default","subsystem":"io.kandji.passport","senderImagePath":"/Library/Security/SecurityAgentPlugins/KandjiPassport.bundle/Contents/MacOS/KandjiPassport","eventMessage":"Refreshing the login window"}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let syslog = dir.path().join("p.log");
+    std::fs::write(
+        &syslog,
+        "2026-03-04 08:15:02.123456-0800  mac-042 SecurityAgent[612]: (KandjiPassport) [io.kandji.passport:auth] Authentication failed: The network connection was lost.\n",
+    )
+    .unwrap();
+    let v = json(&passportd(dir.path(), &["replay", "--json", ndjson.to_str().unwrap(), syslog.to_str().unwrap()]));
+    assert_eq!((v["records"].as_u64(), v["skipped"].as_u64()), (Some(2), Some(1)), "{v}");
+    assert_eq!(v["by_category"]["unclassified"].as_u64(), Some(2), "{v}");
+}
+
 #[test]
 fn classify_cli_explains_the_kandji_errors() {
     let dir = tempfile::tempdir().unwrap();
