@@ -145,12 +145,16 @@ fn diagnostic_record_fields() {
     let r = signins(&items)[0].clone();
     assert_eq!(r.user, None);
     assert_eq!(r.tenant_id.as_deref(), Some("1111111111-902d-4dea-8026-5a790862fede"));
-    // `time` in US spelling still parses.
+    // The sign-in's own time (`createdDateTime`), not when its log record was written
+    // (`time`, here in US spelling and two and a half minutes later).
     let items =
         auto(&fixture("azure/elastic-integrations_signinlogs_test-alternative-time-and-duration-as-string.log"));
     let r = signins(&items)[0].clone();
-    assert_eq!(r.occurred_at.unwrap().to_rfc3339(), "2025-11-14T01:48:53+00:00");
+    assert_eq!(r.occurred_at.unwrap().to_rfc3339(), "2025-11-14T01:46:16.428297500+00:00");
     assert_eq!(r.result_code, Some(0));
+    // Without one, `time` in US spelling still parses.
+    let r = signins(&auto(b"{\"time\":\"11/14/2025 1:48:53 AM\",\"resultType\":\"50126\"}\n"))[0].clone();
+    assert_eq!(r.occurred_at.unwrap().to_rfc3339(), "2025-11-14T01:48:53+00:00");
 }
 
 #[test]
@@ -432,9 +436,23 @@ fn traps() {
     assert_eq!(tags(&auto(bad)), vec!["error:invalid_utf8", "error:invalid_json", "error:unknown_format"]);
     // A message with only `time` and `category` is not a sign-in.
     assert_eq!(tags(&auto(b"{\"time\":\"x\",\"category\":\"SignInLogs\"}\n")), vec!["error:not_signin"]);
-    // An unparseable time keeps the record.
-    let r = signins(&auto(b"{\"time\":\"yesterday\",\"resultType\":\"50126\"}\n"))[0].clone();
+    // A time that is there but unreadable is an error, not a sign-in placed at the time it
+    // was read; one readable time of the record's is enough, and a record without any
+    // time is kept (it takes the time it was read).
+    assert_eq!(tags(&auto(b"{\"time\":\"yesterday\",\"resultType\":\"50126\"}\n")), vec!["error:invalid_timestamp"]);
+    let graph_de = br#"{"value":[{"id":"x","createdDateTime":"04.03.2026 16:15:02","status":{"errorCode":50076}}]}"#;
+    assert_eq!(tags(&auto(graph_de)), vec!["error:invalid_timestamp"]);
+    let both =
+        b"{\"time\":\"yesterday\",\"TimeGenerated\":\"2026-03-04T16:15:02Z\",\"Id\":\"y\",\"ResultType\":\"50126\"}\n";
+    assert_eq!(signins(&auto(both))[0].occurred_at.unwrap().to_rfc3339(), "2026-03-04T16:15:02+00:00");
+    let r = signins(&auto(b"{\"resultType\":\"50126\",\"properties\":{\"id\":\"z\"}}\n"))[0].clone();
     assert_eq!((r.occurred_at, r.result_code), (None, Some(50126)));
+    // PowerShell 5.1's ConvertTo-Json dates.
+    let ps = br#"{"value":[{"id":"p","createdDateTime":"\/Date(1772640902000)\/","status":{"errorCode":50126}}]}"#;
+    assert_eq!(signins(&auto(ps))[0].occurred_at.unwrap().to_rfc3339(), "2026-03-04T16:15:02+00:00");
+    // A Passport record with an unreadable timestamp, too.
+    let passport = br#"{"timestamp":"soon","messageType":"Error","subsystem":"io.kandji.passport","eventMessage":"AADSTS50126: Error validating credentials"}"#;
+    assert_eq!(tags(&auto(passport)), vec!["error:invalid_timestamp"]);
 }
 
 #[test]
@@ -590,4 +608,24 @@ fn a_message_ending_with_a_colon_is_reported_open_ended() {
     assert!(!d.holds_open_ended_record());
     d.flush(&mut out);
     assert_eq!(tags(&out), vec!["signin:passport:-:[50126]"]);
+}
+
+/// A source's `timezone` places Passport's offset-less stamps (the compact style); Entra
+/// writes UTC whether or not it says so, in JSON records and in the portal's `[UTC]` CSV.
+#[test]
+fn a_source_timezone_applies_to_passport_stamps_not_to_entra_times() {
+    let o = DecodeOptions { default_tz: chrono_tz::America::Los_Angeles, ..DecodeOptions::default() };
+    let diagnostic =
+        b"{\"time\":\"2026-03-04T16:16:02.1234567\",\"resultType\":\"50126\",\"properties\":{\"id\":\"a\"}}\n";
+    let csv = b"TimeGenerated [UTC],ResultType,Id\n\"3/4/2026, 4:15:02.123 PM\",50126,b\n";
+    let compact = b"2026-03-04 08:15:02.123 E  SecurityAgent[612:26b7] [io.kandji.passport:auth] AADSTS50126: Error validating credentials\n";
+    let at = |bytes: &[u8]| {
+        decode_bytes(&o, bytes).iter().find_map(|i| match &i.kind {
+            ItemKind::SignIn(s) => s.occurred_at.map(|t| t.to_rfc3339()),
+            _ => None,
+        })
+    };
+    assert_eq!(at(diagnostic).as_deref(), Some("2026-03-04T16:16:02.123456700+00:00"));
+    assert_eq!(at(csv).as_deref(), Some("2026-03-04T16:15:02.123+00:00"));
+    assert_eq!(at(compact).as_deref(), Some("2026-03-04T16:15:02.123+00:00"));
 }

@@ -41,7 +41,9 @@ pub(crate) fn to_signin(o: &Obj<'_>, label: &'static str, opts: &DecodeOptions) 
     if !is_signin(o) {
         return ItemKind::Error(ParseErrorReason::NotSignin);
     }
-    let tz = opts.default_tz;
+    // Entra writes every time in UTC, with or without a `Z` (a portal CSV says so in its
+    // `[UTC]` header suffix): a source's `timezone` is for Passport's offset-less stamps.
+    let tz = chrono_tz::UTC;
     let p = o.properties.as_deref();
     // properties (the Graph object) first, then the envelope / row.
     macro_rules! pick {
@@ -51,10 +53,14 @@ pub(crate) fn to_signin(o: &Obj<'_>, label: &'static str, opts: &DecodeOptions) 
     }
     let status = p.and_then(|p| p.status.as_ref()).or(o.status.as_ref());
     let result_code = status.and_then(|s| s.error_code).or(o.result_type).or_else(|| p.and_then(|p| p.result_type));
-    let occurred_at = [&o.time, &o.time_generated, p.map_or(&o.created, |p| &p.created), &o.created]
-        .into_iter()
-        .filter_map(LStr::get)
-        .find_map(|t| parse_timestamp(t, tz));
+    // When the sign-in happened (`createdDateTime`, the same instant in every shape of one
+    // sign-in) before when its log record was written (`time`, `TimeGenerated`, which can
+    // lag it by minutes).
+    let times = [p.map_or(&o.created, |p| &p.created), &o.created, &o.time, &o.time_generated];
+    let occurred_at = times.into_iter().filter_map(LStr::get).find_map(|t| parse_timestamp(t, tz));
+    if occurred_at.is_none() && times.into_iter().any(|t| t.get().is_some()) {
+        return ItemKind::Error(ParseErrorReason::InvalidTimestamp);
+    }
     if result_code == Some(0) && !opts.success_detail {
         return ItemKind::SignIn(Box::new(RawSignIn {
             format: label,

@@ -26,7 +26,7 @@ use serde::Deserialize;
 
 use super::record::{LCode, LStr};
 use super::time::parse_timestamp;
-use super::{ItemKind, PassportFilter, RawSignIn};
+use super::{ItemKind, ParseErrorReason, PassportFilter, RawSignIn};
 
 /// `PassportFilter` with its needles lower-cased once.
 #[derive(Debug, Clone)]
@@ -415,7 +415,13 @@ pub(crate) fn decide(r: &PassportFields<'_>, m: &Matcher, tz: chrono_tz::Tz) -> 
     }
     s.message_codes = codes;
     s.redacted = msg.contains("<private>");
-    s.occurred_at = r.timestamp.and_then(|t| parse_timestamp(t, tz));
+    s.occurred_at = match r.timestamp.map(str::trim).filter(|t| !t.is_empty()) {
+        Some(t) => match parse_timestamp(t, tz) {
+            Some(at) => Some(at),
+            None => return ItemKind::Error(ParseErrorReason::InvalidTimestamp),
+        },
+        None => None,
+    };
     s.message = Some(msg.to_owned());
     if s.correlation_id.is_none() {
         s.correlation_id = find_correlation_id(msg).map(str::to_owned);

@@ -3,10 +3,14 @@
 //! Accepted (all normalized to UTC):
 //! - ISO-8601 / RFC 3339 with `T` or a space, 0–9 fractional digits (more are truncated),
 //!   `Z`, `±HH:MM`, `±HHMM`, `±HH` or no zone (→ the stream's `default_tz`);
-//! - the US spelling of the portal and some exports: `M/D/YYYY[,] H:MM[:SS[.fff]] [AM|PM] [±HH:MM]`.
+//! - the US spelling of the portal and some exports: `M/D/YYYY[,] H:MM[:SS[.fff]] [AM|PM] [±HH:MM]`;
+//! - .NET's JSON date, `/Date(1772640902000)/` (milliseconds since the epoch, UTC, with an
+//!   optional `±HHMM` that only says where it was written), as Windows PowerShell 5.1's
+//!   `ConvertTo-Json` writes every date of a Graph or Log Analytics export.
 //!
-//! Anything else gives `None`; callers keep the record and leave `occurred_at` empty
-//! rather than dropping a sign-in because of its clock format.
+//! Anything else gives `None`: a record whose time is there but unreadable is an
+//! `invalid_timestamp` parse error (its callers), not a sign-in placed at the time it
+//! was read, which would put an old failure into today's incidents.
 
 use chrono::{DateTime, FixedOffset, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -15,13 +19,32 @@ use chrono_tz::Tz;
 pub fn parse_timestamp(s: &str, default_tz: Tz) -> Option<DateTime<Utc>> {
     let s = s.trim();
     let b = s.as_bytes();
-    if b.len() >= 10 && b[4] == b'-' {
+    if let Some(inner) = s.strip_prefix("/Date(").and_then(|r| r.strip_suffix(")/")) {
+        parse_dotnet(inner)
+    } else if b.len() >= 10 && b[4] == b'-' {
         parse_iso(b, default_tz)
     } else if b.contains(&b'/') {
         parse_us(s, default_tz)
     } else {
         None
     }
+}
+
+/// The inside of `/Date(…)/`: milliseconds since the epoch, then an optional `±HHMM`.
+fn parse_dotnet(inner: &str) -> Option<DateTime<Utc>> {
+    let digits_end = inner
+        .char_indices()
+        .find(|&(i, c)| !(c.is_ascii_digit() || (i == 0 && c == '-')))
+        .map_or(inner.len(), |(i, _)| i);
+    let (ms, zone) = inner.split_at(digits_end);
+    let zone_ok = zone.is_empty()
+        || (zone.len() == 5
+            && (zone.starts_with('+') || zone.starts_with('-'))
+            && zone[1..].bytes().all(|d| d.is_ascii_digit()));
+    if !zone_ok {
+        return None;
+    }
+    Utc.timestamp_millis_opt(ms.parse().ok()?).single()
 }
 
 /// Reads exactly `n` ASCII digits at `*i`.
@@ -241,6 +264,22 @@ mod tests {
         assert_eq!(p("2026-03-04T08:15:02Zjunk"), None);
         assert_eq!(p(""), None);
         assert_eq!(p("yesterday"), None);
+    }
+
+    #[test]
+    fn dotnet_json_dates() {
+        assert_eq!(p("/Date(1772640902000)/").as_deref(), Some("2026-03-04T16:15:02Z"));
+        assert_eq!(p("/Date(1772640902123+0100)/").as_deref(), Some("2026-03-04T16:15:02.123Z"));
+        assert_eq!(p("/Date(-1000)/").as_deref(), Some("1969-12-31T23:59:59Z"));
+        for bad in [
+            "/Date()/",
+            "/Date(12a)/",
+            "/Date(1772640902000+01)/",
+            "/Date(1772640902000",
+            "/Date(99999999999999999999)/",
+        ] {
+            assert_eq!(p(bad), None, "{bad}");
+        }
     }
 
     #[test]
