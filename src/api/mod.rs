@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{MatchedPath, Path, Query, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -114,7 +114,14 @@ async fn json_errors(resp: Response) -> Response {
 async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let route =
         req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
-    let method = req.method().as_str().to_string();
+    // A client may send any token as its method: label only the standard ones.
+    let method = match *req.method() {
+        Method::GET | Method::HEAD | Method::POST | Method::PUT | Method::DELETE | Method::PATCH | Method::OPTIONS => {
+            req.method().as_str()
+        }
+        _ => "other",
+    }
+    .to_string();
     let started = Instant::now();
     let resp = next.run(req).await;
     let metrics = state.writer.metrics();
