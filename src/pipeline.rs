@@ -181,7 +181,14 @@ fn ip_within(run: &str) -> Option<(usize, usize)> {
         return Some((start, run.len()));
     }
     let end = start + inner.trim_end_matches([':', '.']).len();
-    is_ip(&run[start..end]).then_some((start, end))
+    if is_ip(&run[start..end]) {
+        return Some((start, end));
+    }
+    // An IPv4 address with its port ("203.0.113.5:443"): the address alone. (An IPv6
+    // address takes a port only inside brackets, which end the run.)
+    let (host, port) = run[start..end].rsplit_once(':')?;
+    let v4 = host.parse::<std::net::Ipv4Addr>().is_ok();
+    (v4 && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())).then_some((start, start + host.len()))
 }
 
 impl Privacy {
@@ -196,7 +203,9 @@ impl Privacy {
             key: Arc::new(key),
             user_key_secret: Arc::new(user_key_secret),
             #[allow(clippy::expect_used)]
-            email: Regex::new(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}").expect("static regex"),
+            // `#` too: a guest's name, `alice_gmail.com#EXT#@contoso.onmicrosoft.com`,
+            // embeds the guest's own address.
+            email: Regex::new(r"[A-Za-z0-9._%+\-#]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}").expect("static regex"),
             #[allow(clippy::expect_used)]
             ip_like: Regex::new(r"[0-9A-Fa-f:.]{3,}").expect("static regex"),
         }
@@ -232,6 +241,17 @@ impl Privacy {
     pub fn user_key(&self, user: Option<&str>) -> Option<String> {
         let user = user.filter(|u| !u.is_empty())?;
         Some(hmac_hex(&self.user_key_secret, &user.to_lowercase()))
+    }
+
+    /// A Passport log entry's idempotency key: its time to the microsecond and its whole
+    /// message, keyed like the user keys (the message may name a user). An entry has no id,
+    /// and its file and offset differ between two exports of one Mac's log (overlapping
+    /// windows, another style, a copy), which would count it once per export.
+    pub fn entry_key(&self, at: DateTime<Utc>, message: &str) -> String {
+        let mut key = String::with_capacity(36);
+        key.push_str("log:");
+        key.push_str(&hmac_hex(&self.user_key_secret, &format!("{}\n{message}", at.timestamp_micros())));
+        key
     }
 
     /// E-mail addresses and IP addresses inside free text, treated like user names and
@@ -460,11 +480,12 @@ impl Normalizer {
         raw: RawSignIn,
         received_at: DateTime<Utc>,
     ) -> Option<Made> {
+        let entry_key = self.passport_entry_key(&raw);
         if raw.result_code == Some(0) {
             // Result code 0 is a success whatever else the record says (the classifier's
             // first rule). Asking it anyway would build the catalogue texts of a success
             // (five allocations) for most records, only to drop them here.
-            return Self::success(shared_source, file_key, offset, &raw, received_at).map(Made::Success);
+            return Self::success(shared_source, file_key, offset, &raw, received_at, entry_key).map(Made::Success);
         }
         let c = classifier.classify(&ClassifyInput::of_signin(&raw));
         // Nothing places it: an Entra object without a result of its own is not a sign-in,
@@ -479,7 +500,7 @@ impl Normalizer {
             return None;
         }
         if c.outcome == Outcome::Success {
-            return Self::success(shared_source, file_key, offset, &raw, received_at).map(Made::Success);
+            return Self::success(shared_source, file_key, offset, &raw, received_at, entry_key).map(Made::Success);
         }
         let occurred_at = raw.occurred_at.unwrap_or(received_at);
         let source: &str = shared_source;
@@ -521,10 +542,24 @@ impl Normalizer {
         } else {
             (String::new(), String::new(), String::new())
         };
-        Some(Made::Event(Box::new(StoredEvent::new(event, title, remediation, severity, user_key, ip_key))))
+        let stored = StoredEvent::new(event, title, remediation, severity, user_key, ip_key);
+        Some(Made::Event(Box::new(match entry_key {
+            Some(key) => stored.keyed_by(key),
+            None => stored,
+        })))
     }
 
-    /// A success is only counted and de-duplicated (by record id, else position): it
+    /// The content key of a Passport log entry with a time of its own (`Privacy::entry_key`);
+    /// `None` for a record with an id, or without a time (its key is its position).
+    fn passport_entry_key(&self, raw: &RawSignIn) -> Option<String> {
+        if raw.format != "passport" || raw.record_id.is_some() {
+            return None;
+        }
+        Some(self.privacy.entry_key(raw.occurred_at?, raw.message.as_deref()?))
+    }
+
+    /// A success is only counted and de-duplicated (by record id or entry key, else
+    /// position): it
     /// never reaches a table or an API with its details, so it carries none of them and
     /// skips the privacy work (a keyed hash per user).
     fn success(
@@ -533,8 +568,12 @@ impl Normalizer {
         offset: u64,
         raw: &RawSignIn,
         received_at: DateTime<Utc>,
+        entry_key: Option<String>,
     ) -> Option<StoredSuccess> {
-        let key = crate::event::dedup_key(raw.record_id.as_deref(), Some((file_key, offset)))?;
+        let key = match entry_key {
+            Some(key) => key,
+            None => crate::event::dedup_key(raw.record_id.as_deref(), Some((file_key, offset)))?,
+        };
         let occurred_at_ms = raw.occurred_at.unwrap_or(received_at).timestamp_millis();
         Some(StoredSuccess {
             source: Arc::clone(source),
@@ -886,6 +925,14 @@ mod tests {
         assert!(!hashed.contains("192.0.2.17") && hashed.contains("<ip:hmac:"), "{hashed}");
         s.ips = PrivacyMode::Keep;
         assert_eq!(Privacy::new(&s, b"k").message(Some(text.into())).as_deref(), Some(text));
+        // With a port, and a guest's name (which embeds the guest's own address).
+        let s = PrivacySettings { ips: PrivacyMode::Drop, users: PrivacyMode::Drop, ..PrivacySettings::default() };
+        let text = "could not connect to 203.0.113.5:443 at 08:15:02 for User account \
+                    'alice_gmail.com#EXT#@contoso.onmicrosoft.com'";
+        assert_eq!(
+            Privacy::new(&s, b"k").message(Some(text.into())).as_deref(),
+            Some("could not connect to <redacted>:443 at 08:15:02 for User account '<redacted>'")
+        );
     }
 }
 

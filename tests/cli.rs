@@ -72,6 +72,37 @@ fn lines_without_ids_are_deduplicated_by_file_and_offset() {
     assert_eq!(second["duplicates"], 1);
 }
 
+/// A Passport log entry has no id: it is keyed by its time and message, so two exports
+/// of one Mac's log (overlapping windows, another style, a copy of the file) count each
+/// entry once, whatever file and offset it is read from.
+#[test]
+fn one_passport_entry_in_several_exports_counts_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let entry = |second: u32, text: &str| {
+        format!(
+            "2026-03-04 08:15:{second:02}.123456-0800  mac-042 SecurityAgent[612]: (KandjiPassport) [io.kandji.passport:auth] {text}\n"
+        )
+    };
+    let monday = entry(2, "Token request failed: AADSTS50053: account locked") + &entry(3, "Authentication succeeded");
+    let tuesday =
+        monday.clone() + &entry(9, "Token request failed: AADSTS50076: you must use multi-factor authentication");
+    let ndjson = format!(
+        "{}\n",
+        r#"{"timestamp":"2026-03-04 08:15:02.123456-0800","messageType":"Error","subsystem":"io.kandji.passport","senderImagePath":"/Library/Security/SecurityAgentPlugins/KandjiPassport.bundle/Contents/MacOS/KandjiPassport","eventMessage":"Token request failed: AADSTS50053: account locked"}"#
+    );
+    let mut paths = Vec::new();
+    for (name, text) in [("monday.log", &monday), ("tuesday.log", &tuesday), ("monday.ndjson", &ndjson)] {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        paths.push(p.to_str().unwrap().to_string());
+    }
+    let v = json(&passportd(dir.path(), &["replay", "--json", "--format", "passport", &paths[0]]));
+    assert_eq!((v["failures"].as_u64(), v["successes"].as_u64()), (Some(1), Some(1)), "{v}");
+    let v = json(&passportd(dir.path(), &["replay", "--json", "--format", "passport", &paths[1], &paths[2]]));
+    assert_eq!((v["records"].as_u64(), v["duplicates"].as_u64()), (Some(1), Some(3)), "{v}");
+    assert_eq!(v["by_category"]["mfa_required"].as_u64(), Some(1), "{v}");
+}
+
 #[test]
 fn records_without_a_time_of_their_own_are_still_counted_once() {
     // Without a timestamp the event time is the receive time, different on every read:

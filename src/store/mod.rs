@@ -145,8 +145,16 @@ impl StoredEvent {
         StoredEvent { event, title, remediation, severity, user_key, ip_key, dedup_key, fingerprint }
     }
 
-    /// The idempotency key ([`SignInEvent::dedup_key`]); none when the event has neither a
-    /// record id nor a position, and then it is not stored.
+    /// The same event keyed by `key` instead of its record id or position: a Passport log
+    /// entry, which has no id, is keyed by its content (`Privacy::entry_key`).
+    pub fn keyed_by(mut self, key: String) -> StoredEvent {
+        self.dedup_key = Some(key);
+        self
+    }
+
+    /// The idempotency key ([`SignInEvent::dedup_key`], or the one given to
+    /// [`StoredEvent::keyed_by`]); none when the event has neither a record id nor a
+    /// position, and then it is not stored.
     pub fn dedup_key(&self) -> Option<&str> {
         self.dedup_key.as_deref()
     }
