@@ -378,10 +378,18 @@ fn passport_styles_and_rules() {
             "skipped",
             "signin:passport:0:[]",
             "redacted",
-            "signin:passport:-:[50053]",
+            // Another subsystem's AADSTS line (an app's own MSAL error) is not Passport's.
+            "skipped",
             "signin:passport:-:[]",
         ]
     );
+    let mut any = opts(Format::Passport);
+    any.passport.any_aadsts_message = true;
+    assert_eq!(tags(&decode_bytes(&any, ndjson.as_bytes()))[6], "signin:passport:-:[50053]", "when asked to");
+    // A record that names no sender and no subsystem is taken when it carries a code.
+    let anonymous =
+        br#"{"timestamp":"2026-03-04 08:15:07.000000-0800","messageType":"Info","eventMessage":"AADSTS50053: locked"}"#;
+    assert_eq!(tags(&decode_bytes(&opts(Format::Passport), anonymous)), vec!["signin:passport:-:[50053]"]);
     let s = signins(&items);
     assert_eq!(s[0].oauth_error.as_deref(), Some("invalid_grant"));
     assert_eq!(s[0].correlation_id.as_deref(), Some("11111111-2222-3333-4444-555555555555"));

@@ -62,7 +62,10 @@ pub struct PassportFilter {
     pub sender_images: Vec<String>,
     /// Process image path / name substrings (default none: SecurityAgent hosts many plugins).
     pub processes: Vec<String>,
-    /// Also accept any record whose message carries an `AADSTS` code (default true).
+    /// Also accept a record of another sender or subsystem whose message carries an
+    /// `AADSTS` code (default false: another app's MSAL errors, Teams' or Office's, are not
+    /// Passport sign-ins; a record that names no sender and no subsystem at all is taken
+    /// when its message carries a code either way).
     pub any_aadsts_message: bool,
 }
 
@@ -72,7 +75,7 @@ impl Default for PassportFilter {
             subsystems: vec!["io.kandji".into()],
             sender_images: vec!["KandjiPassport".into(), "Passport".into()],
             processes: Vec::new(),
-            any_aadsts_message: true,
+            any_aadsts_message: false,
         }
     }
 }

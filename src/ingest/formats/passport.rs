@@ -62,7 +62,8 @@ impl Matcher {
         self.subsystems.iter().any(|n| contains_ci(r.subsystem, n))
             || self.senders.iter().any(|n| contains_ci(r.sender, n))
             || self.processes.iter().any(|n| contains_ci(r.process, n))
-            || (self.any_aadsts && AADSTS.find(r.message.as_bytes()).is_some())
+            || ((self.any_aadsts || (r.subsystem.is_empty() && r.sender.is_empty()))
+                && AADSTS.find(r.message.as_bytes()).is_some())
     }
 }
 
