@@ -316,9 +316,9 @@ fn loganalytics_json_rows_and_array() {
     assert_eq!(r.user.as_deref(), Some("a@contoso.example"));
     assert_eq!(r.ip.as_deref(), Some("192.0.2.1"));
     assert_eq!(r.record_id.as_deref(), Some("id-1"));
-    assert_eq!(r.tenant_id.as_deref(), Some("t-1"));
+    assert_eq!(r.tenant_id, None, "Log Analytics' `TenantId` is the workspace, not the tenant");
     assert_eq!(r.auth_protocol.as_deref(), Some("ropc"));
-    // Log Analytics' `TenantId` is the workspace; `AADTenantId`, when present, the directory.
+    // `AADTenantId`, when present, is the directory.
     let with_aad = row.replace(r#""TenantId":"t-1""#, r#""TenantId":"workspace-1","AADTenantId":"t-1""#);
     let items = decode_bytes(&opts(Format::AzureLoganalytics), with_aad.as_bytes());
     assert_eq!(signins(&items)[0].tenant_id.as_deref(), Some("t-1"));
@@ -636,4 +636,28 @@ fn a_source_timezone_applies_to_passport_stamps_not_to_entra_times() {
     assert_eq!(at(diagnostic).as_deref(), Some("2026-03-04T16:16:02.123456700+00:00"));
     assert_eq!(at(csv).as_deref(), Some("2026-03-04T16:15:02.123+00:00"));
     assert_eq!(at(compact).as_deref(), Some("2026-03-04T16:15:02.123+00:00"));
+}
+
+/// What real exports add around the records: `log show`'s closing summary object, a
+/// `DeviceDetail` given as JSON text (az-cli rows, portal CSV cells), and a Log Analytics
+/// row whose `TenantId` is the workspace (the Entra tenant is in `ResourceId`).
+#[test]
+fn export_wrappings_log_trailer_device_text_and_workspace_tenant() {
+    let ndjson = concat!(
+        r#"{"timestamp":"2026-03-04 08:15:02.123456-0800","messageType":"Error","subsystem":"io.kandji.passport","eventMessage":"AADSTS50126: Error validating credentials"}"#,
+        "\n",
+        r#"{"count":1,"finished":1}"#,
+        "\n"
+    );
+    for format in [Format::Auto, Format::Passport] {
+        assert_eq!(tags(&decode_bytes(&opts(format), ndjson.as_bytes()))[1], "skipped", "{format:?}");
+    }
+    let row = br#"{"TimeGenerated":"2026-03-04T16:15:02Z","Id":"r1","ResultType":"50126","TenantId":"11111111-0000-0000-0000-000000000000","ResourceId":"/tenants/9c3e2d1a-4b5f-4e6a-8c7d-0f1e2d3c4b5a/providers/Microsoft.aadiam","DeviceDetail":"{\"displayName\":\"mac-042\",\"operatingSystem\":\"MacOs\"}"}"#;
+    let r = signins(&auto(row))[0].clone();
+    assert_eq!(r.device.as_deref(), Some("mac-042"));
+    assert_eq!(r.tenant_id.as_deref(), Some("9c3e2d1a-4b5f-4e6a-8c7d-0f1e2d3c4b5a"));
+    let csv = b"TimeGenerated [UTC],Id,ResultType,TenantId,DeviceDetail\n2026-03-04T16:15:02Z,r2,50126,11111111-0000-0000-0000-000000000000,\"{\"\"displayName\"\":\"\"mac-043\"\"}\"\n";
+    let r = signins(&auto(csv))[0].clone();
+    assert_eq!(r.device.as_deref(), Some("mac-043"));
+    assert_eq!(r.tenant_id, None, "the workspace is no tenant");
 }

@@ -80,10 +80,13 @@ pub(crate) fn to_signin(o: &Obj<'_>, label: &'static str, opts: &DecodeOptions) 
     if let Some(m) = &message {
         extract_codes(m, &mut message_codes);
     }
+    // A Log Analytics row's `TenantId` is the workspace's: its Entra tenant is
+    // `AADTenantId`, or the one its `ResourceId` names.
+    let row_tenant = if o.time_generated.0.is_some() { None } else { o.tenant_id.get() };
     let tenant_id = o
         .aad_tenant_id
         .get()
-        .or_else(|| o.tenant_id.get())
+        .or(row_tenant)
         .or_else(|| p.and_then(|p| p.tenant_id.get()))
         .map(str::to_owned)
         .or_else(|| tenant_from_resource_id(o.resource_id.get()))

@@ -1148,6 +1148,7 @@ fn dispatch(
         return;
     }
     let kind = match opts.format {
+        _ if is_log_trailer(bytes) => ItemKind::Skipped,
         Format::Passport => {
             if o.event_message_seen {
                 passport_obj(opts, m, o)
@@ -1165,6 +1166,20 @@ fn dispatch(
         f => to_signin(o, f.as_str(), opts),
     };
     push(out, start, end, line, kind);
+}
+
+/// The summary object `log show --style ndjson` ends its output with,
+/// `{"count":1,"finished":1}`: framing, like the banner, not an undecodable record.
+fn is_log_trailer(bytes: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Trailer {
+        #[serde(rename = "count")]
+        _count: u64,
+        #[serde(rename = "finished")]
+        _finished: u64,
+    }
+    bytes.len() < 64 && bytes.starts_with(b"{\"count\"") && serde_json::from_slice::<Trailer>(bytes).is_ok()
 }
 
 fn passport_obj(opts: &DecodeOptions, m: &Matcher, o: &Obj<'_>) -> ItemKind {

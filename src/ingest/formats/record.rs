@@ -190,6 +190,17 @@ pub(crate) struct DeviceDetail<'a> {
     pub display_name: LStr<'a>,
 }
 
+impl DeviceDetail<'_> {
+    /// Decodes `deviceDetail` given as JSON text (a CSV cell, or a string in a Log
+    /// Analytics JSON row); anything else gives no device.
+    pub fn from_json_text(s: &str) -> DeviceDetail<'static> {
+        match serde_json::from_str::<DeviceDetail<'_>>(s) {
+            Ok(d) => DeviceDetail { display_name: d.display_name.into_static() },
+            Err(_) => DeviceDetail::default(),
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for DeviceDetail<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
@@ -209,8 +220,9 @@ impl<'de> Deserialize<'de> for DeviceDetail<'de> {
                 }
                 Ok(dd)
             }
-            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-                Ok(DeviceDetail::default())
+            // JSON text in a string, as `az monitor log-analytics query` writes it.
+            fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(DeviceDetail::from_json_text(s))
             }
             fn visit_unit<E>(self) -> Result<Self::Value, E> {
                 Ok(DeviceDetail::default())
@@ -511,7 +523,12 @@ impl<'a> Obj<'a> {
                     self.status = Some(Status::from_json_text(s));
                 }
             }
-            F::Properties | F::Records | F::Value | F::DeviceDetail => {}
+            F::DeviceDetail => {
+                if let Some(s) = l.get() {
+                    self.device_detail = Some(DeviceDetail::from_json_text(s));
+                }
+            }
+            F::Properties | F::Records | F::Value => {}
             other => {
                 if let Some(slot) = self.slot(other) {
                     set(slot, l);
