@@ -106,6 +106,10 @@ pub enum CliError {
     /// Anything else: exit 1.
     #[error("{0}")]
     Failed(String),
+    /// Standard output was closed by its reader (`passportd catalogue | head`): stop
+    /// quietly with exit 0, as command-line tools do.
+    #[error("standard output closed")]
+    OutputClosed,
 }
 
 impl CliError {
@@ -114,6 +118,16 @@ impl CliError {
         match self {
             CliError::Usage(_) => 2,
             CliError::Failed(_) => 1,
+            CliError::OutputClosed => 0,
+        }
+    }
+
+    /// A failed write to standard output.
+    fn written(e: std::io::Error) -> CliError {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            CliError::OutputClosed
+        } else {
+            CliError::Failed(format!("writing to standard output: {e}"))
         }
     }
 }
@@ -249,9 +263,9 @@ async fn replay(
     let written = if json {
         serde_json::to_string(&summary)
             .map_err(|e| CliError::Failed(e.to_string()))
-            .and_then(|s| writeln!(out, "{s}").map_err(|e| CliError::Failed(e.to_string())))
+            .and_then(|s| writeln!(out, "{s}").map_err(CliError::written))
     } else {
-        writeln!(out, "{}", render_summary(&summary)).map_err(|e| CliError::Failed(e.to_string()))
+        writeln!(out, "{}", render_summary(&summary)).map_err(CliError::written)
     };
     written
 }
@@ -301,13 +315,25 @@ fn classify(arg: ConfigArg, json: bool, messages: Vec<String>) -> Result<(), Cli
             }
             t
         };
-        writeln!(out, "{text}").map_err(|e| CliError::Failed(e.to_string()))
+        writeln!(out, "{text}").map_err(CliError::written)
     };
     if messages.is_empty() {
-        for line in std::io::stdin().lock().lines() {
-            let line = line.map_err(|e| CliError::Failed(format!("reading stdin: {e}")))?;
-            if !line.trim().is_empty() {
-                emit(&line)?;
+        let mut stdin = std::io::stdin().lock();
+        let mut line = Vec::new();
+        for number in 1.. {
+            line.clear();
+            let n = stdin
+                .read_until(b'\n', &mut line)
+                .map_err(|e| CliError::Failed(format!("reading stdin at line {number}: {e}")))?;
+            if n == 0 {
+                break;
+            }
+            // A byte that is not UTF-8 (a binary fragment in a pasted export) shows as
+            // U+FFFD and the line is classified: the daemon, too, goes on past such a line.
+            let text = String::from_utf8_lossy(&line);
+            let text = text.trim_end_matches(['\n', '\r']);
+            if !text.trim().is_empty() {
+                emit(text)?;
             }
         }
     } else {
@@ -393,8 +419,7 @@ fn check_config(arg: ConfigArg) -> Result<(), CliError> {
             out.push_str(&format!("  path {p}\n"));
         }
     }
-    print!("{out}");
-    Ok(())
+    std::io::stdout().lock().write_all(out.as_bytes()).map_err(CliError::written)
 }
 
 fn catalogue(arg: ConfigArg, json: bool) -> Result<(), CliError> {
@@ -405,7 +430,7 @@ fn catalogue(arg: ConfigArg, json: bool) -> Result<(), CliError> {
     let r = if json {
         serde_json::to_string_pretty(entries)
             .map_err(|e| CliError::Failed(e.to_string()))
-            .and_then(|s| writeln!(out, "{s}").map_err(|e| CliError::Failed(e.to_string())))
+            .and_then(|s| writeln!(out, "{s}").map_err(CliError::written))
     } else {
         let mut text = String::new();
         for e in entries {
@@ -420,7 +445,7 @@ fn catalogue(arg: ConfigArg, json: bool) -> Result<(), CliError> {
             ));
         }
         text.push_str(&format!("{} entries\n", entries.len()));
-        out.write_all(text.as_bytes()).map_err(|e| CliError::Failed(e.to_string()))
+        out.write_all(text.as_bytes()).map_err(CliError::written)
     };
     r
 }

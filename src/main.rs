@@ -5,8 +5,11 @@ use clap::Parser;
 #[tokio::main]
 async fn main() {
     let cli = passportd::cli::Cli::parse();
-    if let Err(e) = passportd::cli::run(cli).await {
-        eprintln!("passportd: {e}");
-        std::process::exit(e.exit_code());
+    match passportd::cli::run(cli).await {
+        Ok(()) | Err(passportd::cli::CliError::OutputClosed) => {}
+        Err(e) => {
+            eprintln!("passportd: {e}");
+            std::process::exit(e.exit_code());
+        }
     }
 }

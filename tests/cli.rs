@@ -326,6 +326,51 @@ fn classify_cli_explains_the_kandji_errors() {
     assert_eq!(lines[1]["category"], "client_misconfigured");
 }
 
+/// Lines on stdin are classified one by one: a byte that is not UTF-8 does not stop the
+/// rest, and a reader that closes the output early (`| head -1`) ends it quietly.
+#[cfg(unix)]
+#[test]
+fn classify_stdin_goes_past_a_bad_byte_and_stops_quietly_when_output_closes() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_passportd"))
+        .args(["classify", "--json"])
+        .current_dir(dir.path())
+        .env("PASSPORTD_STORAGE__PATH", dir.path().join("p.db"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"AADSTS50126\nbad \xff here\nAADSTS50076\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let categories: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["category"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(categories, ["invalid_credentials", "unclassified", "mfa_required"]);
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_passportd"))
+        .args(["classify"])
+        .current_dir(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the output before anything is written, then give it many lines.
+    drop(child.stdout.take());
+    let mut stdin = child.stdin.take().unwrap();
+    let _ = stdin.write_all("AADSTS50126\n".repeat(10_000).as_bytes());
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 #[cfg(unix)]
 #[test]
 fn sigterm_drains_and_exits_zero() {

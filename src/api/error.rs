@@ -28,6 +28,9 @@ pub enum ApiError {
     /// 500: the store failed (details are logged, not returned).
     #[error("internal error")]
     Internal(#[source] StoreError),
+    /// 500: a blocking task the request ran did not finish (it panicked or was cancelled).
+    #[error("internal error")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 impl ApiError {
@@ -41,7 +44,7 @@ impl ApiError {
             ApiError::BadRequest { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ApiError::Internal(_) | ApiError::Task(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
 }
@@ -69,8 +72,10 @@ pub fn error_body(status: StatusCode, code: &str, message: &str) -> Response {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.parts();
-        if let ApiError::Internal(e) = &self {
-            tracing::error!(error = %e, "request failed in the store");
+        match &self {
+            ApiError::Internal(e) => tracing::error!(error = %e, "request failed in the store"),
+            ApiError::Task(e) => tracing::error!(error = %e, "request's worker task failed"),
+            _ => {}
         }
         let mut resp = error_body(status, code, &self.to_string());
         if matches!(self, ApiError::Unauthorized) {

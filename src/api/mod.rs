@@ -494,7 +494,9 @@ async fn catalogue_code(State(state): State<AppState>, Path(raw): Path<String>) 
 async fn classify(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
     let req: doc::ClassifyRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad("message", format!("expected {{\"message\": \"...\"}}: {e}")))?;
-    let c = crate::classify::classify_text(&state.classifier.current(), &req.message);
+    // Off the async workers: a body may be up to max_body_bytes of text to scan.
+    let classifier = state.classifier.current();
+    let c = tokio::task::spawn_blocking(move || crate::classify::classify_text(&classifier, &req.message)).await?;
     Ok(Json(c).into_response())
 }
 

@@ -41,17 +41,24 @@ static AADSTS: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Find
 static ERROR_CODES: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new("error_codes"));
 static ERROR_KEY: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new("\"error"));
 
-/// Every AADSTS code in a message, in order of appearance, without duplicates: each
-/// `AADSTS` followed by 5 to 7 digits (a longer digit run is not a code), and every number
-/// of a JSON `"error_codes":[…]` array (also in its escaped `\"error_codes\":[…]` form).
+/// Every AADSTS code in a message, in order of appearance, without duplicates (at most
+/// [`MAX_CODES`]): each `AADSTS` followed by 5 to 7 digits (a longer digit run is not a
+/// code), and every number of 5 to 7 digits in a JSON `"error_codes":[…]` array (also in
+/// its escaped `\"error_codes\":[…]` form; other numbers there are passed over).
 pub fn extract_codes(message: &str) -> Vec<u32> {
     let mut out = Vec::new();
     extract_codes_into(message, &mut out);
     out
 }
 
-fn push_unique(out: &mut Vec<u32>, code: u32) {
-    if !out.contains(&code) {
+/// Most distinct codes kept from one message. A real message holds one to three; the
+/// bound keeps a crafted one (hundreds of thousands of codes pasted into the classify
+/// API) from costing time quadratic in its length and an answer as large as itself.
+pub const MAX_CODES: usize = 32;
+
+/// Appends `code` unless it is there already or the list is full.
+pub fn push_unique(out: &mut Vec<u32>, code: u32) {
+    if out.len() < MAX_CODES && !out.contains(&code) {
         out.push(code);
     }
 }
@@ -123,12 +130,11 @@ fn error_codes_at(bytes: &[u8], mut i: usize, out: &mut Vec<u32>) {
     loop {
         i = skip_ws(bytes, i);
         let n = digits_at(bytes, i);
-        if n == 0 || n > 9 {
+        if n == 0 {
             return;
         }
-        let code = parse_digits(&bytes[i..i + n]);
-        if code != 0 {
-            push_unique(out, code);
+        if (5..=7).contains(&n) {
+            push_unique(out, parse_digits(&bytes[i..i + n]));
         }
         i = skip_ws(bytes, i + n);
         if bytes.get(i) != Some(&b',') {
@@ -826,6 +832,26 @@ mod tests {
     fn rejects_short_and_long_digit_runs() {
         assert_eq!(extract_codes("AADSTS1234 AADSTS12345678 AADSTS"), Vec::<u32>::new());
         assert_eq!(extract_codes("xAADSTS50076y"), vec![50076]);
+    }
+
+    #[test]
+    fn error_codes_arrays_hold_only_codes_and_pass_over_other_numbers() {
+        assert_eq!(extract_codes(r#"{"error_codes":[123, 12345678901, 50076]}"#), vec![50076]);
+    }
+
+    /// A message of a hundred thousand distinct codes (a crafted classify request) keeps
+    /// the first `MAX_CODES`, in order, instead of costing time quadratic in its length.
+    #[test]
+    fn a_message_keeps_at_most_max_codes() {
+        let many: String = (0..100_000).map(|i| format!("AADSTS{} ", 1_000_000 + i)).collect();
+        let codes = extract_codes(&many);
+        assert_eq!(codes.len(), MAX_CODES);
+        assert_eq!(codes[..2], [1_000_000, 1_000_001]);
+        let array = format!(
+            "{{\"error_codes\":[{}]}}",
+            (0..100_000).map(|i| (1_000_000 + i).to_string()).collect::<Vec<_>>().join(",")
+        );
+        assert_eq!(extract_codes(&array).len(), MAX_CODES);
     }
 
     #[test]

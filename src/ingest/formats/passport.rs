@@ -436,18 +436,17 @@ pub(crate) fn decide(r: &PassportFields<'_>, m: &Matcher, tz: chrono_tz::Tz) -> 
 }
 
 fn push_code(codes: &mut Vec<u32>, c: u32) {
-    if !codes.contains(&c) {
-        codes.push(c);
-    }
+    crate::classify::matcher::push_unique(codes, c);
 }
 
-/// Appends every `AADSTS` followed by 5–7 digits, in order, without repeats.
+/// Appends every `AADSTS` followed by 5–7 digits (a longer run is not a code), in order,
+/// without repeats, as the classifier reads them.
 pub(crate) fn extract_codes(msg: &str, codes: &mut Vec<u32>) {
     let b = msg.as_bytes();
     for at in AADSTS.find_iter(b) {
         let digits = &b[at + 6..];
-        let n = digits.iter().take(7).take_while(|d| d.is_ascii_digit()).count();
-        if n >= 5 {
+        let n = digits.iter().take(8).take_while(|d| d.is_ascii_digit()).count();
+        if (5..=7).contains(&n) {
             let mut v = 0u32;
             for d in &digits[..n] {
                 v = v * 10 + u32::from(d - b'0');
@@ -745,7 +744,8 @@ mod tests {
     fn codes_in_order_deduplicated() {
         let mut c = Vec::new();
         extract_codes("AADSTS70002: x AADSTS50126: y AADSTS50126 AADSTS1234 AADSTS7000218: z AADSTS12345678", &mut c);
-        assert_eq!(c, vec![70002, 50126, 7000218, 1234567]);
+        // Eight digits are no code (as the classifier reads them), not a 7-digit one.
+        assert_eq!(c, vec![70002, 50126, 7000218]);
     }
 
     #[test]
