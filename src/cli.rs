@@ -307,6 +307,9 @@ fn classify(arg: ConfigArg, json: bool, messages: Vec<String>) -> Result<(), Cli
         } else {
             let code = c.code.map(|c| format!("AADSTS{c}")).unwrap_or_else(|| "no code".into());
             let mut t = format!("{} ({}): {} [{}]", c.category, code, c.title, c.outcome);
+            if let Some(why) = &c.not_counted {
+                t.push_str(&format!(" (the daemon does not count this line: {why})"));
+            }
             if !c.remediation.is_empty() {
                 t.push_str(&format!("\n  fix: {}", c.remediation));
             }

@@ -326,6 +326,25 @@ fn classify_cli_explains_the_kandji_errors() {
     assert_eq!(lines[1]["category"], "client_misconfigured");
 }
 
+/// `classify` says when the daemon would not count a whole Passport line it is given
+/// (a `<private>` message, Default-level chatter), and still what the text means.
+#[test]
+fn classify_marks_lines_the_daemon_does_not_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let private = r#"{"timestamp":"2026-03-04 08:15:02.123456-0800","messageType":"Error","eventMessage":"<private>","subsystem":"io.kandji.passport"}"#;
+    let chatter = "2026-03-04 08:15:02.123 Df SecurityAgent[612:26b7] [io.kandji.passport:auth] The credentials provided were invalid.";
+    let bare = "The credentials provided were invalid.";
+    let out = passportd(dir.path(), &["classify", "--json", private, chatter, bare]);
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines[0]["not_counted"], "redacted");
+    assert_eq!(
+        (lines[1]["not_counted"].as_str(), lines[1]["category"].as_str()),
+        (Some("chatter"), Some("invalid_credentials"))
+    );
+    assert!(lines[2].get("not_counted").is_none(), "a bare message is no log line: {}", lines[2]);
+}
+
 /// Lines on stdin are classified one by one: a byte that is not UTF-8 does not stop the
 /// rest, and a reader that closes the output early (`| head -1`) ends it quietly.
 #[cfg(unix)]

@@ -283,6 +283,12 @@ pub struct Classification {
     pub reason: String,
     /// How urgent it is.
     pub severity: Severity,
+    /// Present when the input is a whole log record the daemon would not count, and why:
+    /// `redacted` (macOS hid its message: `<private>`) or `chatter` (a Passport line at
+    /// Default or Info level with no code, token body or failure phrase). The rest of the
+    /// verdict still says what its text means.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_counted: Option<String>,
 }
 
 /// An example or counter-example of the catalogue that does not hold.
@@ -583,6 +589,7 @@ impl Classifier {
                 doc_url: None,
                 reason: "result code 0 (success)".to_owned(),
                 severity: e.severity,
+                not_counted: None,
             },
             None => Classification {
                 outcome: Outcome::Success,
@@ -596,6 +603,7 @@ impl Classifier {
                 doc_url: None,
                 reason: "result code 0 (success)".to_owned(),
                 severity: Severity::Info,
+                not_counted: None,
             },
         }
     }
@@ -678,6 +686,7 @@ impl Classifier {
             doc_url: Some(super::doc_url(primary)),
             reason: format!("code {primary} is not in the catalogue{preferred}"),
             severity: Severity::Medium,
+            not_counted: None,
         }
     }
 
@@ -729,6 +738,7 @@ impl Classifier {
                 doc_url: None,
                 reason: "no code and no catalogue pattern matched".to_owned(),
                 severity: Severity::Medium,
+                not_counted: None,
             };
         };
         let what = match c.by_pattern {
@@ -791,6 +801,7 @@ impl Classifier {
             doc_url,
             reason,
             severity: e.severity,
+            not_counted: None,
         }
     }
 

@@ -23,15 +23,25 @@ pub const SHIPPED_CATALOGUE: &str = include_str!("../../config/catalogue.toml");
 /// so that its result code, status and token issuer decide as they do when the daemon
 /// reads it: a success stays a success, a federated 50126 is a federation problem. Any
 /// other text (an error message, a token endpoint's JSON body) is classified as a message.
+///
+/// A Passport line the daemon would not count (a `<private>` message, Default-level
+/// chatter) still gets the verdict of its text, marked `not_counted` with the reason.
 pub fn classify_text(classifier: &Classifier, text: &str) -> Classification {
     use crate::ingest::formats::{decode_bytes, DecodeOptions, ItemKind};
     let items = decode_bytes(&DecodeOptions::default(), text.trim().as_bytes());
-    if let [item] = items.as_slice() {
-        if let ItemKind::SignIn(raw) = &item.kind {
-            return classifier.classify(&ClassifyInput::of_signin(raw));
-        }
-    }
-    classifier.classify(&ClassifyInput::message(text))
+    let not_counted = match items.as_slice() {
+        [item] => match &item.kind {
+            ItemKind::SignIn(raw) => return classifier.classify(&ClassifyInput::of_signin(raw)),
+            ItemKind::Redacted => Some("redacted"),
+            // Skipped whole records are the reader's chatter (plain text is no record).
+            ItemKind::Skipped => Some("chatter"),
+            ItemKind::Error(_) => None,
+        },
+        _ => None,
+    };
+    let mut c = classifier.classify(&ClassifyInput::message(text));
+    c.not_counted = not_counted.map(str::to_owned);
+    c
 }
 
 /// The documentation link for an AADSTS code.
