@@ -389,7 +389,13 @@ fn spawn_checkpoint_hygiene(tracker: &TaskTracker, core: Arc<Core>, cancel: Canc
                 _ = cancel.cancelled() => break,
                 _ = tick.tick() => {
                     for (name, after) in &sources {
-                        let cutoff = chrono::Utc::now() - chrono::Duration::from_std(*after).unwrap_or(chrono::Duration::MAX);
+                        // Checked: a forget_after longer than the calendar reaches forgets nothing.
+                        let Some(cutoff) = chrono::Duration::from_std(*after)
+                            .ok()
+                            .and_then(|after| chrono::Utc::now().checked_sub_signed(after))
+                        else {
+                            continue;
+                        };
                         match core.store.forget_stale_checkpoints(name, cutoff).await {
                             Ok(0) => {}
                             Ok(n) => tracing::info!(source = %name, forgotten = n, "forgot checkpoints of files unseen for forget_after"),

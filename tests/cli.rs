@@ -345,6 +345,41 @@ fn classify_marks_lines_the_daemon_does_not_count() {
     assert!(lines[2].get("not_counted").is_none(), "a bare message is no log line: {}", lines[2]);
 }
 
+/// A closed stderr (`2>&1 | head`) loses log lines, nothing else: replay finishes and
+/// exits 0. Reporting the failed write with eprintln! panicked the logging thread, and
+/// at debug level replay hung.
+#[cfg(unix)]
+#[test]
+fn a_closed_stderr_does_not_stop_a_replay() {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_passportd"))
+        .args(["replay", "--json", concat!(env!("CARGO_MANIFEST_DIR"), "/examples/logs/entra/PT1H.json")])
+        .current_dir(dir.path())
+        .env("PASSPORTD_STORAGE__PATH", dir.path().join("p.db"))
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stderr.take());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("replay with a closed stderr did not finish");
+        }
+        // Poll interval, bounded by the deadline above.
+        std::thread::park_timeout(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(json(&out)["records"], 34, "{}", String::from_utf8_lossy(&out.stdout));
+}
+
 /// Lines on stdin are classified one by one: a byte that is not UTF-8 does not stop the
 /// rest, and a reader that closes the output early (`| head -1`) ends it quietly.
 #[cfg(unix)]

@@ -448,7 +448,13 @@ async fn summary(State(state): State<AppState>, Query(params): Params) -> Result
     };
     let since = match parse_time(&params, "since")? {
         Some(s) => s,
-        None => until - chrono::Duration::from_std(window).map_err(|_| ApiError::bad("window", "too long"))?,
+        // Checked: a window reaching past the calendar's range (9999999999d) is a 400, not
+        // a panic, and one reaching before 1970 has no events to count.
+        None => chrono::Duration::from_std(window)
+            .ok()
+            .and_then(|w| until.checked_sub_signed(w))
+            .filter(|t| t.timestamp() >= 0)
+            .ok_or_else(|| ApiError::bad("window", format!("{window:?} reaches back before 1970")))?,
     };
     if since > until {
         return Err(ApiError::bad("since", "must not be after until"));
