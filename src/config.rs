@@ -657,37 +657,60 @@ impl StorageSettings {
         let invalid =
             |message: String| ConfigError::Invalid { origin: origin.to_string(), key: "storage.path".into(), message };
         let path = &self.path;
+        let folder_writable = |dir: &Path| {
+            can_write_in(dir).map_err(|e| invalid(format!("cannot write in folder {}: {e}", dir.display())))
+        };
         match std::fs::metadata(path) {
             Ok(m) if m.is_dir() => return Err(invalid(format!("{} is a folder, not a database file", path.display()))),
             Ok(m) if m.len() > 0 => {
                 let mut head = [0u8; 16];
-                let read = std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head));
-                return match read {
-                    Ok(()) if &head == b"SQLite format 3\0" => Ok(()),
-                    Ok(()) => Err(invalid(format!("{} exists and is not a SQLite database", path.display()))),
-                    Err(e) => Err(invalid(format!("cannot read {}: {e}", path.display()))),
+                let not_sqlite = || invalid(format!("{} exists and is not a SQLite database", path.display()));
+                if m.len() < head.len() as u64 {
+                    return Err(not_sqlite());
+                }
+                // Opened for writing, as the store will: the permission bits alone do not
+                // say whether this user may.
+                let read = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(path)
+                    .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head));
+                match read {
+                    Ok(()) if &head == b"SQLite format 3\0" => {}
+                    Ok(()) => return Err(not_sqlite()),
+                    Err(e) => return Err(invalid(format!("cannot open {} for writing: {e}", path.display()))),
+                }
+                // SQLite keeps its write-ahead log and shared-memory files beside it.
+                return match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    Some(dir) => folder_writable(dir),
+                    None => folder_writable(Path::new(".")),
                 };
             }
-            Ok(_) => return Ok(()),
+            Ok(_) => {}
             Err(_) => {}
         }
-        // The nearest folder that exists must be one, and writable: the store creates the
-        // rest.
+        // The nearest folder that exists must be one, and writable by this user: the store
+        // creates the rest.
         let mut ancestor = path.parent();
         while let Some(dir) = ancestor.filter(|d| !d.as_os_str().is_empty()) {
             if let Ok(m) = std::fs::metadata(dir) {
                 if !m.is_dir() {
                     return Err(invalid(format!("{} is not a folder", dir.display())));
                 }
-                if m.permissions().readonly() {
-                    return Err(invalid(format!("folder {} is read-only", dir.display())));
-                }
-                return Ok(());
+                return folder_writable(dir);
             }
             ancestor = dir.parent();
         }
-        Ok(())
+        folder_writable(Path::new("."))
     }
+}
+
+/// Whether this process may create files in `dir`: tried, with a probe file removed at
+/// once (permission bits say nothing of ACLs, read-only mounts or which user runs).
+fn can_write_in(dir: &Path) -> std::io::Result<()> {
+    let probe = dir.join(format!(".passportd-write-check-{}", std::process::id()));
+    std::fs::OpenOptions::new().write(true).create_new(true).open(&probe)?;
+    std::fs::remove_file(&probe)
 }
 
 impl Settings {

@@ -230,6 +230,14 @@ fn an_unusable_store_path_is_a_configuration_error() {
         }
     }
     assert_eq!(std::fs::read_to_string(&not_db).unwrap(), "these are my notes, not a database\n");
+    // Shorter than SQLite's header: named as what it is, not as a read that came up short.
+    let tiny = dir.path().join("tiny.db");
+    std::fs::write(&tiny, "hello").unwrap();
+    std::fs::write(&cfg, format!("[storage]\npath = \"{}\"\n", tiny.display())).unwrap();
+    let out = passportd(dir.path(), &["check-config", "--config", cfg.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("is not a SQLite database"), "{stderr}");
 }
 
 /// The warning about undecodable records names every reason with its count, not the
