@@ -120,6 +120,9 @@ pub struct Tailer {
     lost: Vec<Checkpoint>,
     /// Old files left alone by `ignore_older`, with the mtime they were judged by.
     ignored: HashMap<(u64, u64), Option<SystemTime>>,
+    /// Matched files that could not be opened (permissions), each warned about once
+    /// until it opens.
+    unreadable: HashSet<(u64, u64)>,
     /// Files that may be a copy still being written (see `hold`): rounds waited, when
     /// first seen, and the last round counted.
     deferred: HashMap<(u64, u64), (u32, Instant, u64)>,
@@ -158,6 +161,7 @@ impl Tailer {
             tracked: HashMap::new(),
             lost: checkpoints,
             ignored: HashMap::new(),
+            unreadable: HashSet::new(),
             deferred: HashMap::new(),
             first_round: true,
             round: 0,
@@ -293,8 +297,20 @@ impl Tailer {
                 }
                 self.ignored.remove(key);
             }
-            let Ok((file, id)) = identity::identify_path(path) else {
-                continue;
+            let (file, id) = match identity::identify_path(path) {
+                Ok(opened) => {
+                    self.unreadable.remove(key);
+                    opened
+                }
+                Err(e) => {
+                    // Gone between the scan and the open is the next round's business;
+                    // anything else (permissions) the operator must hear of, once.
+                    if e.kind() != std::io::ErrorKind::NotFound && self.unreadable.insert(*key) {
+                        tracing::warn!(source = %self.name, path = %path.display(), error = %e,
+                            "a matched file cannot be opened: it is not read until it can be");
+                    }
+                    continue;
+                }
             };
             if (id.dev, id.ino) != *key {
                 continue; // replaced between the scan and the open: next round
