@@ -219,9 +219,11 @@ async fn replay(
         source_settings.format = f;
     }
     for f in &files {
-        if f.as_os_str() != "-" && !f.is_file() {
-            let why = if f.is_dir() { "is a folder; pass its files (e.g. folder/*)" } else { "no such file" };
-            return Err(CliError::Usage(format!("{}: {why}", f.display())));
+        if f.as_os_str() != "-" && !f.exists() {
+            return Err(CliError::Usage(format!("{}: no such file", f.display())));
+        }
+        if f.is_dir() {
+            return Err(CliError::Usage(format!("{}: is a folder; pass its files (e.g. folder/*)", f.display())));
         }
     }
     let core = Core::build(loaded.settings, vec![source_settings.name.clone()]).await?;
@@ -240,8 +242,13 @@ async fn replay(
         for f in &files {
             let result = if f.as_os_str() == "-" {
                 reader::replay_stdin(&source_settings, &normalizer, &tx, &reader_budget)
-            } else {
+            } else if f.is_file() {
                 reader::replay_file(&source_settings, f, &checkpoints, &normalizer, &tx, &reader_budget)
+            } else {
+                // A pipe (`<(zcat PT1H.json.gz)`) or a device: read as a stream, like stdin.
+                std::fs::File::open(f)
+                    .map_err(|e| reader::ReadError::Io { path: f.clone(), source: e })
+                    .and_then(|file| reader::replay_stream(&source_settings, file, f, &normalizer, &tx, &reader_budget))
             };
             result.map_err(|e| e.to_string())?;
         }

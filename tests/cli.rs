@@ -388,6 +388,30 @@ fn a_closed_stderr_does_not_stop_a_replay() {
     assert_eq!(json(&out)["records"], 34, "{}", String::from_utf8_lossy(&out.stdout));
 }
 
+/// A path that is no regular file but can be read (a pipe such as `<(zcat x.gz)`, a
+/// device) is replayed as a stream, like stdin; a missing path or a folder is a usage error.
+#[cfg(unix)]
+#[test]
+fn replay_reads_pipes_and_devices() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("entra.pipe");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            let blob = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/logs/entra/PT1H.json")).unwrap();
+            std::fs::write(&fifo, blob).unwrap();
+        })
+    };
+    let v = json(&passportd(dir.path(), &["replay", "--json", fifo.to_str().unwrap()]));
+    writer.join().unwrap();
+    assert_eq!(v["records"], 34, "{v}");
+    let v = json(&passportd(dir.path(), &["replay", "--json", "/dev/null"]));
+    assert_eq!(v["records"], 0, "{v}");
+    let out = passportd(dir.path(), &["replay", dir.path().join("missing.json").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
 /// Lines on stdin are classified one by one: a byte that is not UTF-8 does not stop the
 /// rest, and a reader that closes the output early (`| head -1`) ends it quietly.
 #[cfg(unix)]

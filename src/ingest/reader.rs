@@ -314,18 +314,32 @@ pub fn replay_file(
     send_within(budget, tx, last)
 }
 
-/// Replays standard input. Lines without ids are keyed by a hash of the stream's
-/// first bytes, so replaying the same input twice does not double-count. Like
-/// [`replay_file`], never more than `budget` events ahead of the writer.
+/// Replays standard input (see [`replay_stream`]).
 pub fn replay_stdin(
     source: &SourceSettings,
     normalizer: &Normalizer,
     tx: &mpsc::Sender<Chunk>,
     budget: &EventBudget,
 ) -> Result<(), ReadError> {
+    replay_stream(source, std::io::stdin().lock(), Path::new("-"), normalizer, tx, budget)
+}
+
+/// Replays a stream that is no regular file: standard input, a pipe (`<(zcat
+/// PT1H.json.gz)`), a device. Lines without ids are keyed by a hash of the stream's
+/// first bytes, so replaying the same input twice does not double-count. Like
+/// [`replay_file`], never more than `budget` events ahead of the writer.
+pub fn replay_stream(
+    source: &SourceSettings,
+    mut stdin: impl Read,
+    path: &Path,
+    normalizer: &Normalizer,
+    tx: &mpsc::Sender<Chunk>,
+    budget: &EventBudget,
+) -> Result<(), ReadError> {
     use sha2::{Digest, Sha256};
-    let io = |e| ReadError::Io { path: PathBuf::from("-"), source: e };
-    let mut stdin = std::io::stdin().lock();
+    let io = |e| ReadError::Io { path: path.to_path_buf(), source: e };
+    let origin = path.display().to_string();
+    let origin = if origin == "-" { "stdin".to_string() } else { origin };
     let mut buf = vec![0u8; READ_BUFFER_BYTES];
     let mut first = Vec::new();
     while first.len() < READ_BUFFER_BYTES {
@@ -342,7 +356,7 @@ pub fn replay_stdin(
     let mut items = Vec::new();
     let send = |items: &mut Vec<DecodedItem>| -> Result<(), ReadError> {
         let mut chunk = Chunk { source: source.name.clone(), ..Chunk::default() };
-        normalizer.report_parse_errors(&source.name, "stdin", items);
+        normalizer.report_parse_errors(&source.name, &origin, items);
         normalizer.process_owned(&source.name, &key, items, Utc::now(), chunk.output());
         send_within(budget, tx, chunk)
     };
