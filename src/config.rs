@@ -808,6 +808,22 @@ impl Settings {
         if self.detectors.window.get().is_zero() {
             return Err(invalid("detectors.window".into(), "must be greater than 0".into()));
         }
+        // A threshold of 0 or 1 would call every credential failure an attack.
+        for (key, v) in [
+            ("detectors.spray_users", self.detectors.spray_users),
+            ("detectors.brute_force_failures", self.detectors.brute_force_failures),
+            ("detectors.lockout_users", self.detectors.lockout_users),
+        ] {
+            if v < 2 {
+                return Err(invalid(key.into(), format!("{v}: must be at least 2")));
+            }
+        }
+        if self.server.request_timeout.get().is_zero() {
+            return Err(invalid(
+                "server.request_timeout".into(),
+                "must be greater than 0 (every request would time out)".into(),
+            ));
+        }
         for (key, v) in [
             ("retention.events", self.retention.events),
             ("retention.incidents", self.retention.incidents),
@@ -978,6 +994,10 @@ mod tests {
             ("[privacy]\nusers = \"truncate\"", "privacy.users"),
             ("[storage]\nreplay_batch_records = 0", "storage.replay_batch_records"),
             ("[storage]\nreplay_commit_records = 0", "storage.replay_commit_records"),
+            ("[detectors]\nspray_users = 0", "detectors.spray_users"),
+            ("[detectors]\nbrute_force_failures = 1", "detectors.brute_force_failures"),
+            ("[detectors]\nlockout_users = 0", "detectors.lockout_users"),
+            ("[server]\nrequest_timeout = \"0s\"", "server.request_timeout"),
         ];
         for (text, key) in cases {
             let err = from_parts(text, "t.toml", &[]).unwrap_err().to_string();
