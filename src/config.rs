@@ -563,10 +563,23 @@ pub fn load(explicit: Option<&Path>) -> Result<Loaded, ConfigError> {
 /// Builds settings from TOML text plus environment pairs (testable without touching
 /// the process environment).
 pub fn from_parts(text: &str, origin: &str, env: &[(String, String)]) -> Result<(Settings, Vec<String>), ConfigError> {
-    let mut doc: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Parse {
-        origin: origin.to_string(),
-        message: e.to_string().trim_end().to_string(),
-    })?;
+    let mut doc: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| ConfigError::Parse { origin: origin.to_string(), message: one_line(text, &e) })?;
+    // The file alone first: its own mistakes (an unknown key, a wrong type) are reported
+    // with the line they are on, which the merged document below no longer knows.
+    if let Err(e) = toml::from_str::<Settings>(text) {
+        // The key path, which only the document-based decoding names ("in `sources`").
+        let key =
+            text.parse::<toml::Table>().ok().and_then(|t| Settings::deserialize(toml::Value::Table(t)).err()).and_then(
+                |e| e.to_string().rsplit_once("in `").map(|(_, k)| k.trim().trim_end_matches('`').to_string()),
+            );
+        let message = match key {
+            Some(key) => one_line(text, &e).replacen(": ", &format!(": `{key}`: "), 1),
+            None => one_line(text, &e),
+        };
+        return Err(ConfigError::Parse { origin: origin.to_string(), message });
+    }
     let mut applied = Vec::new();
     let mut vars: Vec<&(String, String)> =
         env.iter().filter(|(k, _)| k.starts_with("PASSPORTD_") && k.contains("__")).collect();
@@ -586,16 +599,49 @@ pub fn from_parts(text: &str, origin: &str, env: &[(String, String)]) -> Result<
         set_key(&mut doc, var, section, key, value)?;
         applied.push(var.clone());
     }
+    // The file alone was fine: what fails now came from the environment.
     let settings: Settings = Settings::deserialize(toml::Value::Table(doc)).map_err(|e| ConfigError::Parse {
-        origin: if applied.is_empty() {
-            origin.to_string()
-        } else {
-            format!("{origin} (with environment overrides {})", applied.join(", "))
-        },
-        message: e.to_string().trim_end().to_string(),
+        origin: format!("environment overrides {} (over {origin})", applied.join(", ")),
+        message: e.to_string().split_whitespace().collect::<Vec<_>>().join(" "),
     })?;
-    settings.validate(origin)?;
+    settings.validate(origin).map_err(|e| match e {
+        // A key the environment set is the environment's fault, not the file's.
+        ConfigError::Invalid { key, message, .. }
+            if applied
+                .iter()
+                .any(|var| env_key(var).is_some_and(|k| key == k || key.starts_with(&format!("{k}.")))) =>
+        {
+            let var =
+                applied.iter().find(|var| env_key(var).is_some_and(|k| key == k || key.starts_with(&format!("{k}."))));
+            ConfigError::Invalid {
+                origin: format!("environment variable {}", var.map_or("", String::as_str)),
+                key,
+                message,
+            }
+        }
+        other => other,
+    })?;
     Ok((settings, applied))
+}
+
+/// `section.key` of a `PASSPORTD_<SECTION>__<KEY>` variable.
+fn env_key(var: &str) -> Option<String> {
+    let (section, key) = var.strip_prefix("PASSPORTD_")?.split_once("__")?;
+    Some(format!("{}.{}", section.to_ascii_lowercase(), key.to_ascii_lowercase()))
+}
+
+/// A TOML error on one line: `line N, column M: what`, without the quoted source.
+fn one_line(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
+    match e.span() {
+        Some(span) => {
+            let before = &text.as_bytes()[..span.start.min(text.len())];
+            let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+            let column = before.iter().rev().take_while(|b| **b != b'\n').count() + 1;
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message,
+    }
 }
 
 /// Splits `PASSPORTD_<SECTION>__<KEY>` and reads its value: a TOML literal (number,
@@ -1005,6 +1051,20 @@ mod tests {
         }
         let err = from_parts("[incidents]\nquiet_period = \"5 parsecs\"", "t.toml", &[]).unwrap_err();
         assert!(err.to_string().contains("quiet_period"), "{err}");
+        // One line naming the line, column and key of a file's own mistake.
+        let err = from_parts("[server]\nlisten = \"127.0.0.1:1\"\n\n[[sources]]\nname = \"a\"\npaths = [\"/x\"]\npoll_intervall = \"1s\"\n", "t.toml", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 7, column 1: `sources`: unknown field `poll_intervall`"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+        // A bad value from the environment is blamed on its variable, not on the file.
+        let env = [("PASSPORTD_SERVER__LISTEN".to_string(), "bad".to_string())];
+        let err = from_parts("[storage]\npath = \"x.db\"\n", "t.toml", &env).unwrap_err().to_string();
+        assert!(err.contains("environment variable PASSPORTD_SERVER__LISTEN") && !err.contains("t.toml"), "{err}");
+        let env = [("PASSPORTD_STORAGE__BATCH_MAX_RECORDS".to_string(), "ten".to_string())];
+        let err = from_parts("", "t.toml", &env).unwrap_err().to_string();
+        assert!(err.contains("environment overrides PASSPORTD_STORAGE__BATCH_MAX_RECORDS"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
         let err =
             from_parts("[[sources]]\nname = \"a\"\npaths = [\"/x\"]\nformat = \"xml\"", "t.toml", &[]).unwrap_err();
         assert!(err.to_string().contains("format"), "{err}");
