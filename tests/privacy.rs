@@ -56,3 +56,29 @@ async fn hash_and_drop_keep_personal_data_out_of_the_database() {
         }
     }
 }
+
+/// A file's checkpoint identifies it by digests of its first bytes, not the bytes: a
+/// replayed file's user names and addresses are not kept there either.
+#[test]
+fn checkpoints_keep_no_bytes_of_the_files_they_identify() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    std::fs::create_dir(&store).unwrap();
+    let log = dir.path().join("entra.json");
+    std::fs::copy(common::fixtures().join("e2e/entra.json"), &log).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_passportd"))
+        .args(["replay", "--json", log.to_str().unwrap()])
+        .current_dir(dir.path())
+        .env("PASSPORTD_STORAGE__PATH", store.join("p.db"))
+        .env("PASSPORTD_PRIVACY__USERS", "drop")
+        .env("PASSPORTD_PRIVACY__IPS", "drop")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("alice@contoso.example") && text.contains("192.0.2.10"), "the fixture names them");
+    let bytes = db_bytes(&store);
+    for raw in ["alice@contoso.example", "192.0.2.10"] {
+        assert!(!contains(&bytes, raw), "{raw} found in the database");
+    }
+}

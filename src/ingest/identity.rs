@@ -69,16 +69,111 @@ fn dev_ino(_meta: &std::fs::Metadata) -> (u64, u64) {
 /// at least this long: a shorter head is too likely to begin an unrelated file too.
 pub const MIN_CONTENT_MATCH: usize = 64;
 
-/// True when `head` (a file's current first bytes) continues `known` (a generation's
-/// stored first bytes): the same content, possibly grown.
-pub fn head_continues(known: &[u8], head: &[u8]) -> bool {
-    head.len() >= known.len() && head[..known.len()] == known[..]
+/// What a checkpoint keeps of a file's first bytes: their length and SHA-256 digests of
+/// them and of their prefixes of 16, 32, 64 … bytes, never the bytes themselves. A head
+/// holds whatever the file's first lines hold (user names, addresses, messages), and a
+/// checkpoint outlives the privacy settings that decide what is stored of those.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeadPrint {
+    len: usize,
+    /// Digest of the whole head, then of each power-of-two prefix from 16 bytes up
+    /// (shorter than the head), shortest first.
+    digests: Vec<[u8; DIGEST_BYTES]>,
+}
+
+const DIGEST_BYTES: usize = 16;
+/// Shortest prefix with a digest of its own.
+const FIRST_PREFIX: usize = 16;
+/// Stored form: this tag, the length (4 bytes, little-endian), the digests. A head stored
+/// before heads were digested is its bytes (text never starts with 0xFF).
+const TAG: &[u8; 4] = b"\xffHP1";
+
+fn digest(bytes: &[u8]) -> [u8; DIGEST_BYTES] {
+    use sha2::{Digest, Sha256};
+    let full = Sha256::digest(bytes);
+    let mut out = [0u8; DIGEST_BYTES];
+    out.copy_from_slice(&full[..DIGEST_BYTES]);
+    out
+}
+
+/// The power-of-two prefix lengths below `len` that carry a digest.
+fn prefix_lengths(len: usize) -> impl Iterator<Item = usize> {
+    std::iter::successors(Some(FIRST_PREFIX), |n| n.checked_mul(2)).take_while(move |n| *n < len)
+}
+
+impl HeadPrint {
+    /// The print of a file's first bytes.
+    pub fn of(head: &[u8]) -> HeadPrint {
+        let mut digests = vec![digest(head)];
+        digests.extend(prefix_lengths(head.len()).map(|n| digest(&head[..n])));
+        HeadPrint { len: head.len(), digests }
+    }
+
+    /// How many leading bytes it describes (0: the file was empty).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when it describes an empty head.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// True when `head` (a file's current first bytes) continues the head this print was
+    /// made of: the same content, possibly grown.
+    pub fn continued_by(&self, head: &[u8]) -> bool {
+        head.len() >= self.len && self.digests.first() == Some(&digest(&head[..self.len]))
+    }
+
+    /// True when `short` may be the beginning of the head this print was made of: it is no
+    /// longer, and its longest prefix with a digest here matches (a head under 16 bytes
+    /// cannot be told apart, and may be).
+    pub fn may_begin_with(&self, short: &[u8]) -> bool {
+        if short.len() > self.len {
+            return false;
+        }
+        if short.len() == self.len {
+            return self.continued_by(short);
+        }
+        match prefix_lengths(self.len).zip(self.digests.iter().skip(1)).filter(|(n, _)| *n <= short.len()).last() {
+            Some((n, d)) => digest(&short[..n]) == *d,
+            None => true,
+        }
+    }
+
+    /// The stored form.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8 + self.digests.len() * DIGEST_BYTES);
+        out.extend_from_slice(TAG);
+        out.extend_from_slice(&u32::try_from(self.len).unwrap_or(u32::MAX).to_le_bytes());
+        for d in &self.digests {
+            out.extend_from_slice(d);
+        }
+        out
+    }
+
+    /// Reads the stored form, or a head stored as its bytes (before heads were digested).
+    pub fn from_bytes(bytes: &[u8]) -> HeadPrint {
+        let Some(rest) = bytes.strip_prefix(TAG.as_slice()) else {
+            return HeadPrint::of(bytes);
+        };
+        let Some((len, rest)) = rest.split_first_chunk::<4>() else {
+            return HeadPrint::of(bytes);
+        };
+        let len = u32::from_le_bytes(*len) as usize;
+        let digests: Vec<[u8; DIGEST_BYTES]> =
+            rest.chunks_exact(DIGEST_BYTES).filter_map(|c| <[u8; DIGEST_BYTES]>::try_from(c).ok()).collect();
+        if digests.len() != 1 + prefix_lengths(len).count() {
+            return HeadPrint::of(bytes);
+        }
+        HeadPrint { len, digests }
+    }
 }
 
 /// True when `checkpoint` describes this file: the stored head is a prefix of the
 /// current head and the file still holds at least the committed bytes.
 pub fn same_content(checkpoint: &Checkpoint, id: &FileIdentity) -> bool {
-    id.size >= checkpoint.offset && head_continues(&checkpoint.fingerprint, &id.head)
+    id.size >= checkpoint.offset && checkpoint.fingerprint.continued_by(&id.head)
 }
 
 /// True when `id` is the generation of `checkpoint` under another inode (a copy, or a
@@ -141,7 +236,7 @@ mod tests {
             path: "app.log".into(),
             dev: 1,
             ino,
-            fingerprint: fingerprint.to_vec(),
+            fingerprint: HeadPrint::of(fingerprint),
             offset,
             state: String::new(),
         }
@@ -170,5 +265,37 @@ mod tests {
             Some("same"),
             "the same inode with the same content comes first"
         );
+    }
+
+    /// A print answers what the raw head answered, stores none of its bytes, and a head
+    /// stored raw by an earlier version reads as its print.
+    #[test]
+    fn a_head_print_compares_like_the_head_and_keeps_none_of_it() {
+        let head: Vec<u8> =
+            (0..3000u32).map(|i| b"user alice@contoso.example from 203.0.113.5 "[i as usize % 44]).collect();
+        for len in [0, 1, 15, 16, 17, 64, 100, 1024, 3000] {
+            let print = HeadPrint::of(&head[..len]);
+            assert!(print.continued_by(&head), "{len}");
+            assert_eq!(print.continued_by(&head[..len.saturating_sub(1)]), len == 0, "{len}");
+            let mut other = head.clone();
+            if len > 0 {
+                other[len - 1] ^= 1;
+                assert!(!print.continued_by(&other), "{len}");
+            }
+            assert_eq!(HeadPrint::from_bytes(&print.to_bytes()), print, "{len}");
+            assert_eq!(HeadPrint::from_bytes(&head[..len]), print, "raw, {len}");
+            let stored = print.to_bytes();
+            assert!(!stored.windows(5).any(|w| w == b"alice"), "{len}");
+            for short in [0, 10, 16, 40, 64, 99] {
+                if short <= len {
+                    assert!(print.may_begin_with(&head[..short]), "{len} {short}");
+                }
+            }
+        }
+        let print = HeadPrint::of(&head[..1024]);
+        let mut other = head[..100].to_vec();
+        other[20] ^= 1;
+        assert!(!print.may_begin_with(&other), "differs within its 64-byte prefix");
+        assert!(!print.may_begin_with(&head[..1025]), "longer than the head");
     }
 }

@@ -201,7 +201,7 @@ impl FileReader {
             path: self.path.display().to_string(),
             dev: self.identity.dev,
             ino: self.identity.ino,
-            fingerprint: self.identity.head.clone(),
+            fingerprint: identity::HeadPrint::of(&self.identity.head),
             offset: self.decoder.checkpoint_offset(),
             state: self.decoder.resume_state(),
         }

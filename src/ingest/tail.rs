@@ -398,7 +398,7 @@ impl Tailer {
         let prefix_of = |head: &[u8], known_size: u64| {
             id.size < known_size && id.head.len() <= head.len() && head.starts_with(&id.head)
         };
-        self.lost.iter().any(|c| prefix_of(&c.fingerprint, c.offset))
+        self.lost.iter().any(|c| id.size < c.offset && c.fingerprint.may_begin_with(&id.head))
             || self.tracked.iter().any(|(key, t)| {
                 *key != (id.dev, id.ino) && prefix_of(&t.reader.identity.head, t.size.max(t.reader.read_offset))
             })

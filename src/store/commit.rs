@@ -489,7 +489,7 @@ impl Store {
             .bind(&cp.path)
             .bind(cp.dev as i64)
             .bind(cp.ino as i64)
-            .bind(&cp.fingerprint)
+            .bind(cp.fingerprint.to_bytes())
             .bind(cp.offset as i64)
             .bind(&cp.state)
             .bind(now)

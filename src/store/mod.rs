@@ -89,8 +89,9 @@ pub struct Checkpoint {
     pub dev: u64,
     /// Inode number.
     pub ino: u64,
-    /// The file's first bytes (up to the fingerprint size), extended as it grows.
-    pub fingerprint: Vec<u8>,
+    /// What identifies the file's first bytes (up to the fingerprint size), extended as it
+    /// grows: digests, never the bytes.
+    pub fingerprint: crate::ingest::identity::HeadPrint,
     /// Offset just past the last record committed.
     pub offset: u64,
     /// Decoder framing state at that offset.
@@ -392,7 +393,9 @@ impl Store {
                     path: r.try_get("path")?,
                     dev: r.try_get::<i64, _>("dev")? as u64,
                     ino: r.try_get::<i64, _>("ino")? as u64,
-                    fingerprint: r.try_get("fingerprint")?,
+                    fingerprint: crate::ingest::identity::HeadPrint::from_bytes(
+                        &r.try_get::<Vec<u8>, _>("fingerprint")?,
+                    ),
                     offset: r.try_get::<i64, _>("file_offset")?.max(0) as u64,
                     state: r.try_get("state")?,
                 })
