@@ -370,13 +370,19 @@ fn check_config(arg: ConfigArg) -> Result<(), CliError> {
     };
     let (own, shadowed): (Vec<_>, Vec<_>) =
         classifier.check_examples().into_iter().partition(|m| operator_entry(&m.entry));
-    if !own.is_empty() {
-        let list: Vec<String> = own.iter().map(|m| format!("  {m}")).collect();
-        return Err(CliError::Usage(format!(
-            "catalogue examples in operator files do not hold ({}):\n{}",
-            own.len(),
-            list.join("\n")
-        )));
+    if let Some(first) = own.first() {
+        // One sentence naming the file and entry of the first; how many more there are.
+        let file = classifier
+            .catalogue()
+            .entries()
+            .iter()
+            .find(|e| e.id == first.entry)
+            .map_or_else(String::new, |e| format!("catalogue {}: ", e.source));
+        let more = match own.len() {
+            1 => String::new(),
+            n => format!(" (and {} more example(s) that do not hold)", n - 1),
+        };
+        return Err(CliError::Usage(format!("{file}{first}{more}")));
     }
     let s = &loaded.settings;
     let mut out = String::new();

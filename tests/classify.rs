@@ -351,6 +351,31 @@ remediation = "Open a ticket in the ACME portal."
     assert_eq!(classify(&c, "Your account is locked.").entry.as_deref(), Some("aadsts-50053"));
 }
 
+/// A file that patches a shipped entry without listing codes claims none: a new entry in
+/// the same file may take over the patched entry's code, as it would take over any
+/// earlier file's (it was refused as a duplicate claim by that file).
+#[test]
+fn a_patch_without_codes_does_not_claim_the_codes_it_inherits() {
+    let f = write_temp(
+        r#"
+[[entry]]
+id = "acme-mfa"
+codes = [50076]
+category = "mfa_required"
+title = "MFA (ACME)"
+remediation = "Use the ACME token."
+
+[[entry]]
+id = "aadsts-50076"
+remediation = "Patched, without codes."
+"#,
+    );
+    let cat = Catalogue::load(&[f.path().to_owned()]).unwrap();
+    assert_eq!(cat.entry_for_code(50076).unwrap().id, "acme-mfa");
+    assert_eq!(cat.entry("aadsts-50076").unwrap().remediation, "Patched, without codes.");
+    assert!(cat.entry("aadsts-50076").unwrap().codes.is_empty(), "it keeps its patterns, not the code");
+}
+
 fn parse_err(text: &str) -> String {
     match Catalogue::parse_str(text, "/etc/x.toml") {
         Ok(_) => panic!("expected an error for:\n{text}"),
@@ -370,13 +395,19 @@ remediation = "R"
 fn invalid_files_give_precise_errors() {
     let e = parse_err(&format!("[[entry]]\nid = \"okta-invalid-grant\"\n{GOOD}patterns = [\"ok\", \"(unclosed\"]\n"));
     assert!(
-        e.starts_with("catalogue /etc/x.toml: entry \"okta-invalid-grant\": field `patterns[1]`: invalid regex: "),
+        e.starts_with(
+            "catalogue /etc/x.toml: entry \"okta-invalid-grant\" (line 1): field `patterns[1]`: invalid regex: "
+        ),
         "{e}"
     );
 
     let e =
         parse_err(&format!("[[entry]]\nid = \"a\"\ncodes = [1]\n{GOOD}\n[[entry]]\nid = \"a\"\ncodes = [2]\n{GOOD}"));
-    assert!(e.contains("entry \"a\": field `id`: duplicate id"), "{e}");
+    // The duplicate is named with its own line, and the first definition with its line.
+    assert!(
+        e.contains("entry \"a\" (line 11): field `id`: duplicate id in this file (first defined at entry #1 (line 1))"),
+        "{e}"
+    );
 
     let e = parse_err(&format!(
         "[[entry]]\nid = \"a\"\ncodes = [50126]\n{GOOD}\n[[entry]]\nid = \"b\"\ncodes = [50126]\n{GOOD}"
@@ -384,7 +415,7 @@ fn invalid_files_give_precise_errors() {
     assert!(e.contains("entry \"b\": field `codes`: code 50126 is already claimed by entry \"a\""), "{e}");
 
     let e = parse_err("[[entry]]\nid = \"a\"\ncodes = [1]\ncategory = \"mfa\"\ntitle = \"T\"\nremediation = \"R\"\n");
-    assert!(e.contains("entry \"a\": field `category`: unknown category \"mfa\""), "{e}");
+    assert!(e.contains("entry \"a\" (line 1): field `category`: unknown category \"mfa\""), "{e}");
 
     let e = parse_err(&format!("[[entry]]\nid = \"a\"\ncodes = [1]\n{}", GOOD.replace("\"low\"", "\"urgent\"")));
     assert!(e.contains("field `severity`: unknown severity \"urgent\""), "{e}");
@@ -403,7 +434,7 @@ fn invalid_files_give_precise_errors() {
     assert!(e.contains("field `remediation`: must not be empty"), "{e}");
 
     let e = parse_err(&format!("[[entry]]\nid = \"a\"\ncodes = [1]\nremedy = \"x\"\n{GOOD}"));
-    assert!(e.contains("entry \"a\": field `remedy`: unknown field `remedy`"), "{e}");
+    assert!(e.contains("entry \"a\" (line 1): field `remedy`: unknown field `remedy`"), "{e}");
 
     let e = parse_err(&format!("[[entry]]\nid = \"a\"\ncodes = [1]\nconditions = {{ issuer = [\"x\"] }}\n{GOOD}"));
     assert!(e.contains("field `conditions`: unknown field `issuer`"), "{e}");

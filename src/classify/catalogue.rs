@@ -519,11 +519,12 @@ fn merge_layer(merged: &mut Vec<Entry>, text: &str, origin: &str, patching: bool
         let table = spanned.into_inner();
         let position = format!("#{} (line {line})", index + 1);
         let id_label = match table.get("id").and_then(|v| v.as_str()) {
-            Some(id) => format!("{id:?}"),
+            Some(id) => format!("{id:?} (line {line})"),
             None => position.clone(),
         };
         let ctx = Ctx { origin, label: id_label };
         let raw = decode_entry(table, &ctx)?;
+        let gives_codes = raw.codes.is_some();
         let id = raw.id.clone().ok_or_else(|| ctx.err("id", "missing"))?;
         if let Some(first) = ids_in_file.insert(id.clone(), position.clone()) {
             return Err(ctx.err("id", format!("duplicate id in this file (first defined at entry {first})")));
@@ -537,7 +538,11 @@ fn merge_layer(merged: &mut Vec<Entry>, text: &str, origin: &str, patching: bool
         match existing {
             Some(i) => {
                 merged[i] = entry;
-                touched.push(i);
+                // A patch that does not list codes claims none: the codes it inherits
+                // follow the cross-file rule below, as an untouched entry's do.
+                if gives_codes {
+                    touched.push(i);
+                }
             }
             None => {
                 merged.push(entry);
