@@ -243,14 +243,15 @@ impl Privacy {
         Some(hmac_hex(&self.user_key_secret, &user.to_lowercase()))
     }
 
-    /// A Passport log entry's idempotency key: its time to the microsecond and its whole
-    /// message, keyed like the user keys (the message may name a user). An entry has no id,
-    /// and its file and offset differ between two exports of one Mac's log (overlapping
-    /// windows, another style, a copy), which would count it once per export.
+    /// A Passport log entry's idempotency key: its time to the millisecond (the compact
+    /// style's precision; the others give microseconds) and its whole message, keyed like
+    /// the user keys (the message may name a user). An entry has no id, and its file and
+    /// offset differ between two exports of one Mac's log (overlapping windows, another
+    /// style, a copy), which would count it once per export.
     pub fn entry_key(&self, at: DateTime<Utc>, message: &str) -> String {
         let mut key = String::with_capacity(36);
         key.push_str("log:");
-        key.push_str(&hmac_hex(&self.user_key_secret, &format!("{}\n{message}", at.timestamp_micros())));
+        key.push_str(&hmac_hex(&self.user_key_secret, &format!("{}\n{message}", at.timestamp_millis())));
         key
     }
 

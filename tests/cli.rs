@@ -90,16 +90,21 @@ fn one_passport_entry_in_several_exports_counts_once() {
         "{}\n",
         r#"{"timestamp":"2026-03-04 08:15:02.123456-0800","messageType":"Error","subsystem":"io.kandji.passport","senderImagePath":"/Library/Security/SecurityAgentPlugins/KandjiPassport.bundle/Contents/MacOS/KandjiPassport","eventMessage":"Token request failed: AADSTS50053: account locked"}"#
     );
+    // The compact style gives milliseconds and no offset (the source's timezone, UTC here).
+    let compact = "2026-03-04 16:15:02.123 E  SecurityAgent[612:26b7] [io.kandji.passport:auth] Token request failed: AADSTS50053: account locked\n".to_string();
     let mut paths = Vec::new();
-    for (name, text) in [("monday.log", &monday), ("tuesday.log", &tuesday), ("monday.ndjson", &ndjson)] {
+    for (name, text) in
+        [("monday.log", &monday), ("tuesday.log", &tuesday), ("monday.ndjson", &ndjson), ("compact.log", &compact)]
+    {
         let p = dir.path().join(name);
         std::fs::write(&p, text).unwrap();
         paths.push(p.to_str().unwrap().to_string());
     }
     let v = json(&passportd(dir.path(), &["replay", "--json", "--format", "passport", &paths[0]]));
     assert_eq!((v["failures"].as_u64(), v["successes"].as_u64()), (Some(1), Some(1)), "{v}");
-    let v = json(&passportd(dir.path(), &["replay", "--json", "--format", "passport", &paths[1], &paths[2]]));
-    assert_eq!((v["records"].as_u64(), v["duplicates"].as_u64()), (Some(1), Some(3)), "{v}");
+    let v =
+        json(&passportd(dir.path(), &["replay", "--json", "--format", "passport", &paths[1], &paths[2], &paths[3]]));
+    assert_eq!((v["records"].as_u64(), v["duplicates"].as_u64()), (Some(1), Some(4)), "{v}");
     assert_eq!(v["by_category"]["mfa_required"].as_u64(), Some(1), "{v}");
 }
 

@@ -667,19 +667,24 @@ pub(crate) fn parse_text_head(line: &str) -> Option<TextHead<'_>> {
         h.process = &line[rest_at..rest_at + colon];
         i = rest_at + colon + 2;
     } else {
-        let Some((b0, b1)) = split_token(line, a1) else {
+        let Some((b0, _)) = split_token(line, a1) else {
             return Some(h);
         };
-        let t2 = &line[b0..b1];
-        if t2.ends_with(':') && t2.contains('[') {
+        // The process name may hold spaces ("Company Portal[901:1a]"): it runs to the
+        // bracketed pid.
+        let Some((process, after_pid)) = process_and_pid(line, b0) else {
+            return Some(h);
+        };
+        if line[after_pid..].starts_with(':') {
             // syslog: host, "process[pid]:".
             h.host = Some(t1);
-            h.process = t2.split('[').next().unwrap_or("");
-            i = b1;
-        } else if let (Some(ty), true) = (compact_type(t1), t2.contains('[')) {
+            h.process = process;
+            i = after_pid + 1;
+        } else if let Some(ty) = compact_type(t1) {
+            // compact: type, "process[pid:tid]".
             h.message_type = Some(ty);
-            h.process = t2.split('[').next().unwrap_or("");
-            i = b1;
+            h.process = process;
+            i = after_pid;
         } else {
             return Some(h);
         }
@@ -700,6 +705,22 @@ pub(crate) fn parse_text_head(line: &str) -> Option<TextHead<'_>> {
     }
     h.message_at = i;
     Some(h)
+}
+
+/// From `from`: a process name (words without brackets or colons, at most 128 bytes) and
+/// its bracketed pid, `[612]` or `[612:26b7]`; returns the name and where the bracket ends.
+fn process_and_pid(line: &str, from: usize) -> Option<(&str, usize)> {
+    let rest = &line[from..];
+    let open = rest.find('[').filter(|at| *at <= 128)?;
+    let process = &rest[..open];
+    if process.is_empty() || process.contains([']', ':']) || process.ends_with(' ') {
+        return None;
+    }
+    let close = open + rest[open..].find(']')?;
+    let pid = &rest[open + 1..close];
+    let (pid, thread) = pid.split_once(':').unwrap_or((pid, ""));
+    let digits = !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit());
+    (digits && thread.bytes().all(|b| b.is_ascii_hexdigit())).then_some((process, from + close + 1))
 }
 
 /// A text record: its head line plus any continuation lines, decoded.
@@ -765,6 +786,21 @@ mod tests {
         assert_eq!(h.message_type, Some("Error"));
         assert_eq!(h.process, "SecurityAgent");
         assert_eq!(h.sender, "KandjiPassport");
+        // A process name with a space: the subsystem is still found, so another app's
+        // line is known to be another app's.
+        let h = parse_text_head(
+            "2026-03-04 08:15:02.123 E  Company Portal[901:1a] [com.microsoft.CompanyPortalMac:auth] AADSTS50076",
+        )
+        .unwrap();
+        assert_eq!((h.process, h.subsystem), ("Company Portal", "com.microsoft.CompanyPortalMac"));
+        let h = parse_text_head("2026-03-04 08:15:02.123456-0800  mac-17 Company Portal[901]: (MSAL) [com.microsoft.CompanyPortalMac:auth] AADSTS50053").unwrap();
+        assert_eq!((h.host, h.process, h.sender), (Some("mac-17"), "Company Portal", "MSAL"));
+        let kind = decide_text(
+            "2026-03-04 08:15:02.123 E  Company Portal[901:1a] [com.microsoft.CompanyPortalMac:auth] AADSTS50076: x",
+            &Matcher::new(&PassportFilter::default()),
+            chrono_tz::UTC,
+        );
+        assert!(matches!(kind, ItemKind::Skipped), "{kind:?}");
     }
 
     #[test]
