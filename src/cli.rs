@@ -165,7 +165,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
 
 async fn serve(arg: ConfigArg) -> Result<(), CliError> {
     let loaded = load(&arg)?;
-    loaded.settings.storage.check_path(&loaded.origin.to_string())?;
+    loaded.settings.storage.check_path(&loaded.origin_of("storage.path"))?;
     crate::telemetry::init(&loaded.settings.log);
     tracing::info!(config = %loaded.origin, overrides = ?loaded.overrides, "configuration loaded");
     let app = Application::build(loaded.settings).await?;
@@ -205,7 +205,7 @@ async fn replay(
     files: Vec<PathBuf>,
 ) -> Result<(), CliError> {
     let loaded = load(&arg)?;
-    loaded.settings.storage.check_path(&loaded.origin.to_string())?;
+    loaded.settings.storage.check_path(&loaded.origin_of("storage.path"))?;
     crate::telemetry::init(&loaded.settings.log);
     let mut source_settings = match &source {
         Some(name) => loaded
@@ -356,7 +356,7 @@ fn classify(arg: ConfigArg, json: bool, messages: Vec<String>) -> Result<(), Cli
 
 fn check_config(arg: ConfigArg) -> Result<(), CliError> {
     let loaded = load(&arg)?;
-    loaded.settings.storage.check_path(&loaded.origin.to_string())?;
+    loaded.settings.storage.check_path(&loaded.origin_of("storage.path"))?;
     let classifier = classifier_for(&loaded)?;
     // An example in an operator's file that does not classify to its own entry means the
     // file says something other than its author meant: an error. A shipped example that

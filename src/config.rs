@@ -530,6 +530,17 @@ pub struct Loaded {
     pub overrides: Vec<String>,
 }
 
+impl Loaded {
+    /// Where `key` (`section.key`) got its value: the environment variable that set it,
+    /// else the file (or the embedded default).
+    pub fn origin_of(&self, key: &str) -> String {
+        match self.overrides.iter().find(|var| env_key(var).as_deref() == Some(key)) {
+            Some(var) => format!("environment variable {var}"),
+            None => self.origin.to_string(),
+        }
+    }
+}
+
 /// Finds the configuration: `--config`, then `$PASSPORTD_CONFIG`, then
 /// `config/passportd.toml` if it exists, else the embedded default.
 pub fn locate(explicit: Option<&Path>) -> ConfigOrigin {
@@ -569,11 +580,7 @@ pub fn from_parts(text: &str, origin: &str, env: &[(String, String)]) -> Result<
     // The file alone first: its own mistakes (an unknown key, a wrong type) are reported
     // with the line they are on, which the merged document below no longer knows.
     if let Err(e) = toml::from_str::<Settings>(text) {
-        // The key path, which only the document-based decoding names ("in `sources`").
-        let key =
-            text.parse::<toml::Table>().ok().and_then(|t| Settings::deserialize(toml::Value::Table(t)).err()).and_then(
-                |e| e.to_string().rsplit_once("in `").map(|(_, k)| k.trim().trim_end_matches('`').to_string()),
-            );
+        let key = e.span().and_then(|span| key_at(text, span.start));
         let message = match key {
             Some(key) => one_line(text, &e).replacen(": ", &format!(": `{key}`: "), 1),
             None => one_line(text, &e),
@@ -628,6 +635,28 @@ pub fn from_parts(text: &str, origin: &str, env: &[(String, String)]) -> Result<
 fn env_key(var: &str) -> Option<String> {
     let (section, key) = var.strip_prefix("PASSPORTD_")?.split_once("__")?;
     Some(format!("{}.{}", section.to_ascii_lowercase(), key.to_ascii_lowercase()))
+}
+
+/// The `section.key` written on the line holding byte `at` (under the nearest table
+/// header above it), when that line is a `key = value`.
+fn key_at(text: &str, at: usize) -> Option<String> {
+    let at = at.min(text.len());
+    let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next()?;
+    let key = line.split_once('=')?.0.trim().trim_matches('"');
+    if key.is_empty() || key.starts_with('[') {
+        return None;
+    }
+    let section = text[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|h| h.trim_start_matches('[').trim_end_matches(']').trim().to_string());
+    Some(match section {
+        Some(section) => format!("{section}.{key}"),
+        None => key.to_string(),
+    })
 }
 
 /// A TOML error on one line: `line N, column M: what`, without the quoted source.
@@ -754,7 +783,10 @@ impl StorageSettings {
 /// Whether this process may create files in `dir`: tried, with a probe file removed at
 /// once (permission bits say nothing of ACLs, read-only mounts or which user runs).
 fn can_write_in(dir: &Path) -> std::io::Result<()> {
-    let probe = dir.join(format!(".passportd-write-check-{}", std::process::id()));
+    // Unique per attempt (in a container every start is PID 1, and a probe a kill left
+    // behind must not block the next start).
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let probe = dir.join(format!(".passportd-write-check-{}-{nanos}", std::process::id()));
     std::fs::OpenOptions::new().write(true).create_new(true).open(&probe)?;
     std::fs::remove_file(&probe)
 }
@@ -1055,7 +1087,7 @@ mod tests {
         let err = from_parts("[server]\nlisten = \"127.0.0.1:1\"\n\n[[sources]]\nname = \"a\"\npaths = [\"/x\"]\npoll_intervall = \"1s\"\n", "t.toml", &[])
             .unwrap_err()
             .to_string();
-        assert!(err.contains("line 7, column 1: `sources`: unknown field `poll_intervall`"), "{err}");
+        assert!(err.contains("line 7, column 1: `sources.poll_intervall`: unknown field `poll_intervall`"), "{err}");
         assert!(!err.contains('\n'), "{err}");
         // A bad value from the environment is blamed on its variable, not on the file.
         let env = [("PASSPORTD_SERVER__LISTEN".to_string(), "bad".to_string())];

@@ -127,6 +127,9 @@ pub struct Privacy {
     ips: PrivacyMode,
     key: Arc<Vec<u8>>,
     user_key_secret: Arc<Vec<u8>>,
+    /// The store's own secret: keys Passport entries' idempotency keys, which must not
+    /// change with the privacy settings.
+    entry_key_secret: Arc<Vec<u8>>,
     email: Regex,
     /// Runs of the characters an IPv4 or IPv6 address is written with; each is parsed
     /// before it counts as one.
@@ -202,6 +205,7 @@ impl Privacy {
             ips: settings.ips,
             key: Arc::new(key),
             user_key_secret: Arc::new(user_key_secret),
+            entry_key_secret: Arc::new(store_secret.to_vec()),
             #[allow(clippy::expect_used)]
             // `#` too: a guest's name, `alice_gmail.com#EXT#@contoso.onmicrosoft.com`,
             // embeds the guest's own address.
@@ -245,13 +249,14 @@ impl Privacy {
 
     /// A Passport log entry's idempotency key: its time to the millisecond (the compact
     /// style's precision; the others give microseconds) and its whole message, keyed like
-    /// the user keys (the message may name a user). An entry has no id, and its file and
+    /// the store's own secret (the message may name a user; not `privacy.hash_key`, whose
+    /// change would make every entry new). An entry has no id, and its file and
     /// offset differ between two exports of one Mac's log (overlapping windows, another
     /// style, a copy), which would count it once per export.
     pub fn entry_key(&self, at: DateTime<Utc>, message: &str) -> String {
         let mut key = String::with_capacity(36);
         key.push_str("log:");
-        key.push_str(&hmac_hex(&self.user_key_secret, &format!("{}\n{message}", at.timestamp_millis())));
+        key.push_str(&hmac_hex(&self.entry_key_secret, &format!("{}\n{message}", at.timestamp_millis())));
         key
     }
 

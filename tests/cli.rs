@@ -106,6 +106,18 @@ fn one_passport_entry_in_several_exports_counts_once() {
         json(&passportd(dir.path(), &["replay", "--json", "--format", "passport", &paths[1], &paths[2], &paths[3]]));
     assert_eq!((v["records"].as_u64(), v["duplicates"].as_u64()), (Some(1), Some(4)), "{v}");
     assert_eq!(v["by_category"]["mfa_required"].as_u64(), Some(1), "{v}");
+    // Keys are the store's, not the privacy settings': hashing users with a key now does
+    // not make the same entries new.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_passportd"))
+        .args(["replay", "--json", "--format", "passport", &paths[1]])
+        .current_dir(dir.path())
+        .env("PASSPORTD_STORAGE__PATH", dir.path().join("passportd.db"))
+        .env("PASSPORTD_PRIVACY__USERS", "hash")
+        .env("PASSPORTD_PRIVACY__HASH_KEY", "0123456789abcdef0123")
+        .output()
+        .unwrap();
+    let v = json(&out);
+    assert_eq!((v["records"].as_u64(), v["duplicates"].as_u64()), (Some(0), Some(3)), "{v}");
 }
 
 #[test]
@@ -243,6 +255,17 @@ fn an_unusable_store_path_is_a_configuration_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("is not a SQLite database"), "{stderr}");
+    // Set from the environment: the variable is named, not the file, which sets no path.
+    std::fs::write(&cfg, "[server]\nlisten = \"127.0.0.1:9477\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_passportd"))
+        .args(["check-config", "--config", cfg.to_str().unwrap()])
+        .current_dir(dir.path())
+        .env("PASSPORTD_STORAGE__PATH", dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("environment variable PASSPORTD_STORAGE__PATH") && !stderr.contains("c.toml"), "{stderr}");
 }
 
 /// The warning about undecodable records names every reason with its count, not the

@@ -31,7 +31,15 @@ pub fn classify_text(classifier: &Classifier, text: &str) -> Classification {
     let items = decode_bytes(&DecodeOptions::default(), text.trim().as_bytes());
     let not_counted = match items.as_slice() {
         [item] => match &item.kind {
-            ItemKind::SignIn(raw) => return classifier.classify(&ClassifyInput::of_signin(raw)),
+            ItemKind::SignIn(raw) => {
+                let mut c = classifier.classify(&ClassifyInput::of_signin(raw));
+                // As the daemon decides (`Normalizer::event`): a Passport failure that
+                // `<private>` hid and nothing places counts as redacted.
+                if raw.format == "passport" && raw.redacted && c.codes.is_empty() && c.matched_by.is_none() {
+                    c.not_counted = Some("redacted".to_owned());
+                }
+                return c;
+            }
             ItemKind::Redacted => Some("redacted"),
             // Skipped whole records are the reader's chatter (plain text is no record).
             ItemKind::Skipped => Some("chatter"),

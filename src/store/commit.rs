@@ -1174,11 +1174,15 @@ async fn recent_windows<'a>(
     if recent.watermark_before != i64::MIN && recent.watermark_before.saturating_sub(from) > reach {
         return Ok(None);
     }
-    let limit = i64::try_from(recent::MAX_ENTRIES).unwrap_or(i64::MAX);
+    if !recent::lock(recent.copy).may_fill() {
+        return Ok(None);
+    }
+    let limit = i64::try_from(recent::MAX_FILL_ROWS).unwrap_or(i64::MAX);
     let rows: Vec<FillRow> =
         fetch_json(tx, RECENT_FILL, None, &[from, limit.saturating_add(1)], "events (recent credential failures)")
             .await?;
-    if rows.len() > recent::MAX_ENTRIES {
+    if rows.len() > recent::MAX_FILL_ROWS {
+        recent::lock(recent.copy).fill_refused();
         return Ok(None);
     }
     let mut copy = recent::lock(recent.copy);

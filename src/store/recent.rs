@@ -61,7 +61,15 @@ pub(crate) struct RecentFailures {
     entries: usize,
     /// The writer connection's number and `data_version` the copy was last checked under.
     checked_under: Option<(i64, i64)>,
+    /// Batches to go before another fill is tried, after one found too many rows (a
+    /// burst): each try reads up to `MAX_FILL_ROWS` rows only to drop them.
+    fill_pause: u32,
 }
+
+/// Most rows a fill reads: each row makes up to three entries.
+pub(crate) const MAX_FILL_ROWS: usize = MAX_ENTRIES / 3;
+/// Batches to wait after a refused fill.
+const FILL_PAUSE_BATCHES: u32 = 64;
 
 fn insert_sorted(rows: &mut Vec<WindowRow>, row: WindowRow) {
     // Rows nearly always arrive in time order: the search ends at the back.
@@ -72,8 +80,23 @@ fn insert_sorted(rows: &mut Vec<WindowRow>, row: WindowRow) {
 impl RecentFailures {
     /// Drops every row: the copy answers for nothing until it is filled again.
     pub(crate) fn forget(&mut self) {
-        let checked_under = self.checked_under;
-        *self = RecentFailures { checked_under, ..RecentFailures::default() };
+        let (checked_under, fill_pause) = (self.checked_under, self.fill_pause);
+        *self = RecentFailures { checked_under, fill_pause, ..RecentFailures::default() };
+    }
+
+    /// Whether a fill may be tried now (counting this batch against a pause).
+    pub(crate) fn may_fill(&mut self) -> bool {
+        if self.fill_pause > 0 {
+            self.fill_pause -= 1;
+            return false;
+        }
+        true
+    }
+
+    /// A fill found more rows than the copy may hold: wait a while before the next.
+    pub(crate) fn fill_refused(&mut self) {
+        self.forget();
+        self.fill_pause = FILL_PAUSE_BATCHES;
     }
 
     /// At the start of a batch, under the write lock: forgets everything if the store may

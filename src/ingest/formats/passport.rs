@@ -62,9 +62,19 @@ impl Matcher {
         self.subsystems.iter().any(|n| contains_ci(r.subsystem, n))
             || self.senders.iter().any(|n| contains_ci(r.sender, n))
             || self.processes.iter().any(|n| contains_ci(r.process, n))
-            || ((self.any_aadsts || (r.subsystem.is_empty() && r.sender.is_empty()))
+            || ((self.any_aadsts || (r.subsystem.is_empty() && r.sender.is_empty() && passport_host(r.process)))
                 && AADSTS.find(r.message.as_bytes()).is_some())
     }
+}
+
+/// A process a Passport record without a sender or subsystem may come from: none named,
+/// or the authorization hosts Passport's plugin runs in (`MSTeams[612]:` is not one).
+fn passport_host(process: &str) -> bool {
+    let name = process.rsplit('/').next().unwrap_or(process);
+    name.is_empty()
+        || ["securityagent", "authorizationhost", "authd", "kandji", "passport"]
+            .iter()
+            .any(|host| contains_ci(name, host))
 }
 
 /// The fields of one Passport record, whatever style it came in.
