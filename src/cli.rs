@@ -34,10 +34,34 @@ pub struct Cli {
 /// `--config`
 #[derive(Debug, Args)]
 pub struct ConfigArg {
-    /// Configuration file (TOML). See config/passportd.toml for every key.
+    /// Configuration file (TOML). See config/passportd.toml for every key. Default:
+    /// $PASSPORTD_CONFIG, else ./config/passportd.toml if it exists, else the embedded
+    /// default (listen 127.0.0.1:9477, store ./passportd.db, no sources). Any key can be
+    /// overridden with PASSPORTD_SECTION__KEY (e.g. PASSPORTD_STORAGE__PATH).
     #[arg(long, short = 'c', value_name = "PATH")]
     pub config: Option<PathBuf>,
 }
+
+const SERVE_EXAMPLES: &str = "Examples:
+  passportd serve --config /etc/passportd/passportd.toml
+  PASSPORTD_SERVER__LISTEN=0.0.0.0:9477 passportd serve
+  curl -s localhost:9477/api/v1/incidents?status=open
+
+Exit codes: 0 stopped cleanly, 1 runtime failure, 2 usage or configuration error.";
+
+const REPLAY_EXAMPLES: &str = "Examples:
+  passportd replay --json PT1H.json
+  passportd replay --source entra --json exports/*.json
+  passportd replay --format passport passport.ndjson
+  zcat PT1H.json.gz | passportd replay -
+  passportd replay <(zcat PT1H.json.gz)
+
+Exit codes: 0 done, 1 runtime failure, 2 usage or configuration error.";
+
+const CLASSIFY_EXAMPLES: &str = "Examples:
+  passportd classify 'AADSTS50076: Due to a configuration change ...'
+  passportd classify --json < messages.txt
+  log show --last 1h --style ndjson --predicate 'subsystem BEGINSWITH \"io.kandji\"' | passportd classify --json";
 
 /// The commands.
 #[derive(Debug, Subcommand)]
@@ -45,9 +69,11 @@ pub enum Command {
     /// Run the daemon: tail every configured source, classify, keep incidents, serve the
     /// HTTP API and /metrics until SIGINT/SIGTERM, then commit what is in flight and exit 0.
     /// SIGHUP reloads the catalogue.
+    #[command(after_help = SERVE_EXAMPLES)]
     Serve(ConfigArg),
     /// Ingest whole files (or - for stdin) once through the same pipeline into the same
     /// store, print a summary and exit. Replaying a file twice does not double-count.
+    #[command(after_help = REPLAY_EXAMPLES)]
     Replay {
         /// Configuration.
         #[command(flatten)]
@@ -55,19 +81,21 @@ pub enum Command {
         /// Use this configured source's settings and name (default: name "replay", format auto).
         #[arg(long, value_name = "NAME")]
         source: Option<String>,
-        /// Decoder: auto, azure-diagnostic, azure-loganalytics, graph or passport.
+        /// Decoder: auto, azure-diagnostic, azure-loganalytics, graph or passport
+        /// (default: the source's format; auto sniffs every file and line).
         #[arg(long, value_name = "F", value_parser = parse_format)]
         format: Option<Format>,
         /// Print the summary as one JSON object.
         #[arg(long)]
         json: bool,
-        /// Files to read; - reads standard input.
+        /// Files to read; - reads standard input; a pipe or device is read as a stream.
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
     /// Classify error messages or raw log lines (arguments, or one per line on stdin)
     /// against the catalogue. Stores nothing. A whole Entra sign-in record or Passport log
     /// line is decoded first, so its result code, status and token issuer count.
+    #[command(after_help = CLASSIFY_EXAMPLES)]
     Classify {
         /// Configuration (for operator catalogue files and federated domains).
         #[command(flatten)]
