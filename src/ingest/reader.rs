@@ -195,15 +195,25 @@ impl FileReader {
 
     /// The checkpoint for everything emitted so far.
     pub fn checkpoint(&self) -> Checkpoint {
-        Checkpoint {
-            file_key: self.key.clone(),
-            source: self.source.clone(),
-            path: self.path.display().to_string(),
-            dev: self.identity.dev,
-            ino: self.identity.ino,
-            fingerprint: identity::HeadPrint::of(&self.identity.head),
-            offset: self.decoder.checkpoint_offset(),
-            state: self.decoder.resume_state(),
+        self.snapshot().checkpoint()
+    }
+
+    /// What [`FileReader::checkpoint`] gives now, with the head still as bytes: digesting
+    /// it is left to when the checkpoint is needed (a read keeps one in case the file
+    /// turns out rewritten, and almost never needs it).
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            checkpoint: Checkpoint {
+                file_key: self.key.clone(),
+                source: self.source.clone(),
+                path: self.path.display().to_string(),
+                dev: self.identity.dev,
+                ino: self.identity.ino,
+                fingerprint: identity::HeadPrint::default(),
+                offset: self.decoder.checkpoint_offset(),
+                state: self.decoder.resume_state(),
+            },
+            head: self.identity.head.clone(),
         }
     }
 
@@ -374,6 +384,20 @@ pub fn replay_stream(
     }
     decoder.finish(&mut items);
     send(&mut items)
+}
+
+/// A reader's checkpoint taken before its head is digested ([`FileReader::snapshot`]).
+#[derive(Debug)]
+pub struct Snapshot {
+    checkpoint: Checkpoint,
+    head: Vec<u8>,
+}
+
+impl Snapshot {
+    /// The checkpoint, its head digested.
+    pub fn checkpoint(self) -> Checkpoint {
+        Checkpoint { fingerprint: identity::HeadPrint::of(&self.head), ..self.checkpoint }
+    }
 }
 
 /// Extends a file's `head` (its first bytes, up to `FINGERPRINT_BYTES`) with `data`, read
