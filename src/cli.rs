@@ -253,6 +253,11 @@ async fn replay(
         if f.is_dir() {
             return Err(CliError::Usage(format!("{}: is a folder; pass its files (e.g. folder/*)", f.display())));
         }
+        // Every regular file must open before anything is stored: one that cannot, found
+        // half-way, left the earlier files committed, no summary and exit 1.
+        if f.is_file() {
+            std::fs::File::open(f).map_err(|e| CliError::Usage(format!("{}: cannot be read: {e}", f.display())))?;
+        }
     }
     let core = Core::build(loaded.settings, vec![source_settings.name.clone()]).await?;
     let checkpoints =
