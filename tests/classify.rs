@@ -280,6 +280,23 @@ fn text_only_patterns_and_fallbacks() {
     assert!(r.reason.contains("weak fallback"));
 }
 
+/// MSAL's `suberror` names the code a body without one stands for (CATALOGUE.md §2.4):
+/// `consent_required` is AADSTS65001, `basic_action` AADSTS50079; the verdict carries no
+/// code of its own, and a code in the body still decides first.
+#[test]
+fn a_suberror_stands_for_its_code_in_a_body_without_one() {
+    let c = shipped();
+    let r = classify(&c, r#"{"error":"invalid_grant","error_description":"xyz","suberror":"consent_required"}"#);
+    assert_eq!((r.category, r.entry.as_deref(), r.code), (Category::ConsentRequired, Some("aadsts-65001"), None));
+    assert_eq!(r.matched_by, Some(MatchedBy::Condition));
+    let r = classify(&c, r#"{\"error\":\"invalid_grant\",\"suberror\":\"basic_action\"}"#);
+    assert_eq!(r.entry.as_deref(), Some("aadsts-50079"));
+    let r = classify(&c, r#"{"error":"invalid_grant","error_codes":[50126],"suberror":"basic_action"}"#);
+    assert_eq!(r.code, Some(50126), "a code decides first");
+    let r = classify(&c, r#"{"error":"invalid_grant","suberror":"something_else"}"#);
+    assert_eq!(r.entry.as_deref(), Some("oauth-invalid-grant"), "an unknown suberror changes nothing");
+}
+
 #[test]
 fn every_shipped_example_holds() {
     let c = shipped();

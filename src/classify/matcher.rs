@@ -40,6 +40,7 @@ use crate::event::{Category, Outcome};
 static AADSTS: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new("AADSTS"));
 static ERROR_CODES: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new("error_codes"));
 static ERROR_KEY: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new("\"error"));
+static SUBERROR_KEY: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new("\"suberror"));
 
 /// Every AADSTS code in a message, in order of appearance, without duplicates (at most
 /// [`MAX_CODES`]): each `AADSTS` followed by 5 to 7 digits (a longer digit run is not a
@@ -147,9 +148,26 @@ fn error_codes_at(bytes: &[u8], mut i: usize, out: &mut Vec<u32>) {
 /// The OAuth `error` value of a JSON body inside a message (`"error":"invalid_grant"`, also
 /// escaped), if any.
 fn oauth_error_in(message: &str) -> Option<&str> {
+    string_value_in(message, &ERROR_KEY, "\"error".len())
+}
+
+/// The code an MSAL `suberror` stands for in a body that carries none (CATALOGUE.md §2.4:
+/// `consent_required` is AADSTS65001, `basic_action` AADSTS50079), with the suberror.
+fn suberror_code_in(message: &str) -> Option<(u32, &str)> {
+    let value = string_value_in(message, &SUBERROR_KEY, "\"suberror".len())?;
+    match value {
+        "consent_required" => Some((65001, value)),
+        "basic_action" => Some((50079, value)),
+        _ => None,
+    }
+}
+
+/// The string value of the JSON key `finder` finds (`"key"`, `key_len` bytes, then an
+/// optional `\` and `"`, `:`, and a string of letters, digits and `_`), also escaped.
+fn string_value_in<'m>(message: &'m str, finder: &memmem::Finder<'_>, key_len: usize) -> Option<&'m str> {
     let bytes = message.as_bytes();
-    for pos in ERROR_KEY.find_iter(bytes) {
-        let mut i = pos + "\"error".len();
+    for pos in finder.find_iter(bytes) {
+        let mut i = pos + key_len;
         if bytes.get(i) == Some(&b'\\') {
             i += 1;
         }
@@ -565,6 +583,18 @@ impl Classifier {
             extract_codes_into(m, &mut codes);
         }
         if codes.is_empty() {
+            // A body without a code whose MSAL suberror names one decides by that code's
+            // entry; the input still carries no code of its own.
+            if let Some((code, suberror)) = input.message.and_then(suberror_code_in) {
+                let mut c = self.classify_codes(input, vec![code]);
+                if c.entry.is_some() {
+                    c.code = None;
+                    c.codes = Vec::new();
+                    c.matched_by = Some(MatchedBy::Condition);
+                    c.reason = format!("suberror {suberror:?} stands for AADSTS{code}");
+                    return c;
+                }
+            }
             self.classify_text(input)
         } else {
             self.classify_codes(input, codes)
