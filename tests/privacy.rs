@@ -82,3 +82,33 @@ fn checkpoints_keep_no_bytes_of_the_files_they_identify() {
         assert!(!contains(&bytes, raw), "{raw} found in the database");
     }
 }
+
+/// A store written before heads were digested keeps raw file heads in its checkpoints:
+/// opening it replaces them with their prints, and the files are still recognised.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opening_an_older_store_digests_the_heads_it_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.db");
+    let head = b"{\"time\":\"2026-03-04T16:15:02Z\",\"properties\":{\"userPrincipalName\":\"zed@contoso.example\"}}\n";
+    let store = passportd::store::Store::open(&path).await.unwrap();
+    store.close().await;
+    {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+        sqlx::query(
+            "INSERT INTO checkpoints (file_key, source, path, dev, ino, fingerprint, file_offset, state, updated_at)
+             VALUES ('f1', 'entra', '/x.json', 1, 2, ?, 10, '', 0)",
+        )
+        .bind(&head[..])
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        conn.close().await.unwrap();
+    }
+    assert!(contains(&db_bytes(dir.path()), "zed@contoso.example"), "the old form holds the bytes");
+    let store = passportd::store::Store::open(&path).await.unwrap();
+    let checkpoints = store.checkpoints("entra").await.unwrap();
+    assert!(checkpoints[0].fingerprint.continued_by(head), "still recognises the file");
+    store.close().await;
+    assert!(!contains(&db_bytes(dir.path()), "zed@contoso.example"), "digested");
+}

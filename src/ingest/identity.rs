@@ -152,6 +152,12 @@ impl HeadPrint {
         out
     }
 
+    /// True when `bytes` is a stored print (not a head stored as its bytes by a version
+    /// before heads were digested).
+    pub fn is_stored_print(bytes: &[u8]) -> bool {
+        bytes.starts_with(TAG.as_slice())
+    }
+
     /// Reads the stored form, or a head stored as its bytes (before heads were digested).
     pub fn from_bytes(bytes: &[u8]) -> HeadPrint {
         let Some(rest) = bytes.strip_prefix(TAG.as_slice()) else {

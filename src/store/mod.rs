@@ -252,6 +252,38 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// The event-time clock: the newest event time the store has seen (Unix ms), if any.
 const WATERMARK: &str = "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'watermark_ms'";
 
+/// Replaces the file heads that versions before digested heads stored as bytes (the first
+/// 4 KiB of each followed file, user names and all) with their prints, once, at open: a
+/// checkpoint is otherwise rewritten only when its file is read again.
+async fn digest_legacy_heads(pool: &SqlitePool) -> Result<(), sqlx::Error> {
+    use crate::ingest::identity::HeadPrint;
+    let rows: Vec<(String, Vec<u8>)> =
+        sqlx::query_as("SELECT file_key, fingerprint FROM checkpoints").fetch_all(pool).await?;
+    let legacy: Vec<(String, Vec<u8>)> = rows
+        .into_iter()
+        .filter(|(_, head)| !HeadPrint::is_stored_print(head))
+        .map(|(key, head)| (key, HeadPrint::from_bytes(&head).to_bytes()))
+        .collect();
+    if legacy.is_empty() {
+        return Ok(());
+    }
+    // secure_delete: the replaced bytes are zeroed in their pages, not left in free space.
+    let mut conn = pool.acquire().await?;
+    sqlx::query("PRAGMA secure_delete = ON").execute(&mut *conn).await?;
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    for (key, print) in &legacy {
+        sqlx::query("UPDATE checkpoints SET fingerprint = ? WHERE file_key = ?")
+            .bind(print)
+            .bind(key)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    sqlx::query("PRAGMA secure_delete = OFF").execute(&mut *conn).await?;
+    tracing::info!(checkpoints = legacy.len(), "replaced stored file heads with their digests");
+    Ok(())
+}
+
 /// Numbers the writer connections this process opens (see `Store::open`).
 static WRITER_CONNECTIONS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(1);
 
@@ -306,6 +338,7 @@ impl Store {
             .await
             .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
         MIGRATOR.run(&pool).await.map_err(|source| StoreError::Migrate { path: path.to_path_buf(), source })?;
+        digest_legacy_heads(&pool).await.map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
