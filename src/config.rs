@@ -613,18 +613,10 @@ pub fn from_parts(text: &str, origin: &str, env: &[(String, String)]) -> Result<
     })?;
     settings.validate(origin).map_err(|e| match e {
         // A key the environment set is the environment's fault, not the file's.
-        ConfigError::Invalid { key, message, .. }
-            if applied
-                .iter()
-                .any(|var| env_key(var).is_some_and(|k| key == k || key.starts_with(&format!("{k}.")))) =>
-        {
-            let var =
-                applied.iter().find(|var| env_key(var).is_some_and(|k| key == k || key.starts_with(&format!("{k}."))));
-            ConfigError::Invalid {
-                origin: format!("environment variable {}", var.map_or("", String::as_str)),
-                key,
-                message,
-            }
+        ConfigError::Invalid { key, message, origin } => {
+            let set_it = |var: &&String| env_key(var).is_some_and(|k| key == k || key.starts_with(&format!("{k}.")));
+            let origin = applied.iter().find(set_it).map_or(origin, |var| format!("environment variable {var}"));
+            ConfigError::Invalid { origin, key, message }
         }
         other => other,
     })?;
@@ -659,17 +651,16 @@ fn key_at(text: &str, at: usize) -> Option<String> {
     })
 }
 
-/// A TOML error on one line: `line N, column M: what`, without the quoted source.
+/// A TOML error on one line: `line N, column M: what`, without the quoted source (as the
+/// catalogue reports its files' syntax errors).
 fn one_line(text: &str, e: &toml::de::Error) -> String {
-    let message = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
+    use crate::classify::catalogue::{line_col, one_line as joined};
     match e.span() {
         Some(span) => {
-            let before = &text.as_bytes()[..span.start.min(text.len())];
-            let line = before.iter().filter(|b| **b == b'\n').count() + 1;
-            let column = before.iter().rev().take_while(|b| **b != b'\n').count() + 1;
-            format!("line {line}, column {column}: {message}")
+            let (line, column) = line_col(text, span.start);
+            format!("line {line}, column {column}: {}", joined(e.message()))
         }
-        None => message,
+        None => joined(e.message()),
     }
 }
 

@@ -18,6 +18,23 @@ fn passportd(dir: &Path, args: &[&str]) -> Output {
         .expect("run passportd")
 }
 
+/// [`passportd`] with extra environment variables.
+fn passportd_env(dir: &Path, args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_passportd"));
+    cmd.args(args).current_dir(dir).env_remove("PASSPORTD_CONFIG").env("RUST_LOG", "warn");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run passportd")
+}
+
+/// One Passport `log show --style ndjson` entry of the plugin (subsystem and sender set).
+fn passport_ndjson(timestamp: &str, kind: &str, message: &str) -> String {
+    format!(
+        r#"{{"timestamp":"{timestamp}","messageType":"{kind}","subsystem":"io.kandji.passport","senderImagePath":"/Library/Security/SecurityAgentPlugins/KandjiPassport.bundle/Contents/MacOS/KandjiPassport","eventMessage":"{message}"}}"#
+    )
+}
+
 fn json(out: &Output) -> serde_json::Value {
     assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("one JSON object on stdout")
@@ -52,7 +69,7 @@ fn replay_prints_the_contract_summary_and_a_second_replay_counts_only_duplicates
 }
 
 #[test]
-fn lines_without_ids_are_deduplicated_by_file_and_offset() {
+fn a_replayed_passport_line_is_a_duplicate() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("passport.ndjson");
     std::fs::write(
@@ -86,10 +103,11 @@ fn one_passport_entry_in_several_exports_counts_once() {
     let monday = entry(2, "Token request failed: AADSTS50053: account locked") + &entry(3, "Authentication succeeded");
     let tuesday =
         monday.clone() + &entry(9, "Token request failed: AADSTS50076: you must use multi-factor authentication");
-    let ndjson = format!(
-        "{}\n",
-        r#"{"timestamp":"2026-03-04 08:15:02.123456-0800","messageType":"Error","subsystem":"io.kandji.passport","senderImagePath":"/Library/Security/SecurityAgentPlugins/KandjiPassport.bundle/Contents/MacOS/KandjiPassport","eventMessage":"Token request failed: AADSTS50053: account locked"}"#
-    );
+    let ndjson = passport_ndjson(
+        "2026-03-04 08:15:02.123456-0800",
+        "Error",
+        "Token request failed: AADSTS50053: account locked",
+    ) + "\n";
     // The compact style gives milliseconds and no offset (the source's timezone, UTC here).
     let compact = "2026-03-04 16:15:02.123 E  SecurityAgent[612:26b7] [io.kandji.passport:auth] Token request failed: AADSTS50053: account locked\n".to_string();
     let mut paths = Vec::new();
@@ -108,15 +126,14 @@ fn one_passport_entry_in_several_exports_counts_once() {
     assert_eq!(v["by_category"]["mfa_required"].as_u64(), Some(1), "{v}");
     // Keys are the store's, not the privacy settings': hashing users with a key now does
     // not make the same entries new.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_passportd"))
-        .args(["replay", "--json", "--format", "passport", &paths[1]])
-        .current_dir(dir.path())
-        .env("PASSPORTD_STORAGE__PATH", dir.path().join("passportd.db"))
-        .env("PASSPORTD_PRIVACY__USERS", "hash")
-        .env("PASSPORTD_PRIVACY__HASH_KEY", "0123456789abcdef0123")
-        .output()
-        .unwrap();
-    let v = json(&out);
+    let v = json(&passportd_env(
+        dir.path(),
+        &["replay", "--json", "--format", "passport", &paths[1]],
+        &[
+            ("PASSPORTD_PRIVACY__USERS", "hash".as_ref()),
+            ("PASSPORTD_PRIVACY__HASH_KEY", "0123456789abcdef0123".as_ref()),
+        ],
+    ));
     assert_eq!((v["records"].as_u64(), v["duplicates"].as_u64()), (Some(0), Some(3)), "{v}");
 }
 
@@ -257,12 +274,11 @@ fn an_unusable_store_path_is_a_configuration_error() {
     assert!(stderr.contains("is not a SQLite database"), "{stderr}");
     // Set from the environment: the variable is named, not the file, which sets no path.
     std::fs::write(&cfg, "[server]\nlisten = \"127.0.0.1:9477\"\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_passportd"))
-        .args(["check-config", "--config", cfg.to_str().unwrap()])
-        .current_dir(dir.path())
-        .env("PASSPORTD_STORAGE__PATH", dir.path())
-        .output()
-        .unwrap();
+    let out = passportd_env(
+        dir.path(),
+        &["check-config", "--config", cfg.to_str().unwrap()],
+        &[("PASSPORTD_STORAGE__PATH", dir.path().as_os_str())],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("environment variable PASSPORTD_STORAGE__PATH") && !stderr.contains("c.toml"), "{stderr}");
@@ -288,11 +304,7 @@ fn the_parse_error_warning_counts_each_reason() {
 fn a_partly_private_failure_counts_as_redacted() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("p.ndjson");
-    let line = |kind: &str, msg: &str| {
-        format!(
-            r#"{{"timestamp":"2026-03-04 08:15:02.123456-0800","messageType":"{kind}","subsystem":"io.kandji.passport","senderImagePath":"/Library/Security/SecurityAgentPlugins/KandjiPassport.bundle/Contents/MacOS/KandjiPassport","eventMessage":"{msg}"}}"#
-        )
-    };
+    let line = |kind: &str, msg: &str| passport_ndjson("2026-03-04 08:15:02.123456-0800", kind, msg);
     let text = [
         line("Error", "Token request failed: <private>"),
         line("Default", "<private>"),
@@ -315,16 +327,13 @@ fn a_partly_private_failure_counts_as_redacted() {
 fn a_passport_failure_no_entry_places_counts_as_unclassified() {
     let dir = tempfile::tempdir().unwrap();
     let ndjson = dir.path().join("p.ndjson");
-    std::fs::write(
-        &ndjson,
-        concat!(
-            r#"{"timestamp":"2026-03-04 08:15:04.123456-0800","messageType":"Fault","subsystem":"io.kandji.passport","senderImagePath":"/Library/Security/SecurityAgentPlugins/KandjiPassport.bundle/Contents/MacOS/KandjiPassport","eventMessage":"Unexpected response from identity provider (HTTP 500)"}"#,
-            "\n",
-            r#"{"timestamp":"2026-03-04 08:15:05.123456-0800","messageType":"Default","subsystem":"io.kandji.passport","senderImagePath":"/Library/Security/SecurityAgentPlugins/KandjiPassport.bundle/Contents/MacOS/KandjiPassport","eventMessage":"Refreshing the login window"}"#,
-            "\n"
-        ),
-    )
-    .unwrap();
+    let fault = passport_ndjson(
+        "2026-03-04 08:15:04.123456-0800",
+        "Fault",
+        "Unexpected response from identity provider (HTTP 500)",
+    );
+    let chatter = passport_ndjson("2026-03-04 08:15:05.123456-0800", "Default", "Refreshing the login window");
+    std::fs::write(&ndjson, format!("{fault}\n{chatter}\n")).unwrap();
     let syslog = dir.path().join("p.log");
     std::fs::write(
         &syslog,

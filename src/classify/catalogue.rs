@@ -473,7 +473,8 @@ impl Ctx<'_> {
     }
 }
 
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
+/// Line and column (both from 1, the column in characters) of byte `offset` in `text`.
+pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = text.get(..offset.min(text.len())).unwrap_or(text);
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
@@ -481,7 +482,7 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 }
 
 /// Parser messages may span lines; the contract wants one sentence per error.
-fn one_line(text: &str) -> String {
+pub(crate) fn one_line(text: &str) -> String {
     text.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(": ")
 }
 

@@ -249,3 +249,38 @@ impl Drop for RollbackGuard {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(at: i64, ip: &str) -> CredentialFailure<'_> {
+        CredentialFailure { at, ip_key: Some(ip), user_key: Some("u"), counted: true, lockout: at % 2 == 0 }
+    }
+
+    /// The copy answers only for what it holds: nothing before a fill, nothing at or before
+    /// its bound after a trim, nothing once over the cap; a refused fill pauses the next.
+    #[test]
+    fn the_copy_answers_only_for_what_it_holds() {
+        let mut copy = RecentFailures::default();
+        copy.add(&failure(10, "a"));
+        assert!(!copy.covers(0) && copy.entries() == 0, "empty until filled");
+        copy.fill(5, [failure(6, "a"), failure(8, "b")]);
+        copy.add(&failure(4, "a"));
+        copy.add(&failure(7, "a"));
+        assert!(copy.covers(5) && !copy.covers(4));
+        assert_eq!(copy.by_ip()["a"], vec![(6, Some("u".to_string())), (7, Some("u".to_string()))], "time order");
+        copy.trim(6);
+        assert!(!copy.covers(5) && copy.covers(6));
+        assert_eq!(copy.by_ip()["a"].len(), 1);
+        assert_eq!(copy.lockouts(), [(8, Some("u".to_string()))]);
+        copy.check(1, 1);
+        copy.fill(0, (1..).take(MAX_ENTRIES).map(|t| failure(t, "c")));
+        assert_eq!(copy.entries(), 0, "over the cap: forgotten");
+        copy.fill_refused();
+        assert!((0..FILL_PAUSE_BATCHES).all(|_| !copy.may_fill()) && copy.may_fill());
+        copy.fill(0, [failure(1, "a")]);
+        copy.check(1, 2);
+        assert_eq!(copy.entries(), 0, "another connection committed: forgotten");
+    }
+}
