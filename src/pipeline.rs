@@ -1145,9 +1145,10 @@ pub async fn run_writer(
             writer.metrics.duplicates.with_label_values(&[source]).inc_by(*n);
         }
         summary.add_result(&result);
-        // Freeing a batch is ~15 allocations per event; off the commit path, the next
-        // batch starts while another thread (often the idle reader's core) frees this one.
-        tokio::task::spawn_blocking(move || drop(batch));
+        // Freed here, not handed to another thread: with jemalloc, freeing a batch on the
+        // writer's thread costs less than waking a blocking-pool thread to do it, which
+        // the system allocator made worthwhile (BENCHMARKS.md, twelfth pass).
+        drop(batch);
         if let Some(budget) = &budget {
             budget.give_back(taken);
         }
