@@ -194,6 +194,36 @@ fn ip_within(run: &str) -> Option<(usize, usize)> {
     (v4 && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())).then_some((start, start + host.len()))
 }
 
+/// The first address written in `text[from..to]`, a run of address characters
+/// (`ip_like`) or its tail. A run starts wherever hex digits do, so it may begin inside
+/// the word before the address ("remote:203.0.113.20" runs from the `e`, "source:2001:db8::25"
+/// from `ce`): each place an address could start is tried in turn, the run's start, after
+/// each `:`, and where digits follow letters ("src203.0.113.16"); not after a `.`, which
+/// would find "1.2.3.4" inside "9.1.2.3.4".
+///
+/// An address glued to a word ("Error::Format", "x1.2.3.4abc") is not one, with one
+/// exception: an IPv4 address with only letters before it is (a version string that looks
+/// like one is redacted too; an address left in the text would be the worse mistake).
+fn address_in(text: &str, from: usize, to: usize) -> Option<(usize, usize)> {
+    let bytes = text.as_bytes();
+    let glued = |i: usize| bytes.get(i).is_some_and(u8::is_ascii_alphanumeric);
+    (from..to)
+        .filter(|&i| {
+            i == from || bytes[i - 1] == b':' || (bytes[i - 1].is_ascii_alphabetic() && bytes[i].is_ascii_digit())
+        })
+        .find_map(|s| {
+            let (a, b) = ip_within(&text[s..to])?;
+            let (start, end) = (s + a, s + b);
+            if glued(end) {
+                return None;
+            }
+            let left = start.checked_sub(1).map(|i| bytes[i]);
+            let v4_after_letters =
+                left.is_some_and(|l| l.is_ascii_alphabetic()) && text[start..end].parse::<std::net::Ipv4Addr>().is_ok();
+            (!left.is_some_and(|l| l.is_ascii_alphanumeric()) || v4_after_letters).then_some((start, end))
+        })
+}
+
 impl Privacy {
     /// Builds the filter. `store_secret` keys the users-affected hashes when no
     /// `hash_key` is configured (it never leaves the database).
@@ -208,8 +238,9 @@ impl Privacy {
             entry_key_secret: Arc::new(store_secret.to_vec()),
             #[allow(clippy::expect_used)]
             // `#` too: a guest's name, `alice_gmail.com#EXT#@contoso.onmicrosoft.com`,
-            // embeds the guest's own address.
-            email: Regex::new(r"[A-Za-z0-9._%+\-#]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}").expect("static regex"),
+            // embeds the guest's own address. Any letter, and the punctuation addresses
+            // use (`o'neil@`, `jörg@`): a character left out kept the part before it.
+            email: Regex::new(r"[\p{L}\p{N}._%+\-#!$&'*^`~]+@[\p{L}\p{N}.\-]+\.\p{L}{2,}").expect("static regex"),
             #[allow(clippy::expect_used)]
             ip_like: Regex::new(r"[0-9A-Fa-f:.]{3,}").expect("static regex"),
         }
@@ -267,11 +298,17 @@ impl Privacy {
         let text = if self.users == PrivacyMode::Keep || !text.contains('@') {
             text
         } else {
-            let replaced = self.email.replace_all(&text, |c: &regex::Captures<'_>| match self.users {
-                PrivacyMode::Hash => {
-                    format!("<user:hmac:{}>", hmac_hex(&self.key, &c[0].to_lowercase()))
+            let replaced = self.email.replace_all(&text, |c: &regex::Captures<'_>| {
+                // Quotes around an address ('alice@contoso.example') are not part of it.
+                let quoted = &c[0];
+                let address = quoted.trim_start_matches(['\'', '`', '.']);
+                let quotes = &quoted[..quoted.len() - address.len()];
+                match self.users {
+                    PrivacyMode::Hash => {
+                        format!("{quotes}<user:hmac:{}>", hmac_hex(&self.key, &address.to_lowercase()))
+                    }
+                    _ => format!("{quotes}<redacted>"),
                 }
-                _ => "<redacted>".to_string(),
             });
             replaced.into_owned()
         };
@@ -281,27 +318,22 @@ impl Privacy {
         let mut out = String::with_capacity(text.len());
         let mut copied = 0;
         for run in self.ip_like.find_iter(&text) {
-            let Some((start, end)) = ip_within(run.as_str()) else {
-                continue;
-            };
-            let (start, end) = (run.start() + start, run.start() + end);
-            // Part of a longer word ("Error::Format", "x1.2.3.4"): not an address.
-            let glued = |b: Option<&u8>| b.is_some_and(u8::is_ascii_alphanumeric);
-            if glued(start.checked_sub(1).and_then(|i| text.as_bytes().get(i))) || glued(text.as_bytes().get(end)) {
-                continue;
-            }
-            let ip = &text[start..end];
-            out.push_str(&text[copied..start]);
-            match self.ips {
-                PrivacyMode::Hash => {
-                    out.push_str("<ip:hmac:");
-                    out.push_str(&hmac_hex(&self.key, &ip.to_lowercase()));
-                    out.push('>');
+            let mut from = run.start();
+            while let Some((start, end)) = address_in(&text, from, run.end()) {
+                let ip = &text[start..end];
+                out.push_str(&text[copied..start]);
+                match self.ips {
+                    PrivacyMode::Hash => {
+                        out.push_str("<ip:hmac:");
+                        out.push_str(&hmac_hex(&self.key, &ip.to_lowercase()));
+                        out.push('>');
+                    }
+                    PrivacyMode::Truncate => out.push_str(truncate_ip(ip).as_deref().unwrap_or("<redacted>")),
+                    _ => out.push_str("<redacted>"),
                 }
-                PrivacyMode::Truncate => out.push_str(truncate_ip(ip).as_deref().unwrap_or("<redacted>")),
-                _ => out.push_str("<redacted>"),
+                copied = end;
+                from = end;
             }
-            copied = end;
         }
         out.push_str(&text[copied..]);
         Some(out)
@@ -914,13 +946,23 @@ mod tests {
     #[test]
     fn addresses_inside_messages_follow_the_ip_setting() {
         let text = "AADSTS50053: locked after attempts from 192.0.2.17, IP:198.51.100.4. and 2001:db8:aa:bb::7; \
-                    not 08:15:02, 50126, v2.4, Error::Format, x1.2.3.4 or 1.2.3.456";
+                    not 08:15:02, 50126, v2.4, Error::Format, x1.2.3.4abc, 9.1.2.3.4 or 1.2.3.456";
         let mut s = PrivacySettings { ips: PrivacyMode::Drop, ..PrivacySettings::default() };
         let dropped = Privacy::new(&s, b"k").message(Some(text.into())).expect("msg");
         assert_eq!(
             dropped,
             "AADSTS50053: locked after attempts from <redacted>, IP:<redacted>. and <redacted>; \
-             not 08:15:02, 50126, v2.4, Error::Format, x1.2.3.4 or 1.2.3.456"
+             not 08:15:02, 50126, v2.4, Error::Format, x1.2.3.4abc, 9.1.2.3.4 or 1.2.3.456"
+        );
+        // After a word ending in a hex letter and a colon, or glued to letters (IPv4).
+        let labelled = "from remote:203.0.113.20 source:2001:db8::25 src203.0.113.16 x1.2.3.4 \
+                    peer:203.0.113.22 face:198.51.100.9:443 cafe::1 at 08:15:02.123456";
+        assert_eq!(
+            Privacy::new(&s, b"k").message(Some(labelled.into())).as_deref(),
+            Some(
+                "from remote:<redacted> source:<redacted> src<redacted> x<redacted> \
+                 peer:<redacted> face:<redacted>:443 <redacted> at 08:15:02.123456"
+            )
         );
         s.ips = PrivacyMode::Truncate;
         let truncated = Privacy::new(&s, b"k").message(Some(text.into())).expect("msg");
@@ -939,6 +981,17 @@ mod tests {
             Privacy::new(&s, b"k").message(Some(text.into())).as_deref(),
             Some("could not connect to <redacted>:443 at 08:15:02 for User account '<redacted>'")
         );
+        // Letters beyond ASCII and the punctuation local parts allow keep nothing back.
+        let text = "jörg@contoso.example, o'neil@contoso.example, al!ce@contoso.example, \
+                    `bob@müller.example`, user=carol@contoso.example";
+        assert_eq!(
+            Privacy::new(&s, b"k").message(Some(text.into())).as_deref(),
+            Some("<redacted>, <redacted>, <redacted>, `<redacted>`, user=<redacted>")
+        );
+        let s = PrivacySettings { users: PrivacyMode::Hash, ..s };
+        let hashed = Privacy::new(&s, b"k").message(Some("'Alice@Contoso.example'".into())).expect("msg");
+        let bare = Privacy::new(&s, b"k").message(Some("alice@contoso.example".into())).expect("msg");
+        assert_eq!(hashed, format!("'{bare}'"));
     }
 }
 
