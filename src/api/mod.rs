@@ -355,8 +355,7 @@ async fn acknowledge(
     let ack: doc::AcknowledgeRequest = if body.iter().all(u8::is_ascii_whitespace) {
         doc::AcknowledgeRequest::default()
     } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::bad("body", format!("expected {{\"by\": \"name\"}}: {e}")))?
+        json_object(&body).map_err(|e| ApiError::bad("body", format!("expected {{\"by\": \"name\"}}: {e}")))?
     };
     let by = ack.by.map(|s| s.chars().take(200).collect::<String>());
     let incident = state
@@ -491,6 +490,16 @@ async fn catalogue_code(State(state): State<AppState>, Path(raw): Path<String>) 
     Ok(Json(entry).into_response())
 }
 
+/// Decodes a request body that must be one JSON object. serde also builds a struct from
+/// a JSON array of its fields in order (`["mallory"]` was taken as `{"by": "mallory"}`),
+/// which no client means and the API does not document.
+fn json_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => serde_json::from_slice(body).map_err(|e| e.to_string()),
+        _ => Err("the body is not a JSON object".to_string()),
+    }
+}
+
 /// Classify one message; stores nothing.
 #[utoipa::path(post, path = "/api/v1/classify", tag = "catalogue",
     request_body = doc::ClassifyRequest,
@@ -498,8 +507,8 @@ async fn catalogue_code(State(state): State<AppState>, Path(raw): Path<String>) 
         (status = 200, description = "The classification", body = Classification),
         (status = 400, description = "Body is not {\"message\": \"...\"}", body = doc::ErrorBody)))]
 async fn classify(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
-    let req: doc::ClassifyRequest = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad("message", format!("expected {{\"message\": \"...\"}}: {e}")))?;
+    let req: doc::ClassifyRequest =
+        json_object(&body).map_err(|e| ApiError::bad("message", format!("expected {{\"message\": \"...\"}}: {e}")))?;
     // Off the async workers: a body may be up to max_body_bytes of text to scan.
     let classifier = state.classifier.current();
     let c = tokio::task::spawn_blocking(move || crate::classify::classify_text(&classifier, &req.message)).await?;
