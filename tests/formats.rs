@@ -439,6 +439,28 @@ fn traps() {
     d.finish(&mut out);
     assert_eq!(out.len(), 1);
     assert_eq!(d.checkpoint_offset(), REC_A.len() as u64);
+    // …or until the stream goes idle (`flush`), when it is one whole JSON object: an
+    // hourly blob may end without a newline and never grow again. A newline that follows
+    // is blank; the next record is read once.
+    let mut d = StreamDecoder::new(DecodeOptions::default());
+    let mut out = Vec::new();
+    d.feed(REC_A.as_bytes(), &mut out);
+    d.flush(&mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(d.checkpoint_offset(), REC_A.len() as u64);
+    d.feed(format!("\n{REC_A}\n").as_bytes(), &mut out);
+    d.finish(&mut out);
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[1].start_offset, REC_A.len() as u64 + 1);
+    // A line still being written is not a whole object, and waits.
+    for part in [&REC_A[..REC_A.len() - 1], "{\"time\":\"2026-03-04T08:00:00Z\"", "{\"a\":[1,"] {
+        let mut d = StreamDecoder::new(DecodeOptions::default());
+        let mut out = Vec::new();
+        d.feed(part.as_bytes(), &mut out);
+        d.flush(&mut out);
+        assert!(out.is_empty(), "{part}");
+        assert_eq!(d.checkpoint_offset(), 0, "{part}");
+    }
     // Invalid UTF-8, invalid JSON, unknown text.
     let bad = b"{\"time\":\"\xff\xfe\",\"resultType\":\"0\"}\n{\"time\":\n}\nnot a log line\n";
     assert_eq!(tags(&auto(bad)), vec!["error:invalid_utf8", "error:invalid_json", "error:unknown_format"]);

@@ -346,3 +346,40 @@ fn a_new_file_sharing_a_long_header_with_a_followed_one_is_read_whole() {
     h.stop();
     assert_exactly_once(&h.stored(), 0..15);
 }
+
+#[test]
+fn a_last_record_without_its_newline_is_read_once_the_file_is_idle() {
+    // An hourly PT1H.json blob may end without a newline and never grow again.
+    let mut h = Harness::new("PT1H.json", "");
+    let mut text = lines(0..3);
+    text.pop();
+    h.append("PT1H.json", &text);
+    h.poll();
+    h.sync();
+    assert_exactly_once(&h.stored(), 0..3);
+    // The newline (and more) may still come: blank, then records read once, also across
+    // a restart.
+    h.append("PT1H.json", &format!("\n{}", line(3, 150)));
+    h.poll();
+    h.restart();
+    h.append("PT1H.json", &line(4, 150));
+    h.poll();
+    h.stop();
+    assert_exactly_once(&h.stored(), 0..5);
+    assert_eq!(h.parse_errors(), 0.0);
+}
+
+#[test]
+fn a_line_still_being_written_is_not_read_before_it_is_whole() {
+    let mut h = Harness::new("PT1H.json", "");
+    let whole = line(0, 150);
+    let (head, tail) = whole.split_at(60);
+    h.append("PT1H.json", head);
+    h.poll();
+    h.poll();
+    h.append("PT1H.json", tail);
+    h.poll();
+    h.stop();
+    assert_exactly_once(&h.stored(), 0..1);
+    assert_eq!(h.parse_errors(), 0.0);
+}

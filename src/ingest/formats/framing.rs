@@ -337,13 +337,35 @@ impl StreamDecoder {
     }
 
     /// The stream is idle: emits a held Passport text record (all of its lines are
-    /// complete; a continuation arriving later is skipped).
+    /// complete; a continuation arriving later is skipped), or a last line without its
+    /// newline that is one whole JSON object.
     pub fn flush(&mut self, out: &mut Vec<DecodedItem>) {
         if self.pending.is_some() {
             self.emit_pending(out);
             self.mark();
             self.compact();
+        } else if self.holds_whole_unterminated_object() {
+            // An hourly `PT1H.json` blob may end without a newline and never grow again:
+            // its last record would wait for ever. A whole JSON object cannot be the start
+            // of a longer line, so it is decoded now; a newline that follows is blank.
+            self.run(out, true);
+            self.mark();
+            self.compact();
         }
+    }
+
+    /// Whether all that is left is one line without its newline holding exactly one
+    /// whole JSON object (and blanks): a record, not a line still being written.
+    fn holds_whole_unterminated_object(&self) -> bool {
+        if !matches!(self.mode, Mode::Top) || !matches!(self.work, Work::None) || self.bom_pending {
+            return false;
+        }
+        let rest = &self.buf[self.pos..];
+        let value = trim_ascii(rest);
+        value.first() == Some(&b'{')
+            && !self.too_long(rest.len())
+            && memchr::memchr(b'\n', rest).is_none()
+            && serde_json::from_slice::<serde::de::IgnoredAny>(value).is_ok()
     }
 
     /// Whether a Passport text record is held whose text, trailing blanks aside, ends
