@@ -287,8 +287,12 @@ async fn digest_legacy_heads(pool: &SqlitePool) -> Result<(), sqlx::Error> {
 /// Numbers the writer connections this process opens (see `Store::open`).
 static WRITER_CONNECTIONS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(1);
 
-/// Page cache of the writer's connection (KiB, as `PRAGMA cache_size` takes it).
-const WRITER_CACHE: &str = "-16000";
+/// Page cache of the writer's connection (KiB, as `PRAGMA cache_size` takes it). 12 MB,
+/// not 16: since the detectors keep their windows in memory, a 3 M-record replay peaked at
+/// 64–66 MB with 16; with 12 it peaks at 60–62 MB, and a replay into a store already
+/// holding 3 M records is no slower (the hot index pages are the current time buckets;
+/// BENCHMARKS.md, twelfth pass).
+const WRITER_CACHE: &str = "-12000";
 /// Result rows the writer's connection may queue ahead of the writer.
 const WRITER_ROW_BUFFER: usize = 4096;
 /// Page cache of each reader connection.
