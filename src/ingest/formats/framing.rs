@@ -363,6 +363,7 @@ impl StreamDecoder {
         let rest = &self.buf[self.pos..];
         let value = trim_ascii(rest);
         value.first() == Some(&b'{')
+            && value.last() == Some(&b'}')
             && !self.too_long(rest.len())
             && memchr::memchr(b'\n', rest).is_none()
             && serde_json::from_slice::<serde::de::IgnoredAny>(value).is_ok()
