@@ -400,12 +400,21 @@ async fn password_spray_detector_opens_its_own_incident_with_counts() {
             e
         })
         .collect();
-    let r = commit(&s, &p, evs).await;
+    // Another IP's failure in the same minutes is not part of the spray.
+    let mut other = ev("elsewhere", 50126, Category::InvalidCredentials, 2);
+    other.ip = Some("ipkey-2".into());
+    let r = commit(&s, &p, evs.into_iter().chain([other]).collect()).await;
     assert_eq!(r.detections.get("password_spray"), Some(&1));
     let incs = all(&s).await;
     let spray = incs.iter().find(|i| i.fingerprint.contains("password_spray")).expect("spray incident");
     assert_eq!(spray.users_affected, 12);
     assert_eq!(spray.category, Category::InvalidCredentials);
+    // Its events are the failures its window counted (they belong to their own failure
+    // incident too), newest first.
+    let listed = detector_events(&s, spray.id).await;
+    assert_eq!(listed.len(), 12, "{listed:?}");
+    assert!(!listed.contains(&"elsewhere".to_string()));
+    assert_eq!(listed.first().map(String::as_str), Some("sp11"));
     // One user failing many times from many IPs is brute force, not spray.
     let (_d2, s2) = store().await;
     let evs: Vec<Ev> = (0..10)
@@ -419,6 +428,17 @@ async fn password_spray_detector_opens_its_own_incident_with_counts() {
     let r = commit(&s2, &p, evs).await;
     assert_eq!(r.detections.get("brute_force"), Some(&1));
     assert_eq!(r.detections.get("password_spray"), None);
+    let brute = all(&s2).await.into_iter().find(|i| i.kind == "brute_force").expect("brute-force incident");
+    assert_eq!(detector_events(&s2, brute.id).await.len(), 10);
+}
+
+/// The record ids of the events listed for incident `id`.
+async fn detector_events(s: &Store, id: i64) -> Vec<String> {
+    let page = s
+        .list_events(&passportd::store::EventQuery { incident: Some(id), limit: 100, ..Default::default() })
+        .await
+        .unwrap();
+    page.items.into_iter().filter_map(|e| e.record_id).collect()
 }
 
 #[tokio::test]
@@ -428,6 +448,8 @@ async fn lockout_wave_detector() {
     let evs: Vec<Ev> = (0..5).map(|i| ev(&format!("l{i}"), 50053, Category::AccountLocked, i)).collect();
     let r = commit(&s, &p, evs).await;
     assert_eq!(r.detections.get("lockout_wave"), Some(&1));
+    let wave = all(&s).await.into_iter().find(|i| i.kind == "lockout_wave").expect("wave incident");
+    assert_eq!(detector_events(&s, wave.id).await, vec!["l4", "l3", "l2", "l1", "l0"]);
 }
 
 /// A wave whose lockouts arrive one per batch is seen from the stored ones (the window

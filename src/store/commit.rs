@@ -75,6 +75,8 @@ struct NewIncident<'a> {
     remediation: &'a str,
     at: i64,
     evidence: Option<String>,
+    /// A detector's subject (`incidents.subject_key`, migration 0008).
+    subject_key: Option<&'a str>,
 }
 
 /// What the batch did to one incident and has not written yet.
@@ -833,8 +835,8 @@ async fn open_incident(tx: &mut Tx<'_>, n: NewIncident<'_>) -> Result<i64, Store
     let id = sqlx::query_scalar(
         "INSERT INTO incidents (kind, fingerprint, category, code, app, tenant, entry_id, title, severity,
             status, first_seen, last_seen, event_count, users_affected, sources, remediation,
-            reopened_count, opened_at, evidence)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, 0, 0, '', ?, 0, ?, ?)
+            reopened_count, opened_at, evidence, subject_key)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, 0, 0, '', ?, 0, ?, ?, ?)
          RETURNING id",
     )
     .bind(n.kind)
@@ -851,6 +853,7 @@ async fn open_incident(tx: &mut Tx<'_>, n: NewIncident<'_>) -> Result<i64, Store
     .bind(n.remediation)
     .bind(n.at)
     .bind(n.evidence)
+    .bind(n.subject_key)
     .fetch_one(&mut **tx)
     .await?;
     Ok(id)
@@ -945,6 +948,7 @@ async fn place_failure(
                     remediation: &stored.remediation,
                     at: occurred,
                     evidence: None,
+                    subject_key: None,
                 },
             )
             .await?;
@@ -1445,6 +1449,7 @@ async fn record_detection(
                     remediation: detector.remediation(),
                     at,
                     evidence: None,
+                    subject_key: Some(subject_key),
                 },
             )
             .await?
@@ -1454,7 +1459,8 @@ async fn record_detection(
     sqlx::query(
         "UPDATE incidents SET last_seen = MAX(last_seen, ?), event_count = MAX(event_count, ?),
             users_affected = MAX(users_affected, ?),
-            evidence = CASE WHEN event_count < ? OR evidence IS NULL THEN ? ELSE evidence END
+            evidence = CASE WHEN event_count < ? OR evidence IS NULL THEN ? ELSE evidence END,
+            subject_key = COALESCE(subject_key, ?)
          WHERE id = ?",
     )
     .bind(at)
@@ -1462,6 +1468,7 @@ async fn record_detection(
     .bind(users)
     .bind(failures)
     .bind(evidence)
+    .bind(subject_key)
     .bind(id)
     .execute(&mut **tx)
     .await?;
