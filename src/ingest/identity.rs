@@ -47,6 +47,34 @@ fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
     f.read(buf)
 }
 
+/// Where the line that ends a file of `size` bytes starts: just after its last newline
+/// (`size` when it ends with one). A file read "from its end" starts there, so that a
+/// line being written when the tailer starts is read whole once it is finished, not from
+/// its middle. A line longer than `limit` would be skipped as too long anyway: `size`.
+pub fn start_of_last_line(file: &File, size: u64, limit: usize) -> std::io::Result<u64> {
+    const BLOCK: u64 = 64 * 1024;
+    let floor = size.saturating_sub(u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1));
+    let mut end = size;
+    let mut buf = vec![0u8; BLOCK as usize];
+    while end > floor {
+        let start = end.saturating_sub(BLOCK).max(floor);
+        let want = usize::try_from(end - start).unwrap_or(0);
+        let mut got = 0;
+        while got < want {
+            let n = read_at(file, &mut buf[got..want], start + got as u64)?;
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        if let Some(i) = memchr::memrchr(b'\n', &buf[..got]) {
+            return Ok(start + i as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(if floor == 0 { 0 } else { size })
+}
+
 /// Opens and identifies a path.
 pub fn identify_path(path: &Path) -> std::io::Result<(File, FileIdentity)> {
     let file = File::open(path)?;
@@ -234,6 +262,27 @@ pub fn new_file_key(id: &FileIdentity) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_line_starts_after_the_last_newline_within_the_limit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f");
+        let at = |text: &[u8], limit: usize| {
+            std::fs::write(&path, text).expect("write");
+            let file = File::open(&path).expect("open");
+            start_of_last_line(&file, text.len() as u64, limit).expect("read")
+        };
+        assert_eq!(at(b"", 100), 0);
+        assert_eq!(at(b"a\nb\n", 100), 4, "ends with a newline: nothing is cut");
+        assert_eq!(at(b"a\nbc", 100), 2);
+        assert_eq!(at(b"half a line", 100), 0, "one unfinished line: read it whole");
+        assert_eq!(at(b"half a line", 4), 11, "longer than the limit: skipped anyway");
+        // A newline several blocks back.
+        let mut long = b"x\n".to_vec();
+        long.extend(std::iter::repeat_n(b'y', 200_000));
+        assert_eq!(at(&long, 1 << 20), 2);
+        assert_eq!(at(&long, 100_000), long.len() as u64);
+    }
 
     fn checkpoint(key: &str, ino: u64, fingerprint: &[u8], offset: u64) -> Checkpoint {
         Checkpoint {

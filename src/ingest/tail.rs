@@ -364,8 +364,13 @@ impl Tailer {
                         continue;
                     }
                     // Only files present at start-up honour start_at = "end"; files that
-                    // appear later are new and read whole.
-                    let offset = if self.first_round && self.source.start_at == StartAt::End { id.size } else { 0 };
+                    // appear later are new and read whole. A line being written at the
+                    // end is read whole once finished, not from where it was cut.
+                    let offset = if self.first_round && self.source.start_at == StartAt::End {
+                        identity::start_of_last_line(&file, id.size, self.source.max_line_bytes).unwrap_or(id.size)
+                    } else {
+                        0
+                    };
                     let key = identity::new_file_key(&id);
                     tracing::debug!(source = %self.name, path = %path.display(), %key, offset, size = id.size, "following a new generation");
                     FileReader::new(&self.source, path.clone(), Some(file), id, key, offset, "")
