@@ -393,3 +393,49 @@ fn a_line_still_being_written_is_not_read_before_it_is_whole() {
     assert_exactly_once(&h.stored(), 0..1);
     assert_eq!(h.parse_errors(), 0.0);
 }
+
+#[test]
+fn a_rotated_file_still_matched_emits_its_unterminated_text_line_once_idle() {
+    // `app.log*` matches the rotated name too: the generation is renamed, never gone.
+    let mut h = Harness::new("app.log*", "read_grace = \"0s\"");
+    let entry = |n: u32| {
+        format!(
+            "2026-03-04 08:15:0{n}.123456-0800  localhost SecurityAgent[612]: (KandjiPassport) \
+             [io.kandji.passport:auth] Token request failed: AADSTS50126: Error validating credentials \
+             due to invalid username or password. attempt {n}"
+        )
+    };
+    h.append("app.log", &format!("{}\n{}", entry(1), entry(2)));
+    h.poll();
+    rename(&h, "app.log", "app.log.1");
+    h.append("app.log", &format!("{}\n", entry(3)));
+    h.poll();
+    h.poll();
+    h.stop();
+    let messages: Vec<(String,)> = h.rt.block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", h.db.display())).await.unwrap();
+        let rows = sqlx::query_as("SELECT message FROM events ORDER BY occurred_at").fetch_all(&pool).await.unwrap();
+        pool.close().await;
+        rows
+    });
+    let attempts: Vec<String> =
+        messages.iter().map(|(m,)| m.rsplit(' ').next().unwrap_or_default().to_string()).collect();
+    assert_eq!(attempts, vec!["1", "2", "3"], "{messages:?}");
+}
+
+#[test]
+fn a_file_renamed_into_place_keeps_its_unfinished_line_until_it_is_whole() {
+    let mut h = Harness::new("app.log*", "read_grace = \"0s\"");
+    let whole = line(0, 150);
+    let (head, tail) = whole.split_at(60);
+    h.append("app.log.tmp", head);
+    h.poll();
+    rename(&h, "app.log.tmp", "app.log");
+    h.poll();
+    h.poll();
+    h.append("app.log", tail);
+    h.poll();
+    h.stop();
+    assert_exactly_once(&h.stored(), 0..1);
+    assert_eq!(h.parse_errors(), 0.0);
+}

@@ -89,6 +89,12 @@ struct Tracked {
     /// False while it was seen only empty: its first bytes are looked at before they are
     /// read (see `Tailer::vet`).
     vetted: bool,
+    /// The path it had before its last rename to another matched path (`app.log` →
+    /// `app.log.1` under `app.log*`). Once another file holds that path, the generation
+    /// was rotated away although still matched: its unterminated last record is emitted
+    /// once idle at its end for `read_grace`, as a gone file's is. (A temporary file
+    /// renamed into place has no successor at its old path: it is the live file.)
+    renamed_from: Option<PathBuf>,
 }
 
 /// What one round did (for tests and the loop).
@@ -209,6 +215,7 @@ impl Tailer {
         report.bytes = self.read_all(&seen)?;
         report.closed = self.close_drained(now)?;
         self.flush_idle()?;
+        self.finish_renamed(now)?;
         self.enforce_descriptor_cap();
 
         let mut lag = 0u64;
@@ -258,7 +265,7 @@ impl Tailer {
             if t.reader.path != *path {
                 self.metrics.tail_rotations.with_label_values(&[&self.name]).inc();
                 tracing::debug!(source = %self.name, from = %t.reader.path.display(), to = %path.display(), "file renamed");
-                t.reader.path = path.clone();
+                t.renamed_from = Some(std::mem::replace(&mut t.reader.path, path.clone()));
             }
             let mtime = meta.modified().ok();
             let shrunk = meta.len() < t.reader.read_offset;
@@ -385,6 +392,7 @@ impl Tailer {
                 size: meta.len(),
                 mtime,
                 vetted,
+                renamed_from: None,
             };
             // Identification opened it; keep descriptors within the cap until read.
             if self.open_files() >= self.source.max_open_files {
@@ -545,6 +553,7 @@ impl Tailer {
                     size,
                     mtime: None,
                     vetted: true,
+                    renamed_from: None,
                 },
             );
         }
@@ -774,6 +783,28 @@ impl Tailer {
             closed += 1;
         }
         Ok(closed)
+    }
+
+    /// Renamed generations idle at their end for `read_grace`: emit an unterminated last
+    /// record (a text line cut by rotation), as `close_drained` does for gone ones, but
+    /// keep following them (they are still matched).
+    fn finish_renamed(&mut self, now: Instant) -> Result<(), ReadError> {
+        let grace = self.source.read_grace.get();
+        let mut chunks = Vec::new();
+        for (key, t) in self.tracked.iter_mut() {
+            let succeeded = |old: &Path| std::fs::metadata(old).is_ok_and(|m| dev_ino(&m) != *key);
+            if t.reader.at_eof
+                && now.duration_since(t.last_growth) >= grace
+                && t.reader.committed_offset() < t.reader.read_offset
+                && t.renamed_from.as_deref().is_some_and(succeeded)
+            {
+                chunks.push(t.reader.finish(&self.normalizer));
+            }
+        }
+        for chunk in chunks {
+            self.send(chunk)?;
+        }
+        Ok(())
     }
 
     /// Lets decoders emit records held while the stream was busy (multi-line values).
