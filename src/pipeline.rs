@@ -289,7 +289,17 @@ impl Privacy {
     /// change would make every entry new). An entry has no id, and its file and
     /// offset differ between two exports of one Mac's log (overlapping windows, another
     /// style, a copy), which would count it once per export.
+    ///
+    /// The message is compared as the text styles print it: their lines end at `\n`
+    /// (a `\r` before it is line framing to them, text to ndjson) and trailing blanks are
+    /// not kept.
     pub fn entry_key(&self, at: DateTime<Utc>, message: &str) -> String {
+        let message = message.trim_end();
+        let message = if message.contains('\r') {
+            std::borrow::Cow::Owned(message.replace("\r\n", "\n"))
+        } else {
+            message.into()
+        };
         let mut key = String::with_capacity(36);
         key.push_str("log:");
         key.push_str(&hmac_hex(&self.entry_key_secret, &format!("{}\n{message}", at.timestamp_millis())));
@@ -946,6 +956,17 @@ mod tests {
         assert!(!msg.contains("alice"), "{msg}");
         assert!(msg.contains("AADSTS50034"));
         assert_eq!(p.user_key(Some("A@b.example")), p.user_key(Some("a@B.example")));
+    }
+
+    #[test]
+    fn an_entry_is_keyed_by_its_text_as_every_export_style_prints_it() {
+        let p = Privacy::new(&PrivacySettings::default(), b"k");
+        let at = DateTime::<Utc>::from_timestamp_millis(1_772_640_902_123).expect("time");
+        // ndjson keeps a CRLF inside the message; the text styles end their lines at LF.
+        let text = p.entry_key(at, "AADSTS50055: expired\nTrace ID: t");
+        assert_eq!(p.entry_key(at, "AADSTS50055: expired\r\nTrace ID: t\r\n"), text);
+        assert_eq!(p.entry_key(at, "AADSTS50055: expired\nTrace ID: t  "), text);
+        assert_ne!(p.entry_key(at, "AADSTS50055: expired\nTrace ID: u"), text);
     }
 
     #[test]

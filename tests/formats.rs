@@ -419,6 +419,24 @@ fn passport_styles_and_rules() {
         ItemKind::SignIn(s) => assert!(s.message.as_deref().unwrap().ends_with("multi-factor authentication.")),
         _ => unreachable!(),
     }
+    // A next line still being written when the stream goes idle may continue the message:
+    // the message waits for it.
+    let head = "2026-03-04 08:15:02.123456-0800  localhost SecurityAgent[612]: (KandjiPassport) \
+                [io.kandji.passport:auth] AADSTS50055: The password is expired.\nTrace ID: t-1\nCorrelation ID: 1111";
+    let mut d = StreamDecoder::new(DecodeOptions::default());
+    let mut out = Vec::new();
+    d.feed(head.as_bytes(), &mut out);
+    d.flush(&mut out);
+    assert!(out.is_empty(), "{:?}", tags(&out));
+    d.feed(b"1111-2222-3333-4444-555555555555\n", &mut out);
+    d.flush(&mut out);
+    assert_eq!(tags(&out), vec!["signin:passport:-:[50055]"]);
+    match &out[0].kind {
+        ItemKind::SignIn(s) => {
+            assert_eq!(s.correlation_id.as_deref(), Some("11111111-2222-3333-4444-555555555555"))
+        }
+        _ => unreachable!(),
+    }
 }
 
 #[test]

@@ -337,10 +337,13 @@ impl StreamDecoder {
     }
 
     /// The stream is idle: emits a held Passport text record (all of its lines are
-    /// complete; a continuation arriving later is skipped), or a last line without its
-    /// newline that is one whole JSON object.
+    /// complete, and no line is being written after them; a continuation arriving later
+    /// is skipped), or a last line without its newline that is one whole JSON object.
     pub fn flush(&mut self, out: &mut Vec<DecodedItem>) {
-        if self.pending.is_some() {
+        // A line still being written after a held message may be its next line ("Trace
+        // ID", "Correlation ID: …" arriving in two writes): the message waits for it.
+        let line_in_progress = self.pos < self.buf.len();
+        if self.pending.is_some() && !line_in_progress {
             self.emit_pending(out);
             self.mark();
             self.compact();

@@ -541,26 +541,32 @@ fn find_ci(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w.eq_ignore_ascii_case(needle))
 }
 
-/// The first e-mail-shaped token (a UPN) in the message.
+/// The first e-mail-shaped token (a UPN) in the message: any letters (`josé.garcía@`), the
+/// punctuation local parts use (`o'neil@`), without quotes around it (`'bob@…'`, as
+/// AADSTS50020 writes it) or a JSON-escaped quote before it (`\u0027bob@…`, as a token
+/// body embedded in the message keeps it).
 fn find_email(msg: &str) -> Option<&str> {
-    let b = msg.as_bytes();
-    let is_local = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'%' | b'+' | b'-' | b'\'');
-    let is_dom = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-');
-    for at in memchr::memchr_iter(b'@', b) {
-        let mut s = at;
-        while s > 0 && is_local(b[s - 1]) {
-            s -= 1;
+    let is_local = |c: char| c.is_alphanumeric() || "._%+-'!#$&*^`~".contains(c);
+    let is_dom = |c: char| c.is_alphanumeric() || c == '.' || c == '-';
+    for at in memchr::memchr_iter(b'@', msg.as_bytes()) {
+        let before = &msg[..at];
+        let local_len: usize = before.chars().rev().take_while(|&c| is_local(c)).map(char::len_utf8).sum();
+        let mut local = &before[before.len() - local_len..];
+        // `\u0027bob@…`: the escape's backslash ended the local part, its digits did not.
+        let escaped = before[..before.len() - local_len].ends_with('\\')
+            && local.len() > 5
+            && local.starts_with('u')
+            && local.as_bytes()[1..5].iter().all(u8::is_ascii_hexdigit);
+        if escaped {
+            local = &local[5..];
         }
-        let mut e = at + 1;
-        while e < b.len() && is_dom(b[e]) {
-            e += 1;
-        }
-        while e > at + 1 && b[e - 1] == b'.' {
-            e -= 1;
-        }
-        let dom = &b[at + 1..e];
-        if s < at && dom.contains(&b'.') && !dom.starts_with(b".") {
-            return msg.get(s..e);
+        let local = local.trim_start_matches(['\'', '`', '.']);
+        let after = &msg[at + 1..];
+        let dom_len: usize = after.chars().take_while(|&c| is_dom(c)).map(char::len_utf8).sum();
+        let dom = after[..dom_len].trim_end_matches('.');
+        if !local.is_empty() && dom.contains('.') && !dom.starts_with('.') {
+            let start = at - local.len();
+            return msg.get(start..at + 1 + dom.len());
         }
     }
     None
@@ -824,6 +830,12 @@ mod tests {
             Some("11111111-2222-3333-4444-555555555555")
         );
         assert_eq!(find_email("for user alice@contoso.example."), Some("alice@contoso.example"));
+        assert_eq!(find_email("User account 'bob@fabrikam.example' from"), Some("bob@fabrikam.example"));
+        assert_eq!(find_email(r"User account \u0027bob@fabrikam.example\u0027 from"), Some("bob@fabrikam.example"));
+        assert_eq!(find_email("for josé.garcía@contoso.example"), Some("josé.garcía@contoso.example"));
+        assert_eq!(find_email("for maría@müller.example."), Some("maría@müller.example"));
+        assert_eq!(find_email("o'neil@contoso.example"), Some("o'neil@contoso.example"));
+        assert_eq!(find_email("mail: @contoso.example or x@y"), None);
         assert_eq!(find_email("no @ here"), None);
         assert_eq!(find_oauth_error(r#"x {"error":"invalid_grant","error_desc"#), Some("invalid_grant"));
     }
