@@ -51,6 +51,9 @@ pub enum AppError {
     /// The configuration is unusable (already validated, so rare).
     #[error("configuration: {0}")]
     Config(String),
+    /// The writer stopped on an error: the daemon stopped with it.
+    #[error("the writer stopped: {0}")]
+    Writer(String),
 }
 
 /// Everything built from the settings, shared by `serve` and `replay`.
@@ -190,7 +193,7 @@ impl Application {
         // (the files are the buffer when the writer lags).
         let (tx, rx) = mpsc::channel(8);
 
-        let writer_task = tokio::spawn(run_writer(rx, core.writer.clone(), core.limits(), None));
+        let mut writer_task = tokio::spawn(run_writer(rx, core.writer.clone(), core.limits(), None));
 
         let mut wakers = Vec::new();
         let mut tail_threads = Vec::new();
@@ -336,8 +339,28 @@ impl Application {
             _ = std::future::ready(()) => false,
         };
         tracing::info!(%addr, sources = core.settings.sources.len(), "passportd serving");
+        // The writer ends early only on an error (it waits out a locked store): then the
+        // daemon stops with exit 1, for its supervisor to restart it, instead of running
+        // on without storing what it reads. (With no file sources it ends at once, fine.)
+        let mut writer_done = None;
         if !already {
-            shutdown.await;
+            tokio::select! {
+                _ = &mut shutdown => {}
+                r = &mut writer_task => writer_done = Some(r),
+            }
+        }
+        let writer_error = match &writer_done {
+            Some(Ok(Err(e))) => Some(e.to_string()),
+            Some(Err(e)) => Some(e.to_string()),
+            Some(Ok(Ok(_))) | None => None,
+        };
+        match &writer_error {
+            Some(e) => tracing::error!(
+                error = %e,
+                "the writer stopped; shutting down (file positions commit with their records: a restart reads on from the last commit)"
+            ),
+            None if writer_done.is_some() && !already => shutdown.await,
+            None => {}
         }
         tracing::info!("shutting down: stopping readers, committing the batch in flight");
         cancel.cancel();
@@ -349,10 +372,12 @@ impl Application {
             }
             // All senders are gone once the readers stop: the writer commits what it
             // holds and returns.
-            match writer_task.await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::error!(error = %e, "final commit failed"),
-                Err(e) => tracing::error!(error = %e, "writer task failed"),
+            if writer_done.is_none() {
+                match writer_task.await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::error!(error = %e, "final commit failed"),
+                    Err(e) => tracing::error!(error = %e, "writer task failed"),
+                }
             }
             tracker.wait().await;
             server.await
@@ -367,7 +392,10 @@ impl Application {
         }
         core.store.close().await;
         tracing::info!("stopped");
-        Ok(())
+        match writer_error {
+            Some(e) => Err(AppError::Writer(e)),
+            None => Ok(()),
+        }
     }
 }
 

@@ -192,6 +192,13 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
 }
 
 async fn serve(arg: ConfigArg) -> Result<(), CliError> {
+    // SIGHUP's default action ends the process, and the reload handler is installed only
+    // once the store is open: `systemctl reload` right after a start killed the daemon.
+    // Once taken over, a signal stays handled for the life of the process.
+    #[cfg(unix)]
+    let early_hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+    #[cfg(unix)]
+    drop(early_hangup);
     let loaded = load(&arg)?;
     loaded.settings.storage.check_path(&loaded.origin_of("storage.path"))?;
     crate::telemetry::init(&loaded.settings.log);

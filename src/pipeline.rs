@@ -1027,6 +1027,25 @@ mod tests {
     }
 }
 
+/// Commits `batch`, waiting out another writer that holds the store's lock longer than
+/// the busy timeout (an operator's `sqlite3` session, a stopped `replay`): the batch is
+/// whole in memory and a failed attempt rolled back, so trying again stores it once.
+/// Any other error ends the writer (and the daemon, which a supervisor restarts; file
+/// positions are committed with the records, so nothing is lost).
+async fn commit_when_unlocked(writer: &Writer, batch: &Batch) -> Result<BatchResult, StoreError> {
+    let mut wait = std::time::Duration::from_secs(1);
+    loop {
+        match writer.commit(batch).await {
+            Err(e) if e.is_busy() => {
+                tracing::warn!(error = %e, retry_in = ?wait, "the store is locked by another writer; the batch waits");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(std::time::Duration::from_secs(30));
+            }
+            result => return result,
+        }
+    }
+}
+
 /// Batching limits of the writer loop.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchLimits {
@@ -1220,7 +1239,7 @@ pub async fn run_writer(
             writer.metrics.batch_commit.observe(started.elapsed().as_secs_f64());
             result
         } else {
-            writer.commit(&batch).await?
+            commit_when_unlocked(&writer, &batch).await?
         };
         for (source, tally) in &tallies {
             tally.record(&writer.metrics, source);

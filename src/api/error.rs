@@ -25,6 +25,9 @@ pub enum ApiError {
     /// 404: no such thing.
     #[error("{0}")]
     NotFound(String),
+    /// 503: another writer held the store's lock past the busy timeout; retry later.
+    #[error("the store is locked by another writer; retry later")]
+    Busy(#[source] StoreError),
     /// 500: the store failed (details are logged, not returned).
     #[error("internal error")]
     Internal(#[source] StoreError),
@@ -44,6 +47,7 @@ impl ApiError {
             ApiError::BadRequest { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_busy"),
             ApiError::Internal(_) | ApiError::Task(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -51,7 +55,11 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        ApiError::Internal(e)
+        if e.is_busy() {
+            ApiError::Busy(e)
+        } else {
+            ApiError::Internal(e)
+        }
     }
 }
 
@@ -59,7 +67,7 @@ impl From<ListError> for ApiError {
     fn from(e: ListError) -> Self {
         match e {
             ListError::Cursor(_) => ApiError::bad("cursor", "not a cursor this server issued for this query"),
-            ListError::Store(s) => ApiError::Internal(s),
+            ListError::Store(s) => s.into(),
         }
     }
 }
@@ -74,6 +82,7 @@ impl IntoResponse for ApiError {
         let (status, code) = self.parts();
         match &self {
             ApiError::Internal(e) => tracing::error!(error = %e, "request failed in the store"),
+            ApiError::Busy(e) => tracing::warn!(error = %e, "request waited for the store's lock in vain"),
             ApiError::Task(e) => tracing::error!(error = %e, "request's worker task failed"),
             _ => {}
         }

@@ -524,7 +524,8 @@ async fn classify(State(state): State<AppState>, body: Bytes) -> Result<Response
         (status = 200, description = "What was stored (the replay summary)", body = IngestSummary),
         (status = 401, description = "Bearer token missing or wrong", body = doc::ErrorBody),
         (status = 404, description = "No such source", body = doc::ErrorBody),
-        (status = 413, description = "Body larger than server.max_body_bytes", body = doc::ErrorBody)))]
+        (status = 413, description = "Body larger than server.max_body_bytes", body = doc::ErrorBody),
+        (status = 503, description = "The store is locked by another writer: nothing was stored; retry later", body = doc::ErrorBody)))]
 async fn ingest(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -532,14 +533,16 @@ async fn ingest(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
-    let settings: SourceSettings = if source == HTTP_SOURCE {
-        SourceSettings { name: HTTP_SOURCE.into(), ..SourceSettings::default() }
-    } else {
-        state.settings.source(&source).cloned().ok_or_else(|| {
-            ApiError::NotFound(format!(
+    // A configured source of that name decides (also one named `http`, whose timezone and
+    // defaults were otherwise ignored); `http` alone takes the defaults.
+    let settings: SourceSettings = match state.settings.source(&source) {
+        Some(configured) => configured.clone(),
+        None if source == HTTP_SOURCE => SourceSettings { name: HTTP_SOURCE.into(), ..SourceSettings::default() },
+        None => {
+            return Err(ApiError::NotFound(format!(
                 "no source named {source:?}; configure it under [[sources]] or push to /api/v1/ingest/{HTTP_SOURCE}"
-            ))
-        })?
+            )))
+        }
     };
     // A retried request with the same body gets the same key, so lines without record
     // ids are not counted twice.

@@ -76,6 +76,19 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// True when another connection held the database's write lock past the busy timeout
+    /// (SQLITE_BUSY or SQLITE_LOCKED, any extended code): the same work may succeed later.
+    pub fn is_busy(&self) -> bool {
+        match self {
+            StoreError::Query(sqlx::Error::Database(e)) => {
+                e.code().and_then(|c| c.parse::<i32>().ok()).is_some_and(|c| matches!(c & 0xff, 5 | 6))
+            }
+            _ => false,
+        }
+    }
+}
+
 /// The read position of one file generation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
@@ -667,6 +680,27 @@ impl Store {
 
 #[cfg(test)]
 pub(crate) mod tests {
+
+    #[tokio::test]
+    async fn a_write_lock_held_elsewhere_is_busy_and_other_errors_are_not() {
+        use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = SqliteConnectOptions::new()
+            .filename(dir.path().join("b.db"))
+            .create_if_missing(true)
+            .busy_timeout(Duration::from_millis(0));
+        let pool = SqlitePoolOptions::new().max_connections(2).connect_with(options).await.expect("pool");
+        sqlx::query("CREATE TABLE t (x)").execute(&pool).await.expect("create");
+        let mut holder = pool.acquire().await.expect("conn");
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *holder).await.expect("lock");
+        let mut other = pool.acquire().await.expect("conn");
+        let locked = sqlx::query("INSERT INTO t VALUES (1)").execute(&mut *other).await.expect_err("locked");
+        assert!(StoreError::from(locked).is_busy());
+        let wrong = sqlx::query("SELECT nope FROM t").execute(&mut *other).await.expect_err("no column");
+        assert!(!StoreError::from(wrong).is_busy());
+        sqlx::query("ROLLBACK").execute(&mut *holder).await.expect("unlock");
+    }
+
     use super::*;
     use crate::event::Position;
 
