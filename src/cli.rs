@@ -196,9 +196,7 @@ async fn serve(arg: ConfigArg) -> Result<(), CliError> {
     // once the store is open: `systemctl reload` right after a start killed the daemon.
     // Once taken over, a signal stays handled for the life of the process.
     #[cfg(unix)]
-    let early_hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
-    #[cfg(unix)]
-    drop(early_hangup);
+    drop(tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()));
     let loaded = load(&arg)?;
     loaded.settings.storage.check_path(&loaded.origin_of("storage.path"))?;
     crate::telemetry::init(&loaded.settings.log);

@@ -242,10 +242,14 @@ impl Privacy {
             user_key_secret: Arc::new(user_key_secret),
             entry_key_secret: Arc::new(store_secret.to_vec()),
             #[allow(clippy::expect_used)]
-            // `#` too: a guest's name, `alice_gmail.com#EXT#@contoso.onmicrosoft.com`,
-            // embeds the guest's own address. Any letter, and the punctuation addresses
-            // use (`o'neil@`, `jörg@`): a character left out kept the part before it.
-            email: Regex::new(r"[\p{L}\p{N}._%+\-#!$&'*^`~]+@[\p{L}\p{N}.\-]+\.\p{L}{2,}").expect("static regex"),
+            // The same local-part characters as the user read from a Passport message
+            // (any letter, `o'neil@`, a guest's `…#EXT#@`): a character left out kept the
+            // part of the address before it.
+            email: Regex::new(&format!(
+                r"[\p{{L}}\p{{N}}{}]+@[\p{{L}}\p{{N}}.\-]+\.\p{{L}}{{2,}}",
+                regex::escape(crate::ingest::formats::EMAIL_LOCAL_PUNCTUATION)
+            ))
+            .expect("static regex"),
             #[allow(clippy::expect_used)]
             ip_like: Regex::new(r"[0-9A-Fa-f:.]{3,}").expect("static regex"),
         }
@@ -316,7 +320,7 @@ impl Privacy {
             let replaced = self.email.replace_all(&text, |c: &regex::Captures<'_>| {
                 // Quotes around an address ('alice@contoso.example') are not part of it.
                 let quoted = &c[0];
-                let address = quoted.trim_start_matches(['\'', '`', '.']);
+                let address = quoted.trim_start_matches(crate::ingest::formats::EMAIL_LEADING_NOISE);
                 let quotes = &quoted[..quoted.len() - address.len()];
                 match self.users {
                     PrivacyMode::Hash => {

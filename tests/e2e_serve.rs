@@ -229,6 +229,25 @@ async fn source_defaults_group_mac_failures_with_their_entra_incident() {
     server.stop().await;
 }
 
+/// A configured source named `http` decides pushes to `/api/v1/ingest/http`: its timezone
+/// places a compact-style Passport line (which carries no offset), as for any source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_named_http_decides_its_pushes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(settings(&format!(
+        "[storage]\npath = \"{db}\"\n[[sources]]\nname = \"http\"\npaths = [\"{d}/none/*.log\"]\nformat = \"passport\"\ntimezone = \"America/Los_Angeles\"\n",
+        db = dir.path().join("p.db").display(),
+        d = dir.path().display()
+    )))
+    .await;
+    let line = "2026-03-04 08:15:02.123 E  SecurityAgent[612:26b7] [io.kandji.passport:auth] Token request failed: AADSTS50053: account locked\n";
+    let r = server.client.post(format!("{}/api/v1/ingest/http", server.base)).body(line).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let events = server.get_json("/api/v1/events").await;
+    assert_eq!(events["items"][0]["occurred_at"], "2026-03-04T16:15:02.123Z", "{events}");
+    server.stop().await;
+}
+
 /// The incident clock is event time, and it runs on while no input arrives: a live
 /// incident resolves once its quiet period passes without failures, even when nothing
 /// else is read meanwhile (a quiet night), and the gauge follows.

@@ -6,7 +6,7 @@ mod tail_support;
 
 use std::io::Write;
 
-use tail_support::{assert_exactly_once, line, rename, truncate, Harness};
+use tail_support::{assert_exactly_once, halves, line, rename, truncate, Harness};
 
 fn lines(seqs: std::ops::Range<u64>) -> String {
     seqs.map(|s| line(s, 150)).collect()
@@ -195,11 +195,7 @@ fn start_at_end_and_ignore_older_only_concern_files_found_at_start_up() {
     h.append("old.log", &lines(2..3));
     // A line half-written when the tailer starts is read whole once finished, not from
     // where it was cut (which would be an unknown_format parse error).
-    let (head, tail) = {
-        let l = line(6, 150);
-        let (a, b) = l.split_at(70);
-        (a.to_string(), b.to_string())
-    };
+    let (head, tail) = halves(6, 70);
     h.append("busy.log", &format!("{}{head}", lines(7..8)));
     let old = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
     std::fs::File::options().write(true).open(h.path("old.log")).unwrap().set_modified(old).unwrap();
@@ -382,12 +378,11 @@ fn a_last_record_without_its_newline_is_read_once_the_file_is_idle() {
 #[test]
 fn a_line_still_being_written_is_not_read_before_it_is_whole() {
     let mut h = Harness::new("PT1H.json", "");
-    let whole = line(0, 150);
-    let (head, tail) = whole.split_at(60);
-    h.append("PT1H.json", head);
+    let (head, tail) = halves(0, 60);
+    h.append("PT1H.json", &head);
     h.poll();
     h.poll();
-    h.append("PT1H.json", tail);
+    h.append("PT1H.json", &tail);
     h.poll();
     h.stop();
     assert_exactly_once(&h.stored(), 0..1);
@@ -426,14 +421,13 @@ fn a_rotated_file_still_matched_emits_its_unterminated_text_line_once_idle() {
 #[test]
 fn a_file_renamed_into_place_keeps_its_unfinished_line_until_it_is_whole() {
     let mut h = Harness::new("app.log*", "read_grace = \"0s\"");
-    let whole = line(0, 150);
-    let (head, tail) = whole.split_at(60);
-    h.append("app.log.tmp", head);
+    let (head, tail) = halves(0, 60);
+    h.append("app.log.tmp", &head);
     h.poll();
     rename(&h, "app.log.tmp", "app.log");
     h.poll();
     h.poll();
-    h.append("app.log", tail);
+    h.append("app.log", &tail);
     h.poll();
     h.stop();
     assert_exactly_once(&h.stored(), 0..1);

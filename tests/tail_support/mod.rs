@@ -25,6 +25,13 @@ pub fn line(seq: u64, len: usize) -> String {
     format!("{head}{}{tail}\n", "x".repeat(pad))
 }
 
+/// Line `seq` cut in two after `at` bytes, as a writer's two writes leave it.
+pub fn halves(seq: u64, at: usize) -> (String, String) {
+    let whole = line(seq, 150);
+    let (head, tail) = whole.split_at(at);
+    (head.to_string(), tail.to_string())
+}
+
 /// The harness.
 pub struct Harness {
     pub dir: tempfile::TempDir,

@@ -230,6 +230,16 @@ pub struct DecodedItem {
     pub kind: ItemKind,
 }
 
+/// Besides letters and digits (any script), the characters an e-mail address's local part
+/// may hold as user names carry them: `o'neil@`, a guest's `alice_gmail.com#EXT#@`. One
+/// definition for the user read from a Passport message and for the privacy filter that
+/// redacts addresses in messages, so that both take the same address.
+pub(crate) const EMAIL_LOCAL_PUNCTUATION: &str = "._%+-#!$&'*^`~";
+
+/// Quotes written around an address (`'bob@fabrikam.example'`, as AADSTS50020 puts it)
+/// that are not part of it, nor a leading dot.
+pub(crate) const EMAIL_LEADING_NOISE: [char; 3] = ['\'', '`', '.'];
+
 mod azure;
 mod framing;
 mod passport;

@@ -546,7 +546,7 @@ fn find_ci(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// AADSTS50020 writes it) or a JSON-escaped quote before it (`\u0027bob@…`, as a token
 /// body embedded in the message keeps it).
 fn find_email(msg: &str) -> Option<&str> {
-    let is_local = |c: char| c.is_alphanumeric() || "._%+-'!#$&*^`~".contains(c);
+    let is_local = |c: char| c.is_alphanumeric() || super::EMAIL_LOCAL_PUNCTUATION.contains(c);
     let is_dom = |c: char| c.is_alphanumeric() || c == '.' || c == '-';
     for at in memchr::memchr_iter(b'@', msg.as_bytes()) {
         let before = &msg[..at];
@@ -560,7 +560,7 @@ fn find_email(msg: &str) -> Option<&str> {
         if escaped {
             local = &local[5..];
         }
-        let local = local.trim_start_matches(['\'', '`', '.']);
+        let local = local.trim_start_matches(super::EMAIL_LEADING_NOISE);
         let after = &msg[at + 1..];
         let dom_len: usize = after.chars().take_while(|&c| is_dom(c)).map(char::len_utf8).sum();
         let dom = after[..dom_len].trim_end_matches('.');
@@ -835,6 +835,11 @@ mod tests {
         assert_eq!(find_email("for josé.garcía@contoso.example"), Some("josé.garcía@contoso.example"));
         assert_eq!(find_email("for maría@müller.example."), Some("maría@müller.example"));
         assert_eq!(find_email("o'neil@contoso.example"), Some("o'neil@contoso.example"));
+        // A guest's name embeds the guest's own address, `#EXT#` included.
+        assert_eq!(
+            find_email("for alice_gmail.com#EXT#@contoso.onmicrosoft.com"),
+            Some("alice_gmail.com#EXT#@contoso.onmicrosoft.com")
+        );
         assert_eq!(find_email("mail: @contoso.example or x@y"), None);
         assert_eq!(find_email("no @ here"), None);
         assert_eq!(find_oauth_error(r#"x {"error":"invalid_grant","error_desc"#), Some("invalid_grant"));
