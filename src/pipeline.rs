@@ -2,7 +2,7 @@
 //! items → classified, privacy-filtered `SignInEvent`s → batches → the single writer,
 //! which commits them and updates the metrics.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -1163,6 +1163,9 @@ pub async fn run_writer(
     budget: Option<EventBudget>,
 ) -> Result<IngestSummary, StoreError> {
     let mut summary = IngestSummary::default();
+    // Failure incidents opened by earlier batches of this run: one withdrawn later was
+    // never really opened (a batch nets out its own, `BatchResult::incidents_withdrawn`).
+    let mut opened_earlier: HashSet<i64> = HashSet::new();
     let _close_budget = CloseOnDrop(budget.clone());
     // Replay applies several batches per transaction (`commit_records`); live tailing
     // commits each batch, since nothing is visible before its commit.
@@ -1253,6 +1256,12 @@ pub async fn run_writer(
             writer.metrics.duplicates.with_label_values(&[source]).inc_by(*n);
         }
         summary.add_result(&result);
+        for id in &result.incidents_withdrawn {
+            if opened_earlier.remove(id) {
+                summary.incidents_opened = summary.incidents_opened.saturating_sub(1);
+            }
+        }
+        opened_earlier.extend(&result.opened_ids);
         // Freed here, not handed to another thread: with jemalloc, freeing a batch on the
         // writer's thread costs less than waking a blocking-pool thread to do it, which
         // the system allocator made worthwhile (BENCHMARKS.md, twelfth pass).

@@ -735,6 +735,47 @@ fn incident_dump(db: &Path) -> Vec<String> {
     })
 }
 
+/// A federated user's failed sign-in, Passport's line first (as it arrives live) and its
+/// Entra record in a later batch of the same replay: one `federation_unsupported`
+/// incident, and the summary counts one incident opened, not the wrong-password one the
+/// line opened until its record came.
+#[test]
+fn a_federated_failure_seen_by_passport_first_is_one_federation_incident() {
+    let dir = tempfile::tempdir().unwrap();
+    let correlation = "0f5e1d2c-aaaa-4bbb-8ccc-000000000126";
+    let passport = dir.path().join("passport.ndjson");
+    let message = format!(
+        r#"Token request failed: {{\"error\":\"invalid_grant\",\"error_description\":\"AADSTS50126: Error validating credentials due to invalid username or password.\\r\\nTrace ID: 5b9e1d2c-3f4a-4b6c-8d7e-9f0a1b2c3d4e\\r\\nCorrelation ID: {correlation}\\r\\nTimestamp: 2026-03-04 16:18:04Z\",\"error_codes\":[50126],\"correlation_id\":\"{correlation}\"}}"#
+    );
+    std::fs::write(&passport, passport_ndjson("2026-03-04 08:18:04.501710-0800", "Error", &message) + "\n").unwrap();
+    let entra = dir.path().join("entra.json");
+    let record = serde_json::json!({
+        "time": "2026-03-04T16:18:05Z", "operationName": "Sign-in activity", "category": "SignInLogs",
+        "tenantId": "9f0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b", "resultType": "50126",
+        "resultDescription": "Error validating credentials due to invalid username or password.",
+        "correlationId": correlation,
+        "properties": {"id": "fed00000-0000-4000-8000-000000000126", "createdDateTime": "2026-03-04T16:18:05Z",
+            "userPrincipalName": "fed.user@fabrikam.example", "appDisplayName": "Kandji Passport",
+            "appId": "0d6f7c1e-2a3b-4c5d-9e8f-7a6b5c4d3e2f", "correlationId": correlation,
+            "tokenIssuerType": "ADFederationServices", "authenticationProtocol": "ropc",
+            "status": {"errorCode": 50126}}
+    });
+    std::fs::write(&entra, format!("{record}\n")).unwrap();
+    let one: &std::ffi::OsStr = "1".as_ref();
+    let v = json(&passportd_env(
+        dir.path(),
+        &["replay", "--json", passport.to_str().unwrap(), entra.to_str().unwrap()],
+        &[("PASSPORTD_STORAGE__REPLAY_BATCH_RECORDS", one)],
+    ));
+    assert_eq!(v["failures"], 2, "{v}");
+    assert_eq!(v["by_category"]["federation_unsupported"], 1, "each record's own verdict: {v}");
+    assert_eq!(v["incidents_opened"], 1, "{v}");
+    let dump = incident_dump(&dir.path().join("passportd.db"));
+    assert_eq!(dump.len(), 1, "{dump:?}");
+    assert!(dump[0].starts_with("failure|federation_unsupported|50126|open|"), "{dump:?}");
+    assert!(dump[0].contains("|1|1|"), "one failure, one user: {dump:?}");
+}
+
 #[test]
 fn the_replay_summary_does_not_depend_on_the_batch_size() {
     // Replay keeps at most two batches of events between the reader and the end of their

@@ -287,6 +287,109 @@ async fn an_entra_copy_after_its_passport_line_counts_its_user_and_time() {
     assert_eq!((incs[0].first_seen, incs[0].last_seen), (at(0), at(1)));
 }
 
+/// A federated user's failed sign-in as both sides log it: the Passport line can only say
+/// AADSTS50126 (`invalid_credentials`, no user), the Entra record also names the federated
+/// token issuer (`federation_unsupported`) and the user.
+fn federated_attempt(correlation: &str, entra_minute: i64, passport_minute: i64) -> (Ev, Ev) {
+    let mut entra = ev(&format!("entra-{correlation}"), 50126, Category::FederationUnsupported, entra_minute);
+    entra.correlation = Some(correlation.into());
+    entra.user = Some("user-fed".into());
+    let mut passport = ev(&format!("passport-{correlation}"), 50126, Category::InvalidCredentials, passport_minute);
+    passport.correlation = Some(correlation.into());
+    passport.source = "passport";
+    passport.app = None;
+    passport.user = None;
+    (entra, passport)
+}
+
+/// [`stored`], decoded from a Passport log.
+fn from_passport(e: Ev) -> StoredEvent {
+    let mut s = stored(e);
+    s.event.format = "passport".into();
+    s
+}
+
+async fn commit_stored(s: &Store, p: &Policy, events: Vec<StoredEvent>) -> passportd::store::BatchResult {
+    s.commit_batch(&Batch { events, ..Batch::default() }, p).await.unwrap()
+}
+
+/// Live, the Passport line of a federated user's 50126 arrives first and can only be read
+/// as a wrong password. Its Entra record, which names the federated issuer, decides: one
+/// `federation_unsupported` incident with both copies, counted once, and no
+/// wrong-password incident left behind, whether the two arrive in one batch or two.
+#[tokio::test]
+async fn an_entra_record_classified_otherwise_supersedes_its_passport_line() {
+    for one_batch in [false, true] {
+        let (_d, s) = store().await;
+        let p = Policy::default();
+        let (entra, passport) = federated_attempt("corr-f", 1, 0);
+        let opened = if one_batch {
+            let r = commit_stored(&s, &p, vec![from_passport(passport), stored(entra)]).await;
+            assert!(r.incidents_withdrawn.is_empty(), "opened and withdrawn in one batch: {r:?}");
+            r.incidents_opened.values().sum::<u64>()
+        } else {
+            let first = commit_stored(&s, &p, vec![from_passport(passport)]).await;
+            let wrong = first.opened_ids.clone();
+            let second = commit_stored(&s, &p, vec![stored(entra)]).await;
+            assert_eq!(second.incidents_withdrawn, wrong, "the wrong-password incident goes");
+            first.incidents_opened.values().sum::<u64>() + second.incidents_opened.values().sum::<u64>()
+                - second.incidents_withdrawn.len() as u64
+        };
+        assert_eq!(opened, 1, "one_batch={one_batch}");
+        let incs = all(&s).await;
+        assert_eq!(incs.len(), 1, "one_batch={one_batch}: {incs:?}");
+        let inc = &incs[0];
+        assert_eq!(inc.category, Category::FederationUnsupported);
+        assert_eq!((inc.event_count, inc.users_affected), (1, 1), "one_batch={one_batch}");
+        assert_eq!((inc.first_seen, inc.last_seen), (at(0), at(1)));
+        let mut sources = inc.sources.clone();
+        sources.sort();
+        assert_eq!(sources, vec!["entra".to_string(), "passport".to_string()]);
+        let events = s
+            .list_events(&passportd::store::EventQuery { incident: Some(inc.id), limit: 10, ..Default::default() })
+            .await
+            .unwrap();
+        assert_eq!(events.items.len(), 2, "both copies are kept and joined to the incident");
+        // Sent again, nothing changes.
+        let (entra, passport) = federated_attempt("corr-f", 1, 0);
+        let again = commit_stored(&s, &p, vec![from_passport(passport), stored(entra)]).await;
+        assert_eq!(again.duplicates, 2);
+        assert_eq!(all(&s).await, incs);
+    }
+}
+
+/// The wrong-password incident the superseded line had joined keeps its other failures:
+/// it gives back one count, and its span shrinks to what it still holds. A Passport line
+/// whose Entra record agrees stays the counted copy.
+#[tokio::test]
+async fn a_superseded_line_leaves_the_rest_of_its_incident_as_it_was() {
+    let (_d, s) = store().await;
+    let p = Policy::default();
+    let (fed_entra, fed_passport) = federated_attempt("corr-f", 1, 0);
+    let mut wrong = ev("passport-w", 50126, Category::InvalidCredentials, 5);
+    wrong.correlation = Some("corr-w".into());
+    wrong.source = "passport";
+    wrong.app = None;
+    wrong.user = None;
+    let mut wrong_entra = ev("entra-w", 50126, Category::InvalidCredentials, 6);
+    wrong_entra.correlation = Some("corr-w".into());
+    commit_stored(&s, &p, vec![from_passport(fed_passport), from_passport(wrong)]).await;
+    let before = all(&s).await;
+    assert_eq!((before.len(), before[0].event_count, before[0].first_seen), (1, 2, at(0)));
+    let r = commit_stored(&s, &p, vec![stored(fed_entra), stored(wrong_entra)]).await;
+    assert_eq!(r.superseded, 1);
+    assert!(r.incidents_withdrawn.is_empty());
+    let incs = all(&s).await;
+    let by = |c: Category| incs.iter().find(|i| i.category == c).unwrap().clone();
+    let wrong_pw = by(Category::InvalidCredentials);
+    assert_eq!(wrong_pw.id, before[0].id);
+    assert_eq!((wrong_pw.event_count, wrong_pw.users_affected), (1, 1), "{wrong_pw:?}");
+    assert_eq!((wrong_pw.first_seen, wrong_pw.last_seen), (at(5), at(6)));
+    let federated = by(Category::FederationUnsupported);
+    assert_eq!((federated.event_count, federated.users_affected), (1, 1));
+    assert_eq!(incs.len(), 2, "{incs:?}");
+}
+
 /// Copies of one attempt are seconds apart: a correlation id seen again more than 12 hours
 /// later is a new attempt (counted), and a copy joins the earliest counted failure within
 /// 12 hours of it, whether the copies arrive in one batch or one per batch.

@@ -111,6 +111,24 @@ struct CorrelationHit {
     occurred_at: i64,
     incident: Option<i64>,
     fingerprint: Option<String>,
+    /// The category of a hit decoded from a Passport log (None for Entra's records): an
+    /// Entra record classified otherwise supersedes it (`Join::Supersedes`).
+    passport_category: Option<String>,
+}
+
+/// The decoder name of Passport's logs (`SignInEvent::format`).
+const PASSPORT_FORMAT: &str = "passport";
+
+/// What the correlation join found for a new failure.
+enum Join {
+    /// No earlier copy of the attempt: the failure counts on its own.
+    None,
+    /// It joined an earlier copy of the attempt, uncounted.
+    Copy,
+    /// The earlier copy is a Passport line classified otherwise: this Entra record, which
+    /// carries what the Mac never sees (the token issuer type of a federated user, the
+    /// Conditional Access verdict), counts instead and takes the line with it.
+    Supersedes(CorrelationHit),
 }
 
 /// The first (lowest id) of `hits`, which are in id order, within the correlation window
@@ -155,6 +173,18 @@ impl BatchIncidents {
         }
         self.newest.insert(fingerprint.to_string(), s);
         Ok(s)
+    }
+
+    /// An uncounted copy joined incident `id`: the incident has now been seen by its
+    /// source, spans its time and counts its user.
+    fn join_copy(&mut self, id: i64, source: &str, at: i64, user_key: Option<&str>) {
+        let d = self.pending.entry(id).or_default();
+        d.seen_by(source, at);
+        d.first_seen = d.first_seen.min(at);
+        if let Some(user_key) = user_key {
+            d.user_keys.push(user_key.to_owned());
+        }
+        self.touch(id, at);
     }
 
     /// Mirrors `last_seen = MAX(last_seen, at)` into the cached state of `id`.
@@ -434,15 +464,23 @@ impl Store {
             if matches!(f.stored.event.primary_code(), Some(50126 | 50053)) {
                 credential_failures.push(f.stored);
             }
-            if join_correlated(tx, &mut state, &mut batch_rows, f).await? {
-                continue;
+            match join_correlated(tx, &mut state, &mut batch_rows, f).await? {
+                Join::Copy => {}
+                Join::None => place_failure(tx, &mut state, &mut batch_rows, f, policy, &mut result).await?,
+                Join::Supersedes(hit) => {
+                    place_failure(tx, &mut state, &mut batch_rows, f, policy, &mut result).await?;
+                    supersede(tx, &mut state, &mut batch_rows, f, &hit, &mut result).await?;
+                }
             }
-            place_failure(tx, &mut state, &mut batch_rows, f, policy, &mut result).await?;
         }
         batch_rows.write_through(tx, usize::MAX).await?;
         state.flush(tx).await?;
 
-        if policy.detectors.enabled {
+        if policy.detectors.enabled && result.superseded > 0 {
+            // A superseded line was counted as a credential failure, in this batch's rows
+            // or an earlier one's: the copy learns the store anew.
+            recent::lock(&self.recent).forget();
+        } else if policy.detectors.enabled {
             let mut copy = recent::lock(&self.recent);
             for row in &batch_rows.rows {
                 if let Some(failure) = credential_failure(row) {
@@ -683,9 +721,9 @@ async fn insert_events(tx: &mut Tx<'_>, rows: &[NewRow<'_>]) -> Result<(), Store
     Ok(())
 }
 
-/// `[event id, correlation id, event time, incident, fingerprint]`, as `CORRELATED_COPIES`
-/// returns a row.
-type CopyRow = (i64, String, i64, Option<i64>, Option<String>);
+/// `[event id, correlation id, event time, incident, fingerprint, category of a Passport
+/// line]`, as `CORRELATED_COPIES` returns a row.
+type CopyRow = (i64, String, i64, Option<i64>, Option<String>, Option<String>);
 
 /// The counted failures with an id below `below` that share a correlation id with one of
 /// `probes` (correlation id, event time) and lie within the correlation window of its
@@ -715,8 +753,14 @@ async fn counted_copies(
     }
     let rows: Vec<CopyRow> =
         fetch_json_rows(tx, CORRELATED_COPIES, &pairs, &[below], "events (correlation join)").await?;
-    for (event_id, c, occurred_at, incident, fingerprint) in rows {
-        found.entry(c).or_default().push(CorrelationHit { event_id, occurred_at, incident, fingerprint });
+    for (event_id, c, occurred_at, incident, fingerprint, passport_category) in rows {
+        found.entry(c).or_default().push(CorrelationHit {
+            event_id,
+            occurred_at,
+            incident,
+            fingerprint,
+            passport_category,
+        });
     }
     for hits in found.values_mut() {
         hits.sort_unstable_by_key(|h| h.event_id);
@@ -730,21 +774,23 @@ async fn counted_copies(
 /// JOIN: the list outside): against a long list the planner otherwise walks the table,
 /// or the whole index, once per query. The bucket width is `CORRELATION_BUCKET_MS`.
 const CORRELATED_COPIES: &str = "WITH v(b, c) AS (SELECT value ->> 0, value ->> 1 FROM json_each(?1))
-    SELECT json_group_array(json_array(e.id, e.correlation_id, e.occurred_at, e.incident_id, e.fingerprint))
+    SELECT json_group_array(json_array(e.id, e.correlation_id, e.occurred_at, e.incident_id, e.fingerprint,
+            CASE WHEN e.format = 'passport' THEN e.category END))
       FROM v CROSS JOIN events e INDEXED BY events_by_correlation
         ON e.occurred_at / 86400000 = v.b AND e.correlation_id = v.c
      WHERE e.correlation_id IS NOT NULL AND e.outcome = 'failure' AND e.counted = 1 AND e.id < ?2";
 
 /// A Passport failure and its Entra record (same correlation id) are one sign-in
-/// attempt: the later one joins the earlier one's incident without being counted again.
+/// attempt: the later one joins the earlier one's incident without being counted again,
+/// unless it is Entra's record of a Passport line classified otherwise (`Join::Supersedes`).
 async fn join_correlated(
     tx: &mut Tx<'_>,
     state: &mut BatchIncidents,
     rows: &mut BatchRows<'_>,
     f: &NewFailure<'_>,
-) -> Result<bool, StoreError> {
+) -> Result<Join, StoreError> {
     let Some(correlation) = f.stored.event.correlation_id.as_deref().filter(|c| !c.is_empty()) else {
-        return Ok(false);
+        return Ok(Join::None);
     };
     let at = to_ms(f.stored.event.occurred_at);
     let hit = if state.events_changed {
@@ -759,8 +805,14 @@ async fn join_correlated(
         prior.or_else(|| state.batch_correlations.get(correlation).and_then(|hits| first_within(hits, at))).cloned()
     };
     let Some(hit) = hit else {
-        return Ok(false);
+        return Ok(Join::None);
     };
+    let supersedes = f.stored.event.format != PASSPORT_FORMAT
+        && f.category != Category::Unclassified
+        && hit.passport_category.as_deref().is_some_and(|c| c != f.category.as_str());
+    if supersedes {
+        return Ok(Join::Supersedes(hit));
+    }
     let row = &mut rows.rows[f.row];
     row.counted = false;
     row.incident_id = hit.incident;
@@ -771,15 +823,116 @@ async fn join_correlated(
         // The incident now has been seen by this source too, spans this copy's time, and
         // counts its user: a Passport line names no user, and the Entra record of the same
         // sign-in, arriving after it, is such a copy.
-        let d = state.pending.entry(id).or_default();
-        d.seen_by(&f.stored.event.source, at);
-        d.first_seen = d.first_seen.min(at);
-        if let Some(user_key) = &f.stored.user_key {
-            d.user_keys.push(user_key.clone());
-        }
-        state.touch(id, at);
+        state.join_copy(id, &f.stored.event.source, at, f.stored.user_key.as_deref());
     }
-    Ok(true)
+    Ok(Join::Copy)
+}
+
+/// Entra's record `f`, just placed as a counted failure, supersedes the Passport line
+/// `hit` of the same attempt, which was counted first under another category (a 50126
+/// whose Entra record names a federated issuer is `federation_unsupported`, not a wrong
+/// password). The line becomes `f`'s uncounted copy, in `f`'s incident; the incident
+/// it leaves gives back its count, its user and its source where nothing else holds
+/// them, and goes if nothing is left in it. Rare, so plain statements.
+async fn supersede(
+    tx: &mut Tx<'_>,
+    state: &mut BatchIncidents,
+    rows: &mut BatchRows<'_>,
+    f: &NewFailure<'_>,
+    hit: &CorrelationHit,
+    result: &mut BatchResult,
+) -> Result<(), StoreError> {
+    // The line and its incident as stored, with this batch's decisions so far.
+    rows.write_through(tx, f.row + 1).await?;
+    state.flush(tx).await?;
+    let (left, user_key, source, at): (Option<i64>, Option<String>, String, i64) =
+        sqlx::query_as("SELECT incident_id, user_key, source, occurred_at FROM events WHERE id = ?")
+            .bind(hit.event_id)
+            .fetch_one(&mut **tx)
+            .await?;
+    let joined = rows.rows[f.row].incident_id;
+    sqlx::query("UPDATE events SET counted = 0, incident_id = ?, fingerprint = ? WHERE id = ?")
+        .bind(joined)
+        .bind(f.fingerprint)
+        .bind(hit.event_id)
+        .execute(&mut **tx)
+        .await?;
+    if let Some(id) = joined {
+        state.join_copy(id, &source, at, user_key.as_deref());
+    }
+    if let Some(left) = left.filter(|l| Some(*l) != joined) {
+        withdraw(tx, left, user_key.as_deref(), &source, result).await?;
+        // Its fingerprint's newest incident may now be an older one, or none.
+        state.newest.retain(|_, st| st.map_or(true, |st| st.id != left));
+    }
+    // Cached correlation hits still count the line.
+    state.events_changed = true;
+    result.superseded += 1;
+    Ok(())
+}
+
+/// Takes one counted failure out of incident `id` (its row already moved elsewhere):
+/// the count, and the user and source that no other event of the incident holds. An
+/// incident left with no event at all is removed: it was opened on what turned out to
+/// be the wrong verdict.
+async fn withdraw(
+    tx: &mut Tx<'_>,
+    id: i64,
+    user_key: Option<&str>,
+    source: &str,
+    result: &mut BatchResult,
+) -> Result<(), StoreError> {
+    let empty: bool = sqlx::query_scalar("SELECT NOT EXISTS (SELECT 1 FROM events WHERE incident_id = ?)")
+        .bind(id)
+        .fetch_one(&mut **tx)
+        .await?;
+    if empty {
+        let category: Option<String> = sqlx::query_scalar("DELETE FROM incidents WHERE id = ? RETURNING category")
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await?;
+        sqlx::query("DELETE FROM incident_users WHERE incident_id = ?").bind(id).execute(&mut **tx).await?;
+        if let Some(at) = result.opened_ids.iter().position(|o| *o == id) {
+            // Opened by this very batch: it was never really opened.
+            result.opened_ids.swap_remove(at);
+            if let Some(n) =
+                category.as_deref().and_then(Category::parse).and_then(|c| result.incidents_opened.get_mut(&c))
+            {
+                *n = n.saturating_sub(1);
+            }
+            result.incidents_opened.retain(|_, n| *n > 0);
+        } else {
+            result.incidents_withdrawn.push(id);
+        }
+        return Ok(());
+    }
+    let mut users_left = 0;
+    if let Some(user_key) = user_key {
+        users_left = sqlx::query(
+            "DELETE FROM incident_users WHERE incident_id = ?1 AND user_key = ?2
+               AND NOT EXISTS (SELECT 1 FROM events WHERE incident_id = ?1 AND user_key = ?2)",
+        )
+        .bind(id)
+        .bind(user_key)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    }
+    sqlx::query(
+        "UPDATE incidents SET event_count = MAX(event_count - 1, 0),
+            users_affected = MAX(users_affected - ?2, 0),
+            first_seen = COALESCE((SELECT MIN(occurred_at) FROM events WHERE incident_id = ?1), first_seen),
+            last_seen = COALESCE((SELECT MAX(occurred_at) FROM events WHERE incident_id = ?1), last_seen),
+            sources = CASE WHEN EXISTS (SELECT 1 FROM events WHERE incident_id = ?1 AND source = ?3) THEN sources
+                           ELSE trim(replace(',' || sources || ',', ',' || ?3 || ',', ','), ',') END
+         WHERE id = ?1",
+    )
+    .bind(id)
+    .bind(i64::try_from(users_left).unwrap_or(i64::MAX))
+    .bind(source)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 async fn add_source(tx: &mut Tx<'_>, id: i64, source: &str, at: i64) -> Result<(), StoreError> {
@@ -953,6 +1106,7 @@ async fn place_failure(
             )
             .await?;
             *result.incidents_opened.entry(category).or_default() += 1;
+            result.opened_ids.push(id);
             if let Some(start) = window_start {
                 adopt_pending(tx, id, fingerprint, start, occurred, f.event_id).await?;
                 // adopt_pending rewrote counters and event links from the table: read
@@ -983,6 +1137,7 @@ fn remember_correlation(state: &mut BatchIncidents, f: &NewFailure<'_>, incident
             occurred_at: to_ms(f.stored.event.occurred_at),
             incident,
             fingerprint: Some(f.fingerprint.to_owned()),
+            passport_category: (f.stored.event.format == PASSPORT_FORMAT).then(|| f.category.as_str().to_owned()),
         });
     }
 }

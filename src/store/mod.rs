@@ -236,13 +236,22 @@ pub struct BatchResult {
     pub incidents_auto_resolved: u64,
     /// Detector findings that opened or reopened an incident, per detector name.
     pub detections: BTreeMap<&'static str, u64>,
+    /// Failure incidents this batch opened (not reopened) and still holds, by id.
+    pub opened_ids: Vec<i64>,
+    /// Incidents opened before this batch and removed by it, because the one failure
+    /// they held was a Passport line that its Entra record showed to be another problem
+    /// (`superseded`). One this batch opened and removed is in neither list nor in
+    /// `incidents_opened`.
+    pub incidents_withdrawn: Vec<i64>,
+    /// Passport lines that their Entra record, classified otherwise, superseded.
+    pub superseded: u64,
 }
 
 impl BatchResult {
     /// True when the batch opened, reopened or resolved an incident (what the open
     /// incidents gauge is read back for).
     pub fn changed_incidents(&self) -> bool {
-        !self.incidents_opened.is_empty() || self.incidents_auto_resolved > 0
+        !self.incidents_opened.is_empty() || self.incidents_auto_resolved > 0 || self.superseded > 0
     }
 }
 
