@@ -265,7 +265,7 @@ async fn replay(
         }
     }
     let core = Core::build(loaded.settings, vec![source_settings.name.clone()]).await?;
-    let checkpoints =
+    let mut checkpoints =
         core.store.checkpoints(&source_settings.name).await.map_err(|e| CliError::Failed(e.to_string()))?;
     // Reading and committing share the two cores: the reader fills the next batch while
     // the writer commits this one. The budget (two batches of events) is what bounds
@@ -281,7 +281,7 @@ async fn replay(
             let result = if f.as_os_str() == "-" {
                 reader::replay_stdin(&source_settings, &normalizer, &tx, &reader_budget)
             } else if f.is_file() {
-                reader::replay_file(&source_settings, f, &checkpoints, &normalizer, &tx, &reader_budget)
+                reader::replay_file(&source_settings, f, &mut checkpoints, &normalizer, &tx, &reader_budget)
             } else {
                 // A pipe (`<(zcat PT1H.json.gz)`) or a device: read as a stream, like stdin.
                 std::fs::File::open(f)

@@ -735,6 +735,33 @@ fn incident_dump(db: &Path) -> Vec<String> {
     })
 }
 
+/// Records without an id are keyed by their file and position. The same file named twice
+/// in one replay (overlapping globs), through another path, or a copy of it, counts them
+/// once, as a second replay does.
+#[test]
+fn a_file_named_twice_in_one_replay_counts_its_records_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("noid.json");
+    let mut lines = String::new();
+    for i in 0..6 {
+        let record = serde_json::json!({
+            "time": format!("2026-03-04T16:1{i}:00Z"), "operationName": "Sign-in activity",
+            "category": "SignInLogs", "resultType": "50076", "correlationId": format!("c0ffee00-0000-4000-8000-00000000010{i}"),
+            "properties": {"userPrincipalName": format!("u{i}@contoso.example"), "status": {"errorCode": 50076}}
+        });
+        lines.push_str(&format!("{record}\n"));
+    }
+    std::fs::write(&file, lines).unwrap();
+    let copy = dir.path().join("copy.json");
+    std::fs::copy(&file, &copy).unwrap();
+    let dotted = dir.path().join(".").join("noid.json");
+    let (file, copy, dotted) = (file.to_str().unwrap(), copy.to_str().unwrap(), dotted.to_str().unwrap());
+    let v = json(&passportd(dir.path(), &["replay", "--json", file, dotted, copy, file]));
+    assert_eq!((v["records"].as_u64(), v["duplicates"].as_u64()), (Some(6), Some(18)), "{v}");
+    let again = json(&passportd(dir.path(), &["replay", "--json", copy]));
+    assert_eq!((again["records"].as_u64(), again["duplicates"].as_u64()), (Some(0), Some(6)), "{again}");
+}
+
 /// A federated user's failed sign-in, Passport's line first (as it arrives live) and its
 /// Entra record in a later batch of the same replay: one `federation_unsupported`
 /// incident, and the summary counts one incident opened, not the wrong-password one the

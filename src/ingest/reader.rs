@@ -296,11 +296,13 @@ fn send_within(budget: &EventBudget, tx: &mpsc::Sender<Chunk>, chunk: Chunk) -> 
 }
 
 /// Replays one whole file (from byte 0, whatever its checkpoint says) into `tx`,
-/// never more than `budget` events ahead of the writer.
+/// never more than `budget` events ahead of the writer. The file's checkpoint is added to
+/// `checkpoints`, so that the same file (or a copy) named again in the same run keeps
+/// its key and its records without ids are duplicates, as in a later run.
 pub fn replay_file(
     source: &SourceSettings,
     path: &Path,
-    checkpoints: &[Checkpoint],
+    checkpoints: &mut Vec<Checkpoint>,
     normalizer: &Normalizer,
     tx: &mpsc::Sender<Chunk>,
     budget: &EventBudget,
@@ -321,6 +323,9 @@ pub fn replay_file(
         }
     }
     let last = reader.finish(normalizer);
+    if let Some(cp) = &last.checkpoint {
+        checkpoints.push(cp.clone());
+    }
     send_within(budget, tx, last)
 }
 
