@@ -208,6 +208,28 @@ fn wrapper_code_yields_to_the_specific_one() {
     assert_eq!(r.codes, vec![9001023, 90010]);
 }
 
+/// A record's own result code is its verdict. A code its failure text mentions takes over
+/// only from a wrapper; an unknown result code stays primary (unclassified, grouped by
+/// itself) instead of borrowing a known code from the text.
+#[test]
+fn a_records_own_result_code_is_primary_unless_it_is_a_wrapper() {
+    let c = shipped();
+    let with = |result_code: u32, message: &str| {
+        c.classify(&ClassifyInput {
+            result_code: Some(result_code),
+            message: Some(message),
+            ..ClassifyInput::default()
+        })
+    };
+    let unknown = with(99999, "AADSTS50126: Error validating credentials due to invalid username or password.");
+    assert_eq!((unknown.category, unknown.code), (Category::Unclassified, Some(99999)));
+    assert_eq!(unknown.codes, vec![99999, 50126]);
+    let known = with(50076, "AADSTS50126: Error validating credentials.");
+    assert_eq!((known.category, known.code), (Category::MfaRequired, Some(50076)));
+    let wrapper = with(70002, "AADSTS50126: Error validating credentials due to invalid username or password.");
+    assert_eq!((wrapper.category, wrapper.code), (Category::InvalidCredentials, Some(50126)));
+}
+
 #[test]
 fn unknown_code_is_unclassified_but_kept() {
     let c = shipped();

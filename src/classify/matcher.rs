@@ -586,7 +586,7 @@ impl Classifier {
             // A body without a code whose MSAL suberror names one decides by that code's
             // entry; the input still carries no code of its own.
             if let Some((code, suberror)) = input.message.and_then(suberror_code_in) {
-                let mut c = self.classify_codes(input, vec![code]);
+                let mut c = self.classify_codes(input, vec![code], true);
                 if c.entry.is_some() {
                     c.code = None;
                     c.codes = Vec::new();
@@ -597,7 +597,12 @@ impl Classifier {
             }
             self.classify_text(input)
         } else {
-            self.classify_codes(input, codes)
+            // The record's own result code is its verdict: a code its text mentions only
+            // takes over from a wrapper (70002 "error validating credentials" around the
+            // 50126 that says why). An unknown result code stays primary and unclassified,
+            // grouped by itself, rather than borrowing a known code from the text.
+            let pinned = input.result_code.is_some_and(|rc| !self.is_wrapper(rc));
+            self.classify_codes(input, codes, pinned)
         }
     }
 
@@ -654,9 +659,11 @@ impl Classifier {
         }
     }
 
-    fn classify_codes(&self, input: &ClassifyInput<'_>, mut codes: Vec<u32>) -> Classification {
+    /// Classifies by `codes`; unless `pinned` (the first is the record's own result
+    /// code), the most specific of them is the primary.
+    fn classify_codes(&self, input: &ClassifyInput<'_>, mut codes: Vec<u32>, pinned: bool) -> Classification {
         // Lowest rank wins, earliest on ties; min_by_key returns the first minimum.
-        let best = if codes.len() == 1 {
+        let best = if codes.len() == 1 || pinned {
             0
         } else {
             codes.iter().enumerate().min_by_key(|(_, c)| self.rank(**c)).map_or(0, |(i, _)| i)
