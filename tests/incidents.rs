@@ -287,6 +287,40 @@ async fn an_entra_copy_after_its_passport_line_counts_its_user_and_time() {
     assert_eq!((incs[0].first_seen, incs[0].last_seen), (at(0), at(1)));
 }
 
+/// A failure older than the event-time clock (a late export) opens its incident in the
+/// past: the incident resolves at once, at the end of its own quiet period, instead of
+/// staying open until the clock next moves.
+#[tokio::test]
+async fn a_late_failure_long_before_the_clock_opens_an_incident_already_resolved() {
+    let (_d, s) = store().await;
+    let p = Policy::default();
+    commit(&s, &p, vec![ev("now", 50079, Category::MfaRequired, 200)]).await;
+    let r = commit(&s, &p, vec![ev("late", 50076, Category::MfaRequired, 0)]).await;
+    assert_eq!(r.incidents_opened.values().sum::<u64>(), 1);
+    assert_eq!(r.incidents_auto_resolved, 1);
+    let incs = all(&s).await;
+    let late = incs.iter().find(|i| i.code == Some(50076)).unwrap();
+    assert_eq!(late.status, IncidentStatus::Resolved, "{late:?}");
+    assert_eq!(late.resolved_at, Some(at(30)));
+}
+
+/// One failure stamped a year ahead (a Mac with a wrong clock) is stored with its own
+/// time, but its incident's times go no further than the event-time clock may (an hour
+/// past this host's clock), so the incident goes quiet and resolves like any other
+/// instead of catching every later failure for a year.
+#[tokio::test]
+async fn a_failure_from_a_clock_a_year_ahead_does_not_pin_its_incident_open() {
+    let (_d, s) = store().await;
+    let p = Policy::default();
+    let year_ahead = (Utc::now().timestamp_millis() + 365 * 86_400_000 - T0) / 60_000;
+    commit(&s, &p, vec![ev("future", 50076, Category::MfaRequired, year_ahead)]).await;
+    let incs = all(&s).await;
+    let ceiling = Utc::now() + chrono::Duration::minutes(61);
+    assert!(incs[0].last_seen <= ceiling && incs[0].first_seen <= ceiling, "{incs:?}");
+    let events = s.list_events(&passportd::store::EventQuery { limit: 10, ..Default::default() }).await.unwrap();
+    assert_eq!(events.items[0].occurred_at, at(year_ahead), "the event keeps its own time");
+}
+
 /// A federated user's failed sign-in as both sides log it: the Passport line can only say
 /// AADSTS50126 (`invalid_credentials`, no user), the Entra record also names the federated
 /// token issuer (`federation_unsupported`) and the user.

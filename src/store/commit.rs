@@ -157,6 +157,8 @@ struct BatchIncidents {
     /// Set once an opening gate adopted held events: cached event state may be stale,
     /// so from then on the correlation join asks SQL (after a flush).
     events_changed: bool,
+    /// The latest time an incident may record (`NewFailure::at`).
+    ceiling: i64,
 }
 
 impl BatchIncidents {
@@ -258,6 +260,10 @@ impl BatchIncidents {
 /// A new failure event: where it is and what the incident engine needs.
 struct NewFailure<'a> {
     stored: &'a StoredEvent,
+    /// Its time as incidents see it: the event time, but never more than the event-time
+    /// clock's ceiling (an hour past this host's clock). A Mac whose clock runs a year
+    /// ahead must not keep its incident open, and catching every later failure, for a year.
+    at: i64,
     /// Index into `BatchRows::rows`.
     row: usize,
     event_id: i64,
@@ -428,7 +434,14 @@ impl Store {
             if let Some(fingerprint) = fingerprint {
                 let category = ev.category.unwrap_or(Category::Unclassified);
                 *result.failures.entry((ev.source.clone(), category, ev.primary_code())).or_default() += 1;
-                failures.push(NewFailure { stored, row: batch_rows.rows.len(), event_id: id, category, fingerprint });
+                failures.push(NewFailure {
+                    stored,
+                    at: occurred_at.min(ceiling),
+                    row: batch_rows.rows.len(),
+                    event_id: id,
+                    category,
+                    fingerprint,
+                });
             }
             batch_rows.rows.push(NewRow {
                 stored,
@@ -442,7 +455,7 @@ impl Store {
             });
         }
 
-        let mut state = BatchIncidents::default();
+        let mut state = BatchIncidents { ceiling, ..BatchIncidents::default() };
         // Every fingerprint's newest incident in one statement, instead of one round trip
         // to the SQLite thread per fingerprint (a few hundred per batch).
         let mut fingerprints: Vec<&str> = failures.iter().map(|f| f.fingerprint).collect();
@@ -495,6 +508,10 @@ impl Store {
 
         if batch_max > watermark {
             watermark = batch_max;
+            result.incidents_auto_resolved += sweep(tx, watermark, policy).await?;
+        } else if failures.iter().any(|f| f.at < watermark) {
+            // A late failure, older than the clock, may have opened (or extended) an
+            // incident that went quiet long ago: it resolves now, not at the next advance.
             result.incidents_auto_resolved += sweep(tx, watermark, policy).await?;
         }
         if policy.detectors.enabled {
@@ -823,7 +840,7 @@ async fn join_correlated(
         // The incident now has been seen by this source too, spans this copy's time, and
         // counts its user: a Passport line names no user, and the Entra record of the same
         // sign-in, arriving after it, is such a copy.
-        state.join_copy(id, &f.stored.event.source, at, f.stored.user_key.as_deref());
+        state.join_copy(id, &f.stored.event.source, f.at, f.stored.user_key.as_deref());
     }
     Ok(Join::Copy)
 }
@@ -858,6 +875,7 @@ async fn supersede(
         .execute(&mut **tx)
         .await?;
     if let Some(id) = joined {
+        let at = at.min(state.ceiling);
         state.join_copy(id, &source, at, user_key.as_deref());
     }
     if let Some(left) = left.filter(|l| Some(*l) != joined) {
@@ -1025,7 +1043,7 @@ async fn reopen(tx: &mut Tx<'_>, id: i64) -> Result<(), StoreError> {
 
 /// Counts one failure into an incident (written at the batch's flush).
 fn count_into(state: &mut BatchIncidents, rows: &mut BatchRows<'_>, id: i64, f: &NewFailure<'_>) {
-    let occurred = to_ms(f.stored.event.occurred_at);
+    let occurred = f.at;
     let d = state.pending.entry(id).or_default();
     d.counted += 1;
     d.first_seen = d.first_seen.min(occurred);
@@ -1049,7 +1067,9 @@ async fn place_failure(
 ) -> Result<(), StoreError> {
     let (stored, category, fingerprint) = (f.stored, f.category, f.fingerprint);
     let ev = &stored.event;
-    let occurred = to_ms(ev.occurred_at);
+    let occurred = f.at;
+    // The opening gate counts stored events by their own times.
+    let real = to_ms(ev.occurred_at);
     let existing = state.state(tx, fingerprint).await?;
     let placed = match incidents::decide(existing, category, occurred, policy) {
         Decision::Append(id) => Some(id),
@@ -1064,7 +1084,7 @@ async fn place_failure(
         }
         Decision::Open => {
             let gate = policy.gates.get(&category).copied();
-            let window_start = gate.map(|g| occurred - i64::try_from(g.within.as_millis()).unwrap_or(i64::MAX));
+            let window_start = gate.map(|g| real - i64::try_from(g.within.as_millis()).unwrap_or(i64::MAX));
             if let (Some(gate), Some(start)) = (gate, window_start) {
                 // The gate counts held events as stored, this one included (it is held
                 // unless the gate opens, and then adopted with the others).
@@ -1076,7 +1096,7 @@ async fn place_failure(
                 )
                 .bind(fingerprint)
                 .bind(start)
-                .bind(occurred)
+                .bind(real)
                 .bind(f.event_id)
                 .fetch_one(&mut **tx)
                 .await?;
@@ -1108,7 +1128,7 @@ async fn place_failure(
             *result.incidents_opened.entry(category).or_default() += 1;
             result.opened_ids.push(id);
             if let Some(start) = window_start {
-                adopt_pending(tx, id, fingerprint, start, occurred, f.event_id).await?;
+                adopt_pending(tx, id, fingerprint, start, real, f.event_id).await?;
                 // adopt_pending rewrote counters and event links from the table: read
                 // them back rather than mirror them.
                 state.newest.remove(fingerprint);
