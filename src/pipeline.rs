@@ -373,7 +373,16 @@ pub struct Normalizer {
 /// how many were suppressed since.
 #[derive(Debug, Default)]
 pub struct ParseErrorLog {
-    last: std::sync::Mutex<std::collections::HashMap<String, (Option<std::time::Instant>, u64)>>,
+    last: std::sync::Mutex<std::collections::HashMap<String, ErrorLogState>>,
+}
+
+/// What one input has logged, and held back since.
+#[derive(Debug, Default)]
+struct ErrorLogState {
+    logged_at: Option<std::time::Instant>,
+    suppressed: u64,
+    /// Line and reason of the first record held back since the last report.
+    first_suppressed: Option<(u64, String)>,
 }
 
 /// How often one input may log its parse errors.
@@ -401,13 +410,14 @@ impl ParseErrorLog {
             Ok(l) => l,
             Err(poisoned) => poisoned.into_inner(),
         };
-        let entry = last.entry(origin.to_string()).or_insert((None, 0));
-        if entry.0.is_some_and(|at| now.duration_since(at) < PARSE_ERROR_LOG_INTERVAL) {
-            entry.1 += count;
+        let entry = last.entry(origin.to_string()).or_default();
+        if entry.logged_at.is_some_and(|at| now.duration_since(at) < PARSE_ERROR_LOG_INTERVAL) {
+            entry.suppressed += count;
+            entry.first_suppressed.get_or_insert_with(|| (line, reason.as_str().to_owned()));
             return;
         }
-        let suppressed = entry.1;
-        *entry = (Some(now), 0);
+        let suppressed = entry.suppressed;
+        *entry = ErrorLogState { logged_at: Some(now), ..ErrorLogState::default() };
         drop(last);
         tracing::warn!(
             source,
@@ -419,6 +429,30 @@ impl ParseErrorLog {
             suppressed_since_last_report = suppressed,
             "undecodable records skipped (counted in passportd_parse_errors_total)"
         );
+    }
+
+    /// The input `origin` has ended (a replayed file or stream): logs what was held back
+    /// since its last report, naming the first such line, so that every parse error of
+    /// a replay is accounted for on stderr before its summary.
+    pub fn finish(&self, source: &str, origin: &str) {
+        let mut last = match self.last.lock() {
+            Ok(l) => l,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let Some(state) = last.remove(origin) else {
+            return;
+        };
+        drop(last);
+        if let Some((line, reason)) = state.first_suppressed {
+            tracing::warn!(
+                source,
+                file = origin,
+                line,
+                reason = reason.as_str(),
+                records = state.suppressed,
+                "more undecodable records skipped since the last report (counted in passportd_parse_errors_total)"
+            );
+        }
     }
 }
 
@@ -440,6 +474,11 @@ impl Normalizer {
     /// Logs (rate-limited) the undecodable records among `items` read from `origin`.
     pub fn report_parse_errors(&self, source: &str, origin: &str, items: &[DecodedItem]) {
         self.error_log.report(source, origin, items);
+    }
+
+    /// Logs the parse errors of `origin` held back by the rate limit: it has ended.
+    pub fn finish_parse_errors(&self, source: &str, origin: &str) {
+        self.error_log.finish(source, origin);
     }
 
     /// Adds per-source defaults (from `[[sources]] app_id / tenant_id`).

@@ -735,6 +735,29 @@ fn incident_dump(db: &Path) -> Vec<String> {
     })
 }
 
+/// Parse errors are logged at most once a minute per file, but a replay accounts for all
+/// of them on stderr before its summary: what the rate limit held back is logged when
+/// the file ends, naming the first such line.
+#[test]
+fn a_replay_names_the_parse_errors_the_rate_limit_held_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("errs.json");
+    let mut text = String::from("not json\n");
+    for i in 0..12_000 {
+        let record = serde_json::json!({"time": "2026-03-04T16:00:00Z", "operationName": "Sign-in activity",
+            "category": "SignInLogs", "resultType": "0", "properties": {"id": format!("ok-{i}"), "padding": "x".repeat(200)}});
+        text.push_str(&format!("{record}\n"));
+    }
+    text.push_str("{bad\n{bad again\n");
+    std::fs::write(&file, text).unwrap();
+    let out = passportd(dir.path(), &["replay", "--json", file.to_str().unwrap()]);
+    let v = json(&out);
+    assert_eq!(v["parse_errors"], 3, "{v}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("line=1 "), "{stderr}");
+    assert!(stderr.contains("line=12002 ") && stderr.contains("records=2"), "{stderr}");
+}
+
 /// Records without an id are keyed by their file and position. The same file named twice
 /// in one replay (overlapping globs), through another path, or a copy of it, counts them
 /// once, as a second replay does.

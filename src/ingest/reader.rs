@@ -323,6 +323,7 @@ pub fn replay_file(
         }
     }
     let last = reader.finish(normalizer);
+    normalizer.finish_parse_errors(&source.name, &path.display().to_string());
     if let Some(cp) = &last.checkpoint {
         checkpoints.push(cp.clone());
     }
@@ -388,7 +389,9 @@ pub fn replay_stream(
         }
     }
     decoder.finish(&mut items);
-    send(&mut items)
+    let sent = send(&mut items);
+    normalizer.finish_parse_errors(&source.name, &origin);
+    sent
 }
 
 /// A reader's checkpoint taken before its head is digested ([`FileReader::snapshot`]).
