@@ -320,6 +320,9 @@ fn render_summary(s: &IngestSummary) -> String {
         "records {} (successes {}, failures {}, interrupts {}), duplicates {}, parse errors {}, skipped {}, incidents opened {}",
         s.records, s.successes, s.failures, s.interrupts, s.duplicates, s.parse_errors, s.skipped, s.incidents_opened
     );
+    if s.expired > 0 {
+        text.push_str(&format!(", expired {} (older than retention keeps)", s.expired));
+    }
     if !s.by_category.is_empty() {
         text.push_str("\nfailures by category:");
         for (k, v) in &s.by_category {

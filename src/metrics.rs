@@ -48,6 +48,8 @@ pub struct Metrics {
     pub redacted: IntCounterVec,
     /// `passportd_duplicates_total{source}`
     pub duplicates: IntCounterVec,
+    /// `passportd_expired_total{source}`: records older than the retention horizon.
+    pub expired: IntCounterVec,
     /// `passportd_source_up{source}`
     pub source_up: IntGaugeVec,
     /// `passportd_last_ingest_timestamp_seconds{source}`
@@ -143,6 +145,7 @@ impl Metrics {
             skipped: counter(&registry, "passportd_skipped_total", "Records decoded but not sign-in related (banners, chatter, other processes), by source.", &["source"])?,
             redacted: counter(&registry, "passportd_redacted_total", "Passport records whose message was <private> (unified-log redaction), by source.", &["source"])?,
             duplicates: counter(&registry, "passportd_duplicates_total", "Records skipped because their idempotency key was already stored, by source.", &["source"])?,
+            expired: counter(&registry, "passportd_expired_total", "Records skipped because they are older than what retention keeps (they may have been stored and pruned), by source.", &["source"])?,
             source_up: gauge_vec(&registry, "passportd_source_up", "1 while the source is running, 0 when it failed.", &["source"])?,
             last_ingest: {
                 let g = GaugeVec::new(Opts::new("passportd_last_ingest_timestamp_seconds", "Unix time the source last produced a record (0 = never since start)."), &["source"])?;
@@ -235,6 +238,7 @@ impl Metrics {
         self.skipped.with_label_values(&[source]).inc_by(0);
         self.redacted.with_label_values(&[source]).inc_by(0);
         self.duplicates.with_label_values(&[source]).inc_by(0);
+        self.expired.with_label_values(&[source]).inc_by(0);
         self.last_ingest.with_label_values(&[source]).set(0.0);
         self.tail_bytes_read.with_label_values(&[source]).inc_by(0);
         self.tail_lag_bytes.with_label_values(&[source]).set(0);
@@ -292,6 +296,9 @@ impl Metrics {
         }
         for (category, n) in &result.incidents_opened {
             self.incidents_opened.with_label_values(&[category.as_str()]).inc_by(*n);
+        }
+        for (source, n) in &result.expired_by_source {
+            self.expired.with_label_values(&[source]).inc_by(*n);
         }
     }
 

@@ -34,6 +34,9 @@ pub struct IngestSummary {
     pub interrupts: u64,
     /// Records skipped because their id was already stored.
     pub duplicates: u64,
+    /// Records skipped because they are older than what retention keeps (not in
+    /// `records`; they may have been stored before and pruned).
+    pub expired: u64,
     /// Records that could not be decoded.
     pub parse_errors: u64,
     /// Records decoded but not sign-in related.
@@ -66,6 +69,7 @@ impl IngestSummary {
             *self.by_code.entry(code.map(|c| c.to_string()).unwrap_or_else(|| "none".into())).or_default() += n;
         }
         self.duplicates += r.duplicates;
+        self.expired += r.expired_by_source.values().sum::<u64>();
         self.incidents_opened += r.incidents_opened.values().sum::<u64>();
     }
 

@@ -646,6 +646,16 @@ async fn pruning_removes_old_events_and_old_resolved_incidents_only() {
     let incs = all(&s).await;
     assert_eq!(incs.len(), 1);
     assert_eq!(incs[0].category, Category::InvalidCredentials);
+    // The pruned failure sent again (the same export replayed) is not stored and counted a
+    // second time, and neither is anything else older than what retention keeps; a late
+    // record inside the kept window still is.
+    let again = commit(&s, &Policy::default(), vec![ev("old", 50076, Category::MfaRequired, 0)]).await;
+    assert_eq!(again.expired_by_source.get("entra"), Some(&1), "{again:?}");
+    assert!(again.stored.is_empty() && again.incidents_opened.is_empty(), "{again:?}");
+    let kept = commit(&s, &Policy::default(), vec![ev("late", 50076, Category::MfaRequired, 11 * 24 * 60)]).await;
+    assert!(kept.expired_by_source.is_empty());
+    assert_eq!(kept.stored.values().sum::<u64>(), 1);
+    assert_eq!(all(&s).await.len(), 2, "the late failure opens its own (already quiet) incident");
 }
 
 /// The writer's connection does not enforce foreign keys (it sets every incident id

@@ -59,7 +59,8 @@ const RECENT_WINDOWS: i64 = 2;
 /// What a batch reads first, in one statement: the event-time clock, which writer
 /// connection this is and whether another connection committed since (`recent`).
 const BATCH_START: &str = "SELECT (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'watermark_ms'),
-        (SELECT number FROM temp.writer_connection), (SELECT data_version FROM pragma_data_version)";
+        (SELECT number FROM temp.writer_connection), (SELECT data_version FROM pragma_data_version),
+        (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'retention_horizon_ms')";
 
 /// What a new incident is made of.
 struct NewIncident<'a> {
@@ -362,8 +363,17 @@ impl Store {
             return Ok(result);
         }
         let tx = &mut tx.0;
-        let (watermark, connection, data_version): (Option<i64>, i64, i64) =
+        let (watermark, connection, data_version, horizon): (Option<i64>, i64, i64, Option<i64>) =
             sqlx::query_as(BATCH_START).fetch_one(&mut **tx).await?;
+        // Records with a time of their own (dedup_at > 0) before what retention pruned.
+        let horizon = horizon.unwrap_or(i64::MIN);
+        let mut expired = |dedup_at: i64, source: &str| {
+            let old = dedup_at != 0 && dedup_at < horizon;
+            if old {
+                *result.expired_by_source.entry(source.to_owned()).or_default() += 1;
+            }
+            old
+        };
         let mut watermark = watermark.unwrap_or(i64::MIN);
         let watermark_before = watermark;
         recent::lock(&self.recent).check(connection, data_version);
@@ -392,6 +402,9 @@ impl Store {
             let Some(key) = stored.dedup_key() else {
                 continue;
             };
+            if expired(ev.dedup_at(), &ev.source) {
+                continue;
+            }
             if ev.outcome == Outcome::Success {
                 successes.push(SuccessRow {
                     dedup_at: ev.dedup_at(),
@@ -403,7 +416,7 @@ impl Store {
             }
             rows.push((stored, key));
         }
-        successes.extend(batch.successes.iter().map(|s| SuccessRow {
+        successes.extend(batch.successes.iter().filter(|s| !expired(s.dedup_at, &s.source)).map(|s| SuccessRow {
             dedup_at: s.dedup_at,
             occurred_at: s.occurred_at_ms,
             key: s.key.as_str(),

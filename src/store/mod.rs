@@ -228,6 +228,9 @@ pub struct BatchResult {
     pub failures: BTreeMap<(String, Category, Option<u32>), u64>,
     /// Events skipped because their key was already stored.
     pub duplicates: u64,
+    /// Records skipped because they are older than the retention horizon (pruning may
+    /// have removed them, keys and all, so they cannot be told from duplicates), per source.
+    pub expired_by_source: BTreeMap<String, u64>,
     /// The same, per source.
     pub duplicates_by_source: BTreeMap<String, u64>,
     /// Incidents opened or reopened, per category.
@@ -610,6 +613,15 @@ impl Store {
         let now = to_ms(now);
         let age = |d: std::time::Duration| now.saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         let (events_before, incidents_before) = (age(events_age), age(incidents_age));
+        // First the promise, then the deletes: from now on records older than this are
+        // not stored again (their keys go with them, so a re-sent one would count twice).
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ('retention_horizon_ms', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",
+        )
+        .bind(events_before)
+        .execute(&self.pool)
+        .await?;
         pruned.events = self
             .delete_in_batches(
                 "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE occurred_at < ? LIMIT ?)",
