@@ -569,6 +569,68 @@ async fn password_spray_detector_opens_its_own_incident_with_counts() {
     assert_eq!(detector_events(&s2, brute.id).await.len(), 10);
 }
 
+/// One user's credential failure, from an IP of its own.
+fn victim_failure(id: &str, minute: i64) -> Ev {
+    let mut e = ev(id, 50126, Category::InvalidCredentials, minute);
+    e.user = Some("victim".into());
+    e.ip = Some(format!("ip-{id}"));
+    e
+}
+
+/// The detectors' incidents, as text that does not depend on ids.
+async fn detections(s: &Store) -> Vec<String> {
+    let mut out: Vec<String> = all(s)
+        .await
+        .into_iter()
+        .filter(|i| i.kind != "failure")
+        .map(|i| {
+            format!(
+                "{} {:?} reopened {} first {} last {}",
+                i.kind, i.status, i.reopened_count, i.first_seen, i.last_seen
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// A late failure completes the windows of the failures after it: nine failures of one
+/// user, then a tenth from earlier (a slower export), is brute force, as the ten are in
+/// one batch.
+#[tokio::test]
+async fn a_late_failure_completes_a_detectors_window() {
+    let nine = || (0..9).map(|i| victim_failure(&format!("bf{i}"), i)).collect::<Vec<_>>();
+    let (_d, split) = store().await;
+    let p = Policy::default();
+    let r = commit(&split, &p, nine()).await;
+    assert_eq!(r.detections.get("brute_force"), None);
+    let r = commit(&split, &p, vec![victim_failure("late", 4)]).await;
+    assert_eq!(r.detections.get("brute_force"), Some(&1), "{r:?}");
+    let (_d2, whole) = store().await;
+    commit(&whole, &p, nine().into_iter().chain([victim_failure("late", 4)]).collect()).await;
+    assert_eq!(detections(&split).await, detections(&whole).await);
+    assert_eq!(detections(&whole).await.len(), 1);
+}
+
+/// An attack that goes on for hours, met in every window, is one detection incident that
+/// never resolved in between, however the failures are cut into batches.
+#[tokio::test]
+async fn a_long_attack_is_one_detection_in_one_batch_or_many() {
+    let attack = || (0..150).map(|i| victim_failure(&format!("long{i}"), i)).collect::<Vec<_>>();
+    let p = Policy::default();
+    let (_d, whole) = store().await;
+    commit(&whole, &p, attack()).await;
+    let (_d2, split) = store().await;
+    for part in attack().chunks(20) {
+        let part: Vec<Ev> = part.iter().map(|e| victim_failure(&e.id, e.minute)).collect();
+        commit(&split, &p, part).await;
+    }
+    let found = detections(&whole).await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains("reopened 0"), "{found:?}");
+    assert_eq!(found, detections(&split).await);
+}
+
 /// The record ids of the events listed for incident `id`.
 async fn detector_events(s: &Store, id: i64) -> Vec<String> {
     let page = s

@@ -1291,28 +1291,30 @@ async fn run_detectors(
     let spray = |_, users| users >= spray_users;
     let brute_force = |n, _| n >= brute;
     let wave = |_, users| users >= lockout_users;
+    let step = |d: Detector| policy.quiet_ms(d.category());
     // The copy's lock is released before anything else is awaited.
     let from_copy = recent_windows(tx, failures, window, recent).await?.map(|copy| DetectorHits {
-        spray: scan_keys(&by_ip, copy.by_ip(), window, spray),
-        brute_force: scan_keys(&by_user, copy.by_user(), window, brute_force),
-        lockout_wave: scan_window(copy.lockouts(), &lockouts, window, wave),
+        spray: scan_keys(&by_ip, copy.by_ip(), window, step(Detector::PasswordSpray), spray),
+        brute_force: scan_keys(&by_user, copy.by_user(), window, step(Detector::BruteForce), brute_force),
+        lockout_wave: scan_window(copy.lockouts(), &lockouts, window, step(Detector::LockoutWave), wave),
     });
     let hits = match from_copy {
         Some(hits) => hits,
         None => {
             let history = window_events(tx, "ip_key", &by_ip, "", window).await?;
-            let spray = scan_keys(&by_ip, &history, window, spray);
+            let spray = scan_keys(&by_ip, &history, window, step(Detector::PasswordSpray), spray);
             let history = window_events(tx, "user_key", &by_user, "AND e.counted = 1", window).await?;
-            let brute_force = scan_keys(&by_user, &history, window, brute_force);
+            let brute_force = scan_keys(&by_user, &history, window, step(Detector::BruteForce), brute_force);
             let mut lockout_wave = None;
             if let (Some(&first), Some(&last)) = (lockouts.iter().min(), lockouts.iter().max()) {
                 // One JSON row: a wave's window holds many lockouts. JSON arrays come in no
-                // promised order, and the window slides over time.
-                let bounds = [first.saturating_sub(window), last];
+                // promised order, and the window slides over time. Up to a window after the
+                // last: a late lockout also completes the windows of the ones after it.
+                let bounds = [first.saturating_sub(window), last.saturating_add(window)];
                 let mut events: Vec<(i64, Option<String>)> =
                     fetch_json(tx, LOCKOUT_WINDOW, None, &bounds, "events (lockout window)").await?;
                 events.sort_unstable_by_key(|(t, _)| *t);
-                lockout_wave = scan_window(&events, &lockouts, window, wave);
+                lockout_wave = scan_window(&events, &lockouts, window, step(Detector::LockoutWave), wave);
             }
             DetectorHits { spray, brute_force, lockout_wave }
         }
@@ -1425,12 +1427,58 @@ const LOCKOUT_WINDOW: &str = "SELECT json_group_array(json_array(occurred_at, us
      WHERE code = 50053 AND outcome = 'failure' AND occurred_at > ?1 AND occurred_at <= ?2";
 
 /// Where a sliding window met a detector's threshold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Hit {
-    first_at: i64,
-    last_at: i64,
+    /// The window ends where it was met, thinned to what the incident needs (`Fired`).
+    fired: Vec<i64>,
     failures: i64,
     users: i64,
+}
+
+/// The ends of the windows that met a threshold, in time order, thinned: the first and
+/// the last, and enough in between that no two kept ends are further apart than `step`
+/// (the detector's quiet period) unless the threshold itself lapsed for that long. A
+/// detection recorded at each kept end extends its incident as the attack goes on,
+/// instead of a first and a last end an hour apart reading as two attacks with a quiet
+/// period between them.
+struct Fired {
+    step: i64,
+    kept: Vec<i64>,
+    prev: Option<i64>,
+}
+
+impl Fired {
+    fn new(step: i64) -> Self {
+        Self { step, kept: Vec::new(), prev: None }
+    }
+
+    fn push(&mut self, end: i64) {
+        match (self.prev, self.kept.last().copied()) {
+            (Some(prev), Some(last)) => {
+                if end.saturating_sub(prev) > self.step {
+                    // The threshold lapsed: keep where it stopped and where it resumed.
+                    if prev != last {
+                        self.kept.push(prev);
+                    }
+                    self.kept.push(end);
+                } else if end.saturating_sub(last) > self.step {
+                    // prev is within step of last, and end within step of prev.
+                    self.kept.push(prev);
+                }
+            }
+            _ => self.kept.push(end),
+        }
+        self.prev = Some(end);
+    }
+
+    fn finish(mut self) -> Vec<i64> {
+        if let Some(prev) = self.prev {
+            if self.kept.last() != Some(&prev) {
+                self.kept.push(prev);
+            }
+        }
+        self.kept
+    }
 }
 
 /// Failure times and user keys per key, in time order, covering every window a new event
@@ -1461,8 +1509,10 @@ async fn window_events(
     Ok(out)
 }
 
-/// The (key, hourly bucket) pairs holding every window `(t - window, t]` that a new time
-/// `t` of a key ends, each with the time range it is needed for (to narrow the read).
+/// The (key, hourly bucket) pairs holding every window that a new time `t` of a key
+/// falls in, `(t - window, t + window]` (it ends one, and completes those of the key's
+/// later failures when it arrives late), each with the time range it is needed for (to
+/// narrow the read).
 /// Overlapping windows of a key share their buckets, so a burst costs a few seeks.
 fn window_probes<'k>(keys: &HashMap<&'k str, Vec<i64>>, window: i64) -> Vec<(&'k str, i64, i64, i64)> {
     let mut probes: Vec<(&str, i64, i64, i64)> = Vec::new();
@@ -1473,10 +1523,10 @@ fn window_probes<'k>(keys: &HashMap<&'k str, Vec<i64>>, window: i64) -> Vec<(&'k
         times.sort_unstable();
         let mut spans: Vec<(i64, i64)> = Vec::new();
         for t in times {
-            let from = t.saturating_sub(window);
+            let (from, to) = (t.saturating_sub(window), t.saturating_add(window));
             match spans.last_mut() {
-                Some(last) if from <= last.1 => last.1 = t,
-                _ => spans.push((from, t)),
+                Some(last) if from <= last.1 => last.1 = last.1.max(to),
+                _ => spans.push((from, to)),
             }
         }
         for (from, to) in spans {
@@ -1517,13 +1567,14 @@ fn scan_keys<'k>(
     keys: &HashMap<&'k str, Vec<i64>>,
     history: &HashMap<String, Vec<(i64, Option<String>)>>,
     window: i64,
+    step: i64,
     met: impl Fn(i64, i64) -> bool + Copy,
 ) -> Vec<(&'k str, Hit)> {
     let mut hits: Vec<(&str, Hit)> = keys
         .iter()
         .filter_map(|(k, new_times)| {
             let events = history.get(*k)?;
-            Some((*k, scan_window(events, new_times, window, met)?))
+            Some((*k, scan_window(events, new_times, window, step, met)?))
         })
         .collect();
     hits.sort_unstable_by_key(|(k, _)| *k);
@@ -1531,20 +1582,37 @@ fn scan_keys<'k>(
 }
 
 /// Slides a window of `window` ms over `events` (time-ordered), ending at each of
-/// `new_times`; reports the first and last end where `met(failures, distinct users)`
-/// holds and the largest counts seen there.
+/// `new_times` and at each stored event a new time falls within one window before (a late
+/// or out-of-order failure also completes the windows of the failures after it); reports
+/// where `met(failures, distinct users)` holds (thinned by `step`, see `Fired`) and the
+/// largest counts seen there.
 fn scan_window(
     events: &[(i64, Option<String>)],
     new_times: &[i64],
     window: i64,
+    step: i64,
     met: impl Fn(i64, i64) -> bool,
 ) -> Option<Hit> {
-    let mut ends: Vec<i64> = new_times.to_vec();
+    let mut new_sorted: Vec<i64> = new_times.to_vec();
+    new_sorted.sort_unstable();
+    new_sorted.dedup();
+    let mut ends: Vec<i64> = new_sorted.clone();
+    // Events in (t, t + window] for some new t: the latest new time before each event.
+    let mut latest_new = 0usize;
+    for &(at, _) in events {
+        while latest_new < new_sorted.len() && new_sorted[latest_new] < at {
+            latest_new += 1;
+        }
+        if latest_new > 0 && at.saturating_sub(new_sorted[latest_new - 1]) <= window {
+            ends.push(at);
+        }
+    }
     ends.sort_unstable();
     ends.dedup();
     let (mut lo, mut hi) = (0usize, 0usize);
     let mut users: HashMap<&str, u32> = HashMap::new();
-    let mut hit: Option<Hit> = None;
+    let mut fired = Fired::new(step);
+    let (mut failures, mut most_users, mut any) = (0, 0, false);
     for end in ends {
         while hi < events.len() && events[hi].0 <= end {
             if let Some(u) = events[hi].1.as_deref() {
@@ -1565,13 +1633,13 @@ fn scan_window(
         }
         let (n, u) = ((hi - lo) as i64, users.len() as i64);
         if met(n, u) {
-            let h = hit.get_or_insert(Hit { first_at: end, last_at: end, failures: n, users: u });
-            h.last_at = end;
-            h.failures = h.failures.max(n);
-            h.users = h.users.max(u);
+            any = true;
+            fired.push(end);
+            failures = failures.max(n);
+            most_users = most_users.max(u);
         }
     }
-    hit
+    any.then(|| Hit { fired: fired.finish(), failures, users: most_users })
 }
 
 async fn record_hit(
@@ -1582,9 +1650,8 @@ async fn record_hit(
     policy: &Policy,
     result: &mut BatchResult,
 ) -> Result<(), StoreError> {
-    record_detection(tx, detector, key, hit.failures, hit.users, hit.first_at, policy, result).await?;
-    if hit.last_at != hit.first_at {
-        record_detection(tx, detector, key, hit.failures, hit.users, hit.last_at, policy, result).await?;
+    for at in &hit.fired {
+        record_detection(tx, detector, key, hit.failures, hit.users, *at, policy, result).await?;
     }
     Ok(())
 }
