@@ -236,6 +236,17 @@ async fn opening_gate_holds_noisy_failures_until_enough_gather() {
     .await;
     commit(&s2, &p, vec![ev("z", 50126, Category::InvalidCredentials, 40)]).await;
     assert!(all(&s2).await.is_empty());
+    // The same three failures in another order open the same incident: the gate looks a
+    // window either side of a late failure, not only before it.
+    for order in [[1, 8, 9], [8, 9, 1], [9, 1, 8]] {
+        let (_d3, s3) = store().await;
+        for minute in order {
+            commit(&s3, &p, vec![ev(&format!("m{minute}"), 50126, Category::InvalidCredentials, minute)]).await;
+        }
+        let incs = all(&s3).await;
+        assert_eq!(incs.len(), 1, "{order:?}: {incs:?}");
+        assert_eq!((incs[0].event_count, incs[0].first_seen, incs[0].last_seen), (3, at(1), at(9)), "{order:?}");
+    }
 }
 
 /// One MFA-blocked sign-in as both sides log it, sharing a correlation id: the Entra

@@ -17,7 +17,7 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::Utc;
 use serde_json::json;
-use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+use sqlx::{QueryBuilder, Sqlite, Transaction};
 
 use super::recent::{self, CredentialFailure, RollbackGuard, SharedRecent};
 use super::{to_ms, Batch, BatchResult, Store, StoreError, StoredEvent};
@@ -1097,24 +1097,28 @@ async fn place_failure(
         }
         Decision::Open => {
             let gate = policy.gates.get(&category).copied();
-            let window_start = gate.map(|g| real - i64::try_from(g.within.as_millis()).unwrap_or(i64::MAX));
-            if let (Some(gate), Some(start)) = (gate, window_start) {
+            let within = gate.map(|g| i64::try_from(g.within.as_millis()).unwrap_or(i64::MAX));
+            // Held failures this one may gather with: one window either side, since
+            // failures arrive out of order too (the gate opens on the same failures
+            // whatever order they come in).
+            let around = within.map(|w| (real.saturating_sub(w), real.saturating_add(w)));
+            if let (Some(gate), Some(within), Some((from, to))) = (gate, within, around) {
                 // The gate counts held events as stored, this one included (it is held
                 // unless the gate opens, and then adopted with the others).
                 rows.write_through(tx, f.row + 1).await?;
-                let row = sqlx::query(
-                    "SELECT COUNT(*) AS n, COUNT(DISTINCT user_key) AS users FROM events
+                let held: Vec<(i64, Option<String>)> = sqlx::query_as(
+                    "SELECT occurred_at, user_key FROM events
                      WHERE fingerprint = ? AND incident_id IS NULL AND counted = 1
-                       AND occurred_at >= ? AND occurred_at <= ? AND id <= ?",
+                       AND occurred_at >= ? AND occurred_at <= ? AND id <= ?
+                     ORDER BY occurred_at",
                 )
                 .bind(fingerprint)
-                .bind(start)
-                .bind(real)
+                .bind(from)
+                .bind(to)
                 .bind(f.event_id)
-                .fetch_one(&mut **tx)
+                .fetch_all(&mut **tx)
                 .await?;
-                let (n, users): (i64, i64) = (row.try_get("n")?, row.try_get("users")?);
-                if !gate.is_met(n as u64, users as u64) {
+                if !gate_met_around(&held, real, within, gate) {
                     remember_correlation(state, f, None);
                     return Ok(());
                 }
@@ -1140,8 +1144,8 @@ async fn place_failure(
             .await?;
             *result.incidents_opened.entry(category).or_default() += 1;
             result.opened_ids.push(id);
-            if let Some(start) = window_start {
-                adopt_pending(tx, id, fingerprint, start, real, f.event_id).await?;
+            if let Some((from, to)) = around {
+                adopt_pending(tx, id, fingerprint, from, to, f.event_id).await?;
                 // adopt_pending rewrote counters and event links from the table: read
                 // them back rather than mirror them.
                 state.newest.remove(fingerprint);
@@ -1160,6 +1164,18 @@ async fn place_failure(
         remember_correlation(state, f, Some(id));
     }
     Ok(())
+}
+
+/// Whether some window of `within` ms holding `at` holds enough of the time-ordered
+/// `held` failures (`at`'s own among them) to open a gated incident.
+fn gate_met_around(held: &[(i64, Option<String>)], at: i64, within: i64, gate: incidents::OpenGate) -> bool {
+    // Every window worth trying starts at a held failure no more than `within` before `at`.
+    held.iter().filter(|(start, _)| *start <= at && at.saturating_sub(*start) <= within).any(|(start, _)| {
+        let end = start.saturating_add(within);
+        let inside = held.iter().filter(|(t, _)| t >= start && *t <= end);
+        let users: HashSet<&str> = inside.clone().filter_map(|(_, u)| u.as_deref()).collect();
+        gate.is_met(inside.count() as u64, users.len() as u64)
+    })
 }
 
 /// A counted failure of this batch is what later copies (within the window) may join.
@@ -1733,6 +1749,7 @@ async fn record_detection(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sqlx::Row;
 
     /// The plan of `sql` (with its JSON list, if it takes one, and `extra` values bound),
     /// one line per step.
