@@ -3,6 +3,8 @@
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -138,6 +140,10 @@ pub enum CliError {
     /// quietly with exit 0, as command-line tools do.
     #[error("standard output closed")]
     OutputClosed,
+    /// SIGINT or SIGTERM stopped a replay after it committed what it had read: exit 130,
+    /// as a shell reports a process ended by SIGINT.
+    #[error("{0}")]
+    Interrupted(String),
 }
 
 impl CliError {
@@ -147,6 +153,7 @@ impl CliError {
             CliError::Usage(_) => 2,
             CliError::Failed(_) => 1,
             CliError::OutputClosed => 0,
+            CliError::Interrupted(_) => 130,
         }
     }
 
@@ -276,17 +283,33 @@ async fn replay(
     let (tx, rx) = mpsc::channel::<Chunk>(256);
     let normalizer = core.normalizer.clone();
     let reader_budget = budget.clone();
+    // SIGINT or SIGTERM stops the reading; what was read is committed and summarized. A
+    // second signal ends the process at once (a read from an idle pipe cannot be cut short).
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_on_signal = stop.clone();
+    let signals = tokio::spawn(async move {
+        shutdown_signal().await;
+        stop_on_signal.store(true, Ordering::Relaxed);
+        tracing::warn!("stopping: committing what was read (a second signal ends the replay at once)");
+        shutdown_signal().await;
+        std::process::exit(130);
+    });
+    let reader_stop = stop.clone();
     let reader_task = tokio::task::spawn_blocking(move || -> Result<(), String> {
+        let stop = &*reader_stop;
         for f in &files {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
             let result = if f.as_os_str() == "-" {
-                reader::replay_stdin(&source_settings, &normalizer, &tx, &reader_budget)
+                reader::replay_stdin(&source_settings, &normalizer, &tx, &reader_budget, stop)
             } else if f.is_file() {
-                reader::replay_file(&source_settings, f, &mut checkpoints, &normalizer, &tx, &reader_budget)
+                reader::replay_file(&source_settings, f, &mut checkpoints, &normalizer, &tx, &reader_budget, stop)
             } else {
                 // A pipe (`<(zcat PT1H.json.gz)`) or a device: read as a stream, like stdin.
-                std::fs::File::open(f)
-                    .map_err(|e| reader::ReadError::Io { path: f.clone(), source: e })
-                    .and_then(|file| reader::replay_stream(&source_settings, file, f, &normalizer, &tx, &reader_budget))
+                std::fs::File::open(f).map_err(|e| reader::ReadError::Io { path: f.clone(), source: e }).and_then(
+                    |file| reader::replay_stream(&source_settings, file, f, &normalizer, &tx, &reader_budget, stop),
+                )
             };
             result.map_err(|e| e.to_string())?;
         }
@@ -303,6 +326,7 @@ async fn replay(
     let summary: IngestSummary =
         run_writer(rx, core.writer.clone(), limits, Some(budget)).await.map_err(|e| CliError::Failed(e.to_string()))?;
     reader_task.await.map_err(|e| CliError::Failed(e.to_string()))?.map_err(CliError::Failed)?;
+    signals.abort();
     core.store.close().await;
     let mut out = std::io::stdout().lock();
     let written = if json {
@@ -312,7 +336,13 @@ async fn replay(
     } else {
         writeln!(out, "{}", render_summary(&summary)).map_err(CliError::written)
     };
-    written
+    written?;
+    if stop.load(Ordering::Relaxed) {
+        return Err(CliError::Interrupted(
+            "interrupted: the summary above is what was read and committed before the signal".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn render_summary(s: &IngestSummary) -> String {

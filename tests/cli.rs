@@ -897,6 +897,44 @@ fn a_replay_whose_input_pauses_commits_what_it_has() {
     assert_eq!(rt.block_on(stored_records(&db)), 600);
 }
 
+/// SIGINT stops a replay: what it read before the signal is committed and summarized on
+/// stdout, nothing read after it is stored, and the exit code (130) says it was cut short.
+#[test]
+fn a_replay_stopped_by_sigint_commits_and_summarizes_what_it_read() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("stopped.db");
+    let input = std::fs::read(azure_corpus(dir.path(), 600, 9)).unwrap();
+    let more = std::fs::read(azure_corpus(dir.path(), 50, 10)).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_passportd"))
+        .args(["replay", "--json", "-"])
+        .current_dir(dir.path())
+        .env_remove("PASSPORTD_CONFIG")
+        .env("PASSPORTD_STORAGE__PATH", &db)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&input).unwrap();
+    stdin.flush().unwrap();
+    let rt = runtime();
+    rt.block_on(common::poll_until("the paused replay to commit all it read", Duration::from_secs(30), || async {
+        (stored_records(&db).await == 600).then_some(())
+    }));
+    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    // Whatever comes after the signal is not read into the store.
+    let _ = stdin.write_all(&more);
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the summary on stdout");
+    assert_eq!(summary["records"], 600, "{summary}");
+    assert_eq!(rt.block_on(stored_records(&db)), 600);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted"));
+}
+
 #[test]
 fn a_replay_killed_with_its_transaction_open_loses_and_repeats_nothing() {
     // Replay commits many batches at once: a kill loses the open transaction, file

@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::Utc;
 use tokio::sync::mpsc;
@@ -299,6 +300,9 @@ fn send_within(budget: &EventBudget, tx: &mpsc::Sender<Chunk>, chunk: Chunk) -> 
 /// never more than `budget` events ahead of the writer. The file's checkpoint is added to
 /// `checkpoints`, so that the same file (or a copy) named again in the same run keeps
 /// its key and its records without ids are duplicates, as in a later run.
+///
+/// Once `stop` is set it sends nothing more, not even the record the last read cut in
+/// two: what it sent is complete, and a later replay reads the whole file again.
 pub fn replay_file(
     source: &SourceSettings,
     path: &Path,
@@ -306,6 +310,7 @@ pub fn replay_file(
     normalizer: &Normalizer,
     tx: &mpsc::Sender<Chunk>,
     budget: &EventBudget,
+    stop: &AtomicBool,
 ) -> Result<(), ReadError> {
     let mut reader = FileReader::open(source, path, checkpoints, |_| 0)?;
     if reader.read_offset != 0 {
@@ -317,10 +322,16 @@ pub fn replay_file(
         reader = FileReader::new(source, reader.path.clone(), Some(file), reader.identity, reader.key, 0, "");
     }
     while let Some(chunk) = reader.read_some(4 * READ_BUFFER_BYTES, normalizer)? {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
         send_within(budget, tx, chunk)?;
         if reader.at_eof {
             break;
         }
+    }
+    if stop.load(Ordering::Relaxed) {
+        return Ok(());
     }
     let last = reader.finish(normalizer);
     normalizer.finish_parse_errors(&source.name, &path.display().to_string());
@@ -330,20 +341,26 @@ pub fn replay_file(
     send_within(budget, tx, last)
 }
 
+/// What one read of a pipe returns at most with Linux's default pipe size: a full read
+/// means more is waiting.
+const PIPE_CAPACITY: usize = 64 * 1024;
+
 /// Replays standard input (see [`replay_stream`]).
 pub fn replay_stdin(
     source: &SourceSettings,
     normalizer: &Normalizer,
     tx: &mpsc::Sender<Chunk>,
     budget: &EventBudget,
+    stop: &AtomicBool,
 ) -> Result<(), ReadError> {
-    replay_stream(source, std::io::stdin().lock(), Path::new("-"), normalizer, tx, budget)
+    replay_stream(source, std::io::stdin().lock(), Path::new("-"), normalizer, tx, budget, stop)
 }
 
 /// Replays a stream that is no regular file: standard input, a pipe (`<(zcat
 /// PT1H.json.gz)`), a device. Lines without ids are keyed by a hash of the stream's
 /// first bytes, so replaying the same input twice does not double-count. Like
-/// [`replay_file`], never more than `budget` events ahead of the writer.
+/// [`replay_file`], never more than `budget` events ahead of the writer, and sending
+/// nothing more once `stop` is set (checked after every read).
 pub fn replay_stream(
     source: &SourceSettings,
     mut stdin: impl Read,
@@ -351,6 +368,7 @@ pub fn replay_stream(
     normalizer: &Normalizer,
     tx: &mpsc::Sender<Chunk>,
     budget: &EventBudget,
+    stop: &AtomicBool,
 ) -> Result<(), ReadError> {
     use sha2::{Digest, Sha256};
     let io = |e| ReadError::Io { path: path.to_path_buf(), source: e };
@@ -380,11 +398,17 @@ pub fn replay_stream(
     send(&mut items)?;
     loop {
         let n = stdin.read(&mut buf).map_err(io)?;
+        if stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
         if n == 0 {
             break;
         }
         decoder.feed(&buf[..n], &mut items);
-        if items.len() >= 1000 {
+        // A read short of a pipe's capacity means the writer is slow or paused: send what
+        // is decoded, so that it commits when the input pauses (and is in the summary of
+        // a replay stopped by a signal) instead of waiting for a thousand more records.
+        if items.len() >= 1000 || n < PIPE_CAPACITY {
             send(&mut items)?;
         }
     }
