@@ -1005,3 +1005,38 @@ fn empty_files_and_stdin_replay() {
     let second = run();
     assert_eq!((second["records"].as_u64(), second["duplicates"].as_u64()), (Some(0), Some(7)), "{second}");
 }
+
+/// A Passport message that itself starts with brackets (`[AADSTS50053] …`, `[Auth] …`)
+/// keeps them in the syslog style: its code is not lost, and the syslog and ndjson copies
+/// of one entry read alike, so they count once.
+#[test]
+fn a_message_starting_with_brackets_keeps_them_and_counts_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let head = |second: u32| {
+        format!("2026-03-04 16:00:{second:02}.000001-0800  localhost SecurityAgent[612]: (KandjiPassport)")
+    };
+    let syslog = format!(
+        "{} [AADSTS50053] Account locked for ann@contoso.example\n{} [io.kandji.passport:auth] [AADSTS50053] Account locked for ann@contoso.example\n",
+        head(0),
+        head(1)
+    );
+    let p = dir.path().join("locked.log");
+    std::fs::write(&p, syslog).unwrap();
+    let v = json(&passportd(dir.path(), &["replay", "--json", p.to_str().unwrap()]));
+    assert_eq!((v["failures"].as_u64(), v["skipped"].as_u64()), (Some(2), Some(0)), "{v}");
+    assert_eq!(v["by_code"]["50053"].as_u64(), Some(2), "{v}");
+
+    // The same entry in both styles, its subsystem empty (so no `[subsystem:category]`).
+    let message =
+        "[Auth] Token request failed: AADSTS50126: Error validating credentials due to invalid username or password.";
+    let ndjson = format!(
+        r#"{{"timestamp":"2026-03-04 15:00:00.123456-0800","messageType":"Error","subsystem":"","category":"","senderImagePath":"/Library/Security/SecurityAgentPlugins/KandjiPassport.bundle/Contents/MacOS/KandjiPassport","processImagePath":"/System/Library/Frameworks/Security.framework/Versions/A/MachServices/SecurityAgent.bundle/Contents/MacOS/SecurityAgent","eventMessage":"{message}"}}"#
+    ) + "\n";
+    let syslog = format!("2026-03-04 15:00:00.123456-0800  localhost SecurityAgent[612]: (KandjiPassport) {message}\n");
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("auth.ndjson"), dir.path().join("auth.log"));
+    std::fs::write(&a, ndjson).unwrap();
+    std::fs::write(&b, syslog).unwrap();
+    let v = json(&passportd(dir.path(), &["replay", "--json", a.to_str().unwrap(), b.to_str().unwrap()]));
+    assert_eq!((v["failures"].as_u64(), v["duplicates"].as_u64()), (Some(1), Some(1)), "{v}");
+}

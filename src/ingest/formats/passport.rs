@@ -714,13 +714,33 @@ pub(crate) fn parse_text_head(line: &str) -> Option<TextHead<'_>> {
     }
     if line[i..].starts_with('[') {
         if let Some(close) = line[i..].find(']') {
-            let inner = &line[i + 1..i + close];
-            h.subsystem = inner.split(':').next().unwrap_or("");
-            i = skip_ws(line, i + close + 1);
+            // Only a bracket shaped like what `log show` prints is the record's
+            // subsystem; any other (`[AADSTS50053] Account locked`, `[Auth] …`) is the
+            // message's own text, kept so that the code stays in it and the entry reads the
+            // same as in an ndjson export.
+            if let Some(subsystem) = subsystem_of(&line[i + 1..i + close]) {
+                h.subsystem = subsystem;
+                i = skip_ws(line, i + close + 1);
+            }
         }
     }
     h.message_at = i;
     Some(h)
+}
+
+/// The subsystem of a bracketed `subsystem:category` (or `subsystem` alone) as the text
+/// styles print it, when `inner` has that shape: the subsystem is a reverse-DNS name
+/// (`io.kandji.passport`, as `os_log_create` callers name theirs; at least one inner dot,
+/// letters, digits, `-`, `_`), the category anything. `AADSTS50053`, `Auth` or `ERROR`
+/// are not subsystems.
+fn subsystem_of(inner: &str) -> Option<&str> {
+    let subsystem = inner.split_once(':').map_or(inner, |(s, _)| s);
+    let name_chars = subsystem.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+    let dotted = subsystem.contains('.')
+        && !subsystem.starts_with('.')
+        && !subsystem.ends_with('.')
+        && !subsystem.contains("..");
+    (name_chars && dotted).then_some(subsystem)
 }
 
 /// From `from`: a process name (words without brackets or colons, at most 128 bytes) and
@@ -811,6 +831,18 @@ mod tests {
         assert_eq!((h.process, h.subsystem), ("Company Portal", "com.microsoft.CompanyPortalMac"));
         let h = parse_text_head("2026-03-04 08:15:02.123456-0800  mac-17 Company Portal[901]: (MSAL) [com.microsoft.CompanyPortalMac:auth] AADSTS50053").unwrap();
         assert_eq!((h.host, h.process, h.sender), (Some("mac-17"), "Company Portal", "MSAL"));
+        // A message's own leading brackets are no subsystem: they stay in the message.
+        for (line, subsystem, message) in [
+            ("2026-03-04 16:00:00.000001-0800  localhost SecurityAgent[612]: (KandjiPassport) [AADSTS50053] Account locked", "", "[AADSTS50053] Account locked"),
+            ("2026-03-04 16:00:00.000001-0800  localhost SecurityAgent[612]: (KandjiPassport) [Auth] Token request failed", "", "[Auth] Token request failed"),
+            ("2026-03-04 16:00:00.123 E  SecurityAgent[612:26b7] [ERROR] AADSTS50076", "", "[ERROR] AADSTS50076"),
+            ("2026-03-04 16:00:00.123 E  SecurityAgent[612:26b7] [a.b] [c.d:e] x", "a.b", "[c.d:e] x"),
+            ("2026-03-04 16:00:00.123 E  SecurityAgent[612:26b7] [io.kandji.passport:] x", "io.kandji.passport", "x"),
+            ("2026-03-04 16:00:00.123 E  SecurityAgent[612:26b7] [.x:auth] x", "", "[.x:auth] x"),
+        ] {
+            let h = parse_text_head(line).unwrap();
+            assert_eq!((h.subsystem, &line[h.message_at..]), (subsystem, message), "{line}");
+        }
         let kind = decide_text(
             "2026-03-04 08:15:02.123 E  Company Portal[901:1a] [com.microsoft.CompanyPortalMac:auth] AADSTS50076: x",
             &Matcher::new(&PassportFilter::default()),
