@@ -701,3 +701,34 @@ fn export_wrappings_log_trailer_device_text_and_workspace_tenant() {
     assert_eq!(r.device.as_deref(), Some("mac-043"));
     assert_eq!(r.tenant_id, None, "the workspace is no tenant");
 }
+
+/// A token endpoint's error body that carries the HTTP status (`"status":400`), or other
+/// members a sign-in also has a key for, printed on a line of its own within a Passport
+/// text message, belongs to that message: it is not split off as an Entra record.
+#[test]
+fn a_token_error_body_with_a_status_continues_its_message() {
+    let head = "2026-03-04 16:00:00.000001-0800  localhost SecurityAgent[612]: (KandjiPassport) \
+                [io.kandji.passport:auth] Token request failed for zed@contoso.example:";
+    for body in [
+        r#"{"status":400,"error":"invalid_grant","error_description":"AADSTS50126: Error validating credentials due to invalid username or password.","error_codes":[50126]}"#,
+        r#"{"status":"Bad Request","error":"invalid_grant","error_description":"AADSTS50126: x","error_codes":[50126]}"#,
+        r#"{"error":"invalid_grant","error_description":"AADSTS50126: x","error_codes":[50126],"properties":{"retry":false},"value":[1]}"#,
+    ] {
+        let items = auto(format!("{head}\n{body}\n").as_bytes());
+        assert_eq!(tags(&items), vec!["signin:passport:-:[50126]"], "{body}");
+        let s = signins(&items);
+        assert_eq!(s[0].oauth_error.as_deref(), Some("invalid_grant"), "{body}");
+        assert_eq!(s[0].user.as_deref(), Some("zed@contoso.example"), "{body}");
+    }
+    // Entra's own shapes on such a line still start records of their own: a status
+    // object alone, a Log Analytics status given as JSON text, a Graph page.
+    for (line, tag) in [
+        (r#"{"id":"g1","status":{"errorCode":50126}}"#, "signin:graph:50126:[]"),
+        (r#"{"Status":"{\"errorCode\":50053}"}"#, "signin:graph:50053:[]"),
+        (r#"{"properties":{"id":"p1","status":{"errorCode":50076}}}"#, "signin:azure-diagnostic:50076:[]"),
+        (r#"{"value":[{"id":"g2","status":{"errorCode":50126}}]}"#, "signin:graph:50126:[]"),
+    ] {
+        let items = auto(format!("{head}\n{line}\n").as_bytes());
+        assert_eq!(tags(&items)[1..], [tag.to_string()], "{line}");
+    }
+}

@@ -21,11 +21,14 @@ pub(crate) fn auto_label(o: &Obj<'_>) -> &'static str {
 }
 
 /// Whether the object looks like a sign-in at all (the time-formats fragments, holding only
-/// `time` and `category`, do not).
+/// `time` and `category`, do not). A `status` counts only as a sign-in's status object
+/// (`{"errorCode":…}`, or JSON text of one), and `properties` only when it holds a sign-in
+/// or its id: a token endpoint's error body (`{"status":400,"error":"invalid_grant",…}`,
+/// which Passport prints on a line of its own within a message) is not a sign-in.
 pub(crate) fn is_signin(o: &Obj<'_>) -> bool {
     o.result_type_seen
-        || o.status.is_some()
-        || o.properties.is_some()
+        || o.status.as_ref().is_some_and(|s| s.shaped)
+        || o.properties.as_deref().is_some_and(|p| p.id.0.is_some() || is_signin(p))
         || o.upn.0.is_some()
         || o.created.0.is_some()
         || (o.time_generated.0.is_some() && o.id.0.is_some())

@@ -117,7 +117,16 @@ enum Work {
 /// other line, JSON included (a token endpoint's error body that the message printed on a
 /// line of its own), continues the held message.
 fn is_json_record(line: &[u8]) -> bool {
-    parse_obj(line).is_ok_and(|o| o.event_message_seen || is_signin(&o) || o.records.is_some() || o.value.is_some())
+    parse_obj(line).is_ok_and(|o| {
+        o.event_message_seen || is_signin(&o) || holds_records(o.records.as_deref()) || holds_records(o.value.as_deref())
+    })
+}
+
+/// Whether an envelope's `records` / `value` array is one of records: empty (a page with
+/// no sign-ins) or starting with a record. Any other object with such an array (an error
+/// body's `"value":[…]`) is not an envelope.
+fn holds_records(list: Option<&[&serde_json::value::RawValue]>) -> bool {
+    list.is_some_and(|l| l.first().map_or(true, |first| is_json_record(first.get().as_bytes())))
 }
 
 /// Whether a line, from its first byte, is a record that no pretty-printed object would

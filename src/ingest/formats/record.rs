@@ -109,6 +109,9 @@ pub(crate) struct Status<'a> {
     pub error_code: Option<u32>,
     pub failure_reason: LStr<'a>,
     pub additional_details: LStr<'a>,
+    /// The value was an object (or JSON text of one) naming at least one of these fields:
+    /// a sign-in's status, not a token endpoint's HTTP `"status":400` or any other value.
+    pub shaped: bool,
 }
 
 impl<'de> Deserialize<'de> for Status<'de> {
@@ -124,12 +127,19 @@ impl<'de> Deserialize<'de> for Status<'de> {
                 while let Some(k) = a.next_key::<Key>()? {
                     match k.0 {
                         F::ErrorCode => {
+                            st.shaped = true;
                             if let Some(c) = a.next_value::<LCode>()?.0 {
                                 st.error_code = Some(c);
                             }
                         }
-                        F::FailureReason => set(&mut st.failure_reason, a.next_value()?),
-                        F::AdditionalDetails => set(&mut st.additional_details, a.next_value()?),
+                        F::FailureReason => {
+                            st.shaped = true;
+                            set(&mut st.failure_reason, a.next_value()?);
+                        }
+                        F::AdditionalDetails => {
+                            st.shaped = true;
+                            set(&mut st.additional_details, a.next_value()?);
+                        }
                         _ => {
                             a.next_value::<IgnoredAny>()?;
                         }
@@ -178,6 +188,7 @@ impl Status<'_> {
                 error_code: st.error_code,
                 failure_reason: st.failure_reason.into_static(),
                 additional_details: st.additional_details.into_static(),
+                shaped: st.shaped,
             },
             Err(_) => Status::default(),
         }
