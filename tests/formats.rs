@@ -732,3 +732,44 @@ fn a_token_error_body_with_a_status_continues_its_message() {
         assert_eq!(tags(&items)[1..], [tag.to_string()], "{line}");
     }
 }
+
+/// A multi-line Passport text message longer than `max_record_bytes` is one
+/// `line_too_long` error, like its ndjson copy: not a message cut short, and its further
+/// lines are not orphan records. Its head line, or one of its continuation lines, alone
+/// too long gives the same; whatever the chunking, and without holding its bytes.
+#[test]
+fn a_too_long_text_message_is_one_error_with_all_its_lines() {
+    let o = DecodeOptions { max_record_bytes: 256, ..DecodeOptions::default() };
+    let head = |s: u32, text: &str| {
+        format!("2026-03-04 16:00:{s:02}.000001-0800  localhost SecurityAgent[612]: (KandjiPassport) [io.kandji.passport:auth] {text}\n")
+    };
+    let lines: String = (1..=14).map(|i| format!("  response line {i} {}\n", "x".repeat(48))).collect();
+    let next = head(9, "Token request failed: AADSTS50076: MFA");
+    let inputs = [
+        // Many short continuation lines, the code on the last.
+        format!("{}{lines}  AADSTS50053: The account is locked\n{next}", head(0, "Token request failed:")),
+        // One continuation line alone too long, then more lines.
+        format!("{}  {}\n  AADSTS50053: locked\n  more\n{next}", head(0, "Token request failed:"), "y".repeat(600)),
+        // The head line alone too long, then its continuation lines.
+        format!("{}  AADSTS50053: locked\n  more\n{next}", head(0, &"z".repeat(600))),
+    ];
+    for text in &inputs {
+        let whole = decode_bytes(&o, text.as_bytes());
+        assert_eq!(tags(&whole), vec!["error:line_too_long", "signin:passport:-:[50076]"], "{text}");
+        assert_eq!(whole[0].end_offset, (text.len() - next.len()) as u64, "the error spans all its lines");
+        for size in [1, 7, 64, 300] {
+            let mut d = StreamDecoder::new(o.clone());
+            let mut out = Vec::new();
+            for c in text.as_bytes().chunks(size) {
+                d.feed(c, &mut out);
+                assert!(d.buffered_bytes() <= 2 * 256 + size, "held message and line in progress only");
+            }
+            d.finish(&mut out);
+            assert_eq!(out, whole, "chunks of {size}");
+        }
+    }
+    // In the passport format too (orphan lines would be skipped there, not counted).
+    let o = DecodeOptions { format: Format::Passport, ..o };
+    let items = decode_bytes(&o, inputs[0].as_bytes());
+    assert_eq!(tags(&items), vec!["error:line_too_long", "signin:passport:-:[50076]"]);
+}

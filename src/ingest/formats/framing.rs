@@ -149,6 +149,19 @@ struct Pending {
     start: u64,
     end: u64,
     line: u64,
+    /// Longer than `max_record_bytes`: it will be one `line_too_long` error, its bytes are
+    /// no longer kept, and its further lines are swallowed as they come (so that neither
+    /// a cut-short message nor its rest as orphan lines is reported).
+    overlong: bool,
+    /// `end` is inside a line of an overlong record, whose rest is swallowed first.
+    in_line: bool,
+}
+
+/// Whether a line longer than `max_record_bytes` starts a record of its own rather than
+/// continuing a held text message, judged from its first bytes alone (it is too long to
+/// be decoded, and may not be whole yet): a timestamp-led line, or a JSON value.
+fn overlong_starts_record(line: &[u8]) -> bool {
+    leading_timestamp_len(line).is_some() || matches!(line.first(), Some(b'{' | b'['))
 }
 
 /// The framing state at a checkpoint.
@@ -351,7 +364,7 @@ impl StreamDecoder {
     pub fn flush(&mut self, out: &mut Vec<DecodedItem>) {
         // A line still being written after a held message may be its next line ("Trace
         // ID", "Correlation ID: …" arriving in two writes): the message waits for it.
-        let line_in_progress = self.pos < self.buf.len();
+        let line_in_progress = self.pos < self.buf.len() || self.pending.is_some_and(|p| p.in_line);
         if self.pending.is_some() && !line_in_progress {
             self.emit_pending(out);
             self.mark();
@@ -386,7 +399,8 @@ impl StreamDecoder {
     /// body on the next line), which a writer may deliver in a later write. A tailer
     /// waits a little before `flush` for such a record.
     pub fn holds_open_ended_record(&self) -> bool {
-        self.pending.is_some_and(|p| trim_ascii(&self.buf[self.pending_range(p)]).last() == Some(&b':'))
+        self.pending
+            .is_some_and(|p| !p.overlong && trim_ascii(&self.buf[self.pending_range(p)]).last() == Some(&b':'))
     }
 
     /// Where a held text record's bytes are in the buffer.
@@ -484,8 +498,9 @@ impl StreamDecoder {
 
     fn compact(&mut self) {
         let keep = match self.pending {
-            Some(p) => usize::try_from(p.start - self.base).unwrap_or(0).min(self.pos),
-            None => self.pos,
+            // An overlong record's bytes are not needed: it is reported by its offsets.
+            Some(p) if !p.overlong => usize::try_from(p.start.saturating_sub(self.base)).unwrap_or(0).min(self.pos),
+            _ => self.pos,
         };
         if keep > 0 {
             self.buf.drain_front(keep);
@@ -546,6 +561,11 @@ impl StreamDecoder {
         let Some(p) = self.pending.take() else {
             return;
         };
+        if p.overlong {
+            push(out, p.start, p.end, p.line, ItemKind::Error(ParseErrorReason::LineTooLong));
+            self.prev_text = true;
+            return;
+        }
         let range = self.pending_range(p);
         let text = &self.buf[range];
         let kind = if self.too_long(text.len()) {
@@ -580,6 +600,9 @@ impl StreamDecoder {
             }
             self.bom_pending = false;
         }
+        if let Some(p) = self.pending.filter(|p| p.in_line) {
+            return self.swallow_line(p, eof);
+        }
         let a = &self.buf[self.pos..];
         // NUL counts as blank between records: a file extended before a crash and written
         // after it holds a run of NULs where the lost bytes were, and the records the
@@ -605,8 +628,25 @@ impl StreamDecoder {
         }
         let Some((nl, next)) = self.line_end(eof) else {
             if self.too_long(self.buf.len() - self.pos) {
+                let own = overlong_starts_record(&self.buf[self.pos..]);
+                if let Some(p) = self.pending.filter(|_| !own) {
+                    // A continuation line too long to hold: the message is one error.
+                    let p = Pending { overlong: true, in_line: true, ..p };
+                    self.pending = Some(p);
+                    return self.swallow_line(p, eof);
+                }
                 if self.pending.is_some() {
                     self.emit_pending(out);
+                    self.mark();
+                    return true;
+                }
+                if self.text_ok() && leading_timestamp_len(&self.buf[self.pos..]).is_some() {
+                    // A message whose first line is too long: swallowed with its
+                    // continuation lines, as one error.
+                    let (start, line) = (self.abs(self.pos), self.line);
+                    let p = Pending { start, end: start, line, overlong: true, in_line: true };
+                    self.pending = Some(p);
+                    return self.swallow_line(p, eof);
                 }
                 self.prev_text = false;
                 self.start_drop(DropUntil::Newline);
@@ -615,29 +655,56 @@ impl StreamDecoder {
             return false;
         };
         let raw = &self.buf[self.pos..nl];
-        let starts_record = leading_timestamp_len(raw).is_some()
-            || is_banner(raw)
-            || (self.pending.is_some()
+        let starts_record = if self.too_long(nl - self.pos) {
+            // Judged as if the line were still being written (see above), so that the
+            // outcome does not depend on how the bytes were read.
+            overlong_starts_record(raw)
+        } else {
+            leading_timestamp_len(raw).is_some()
+                || is_banner(raw)
+                || (self.pending.is_some()
                 && ((c == b'{' && is_json_record(raw))
                     || (c == b'[' && is_json_array_of_records(raw))
                     // The portal writes the column as `TimeGenerated`: a cheap test first,
                     // since a held message's every continuation line comes here.
-                    || (memchr::memmem::find(raw, b"TimeGenerated").is_some() && self.csv_header(raw).is_some())));
+                    || (memchr::memmem::find(raw, b"TimeGenerated").is_some() && self.csv_header(raw).is_some())))
+        };
         if let Some(p) = self.pending {
             let new_end = self.base + next as u64;
-            if !starts_record && !self.too_long(nl - self.pos) && !self.too_long_u64(new_end - p.start) {
-                self.pending = Some(Pending { end: new_end, ..p });
+            if !starts_record {
+                // A message grown too long stays held (by its offsets only) and swallows
+                // its further lines: it is one `line_too_long` error like the same entry
+                // in an ndjson export, not a message cut short followed by orphan lines.
+                let overlong = p.overlong || self.too_long(nl - self.pos) || self.too_long_u64(new_end - p.start);
+                self.pending = Some(Pending { end: new_end, overlong, ..p });
                 self.advance_line(nl, next);
                 return true;
             }
-            // A new record, or a message grown too long: what follows is processed anew
-            // (a too-long message's further lines are orphans, hence skipped).
             self.emit_pending(out);
             self.mark();
             return true;
         }
         self.text_line(out, nl, next);
         true
+    }
+
+    /// Whether the format can hold Passport text records.
+    fn text_ok(&self) -> bool {
+        matches!(self.opts.format, Format::Auto | Format::Passport)
+    }
+
+    /// Swallows the rest of the line at `pos`, which belongs to the overlong held record
+    /// `p` (`p.in_line`), as far as it has come.
+    fn swallow_line(&mut self, p: Pending, eof: bool) -> bool {
+        let a = &self.buf[self.pos..];
+        let (n, whole) = match memchr::memchr(b'\n', a) {
+            Some(k) => (k + 1, true),
+            None => (a.len(), eof),
+        };
+        self.advance(n);
+        self.pending = Some(Pending { end: self.abs(self.pos), in_line: !whole, ..p });
+        // Progress only when the line ended: otherwise the rest is still to come.
+        whole && n > 0
     }
 
     /// A complete non-JSON top-level line `[pos, nl)`, with no record held.
@@ -649,13 +716,20 @@ impl StreamDecoder {
         let fmt = self.opts.format;
         let text_ok = matches!(fmt, Format::Auto | Format::Passport);
         let kind = if self.too_long(nl - self.pos) {
+            if text_ok && leading_timestamp_len(raw).is_some() {
+                // A message whose first line is too long: one error with its
+                // continuation lines (held by offsets only), which are no orphans.
+                self.pending = Some(Pending { start, end, line, overlong: true, in_line: false });
+                self.advance_line(nl, next);
+                return;
+            }
             ItemKind::Error(ParseErrorReason::LineTooLong)
         } else if std::str::from_utf8(raw).is_err() {
             ItemKind::Error(ParseErrorReason::InvalidUtf8)
         } else if is_banner(raw) {
             ItemKind::Skipped
         } else if text_ok && leading_timestamp_len(raw).is_some() {
-            self.pending = Some(Pending { start, end, line });
+            self.pending = Some(Pending { start, end, line, overlong: false, in_line: false });
             self.advance_line(nl, next);
             return;
         } else if let Some(h) = self.csv_header(raw) {
