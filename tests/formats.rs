@@ -773,3 +773,60 @@ fn a_too_long_text_message_is_one_error_with_all_its_lines() {
     let items = decode_bytes(&o, inputs[0].as_bytes());
     assert_eq!(tags(&items), vec!["error:line_too_long", "signin:passport:-:[50076]"]);
 }
+
+/// Files that each start with a UTF-8 BOM, concatenated (`cat a b`), or a shipper's BOM'd
+/// bodies: a BOM where any line starts is skipped like the one at byte 0, whatever the
+/// chunking; a second portal CSV export is read under its own header, columns reordered.
+#[test]
+fn a_bom_starting_any_line_is_skipped() {
+    const BOM: &str = "\u{feff}";
+    let rec = |id: &str, code: u32| {
+        format!(
+            r#"{{"time":"2026-03-04T08:09:18Z","resultType":"{code}","properties":{{"id":"{id}","status":{{"errorCode":{code}}}}}}}"#
+        )
+    };
+    let syslog = "2026-03-04 00:19:42.068157-0800  mac-lab-07 SecurityAgent[612]: (KandjiPassport) \
+                  [io.kandji.passport:auth] Token request failed: AADSTS50053: locked";
+    let cases: [(String, Vec<&str>); 3] = [
+        (
+            format!("{BOM}{}\n{BOM}{}\r\n", rec("a", 50126), rec("b", 50076)),
+            vec!["signin:azure-diagnostic:50126:[]", "signin:azure-diagnostic:50076:[]"],
+        ),
+        (
+            format!("{BOM}{syslog}\n{BOM}{syslog}\n{BOM}{}\n", rec("c", 50126)),
+            vec!["signin:passport:-:[50053]", "signin:passport:-:[50053]", "signin:azure-diagnostic:50126:[]"],
+        ),
+        (
+            format!(
+                "{BOM}TimeGenerated [UTC],ResultType,ResultDescription,Id,UserPrincipalName\n\
+                 \"3/4/2026, 9:00:00.000 AM\",50126,d,m1,bob@x\n\
+                 {BOM}Id,UserPrincipalName,ResultType,TimeGenerated [UTC],ResultDescription\n\
+                 m2,carol@x,50076,\"3/4/2026, 9:00:01.000 AM\",d\n\
+                 m3,dan@x,0,\"3/4/2026, 9:00:02.000 AM\",d\n"
+            ),
+            vec![
+                "skipped",
+                "signin:azure-loganalytics:50126:[]",
+                "skipped",
+                "signin:azure-loganalytics:50076:[]",
+                "signin:azure-loganalytics:0:[]",
+            ],
+        ),
+    ];
+    for (text, want) in &cases {
+        let whole = auto(text.as_bytes());
+        assert_eq!(tags(&whole), *want, "{text}");
+        for size in [1, 2, 5] {
+            let mut d = StreamDecoder::new(DecodeOptions::default());
+            let mut out = Vec::new();
+            for c in text.as_bytes().chunks(size) {
+                d.feed(c, &mut out);
+            }
+            d.finish(&mut out);
+            assert_eq!(out, whole, "chunks of {size}");
+        }
+    }
+    let s = auto(cases[2].0.as_bytes());
+    let users: Vec<_> = signins(&s).iter().map(|r| r.user.clone().unwrap_or_default()).collect();
+    assert_eq!(users, ["bob@x", "carol@x", "dan@x"]);
+}

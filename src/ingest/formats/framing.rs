@@ -39,6 +39,24 @@ use super::{DecodeOptions, DecodedItem, Format, ItemKind, ParseErrorReason};
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
+/// Whether `a` starts with a UTF-8 BOM: `Some(true)` / `Some(false)`, or `None` while the
+/// bytes so far are only the start of one (the rest may be in the next chunk).
+fn starts_with_bom(a: &[u8], eof: bool) -> Option<bool> {
+    if a.first() != Some(&BOM[0]) {
+        return Some(false);
+    }
+    let n = a.len().min(BOM.len());
+    if a[..n] != BOM[..n] {
+        Some(false)
+    } else if n == BOM.len() {
+        Some(true)
+    } else if eof {
+        Some(false)
+    } else {
+        None
+    }
+}
+
 /// A portal CSV header: the cells as written (for the checkpoint) and their fields.
 #[derive(Debug, PartialEq)]
 struct CsvHeader {
@@ -118,7 +136,10 @@ enum Work {
 /// line of its own), continues the held message.
 fn is_json_record(line: &[u8]) -> bool {
     parse_obj(line).is_ok_and(|o| {
-        o.event_message_seen || is_signin(&o) || holds_records(o.records.as_deref()) || holds_records(o.value.as_deref())
+        o.event_message_seen
+            || is_signin(&o)
+            || holds_records(o.records.as_deref())
+            || holds_records(o.value.as_deref())
     })
 }
 
@@ -399,8 +420,7 @@ impl StreamDecoder {
     /// body on the next line), which a writer may deliver in a later write. A tailer
     /// waits a little before `flush` for such a record.
     pub fn holds_open_ended_record(&self) -> bool {
-        self.pending
-            .is_some_and(|p| !p.overlong && trim_ascii(&self.buf[self.pending_range(p)]).last() == Some(&b':'))
+        self.pending.is_some_and(|p| !p.overlong && trim_ascii(&self.buf[self.pending_range(p)]).last() == Some(&b':'))
     }
 
     /// Where a held text record's bytes are in the buffer.
@@ -613,6 +633,17 @@ impl StreamDecoder {
             self.mark();
             return true;
         }
+        // A BOM where a line starts, not only at byte 0: files each starting with one
+        // concatenated (`cat a.json b.json`), or a shipper writing BOM'd bodies.
+        match starts_with_bom(a, eof) {
+            Some(true) => {
+                self.advance(BOM.len());
+                self.mark();
+                return true;
+            }
+            None => return false,
+            Some(false) => {}
+        }
         let Some(&c) = a.first() else {
             return false;
         };
@@ -663,7 +694,7 @@ impl StreamDecoder {
             leading_timestamp_len(raw).is_some()
                 || is_banner(raw)
                 || (self.pending.is_some()
-                && ((c == b'{' && is_json_record(raw))
+                    && ((c == b'{' && is_json_record(raw))
                     || (c == b'[' && is_json_array_of_records(raw))
                     // The portal writes the column as `TimeGenerated`: a cheap test first,
                     // since a held message's every continuation line comes here.
@@ -1058,13 +1089,23 @@ impl StreamDecoder {
         }
     }
 
-    fn step_csv(&mut self, _eof: bool) -> bool {
+    fn step_csv(&mut self, eof: bool) -> bool {
         let a = &self.buf[self.pos..];
         let skip = a.iter().take_while(|c| matches!(c, b'\r' | b'\n')).count();
         if skip > 0 {
             self.advance(skip);
             self.mark();
             return true;
+        }
+        // A BOM starting a row: a second export appended with `cat` (its header follows).
+        match starts_with_bom(a, eof) {
+            Some(true) => {
+                self.advance(BOM.len());
+                self.mark();
+                return true;
+            }
+            None => return false,
+            Some(false) => {}
         }
         if a.is_empty() {
             return false;
@@ -1170,13 +1211,15 @@ impl StreamDecoder {
     }
 }
 
-/// One CSV record under `h`; a repeated header row (a second export appended) gives the
-/// header that replaces `h`.
+/// One CSV record under `h`; a repeated header row (a second export appended, whose
+/// columns may come in another order) gives the header that replaces `h`.
 fn csv_row(opts: &DecodeOptions, h: &CsvHeader, text: &str) -> (ItemKind, Option<CsvHeader>) {
     let Some(cells) = csv_cells(text) else {
         return (ItemKind::Error(ParseErrorReason::InvalidCsv), None);
     };
-    if cells.first().is_some_and(|c| field_of(c) == F::TimeGenerated && !c.bytes().any(|b| b.is_ascii_digit())) {
+    // A header names the `TimeGenerated` column in any position; a row holds a time there,
+    // which has digits.
+    if cells.iter().any(|c| field_of(c) == F::TimeGenerated && !c.bytes().any(|b| b.is_ascii_digit())) {
         return (ItemKind::Skipped, CsvHeader::parse(text));
     }
     if cells.len() != h.fields.len() {
