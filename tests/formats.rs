@@ -830,3 +830,26 @@ fn a_bom_starting_any_line_is_skipped() {
     let users: Vec<_> = signins(&s).iter().map(|r| r.user.clone().unwrap_or_default()).collect();
     assert_eq!(users, ["bob@x", "carol@x", "dan@x"]);
 }
+
+/// A record whose decoded field holds a lone UTF-16 surrogate escape (an emoji cut in half,
+/// a stray low surrogate) is valid JSON and counts: the escape reads U+FFFD, in every
+/// shape (one line, pretty-printed, an envelope's member, a Passport entry).
+#[test]
+fn a_lone_surrogate_escape_reads_as_a_replacement_character() {
+    let rec = r#"{"time":"2026-03-04T08:09:18Z","resultType":"50126","properties":{"id":"s1","userPrincipalName":"bob\udc00@x","status":{"errorCode":50126,"failureReason":"Invalid \ud83d"}}}"#;
+    let pretty = rec.replace(",\"properties\"", ",\n  \"properties\"");
+    let envelope = format!(r#"{{"records":[{rec}]}}"#);
+    let passport = r#"{"timestamp":"2026-03-04 08:15:02.123456-0800","messageType":"Error","subsystem":"io.kandji.passport","eventMessage":"Token request failed for ann@contoso.example \ud83d: AADSTS50053: locked"}"#;
+    for text in [rec, &pretty, &envelope] {
+        let items = auto(format!("{text}\n").as_bytes());
+        assert_eq!(tags(&items), vec!["signin:azure-diagnostic:50126:[]"], "{text}");
+        let s = signins(&items)[0];
+        assert_eq!(s.user.as_deref(), Some("bob\u{fffd}@x"));
+        assert_eq!(s.message.as_deref(), Some("Invalid \u{fffd}"));
+    }
+    let items = auto(format!("{passport}\n").as_bytes());
+    assert_eq!(tags(&items), vec!["signin:passport:-:[50053]"]);
+    let s = signins(&items)[0];
+    assert_eq!(s.user.as_deref(), Some("ann@contoso.example"));
+    assert!(s.message.as_deref().is_some_and(|m| m.contains("example \u{fffd}:")), "{s:?}");
+}

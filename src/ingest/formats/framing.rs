@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use super::azure::{auto_label, is_signin, to_signin};
 use super::passport::{decide, decide_text, leading_timestamp_len, Matcher, PassportFields, Prefilter};
-use super::record::{field_of, parse_obj, JsonFail, Obj, F};
+use super::record::{field_of, with_obj, JsonFail, Obj, F};
 use super::scan::{count_nl, csv_cells, is_banner, sniff_envelope, trim_ascii, Scan, Scanner, Sniff};
 use super::{DecodeOptions, DecodedItem, Format, ItemKind, ParseErrorReason};
 
@@ -135,11 +135,13 @@ enum Work {
 /// other line, JSON included (a token endpoint's error body that the message printed on a
 /// line of its own), continues the held message.
 fn is_json_record(line: &[u8]) -> bool {
-    parse_obj(line).is_ok_and(|o| {
-        o.event_message_seen
-            || is_signin(&o)
-            || holds_records(o.records.as_deref())
-            || holds_records(o.value.as_deref())
+    with_obj(line, |r, _| {
+        r.is_ok_and(|o| {
+            o.event_message_seen
+                || is_signin(&o)
+                || holds_records(o.records.as_deref())
+                || holds_records(o.value.as_deref())
+        })
     })
 }
 
@@ -834,13 +836,14 @@ impl StreamDecoder {
             self.mark();
             return true;
         }
-        let fail = match parse_obj(bytes) {
+        let (opts, matcher, line) = (&self.opts, &self.matcher, self.line);
+        let fail = with_obj(bytes, |r, bytes| match r {
             Ok(o) => {
-                dispatch(&self.opts, &self.matcher, &o, bytes, start, end, self.line, out, false);
+                dispatch(opts, matcher, &o, bytes, start, end, line, out, false);
                 None
             }
             Err(f) => Some(f),
-        };
+        });
         match fail {
             None | Some(JsonFail::Invalid) | Some(JsonFail::Utf8) => {
                 if let Some(f) = fail {
@@ -947,10 +950,11 @@ impl StreamDecoder {
             push(out, start, end_off, line, ItemKind::Error(ParseErrorReason::LineTooLong));
         } else {
             let bytes = &self.buf[self.pos..self.pos + e];
-            match parse_obj(bytes) {
-                Ok(o) => dispatch(&self.opts, &self.matcher, &o, bytes, start, end_off, line, out, false),
+            let (opts, matcher) = (&self.opts, &self.matcher);
+            with_obj(bytes, |r, bytes| match r {
+                Ok(o) => dispatch(opts, matcher, &o, bytes, start, end_off, line, out, false),
                 Err(f) => push(out, start, end_off, line, ItemKind::Error(json_reason(f))),
-            }
+            });
         }
         self.work = Work::None;
         self.advance(next - self.pos);
@@ -1032,10 +1036,11 @@ impl StreamDecoder {
                 if bytes[0] == b'{' && self.prefilter.as_mut().is_some_and(|p| p.json_is_chatter(bytes)) {
                     push(out, start, end, line, ItemKind::Skipped);
                 } else if bytes[0] == b'{' {
-                    match parse_obj(bytes) {
-                        Ok(o) => dispatch(&self.opts, &self.matcher, &o, bytes, start, end, line, out, env),
+                    let (opts, matcher) = (&self.opts, &self.matcher);
+                    with_obj(bytes, |r, bytes| match r {
+                        Ok(o) => dispatch(opts, matcher, &o, bytes, start, end, line, out, env),
                         Err(f) => push(out, start, end, line, ItemKind::Error(json_reason(f))),
-                    }
+                    });
                 } else {
                     push(out, start, end, line, ItemKind::Error(ParseErrorReason::NotSignin));
                 }
@@ -1289,10 +1294,10 @@ fn dispatch(
             let e = s + rb.len() as u64;
             let l = line + count_nl(&bytes[..off]);
             if rb.first() == Some(&b'{') {
-                match parse_obj(rb) {
+                with_obj(rb, |r, rb| match r {
                     Ok(inner) => dispatch(opts, m, &inner, rb, s, e, l, out, true),
                     Err(f) => push(out, s, e, l, ItemKind::Error(json_reason(f))),
-                }
+                });
             } else {
                 push(out, s, e, l, ItemKind::Error(ParseErrorReason::NotSignin));
             }

@@ -723,9 +723,72 @@ pub(crate) fn parse_obj(bytes: &[u8]) -> Result<Obj<'_>, JsonFail> {
     }
 }
 
+/// [`parse_obj`], retried once when it fails on a copy whose lone UTF-16 surrogate escapes
+/// (`\ud83d` of an emoji cut in half, a stray `\udc00`) read `\ufffd`: JSON allows them,
+/// but serde rejects them in the strings it decodes, and one such field must not cost the
+/// whole record. Only a failed decode pays for the search and the copy. The copy has the
+/// same length as `bytes`, so offsets within it are offsets within the record; `f` gets
+/// the result and the bytes it was decoded from.
+pub(crate) fn with_obj<R>(bytes: &[u8], f: impl for<'b> FnOnce(Result<Obj<'b>, JsonFail>, &'b [u8]) -> R) -> R {
+    match parse_obj(bytes) {
+        Err(JsonFail::Invalid) => match repair_lone_surrogates(bytes) {
+            Some(fixed) => f(parse_obj(&fixed), &fixed),
+            None => f(Err(JsonFail::Invalid), bytes),
+        },
+        r => f(r, bytes),
+    }
+}
+
+/// `bytes` with every `\uXXXX` escape of a UTF-16 surrogate that has no partner replaced
+/// by `\ufffd` (the same length); `None` when there is none.
+fn repair_lone_surrogates(bytes: &[u8]) -> Option<Vec<u8>> {
+    let hex4 = |at: usize| {
+        let h = bytes.get(at..at + 4)?;
+        let s = std::str::from_utf8(h).ok()?;
+        u16::from_str_radix(s, 16).ok().filter(|_| h.iter().all(u8::is_ascii_hexdigit))
+    };
+    let is_low = |u: u16| (0xDC00..0xE000).contains(&u);
+    let mut out: Option<Vec<u8>> = None;
+    let mut i = 0;
+    while let Some(k) = memchr::memchr(b'\\', &bytes[i..]) {
+        let at = i + k;
+        if bytes.get(at + 1) != Some(&b'u') {
+            // Any other escape, `\\` included, is two bytes: what follows is text.
+            i = at + 2;
+            continue;
+        }
+        let Some(unit) = hex4(at + 2) else {
+            i = at + 2;
+            continue;
+        };
+        i = at + 6;
+        if (0xD800..0xDC00).contains(&unit) {
+            let paired = bytes.get(at + 6..at + 8) == Some(b"\\u") && hex4(at + 8).is_some_and(is_low);
+            if paired {
+                i = at + 12;
+                continue;
+            }
+        } else if !is_low(unit) {
+            continue;
+        }
+        out.get_or_insert_with(|| bytes.to_vec())[at + 2..at + 6].copy_from_slice(b"fffd");
+    }
+    out
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
+    #[test]
+    fn lone_surrogate_escapes_become_replacement_characters() {
+        let fix = |s: &str| super::repair_lone_surrogates(s.as_bytes()).map(|v| String::from_utf8(v).unwrap());
+        assert_eq!(fix(r#"{"a":"bob\udc00@x"}"#).as_deref(), Some(r#"{"a":"bob\ufffd@x"}"#));
+        assert_eq!(fix(r#"{"a":"x \ud83d"}"#).as_deref(), Some(r#"{"a":"x \ufffd"}"#));
+        assert_eq!(fix(r#"{"a":"\ud83d\ude00 \ud83dA"}"#).as_deref(), Some(r#"{"a":"\ud83d\ude00 \ufffdA"}"#));
+        // A paired emoji, an escaped backslash before `ud83d`, other escapes: unchanged.
+        assert_eq!(fix(r#"{"a":"\ud83d\ude00 \\ud83d \u00e9 \n"}"#), None);
+    }
+
     use super::*;
 
     /// `field_of` as it was before its fast paths: trim, CSV suffix split, lower-case match.
