@@ -853,3 +853,27 @@ fn a_lone_surrogate_escape_reads_as_a_replacement_character() {
     assert_eq!(s.user.as_deref(), Some("ann@contoso.example"));
     assert!(s.message.as_deref().is_some_and(|m| m.contains("example \u{fffd}:")), "{s:?}");
 }
+
+/// Some shippers write several records on one line (`{…}{…}`, `{…}, {…}`). Each is a record
+/// of its own, at its own offset (records without ids are keyed by it), and none is lost;
+/// the rest of the line after the last one is tolerated as before (a trailing comma).
+#[test]
+fn several_objects_on_one_line_are_each_a_record() {
+    let record = |id: &str| {
+        format!(
+            r#"{{"time":"2026-03-04T16:00:00Z","operationName":"Sign-in activity","category":"SignInLogs","resultType":"50126","properties":{{"id":"{id}","status":{{"errorCode":50126}}}}}}"#
+        )
+    };
+    let input = format!("{}{}\n{} , {},\n{}\n", record("a"), record("b"), record("c"), record("d"), record("e"));
+    for format in [Format::Auto, Format::AzureDiagnostic] {
+        let items = decode_bytes(&opts(format), input.as_bytes());
+        let ids: Vec<_> = signins(&items).iter().map(|s| s.record_id.clone().unwrap_or_default()).collect();
+        assert_eq!(ids, ["a", "b", "c", "d", "e"], "{format:?}");
+        assert!(errors(&items).is_empty(), "{format:?}: {:?}", errors(&items));
+        let starts: Vec<u64> = items.iter().map(|i| i.start_offset).collect();
+        let mut distinct = starts.clone();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 5, "each at its own offset: {starts:?}");
+        assert_eq!(items.iter().map(|i| i.line).collect::<Vec<_>>(), [1, 1, 2, 2, 3]);
+    }
+}

@@ -837,13 +837,28 @@ impl StreamDecoder {
             return true;
         }
         let (opts, matcher, line) = (&self.opts, &self.matcher, self.line);
+        let mut next_object = None;
         let fail = with_obj(bytes, |r, bytes| match r {
             Ok(o) => {
-                dispatch(opts, matcher, &o, bytes, start, end, line, out, false);
+                match o.next_object {
+                    // Another object follows on this line: this one ends where it ends,
+                    // and the next is read from where it begins, as a line of its own.
+                    Some((this_end, next)) => {
+                        let this_end_abs = start + this_end as u64;
+                        dispatch(opts, matcher, &o, &bytes[..this_end], start, this_end_abs, line, out, false);
+                        next_object = Some(next);
+                    }
+                    None => dispatch(opts, matcher, &o, bytes, start, end, line, out, false),
+                }
                 None
             }
             Err(f) => Some(f),
         });
+        if let Some(next) = next_object {
+            self.advance(next);
+            self.mark();
+            return true;
+        }
         match fail {
             None | Some(JsonFail::Invalid) | Some(JsonFail::Utf8) => {
                 if let Some(f) = fail {

@@ -322,6 +322,9 @@ impl<'de> Deserialize<'de> for RawList<'de> {
 /// same shape one level down.
 #[derive(Debug, Default)]
 pub(crate) struct Obj<'a> {
+    /// Set by `parse_obj` when another object follows this one on its line (`{…}{…}` or
+    /// `{…}, {…}`, as some shippers write): where this one ends and the next begins.
+    pub next_object: Option<(usize, usize)>,
     pub time: LStr<'a>,
     pub time_generated: LStr<'a>,
     pub created: LStr<'a>,
@@ -700,18 +703,37 @@ pub(crate) enum JsonFail {
 }
 
 /// Decodes one object from the start of `bytes`, ignoring anything after it (trailing
-/// garbage on a line is tolerated).
+/// garbage on a line is tolerated) except another object, which it notes
+/// (`Obj::next_object`) so that the caller reads it as a record of its own.
 pub(crate) fn parse_obj(bytes: &[u8]) -> Result<Obj<'_>, JsonFail> {
     // One vectorised UTF-8 check of the whole record, then a `str` reader that trusts it,
     // costs less than the slice reader's check of every string it keeps, one by one. Bytes
     // that are not UTF-8 keep the slice reader: it accepts them where they sit in a value
     // that is skipped, and the outcome must not depend on this shortcut.
+    // The stream reader reads one value and says where it ended.
     let result = match std::str::from_utf8(bytes) {
-        Ok(text) => Obj::deserialize(&mut serde_json::Deserializer::from_str(text)),
-        Err(_) => Obj::deserialize(&mut serde_json::Deserializer::from_slice(bytes)),
+        Ok(text) => {
+            let mut values = serde_json::Deserializer::from_str(text).into_iter::<Obj>();
+            values.next().map(|r| r.map(|o| (o, values.byte_offset())))
+        }
+        Err(_) => {
+            let mut values = serde_json::Deserializer::from_slice(bytes).into_iter::<Obj>();
+            values.next().map(|r| r.map(|o| (o, values.byte_offset())))
+        }
+    };
+    // Nothing but whitespace: as serde reports an empty input.
+    let Some(result) = result else {
+        return Err(JsonFail::Eof);
     };
     match result {
-        Ok(o) => Ok(o),
+        Ok((mut o, end)) => {
+            let rest = &bytes[end.min(bytes.len())..];
+            let gap = rest.iter().take_while(|c| matches!(c, b' ' | b'\t' | b'\r' | b'\n' | b',')).count();
+            if rest.get(gap) == Some(&b'{') {
+                o.next_object = Some((end, end + gap));
+            }
+            Ok(o)
+        }
         Err(e) if e.is_eof() => Err(JsonFail::Eof),
         Err(_) => {
             if std::str::from_utf8(bytes).is_err() {
