@@ -298,6 +298,85 @@ async fn an_entra_copy_after_its_passport_line_counts_its_user_and_time() {
     assert_eq!((incs[0].first_seen, incs[0].last_seen), (at(0), at(1)));
 }
 
+/// A Passport line logged twice for one attempt (two lines, one correlation id) moves with
+/// its Entra record whole: no incident is left behind holding only a copy.
+#[tokio::test]
+async fn a_superseded_line_takes_its_copies_along() {
+    let (_d, s) = store().await;
+    let p = Policy::default();
+    let (entra, passport) = federated_attempt("corr-f", 1, 0);
+    let (_, mut again) = federated_attempt("corr-f", 1, 0);
+    again.id = "passport-corr-f-again".into();
+    commit_stored(&s, &p, vec![from_passport(passport), from_passport(again)]).await;
+    commit_stored(&s, &p, vec![stored(entra)]).await;
+    let incs = all(&s).await;
+    assert_eq!(incs.len(), 1, "{incs:?}");
+    assert_eq!((incs[0].category, incs[0].event_count), (Category::FederationUnsupported, 1));
+    let events = s
+        .list_events(&passportd::store::EventQuery { incident: Some(incs[0].id), limit: 10, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(events.items.len(), 3);
+}
+
+/// An incident withdrawn by a supersede gives its id up for good: the next incident takes
+/// a new one (a link or a script holding the old id must not reach another problem). One
+/// an operator acknowledged is resolved and kept instead.
+#[tokio::test]
+async fn a_withdrawn_incident_id_is_never_given_again_and_an_acknowledged_one_stays() {
+    let (_d, s) = store().await;
+    let p = Policy::default();
+    let (entra, passport) = federated_attempt("corr-1", 1, 0);
+    let r = commit_stored(&s, &p, vec![from_passport(passport)]).await;
+    let wrong = r.opened_ids[0];
+    commit_stored(&s, &p, vec![stored(entra)]).await;
+    let r = commit(&s, &p, vec![ev("mfa", 50076, Category::MfaRequired, 2)]).await;
+    assert!(r.opened_ids[0] > wrong + 1, "{r:?}: the ids of the withdrawn and the federation incident");
+    assert!(s.incident(wrong).await.unwrap().is_none());
+
+    let (entra, passport) = federated_attempt("corr-2", 11, 10);
+    let r = commit_stored(&s, &p, vec![from_passport(passport)]).await;
+    let acked = r.opened_ids[0];
+    s.acknowledge(acked, Some("oncall@example"), Utc::now()).await.unwrap().unwrap();
+    commit_stored(&s, &p, vec![stored(entra)]).await;
+    let kept = s.incident(acked).await.unwrap().expect("an acknowledged incident is kept");
+    assert_eq!((kept.status, kept.event_count), (IncidentStatus::Resolved, 0), "{kept:?}");
+}
+
+/// A failure a year ahead and a current one of the same problem, then the current one's
+/// Passport line superseded: the incident's times, recomputed from what it still holds,
+/// stop at the clock's ceiling as when they were first recorded.
+#[tokio::test]
+async fn times_recomputed_after_a_supersede_stay_under_the_clock_ceiling() {
+    let (_d, s) = store().await;
+    let p = Policy::default();
+    let now = (Utc::now().timestamp_millis() - T0) / 60_000;
+    let (entra, passport) = federated_attempt("corr-now", now, now - 1);
+    let mut ahead = ev("ahead", 50126, Category::InvalidCredentials, now + 365 * 24 * 60);
+    ahead.source = "passport";
+    ahead.app = None;
+    commit_stored(&s, &p, vec![from_passport(passport), from_passport(ahead)]).await;
+    commit_stored(&s, &p, vec![stored(entra)]).await;
+    let ceiling = Utc::now() + chrono::Duration::minutes(6);
+    for inc in all(&s).await {
+        assert!(inc.first_seen <= ceiling && inc.last_seen <= ceiling, "{inc:?}");
+    }
+}
+
+/// A detector incident begins where its threshold was first met, whichever half of the
+/// attack arrives first.
+#[tokio::test]
+async fn a_detectors_first_seen_does_not_depend_on_arrival_order() {
+    let p = Policy::default();
+    let attack = |range: std::ops::Range<i64>| range.map(|i| victim_failure(&format!("bf{i}"), i)).collect::<Vec<_>>();
+    let (_d, in_order) = store().await;
+    commit(&in_order, &p, attack(0..20)).await;
+    let (_d2, reversed) = store().await;
+    commit(&reversed, &p, attack(10..20)).await;
+    commit(&reversed, &p, attack(0..10)).await;
+    assert_eq!(detections(&reversed).await, detections(&in_order).await);
+}
+
 /// A failure older than the event-time clock (a late export) opens its incident in the
 /// past: the incident resolves at once, at the end of its own quiet period, instead of
 /// staying open until the clock next moves.

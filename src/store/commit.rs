@@ -50,6 +50,11 @@ pub const CORRELATION_WINDOW_MS: i64 = 12 * 3_600_000;
 /// the current bucket of a tenant with a million sign-ins a day (about 8 MB of index)
 /// still fits the writer's 16 MB page cache.
 const CORRELATION_BUCKET_MS: i64 = 86_400_000;
+/// How far the event-time clock (and an incident's times) may run ahead of this host's
+/// clock. A small lead for clocks a little off; well under any quiet period, so that one
+/// Mac whose clock is hours or a year ahead does not make every current failure "late",
+/// resolved as soon as it opens.
+const CLOCK_LEAD_MS: i64 = 5 * 60_000;
 /// Width of the event-time buckets leading the detector indexes (`occurred_at / 3600000`).
 const DETECTOR_BUCKET_MS: i64 = 3_600_000;
 /// How many detector windows back from the event-time clock the in-memory copy of the
@@ -262,7 +267,7 @@ impl BatchIncidents {
 struct NewFailure<'a> {
     stored: &'a StoredEvent,
     /// Its time as incidents see it: the event time, but never more than the event-time
-    /// clock's ceiling (an hour past this host's clock). A Mac whose clock runs a year
+    /// clock's ceiling (`CLOCK_LEAD_MS` past this host's clock). A Mac whose clock runs a year
     /// ahead must not keep its incident open, and catching every later failure, for a year.
     at: i64,
     /// Index into `BatchRows::rows`.
@@ -378,8 +383,8 @@ impl Store {
         let watermark_before = watermark;
         recent::lock(&self.recent).check(connection, data_version);
         // A clock far in the future on one machine must not resolve every incident:
-        // the event-time clock never runs more than an hour ahead of this host.
-        let ceiling = to_ms(Utc::now()) + 3_600_000;
+        // the event-time clock never runs more than `CLOCK_LEAD_MS` ahead of this host.
+        let ceiling = to_ms(Utc::now()) + CLOCK_LEAD_MS;
         let batch_max = batch
             .events
             .iter()
@@ -861,9 +866,10 @@ async fn join_correlated(
 /// Entra's record `f`, just placed as a counted failure, supersedes the Passport line
 /// `hit` of the same attempt, which was counted first under another category (a 50126
 /// whose Entra record names a federated issuer is `federation_unsupported`, not a wrong
-/// password). The line becomes `f`'s uncounted copy, in `f`'s incident; the incident
-/// it leaves gives back its count, its user and its source where nothing else holds
-/// them, and goes if nothing is left in it. Rare, so plain statements.
+/// password). The line, and the copies of the attempt that had joined it, become `f`'s
+/// uncounted copies, in `f`'s incident; the incident they leave gives back the line's
+/// count, and their users and sources where no other event holds them, and goes if no
+/// counted failure is left in it (`withdraw`). Rare, so plain statements.
 async fn supersede(
     tx: &mut Tx<'_>,
     state: &mut BatchIncidents,
@@ -875,24 +881,36 @@ async fn supersede(
     // The line and its incident as stored, with this batch's decisions so far.
     rows.write_through(tx, f.row + 1).await?;
     state.flush(tx).await?;
-    let (left, user_key, source, at): (Option<i64>, Option<String>, String, i64) =
-        sqlx::query_as("SELECT incident_id, user_key, source, occurred_at FROM events WHERE id = ?")
-            .bind(hit.event_id)
-            .fetch_one(&mut **tx)
-            .await?;
-    let joined = rows.rows[f.row].incident_id;
-    sqlx::query("UPDATE events SET counted = 0, incident_id = ?, fingerprint = ? WHERE id = ?")
-        .bind(joined)
-        .bind(f.fingerprint)
+    let left: Option<i64> = sqlx::query_scalar("SELECT incident_id FROM events WHERE id = ?")
         .bind(hit.event_id)
-        .execute(&mut **tx)
-        .await?;
+        .fetch_optional(&mut **tx)
+        .await?
+        .flatten();
+    let joined = rows.rows[f.row].incident_id;
+    let correlation = f.stored.event.correlation_id.as_deref().unwrap_or("");
+    let moved: Vec<(Option<String>, String, i64)> = sqlx::query_as(
+        "UPDATE events SET counted = 0, incident_id = ?1, fingerprint = ?2
+         WHERE id = ?3
+            OR (?4 IS NOT NULL AND incident_id = ?4 AND correlation_id = ?5 AND counted = 0
+                AND abs(occurred_at - ?6) <= ?7)
+         RETURNING user_key, source, occurred_at",
+    )
+    .bind(joined)
+    .bind(f.fingerprint)
+    .bind(hit.event_id)
+    .bind(left)
+    .bind(correlation)
+    .bind(hit.occurred_at)
+    .bind(CORRELATION_WINDOW_MS)
+    .fetch_all(&mut **tx)
+    .await?;
     if let Some(id) = joined {
-        let at = at.min(state.ceiling);
-        state.join_copy(id, &source, at, user_key.as_deref());
+        for (user_key, source, at) in &moved {
+            state.join_copy(id, source, (*at).min(state.ceiling), user_key.as_deref());
+        }
     }
     if let Some(left) = left.filter(|l| Some(*l) != joined) {
-        withdraw(tx, left, user_key.as_deref(), &source, result).await?;
+        withdraw(tx, left, &moved, state.ceiling, result).await?;
         // Its fingerprint's newest incident may now be an older one, or none.
         state.newest.retain(|_, st| st.map_or(true, |st| st.id != left));
     }
@@ -902,44 +920,32 @@ async fn supersede(
     Ok(())
 }
 
-/// Takes one counted failure out of incident `id` (its row already moved elsewhere):
-/// the count, and the user and source that no other event of the incident holds. An
-/// incident left with no event at all is removed: it was opened on what turned out to
-/// be the wrong verdict.
+/// Takes one counted failure, with its copies (`moved`: user key, source, time; their
+/// rows already moved elsewhere), out of incident `id`: the count, and the users and
+/// sources that no other event of the incident holds. An incident left with no counted
+/// failure was opened on what turned out to be the wrong verdict: it is removed (its id
+/// never given again), or, if someone acknowledged it, resolved and kept.
 async fn withdraw(
     tx: &mut Tx<'_>,
     id: i64,
-    user_key: Option<&str>,
-    source: &str,
+    moved: &[(Option<String>, String, i64)],
+    ceiling: i64,
     result: &mut BatchResult,
 ) -> Result<(), StoreError> {
-    let empty: bool = sqlx::query_scalar("SELECT NOT EXISTS (SELECT 1 FROM events WHERE incident_id = ?)")
-        .bind(id)
-        .fetch_one(&mut **tx)
-        .await?;
-    if empty {
-        let category: Option<String> = sqlx::query_scalar("DELETE FROM incidents WHERE id = ? RETURNING category")
+    let counted_left: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM events WHERE incident_id = ? AND counted = 1)")
             .bind(id)
-            .fetch_optional(&mut **tx)
+            .fetch_one(&mut **tx)
             .await?;
-        sqlx::query("DELETE FROM incident_users WHERE incident_id = ?").bind(id).execute(&mut **tx).await?;
-        if let Some(at) = result.opened_ids.iter().position(|o| *o == id) {
-            // Opened by this very batch: it was never really opened.
-            result.opened_ids.swap_remove(at);
-            if let Some(n) =
-                category.as_deref().and_then(Category::parse).and_then(|c| result.incidents_opened.get_mut(&c))
-            {
-                *n = n.saturating_sub(1);
-            }
-            result.incidents_opened.retain(|_, n| *n > 0);
-        } else {
-            result.incidents_withdrawn.push(id);
-        }
-        return Ok(());
+    if !counted_left {
+        return remove_withdrawn(tx, id, result).await;
     }
-    let mut users_left = 0;
-    if let Some(user_key) = user_key {
-        users_left = sqlx::query(
+    let mut users_gone = 0u64;
+    let mut users: Vec<&str> = moved.iter().filter_map(|(u, _, _)| u.as_deref()).collect();
+    users.sort_unstable();
+    users.dedup();
+    for user_key in users {
+        users_gone += sqlx::query(
             "DELETE FROM incident_users WHERE incident_id = ?1 AND user_key = ?2
                AND NOT EXISTS (SELECT 1 FROM events WHERE incident_id = ?1 AND user_key = ?2)",
         )
@@ -952,17 +958,67 @@ async fn withdraw(
     sqlx::query(
         "UPDATE incidents SET event_count = MAX(event_count - 1, 0),
             users_affected = MAX(users_affected - ?2, 0),
-            first_seen = COALESCE((SELECT MIN(occurred_at) FROM events WHERE incident_id = ?1), first_seen),
-            last_seen = COALESCE((SELECT MAX(occurred_at) FROM events WHERE incident_id = ?1), last_seen),
-            sources = CASE WHEN EXISTS (SELECT 1 FROM events WHERE incident_id = ?1 AND source = ?3) THEN sources
-                           ELSE trim(replace(',' || sources || ',', ',' || ?3 || ',', ','), ',') END
+            first_seen = COALESCE(MIN((SELECT MIN(occurred_at) FROM events WHERE incident_id = ?1), ?3), first_seen),
+            last_seen = COALESCE(MIN((SELECT MAX(occurred_at) FROM events WHERE incident_id = ?1), ?3), last_seen)
          WHERE id = ?1",
     )
     .bind(id)
-    .bind(i64::try_from(users_left).unwrap_or(i64::MAX))
-    .bind(source)
+    .bind(i64::try_from(users_gone).unwrap_or(i64::MAX))
+    .bind(ceiling)
     .execute(&mut **tx)
     .await?;
+    let mut sources: Vec<&str> = moved.iter().map(|(_, s, _)| s.as_str()).collect();
+    sources.sort_unstable();
+    sources.dedup();
+    for source in sources {
+        sqlx::query(
+            "UPDATE incidents SET sources = trim(replace(',' || sources || ',', ',' || ?2 || ',', ','), ',')
+             WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM events WHERE incident_id = ?1 AND source = ?2)",
+        )
+        .bind(id)
+        .bind(source)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Removes incident `id`, which holds no counted failure any more (see `withdraw`); one
+/// an operator acknowledged is resolved instead, so that the acknowledgement stays on
+/// record. Its id is never given again (`INCIDENT_ID_FLOOR`): a link or a script holding
+/// it must not reach another incident.
+async fn remove_withdrawn(tx: &mut Tx<'_>, id: i64, result: &mut BatchResult) -> Result<(), StoreError> {
+    let resolved = sqlx::query(
+        "UPDATE incidents SET status = 'resolved', resolved_at = COALESCE(resolved_at, last_seen),
+            event_count = 0, users_affected = 0
+         WHERE id = ? AND acknowledged_at IS NOT NULL",
+    )
+    .bind(id)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    sqlx::query("DELETE FROM incident_users WHERE incident_id = ?").bind(id).execute(&mut **tx).await?;
+    if resolved > 0 {
+        result.incidents_auto_resolved += 1;
+        return Ok(());
+    }
+    sqlx::query("UPDATE events SET incident_id = NULL WHERE incident_id = ?").bind(id).execute(&mut **tx).await?;
+    sqlx::query(RAISE_INCIDENT_ID_FLOOR).bind(id).execute(&mut **tx).await?;
+    let category: Option<String> = sqlx::query_scalar("DELETE FROM incidents WHERE id = ? RETURNING category")
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    if let Some(at) = result.opened_ids.iter().position(|o| *o == id) {
+        // Opened by this very batch: it was never really opened.
+        result.opened_ids.swap_remove(at);
+        if let Some(n) = category.as_deref().and_then(Category::parse).and_then(|c| result.incidents_opened.get_mut(&c))
+        {
+            *n = n.saturating_sub(1);
+        }
+        result.incidents_opened.retain(|_, n| *n > 0);
+    } else {
+        result.incidents_withdrawn.push(id);
+    }
     Ok(())
 }
 
@@ -1009,6 +1065,12 @@ const NEWEST_INCIDENTS: &str = "WITH v(f) AS (SELECT DISTINCT value FROM json_ea
       FROM v CROSS JOIN incidents i
      WHERE i.id = (SELECT id FROM incidents WHERE fingerprint = v.f ORDER BY id DESC LIMIT 1)";
 
+/// Keeps the highest incident id ever removed (`?1`) in `meta`, so that no new incident
+/// takes it: withdrawn incidents (`remove_withdrawn`) and retention remove incidents, and
+/// an `INTEGER PRIMARY KEY` without AUTOINCREMENT reuses the highest id once it is gone.
+pub(crate) const RAISE_INCIDENT_ID_FLOOR: &str = "INSERT INTO meta (key, value) VALUES ('incident_id_floor', ?1)
+    ON CONFLICT (key) DO UPDATE SET value = MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))";
+
 /// The newest incident of one fingerprint (a detector's, or one whose cached state a
 /// batch dropped), the same statement as `newest_incidents`.
 async fn newest_incident(tx: &mut Tx<'_>, fingerprint: &str) -> Result<Option<IncidentState>, StoreError> {
@@ -1016,11 +1078,15 @@ async fn newest_incident(tx: &mut Tx<'_>, fingerprint: &str) -> Result<Option<In
 }
 
 async fn open_incident(tx: &mut Tx<'_>, n: NewIncident<'_>) -> Result<i64, StoreError> {
+    // The id past every id ever given: SQLite would hand out the id of a removed newest
+    // incident again (`INCIDENT_ID_FLOOR`).
     let id = sqlx::query_scalar(
-        "INSERT INTO incidents (kind, fingerprint, category, code, app, tenant, entry_id, title, severity,
+        "INSERT INTO incidents (id, kind, fingerprint, category, code, app, tenant, entry_id, title, severity,
             status, first_seen, last_seen, event_count, users_affected, sources, remediation,
             reopened_count, opened_at, evidence, subject_key)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, 0, 0, '', ?, 0, ?, ?, ?)
+         VALUES (1 + MAX(COALESCE((SELECT MAX(id) FROM incidents), 0),
+                         COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'incident_id_floor'), 0)),
+                 ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, 0, 0, '', ?, 0, ?, ?, ?)
          RETURNING id",
     )
     .bind(n.kind)
@@ -1145,7 +1211,7 @@ async fn place_failure(
             *result.incidents_opened.entry(category).or_default() += 1;
             result.opened_ids.push(id);
             if let Some((from, to)) = around {
-                adopt_pending(tx, id, fingerprint, from, to, f.event_id).await?;
+                adopt_pending(tx, id, fingerprint, from, to, f.event_id, state.ceiling).await?;
                 // adopt_pending rewrote counters and event links from the table: read
                 // them back rather than mirror them.
                 state.newest.remove(fingerprint);
@@ -1199,6 +1265,7 @@ async fn adopt_pending(
     start: i64,
     end: i64,
     upto_event: i64,
+    ceiling: i64,
 ) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE events SET incident_id = ?
@@ -1224,12 +1291,13 @@ async fn adopt_pending(
         "UPDATE incidents SET
             event_count = (SELECT COUNT(*) FROM events WHERE incident_id = ?1 AND counted = 1),
             users_affected = (SELECT COUNT(*) FROM incident_users WHERE incident_id = ?1),
-            first_seen = COALESCE((SELECT MIN(occurred_at) FROM events WHERE incident_id = ?1), first_seen),
-            last_seen = COALESCE((SELECT MAX(occurred_at) FROM events WHERE incident_id = ?1), last_seen),
+            first_seen = COALESCE(MIN((SELECT MIN(occurred_at) FROM events WHERE incident_id = ?1), ?2), first_seen),
+            last_seen = COALESCE(MIN((SELECT MAX(occurred_at) FROM events WHERE incident_id = ?1), ?2), last_seen),
             sources = COALESCE((SELECT group_concat(source) FROM (SELECT DISTINCT source FROM events WHERE incident_id = ?1)), '')
          WHERE id = ?1",
     )
     .bind(id)
+    .bind(ceiling)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -1728,16 +1796,16 @@ async fn record_detection(
     };
     // Evidence is the largest window seen so far: counts only, never names.
     sqlx::query(
-        "UPDATE incidents SET last_seen = MAX(last_seen, ?), event_count = MAX(event_count, ?),
-            users_affected = MAX(users_affected, ?),
-            evidence = CASE WHEN event_count < ? OR evidence IS NULL THEN ? ELSE evidence END,
-            subject_key = COALESCE(subject_key, ?)
-         WHERE id = ?",
+        "UPDATE incidents SET first_seen = MIN(first_seen, ?1), last_seen = MAX(last_seen, ?1),
+            event_count = MAX(event_count, ?2),
+            users_affected = MAX(users_affected, ?3),
+            evidence = CASE WHEN event_count < ?2 OR evidence IS NULL THEN ?4 ELSE evidence END,
+            subject_key = COALESCE(subject_key, ?5)
+         WHERE id = ?6",
     )
     .bind(at)
     .bind(failures)
     .bind(users)
-    .bind(failures)
     .bind(evidence)
     .bind(subject_key)
     .bind(id)

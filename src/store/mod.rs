@@ -647,6 +647,9 @@ impl Store {
                 batch,
             )
             .await?;
+        // The ids of removed incidents are never given again (see `open_incident`).
+        let newest: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM incidents").fetch_one(&self.pool).await?;
+        sqlx::query(commit::RAISE_INCIDENT_ID_FLOOR).bind(newest.unwrap_or(0)).execute(&self.pool).await?;
         pruned.incidents = self
             .delete_in_batches(
                 "DELETE FROM incidents WHERE id IN
