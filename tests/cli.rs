@@ -1040,3 +1040,28 @@ fn a_message_starting_with_brackets_keeps_them_and_counts_once() {
     let v = json(&passportd(dir.path(), &["replay", "--json", a.to_str().unwrap(), b.to_str().unwrap()]));
     assert_eq!((v["failures"].as_u64(), v["duplicates"].as_u64()), (Some(1), Some(1)), "{v}");
 }
+
+/// Passport's Okta and Google Secure LDAP failures carry no AADSTS code, and a syslog-style
+/// export has no level column: such a line still counts, by its failure phrase, and the
+/// catalogue's entries for those providers classify it, as for the same line at Error level
+/// in an ndjson export. Chatter stays chatter.
+#[test]
+fn okta_and_google_ldap_failures_count_in_every_export_style() {
+    let dir = tempfile::tempdir().unwrap();
+    let head =
+        "2026-03-04 08:15:02.123456-0800  localhost SecurityAgent[612]: (KandjiPassport) [io.kandji.passport:auth]";
+    let messages = [
+        "LDAP bind failed: result code 49 (invalidCredentials)",
+        "Failed to authenticate user alice@contoso.example: The credentials provided were invalid.",
+        "ldap_bind: Invalid credentials (49)",
+        "Authorization failed: Google LDAP error code 50 insufficientAccessRights",
+        "Loaded configuration profile io.kandji.passport (version 14)",
+    ];
+    let syslog = dir.path().join("passport.log");
+    let text: String = messages.iter().enumerate().map(|(i, m)| format!("{head} {m} #{i}\n")).collect();
+    std::fs::write(&syslog, text).unwrap();
+    let v = json(&passportd(dir.path(), &["replay", "--json", "--format", "passport", syslog.to_str().unwrap()]));
+    assert_eq!((v["failures"].as_u64(), v["skipped"].as_u64()), (Some(4), Some(1)), "{v}");
+    assert_eq!(v["by_category"]["invalid_credentials"], 3, "{v}");
+    assert_eq!(v["by_category"]["consent_required"], 1, "{v}");
+}

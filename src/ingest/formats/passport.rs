@@ -106,6 +106,18 @@ const FAILURE_PHRASES: &[&str] = &[
     "invalid_client",
     "interaction_required",
     "unauthorized_client",
+    // Passport's other identity providers, as the shipped catalogue's entries for them
+    // read: Okta's password grant, Google Workspace's Secure LDAP bind.
+    "failed to authenticate",
+    "credentials provided were invalid",
+    "invalid credentials",
+    "invalidcredentials",
+    "bind failed",
+    "authorization failed",
+    "password verification failed",
+    "login attempt failed",
+    "sign in attempt failed",
+    "sign-in attempt failed",
 ];
 
 const SUCCESS_PHRASES: &[&str] = &[
@@ -119,11 +131,11 @@ const SUCCESS_PHRASES: &[&str] = &[
     "login successful",
 ];
 
-/// Substrings at least one of which every outcome phrase contains ("fail" or "invalid_"
+/// Substrings at least one of which every outcome phrase contains ("fail" or "invalid"
 /// or ... for failures, "succe" for successes). Most Passport lines are chatter that
 /// contains none of them: five SIMD scans of the lower-cased line settle it, instead of
 /// a byte-by-byte case-insensitive window over every phrase (30 % of the reader's time).
-const FAILURE_ANCHORS: &[&str] = &["fail", "invalid_", "interaction_required", "unauthorized_client"];
+const FAILURE_ANCHORS: &[&str] = &["fail", "invalid", "interaction_required", "unauthorized_client"];
 const SUCCESS_ANCHOR: &str = "succe";
 
 /// `AADSTS`, built once: `memmem::find` builds its searcher on every call, which costs
