@@ -377,7 +377,8 @@ fn classify_cli_explains_the_kandji_errors() {
 fn classify_marks_lines_the_daemon_does_not_count() {
     let dir = tempfile::tempdir().unwrap();
     let private = r#"{"timestamp":"2026-03-04 08:15:02.123456-0800","messageType":"Error","eventMessage":"<private>","subsystem":"io.kandji.passport"}"#;
-    let chatter = "2026-03-04 08:15:02.123 Df SecurityAgent[612:26b7] [io.kandji.passport:auth] The credentials provided were invalid.";
+    // A Default-level line whose only clue is a catalogue pattern, not a failure phrase.
+    let chatter = "2026-03-04 08:15:02.123 Df SecurityAgent[612:26b7] [io.kandji.passport:auth] Reminder: the password is expired.";
     let bare = "The credentials provided were invalid.";
     let out = passportd(dir.path(), &["classify", "--json", private, chatter, bare]);
     let lines: Vec<serde_json::Value> =
@@ -385,7 +386,7 @@ fn classify_marks_lines_the_daemon_does_not_count() {
     assert_eq!(lines[0]["not_counted"], "redacted");
     assert_eq!(
         (lines[1]["not_counted"].as_str(), lines[1]["category"].as_str()),
-        (Some("chatter"), Some("invalid_credentials"))
+        (Some("chatter"), Some("password_expired"))
     );
     assert!(lines[2].get("not_counted").is_none(), "a bare message is no log line: {}", lines[2]);
 }
