@@ -709,7 +709,7 @@ pub struct Writer {
     store: Store,
     metrics: Metrics,
     policy: Policy,
-    /// When a batch with records was last written (or the writer was built).
+    /// When a batch that stored records was last written (or the writer was built).
     last_input: Arc<std::sync::Mutex<Instant>>,
 }
 
@@ -740,8 +740,9 @@ impl Writer {
         Ok(resolved)
     }
 
-    fn note_input(&self, batch: &Batch) {
-        if batch.records() > 0 {
+    fn note_input(&self, result: &BatchResult) {
+        // Duplicates are no input: a feed that only re-delivers what is stored is quiet.
+        if !result.stored.is_empty() {
             let mut last = match self.last_input.lock() {
                 Ok(l) => l,
                 Err(poisoned) => poisoned.into_inner(),
@@ -782,7 +783,7 @@ impl Writer {
 
     /// Counts a written batch: its size, what it stored, and each record's lag.
     fn record(&self, batch: &Batch, result: &BatchResult) {
-        self.note_input(batch);
+        self.note_input(result);
         self.metrics.batch_records.observe(batch.records() as f64);
         self.metrics.record_batch(result);
         let now = Utc::now().timestamp_millis();

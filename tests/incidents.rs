@@ -394,6 +394,59 @@ async fn a_late_failure_long_before_the_clock_opens_an_incident_already_resolved
     assert_eq!(late.resolved_at, Some(at(30)));
 }
 
+/// A late failure that joins an incident the sweep already resolved moves its resolution
+/// with it (one quiet period after its last failure), whether the two late failures come
+/// in one batch or two.
+#[tokio::test]
+async fn a_late_failure_joining_a_resolved_incident_moves_its_resolution() {
+    for one_batch in [false, true] {
+        let (_d, s) = store().await;
+        let p = Policy::default();
+        commit(&s, &p, vec![ev("now", 50079, Category::MfaRequired, 200)]).await;
+        let late = |id: &str, minute| ev(id, 50076, Category::MfaRequired, minute);
+        if one_batch {
+            commit(&s, &p, vec![late("a", 0), late("b", 20)]).await;
+        } else {
+            commit(&s, &p, vec![late("a", 0)]).await;
+            commit(&s, &p, vec![late("b", 20)]).await;
+        }
+        let incs = all(&s).await;
+        let inc = incs.iter().find(|i| i.code == Some(50076)).unwrap();
+        assert_eq!((inc.event_count, inc.status), (2, IncidentStatus::Resolved), "one_batch={one_batch}: {inc:?}");
+        assert_eq!((inc.last_seen, inc.resolved_at), (at(20), Some(at(50))), "one_batch={one_batch}");
+    }
+}
+
+/// While no input arrives the incident clock runs on with the wall clock. Records re-sent
+/// and found stored are no input (a feed that only re-delivers has gone quiet), and the
+/// time since the last input counts across a restart: it is kept in the store.
+#[tokio::test]
+async fn the_idle_clock_ignores_duplicates_and_survives_a_restart() {
+    use passportd::metrics::Metrics;
+    use passportd::pipeline::Writer;
+    let (d, s) = store().await;
+    let p = Policy { quiet_period: Duration::from_secs(60), ..Policy::default() };
+    let now = (Utc::now().timestamp_millis() - T0) / 60_000;
+    let batch = || Batch { events: vec![stored(ev("recent", 50076, Category::MfaRequired, now))], ..Batch::default() };
+    let metrics = || Metrics::new(&[], &[], &[]).unwrap();
+    let writer = Writer::new(s.clone(), metrics(), p.clone());
+    writer.commit(&batch()).await.unwrap();
+    // Ninety seconds pass without input (the store's note of it is moved back)...
+    let other = sqlx::SqlitePool::connect(&format!("sqlite://{}", d.path().join("db/p.db").display())).await.unwrap();
+    sqlx::query("UPDATE meta SET value = CAST(value AS INTEGER) - 90000 WHERE key = 'input_at_ms'")
+        .execute(&other)
+        .await
+        .unwrap();
+    other.close().await;
+    // ... and the feed re-delivers what is stored: still no input.
+    let again = writer.commit(&batch()).await.unwrap();
+    assert_eq!(again.duplicates, 1);
+    // A new process on the same store (a restart) knows how long it has been.
+    let restarted = Writer::new(s.clone(), metrics(), p.clone());
+    assert_eq!(restarted.resolve_quiet(Duration::ZERO).await.unwrap(), 1);
+    assert_eq!(all(&s).await[0].status, IncidentStatus::Resolved);
+}
+
 /// One failure stamped a year ahead (a Mac with a wrong clock) is stored with its own
 /// time, but its incident's times go no further than the event-time clock may (an hour
 /// past this host's clock), so the incident goes quiet and resolves like any other

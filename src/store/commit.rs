@@ -93,11 +93,21 @@ struct Delta {
     /// In order of first appearance: `sources` is an ordered list.
     sources: Vec<String>,
     user_keys: Vec<String>,
+    /// The incident's quiet period, when a failure counted into it: a late failure that
+    /// joins an incident the sweep already resolved moves its resolution with it.
+    quiet: Option<i64>,
 }
 
 impl Default for Delta {
     fn default() -> Self {
-        Self { counted: 0, first_seen: i64::MAX, last_seen: i64::MIN, sources: Vec::new(), user_keys: Vec::new() }
+        Self {
+            counted: 0,
+            first_seen: i64::MAX,
+            last_seen: i64::MIN,
+            sources: Vec::new(),
+            user_keys: Vec::new(),
+            quiet: None,
+        }
     }
 }
 
@@ -235,18 +245,25 @@ impl BatchIncidents {
             }
         }
         for chunk in deltas.chunks(IN_LIST / 6) {
-            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("WITH v(id, n, u, f, l, s) AS (");
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("WITH v(id, n, u, f, l, s, q) AS (");
             q.push_values(chunk, |mut b, (id, d)| {
                 b.push_bind(*id)
                     .push_bind(d.counted)
                     .push_bind(new_users.get(id).copied().unwrap_or(0))
                     .push_bind(d.first_seen)
                     .push_bind(d.last_seen)
-                    .push_bind(d.sources.first().map(String::as_str).unwrap_or(""));
+                    .push_bind(d.sources.first().map(String::as_str).unwrap_or(""))
+                    .push_bind(d.quiet);
             });
+            // An incident the sweep resolved (at its last failure plus its quiet period)
+            // that a late failure joins went quiet later: its resolution moves with it.
+            // The right-hand sides read the row as it was.
             q.push(
                 ") UPDATE incidents SET event_count = event_count + v.n,
                     users_affected = users_affected + v.u,
+                    resolved_at = CASE WHEN status = 'resolved' AND v.q IS NOT NULL AND v.l > last_seen
+                                        AND resolved_at = last_seen + v.q
+                                   THEN v.l + v.q ELSE resolved_at END,
                     first_seen = MIN(first_seen, v.f), last_seen = MAX(last_seen, v.l),
                     sources = CASE WHEN v.s = '' OR instr(',' || sources || ',', ',' || v.s || ',') > 0 THEN sources
                                    WHEN sources = '' THEN v.s ELSE sources || ',' || v.s END
@@ -330,15 +347,25 @@ impl Store {
     }
 
     /// Resolves the incidents that have been quiet for their quiet period as of the
-    /// event-time clock advanced by `idle` (the wall time since the last input; see
-    /// `Writer::resolve_quiet`). Returns how many it resolved.
+    /// event-time clock advanced by the wall time since the store last stored a record
+    /// (`input_at_ms`, kept across restarts, so the time `serve` was stopped counts too),
+    /// or by `idle` (this process's, see `Writer::resolve_quiet`) for a store written
+    /// before that was kept. Returns how many it resolved.
     pub async fn resolve_quiet(&self, idle: std::time::Duration, policy: &Policy) -> Result<u64, StoreError> {
         let mut tx = self.begin_write().await?;
-        let watermark: Option<i64> = sqlx::query_scalar(super::WATERMARK).fetch_optional(&mut *tx.0).await?;
+        let (watermark, input_at): (Option<i64>, Option<i64>) = sqlx::query_as(
+            "SELECT (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'watermark_ms'),
+                    (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'input_at_ms')",
+        )
+        .fetch_one(&mut *tx.0)
+        .await?;
         let Some(watermark) = watermark else {
             return Ok(0);
         };
-        let idle_ms = i64::try_from(idle.as_millis()).unwrap_or(i64::MAX);
+        let idle_ms = match input_at {
+            Some(at) => to_ms(Utc::now()).saturating_sub(at).max(0),
+            None => i64::try_from(idle.as_millis()).unwrap_or(i64::MAX),
+        };
         let resolved = sweep(&mut tx.0, watermark.saturating_add(idle_ms), policy).await?;
         tx.commit().await?;
         Ok(resolved)
@@ -546,6 +573,17 @@ impl Store {
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             )
             .bind(watermark.to_string())
+            .execute(&mut **tx)
+            .await?;
+        }
+        if !result.stored.is_empty() {
+            // When input last arrived, by the wall clock: records re-sent and found stored
+            // are not input (a feed that only re-delivers has gone quiet).
+            sqlx::query(
+                "INSERT INTO meta (key, value) VALUES ('input_at_ms', ?)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(to_ms(Utc::now()).to_string())
             .execute(&mut **tx)
             .await?;
         }
@@ -1121,10 +1159,21 @@ async fn reopen(tx: &mut Tx<'_>, id: i64) -> Result<(), StoreError> {
 }
 
 /// Counts one failure into an incident (written at the batch's flush).
-fn count_into(state: &mut BatchIncidents, rows: &mut BatchRows<'_>, id: i64, f: &NewFailure<'_>) {
+fn count_into(state: &mut BatchIncidents, rows: &mut BatchRows<'_>, id: i64, f: &NewFailure<'_>, quiet: i64) {
     let occurred = f.at;
+    // As `flush` will write it: a resolved incident's resolution moves with a late failure.
+    for st in state.newest.values_mut().flatten() {
+        if st.id == id
+            && st.status == IncidentStatus::Resolved
+            && occurred > st.last_seen_ms
+            && st.resolved_at_ms == Some(st.last_seen_ms.saturating_add(quiet))
+        {
+            st.resolved_at_ms = Some(occurred.saturating_add(quiet));
+        }
+    }
     let d = state.pending.entry(id).or_default();
     d.counted += 1;
+    d.quiet = Some(quiet);
     d.first_seen = d.first_seen.min(occurred);
     d.seen_by(&f.stored.event.source, occurred);
     if let Some(user_key) = &f.stored.user_key {
@@ -1226,7 +1275,7 @@ async fn place_failure(
         }
     };
     if let Some(id) = placed {
-        count_into(state, rows, id, f);
+        count_into(state, rows, id, f, policy.quiet_ms(category));
         remember_correlation(state, f, Some(id));
     }
     Ok(())
