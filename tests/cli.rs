@@ -924,16 +924,35 @@ fn a_replay_stopped_by_sigint_commits_and_summarizes_what_it_read() {
     rt.block_on(common::poll_until("the paused replay to commit all it read", Duration::from_secs(30), || async {
         (stored_records(&db).await == 600).then_some(())
     }));
+    // The log says when the signal has been taken (stderr, read on a thread of its own).
+    let stderr = child.stderr.take().unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let reading = std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
     assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    let mut log = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !log.iter().any(|l: &String| l.contains("stopping")) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "no stopping message: {log:?}");
+        if let Ok(line) = lines.recv_timeout(left) {
+            log.push(line);
+        }
+    }
     // Whatever comes after the signal is not read into the store.
     let _ = stdin.write_all(&more);
     drop(stdin);
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    reading.join().unwrap();
+    log.extend(lines.try_iter());
+    assert_eq!(out.status.code(), Some(130), "stderr: {log:?}");
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the summary on stdout");
     assert_eq!(summary["records"], 600, "{summary}");
     assert_eq!(rt.block_on(stored_records(&db)), 600);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted"));
+    assert!(log.iter().any(|l| l.contains("interrupted")), "{log:?}");
 }
 
 #[test]

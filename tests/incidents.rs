@@ -26,6 +26,8 @@ struct Ev {
     correlation: Option<String>,
     source: &'static str,
     app: Option<&'static str>,
+    /// Decoded from a Passport log (`format = "passport"`), not an Entra export.
+    passport_format: bool,
 }
 
 fn ev(id: &str, code: u32, category: Category, minute: i64) -> Ev {
@@ -40,6 +42,7 @@ fn ev(id: &str, code: u32, category: Category, minute: i64) -> Ev {
         correlation: None,
         source: "entra",
         app: Some("app-1"),
+        passport_format: false,
     }
 }
 
@@ -49,7 +52,7 @@ fn stored(e: Ev) -> StoredEvent {
         occurred_at: at(e.minute),
         occurred_from_record: true,
         source: e.source.into(),
-        format: "azure-diagnostic".into(),
+        format: if e.passport_format { "passport" } else { "azure-diagnostic" }.into(),
         outcome: e.outcome,
         category: (e.outcome != Outcome::Success).then_some(e.category),
         codes: vec![e.code],
@@ -247,6 +250,17 @@ async fn opening_gate_holds_noisy_failures_until_enough_gather() {
         assert_eq!(incs.len(), 1, "{order:?}: {incs:?}");
         assert_eq!((incs[0].event_count, incs[0].first_seen, incs[0].last_seen), (3, at(1), at(9)), "{order:?}");
     }
+    // A failure held before the gate opened, after the window that opens it, joins too, as
+    // it would have had it arrived after the opening.
+    for order in [[0, 5, 9, 18], [0, 9, 18, 5]] {
+        let (_d4, s4) = store().await;
+        for minute in order {
+            commit(&s4, &p, vec![ev(&format!("m{minute}"), 50126, Category::InvalidCredentials, minute)]).await;
+        }
+        let incs = all(&s4).await;
+        assert_eq!(incs.len(), 1, "{order:?}: {incs:?}");
+        assert_eq!((incs[0].event_count, incs[0].last_seen), (4, at(18)), "{order:?}");
+    }
 }
 
 /// One MFA-blocked sign-in as both sides log it, sharing a correlation id: the Entra
@@ -415,6 +429,28 @@ async fn a_late_failure_joining_a_resolved_incident_moves_its_resolution() {
         assert_eq!((inc.event_count, inc.status), (2, IncidentStatus::Resolved), "one_batch={one_batch}: {inc:?}");
         assert_eq!((inc.last_seen, inc.resolved_at), (at(20), Some(at(50))), "one_batch={one_batch}");
     }
+}
+
+/// A late failure that joins an incident the sweep resolved, and whose own quiet period
+/// has not ended by the clock, makes it active again (it never went quiet): it is open,
+/// takes the live failures that follow, and resolves one quiet period after the last.
+#[tokio::test]
+async fn a_late_failure_makes_an_incident_resolved_too_early_active_again() {
+    let (_d, s) = store().await;
+    let p = Policy::default();
+    let mfa = |id: &str, minute| ev(id, 50076, Category::MfaRequired, minute);
+    commit(&s, &p, vec![mfa("first", 0)]).await;
+    commit(&s, &p, vec![ev("elsewhere", 50079, Category::MfaRequired, 31)]).await;
+    let find = |incs: Vec<passportd::incidents::Incident>| incs.into_iter().find(|i| i.code == Some(50076)).unwrap();
+    assert_eq!(find(all(&s).await).status, IncidentStatus::Resolved);
+    commit(&s, &p, vec![mfa("late", 20)]).await;
+    let inc = find(all(&s).await);
+    assert_eq!((inc.status, inc.resolved_at, inc.reopened_count), (IncidentStatus::Open, None, 0), "{inc:?}");
+    commit(&s, &p, vec![mfa("live", 40)]).await;
+    commit(&s, &p, vec![ev("later", 50079, Category::MfaRequired, 100)]).await;
+    let incs = all(&s).await;
+    let inc = find(incs.clone());
+    assert_eq!((inc.event_count, inc.status, inc.resolved_at), (3, IncidentStatus::Resolved, Some(at(70))), "{incs:?}");
 }
 
 /// While no input arrives the incident clock runs on with the wall clock. Records re-sent
@@ -962,6 +998,7 @@ fn detector_scenario() -> Vec<Vec<Ev>> {
         state % n
     };
     let mut events = Vec::new();
+    let mut pending_records: Vec<(usize, Ev)> = Vec::new();
     for i in 0..600_i64 {
         let code = match next(6) {
             0 => 50053,
@@ -988,6 +1025,24 @@ fn detector_scenario() -> Vec<Vec<Ev>> {
         } else {
             events.push(e);
         }
+        if i % 11 == 0 {
+            // A Passport line naming its user, counted first, and 30 records later its
+            // Entra record with another verdict, which supersedes it: the line leaves the
+            // user's counted credential failures (brute force) wherever they are kept.
+            let mut line = ev(&format!("d{i}-line"), 50126, Category::InvalidCredentials, i / 5);
+            line.user = Some(format!("user-{}", i % 4));
+            line.correlation = Some(format!("fed-{i}"));
+            line.source = "passport";
+            line.passport_format = true;
+            let mut record = ev(&format!("d{i}-fed"), 50126, Category::FederationUnsupported, i / 5);
+            record.user = line.user.clone();
+            record.correlation = line.correlation.clone();
+            events.push(line);
+            pending_records.push((events.len() + 30, record));
+        }
+        while pending_records.first().is_some_and(|(due, _)| *due <= events.len()) {
+            events.push(pending_records.remove(0).1);
+        }
         if i == 300 {
             for k in 0..12 {
                 let mut burst = ev(&format!("burst{k}"), 50126, Category::InvalidCredentials, i / 5);
@@ -997,6 +1052,7 @@ fn detector_scenario() -> Vec<Vec<Ev>> {
             }
         }
     }
+    events.extend(pending_records.into_iter().map(|(_, record)| record));
     let mut batches: Vec<Vec<Ev>> = Vec::new();
     let mut rest = events.into_iter().peekable();
     let mut size = 1;

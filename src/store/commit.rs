@@ -94,7 +94,8 @@ struct Delta {
     sources: Vec<String>,
     user_keys: Vec<String>,
     /// The incident's quiet period, when a failure counted into it: a late failure that
-    /// joins an incident the sweep already resolved moves its resolution with it.
+    /// joins an incident the sweep resolved before that failure's own quiet period ended
+    /// makes it active again (`flush`).
     quiet: Option<i64>,
 }
 
@@ -175,6 +176,9 @@ struct BatchIncidents {
     events_changed: bool,
     /// The latest time an incident may record (`NewFailure::at`).
     ceiling: i64,
+    /// Credential failures of earlier batches that a supersede made uncounted (time, user
+    /// key): the detectors' copy of the recent past drops them (`recent`).
+    uncounted: Vec<(i64, String)>,
 }
 
 impl BatchIncidents {
@@ -256,14 +260,19 @@ impl BatchIncidents {
                     .push_bind(d.quiet);
             });
             // An incident the sweep resolved (at its last failure plus its quiet period)
-            // that a late failure joins went quiet later: its resolution moves with it.
-            // The right-hand sides read the row as it was.
+            // that a late failure joins did not go quiet then: it is active again, and the
+            // sweep at the end of the batch resolves it at its new end if the clock has
+            // passed that. The right-hand sides read the row as it was.
             q.push(
                 ") UPDATE incidents SET event_count = event_count + v.n,
                     users_affected = users_affected + v.u,
+                    status = CASE WHEN status = 'resolved' AND v.q IS NOT NULL AND v.l > last_seen
+                                       AND resolved_at = last_seen + v.q
+                                  THEN CASE WHEN acknowledged_at IS NOT NULL THEN 'acknowledged' ELSE 'open' END
+                                  ELSE status END,
                     resolved_at = CASE WHEN status = 'resolved' AND v.q IS NOT NULL AND v.l > last_seen
-                                        AND resolved_at = last_seen + v.q
-                                   THEN v.l + v.q ELSE resolved_at END,
+                                            AND resolved_at = last_seen + v.q
+                                       THEN NULL ELSE resolved_at END,
                     first_seen = MIN(first_seen, v.f), last_seen = MAX(last_seen, v.l),
                     sources = CASE WHEN v.s = '' OR instr(',' || sources || ',', ',' || v.s || ',') > 0 THEN sources
                                    WHEN sources = '' THEN v.s ELSE sources || ',' || v.s END
@@ -534,12 +543,11 @@ impl Store {
         batch_rows.write_through(tx, usize::MAX).await?;
         state.flush(tx).await?;
 
-        if policy.detectors.enabled && result.superseded > 0 {
-            // A superseded line was counted as a credential failure, in this batch's rows
-            // or an earlier one's: the copy learns the store anew.
-            recent::lock(&self.recent).forget();
-        } else if policy.detectors.enabled {
+        if policy.detectors.enabled {
             let mut copy = recent::lock(&self.recent);
+            for (at, user_key) in &state.uncounted {
+                copy.uncount(*at, user_key);
+            }
             for row in &batch_rows.rows {
                 if let Some(failure) = credential_failure(row) {
                     copy.add(&failure);
@@ -548,7 +556,7 @@ impl Store {
         }
         if policy.detectors.enabled && !credential_failures.is_empty() {
             let recent = Recent { copy: &self.recent, watermark_before };
-            run_detectors(tx, &credential_failures, policy, &recent, &mut result).await?;
+            run_detectors(tx, &credential_failures, policy, &recent, ceiling, &mut result).await?;
         }
 
         if batch_max > watermark {
@@ -916,15 +924,18 @@ async fn supersede(
     hit: &CorrelationHit,
     result: &mut BatchResult,
 ) -> Result<(), StoreError> {
-    // The line and its incident as stored, with this batch's decisions so far.
+    // The line, this record and their incidents as stored, with this batch's decisions so
+    // far (an opening gate links the record in the table, not in its row here).
     rows.write_through(tx, f.row + 1).await?;
     state.flush(tx).await?;
-    let left: Option<i64> = sqlx::query_scalar("SELECT incident_id FROM events WHERE id = ?")
-        .bind(hit.event_id)
-        .fetch_optional(&mut **tx)
-        .await?
-        .flatten();
-    let joined = rows.rows[f.row].incident_id;
+    let (left, joined, line_user): (Option<i64>, Option<i64>, Option<String>) = sqlx::query_as(
+        "SELECT (SELECT incident_id FROM events WHERE id = ?1), (SELECT incident_id FROM events WHERE id = ?2),
+                (SELECT user_key FROM events WHERE id = ?1)",
+    )
+    .bind(hit.event_id)
+    .bind(f.event_id)
+    .fetch_one(&mut **tx)
+    .await?;
     let correlation = f.stored.event.correlation_id.as_deref().unwrap_or("");
     let moved: Vec<(Option<String>, String, i64)> = sqlx::query_as(
         "UPDATE events SET counted = 0, incident_id = ?1, fingerprint = ?2
@@ -952,8 +963,26 @@ async fn supersede(
         // Its fingerprint's newest incident may now be an older one, or none.
         state.newest.retain(|_, st| st.map_or(true, |st| st.id != left));
     }
-    // Cached correlation hits still count the line.
-    state.events_changed = true;
+    // The caches learn that the line no longer counts, so that the rest of the batch
+    // keeps its fast path: later copies of the attempt find this record (remembered when
+    // it was placed), and the detectors' copy of the recent past drops the line from the
+    // counted failures of its user.
+    for cache in [&mut state.prior_correlations, &mut state.batch_correlations] {
+        if let Some(hits) = cache.get_mut(correlation) {
+            hits.retain(|h| h.event_id != hit.event_id);
+        }
+    }
+    match rows.rows.iter_mut().find(|r| r.id == hit.event_id) {
+        Some(row) => {
+            row.counted = false;
+            row.incident_id = joined;
+        }
+        None => {
+            if let Some(user_key) = line_user {
+                state.uncounted.push((hit.occurred_at, user_key));
+            }
+        }
+    }
     result.superseded += 1;
     Ok(())
 }
@@ -1161,14 +1190,16 @@ async fn reopen(tx: &mut Tx<'_>, id: i64) -> Result<(), StoreError> {
 /// Counts one failure into an incident (written at the batch's flush).
 fn count_into(state: &mut BatchIncidents, rows: &mut BatchRows<'_>, id: i64, f: &NewFailure<'_>, quiet: i64) {
     let occurred = f.at;
-    // As `flush` will write it: a resolved incident's resolution moves with a late failure.
+    // As `flush` will write it: a late failure makes an incident the sweep resolved too
+    // early active again (the batch's closing sweep resolves it at its new end).
     for st in state.newest.values_mut().flatten() {
         if st.id == id
             && st.status == IncidentStatus::Resolved
             && occurred > st.last_seen_ms
             && st.resolved_at_ms == Some(st.last_seen_ms.saturating_add(quiet))
         {
-            st.resolved_at_ms = Some(occurred.saturating_add(quiet));
+            st.status = IncidentStatus::Open;
+            st.resolved_at_ms = None;
         }
     }
     let d = state.pending.entry(id).or_default();
@@ -1260,7 +1291,8 @@ async fn place_failure(
             *result.incidents_opened.entry(category).or_default() += 1;
             result.opened_ids.push(id);
             if let Some((from, to)) = around {
-                adopt_pending(tx, id, fingerprint, from, to, f.event_id, state.ceiling).await?;
+                adopt_pending(tx, id, fingerprint, (from, to), f.event_id, policy.quiet_ms(category), state.ceiling)
+                    .await?;
                 // adopt_pending rewrote counters and event links from the table: read
                 // them back rather than mirror them.
                 state.newest.remove(fingerprint);
@@ -1284,13 +1316,38 @@ async fn place_failure(
 /// Whether some window of `within` ms holding `at` holds enough of the time-ordered
 /// `held` failures (`at`'s own among them) to open a gated incident.
 fn gate_met_around(held: &[(i64, Option<String>)], at: i64, within: i64, gate: incidents::OpenGate) -> bool {
-    // Every window worth trying starts at a held failure no more than `within` before `at`.
-    held.iter().filter(|(start, _)| *start <= at && at.saturating_sub(*start) <= within).any(|(start, _)| {
+    // Every window worth trying starts at a held failure no more than `within` before
+    // `at`; sliding the start forward only moves the end forward: one pass.
+    let first = held.partition_point(|(t, _)| *t < at.saturating_sub(within));
+    let mut users: HashMap<&str, u32> = HashMap::new();
+    let mut hi = first;
+    for lo in first..held.len() {
+        let start = held[lo].0;
+        if start > at {
+            break;
+        }
+        if lo > first {
+            if let Some(u) = held[lo - 1].1.as_deref() {
+                if let Some(n) = users.get_mut(u) {
+                    *n -= 1;
+                    if *n == 0 {
+                        users.remove(u);
+                    }
+                }
+            }
+        }
         let end = start.saturating_add(within);
-        let inside = held.iter().filter(|(t, _)| t >= start && *t <= end);
-        let users: HashSet<&str> = inside.clone().filter_map(|(_, u)| u.as_deref()).collect();
-        gate.is_met(inside.count() as u64, users.len() as u64)
-    })
+        while hi < held.len() && held[hi].0 <= end {
+            if let Some(u) = held[hi].1.as_deref() {
+                *users.entry(u).or_default() += 1;
+            }
+            hi += 1;
+        }
+        if gate.is_met((hi - lo) as u64, users.len() as u64) {
+            return true;
+        }
+    }
+    false
 }
 
 /// A counted failure of this batch is what later copies (within the window) may join.
@@ -1306,27 +1363,43 @@ fn remember_correlation(state: &mut BatchIncidents, f: &NewFailure<'_>, incident
     }
 }
 
-/// A gated incident just opened: the failures that were held back join it.
+/// A gated incident just opened: the failures that were held back in `(start, end)`
+/// join it, and then, one quiet period at a time, the held failures after them (which
+/// arrived first, out of order, and would have joined the open incident had they come
+/// after it).
 async fn adopt_pending(
     tx: &mut Tx<'_>,
     id: i64,
     fingerprint: &str,
-    start: i64,
-    end: i64,
+    (start, end): (i64, i64),
     upto_event: i64,
+    quiet: i64,
     ceiling: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE events SET incident_id = ?
-         WHERE fingerprint = ? AND incident_id IS NULL AND occurred_at >= ? AND occurred_at <= ? AND id <= ?",
-    )
-    .bind(id)
-    .bind(fingerprint)
-    .bind(start)
-    .bind(end)
-    .bind(upto_event)
-    .execute(&mut **tx)
-    .await?;
+    let (mut from, mut to) = (start, end);
+    loop {
+        let adopted = sqlx::query(
+            "UPDATE events SET incident_id = ?
+             WHERE fingerprint = ? AND incident_id IS NULL AND occurred_at >= ? AND occurred_at <= ? AND id <= ?",
+        )
+        .bind(id)
+        .bind(fingerprint)
+        .bind(from)
+        .bind(to)
+        .bind(upto_event)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        let last: Option<i64> = sqlx::query_scalar("SELECT MAX(occurred_at) FROM events WHERE incident_id = ?")
+            .bind(id)
+            .fetch_one(&mut **tx)
+            .await?;
+        let next = last.map_or(to, |l| l.saturating_add(quiet));
+        if adopted == 0 || next <= to {
+            break;
+        }
+        (from, to) = (to, next);
+    }
     sqlx::query(
         "INSERT INTO incident_users (incident_id, user_key)
          SELECT DISTINCT ?, user_key FROM events WHERE incident_id = ? AND user_key IS NOT NULL
@@ -1395,11 +1468,13 @@ async fn sweep(tx: &mut Tx<'_>, watermark: i64, policy: &Policy) -> Result<u64, 
 /// lockout waves, evaluated for the keys this batch touched. Each key's sliding window is
 /// evaluated at every new failure time of that key (in memory, from one grouped read), so
 /// what is detected does not depend on how events were cut into batches.
+/// `ceiling` bounds the times a detection records, as `NewFailure::at` does a failure's.
 async fn run_detectors(
     tx: &mut Tx<'_>,
     failures: &[&StoredEvent],
     policy: &Policy,
     recent: &Recent<'_>,
+    ceiling: i64,
     result: &mut BatchResult,
 ) -> Result<(), StoreError> {
     let window = i64::try_from(policy.detectors.window.as_millis()).unwrap_or(i64::MAX);
@@ -1453,13 +1528,13 @@ async fn run_detectors(
         }
     };
     for (ip, hit) in hits.spray {
-        record_hit(tx, Detector::PasswordSpray, ip, hit, policy, result).await?;
+        record_hit(tx, Detector::PasswordSpray, ip, hit, policy, ceiling, result).await?;
     }
     for (user, hit) in hits.brute_force {
-        record_hit(tx, Detector::BruteForce, user, hit, policy, result).await?;
+        record_hit(tx, Detector::BruteForce, user, hit, policy, ceiling, result).await?;
     }
     if let Some(hit) = hits.lockout_wave {
-        record_hit(tx, Detector::LockoutWave, "all", hit, policy, result).await?;
+        record_hit(tx, Detector::LockoutWave, "all", hit, policy, ceiling, result).await?;
     }
     Ok(())
 }
@@ -1781,10 +1856,16 @@ async fn record_hit(
     key: &str,
     hit: Hit,
     policy: &Policy,
+    ceiling: i64,
     result: &mut BatchResult,
 ) -> Result<(), StoreError> {
-    for at in &hit.fired {
-        record_detection(tx, detector, key, hit.failures, hit.users, *at, policy, result).await?;
+    let mut recorded = i64::MIN;
+    for at in hit.fired.iter().map(|at| (*at).min(ceiling)) {
+        // Ends past the ceiling all clamp to it: one detection there.
+        if at != recorded {
+            record_detection(tx, detector, key, hit.failures, hit.users, at, policy, result).await?;
+            recorded = at;
+        }
     }
     Ok(())
 }
@@ -1845,7 +1926,10 @@ async fn record_detection(
     };
     // Evidence is the largest window seen so far: counts only, never names.
     sqlx::query(
-        "UPDATE incidents SET first_seen = MIN(first_seen, ?1), last_seen = MAX(last_seen, ?1),
+        "UPDATE incidents SET last_seen = MAX(last_seen, ?1),
+            -- A late part of the attack moves its start back; a window from long before it
+            -- (which `decide` also appends) does not stretch it over days.
+            first_seen = CASE WHEN ?1 >= first_seen - ?7 THEN MIN(first_seen, ?1) ELSE first_seen END,
             event_count = MAX(event_count, ?2),
             users_affected = MAX(users_affected, ?3),
             evidence = CASE WHEN event_count < ?2 OR evidence IS NULL THEN ?4 ELSE evidence END,
@@ -1858,6 +1942,7 @@ async fn record_detection(
     .bind(evidence)
     .bind(subject_key)
     .bind(id)
+    .bind(policy.quiet_ms(category))
     .execute(&mut **tx)
     .await?;
     Ok(())

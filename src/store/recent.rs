@@ -142,6 +142,26 @@ impl RecentFailures {
         }
     }
 
+    /// A counted failure of `user_key` at `at`, taken in before, is no longer counted (an
+    /// Entra record superseded its Passport line): it leaves the user's counted failures.
+    pub(crate) fn uncount(&mut self, at: i64, user_key: &str) {
+        let Some(bound) = self.covers_after else {
+            return;
+        };
+        if at <= bound {
+            return;
+        }
+        if let Some(rows) = self.by_user.get_mut(user_key) {
+            if let Some(i) = rows.iter().position(|r| r.0 == at && r.1.as_deref() == Some(user_key)) {
+                rows.remove(i);
+                self.entries = self.entries.saturating_sub(1);
+            }
+            if rows.is_empty() {
+                self.by_user.remove(user_key);
+            }
+        }
+    }
+
     /// Replaces the contents with `rows`, every stored credential failure later than
     /// `after` (read from the store in this transaction).
     pub(crate) fn fill<'a>(&mut self, after: i64, rows: impl IntoIterator<Item = CredentialFailure<'a>>) {
