@@ -453,34 +453,86 @@ async fn a_late_failure_makes_an_incident_resolved_too_early_active_again() {
     assert_eq!((inc.event_count, inc.status, inc.resolved_at), (3, IncidentStatus::Resolved, Some(at(70))), "{incs:?}");
 }
 
-/// While no input arrives the incident clock runs on with the wall clock. Records re-sent
-/// and found stored are no input (a feed that only re-delivers has gone quiet), and the
-/// time since the last input counts across a restart: it is kept in the store.
+/// A late copy (the Entra record of a Passport line) that joins an incident the sweep
+/// resolved moves its end, and its resolution with it, however the input is batched; and
+/// a superseded line taken out of a resolved incident moves its resolution back.
 #[tokio::test]
-async fn the_idle_clock_ignores_duplicates_and_survives_a_restart() {
+async fn a_resolution_follows_late_copies_and_withdrawn_lines_in_any_batching() {
+    for one_batch in [false, true] {
+        let (_d, s) = store().await;
+        let p = Policy::default();
+        let (entra, passport) = one_attempt(2, 0);
+        let clock = ev("clock", 50079, Category::MfaRequired, 40);
+        let batches =
+            if one_batch { vec![vec![passport, clock, entra]] } else { vec![vec![passport], vec![clock], vec![entra]] };
+        for b in batches {
+            commit(&s, &p, b).await;
+        }
+        let inc = all(&s).await.into_iter().find(|i| i.code == Some(50076)).unwrap();
+        assert_eq!((inc.last_seen, inc.resolved_at), (at(2), Some(at(32))), "one_batch={one_batch}: {inc:?}");
+    }
+    let (_d, s) = store().await;
+    let p = Policy::default();
+    let (fed_entra, fed_passport) = federated_attempt("corr-f", 1, 1);
+    let mut other = ev("passport-other", 50126, Category::InvalidCredentials, 0);
+    other.source = "passport";
+    other.app = None;
+    commit_stored(&s, &p, vec![from_passport(other), from_passport(fed_passport)]).await;
+    commit(&s, &p, vec![ev("clock", 50079, Category::MfaRequired, 40)]).await;
+    commit_stored(&s, &p, vec![stored(fed_entra)]).await;
+    let inc = all(&s).await.into_iter().find(|i| i.category == Category::InvalidCredentials).unwrap();
+    assert_eq!((inc.event_count, inc.last_seen, inc.resolved_at), (1, at(0), Some(at(30))), "{inc:?}");
+}
+
+/// While no input arrives the incident clock runs on with the wall clock. Records re-sent
+/// and found stored are no input (a feed that only re-delivers has gone quiet), the time
+/// since the last input counts across a restart (it is kept in the store), and a batch
+/// arriving after a quiet spell is judged by that clock too: a late failure from before
+/// it opens an incident that is resolved at once.
+#[tokio::test]
+async fn the_idle_clock_ignores_duplicates_survives_a_restart_and_judges_late_input() {
     use passportd::metrics::Metrics;
     use passportd::pipeline::Writer;
     let (d, s) = store().await;
     let p = Policy { quiet_period: Duration::from_secs(60), ..Policy::default() };
     let now = (Utc::now().timestamp_millis() - T0) / 60_000;
-    let batch = || Batch { events: vec![stored(ev("recent", 50076, Category::MfaRequired, now))], ..Batch::default() };
+    let batch = |id: &str, code, minute| Batch {
+        events: vec![stored(ev(id, code, Category::MfaRequired, minute))],
+        ..Batch::default()
+    };
     let metrics = || Metrics::new(&[], &[], &[]).unwrap();
+    // Moves the store's note of the last input back: that much time passes without input.
+    let quiet_for = |ms: i64| {
+        let path = d.path().join("db/p.db");
+        async move {
+            let other = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+            sqlx::query("UPDATE meta SET value = CAST(value AS INTEGER) - ? WHERE key = 'input_at_ms'")
+                .bind(ms)
+                .execute(&other)
+                .await
+                .unwrap();
+            other.close().await;
+        }
+    };
     let writer = Writer::new(s.clone(), metrics(), p.clone());
-    writer.commit(&batch()).await.unwrap();
-    // Ninety seconds pass without input (the store's note of it is moved back)...
-    let other = sqlx::SqlitePool::connect(&format!("sqlite://{}", d.path().join("db/p.db").display())).await.unwrap();
-    sqlx::query("UPDATE meta SET value = CAST(value AS INTEGER) - 90000 WHERE key = 'input_at_ms'")
-        .execute(&other)
-        .await
-        .unwrap();
-    other.close().await;
-    // ... and the feed re-delivers what is stored: still no input.
-    let again = writer.commit(&batch()).await.unwrap();
-    assert_eq!(again.duplicates, 1);
+    writer.commit(&batch("a", 50076, now)).await.unwrap();
+    quiet_for(90_000).await;
     // A new process on the same store (a restart) knows how long it has been.
     let restarted = Writer::new(s.clone(), metrics(), p.clone());
     assert_eq!(restarted.resolve_quiet(Duration::ZERO).await.unwrap(), 1);
-    assert_eq!(all(&s).await[0].status, IncidentStatus::Resolved);
+
+    // (Two minutes ahead: still after the clock that ran on by the 90 s moved back above.)
+    restarted.commit(&batch("b", 50079, now + 2)).await.unwrap();
+    quiet_for(90_000).await;
+    // The feed re-delivers what is stored: no input, and the clock that ran on meanwhile
+    // resolves the incident of the quiet feed.
+    let again = restarted.commit(&batch("b", 50079, now + 2)).await.unwrap();
+    assert_eq!((again.duplicates, again.incidents_auto_resolved), (1, 1), "{again:?}");
+
+    // A late failure from before that clock's quiet period: opened and resolved at once.
+    let late = restarted.commit(&batch("c", 50074, now - 2)).await.unwrap();
+    assert_eq!((late.incidents_opened.len(), late.incidents_auto_resolved), (1, 1), "{late:?}");
+    assert!(all(&s).await.iter().all(|i| i.status == IncidentStatus::Resolved));
 }
 
 /// One failure stamped a year ahead (a Mac with a wrong clock) is stored with its own

@@ -65,7 +65,24 @@ const RECENT_WINDOWS: i64 = 2;
 /// connection this is and whether another connection committed since (`recent`).
 const BATCH_START: &str = "SELECT (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'watermark_ms'),
         (SELECT number FROM temp.writer_connection), (SELECT data_version FROM pragma_data_version),
-        (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'retention_horizon_ms')";
+        (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'retention_horizon_ms'),
+        (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'clock_ms'),
+        (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'input_at_ms')";
+
+/// The incidents' clock as of `now`: the event-time clock as it stood at the last input
+/// (`clock`, or the newest event time `watermark` for a store written before it was
+/// kept) run on by the wall time since that input (`input_at`), never past `ceiling`
+/// unless it already was. While no input arrives a feed's incidents go quiet, across
+/// restarts too; records re-sent and found stored are no input. `i64::MIN` for a store
+/// that has stored nothing.
+fn incident_clock(watermark: Option<i64>, clock: Option<i64>, input_at: Option<i64>, now: i64, ceiling: i64) -> i64 {
+    let base = watermark.max(clock).unwrap_or(i64::MIN);
+    if base == i64::MIN {
+        return base;
+    }
+    let idle = input_at.map_or(0, |at| now.saturating_sub(at).max(0));
+    base.saturating_add(idle).min(ceiling).max(base)
+}
 
 /// What a new incident is made of.
 struct NewIncident<'a> {
@@ -93,22 +110,11 @@ struct Delta {
     /// In order of first appearance: `sources` is an ordered list.
     sources: Vec<String>,
     user_keys: Vec<String>,
-    /// The incident's quiet period, when a failure counted into it: a late failure that
-    /// joins an incident the sweep resolved before that failure's own quiet period ended
-    /// makes it active again (`flush`).
-    quiet: Option<i64>,
 }
 
 impl Default for Delta {
     fn default() -> Self {
-        Self {
-            counted: 0,
-            first_seen: i64::MAX,
-            last_seen: i64::MIN,
-            sources: Vec::new(),
-            user_keys: Vec::new(),
-            quiet: None,
-        }
+        Self { counted: 0, first_seen: i64::MAX, last_seen: i64::MIN, sources: Vec::new(), user_keys: Vec::new() }
     }
 }
 
@@ -179,12 +185,21 @@ struct BatchIncidents {
     /// Credential failures of earlier batches that a supersede made uncounted (time, user
     /// key): the detectors' copy of the recent past drops them (`recent`).
     uncounted: Vec<(i64, String)>,
+    /// Each incident's quiet period as SQL over its `category` (`quiet_sql`).
+    quiet_sql: String,
+    /// A resolved incident got a later event than its last: `flush` makes it active again,
+    /// so its state is read back (after a flush) instead of kept.
+    flush_before_read: bool,
 }
 
 impl BatchIncidents {
     async fn state(&mut self, tx: &mut Tx<'_>, fingerprint: &str) -> Result<Option<IncidentState>, StoreError> {
         if let Some(s) = self.newest.get(fingerprint) {
             return Ok(*s);
+        }
+        if self.flush_before_read {
+            self.flush(tx).await?;
+            self.flush_before_read = false;
         }
         let mut s = newest_incident(tx, fingerprint).await?;
         if let Some(st) = s.as_mut() {
@@ -200,6 +215,7 @@ impl BatchIncidents {
     /// An uncounted copy joined incident `id`: the incident has now been seen by its
     /// source, spans its time and counts its user.
     fn join_copy(&mut self, id: i64, source: &str, at: i64, user_key: Option<&str>) {
+        self.note_late(id, at);
         let d = self.pending.entry(id).or_default();
         d.seen_by(source, at);
         d.first_seen = d.first_seen.min(at);
@@ -207,6 +223,17 @@ impl BatchIncidents {
             d.user_keys.push(user_key.to_owned());
         }
         self.touch(id, at);
+    }
+
+    /// An event at `at` joins incident `id`: if the incident is resolved and `at` is after
+    /// its last event, `flush` may make it active again (see there), so its cached state
+    /// is dropped, to be read back after a flush.
+    fn note_late(&mut self, id: i64, at: i64) {
+        let stale = |st: &IncidentState| st.id == id && st.status == IncidentStatus::Resolved && at > st.last_seen_ms;
+        if self.newest.values().flatten().any(stale) {
+            self.newest.retain(|_, st| !st.is_some_and(|st| stale(&st)));
+            self.flush_before_read = true;
+        }
     }
 
     /// Mirrors `last_seen = MAX(last_seen, at)` into the cached state of `id`.
@@ -249,35 +276,33 @@ impl BatchIncidents {
             }
         }
         for chunk in deltas.chunks(IN_LIST / 6) {
-            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("WITH v(id, n, u, f, l, s, q) AS (");
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("WITH v(id, n, u, f, l, s) AS (");
             q.push_values(chunk, |mut b, (id, d)| {
                 b.push_bind(*id)
                     .push_bind(d.counted)
                     .push_bind(new_users.get(id).copied().unwrap_or(0))
                     .push_bind(d.first_seen)
                     .push_bind(d.last_seen)
-                    .push_bind(d.sources.first().map(String::as_str).unwrap_or(""))
-                    .push_bind(d.quiet);
+                    .push_bind(d.sources.first().map(String::as_str).unwrap_or(""));
             });
-            // An incident the sweep resolved (at its last failure plus its quiet period)
-            // that a late failure joins did not go quiet then: it is active again, and the
-            // sweep at the end of the batch resolves it at its new end if the clock has
-            // passed that. The right-hand sides read the row as it was.
-            q.push(
+            // An incident the sweep resolved (at its last event plus its quiet period)
+            // that a late failure or copy joins did not go quiet then: it is active again,
+            // and the sweep at the end of the batch resolves it at its new end if the clock
+            // has passed that. The right-hand sides read the row as it was.
+            let resolved_too_early =
+                format!("status = 'resolved' AND v.l > last_seen AND resolved_at = last_seen + {}", self.quiet_sql);
+            q.push(format!(
                 ") UPDATE incidents SET event_count = event_count + v.n,
                     users_affected = users_affected + v.u,
-                    status = CASE WHEN status = 'resolved' AND v.q IS NOT NULL AND v.l > last_seen
-                                       AND resolved_at = last_seen + v.q
+                    status = CASE WHEN {resolved_too_early}
                                   THEN CASE WHEN acknowledged_at IS NOT NULL THEN 'acknowledged' ELSE 'open' END
                                   ELSE status END,
-                    resolved_at = CASE WHEN status = 'resolved' AND v.q IS NOT NULL AND v.l > last_seen
-                                            AND resolved_at = last_seen + v.q
-                                       THEN NULL ELSE resolved_at END,
+                    resolved_at = CASE WHEN {resolved_too_early} THEN NULL ELSE resolved_at END,
                     first_seen = MIN(first_seen, v.f), last_seen = MAX(last_seen, v.l),
                     sources = CASE WHEN v.s = '' OR instr(',' || sources || ',', ',' || v.s || ',') > 0 THEN sources
                                    WHEN sources = '' THEN v.s ELSE sources || ',' || v.s END
-                 FROM v WHERE incidents.id = v.id",
-            );
+                 FROM v WHERE incidents.id = v.id"
+            ));
             q.build().persistent(false).execute(&mut **tx).await?;
         }
         for (id, d) in &deltas {
@@ -362,20 +387,29 @@ impl Store {
     /// before that was kept. Returns how many it resolved.
     pub async fn resolve_quiet(&self, idle: std::time::Duration, policy: &Policy) -> Result<u64, StoreError> {
         let mut tx = self.begin_write().await?;
-        let (watermark, input_at): (Option<i64>, Option<i64>) = sqlx::query_as(
+        let (watermark, clock, input_at): (Option<i64>, Option<i64>, Option<i64>) = sqlx::query_as(
             "SELECT (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'watermark_ms'),
+                    (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'clock_ms'),
                     (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'input_at_ms')",
         )
         .fetch_one(&mut *tx.0)
         .await?;
-        let Some(watermark) = watermark else {
+        if watermark.is_none() {
             return Ok(0);
+        }
+        let now = to_ms(Utc::now());
+        let clock_now = match input_at {
+            Some(_) => incident_clock(watermark, clock, input_at, now, now + CLOCK_LEAD_MS),
+            // A store written before the last input's time was kept: this process's idle time.
+            None => incident_clock(
+                watermark,
+                clock,
+                Some(now - i64::try_from(idle.as_millis()).unwrap_or(0)),
+                now,
+                now + CLOCK_LEAD_MS,
+            ),
         };
-        let idle_ms = match input_at {
-            Some(at) => to_ms(Utc::now()).saturating_sub(at).max(0),
-            None => i64::try_from(idle.as_millis()).unwrap_or(i64::MAX),
-        };
-        let resolved = sweep(&mut tx.0, watermark.saturating_add(idle_ms), policy).await?;
+        let resolved = sweep(&mut tx.0, clock_now, policy).await?;
         tx.commit().await?;
         Ok(resolved)
     }
@@ -404,7 +438,8 @@ impl Store {
             return Ok(result);
         }
         let tx = &mut tx.0;
-        let (watermark, connection, data_version, horizon): (Option<i64>, i64, i64, Option<i64>) =
+        type BatchStart = (Option<i64>, i64, i64, Option<i64>, Option<i64>, Option<i64>);
+        let (watermark, connection, data_version, horizon, clock, input_at): BatchStart =
             sqlx::query_as(BATCH_START).fetch_one(&mut **tx).await?;
         // Records with a time of their own (dedup_at > 0) before what retention pruned.
         let horizon = horizon.unwrap_or(i64::MIN);
@@ -415,12 +450,16 @@ impl Store {
             }
             old
         };
+        let now = to_ms(Utc::now());
+        // A clock far in the future on one machine must not resolve every incident:
+        // the event-time clock never runs more than `CLOCK_LEAD_MS` ahead of this host.
+        let ceiling = now + CLOCK_LEAD_MS;
+        // What incidents are judged by: the event-time clock, run on by the wall time
+        // since the last input (a feed that went quiet, or `serve` stopped meanwhile).
+        let clock_before = incident_clock(watermark, clock, input_at, now, ceiling);
         let mut watermark = watermark.unwrap_or(i64::MIN);
         let watermark_before = watermark;
         recent::lock(&self.recent).check(connection, data_version);
-        // A clock far in the future on one machine must not resolve every incident:
-        // the event-time clock never runs more than `CLOCK_LEAD_MS` ahead of this host.
-        let ceiling = to_ms(Utc::now()) + CLOCK_LEAD_MS;
         let batch_max = batch
             .events
             .iter()
@@ -432,7 +471,7 @@ impl Store {
         // Incidents that went quiet before this batch close first (so a recurrence
         // reopens them); the batch's own clock advance is swept after its events, so a
         // failure inside the batch can still extend the incident it belongs to.
-        result.incidents_auto_resolved += sweep(tx, watermark, policy).await?;
+        result.incidents_auto_resolved += sweep(tx, clock_before, policy).await?;
 
         // Every event row first, in batch order (ids grow with it), then the incident
         // work in the same order as if each had been inserted just before it.
@@ -509,7 +548,7 @@ impl Store {
             });
         }
 
-        let mut state = BatchIncidents { ceiling, ..BatchIncidents::default() };
+        let mut state = BatchIncidents { ceiling, quiet_sql: quiet_sql(policy), ..BatchIncidents::default() };
         // Every fingerprint's newest incident in one statement, instead of one round trip
         // to the SQLite thread per fingerprint (a few hundred per batch).
         let mut fingerprints: Vec<&str> = failures.iter().map(|f| f.fingerprint).collect();
@@ -559,13 +598,13 @@ impl Store {
             run_detectors(tx, &credential_failures, policy, &recent, ceiling, &mut result).await?;
         }
 
-        if batch_max > watermark {
-            watermark = batch_max;
-            result.incidents_auto_resolved += sweep(tx, watermark, policy).await?;
-        } else if failures.iter().any(|f| f.at < watermark) {
-            // A late failure, older than the clock, may have opened (or extended) an
-            // incident that went quiet long ago: it resolves now, not at the next advance.
-            result.incidents_auto_resolved += sweep(tx, watermark, policy).await?;
+        watermark = watermark.max(batch_max);
+        let clock_after = clock_before.max(watermark);
+        // The clock advanced; or a late failure, older than the clock, may have opened (or
+        // extended) an incident that went quiet long ago: it resolves now, not at the
+        // next advance.
+        if clock_after > clock_before || failures.iter().any(|f| f.at < clock_after) {
+            result.incidents_auto_resolved += sweep(tx, clock_after, policy).await?;
         }
         if policy.detectors.enabled {
             // Later batches' windows end at or after about the clock; keep one window more
@@ -584,19 +623,20 @@ impl Store {
             .execute(&mut **tx)
             .await?;
         }
-        if !result.stored.is_empty() {
-            // When input last arrived, by the wall clock: records re-sent and found stored
-            // are not input (a feed that only re-delivers has gone quiet).
+        if !result.stored.is_empty() && clock_after != i64::MIN {
+            // The incidents' clock as of this input, and when input last arrived by the
+            // wall clock (`incident_clock`). Records re-sent and found stored are no input:
+            // a feed that only re-delivers has gone quiet.
             sqlx::query(
-                "INSERT INTO meta (key, value) VALUES ('input_at_ms', ?)
+                "INSERT INTO meta (key, value) VALUES ('clock_ms', ?1), ('input_at_ms', ?2)
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             )
-            .bind(to_ms(Utc::now()).to_string())
+            .bind(clock_after.to_string())
+            .bind(now.to_string())
             .execute(&mut **tx)
             .await?;
         }
 
-        let now = to_ms(Utc::now());
         for cp in &batch.checkpoints {
             sqlx::query(
                 "INSERT INTO checkpoints (file_key, source, path, dev, ino, fingerprint, file_offset, state, updated_at)
@@ -959,7 +999,7 @@ async fn supersede(
         }
     }
     if let Some(left) = left.filter(|l| Some(*l) != joined) {
-        withdraw(tx, left, &moved, state.ceiling, result).await?;
+        withdraw(tx, left, &moved, (state.ceiling, &state.quiet_sql), result).await?;
         // Its fingerprint's newest incident may now be an older one, or none.
         state.newest.retain(|_, st| st.map_or(true, |st| st.id != left));
     }
@@ -996,7 +1036,7 @@ async fn withdraw(
     tx: &mut Tx<'_>,
     id: i64,
     moved: &[(Option<String>, String, i64)],
-    ceiling: i64,
+    (ceiling, quiet_sql): (i64, &str),
     result: &mut BatchResult,
 ) -> Result<(), StoreError> {
     let counted_left: bool =
@@ -1022,13 +1062,19 @@ async fn withdraw(
         .await?
         .rows_affected();
     }
-    sqlx::query(
+    // An incident the sweep resolved at its last event plus its quiet period keeps that
+    // rule with its new last event. The right-hand sides read the row as it was.
+    let last = "COALESCE(MIN((SELECT MAX(occurred_at) FROM events WHERE incident_id = ?1), ?3), last_seen)";
+    sqlx::query(&format!(
         "UPDATE incidents SET event_count = MAX(event_count - 1, 0),
             users_affected = MAX(users_affected - ?2, 0),
             first_seen = COALESCE(MIN((SELECT MIN(occurred_at) FROM events WHERE incident_id = ?1), ?3), first_seen),
-            last_seen = COALESCE(MIN((SELECT MAX(occurred_at) FROM events WHERE incident_id = ?1), ?3), last_seen)
+            last_seen = {last},
+            resolved_at = CASE WHEN status = 'resolved' AND resolved_at = last_seen + {quiet}
+                               THEN {last} + {quiet} ELSE resolved_at END
          WHERE id = ?1",
-    )
+        quiet = quiet_sql,
+    ))
     .bind(id)
     .bind(i64::try_from(users_gone).unwrap_or(i64::MAX))
     .bind(ceiling)
@@ -1132,6 +1178,22 @@ const NEWEST_INCIDENTS: &str = "WITH v(f) AS (SELECT DISTINCT value FROM json_ea
       FROM v CROSS JOIN incidents i
      WHERE i.id = (SELECT id FROM incidents WHERE fingerprint = v.f ORDER BY id DESC LIMIT 1)";
 
+/// Each incident's quiet period in ms, as an SQL expression over its `category` (the
+/// values are numbers and category names from the policy, not input).
+fn quiet_sql(policy: &Policy) -> String {
+    let default = i64::try_from(policy.quiet_period.as_millis()).unwrap_or(i64::MAX);
+    if policy.quiet_by_category.is_empty() {
+        return default.to_string();
+    }
+    let mut sql = String::from("(CASE category");
+    for (category, quiet) in &policy.quiet_by_category {
+        let quiet = i64::try_from(quiet.as_millis()).unwrap_or(i64::MAX);
+        sql.push_str(&format!(" WHEN '{}' THEN {quiet}", category.as_str()));
+    }
+    sql.push_str(&format!(" ELSE {default} END)"));
+    sql
+}
+
 /// Keeps the highest incident id ever removed (`?1`) in `meta`, so that no new incident
 /// takes it: withdrawn incidents (`remove_withdrawn`) and retention remove incidents, and
 /// an `INTEGER PRIMARY KEY` without AUTOINCREMENT reuses the highest id once it is gone.
@@ -1188,23 +1250,11 @@ async fn reopen(tx: &mut Tx<'_>, id: i64) -> Result<(), StoreError> {
 }
 
 /// Counts one failure into an incident (written at the batch's flush).
-fn count_into(state: &mut BatchIncidents, rows: &mut BatchRows<'_>, id: i64, f: &NewFailure<'_>, quiet: i64) {
+fn count_into(state: &mut BatchIncidents, rows: &mut BatchRows<'_>, id: i64, f: &NewFailure<'_>) {
     let occurred = f.at;
-    // As `flush` will write it: a late failure makes an incident the sweep resolved too
-    // early active again (the batch's closing sweep resolves it at its new end).
-    for st in state.newest.values_mut().flatten() {
-        if st.id == id
-            && st.status == IncidentStatus::Resolved
-            && occurred > st.last_seen_ms
-            && st.resolved_at_ms == Some(st.last_seen_ms.saturating_add(quiet))
-        {
-            st.status = IncidentStatus::Open;
-            st.resolved_at_ms = None;
-        }
-    }
+    state.note_late(id, occurred);
     let d = state.pending.entry(id).or_default();
     d.counted += 1;
-    d.quiet = Some(quiet);
     d.first_seen = d.first_seen.min(occurred);
     d.seen_by(&f.stored.event.source, occurred);
     if let Some(user_key) = &f.stored.user_key {
@@ -1307,7 +1357,7 @@ async fn place_failure(
         }
     };
     if let Some(id) = placed {
-        count_into(state, rows, id, f, policy.quiet_ms(category));
+        count_into(state, rows, id, f);
         remember_correlation(state, f, Some(id));
     }
     Ok(())
