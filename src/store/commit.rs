@@ -1909,28 +1909,49 @@ async fn record_hit(
     ceiling: i64,
     result: &mut BatchResult,
 ) -> Result<(), StoreError> {
+    let step = policy.quiet_ms(detector.category());
+    let ends: Vec<i64> = hit.fired.iter().map(|at| (*at).min(ceiling)).collect();
     let mut recorded = i64::MIN;
-    for at in hit.fired.iter().map(|at| (*at).min(ceiling)) {
+    for (i, &at) in ends.iter().enumerate() {
         // Ends past the ceiling all clamp to it: one detection there.
-        if at != recorded {
-            record_detection(tx, detector, key, hit.failures, hit.users, at, policy, result).await?;
-            recorded = at;
+        if at == recorded {
+            continue;
         }
+        // The last end of the unbroken run of met windows this one belongs to (`Fired`
+        // keeps them at most a quiet period apart): an earlier part of an attack that
+        // arrives late reaches its incident through it.
+        let mut run_end = at;
+        for &next in &ends[i + 1..] {
+            if next.saturating_sub(run_end) > step {
+                break;
+            }
+            run_end = next;
+        }
+        let d = Detection { failures: hit.failures, users: hit.users, at, run_end };
+        record_detection(tx, detector, key, d, policy, result).await?;
+        recorded = at;
     }
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// One recorded detection: the largest counts of its hit, where its window ended, and
+/// where the unbroken run of met windows it belongs to ends.
+struct Detection {
+    failures: i64,
+    users: i64,
+    at: i64,
+    run_end: i64,
+}
+
 async fn record_detection(
     tx: &mut Tx<'_>,
     detector: Detector,
     subject_key: &str,
-    failures: i64,
-    users: i64,
-    at: i64,
+    d: Detection,
     policy: &Policy,
     result: &mut BatchResult,
 ) -> Result<(), StoreError> {
+    let Detection { failures, users, at, run_end } = d;
     let category = detector.category();
     let fingerprint = incidents::detector_fingerprint(detector, subject_key);
     let window = policy.detectors.window;
@@ -1977,9 +1998,18 @@ async fn record_detection(
     // Evidence is the largest window seen so far: counts only, never names.
     sqlx::query(
         "UPDATE incidents SET last_seen = MAX(last_seen, ?1),
-            -- A late part of the attack moves its start back; a window from long before it
-            -- (which `decide` also appends) does not stretch it over days.
-            first_seen = CASE WHEN ?1 >= first_seen - ?7 THEN MIN(first_seen, ?1) ELSE first_seen END,
+            -- A late part of the attack moves its start back (through the run of met
+            -- windows it belongs to); a window from long before it (which `decide` also
+            -- appends) does not stretch it over days.
+            first_seen = CASE WHEN ?8 >= first_seen - ?7 THEN MIN(first_seen, ?1) ELSE first_seen END,
+            -- Resolved by the sweep before this later detection: the attack went on, so
+            -- the incident is active again (the batch's closing sweep resolves it at its
+            -- new end once the clock has passed it), as for failures (`flush`).
+            status = CASE WHEN status = 'resolved' AND ?1 > last_seen AND resolved_at = last_seen + ?7
+                          THEN CASE WHEN acknowledged_at IS NOT NULL THEN 'acknowledged' ELSE 'open' END
+                          ELSE status END,
+            resolved_at = CASE WHEN status = 'resolved' AND ?1 > last_seen AND resolved_at = last_seen + ?7
+                               THEN NULL ELSE resolved_at END,
             event_count = MAX(event_count, ?2),
             users_affected = MAX(users_affected, ?3),
             evidence = CASE WHEN event_count < ?2 OR evidence IS NULL THEN ?4 ELSE evidence END,
@@ -1993,6 +2023,7 @@ async fn record_detection(
     .bind(subject_key)
     .bind(id)
     .bind(policy.quiet_ms(category))
+    .bind(run_end)
     .execute(&mut **tx)
     .await?;
     Ok(())
