@@ -250,6 +250,22 @@ async fn opening_gate_holds_noisy_failures_until_enough_gather() {
         assert_eq!(incs.len(), 1, "{order:?}: {incs:?}");
         assert_eq!((incs[0].event_count, incs[0].first_seen, incs[0].last_seen), (3, at(1), at(9)), "{order:?}");
     }
+    // Held before the gate opened and between the incident and a later failure that
+    // reopens it: it joins that incident, as in time order (where it reopens it itself).
+    let mut short = Policy { quiet_period: Duration::from_secs(120), ..p.clone() };
+    short
+        .gates
+        .insert(Category::InvalidCredentials, OpenGate { events: 3, users: 0, within: Duration::from_secs(300) });
+    let mut outcomes = Vec::new();
+    for order in [[0, 2, 4, 8, 9], [0, 4, 8, 2, 9]] {
+        let (_d5, s5) = store().await;
+        for minute in order {
+            commit(&s5, &short, vec![ev(&format!("m{minute}"), 50126, Category::InvalidCredentials, minute)]).await;
+        }
+        let counted: i64 = all(&s5).await.iter().map(|i| i.event_count).sum();
+        outcomes.push((order, counted));
+    }
+    assert_eq!(outcomes.iter().map(|o| o.1).collect::<Vec<_>>(), [5, 5], "{outcomes:?}");
     // A failure held before the gate opened, after the window that opens it, joins too, as
     // it would have had it arrived after the opening.
     for order in [[0, 5, 9, 18], [0, 9, 18, 5]] {

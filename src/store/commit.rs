@@ -1359,6 +1359,28 @@ async fn place_failure(
     if let Some(id) = placed {
         count_into(state, rows, id, f);
         remember_correlation(state, f, Some(id));
+        if let Some(inc) = existing.filter(|_| policy.gates.contains_key(&category)) {
+            // Failures held by the gate before it opened, out of order, between the
+            // incident's last event and this one would have joined it had they come now.
+            let (from, to) = (inc.last_seen_ms.min(real), inc.last_seen_ms.max(real));
+            let held: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM events WHERE fingerprint = ? AND incident_id IS NULL
+                    AND counted = 1 AND occurred_at >= ? AND occurred_at <= ?)",
+            )
+            .bind(fingerprint)
+            .bind(from)
+            .bind(to)
+            .fetch_one(&mut **tx)
+            .await?;
+            if held {
+                rows.write_through(tx, f.row + 1).await?;
+                state.flush(tx).await?;
+                adopt_pending(tx, id, fingerprint, (from, to), f.event_id, policy.quiet_ms(category), state.ceiling)
+                    .await?;
+                state.newest.remove(fingerprint);
+                state.events_changed = true;
+            }
+        }
     }
     Ok(())
 }
