@@ -58,7 +58,10 @@ const REPLAY_EXAMPLES: &str = "Examples:
   zcat PT1H.json.gz | passportd replay -
   passportd replay <(zcat PT1H.json.gz)
 
-Exit codes: 0 done, 1 runtime failure, 2 usage or configuration error.";
+SIGINT or SIGTERM stops reading: what was read is committed and summarized (a second
+signal ends it at once).
+
+Exit codes: 0 done, 1 runtime failure, 2 usage or configuration error, 130 stopped by a signal.";
 
 const CLASSIFY_EXAMPLES: &str = "Examples:
   passportd classify 'AADSTS50076: Due to a configuration change ...'
