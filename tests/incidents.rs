@@ -266,6 +266,14 @@ async fn opening_gate_holds_noisy_failures_until_enough_gather() {
         outcomes.push((order, counted));
     }
     assert_eq!(outcomes.iter().map(|o| o.1).collect::<Vec<_>>(), [5, 5], "{outcomes:?}");
+    // Failures held long before an incident never met the gate: a late failure from
+    // before them all, which joins the incident, does not take them along.
+    let (_d6, s6) = store().await;
+    for (id, minute) in [("h0", 0), ("h1", 100), ("b0", 200), ("b1", 200), ("b2", 201), ("late", -1000)] {
+        commit(&s6, &p, vec![ev(id, 50126, Category::InvalidCredentials, minute)]).await;
+    }
+    let counted: i64 = all(&s6).await.iter().map(|i| i.event_count).sum();
+    assert_eq!(counted, 4, "the burst and the late failure, not the two held ones");
     // A failure held before the gate opened, after the window that opens it, joins too, as
     // it would have had it arrived after the opening.
     for order in [[0, 5, 9, 18], [0, 9, 18, 5]] {
@@ -459,7 +467,8 @@ async fn a_late_failure_makes_an_incident_resolved_too_early_active_again() {
     commit(&s, &p, vec![ev("elsewhere", 50079, Category::MfaRequired, 31)]).await;
     let find = |incs: Vec<passportd::incidents::Incident>| incs.into_iter().find(|i| i.code == Some(50076)).unwrap();
     assert_eq!(find(all(&s).await).status, IncidentStatus::Resolved);
-    commit(&s, &p, vec![mfa("late", 20)]).await;
+    let r = commit(&s, &p, vec![mfa("late", 20)]).await;
+    assert!(r.changed_incidents(), "the open-incidents gauge is read back: {r:?}");
     let inc = find(all(&s).await);
     assert_eq!((inc.status, inc.resolved_at, inc.reopened_count), (IncidentStatus::Open, None, 0), "{inc:?}");
     commit(&s, &p, vec![mfa("live", 40)]).await;
@@ -549,6 +558,24 @@ async fn the_idle_clock_ignores_duplicates_survives_a_restart_and_judges_late_in
     let late = restarted.commit(&batch("c", 50074, now - 2)).await.unwrap();
     assert_eq!((late.incidents_opened.len(), late.incidents_auto_resolved), (1, 1), "{late:?}");
     assert!(all(&s).await.iter().all(|i| i.status == IncidentStatus::Resolved));
+
+    // Steady input that does not move the newest event time (a replay of an older file)
+    // is judged in its own time: the wall time it takes does not move the clock.
+    let clock = || {
+        let path = d.path().join("db/p.db");
+        async move {
+            let other = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+            let v: String =
+                sqlx::query_scalar("SELECT value FROM meta WHERE key = 'clock_ms'").fetch_one(&other).await.unwrap();
+            other.close().await;
+            v
+        }
+    };
+    let before = clock().await;
+    for k in 0..3 {
+        restarted.commit(&batch(&format!("older-{k}"), 50074, now - 3 - k)).await.unwrap();
+    }
+    assert_eq!(clock().await, before);
 }
 
 /// One failure stamped a year ahead (a Mac with a wrong clock) is stored with its own

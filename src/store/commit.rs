@@ -71,18 +71,25 @@ const BATCH_START: &str = "SELECT (SELECT CAST(value AS INTEGER) FROM meta WHERE
 
 /// The incidents' clock as of `now`: the event-time clock as it stood at the last input
 /// (`clock`, or the newest event time `watermark` for a store written before it was
-/// kept) run on by the wall time since that input (`input_at`), never past `ceiling`
-/// unless it already was. While no input arrives a feed's incidents go quiet, across
-/// restarts too; records re-sent and found stored are no input. `i64::MIN` for a store
-/// that has stored nothing.
+/// kept) run on by the wall time since that input (`input_at`) once that is at least
+/// `MIN_IDLE_MS` (input arriving steadily, a replay, is judged in its own time), never
+/// past `ceiling` unless it already was. While no input arrives a feed's incidents go
+/// quiet, across restarts too; records re-sent and found stored are no input. `i64::MIN`
+/// for a store that has stored nothing.
 fn incident_clock(watermark: Option<i64>, clock: Option<i64>, input_at: Option<i64>, now: i64, ceiling: i64) -> i64 {
     let base = watermark.max(clock).unwrap_or(i64::MIN);
     if base == i64::MIN {
         return base;
     }
     let idle = input_at.map_or(0, |at| now.saturating_sub(at).max(0));
+    let idle = if idle < MIN_IDLE_MS { 0 } else { idle };
     base.saturating_add(idle).min(ceiling).max(base)
 }
+
+/// Wall time without input after which the incidents' clock runs on with it: longer than
+/// the gaps between the batches of a steady feed or a replay (whose wall time must not
+/// move the clock), shorter than any sensible quiet period.
+const MIN_IDLE_MS: i64 = 5_000;
 
 /// What a new incident is made of.
 struct NewIncident<'a> {
@@ -190,6 +197,8 @@ struct BatchIncidents {
     /// A resolved incident got a later event than its last: `flush` makes it active again,
     /// so its state is read back (after a flush) instead of kept.
     flush_before_read: bool,
+    /// How many times that happened (`BatchResult::incidents_reactivated`).
+    reactivated: u64,
 }
 
 impl BatchIncidents {
@@ -233,6 +242,7 @@ impl BatchIncidents {
         if self.newest.values().flatten().any(stale) {
             self.newest.retain(|_, st| !st.is_some_and(|st| stale(&st)));
             self.flush_before_read = true;
+            self.reactivated += 1;
         }
     }
 
@@ -581,6 +591,7 @@ impl Store {
         }
         batch_rows.write_through(tx, usize::MAX).await?;
         state.flush(tx).await?;
+        result.incidents_reactivated += state.reactivated;
 
         if policy.detectors.enabled {
             let mut copy = recent::lock(&self.recent);
@@ -1359,10 +1370,11 @@ async fn place_failure(
     if let Some(id) = placed {
         count_into(state, rows, id, f);
         remember_correlation(state, f, Some(id));
-        if let Some(inc) = existing.filter(|_| policy.gates.contains_key(&category)) {
+        if let Some(inc) = existing.filter(|inc| policy.gates.contains_key(&category) && real > inc.last_seen_ms) {
             // Failures held by the gate before it opened, out of order, between the
-            // incident's last event and this one would have joined it had they come now.
-            let (from, to) = (inc.last_seen_ms.min(real), inc.last_seen_ms.max(real));
+            // incident's last event and this later one would have joined it had they come
+            // now. (Nothing before the incident: those never met the gate.)
+            let (from, to) = (inc.last_seen_ms, real);
             let held: bool = sqlx::query_scalar(
                 "SELECT EXISTS (SELECT 1 FROM events WHERE fingerprint = ? AND incident_id IS NULL
                     AND counted = 1 AND occurred_at >= ? AND occurred_at <= ?)",
@@ -1985,6 +1997,10 @@ async fn record_detection(
     })
     .to_string();
     let existing = newest_incident(tx, &fingerprint).await?;
+    if existing.is_some_and(|e| e.status == IncidentStatus::Resolved && at > e.last_seen_ms) {
+        // The update below may make it active again.
+        result.incidents_reactivated += 1;
+    }
     let id = match incidents::decide(existing, category, at, policy) {
         Decision::Append(id) => id,
         Decision::Reopen(id) => {

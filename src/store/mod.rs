@@ -248,13 +248,19 @@ pub struct BatchResult {
     pub incidents_withdrawn: Vec<i64>,
     /// Passport lines that their Entra record, classified otherwise, superseded.
     pub superseded: u64,
+    /// Resolved incidents that a later event joined, which may have made them active
+    /// again (see `flush` in the commit path).
+    pub incidents_reactivated: u64,
 }
 
 impl BatchResult {
     /// True when the batch opened, reopened or resolved an incident (what the open
     /// incidents gauge is read back for).
     pub fn changed_incidents(&self) -> bool {
-        !self.incidents_opened.is_empty() || self.incidents_auto_resolved > 0 || self.superseded > 0
+        !self.incidents_opened.is_empty()
+            || self.incidents_auto_resolved > 0
+            || self.superseded > 0
+            || self.incidents_reactivated > 0
     }
 }
 
