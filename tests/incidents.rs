@@ -317,6 +317,8 @@ async fn a_passport_failure_and_its_entra_record_count_once() {
         .await
         .unwrap();
     assert_eq!(events.items.len(), 2, "both copies are kept and joined to the incident");
+    let counted = events.items.iter().filter(|e| e.counted).count();
+    assert_eq!(counted as i64, incs[0].event_count, "the events list says which copy counts");
 }
 
 /// Live, the Passport line (no user) usually arrives before its Entra record, which names

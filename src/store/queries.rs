@@ -157,8 +157,12 @@ pub struct EventRow {
     pub record_id: Option<String>,
     /// Device.
     pub device: Option<String>,
-    /// Incident it was counted in.
+    /// Incident it belongs to.
     pub incident_id: Option<i64>,
+    /// False for a copy of a sign-in attempt already counted by another record (the
+    /// Passport line and the Entra record of one attempt): an incident's `event_count` is
+    /// its events with `counted` true.
+    pub counted: bool,
 }
 
 /// Counts for `GET /api/v1/summary`.
@@ -361,6 +365,7 @@ fn event_from_row(r: &SqliteRow) -> Result<EventRow, StoreError> {
         record_id: r.try_get("record_id")?,
         device: r.try_get("device")?,
         incident_id: r.try_get("incident_id")?,
+        counted: r.try_get::<i64, _>("counted")? != 0,
     })
 }
 
