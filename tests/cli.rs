@@ -860,6 +860,21 @@ fn the_replay_summary_does_not_depend_on_the_batch_size() {
     }
 }
 
+/// `passportd replay --json -` run in `dir` into the store `db`, with stdin, stdout and
+/// stderr piped.
+fn replay_from_stdin(dir: &Path, db: &Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_passportd"))
+        .args(["replay", "--json", "-"])
+        .current_dir(dir)
+        .env_remove("PASSPORTD_CONFIG")
+        .env("PASSPORTD_STORAGE__PATH", db)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 #[test]
 fn a_replay_whose_input_pauses_commits_what_it_has() {
     // Batches share a transaction, but an open transaction hides them from every other
@@ -872,16 +887,7 @@ fn a_replay_whose_input_pauses_commits_what_it_has() {
     // before it decodes anything.
     let input = std::fs::read(azure_corpus(dir.path(), 600, 9)).unwrap();
     assert!(input.len() > 1 << 20, "{} bytes", input.len());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_passportd"))
-        .args(["replay", "--json", "-"])
-        .current_dir(dir.path())
-        .env_remove("PASSPORTD_CONFIG")
-        .env("PASSPORTD_STORAGE__PATH", &db)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = replay_from_stdin(dir.path(), &db);
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(&input).unwrap();
     stdin.flush().unwrap();
@@ -898,25 +904,23 @@ fn a_replay_whose_input_pauses_commits_what_it_has() {
     assert_eq!(rt.block_on(stored_records(&db)), 600);
 }
 
-/// SIGINT stops a replay: what it read before the signal is committed and summarized on
-/// stdout, nothing read after it is stored, and the exit code (130) says it was cut short.
+/// SIGINT or SIGTERM stops a replay: what it read before the signal is committed and
+/// summarized on stdout, nothing read after it is stored, and the exit code (130) says it
+/// was cut short.
 #[test]
 fn a_replay_stopped_by_sigint_commits_and_summarizes_what_it_read() {
+    for signal in ["-INT", "-TERM"] {
+        replay_stopped_by(signal);
+    }
+}
+
+fn replay_stopped_by(signal: &str) {
     use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("stopped.db");
     let input = std::fs::read(azure_corpus(dir.path(), 600, 9)).unwrap();
     let more = std::fs::read(azure_corpus(dir.path(), 50, 10)).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_passportd"))
-        .args(["replay", "--json", "-"])
-        .current_dir(dir.path())
-        .env_remove("PASSPORTD_CONFIG")
-        .env("PASSPORTD_STORAGE__PATH", &db)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = replay_from_stdin(dir.path(), &db);
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(&input).unwrap();
     stdin.flush().unwrap();
@@ -932,7 +936,7 @@ fn a_replay_stopped_by_sigint_commits_and_summarizes_what_it_read() {
             let _ = lines_tx.send(line);
         }
     });
-    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    assert!(Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap().success());
     let mut log = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !log.iter().any(|l: &String| l.contains("stopping")) {
@@ -948,7 +952,7 @@ fn a_replay_stopped_by_sigint_commits_and_summarizes_what_it_read() {
     let out = child.wait_with_output().unwrap();
     reading.join().unwrap();
     log.extend(lines.try_iter());
-    assert_eq!(out.status.code(), Some(130), "stderr: {log:?}");
+    assert_eq!(out.status.code(), Some(130), "{signal}: stderr: {log:?}");
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the summary on stdout");
     assert_eq!(summary["records"], 600, "{summary}");
     assert_eq!(rt.block_on(stored_records(&db)), 600);

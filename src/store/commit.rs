@@ -224,34 +224,34 @@ impl BatchIncidents {
     /// An uncounted copy joined incident `id`: the incident has now been seen by its
     /// source, spans its time and counts its user.
     fn join_copy(&mut self, id: i64, source: &str, at: i64, user_key: Option<&str>) {
-        self.note_late(id, at);
+        self.touch(id, at);
         let d = self.pending.entry(id).or_default();
         d.seen_by(source, at);
         d.first_seen = d.first_seen.min(at);
         if let Some(user_key) = user_key {
             d.user_keys.push(user_key.to_owned());
         }
-        self.touch(id, at);
     }
 
-    /// An event at `at` joins incident `id`: if the incident is resolved and `at` is after
-    /// its last event, `flush` may make it active again (see there), so its cached state
-    /// is dropped, to be read back after a flush.
-    fn note_late(&mut self, id: i64, at: i64) {
-        let stale = |st: &IncidentState| st.id == id && st.status == IncidentStatus::Resolved && at > st.last_seen_ms;
-        if self.newest.values().flatten().any(stale) {
-            self.newest.retain(|_, st| !st.is_some_and(|st| stale(&st)));
-            self.flush_before_read = true;
-            self.reactivated += 1;
-        }
-    }
-
-    /// Mirrors `last_seen = MAX(last_seen, at)` into the cached state of `id`.
+    /// An event at `at` joins incident `id`: mirrors `last_seen = MAX(last_seen, at)` into
+    /// its cached state. If the incident is resolved and `at` is after its last event,
+    /// `flush` may make it active again (see there): its cached state is dropped instead,
+    /// to be read back after a flush. One pass over the cache, once per event.
     fn touch(&mut self, id: i64, at: i64) {
+        let mut stale = false;
         for st in self.newest.values_mut().flatten() {
             if st.id == id {
-                st.last_seen_ms = st.last_seen_ms.max(at);
+                if st.status == IncidentStatus::Resolved && at > st.last_seen_ms {
+                    stale = true;
+                } else {
+                    st.last_seen_ms = st.last_seen_ms.max(at);
+                }
             }
+        }
+        if stale {
+            self.newest.retain(|_, st| !st.is_some_and(|st| st.id == id));
+            self.flush_before_read = true;
+            self.reactivated += 1;
         }
     }
 
@@ -1263,7 +1263,7 @@ async fn reopen(tx: &mut Tx<'_>, id: i64) -> Result<(), StoreError> {
 /// Counts one failure into an incident (written at the batch's flush).
 fn count_into(state: &mut BatchIncidents, rows: &mut BatchRows<'_>, id: i64, f: &NewFailure<'_>) {
     let occurred = f.at;
-    state.note_late(id, occurred);
+    state.touch(id, occurred);
     let d = state.pending.entry(id).or_default();
     d.counted += 1;
     d.first_seen = d.first_seen.min(occurred);
@@ -1272,7 +1272,6 @@ fn count_into(state: &mut BatchIncidents, rows: &mut BatchRows<'_>, id: i64, f: 
         d.user_keys.push(user_key.clone());
     }
     rows.rows[f.row].incident_id = Some(id);
-    state.touch(id, occurred);
 }
 
 /// Puts a new failure into its incident: extend, reopen, open, or (behind an opening

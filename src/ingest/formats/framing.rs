@@ -294,7 +294,6 @@ pub struct StreamDecoder {
     /// The previous top-level record was Passport text: orphan continuation lines after it
     /// (e.g. after `flush()`) are skipped rather than reported as unknown.
     prev_text: bool,
-    bom_pending: bool,
     ckpt_off: u64,
     ckpt: Saved,
 }
@@ -335,7 +334,6 @@ impl StreamDecoder {
             work: Work::None,
             pending: None,
             prev_text: wire.t,
-            bom_pending: offset == 0,
             ckpt_off: offset,
             ckpt: Saved { line: 1, mode: SavedMode::Top, prev_text: false },
         };
@@ -405,7 +403,7 @@ impl StreamDecoder {
     /// Whether all that is left is one line without its newline holding exactly one
     /// whole JSON object (and blanks): a record, not a line still being written.
     fn holds_whole_unterminated_object(&self) -> bool {
-        if !matches!(self.mode, Mode::Top) || !matches!(self.work, Work::None) || self.bom_pending {
+        if !matches!(self.mode, Mode::Top) || !matches!(self.work, Work::None) {
             return false;
         }
         let rest = &self.buf[self.pos..];
@@ -606,22 +604,6 @@ impl StreamDecoder {
     }
 
     fn step_top(&mut self, out: &mut Vec<DecodedItem>, eof: bool) -> bool {
-        if self.bom_pending {
-            let a = &self.buf[self.pos..];
-            let n = a.len().min(BOM.len());
-            if a[..n] == BOM[..n] {
-                if n == BOM.len() {
-                    self.pos += BOM.len();
-                    self.bom_pending = false;
-                    self.mark();
-                    return true;
-                }
-                if !eof {
-                    return false;
-                }
-            }
-            self.bom_pending = false;
-        }
         if let Some(p) = self.pending.filter(|p| p.in_line) {
             return self.swallow_line(p, eof);
         }
@@ -637,15 +619,10 @@ impl StreamDecoder {
         }
         // A BOM where a line starts, not only at byte 0: files each starting with one
         // concatenated (`cat a.json b.json`), or a shipper writing BOM'd bodies.
-        match starts_with_bom(a, eof) {
-            Some(true) => {
-                self.advance(BOM.len());
-                self.mark();
-                return true;
-            }
-            None => return false,
-            Some(false) => {}
+        if let Some(progress) = self.skip_bom_at(eof) {
+            return progress;
         }
+        let a = &self.buf[self.pos..];
         let Some(&c) = a.first() else {
             return false;
         };
@@ -719,6 +696,21 @@ impl StreamDecoder {
         }
         self.text_line(out, nl, next);
         true
+    }
+
+    /// A BOM at `pos`, where a line or row starts: skipped (`Some(true)`, progress), or
+    /// maybe one whose rest is still to come (`Some(false)`, wait); `None` when there is
+    /// none.
+    fn skip_bom_at(&mut self, eof: bool) -> Option<bool> {
+        match starts_with_bom(&self.buf[self.pos..], eof) {
+            Some(true) => {
+                self.advance(BOM.len());
+                self.mark();
+                Some(true)
+            }
+            None => Some(false),
+            Some(false) => None,
+        }
     }
 
     /// Whether the format can hold Passport text records.
@@ -1118,15 +1110,10 @@ impl StreamDecoder {
             return true;
         }
         // A BOM starting a row: a second export appended with `cat` (its header follows).
-        match starts_with_bom(a, eof) {
-            Some(true) => {
-                self.advance(BOM.len());
-                self.mark();
-                return true;
-            }
-            None => return false,
-            Some(false) => {}
+        if let Some(progress) = self.skip_bom_at(eof) {
+            return progress;
         }
+        let a = &self.buf[self.pos..];
         if a.is_empty() {
             return false;
         }
