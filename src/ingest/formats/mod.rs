@@ -240,6 +240,73 @@ pub(crate) const EMAIL_LOCAL_PUNCTUATION: &str = "._%+-#!$&'*^`~";
 /// that are not part of it, nor a leading dot.
 pub(crate) const EMAIL_LEADING_NOISE: [char; 3] = ['\'', '`', '.'];
 
+/// Where an e-mail address is written in a text: `text[start..end]`, its `@` (or the
+/// URL-encoded `%40` of a form body or query string) at `at..domain`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct EmailSpan {
+    pub start: usize,
+    pub at: usize,
+    pub domain: usize,
+    pub end: usize,
+}
+
+impl EmailSpan {
+    /// The address as a user name: `@` whichever way the text wrote it.
+    pub fn address(&self, text: &str) -> String {
+        format!("{}@{}", &text[self.start..self.at], &text[self.domain..self.end])
+    }
+}
+
+/// The longest local part looked at: a real one is at most 64 characters (113 in a UPN);
+/// the bound keeps a long run of local-part characters with many `%40`s in it linear.
+const EMAIL_LOCAL_MAX: usize = 256;
+
+/// Every e-mail-shaped token (a UPN) in `text`, in order: any letters (`josé.garcía@`),
+/// the punctuation local parts use (`o'neil@`), without quotes around it (`'bob@…'`, as
+/// AADSTS50020 writes it) or a JSON-escaped quote before it (`\u0027bob@…`, as a token
+/// body embedded in a message keeps it), with `@` or `%40` (`username=gina%40contoso.example`
+/// in a logged request). One definition for the user read from a Passport message and for
+/// the privacy filter, so that both take the same address.
+pub(crate) fn email_spans(text: &str) -> impl Iterator<Item = EmailSpan> + '_ {
+    let is_local = |c: char| c.is_alphanumeric() || EMAIL_LOCAL_PUNCTUATION.contains(c);
+    let is_dom = |c: char| c.is_alphanumeric() || c == '.' || c == '-';
+    let bytes = text.as_bytes();
+    let mut from = 0;
+    memchr::memchr2_iter(b'@', b'%', bytes).filter_map(move |at| {
+        let sep = match bytes[at] {
+            b'@' => 1,
+            _ if bytes.get(at + 1..at + 3) == Some(b"40") => 3,
+            _ => return None,
+        };
+        // A token already taken (`a%40b%40c.example`) does not start another.
+        if at < from {
+            return None;
+        }
+        let before = &text[from..at];
+        let local_len: usize =
+            before.chars().rev().take_while(|&c| is_local(c)).take(EMAIL_LOCAL_MAX).map(char::len_utf8).sum();
+        let mut local = &before[before.len() - local_len..];
+        // `\u0027bob@…`: the escape's backslash ended the local part, its digits did not.
+        let escaped = before[..before.len() - local_len].ends_with('\\')
+            && local.len() > 5
+            && local.starts_with('u')
+            && local.as_bytes()[1..5].iter().all(u8::is_ascii_hexdigit);
+        if escaped {
+            local = &local[5..];
+        }
+        let local = local.trim_start_matches(EMAIL_LEADING_NOISE);
+        let after = &text[at + sep..];
+        let dom_len: usize = after.chars().take_while(|&c| is_dom(c)).map(char::len_utf8).sum();
+        let dom = after[..dom_len].trim_end_matches('.');
+        if local.is_empty() || !dom.contains('.') || dom.starts_with('.') {
+            return None;
+        }
+        let span = EmailSpan { start: at - local.len(), at, domain: at + sep, end: at + sep + dom.len() };
+        from = span.end;
+        Some(span)
+    })
+}
+
 mod azure;
 mod framing;
 mod passport;

@@ -452,7 +452,7 @@ pub(crate) fn decide(r: &PassportFields<'_>, m: &Matcher, tz: chrono_tz::Tz) -> 
     if s.oauth_error.is_none() {
         s.oauth_error = find_oauth_error(msg).map(str::to_owned);
     }
-    s.user = find_email(msg).map(str::to_owned);
+    s.user = find_email(msg);
     s.device = r.device.map(str::to_owned);
     ItemKind::SignIn(Box::new(s))
 }
@@ -553,35 +553,10 @@ fn find_ci(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w.eq_ignore_ascii_case(needle))
 }
 
-/// The first e-mail-shaped token (a UPN) in the message: any letters (`josé.garcía@`), the
-/// punctuation local parts use (`o'neil@`), without quotes around it (`'bob@…'`, as
-/// AADSTS50020 writes it) or a JSON-escaped quote before it (`\u0027bob@…`, as a token
-/// body embedded in the message keeps it).
-fn find_email(msg: &str) -> Option<&str> {
-    let is_local = |c: char| c.is_alphanumeric() || super::EMAIL_LOCAL_PUNCTUATION.contains(c);
-    let is_dom = |c: char| c.is_alphanumeric() || c == '.' || c == '-';
-    for at in memchr::memchr_iter(b'@', msg.as_bytes()) {
-        let before = &msg[..at];
-        let local_len: usize = before.chars().rev().take_while(|&c| is_local(c)).map(char::len_utf8).sum();
-        let mut local = &before[before.len() - local_len..];
-        // `\u0027bob@…`: the escape's backslash ended the local part, its digits did not.
-        let escaped = before[..before.len() - local_len].ends_with('\\')
-            && local.len() > 5
-            && local.starts_with('u')
-            && local.as_bytes()[1..5].iter().all(u8::is_ascii_hexdigit);
-        if escaped {
-            local = &local[5..];
-        }
-        let local = local.trim_start_matches(super::EMAIL_LEADING_NOISE);
-        let after = &msg[at + 1..];
-        let dom_len: usize = after.chars().take_while(|&c| is_dom(c)).map(char::len_utf8).sum();
-        let dom = after[..dom_len].trim_end_matches('.');
-        if !local.is_empty() && dom.contains('.') && !dom.starts_with('.') {
-            let start = at - local.len();
-            return msg.get(start..at + 1 + dom.len());
-        }
-    }
-    None
+/// The first e-mail-shaped token (a UPN) in the message ([`super::email_spans`]), with
+/// `@` however the message wrote it.
+fn find_email(msg: &str) -> Option<String> {
+    super::email_spans(msg).next().map(|span| span.address(msg))
 }
 
 /// The unified-log text line header: the parts before the message.
@@ -873,19 +848,27 @@ mod tests {
             find_correlation_id(r#"{"correlation_id":"11111111-2222-3333-4444-555555555555"}"#),
             Some("11111111-2222-3333-4444-555555555555")
         );
-        assert_eq!(find_email("for user alice@contoso.example."), Some("alice@contoso.example"));
-        assert_eq!(find_email("User account 'bob@fabrikam.example' from"), Some("bob@fabrikam.example"));
-        assert_eq!(find_email(r"User account \u0027bob@fabrikam.example\u0027 from"), Some("bob@fabrikam.example"));
-        assert_eq!(find_email("for josé.garcía@contoso.example"), Some("josé.garcía@contoso.example"));
-        assert_eq!(find_email("for maría@müller.example."), Some("maría@müller.example"));
-        assert_eq!(find_email("o'neil@contoso.example"), Some("o'neil@contoso.example"));
+        assert_eq!(find_email("for user alice@contoso.example.").as_deref(), Some("alice@contoso.example"));
+        assert_eq!(find_email("User account 'bob@fabrikam.example' from").as_deref(), Some("bob@fabrikam.example"));
+        assert_eq!(
+            find_email(r"User account \u0027bob@fabrikam.example\u0027 from").as_deref(),
+            Some("bob@fabrikam.example")
+        );
+        assert_eq!(find_email("for josé.garcía@contoso.example").as_deref(), Some("josé.garcía@contoso.example"));
+        assert_eq!(find_email("for maría@müller.example.").as_deref(), Some("maría@müller.example"));
+        assert_eq!(find_email("o'neil@contoso.example").as_deref(), Some("o'neil@contoso.example"));
         // A guest's name embeds the guest's own address, `#EXT#` included.
         assert_eq!(
-            find_email("for alice_gmail.com#EXT#@contoso.onmicrosoft.com"),
+            find_email("for alice_gmail.com#EXT#@contoso.onmicrosoft.com").as_deref(),
             Some("alice_gmail.com#EXT#@contoso.onmicrosoft.com")
         );
         assert_eq!(find_email("mail: @contoso.example or x@y"), None);
         assert_eq!(find_email("no @ here"), None);
+        // A logged form body writes the `@` URL-encoded.
+        assert_eq!(
+            find_email("POST /token username=gina%40contoso.example&grant_type=password").as_deref(),
+            Some("gina@contoso.example")
+        );
         assert_eq!(find_oauth_error(r#"x {"error":"invalid_grant","error_desc"#), Some("invalid_grant"));
     }
 
