@@ -479,9 +479,19 @@ fn traps() {
         assert!(out.is_empty(), "{part}");
         assert_eq!(d.checkpoint_offset(), 0, "{part}");
     }
-    // Invalid UTF-8, invalid JSON, unknown text.
-    let bad = b"{\"time\":\"\xff\xfe\",\"resultType\":\"0\"}\n{\"time\":\n}\nnot a log line\n";
+    // Invalid UTF-8 outside any string, invalid JSON, unknown text.
+    let bad = b"{\"time\":\"2026-03-04T08:00:00Z\",\"resultType\":\xff\xfe}\n{\"time\":\n}\nnot a log line\n";
     assert_eq!(tags(&auto(bad)), vec!["error:invalid_utf8", "error:invalid_json", "error:unknown_format"]);
+    // Inside a field that is read (a name saved as Windows-1252), it reads as `?`: the
+    // sign-in counts, its time and code intact, in a JSON record, a text line and a CSV row.
+    let cp1252 = b"{\"time\":\"2026-03-04T08:00:00Z\",\"resultType\":\"50126\",\"identity\":\"J\xe9r\xf4me\",\
+        \"properties\":{\"deviceDetail\":{\"displayName\":\"J\xe9r\xf4me\x92s Mac\"}}}\n";
+    let out = auto(cp1252);
+    assert_eq!(tags(&out), vec!["signin:azure-diagnostic:50126:[]"]);
+    let ItemKind::SignIn(s) = &out[0].kind else { unreachable!() };
+    assert_eq!(s.device.as_deref(), Some("J?r?me?s Mac"));
+    let text = b"2026-03-04 08:15:02.123456-0800  localhost SecurityAgent[612]: (KandjiPassport) [io.kandji.passport:auth] AADSTS50126: Error validating credentials for J\xe9r\xf4me\n";
+    assert_eq!(tags(&auto(text)), vec!["signin:passport:-:[50126]"]);
     // A message with only `time` and `category` is not a sign-in.
     assert_eq!(tags(&auto(b"{\"time\":\"x\",\"category\":\"SignInLogs\"}\n")), vec!["error:not_signin"]);
     // A time that is there but unreadable is an error, not a sign-in placed at the time it

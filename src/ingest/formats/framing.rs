@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use super::azure::{auto_label, is_signin, to_signin};
 use super::passport::{decide, decide_text, leading_timestamp_len, Matcher, PassportFields, Prefilter};
-use super::record::{field_of, with_obj, JsonFail, Obj, F};
+use super::record::{field_of, replace_invalid_utf8, with_obj, JsonFail, Obj, F};
 use super::scan::{count_nl, csv_cells, is_banner, sniff_envelope, trim_ascii, Scan, Scanner, Sniff};
 use super::{DecodeOptions, DecodedItem, Format, ItemKind, ParseErrorReason};
 
@@ -591,7 +591,10 @@ impl StreamDecoder {
         let kind = if self.too_long(text.len()) {
             ItemKind::Error(ParseErrorReason::LineTooLong)
         } else {
-            match std::str::from_utf8(text) {
+            // A byte that is not UTF-8 (a legacy-encoded letter) reads as `?`, as in a
+            // JSON record (`replace_invalid_utf8`): it must not cost the whole message.
+            let text = replace_invalid_utf8(text);
+            match std::str::from_utf8(&text) {
                 Ok(text) if self.prefilter.as_mut().is_some_and(|p| p.text_is_chatter(text.as_bytes())) => {
                     ItemKind::Skipped
                 }
@@ -749,14 +752,15 @@ impl StreamDecoder {
                 return;
             }
             ItemKind::Error(ParseErrorReason::LineTooLong)
-        } else if std::str::from_utf8(raw).is_err() {
-            ItemKind::Error(ParseErrorReason::InvalidUtf8)
         } else if is_banner(raw) {
             ItemKind::Skipped
         } else if text_ok && leading_timestamp_len(raw).is_some() {
+            // Held whatever its bytes: `emit_pending` reads one that is not UTF-8 as `?`.
             self.pending = Some(Pending { start, end, line, overlong: false, in_line: false });
             self.advance_line(nl, next);
             return;
+        } else if std::str::from_utf8(raw).is_err() {
+            ItemKind::Error(ParseErrorReason::InvalidUtf8)
         } else if let Some(h) = self.csv_header(raw) {
             self.mode = Mode::Csv(Arc::new(h));
             ItemKind::Skipped
@@ -1152,7 +1156,10 @@ impl StreamDecoder {
         } else {
             let raw = &self.buf[self.pos..nl];
             let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-            match std::str::from_utf8(raw) {
+            // A portal CSV re-saved by a spreadsheet in a legacy encoding: such a byte
+            // reads as `?` rather than costing the row.
+            let raw = replace_invalid_utf8(raw);
+            match std::str::from_utf8(&raw) {
                 Err(_) => ItemKind::Error(ParseErrorReason::InvalidUtf8),
                 Ok(text) => {
                     let (kind, new_header) = csv_row(&self.opts, &header, text);

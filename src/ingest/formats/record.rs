@@ -751,13 +751,53 @@ pub(crate) fn parse_obj(bytes: &[u8]) -> Result<Obj<'_>, JsonFail> {
 /// whole record. Only a failed decode pays for the search and the copy. The copy has the
 /// same length as `bytes`, so offsets within it are offsets within the record; `f` gets
 /// the result and the bytes it was decoded from.
+///
+/// A record with bytes that are not UTF-8 in a field it reads (a device name saved as
+/// Windows-1252 by PowerShell 5.1) is retried likewise, each such byte read as `?`
+/// ([`replace_invalid_utf8`]): one mis-encoded letter must not cost the sign-in either.
 pub(crate) fn with_obj<R>(bytes: &[u8], f: impl for<'b> FnOnce(Result<Obj<'b>, JsonFail>, &'b [u8]) -> R) -> R {
     match parse_obj(bytes) {
         Err(JsonFail::Invalid) => match repair_lone_surrogates(bytes) {
             Some(fixed) => f(parse_obj(&fixed), &fixed),
             None => f(Err(JsonFail::Invalid), bytes),
         },
+        Err(JsonFail::Utf8) => {
+            let fixed = replace_invalid_utf8(bytes).into_owned();
+            match parse_obj(&fixed) {
+                Err(JsonFail::Invalid) => match repair_lone_surrogates(&fixed) {
+                    Some(both) => match parse_obj(&both) {
+                        Err(JsonFail::Invalid) => f(Err(JsonFail::Utf8), bytes),
+                        r => f(r, &both),
+                    },
+                    None => f(Err(JsonFail::Utf8), bytes),
+                },
+                r => f(r, &fixed),
+            }
+        }
         r => f(r, bytes),
+    }
+}
+
+/// `bytes` with every byte that is not part of valid UTF-8 replaced by `?`: the same
+/// length, so offsets within the copy are offsets within the original, and the same JSON
+/// structure, as every such byte is above ASCII. Borrowed when there is none.
+pub(crate) fn replace_invalid_utf8(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let mut out: Option<Vec<u8>> = None;
+    let mut at = 0;
+    while at < bytes.len() {
+        match std::str::from_utf8(&bytes[at..]) {
+            Ok(_) => break,
+            Err(e) => {
+                let bad = at + e.valid_up_to();
+                let len = e.error_len().unwrap_or(bytes.len() - bad);
+                out.get_or_insert_with(|| bytes.to_vec())[bad..bad + len].fill(b'?');
+                at = bad + len;
+            }
+        }
+    }
+    match out {
+        Some(fixed) => std::borrow::Cow::Owned(fixed),
+        None => std::borrow::Cow::Borrowed(bytes),
     }
 }
 
