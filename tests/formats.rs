@@ -294,7 +294,9 @@ fn arrays_and_pretty_objects() {
             "signin:azure-diagnostic:50126:[]",
             "signin:azure-diagnostic:0:[]",
             "error:not_signin",
-            "error:not_signin"
+            "error:not_signin",
+            // Words after the array are not dropped unseen.
+            "error:unknown_format"
         ]
     );
     let obj = serde_json::to_string_pretty(&serde_json::from_str::<serde_json::Value>(REC_A).unwrap()).unwrap();
@@ -886,4 +888,61 @@ fn several_objects_on_one_line_are_each_a_record() {
         assert_eq!(distinct.len(), 5, "each at its own offset: {starts:?}");
         assert_eq!(items.iter().map(|i| i.line).collect::<Vec<_>>(), [1, 1, 2, 2, 3]);
     }
+}
+
+#[test]
+fn envelopes_pages_and_arrays_joined_on_one_line_are_all_read() {
+    let record = |id: &str| {
+        format!(
+            r#"{{"time":"2026-03-04T16:00:00Z","operationName":"Sign-in activity","category":"SignInLogs","resultType":"50126","properties":{{"id":"{id}","status":{{"errorCode":50126}}}}}}"#
+        )
+    };
+    let page = |id: &str| {
+        format!(
+            r#"{{"@odata.context":"x","value":[{{"id":"{id}","createdDateTime":"2026-03-04T08:01:18Z","status":{{"errorCode":50126}}}}]}}"#
+        )
+    };
+    let envelope = |id: &str| format!(r#"{{"records":[{}]}}"#, record(id));
+    let pretty = |id: &str| {
+        format!(
+            "{{\n  \"@odata.context\": \"x\",\n  \"value\": [\n    {{\n      \"id\": \"{id}\",\n      \"createdDateTime\": \"2026-03-04T08:01:18Z\",\n      \"status\": {{ \"errorCode\": 50126 }}\n    }}\n  ]\n}}"
+        )
+    };
+    // What `curl >>` makes of Graph pages (no newline between bodies), shippers' envelopes
+    // joined by commas, an envelope then a plain record, two arrays, pretty pages joined.
+    let input = format!(
+        "{}{}\n{},{}\n{} {}\n[{},{}][{}]\n{}{}\n",
+        page("a"),
+        page("b"),
+        envelope("c"),
+        envelope("d"),
+        envelope("e"),
+        record("f"),
+        record("g"),
+        record("h"),
+        record("i"),
+        pretty("j"),
+        pretty("k"),
+    );
+    for format in [Format::Auto, Format::AzureDiagnostic, Format::Graph] {
+        let whole = decode_bytes(&opts(format), input.as_bytes());
+        let mut d = StreamDecoder::new(opts(format));
+        let mut bytewise = Vec::new();
+        for b in input.as_bytes() {
+            d.feed(std::slice::from_ref(b), &mut bytewise);
+        }
+        d.finish(&mut bytewise);
+        for items in [&whole, &bytewise] {
+            let ids: Vec<_> = signins(items).iter().map(|s| s.record_id.clone().unwrap_or_default()).collect();
+            assert_eq!(ids, ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k"], "{format:?}: {items:#?}");
+            assert!(errors(items).is_empty(), "{format:?}: {:?}", errors(items));
+        }
+    }
+    // Anything else after an envelope on its line is an error of its own, not dropped.
+    let items =
+        decode_bytes(&opts(Format::Auto), format!("{} trailing words\n{}\n", envelope("a"), record("b")).as_bytes());
+    assert_eq!(
+        tags(&items),
+        ["signin:azure-diagnostic:50126:[]", "error:unknown_format", "signin:azure-diagnostic:50126:[]"]
+    );
 }

@@ -81,7 +81,7 @@ enum Mode {
     Array { env: bool },
     /// After an envelope's array: skipping the rest of the object to its `}`.
     EnvTail(Scanner),
-    /// Dropping the rest of a line (after a top-level array or envelope).
+    /// The rest of a line after a top-level array or envelope (`step_linetail`).
     LineTail,
     /// Portal CSV rows under this header.
     Csv(Arc<CsvHeader>),
@@ -1086,21 +1086,31 @@ impl StreamDecoder {
         }
     }
 
+    /// After a top-level array or envelope: what else its line holds. Another value
+    /// (`{…}{…}`, `{…},{…}`, as `curl >>` appends Graph pages and some shippers write
+    /// envelopes) is read as a line of its own; anything else is judged as a line is (a
+    /// parse error, not silently dropped).
     fn step_linetail(&mut self) -> bool {
-        let len = self.buf.len() - self.pos;
-        if len == 0 {
-            return false;
-        }
-        match memchr::memchr(b'\n', &self.buf[self.pos..]) {
-            Some(k) => {
-                self.advance(k + 1);
+        let a = &self.buf[self.pos..];
+        let skip = a.iter().take_while(|c| matches!(c, b' ' | b'\t' | b'\r' | b',')).count();
+        match a.get(skip) {
+            None => {
+                // Separators only, so far: nothing is owed for them.
+                self.advance(skip);
+                self.mark();
+                false
+            }
+            Some(b'\n') => {
+                self.advance(skip + 1);
                 self.mode = Mode::Top;
                 self.mark();
                 true
             }
-            None => {
-                self.advance(len);
-                false
+            Some(_) => {
+                self.advance(skip);
+                self.mode = Mode::Top;
+                self.mark();
+                true
             }
         }
     }
