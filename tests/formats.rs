@@ -946,3 +946,28 @@ fn envelopes_pages_and_arrays_joined_on_one_line_are_all_read() {
         ["signin:azure-diagnostic:50126:[]", "error:unknown_format", "signin:azure-diagnostic:50126:[]"]
     );
 }
+
+#[test]
+fn properties_given_as_json_text_read_as_the_object() {
+    let inner = r#"{"id":"s1","createdDateTime":"2026-03-04T08:01:18Z","userPrincipalName":"alice@contoso.com","appId":"aaaa","tokenIssuerType":"ADFederationServices","status":{"errorCode":50126}}"#;
+    let as_object = format!(
+        r#"{{"time":"2026-03-04T08:01:19Z","category":"SignInLogs","identity":"Alice Example","resultType":"50126","properties":{inner}}}"#
+    );
+    let as_text = format!(
+        r#"{{"time":"2026-03-04T08:01:19Z","category":"SignInLogs","identity":"Alice Example","resultType":"50126","properties":{}}}"#,
+        serde_json::to_string(inner).unwrap()
+    );
+    for format in [Format::Auto, Format::AzureDiagnostic] {
+        let object = decode_bytes(&opts(format), format!("{as_object}\n").as_bytes());
+        let text = decode_bytes(&opts(format), format!("{as_text}\n").as_bytes());
+        let (o, t) = (signins(&object), signins(&text));
+        assert_eq!((o.len(), t.len()), (1, 1), "{format:?}");
+        assert_eq!(t[0], o[0], "{format:?}");
+        assert_eq!(t[0].record_id.as_deref(), Some("s1"));
+        assert_eq!(t[0].user.as_deref(), Some("alice@contoso.com"));
+        assert_eq!(t[0].token_issuer_type.as_deref(), Some("ADFederationServices"));
+    }
+    // Text that is not an object is ignored, as before.
+    let other = r#"{"time":"2026-03-04T08:01:19Z","category":"SignInLogs","resultType":"50126","properties":"n/a"}"#;
+    assert_eq!(tags(&auto(format!("{other}\n").as_bytes())), ["signin:azure-diagnostic:50126:[]"]);
+}

@@ -184,13 +184,17 @@ impl Status<'_> {
     /// A status cell that holds JSON text (Log Analytics exports, CSV).
     pub fn from_json_text(s: &str) -> Status<'static> {
         match serde_json::from_str::<Status<'_>>(s) {
-            Ok(st) => Status {
-                error_code: st.error_code,
-                failure_reason: st.failure_reason.into_static(),
-                additional_details: st.additional_details.into_static(),
-                shaped: st.shaped,
-            },
+            Ok(st) => st.into_static(),
             Err(_) => Status::default(),
+        }
+    }
+
+    fn into_static(self) -> Status<'static> {
+        Status {
+            error_code: self.error_code,
+            failure_reason: self.failure_reason.into_static(),
+            additional_details: self.additional_details.into_static(),
+            shaped: self.shaped,
         }
     }
 }
@@ -361,6 +365,59 @@ pub(crate) struct Obj<'a> {
     pub sender_image_path: LStr<'a>,
     pub device_detail: Option<DeviceDetail<'a>>,
     pub fields: u32,
+}
+
+impl Obj<'_> {
+    /// `properties` given as JSON text (a shipper that stringified the nested object): the
+    /// same record as if it were an object. An envelope's lists are not kept: `properties`
+    /// holds a sign-in, not records.
+    fn from_json_text(s: &str) -> Option<Obj<'static>> {
+        if !s.trim_start().starts_with('{') {
+            return None;
+        }
+        serde_json::from_str::<Obj<'_>>(s).ok().map(Obj::into_static)
+    }
+
+    fn into_static(self) -> Obj<'static> {
+        Obj {
+            next_object: None,
+            time: self.time.into_static(),
+            time_generated: self.time_generated.into_static(),
+            created: self.created.into_static(),
+            timestamp: self.timestamp.into_static(),
+            result_type: self.result_type,
+            result_type_seen: self.result_type_seen,
+            result_description: self.result_description.into_static(),
+            tenant_id: self.tenant_id.into_static(),
+            aad_tenant_id: self.aad_tenant_id.into_static(),
+            resource_id: self.resource_id.into_static(),
+            resource_tenant_id: self.resource_tenant_id.into_static(),
+            correlation_id: self.correlation_id.into_static(),
+            identity: self.identity.into_static(),
+            caller_ip: self.caller_ip.into_static(),
+            ip: self.ip.into_static(),
+            upn: self.upn.into_static(),
+            app_id: self.app_id.into_static(),
+            app_name: self.app_name.into_static(),
+            client_app: self.client_app.into_static(),
+            auth_protocol: self.auth_protocol.into_static(),
+            token_issuer_type: self.token_issuer_type.into_static(),
+            id: self.id.into_static(),
+            status: self.status.map(Status::into_static),
+            properties: self.properties.map(|p| Box::new(p.into_static())),
+            records: None,
+            value: None,
+            event_message: self.event_message.into_static(),
+            event_message_seen: self.event_message_seen,
+            message_type: self.message_type.into_static(),
+            subsystem: self.subsystem.into_static(),
+            category: self.category.into_static(),
+            process_image_path: self.process_image_path.into_static(),
+            sender_image_path: self.sender_image_path.into_static(),
+            device_detail: self.device_detail.map(|d| DeviceDetail { display_name: d.display_name.into_static() }),
+            fields: self.fields,
+        }
+    }
 }
 
 /// Field ids, from case-insensitive key matching.
@@ -644,7 +701,7 @@ impl<'de> Deserialize<'de> for Obj<'de> {
     }
 }
 
-/// `properties`: an object, or anything else (then ignored).
+/// `properties`: an object (or JSON text of one), or anything else (then ignored).
 struct MaybeObj<'a>(Option<Obj<'a>>);
 
 impl<'de> Deserialize<'de> for MaybeObj<'de> {
@@ -662,8 +719,8 @@ impl<'de> Deserialize<'de> for MaybeObj<'de> {
                 while a.next_element::<IgnoredAny>()?.is_some() {}
                 Ok(MaybeObj(None))
             }
-            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-                Ok(MaybeObj(None))
+            fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(MaybeObj(Obj::from_json_text(s)))
             }
             fn visit_unit<E>(self) -> Result<Self::Value, E> {
                 Ok(MaybeObj(None))
