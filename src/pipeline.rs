@@ -291,7 +291,11 @@ impl Privacy {
     /// The message is compared as the text styles print it: their lines end at `\n`
     /// (a `\r` before it is line framing to them, text to ndjson) and trailing blanks are
     /// not kept.
-    pub fn entry_key(&self, at: DateTime<Utc>, message: &str) -> String {
+    ///
+    /// The logging process's id, which every `log show` style prints, is part of the key
+    /// when known: the same bare message (`AADSTS50076: …`, no trace id) logged in the
+    /// same millisecond on two Macs of a fleet export is two entries.
+    pub fn entry_key(&self, at: DateTime<Utc>, pid: Option<u32>, message: &str) -> String {
         let message = message.trim_end();
         let message = if message.contains('\r') {
             std::borrow::Cow::Owned(message.replace("\r\n", "\n"))
@@ -300,7 +304,11 @@ impl Privacy {
         };
         let mut key = String::with_capacity(36);
         key.push_str("log:");
-        key.push_str(&hmac_hex(&self.entry_key_secret, &format!("{}\n{message}", at.timestamp_millis())));
+        let keyed = match pid {
+            Some(pid) => format!("{}\n{pid}\n{message}", at.timestamp_millis()),
+            None => format!("{}\n{message}", at.timestamp_millis()),
+        };
+        key.push_str(&hmac_hex(&self.entry_key_secret, &keyed));
         key
     }
 
@@ -653,7 +661,7 @@ impl Normalizer {
         if raw.format != "passport" || raw.record_id.is_some() {
             return None;
         }
-        Some(self.privacy.entry_key(raw.occurred_at?, raw.message.as_deref()?))
+        Some(self.privacy.entry_key(raw.occurred_at?, raw.process_id, raw.message.as_deref()?))
     }
 
     /// A success is only counted and de-duplicated (by record id or entry key, else
@@ -1009,10 +1017,10 @@ mod tests {
         let p = Privacy::new(&PrivacySettings::default(), b"k");
         let at = DateTime::<Utc>::from_timestamp_millis(1_772_640_902_123).expect("time");
         // ndjson keeps a CRLF inside the message; the text styles end their lines at LF.
-        let text = p.entry_key(at, "AADSTS50055: expired\nTrace ID: t");
-        assert_eq!(p.entry_key(at, "AADSTS50055: expired\r\nTrace ID: t\r\n"), text);
-        assert_eq!(p.entry_key(at, "AADSTS50055: expired\nTrace ID: t  "), text);
-        assert_ne!(p.entry_key(at, "AADSTS50055: expired\nTrace ID: u"), text);
+        let text = p.entry_key(at, None, "AADSTS50055: expired\nTrace ID: t");
+        assert_eq!(p.entry_key(at, None, "AADSTS50055: expired\r\nTrace ID: t\r\n"), text);
+        assert_eq!(p.entry_key(at, None, "AADSTS50055: expired\nTrace ID: t  "), text);
+        assert_ne!(p.entry_key(at, None, "AADSTS50055: expired\nTrace ID: u"), text);
     }
 
     #[test]

@@ -31,7 +31,7 @@ fn passportd_env(dir: &Path, args: &[&str], env: &[(&str, &std::ffi::OsStr)]) ->
 /// One Passport `log show --style ndjson` entry of the plugin (subsystem and sender set).
 fn passport_ndjson(timestamp: &str, kind: &str, message: &str) -> String {
     format!(
-        r#"{{"timestamp":"{timestamp}","messageType":"{kind}","subsystem":"io.kandji.passport","senderImagePath":"/Library/Security/SecurityAgentPlugins/KandjiPassport.bundle/Contents/MacOS/KandjiPassport","eventMessage":"{message}"}}"#
+        r#"{{"timestamp":"{timestamp}","messageType":"{kind}","subsystem":"io.kandji.passport","senderImagePath":"/Library/Security/SecurityAgentPlugins/KandjiPassport.bundle/Contents/MacOS/KandjiPassport","processID":612,"eventMessage":"{message}"}}"#
     )
 }
 
@@ -1054,7 +1054,7 @@ fn a_message_starting_with_brackets_keeps_them_and_counts_once() {
     let message =
         "[Auth] Token request failed: AADSTS50126: Error validating credentials due to invalid username or password.";
     let ndjson = format!(
-        r#"{{"timestamp":"2026-03-04 15:00:00.123456-0800","messageType":"Error","subsystem":"","category":"","senderImagePath":"/Library/Security/SecurityAgentPlugins/KandjiPassport.bundle/Contents/MacOS/KandjiPassport","processImagePath":"/System/Library/Frameworks/Security.framework/Versions/A/MachServices/SecurityAgent.bundle/Contents/MacOS/SecurityAgent","eventMessage":"{message}"}}"#
+        r#"{{"timestamp":"2026-03-04 15:00:00.123456-0800","messageType":"Error","subsystem":"","category":"","senderImagePath":"/Library/Security/SecurityAgentPlugins/KandjiPassport.bundle/Contents/MacOS/KandjiPassport","processImagePath":"/System/Library/Frameworks/Security.framework/Versions/A/MachServices/SecurityAgent.bundle/Contents/MacOS/SecurityAgent","processID":612,"eventMessage":"{message}"}}"#
     ) + "\n";
     let syslog = format!("2026-03-04 15:00:00.123456-0800  localhost SecurityAgent[612]: (KandjiPassport) {message}\n");
     let dir = tempfile::tempdir().unwrap();
@@ -1063,6 +1063,35 @@ fn a_message_starting_with_brackets_keeps_them_and_counts_once() {
     std::fs::write(&b, syslog).unwrap();
     let v = json(&passportd(dir.path(), &["replay", "--json", a.to_str().unwrap(), b.to_str().unwrap()]));
     assert_eq!((v["failures"].as_u64(), v["duplicates"].as_u64()), (Some(1), Some(1)), "{v}");
+}
+
+/// Fleet exports merged into one file: the same bare message in the same millisecond on
+/// several Macs (each its own SecurityAgent) is one entry per Mac; the same Mac's entry in
+/// another export style (its process id printed by every style) is still one.
+#[test]
+fn one_message_on_several_macs_in_one_millisecond_counts_per_mac() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = |host: &str, pid: u32, micros: &str| {
+        format!(
+            "2026-03-04 00:19:42.068{micros}-0800  {host} SecurityAgent[{pid}]: (KandjiPassport) [io.kandji.passport:auth] Token request failed: AADSTS50076: you must use multi-factor authentication\n"
+        )
+    };
+    let fleet = line("mac-lab-07", 612, "157") + &line("mac-lab-08", 598, "157") + &line("mac-lab-09", 640, "999");
+    let p = dir.path().join("fleet.log");
+    std::fs::write(&p, fleet).unwrap();
+    let v = json(&passportd(dir.path(), &["replay", "--json", p.to_str().unwrap()]));
+    assert_eq!((v["failures"].as_u64(), v["duplicates"].as_u64()), (Some(3), Some(0)), "{v}");
+    // mac-lab-08's entry as its own `log show` default-style and ndjson exports.
+    let message = "Token request failed: AADSTS50076: you must use multi-factor authentication";
+    let default_style = format!(
+        "2026-03-04 00:19:42.068157-0800 0x26b7     Error       0x0                  598    0    SecurityAgent: (KandjiPassport) [io.kandji.passport:auth] {message}\n"
+    );
+    let ndjson = passport_ndjson("2026-03-04 00:19:42.068157-0800", "Error", message).replace("612", "598") + "\n";
+    let (a, b) = (dir.path().join("mac-lab-08.log"), dir.path().join("mac-lab-08.ndjson"));
+    std::fs::write(&a, default_style).unwrap();
+    std::fs::write(&b, ndjson).unwrap();
+    let v = json(&passportd(dir.path(), &["replay", "--json", a.to_str().unwrap(), b.to_str().unwrap()]));
+    assert_eq!((v["records"].as_u64(), v["duplicates"].as_u64()), (Some(0), Some(2)), "{v}");
 }
 
 /// Passport's Okta and Google Secure LDAP failures carry no AADSTS code, and a syslog-style

@@ -115,6 +115,7 @@ pub(crate) fn to_signin(o: &Obj<'_>, label: &'static str, opts: &DecodeOptions) 
         correlation_id: pick!(correlation_id),
         record_id: pick!(id),
         device,
+        process_id: None,
     };
     ItemKind::SignIn(Box::new(s))
 }

@@ -1367,6 +1367,7 @@ fn passport_obj(opts: &DecodeOptions, m: &Matcher, o: &Obj<'_>) -> ItemKind {
         sender: o.sender_image_path.get().unwrap_or(""),
         process: o.process_image_path.get().unwrap_or(""),
         device: None,
+        pid: o.process_id,
     };
     decide(&f, m, opts.default_tz)
 }

@@ -202,6 +202,9 @@ pub struct RawSignIn {
     pub record_id: Option<String>,
     /// Mac host name or serial (Passport syslog host, when known).
     pub device: Option<String>,
+    /// The logging process's id (a Passport entry's `processID`, or the `[pid]` of a text
+    /// style): part of the entry's idempotency key.
+    pub process_id: Option<u32>,
 }
 
 /// What one framed record turned into.

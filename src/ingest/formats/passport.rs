@@ -87,6 +87,8 @@ pub(crate) struct PassportFields<'s> {
     pub sender: &'s str,
     pub process: &'s str,
     pub device: Option<&'s str>,
+    /// The process id, when the style prints it (all of `log show`'s do).
+    pub pid: Option<u32>,
 }
 
 const FAILURE_PHRASES: &[&str] = &[
@@ -454,6 +456,7 @@ pub(crate) fn decide(r: &PassportFields<'_>, m: &Matcher, tz: chrono_tz::Tz) -> 
     }
     s.user = find_email(msg);
     s.device = r.device.map(str::to_owned);
+    s.process_id = r.pid;
     ItemKind::SignIn(Box::new(s))
 }
 
@@ -566,6 +569,7 @@ pub(crate) struct TextHead<'s> {
     pub host: Option<&'s str>,
     pub message_type: Option<&'s str>,
     pub process: &'s str,
+    pub pid: Option<u32>,
     pub sender: &'s str,
     pub subsystem: &'s str,
     /// Byte offset of the message within the line.
@@ -663,6 +667,7 @@ pub(crate) fn parse_text_head(line: &str) -> Option<TextHead<'_>> {
             at = e;
         }
         h.message_type = toks.first().copied();
+        h.pid = toks.get(2).and_then(|p| p.parse().ok());
         let rest_at = skip_ws(line, at);
         let Some(colon) = line[rest_at..].find(": ") else {
             return Some(h);
@@ -675,18 +680,20 @@ pub(crate) fn parse_text_head(line: &str) -> Option<TextHead<'_>> {
         };
         // The process name may hold spaces ("Company Portal[901:1a]"): it runs to the
         // bracketed pid.
-        let Some((process, after_pid)) = process_and_pid(line, b0) else {
+        let Some((process, pid, after_pid)) = process_and_pid(line, b0) else {
             return Some(h);
         };
         if line[after_pid..].starts_with(':') {
             // syslog: host, "process[pid]:".
             h.host = Some(t1);
             h.process = process;
+            h.pid = pid;
             i = after_pid + 1;
         } else if let Some(ty) = compact_type(t1) {
             // compact: type, "process[pid:tid]".
             h.message_type = Some(ty);
             h.process = process;
+            h.pid = pid;
             i = after_pid;
         } else {
             return Some(h);
@@ -731,8 +738,9 @@ fn subsystem_of(inner: &str) -> Option<&str> {
 }
 
 /// From `from`: a process name (words without brackets or colons, at most 128 bytes) and
-/// its bracketed pid, `[612]` or `[612:26b7]`; returns the name and where the bracket ends.
-fn process_and_pid(line: &str, from: usize) -> Option<(&str, usize)> {
+/// its bracketed pid, `[612]` or `[612:26b7]`; returns the name, the pid (when it fits a
+/// `u32`) and where the bracket ends.
+fn process_and_pid(line: &str, from: usize) -> Option<(&str, Option<u32>, usize)> {
     let rest = &line[from..];
     let open = rest.find('[').filter(|at| *at <= 128)?;
     let process = &rest[..open];
@@ -743,7 +751,7 @@ fn process_and_pid(line: &str, from: usize) -> Option<(&str, usize)> {
     let pid = &rest[open + 1..close];
     let (pid, thread) = pid.split_once(':').unwrap_or((pid, ""));
     let digits = !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit());
-    (digits && thread.bytes().all(|b| b.is_ascii_hexdigit())).then_some((process, from + close + 1))
+    (digits && thread.bytes().all(|b| b.is_ascii_hexdigit())).then(|| (process, pid.parse().ok(), from + close + 1))
 }
 
 /// A text record: its head line plus any continuation lines, decoded.
@@ -775,6 +783,7 @@ pub(crate) fn decide_text(lines: &str, m: &Matcher, tz: chrono_tz::Tz) -> ItemKi
         sender: h.sender,
         process: h.process,
         device,
+        pid: h.pid,
     };
     decide(&f, m, tz)
 }

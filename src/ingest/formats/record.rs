@@ -363,6 +363,9 @@ pub(crate) struct Obj<'a> {
     pub category: LStr<'a>,
     pub process_image_path: LStr<'a>,
     pub sender_image_path: LStr<'a>,
+    /// A unified-log entry's `processID`: part of its key, which tells apart the same
+    /// message logged at the same moment on two Macs.
+    pub process_id: Option<u32>,
     pub device_detail: Option<DeviceDetail<'a>>,
     pub fields: u32,
 }
@@ -414,6 +417,7 @@ impl Obj<'_> {
             category: self.category.into_static(),
             process_image_path: self.process_image_path.into_static(),
             sender_image_path: self.sender_image_path.into_static(),
+            process_id: self.process_id,
             device_detail: self.device_detail.map(|d| DeviceDetail { display_name: d.display_name.into_static() }),
             fields: self.fields,
         }
@@ -454,6 +458,7 @@ pub(crate) enum F {
     Category,
     ProcessImagePath,
     SenderImagePath,
+    ProcessId,
     DeviceDetail,
     ErrorCode,
     FailureReason,
@@ -511,6 +516,7 @@ fn field_of_name(k: &[u8]) -> F {
             (b"ipaddress", F::Ip),
             (b"subsystem", F::Subsystem),
             (b"errorcode", F::ErrorCode),
+            (b"processid", F::ProcessId),
         ],
         10 => &[(b"resulttype", F::ResultType), (b"resourceid", F::ResourceId), (b"properties", F::Properties)],
         11 => &[(b"messagetype", F::MessageType), (b"displayname", F::DisplayName), (b"aadtenantid", F::AadTenantId)],
@@ -666,6 +672,9 @@ impl<'de> Deserialize<'de> for Obj<'de> {
                         F::Status => {
                             let st: Status<'de> = a.next_value()?;
                             o.status = Some(st);
+                        }
+                        F::ProcessId => {
+                            o.process_id = a.next_value::<LCode>()?.0;
                         }
                         F::Properties => {
                             let p: MaybeObj<'de> = a.next_value()?;
@@ -950,6 +959,7 @@ mod tests {
             "category" => F::Category,
             "processimagepath" => F::ProcessImagePath,
             "senderimagepath" => F::SenderImagePath,
+            "processid" => F::ProcessId,
             "devicedetail" => F::DeviceDetail,
             "errorcode" => F::ErrorCode,
             "failurereason" => F::FailureReason,
@@ -991,6 +1001,7 @@ mod tests {
         "category",
         "processImagePath",
         "senderImagePath",
+        "processID",
         "deviceDetail",
         "errorCode",
         "failureReason",
@@ -1005,8 +1016,8 @@ mod tests {
     #[test]
     fn every_name_is_recognised_by_length() {
         let distinct: std::collections::HashSet<String> = NAMES.iter().map(|n| format!("{:?}", field_of(n))).collect();
-        // 36 fields plus `Other` (shared by the last four names).
-        assert_eq!(distinct.len(), 37, "{distinct:?}");
+        // 37 fields plus `Other` (shared by the last four names).
+        assert_eq!(distinct.len(), 38, "{distinct:?}");
     }
 
     proptest::proptest! {
