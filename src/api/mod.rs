@@ -270,13 +270,14 @@ async fn list_incidents(State(state): State<AppState>, Query(params): Params) ->
             ApiError::bad("sort", format!("{v:?}: use last_seen, first_seen, event_count or users_affected"))
         })?,
     };
+    let (since, until) = parse_span(&params)?;
     let q = IncidentQuery {
         status,
         category: parse_category(&params)?,
         code: parse_code(&params)?,
         app: params.get("app").cloned(),
-        since: parse_time(&params, "since")?,
-        until: parse_time(&params, "until")?,
+        since,
+        until,
         sort,
         limit: parse_limit(&params)?,
         cursor: params.get("cursor").cloned(),
@@ -284,6 +285,17 @@ async fn list_incidents(State(state): State<AppState>, Query(params): Params) ->
     let page = state.store.list_incidents(&q).await?;
     let body = json!({"items": page.items, "next_cursor": page.next_cursor});
     Ok(with_next_link("/api/v1/incidents", &params, page.next_cursor.as_deref(), body))
+}
+
+/// `since` and `until`, when given, in that order.
+fn parse_span(params: &HashMap<String, String>) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), ApiError> {
+    let (since, until) = (parse_time(params, "since")?, parse_time(params, "until")?);
+    if let (Some(s), Some(u)) = (since, until) {
+        if s > u {
+            return Err(ApiError::bad("since", "must not be after until"));
+        }
+    }
+    Ok((since, until))
 }
 
 fn parse_id(raw: &str) -> Result<i64, ApiError> {
@@ -402,20 +414,29 @@ async fn resolve(
     ),
     responses(
         (status = 200, description = "A page", body = doc::EventPage),
-        (status = 400, description = "A parameter is invalid", body = doc::ErrorBody)))]
+        (status = 400, description = "A parameter is invalid", body = doc::ErrorBody),
+        (status = 404, description = "No such incident (`incident`)", body = doc::ErrorBody)))]
 async fn list_events(State(state): State<AppState>, Query(params): Params) -> Result<Response, ApiError> {
     check_known(&params, &["incident", "category", "code", "source", "since", "until", "limit", "cursor"])?;
     let incident = params
         .get("incident")
         .map(|v| v.parse::<i64>().map_err(|_| ApiError::bad("incident", format!("{v:?} is not an incident id"))))
         .transpose()?;
+    let (since, until) = parse_span(&params)?;
+    // An incident that does not exist is a 404, as its own URL is, not an empty page
+    // that reads like an incident without events.
+    if let Some(id) = incident {
+        if state.store.incident(id).await?.is_none() {
+            return Err(ApiError::NotFound(format!("no incident {id}")));
+        }
+    }
     let q = EventQuery {
         incident,
         category: parse_category(&params)?,
         code: parse_code(&params)?,
         source: params.get("source").cloned(),
-        since: parse_time(&params, "since")?,
-        until: parse_time(&params, "until")?,
+        since,
+        until,
         limit: parse_limit(&params)?,
         cursor: params.get("cursor").cloned(),
     };
