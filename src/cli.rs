@@ -24,8 +24,10 @@ use crate::pipeline::{run_writer, BatchLimits, EventBudget, IngestSummary};
 #[command(
     after_help = "Configuration: --config PATH, else $PASSPORTD_CONFIG, else ./config/passportd.toml if it exists, \
 else the embedded default (listen 127.0.0.1:9477, database ./passportd.db, no file sources). \
-Any key can be overridden as PASSPORTD_<SECTION>__<KEY>, e.g. PASSPORTD_SERVER__LISTEN=0.0.0.0:9477.\n\
-Exit codes: 0 success, 2 usage or configuration error, 1 other failure."
+Any key can be overridden as PASSPORTD_<SECTION>__<KEY> (deeper keys with more __, a configured source's \
+as PASSPORTD_SOURCES__<NAME>__<KEY>), e.g. PASSPORTD_SERVER__LISTEN=0.0.0.0:9477.\n\
+Exit codes: 0 success, 2 usage or configuration error, 1 other failure, 130 a replay stopped by SIGINT/SIGTERM \
+(what it read is kept)."
 )]
 pub struct Cli {
     /// What to do.

@@ -588,22 +588,24 @@ pub fn from_parts(text: &str, origin: &str, env: &[(String, String)]) -> Result<
         return Err(ConfigError::Parse { origin: origin.to_string(), message });
     }
     let mut applied = Vec::new();
+    // Every variable in our namespace is an override (`PASSPORTD_CONFIG` aside): a
+    // mistyped one (`PASSPORTD_SERVER_LISTEN`) is an error, not silently ignored.
     let mut vars: Vec<&(String, String)> =
-        env.iter().filter(|(k, _)| k.starts_with("PASSPORTD_") && k.contains("__")).collect();
+        env.iter().filter(|(k, _)| k.starts_with("PASSPORTD_") && k != "PASSPORTD_CONFIG").collect();
     vars.sort();
     for (var, value) in vars {
-        let (section, key, typed) = parse_env_override(var, value)?;
+        let (path, typed) = parse_env_override(var, value)?;
         // A text key's value may look like a number or a boolean (an API token of digits,
         // a hash key): when only the text fits the key, it is text.
         let value = if !typed.is_str()
-            && !override_fits(&doc, &section, &key, typed.clone())
-            && override_fits(&doc, &section, &key, toml::Value::String(value.clone()))
+            && !override_fits(&doc, &path, typed.clone())
+            && override_fits(&doc, &path, toml::Value::String(value.clone()))
         {
             toml::Value::String(value.clone())
         } else {
             typed
         };
-        set_key(&mut doc, var, section, key, value)?;
+        set_path(&mut doc, var, &path, value)?;
         applied.push(var.clone());
     }
     // The file alone was fine: what fails now came from the environment.
@@ -623,10 +625,11 @@ pub fn from_parts(text: &str, origin: &str, env: &[(String, String)]) -> Result<
     Ok((settings, applied))
 }
 
-/// `section.key` of a `PASSPORTD_<SECTION>__<KEY>` variable.
+/// `section.key` (or a deeper `section.key.subkey`) of a `PASSPORTD_<SECTION>__<KEY>`
+/// variable.
 fn env_key(var: &str) -> Option<String> {
-    let (section, key) = var.strip_prefix("PASSPORTD_")?.split_once("__")?;
-    Some(format!("{}.{}", section.to_ascii_lowercase(), key.to_ascii_lowercase()))
+    let path = var.strip_prefix("PASSPORTD_")?;
+    path.contains("__").then(|| path.split("__").map(str::to_ascii_lowercase).collect::<Vec<_>>().join("."))
 }
 
 /// The `section.key` written on the line holding byte `at` (under the nearest table
@@ -664,24 +667,27 @@ fn one_line(text: &str, e: &toml::de::Error) -> String {
     }
 }
 
-/// Splits `PASSPORTD_<SECTION>__<KEY>` and reads its value: a TOML literal (number,
-/// bool, array) keeps its type, so PASSPORTD_CATALOGUE__EXTRA_PATHS='["a.toml"]' works;
-/// anything else is a string.
-fn parse_env_override(var: &str, value: &str) -> Result<(String, String, toml::Value), ConfigError> {
-    let path = &var["PASSPORTD_".len()..];
-    let mut parts = path.split("__");
-    let (Some(section), Some(key), None) = (parts.next(), parts.next(), parts.next()) else {
+/// Splits `PASSPORTD_<SECTION>__<KEY>` (or a deeper `…__<KEY>__<SUBKEY>`, for a table's
+/// entry such as `PASSPORTD_INCIDENTS__QUIET_PERIOD_BY_CATEGORY__INVALID_CREDENTIALS`, and
+/// `PASSPORTD_SOURCES__<NAME>__<KEY>` for a configured source's key) into its lower-cased
+/// path, and reads its value: a TOML literal (number, bool, array, inline table) keeps its
+/// type, so PASSPORTD_CATALOGUE__EXTRA_PATHS='["a.toml"]' works; anything else is a string.
+fn parse_env_override(var: &str, value: &str) -> Result<(Vec<String>, toml::Value), ConfigError> {
+    let path: Vec<String> = var["PASSPORTD_".len()..].split("__").map(str::to_ascii_lowercase).collect();
+    let min = if path.first().is_some_and(|s| s == "sources") { 3 } else { 2 };
+    if path.len() < min || path.iter().any(String::is_empty) {
+        let hint = var["PASSPORTD_".len()..]
+            .split_once('_')
+            .filter(|_| !var.contains("__"))
+            .map(|(section, key)| format!(" (PASSPORTD_{section}__{key}?)"))
+            .unwrap_or_default();
         return Err(ConfigError::Env {
             var: var.to_string(),
-            message: "expected the form PASSPORTD_<SECTION>__<KEY>".into(),
-        });
-    };
-    let section = section.to_ascii_lowercase();
-    let key = key.to_ascii_lowercase();
-    if section == "sources" {
-        return Err(ConfigError::Env {
-            var: var.to_string(),
-            message: "[[sources]] entries cannot be overridden from the environment; use a config file".into(),
+            message: if min == 3 {
+                "expected the form PASSPORTD_SOURCES__<NAME>__<KEY>, for a source the config file defines".into()
+            } else {
+                format!("expected the form PASSPORTD_<SECTION>__<KEY>{hint}")
+            },
         });
     }
     let parsed = format!("v = {value}")
@@ -689,28 +695,52 @@ fn parse_env_override(var: &str, value: &str) -> Result<(String, String, toml::V
         .ok()
         .and_then(|mut t| t.remove("v"))
         .unwrap_or_else(|| toml::Value::String(value.to_string()));
-    Ok((section, key, parsed))
+    Ok((path, parsed))
 }
 
-/// Whether the settings still deserialize with `section.key = value` set in `doc`.
-fn override_fits(doc: &toml::Table, section: &str, key: &str, value: toml::Value) -> bool {
+/// Whether the settings still deserialize with `path = value` set in `doc`.
+fn override_fits(doc: &toml::Table, path: &[String], value: toml::Value) -> bool {
     let mut probe = doc.clone();
-    set_key(&mut probe, "", section.to_string(), key.to_string(), value).is_ok()
-        && Settings::deserialize(toml::Value::Table(probe)).is_ok()
+    set_path(&mut probe, "", path, value).is_ok() && Settings::deserialize(toml::Value::Table(probe)).is_ok()
 }
 
-fn set_key(
-    doc: &mut toml::Table,
-    var: &str,
-    section: String,
-    key: String,
-    value: toml::Value,
-) -> Result<(), ConfigError> {
-    let table = doc.entry(section.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
-    let toml::Value::Table(table) = table else {
-        return Err(ConfigError::Env { var: var.to_string(), message: format!("`{section}` is not a section") });
+/// Sets `path` (tables created as needed) to `value` in `doc`. `sources.<name>.…` walks into
+/// the `[[sources]]` entry of that name (compared without case: variable names are
+/// upper-case by habit).
+fn set_path(doc: &mut toml::Table, var: &str, path: &[String], value: toml::Value) -> Result<(), ConfigError> {
+    let env_err = |message: String| ConfigError::Env { var: var.to_string(), message };
+    let (mut table, rest) = match path {
+        [first, name, rest @ ..] if first == "sources" => {
+            let sources = doc.get_mut("sources").and_then(toml::Value::as_array_mut);
+            let mut matching =
+                sources.into_iter().flatten().filter_map(toml::Value::as_table_mut).filter(|t| {
+                    t.get("name").and_then(toml::Value::as_str).is_some_and(|n| n.eq_ignore_ascii_case(name))
+                });
+            let Some(source) = matching.next() else {
+                return Err(env_err(format!(
+                    "the config defines no source named {name:?}; sources are added in a config file, not from the environment"
+                )));
+            };
+            if matching.next().is_some() {
+                return Err(env_err(format!("more than one source is named {name:?} (ignoring case)")));
+            }
+            (source, rest)
+        }
+        _ => (doc, path),
     };
-    table.insert(key, value);
+    let Some((key, parents)) = rest.split_last() else {
+        return Err(env_err("names no key".into()));
+    };
+    let mut walked = Vec::new();
+    for part in parents {
+        walked.push(part.as_str());
+        let entry = table.entry(part.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let toml::Value::Table(next) = entry else {
+            return Err(env_err(format!("`{}` is not a table", walked.join("."))));
+        };
+        table = next;
+    }
+    table.insert(key.clone(), value);
     Ok(())
 }
 
@@ -977,6 +1007,40 @@ mod tests {
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn every_key_can_come_from_the_environment_and_a_mistyped_variable_is_an_error() {
+        let file = "[[sources]]\nname = \"entra\"\npaths = [\"/var/log/entra/*.json\"]\n";
+        let (s, applied) = from_parts(
+            file,
+            "t.toml",
+            &env(&[
+                ("PASSPORTD_INCIDENTS__QUIET_PERIOD_BY_CATEGORY__INVALID_CREDENTIALS", "10m"),
+                ("PASSPORTD_INCIDENTS__OPEN_THRESHOLD__MFA_REQUIRED__EVENTS", "3"),
+                ("PASSPORTD_INCIDENTS__OPEN_THRESHOLD__MFA_REQUIRED__WITHIN", "10m"),
+                ("PASSPORTD_SOURCES__ENTRA__POLL_INTERVAL", "5s"),
+                ("PASSPORTD_SOURCES__ENTRA__PATHS", "[\"/srv/entra/*.json\"]"),
+            ]),
+        )
+        .expect("nested keys and a source's keys");
+        assert_eq!(applied.len(), 5);
+        assert_eq!(s.incidents.quiet_period_by_category["invalid_credentials"].get(), Duration::from_secs(600));
+        assert_eq!(s.incidents.open_threshold["mfa_required"].events, 3);
+        assert_eq!(s.sources[0].poll_interval.get(), Duration::from_secs(5));
+        assert_eq!(s.sources[0].paths, ["/srv/entra/*.json"]);
+        for (var, says) in [
+            ("PASSPORTD_SERVER_LISTEN", "PASSPORTD_SERVER__LISTEN?"),
+            ("PASSPORTD_SOURCES", "PASSPORTD_SOURCES__<NAME>__<KEY>"),
+            ("PASSPORTD_SOURCES__PATHS", "PASSPORTD_SOURCES__<NAME>__<KEY>"),
+            ("PASSPORTD_SOURCES__PASSPORT__PATHS", "no source named \"passport\""),
+            ("PASSPORTD_SERVER__LISTN", "listn"),
+        ] {
+            let err = from_parts(file, "t.toml", &env(&[(var, "x")])).unwrap_err().to_string();
+            assert!(err.contains(var) && err.contains(says), "{var}: {err}");
+        }
+        // `PASSPORTD_CONFIG` names the file; it is no override.
+        assert!(from_parts(file, "t.toml", &env(&[("PASSPORTD_CONFIG", "t.toml")])).is_ok());
     }
 
     #[test]
