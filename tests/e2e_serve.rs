@@ -146,6 +146,8 @@ async fn api_errors_have_the_contract_shape() {
         ("/api/v1/incidents?since=2026-03-05T00:00:00Z&until=2026-03-04T00:00:00Z", 400, "bad_request"),
         ("/api/v1/events?since=2026-03-05T00:00:00Z&until=2026-03-04T00:00:00Z", 400, "bad_request"),
         ("/api/v1/events?incident=999", 404, "not_found"),
+        ("/api/v1/events?incident=-5", 400, "bad_request"),
+        ("/api/v1/events?incident=0", 400, "bad_request"),
         ("/api/v1/nope", 404, "not_found"),
     ] {
         let r = server.get(path).await;

@@ -287,8 +287,11 @@ async fn list_incidents(State(state): State<AppState>, Query(params): Params) ->
     Ok(with_next_link("/api/v1/incidents", &params, page.next_cursor.as_deref(), body))
 }
 
+/// A query's `since` and `until`, each optional.
+type Span = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
 /// `since` and `until`, when given, in that order.
-fn parse_span(params: &HashMap<String, String>) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), ApiError> {
+fn parse_span(params: &HashMap<String, String>) -> Result<Span, ApiError> {
     let (since, until) = (parse_time(params, "since")?, parse_time(params, "until")?);
     if let (Some(s), Some(u)) = (since, until) {
         if s > u {
@@ -420,7 +423,12 @@ async fn list_events(State(state): State<AppState>, Query(params): Params) -> Re
     check_known(&params, &["incident", "category", "code", "source", "since", "until", "limit", "cursor"])?;
     let incident = params
         .get("incident")
-        .map(|v| v.parse::<i64>().map_err(|_| ApiError::bad("incident", format!("{v:?} is not an incident id"))))
+        .map(|v| {
+            v.parse::<i64>()
+                .ok()
+                .filter(|id| *id > 0)
+                .ok_or_else(|| ApiError::bad("incident", format!("{v:?} is not an incident id")))
+        })
         .transpose()?;
     let (since, until) = parse_span(&params)?;
     // An incident that does not exist is a 404, as its own URL is, not an empty page
