@@ -265,7 +265,13 @@ async fn replay(
     }
     for f in &files {
         if f.as_os_str() != "-" && !f.exists() {
-            return Err(CliError::Usage(format!("{}: no such file", f.display())));
+            // `exists` follows links: a link whose target is missing, or a loop of links,
+            // is there but leads nowhere, which "no such file" would hide.
+            let why = match std::fs::metadata(f) {
+                Err(e) if f.symlink_metadata().is_ok() => format!("is a symbolic link that leads nowhere ({e})"),
+                _ => "no such file".to_string(),
+            };
+            return Err(CliError::Usage(format!("{}: {why}", f.display())));
         }
         if f.is_dir() {
             return Err(CliError::Usage(format!("{}: is a folder; pass its files (e.g. folder/*)", f.display())));

@@ -448,6 +448,14 @@ fn replay_reads_pipes_and_devices() {
     assert_eq!(v["records"], 0, "{v}");
     let out = passportd(dir.path(), &["replay", dir.path().join("missing.json").to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.json: no such file"));
+    // A loop of links is there, and says so.
+    std::os::unix::fs::symlink(dir.path().join("b"), dir.path().join("a")).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("a"), dir.path().join("b")).unwrap();
+    let out = passportd(dir.path(), &["replay", dir.path().join("a").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is a symbolic link that leads nowhere") && stderr.lines().count() == 1, "{stderr}");
 }
 
 /// Lines on stdin are classified one by one: a byte that is not UTF-8 does not stop the
