@@ -538,7 +538,9 @@ fn too_long_records_are_dropped_while_streaming() {
     ];
     assert_eq!(tags(&out), want);
     assert_eq!(out, decode_bytes(&o, text.as_bytes()));
-    assert_eq!(out[0].end_offset, long.len() as u64 + 1);
+    // The error spans the record; a line too long for one record is read value by value,
+    // and its newline after them.
+    assert_eq!(out[0].end_offset, long.len() as u64);
 }
 
 /// A file mixing shapes line by line: after a Passport text line, a whole Entra record or
@@ -970,4 +972,42 @@ fn properties_given_as_json_text_read_as_the_object() {
     // Text that is not an object is ignored, as before.
     let other = r#"{"time":"2026-03-04T08:01:19Z","category":"SignInLogs","resultType":"50126","properties":"n/a"}"#;
     assert_eq!(tags(&auto(format!("{other}\n").as_bytes())), ["signin:azure-diagnostic:50126:[]"]);
+}
+
+#[test]
+fn a_line_of_many_records_longer_than_the_record_limit_reads_each() {
+    let record = |id: usize| {
+        format!(
+            r#"{{"time":"2026-03-04T16:00:00Z","operationName":"Sign-in activity","category":"SignInLogs","resultType":"50126","properties":{{"id":"r{id}","status":{{"errorCode":50126}}}}}}"#
+        )
+    };
+    let records: Vec<String> = (0..40).map(record).collect();
+    let want: Vec<String> = (0..40).map(|i| format!("r{i}")).chain(["after".to_string()]).collect();
+    let after = record(0).replace("\"r0\"", "\"after\"");
+    let oversized = record(999).replace("\"r999\"", &format!("\"{}\"", "x".repeat(5000)));
+    // Each record is ~180 bytes, the limit 4 KiB, each line ~7 KiB: glued, comma-joined,
+    // separated by bare CRs (an old Mac editor's line ends), and with one record itself
+    // too long in the middle (that one alone is an error).
+    let glued = records.concat();
+    let commas = records.join(", ");
+    let bare_cr = records.join("\r");
+    let with_oversized = format!("{}{oversized}{}", records[..20].concat(), records[20..].concat());
+    let opts = DecodeOptions { max_record_bytes: 4096, ..DecodeOptions::default() };
+    for (name, line, errors_expected) in
+        [("glued", &glued, 0), ("commas", &commas, 0), ("bare CR", &bare_cr, 0), ("one oversized", &with_oversized, 1)]
+    {
+        let input = format!("{line}\n{after}\n");
+        let whole = decode_bytes(&opts, input.as_bytes());
+        let mut d = StreamDecoder::new(opts.clone());
+        let mut chunked = Vec::new();
+        for chunk in input.as_bytes().chunks(97) {
+            d.feed(chunk, &mut chunked);
+        }
+        d.finish(&mut chunked);
+        for items in [&whole, &chunked] {
+            let ids: Vec<_> = signins(items).iter().map(|s| s.record_id.clone().unwrap_or_default()).collect();
+            assert_eq!(ids, want, "{name}");
+            assert_eq!(errors(items), vec![ParseErrorReason::LineTooLong; errors_expected], "{name}");
+        }
+    }
 }

@@ -83,6 +83,10 @@ enum Mode {
     EnvTail(Scanner),
     /// The rest of a line after a top-level array or envelope (`step_linetail`).
     LineTail,
+    /// Inside a line longer than `max_record_bytes` that holds JSON values one after
+    /// another (`{…}{…}` or `{…},{…}` for megabytes, or records separated by bare CRs):
+    /// each value is read on its own, bounded like a record (`step_values_on_line`).
+    ValuesOnLine,
     /// Portal CSV rows under this header.
     Csv(Arc<CsvHeader>),
 }
@@ -202,6 +206,7 @@ enum SavedMode {
     Envelope,
     EnvTail,
     LineTail,
+    ValuesOnLine,
     Csv(Arc<CsvHeader>),
 }
 
@@ -316,6 +321,7 @@ impl StreamDecoder {
             ("env", _) => Mode::Array { env: true },
             ("envtail", _) => Mode::EnvTail(Scanner::inside_object()),
             ("tail", _) => Mode::LineTail,
+            ("values", _) => Mode::ValuesOnLine,
             ("csv", Some(h)) => Mode::Csv(h),
             _ => Mode::Top,
         };
@@ -463,6 +469,7 @@ impl StreamDecoder {
             SavedMode::Envelope => ("env", None),
             SavedMode::EnvTail => ("envtail", None),
             SavedMode::LineTail => ("tail", None),
+            SavedMode::ValuesOnLine => ("values", None),
             SavedMode::Csv(h) => ("csv", Some(h.text.clone())),
         };
         if s.line <= 1 && m.is_empty() && !s.prev_text {
@@ -510,6 +517,7 @@ impl StreamDecoder {
             Mode::Array { env: true } => SavedMode::Envelope,
             Mode::EnvTail(_) => SavedMode::EnvTail,
             Mode::LineTail => SavedMode::LineTail,
+            Mode::ValuesOnLine => SavedMode::ValuesOnLine,
             Mode::Csv(h) => SavedMode::Csv(h.clone()),
         };
         self.ckpt_off = self.abs(self.pos);
@@ -541,6 +549,7 @@ impl StreamDecoder {
                     Mode::Array { .. } => self.step_array(out, eof),
                     Mode::EnvTail(_) => self.step_envtail(),
                     Mode::LineTail => self.step_linetail(),
+                    Mode::ValuesOnLine => self.step_values_on_line(out, eof),
                     Mode::Csv(_) => self.step_csv(eof),
                 },
             };
@@ -810,8 +819,9 @@ impl StreamDecoder {
         }
         let Some((nl, next)) = self.line_end(eof) else {
             if self.too_long(self.buf.len() - self.pos) {
+                // Too long for one record: maybe many, one after another.
                 self.prev_text = false;
-                self.start_drop(DropUntil::Newline);
+                self.mode = Mode::ValuesOnLine;
                 return true;
             }
             return false;
@@ -820,9 +830,7 @@ impl StreamDecoder {
         let start = self.abs(self.pos);
         let end = self.abs(next);
         if self.too_long(nl - self.pos) {
-            push(out, start, end, self.line, ItemKind::Error(ParseErrorReason::LineTooLong));
-            self.advance_line(nl, next);
-            self.mark();
+            self.mode = Mode::ValuesOnLine;
             return true;
         }
         let bytes = &self.buf[self.pos..nl];
@@ -1109,6 +1117,65 @@ impl StreamDecoder {
             Some(_) => {
                 self.advance(skip);
                 self.mode = Mode::Top;
+                self.mark();
+                true
+            }
+        }
+    }
+
+    /// One value of a line too long to be one record ([`Mode::ValuesOnLine`]): separators
+    /// skipped, an envelope or array streamed as at a line's start, an object read as an
+    /// array's element is (each bounded by `max_record_bytes` on its own), until the line
+    /// ends. Anything else on the line is dropped to its end as one error.
+    fn step_values_on_line(&mut self, out: &mut Vec<DecodedItem>, eof: bool) -> bool {
+        let a = &self.buf[self.pos..];
+        let skip = a.iter().take_while(|c| matches!(c, b' ' | b'\t' | b'\r' | b',' | b'\0')).count();
+        if skip > 0 {
+            self.advance(skip);
+            self.mark();
+            return true;
+        }
+        match a.first() {
+            None => false,
+            Some(b'\n') => {
+                self.advance(1);
+                self.mode = Mode::Top;
+                self.mark();
+                true
+            }
+            Some(b'[') => {
+                self.advance(1);
+                self.mode = Mode::Array { env: false };
+                self.mark();
+                true
+            }
+            Some(b'{') => match sniff_envelope(a, eof) {
+                Sniff::NeedMore => false,
+                Sniff::Envelope(open) => {
+                    self.advance(open + 1);
+                    self.mode = Mode::Array { env: true };
+                    self.mark();
+                    true
+                }
+                Sniff::No => {
+                    self.work = Work::Elem { sc: Scanner::default(), scanned: 0 };
+                    true
+                }
+            },
+            Some(_) => {
+                self.mode = Mode::Top;
+                let end = match memchr::memchr(b'\n', a) {
+                    Some(k) => k + 1,
+                    None if eof => a.len(),
+                    None => {
+                        // Nothing here ends the line yet: dropped as it comes.
+                        self.start_drop(DropUntil::Newline);
+                        return true;
+                    }
+                };
+                let (start, line) = (self.abs(self.pos), self.line);
+                self.advance(end);
+                push(out, start, self.abs(self.pos), line, ItemKind::Error(ParseErrorReason::LineTooLong));
                 self.mark();
                 true
             }
