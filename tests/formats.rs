@@ -1011,3 +1011,26 @@ fn a_line_of_many_records_longer_than_the_record_limit_reads_each() {
         }
     }
 }
+
+/// A tailed file whose writer paused after the first of `{…}, {…}`: the first record is
+/// read once the file is idle, and the rest of the line, comma first, is the next record.
+#[test]
+fn a_comma_after_a_record_read_while_idle_separates_the_next() {
+    let record = |id: &str| {
+        format!(
+            r#"{{"time":"2026-03-04T16:00:00Z","operationName":"Sign-in activity","category":"SignInLogs","resultType":"50126","properties":{{"id":"{id}","status":{{"errorCode":50126}}}}}}"#
+        )
+    };
+    for (sep, format) in [(", ", Format::Auto), (",", Format::AzureDiagnostic), (" , ", Format::Auto)] {
+        let mut d = StreamDecoder::new(opts(format));
+        let mut out = Vec::new();
+        d.feed(record("a").as_bytes(), &mut out);
+        d.flush(&mut out);
+        assert_eq!(signins(&out).len(), 1, "read once idle");
+        d.feed(format!("{sep}{}\n{}\n", record("b"), record("c")).as_bytes(), &mut out);
+        d.finish(&mut out);
+        let ids: Vec<_> = signins(&out).iter().map(|s| s.record_id.clone().unwrap_or_default()).collect();
+        assert_eq!(ids, ["a", "b", "c"], "{sep:?}");
+        assert!(errors(&out).is_empty(), "{sep:?}: {:?}", errors(&out));
+    }
+}

@@ -638,6 +638,21 @@ impl StreamDecoder {
         let Some(&c) = a.first() else {
             return false;
         };
+        if self.pending.is_none() && c == b',' {
+            // `{…}, {…}` whose first record was read on its own (the writer paused after
+            // it, and the tailer emits a whole object once the file is idle): the comma
+            // separates it from the next, as on one line read at once.
+            let gap = a.iter().take_while(|c| matches!(c, b',' | b' ' | b'\t')).count();
+            match a.get(gap) {
+                Some(b'{' | b'[') => {
+                    self.advance(gap);
+                    self.mark();
+                    return true;
+                }
+                None if !eof && !self.too_long(a.len()) => return false,
+                _ => {}
+            }
+        }
         if self.pending.is_none() && c == b'{' {
             return self.top_object(out, eof);
         }
