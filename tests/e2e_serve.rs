@@ -253,6 +253,35 @@ async fn a_source_named_http_decides_its_pushes() {
     server.stop().await;
 }
 
+/// Pushes decode a few at a time (each holds about three times its body until it
+/// commits); the rest wait their turn and are all answered, each record stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_pushes_wait_their_turn_and_all_land() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::in_dir(dir.path(), "").await;
+    let pushes = (0..8).map(|i| {
+        let body: String = (0..50)
+            .map(|j| {
+                format!(
+                    "{{\"id\":\"p{i}-{j}\",\"createdDateTime\":\"2026-03-04T08:{:02}:00Z\",\"status\":{{\"errorCode\":50126}}}}\n",
+                    j % 60
+                )
+            })
+            .collect();
+        let (client, url) = (server.client.clone(), format!("{}/api/v1/ingest/http", server.base));
+        tokio::spawn(async move { client.post(url).body(body).send().await.unwrap().json::<serde_json::Value>().await })
+    });
+    let mut records = 0;
+    for push in pushes.collect::<Vec<_>>() {
+        let summary = push.await.unwrap().unwrap();
+        records += summary["records"].as_u64().unwrap();
+    }
+    assert_eq!(records, 400);
+    let summary = server.get_json("/api/v1/summary?since=2026-03-04T00:00:00Z&until=2026-03-05T00:00:00Z").await;
+    assert_eq!(summary["events"]["failure"], 400, "{summary}");
+    server.stop().await;
+}
+
 /// The incident clock is event time, and it runs on while no input arrives: a live
 /// incident resolves once its quiet period passes without failures, even when nothing
 /// else is read meanwhile (a quiet night), and the gauge follows.

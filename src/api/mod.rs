@@ -71,7 +71,13 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/catalogue", get(catalogue))
         .route("/api/v1/catalogue/{code}", get(catalogue_code))
         .route("/api/v1/classify", post(classify))
-        .route("/api/v1/ingest/{source}", post(ingest))
+        .route(
+            "/api/v1/ingest/{source}",
+            post(ingest).layer(middleware::from_fn_with_state(
+                Arc::new(tokio::sync::Semaphore::new(INGESTS_AT_ONCE)),
+                one_ingest_at_a_time,
+            )),
+        )
         .route("/api/v1/openapi.json", get(openapi))
         .fallback(|| async { error_body(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
@@ -81,6 +87,25 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::map_response(json_errors))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
+}
+
+/// Pushes decoded at once. Each holds its body and what it decodes to (about three times
+/// the body) until its batch commits, and batches commit one at a time anyway: a few
+/// permits keep twenty concurrent 15 MB pushes from taking half a gigabyte.
+const INGESTS_AT_ONCE: usize = 2;
+
+/// Waits for an ingest permit before the body is read: a waiting push holds a connection,
+/// not its body.
+async fn one_ingest_at_a_time(
+    State(permits): State<Arc<tokio::sync::Semaphore>>,
+    req: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    match permits.acquire().await {
+        Ok(_permit) => next.run(req).await,
+        // Never closed; answering busy is the safe reading if it were.
+        Err(_) => error_body(StatusCode::SERVICE_UNAVAILABLE, "store_busy", "ingestion is shutting down"),
+    }
 }
 
 /// Errors produced outside our handlers (body too large, wrong method, timeout) come as
