@@ -1034,3 +1034,39 @@ fn a_comma_after_a_record_read_while_idle_separates_the_next() {
         assert!(errors(&out).is_empty(), "{sep:?}: {:?}", errors(&out));
     }
 }
+
+/// Dashes inside a message (a response body framed by rules) are the message's; the rule
+/// before `log show`'s closing counts ends it. syslogd's "last message repeated" note is
+/// not part of the message before it, which reads as its other copies do.
+#[test]
+fn rules_inside_a_message_and_syslogd_repeat_notes() {
+    let head =
+        "2026-03-04 00:19:42.068157-0800  mac-lab-07 SecurityAgent[612]: (KandjiPassport) [io.kandji.passport:auth]";
+    let rule = "-".repeat(40);
+    let body = r#"{"error":"invalid_grant","error_description":"AADSTS50076: you must use multi-factor authentication.","error_codes":[50076],"correlation_id":"ae658f33-fe3b-490b-93f4-48b3a5aa3c81"}"#;
+    let framed = format!(
+        "{head} Token request failed. Response body:\n{rule}\n{body}\n{rule}\n{head} Presenting Passport login window\n{rule}\nLog      - Default:          2, Info:                0, Debug:             0, Error:          0, Fault:          0\n"
+    );
+    let opts = opts(Format::Passport);
+    let whole = decode_bytes(&opts, framed.as_bytes());
+    let mut d = StreamDecoder::new(opts.clone());
+    let mut bytewise = Vec::new();
+    for b in framed.as_bytes() {
+        d.feed(std::slice::from_ref(b), &mut bytewise);
+    }
+    d.finish(&mut bytewise);
+    for items in [&whole, &bytewise] {
+        let s = signins(items);
+        assert_eq!(s.len(), 1, "{items:#?}");
+        assert_eq!(s[0].correlation_id.as_deref(), Some("ae658f33-fe3b-490b-93f4-48b3a5aa3c81"));
+        assert!(s[0].message.as_deref().is_some_and(|m| m.ends_with(&rule)), "{:?}", s[0].message);
+        assert!(errors(items).is_empty(), "{:?}", errors(items));
+    }
+    // The same failure with and without syslogd's note after it reads the same.
+    let line = format!("{head} Token request failed: AADSTS50076: you must use multi-factor authentication\n");
+    let noted = format!("{line}--- last message repeated 1 time ---\n{head} Presenting Passport login window\n");
+    let plain = signins(&decode_bytes(&opts, line.as_bytes()))[0].message.clone();
+    let items = decode_bytes(&opts, noted.as_bytes());
+    assert_eq!(signins(&items)[0].message, plain);
+    assert!(errors(&items).is_empty());
+}

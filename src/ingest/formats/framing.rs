@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use super::azure::{auto_label, is_signin, to_signin};
 use super::passport::{decide, decide_text, leading_timestamp_len, Matcher, PassportFields, Prefilter};
 use super::record::{field_of, replace_invalid_utf8, with_obj, JsonFail, Obj, F};
-use super::scan::{count_nl, csv_cells, is_banner, sniff_envelope, trim_ascii, Scan, Scanner, Sniff};
+use super::scan::{count_nl, csv_cells, is_banner, is_rule, sniff_envelope, trim_ascii, Scan, Scanner, Sniff};
 use super::{DecodeOptions, DecodedItem, Format, ItemKind, ParseErrorReason};
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -696,6 +696,16 @@ impl StreamDecoder {
             // Judged as if the line were still being written (see above), so that the
             // outcome does not depend on how the bytes were read.
             overlong_starts_record(raw)
+        } else if self.pending.is_some() && is_rule(raw) {
+            // A line of dashes ends `log show`'s output, before its `Log - Default: …`
+            // counts; inside a message it is the message's own (a response body framed by
+            // rules). The line after it tells them apart.
+            match memchr::memchr(b'\n', &self.buf[next..]) {
+                Some(k) => is_banner(&self.buf[next..next + k]) && !is_rule(&self.buf[next..next + k]),
+                None if eof => true,
+                None if self.too_long(self.buf.len() - next) => false,
+                None => return false,
+            }
         } else {
             leading_timestamp_len(raw).is_some()
                 || is_banner(raw)

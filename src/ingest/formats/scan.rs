@@ -217,9 +217,19 @@ pub(crate) fn is_banner(line: &[u8]) -> bool {
     l.starts_with(b"Filtering the log data")
         || l.starts_with(b"Timestamp ")
         || l.starts_with(b"Skipping info and debug messages")
-        || (l.len() >= 3 && l.iter().all(|&c| c == b'-' || c == b'='))
+        || is_rule(l)
+        // syslogd's (`/var/log/system.log`) note that the line before it came again: not
+        // part of that message, which would then read differently from its other copies.
+        || (l.starts_with(b"--- last message repeated ") && l.ends_with(b" ---"))
         || (l.starts_with(b"Log ") && memchr::memmem::find(l, b"Default:").is_some())
         || (l.starts_with(b"Activity ") && memchr::memmem::find(l, b"Create:").is_some())
+}
+
+/// A line of only dashes or equals signs (at least three): the rule `log show` prints
+/// before its closing counts.
+pub(crate) fn is_rule(line: &[u8]) -> bool {
+    let l = trim_ascii(line);
+    l.len() >= 3 && l.iter().all(|&c| c == b'-' || c == b'=')
 }
 
 /// ASCII whitespace trimmed both sides.
