@@ -172,9 +172,19 @@ fn exit_codes_and_messages() {
         assert!(out.status.success(), "{cmd} --help");
         assert!(!out.stdout.is_empty());
     }
-    // Usage error.
-    assert_eq!(passportd(dir.path(), &["frobnicate"]).status.code(), Some(2));
-    assert_eq!(passportd(dir.path(), &["replay"]).status.code(), Some(2));
+    // Usage errors: exit 2, one line like every other error, naming the help to read.
+    for (argv, says) in [
+        (&["frobnicate"][..], "unrecognized subcommand 'frobnicate'; see `passportd --help`"),
+        (&["replay"][..], "not provided: <FILE>...; see `passportd replay --help`"),
+        (&["classify", "--bogus"][..], "unexpected argument '--bogus' found; see `passportd classify --help`"),
+        (&["replay", "--format", "nope", "x.json"][..], "see `passportd replay --help`"),
+    ] {
+        let out = passportd(dir.path(), argv);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{argv:?}");
+        assert!(stderr.starts_with("passportd: ") && stderr.contains(says) && stderr.lines().count() == 1, "{stderr}");
+    }
+    assert_eq!(passportd(dir.path(), &["--version"]).status.code(), Some(0));
     // Configuration errors name the file and the key.
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[server]\nlisten = \"not an address\"\n").unwrap();
