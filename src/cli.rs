@@ -68,7 +68,36 @@ Exit codes: 0 done, 1 runtime failure, 2 usage or configuration error, 130 stopp
 const CLASSIFY_EXAMPLES: &str = "Examples:
   passportd classify 'AADSTS50076: Due to a configuration change ...'
   passportd classify --json < messages.txt
-  log show --last 1h --style ndjson --predicate 'subsystem BEGINSWITH \"io.kandji\"' | passportd classify --json";
+  log show --last 1h --style ndjson \\
+      --predicate 'subsystem BEGINSWITH \"io.kandji\"' | passportd classify --json
+
+Output: one verdict per message (per record, when a line holds several: an Event Hubs
+envelope, a Graph page, a JSON array). Text: `category (code): title [outcome]`, then the
+fix and Microsoft's page for the code. --json: outcome (failure, interrupt, success),
+category, code (the primary AADSTS code, or null), codes (all, primary first), title,
+remediation, entry (the catalogue entry's id), matched_by (code, pattern, condition, or
+null when nothing matched), doc_url, reason, severity, and not_counted (redacted or chatter) when the
+line is a whole log record the daemon would not count.
+
+Exit codes: 0 classified (whatever the verdicts), 2 usage or configuration error.";
+
+const CHECK_CONFIG_EXAMPLES: &str = "Examples:
+  passportd check-config --config /etc/passportd/passportd.toml
+  PASSPORTD_PRIVACY__USERS=hash passportd check-config
+
+Checks the file and every PASSPORTD_* override, the store's path, operator catalogue files
+(regexes compile, codes unique, every entry's examples classify to it), then prints the
+sources, globs and settings that would run.
+
+Exit codes: 0 valid, 2 the first problem found, as one line naming the file, key or line.";
+
+const CATALOGUE_EXAMPLES: &str = "Examples:
+  passportd catalogue | grep -i mfa
+  passportd catalogue --json | python3 -m json.tool
+  passportd catalogue --config ours.toml   # with catalogue.extra_paths merged
+
+Exit codes: 0 listed, 2 usage or configuration error (an operator catalogue file that does
+not load).";
 
 /// The commands.
 #[derive(Debug, Subcommand)]
@@ -115,8 +144,10 @@ pub enum Command {
         messages: Vec<String>,
     },
     /// Validate the configuration and the catalogue, print what would run, exit 0 or 2.
+    #[command(after_help = CHECK_CONFIG_EXAMPLES)]
     CheckConfig(ConfigArg),
     /// List the loaded (merged) catalogue.
+    #[command(after_help = CATALOGUE_EXAMPLES)]
     Catalogue {
         /// Configuration (for operator catalogue files).
         #[command(flatten)]
@@ -390,24 +421,10 @@ fn classify(arg: ConfigArg, json: bool, messages: Vec<String>) -> Result<(), Cli
     let classifier = classifier_for(&loaded)?;
     let mut out = std::io::stdout().lock();
     let mut emit = |msg: &str| -> Result<(), CliError> {
-        let c = crate::classify::classify_text(&classifier, msg);
-        let text = if json {
-            serde_json::to_string(&c).map_err(|e| CliError::Failed(e.to_string()))?
-        } else {
-            let code = c.code.map(|c| format!("AADSTS{c}")).unwrap_or_else(|| "no code".into());
-            let mut t = format!("{} ({}): {} [{}]", c.category, code, c.title, c.outcome);
-            if let Some(why) = &c.not_counted {
-                t.push_str(&format!(" (the daemon does not count this line: {why})"));
-            }
-            if !c.remediation.is_empty() {
-                t.push_str(&format!("\n  fix: {}", c.remediation));
-            }
-            if let Some(u) = &c.doc_url {
-                t.push_str(&format!("\n  doc: {u}"));
-            }
-            t
-        };
-        writeln!(out, "{text}").map_err(CliError::written)
+        for c in crate::classify::classify_records(&classifier, msg) {
+            emit_one(&mut out, &c, json)?;
+        }
+        Ok(())
     };
     if messages.is_empty() {
         let mut stdin = std::io::stdin().lock();
@@ -434,6 +451,27 @@ fn classify(arg: ConfigArg, json: bool, messages: Vec<String>) -> Result<(), Cli
         }
     }
     Ok(())
+}
+
+/// One verdict of `classify`, as text or as one JSON object.
+fn emit_one(out: &mut impl Write, c: &crate::classify::Classification, json: bool) -> Result<(), CliError> {
+    let text = if json {
+        serde_json::to_string(c).map_err(|e| CliError::Failed(e.to_string()))?
+    } else {
+        let code = c.code.map(|c| format!("AADSTS{c}")).unwrap_or_else(|| "no code".into());
+        let mut t = format!("{} ({}): {} [{}]", c.category, code, c.title, c.outcome);
+        if let Some(why) = &c.not_counted {
+            t.push_str(&format!(" (the daemon does not count this line: {why})"));
+        }
+        if !c.remediation.is_empty() {
+            t.push_str(&format!("\n  fix: {}", c.remediation));
+        }
+        if let Some(u) = &c.doc_url {
+            t.push_str(&format!("\n  doc: {u}"));
+        }
+        t
+    };
+    writeln!(out, "{text}").map_err(CliError::written)
 }
 
 fn check_config(arg: ConfigArg) -> Result<(), CliError> {

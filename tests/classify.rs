@@ -553,3 +553,56 @@ fn shipped_cached() -> &'static Classifier {
     static C: std::sync::OnceLock<Classifier> = std::sync::OnceLock::new();
     C.get_or_init(shipped)
 }
+
+/// Pasted text holding several records (an Event Hubs envelope, a Graph page, an array,
+/// records joined on a line) gets one verdict per record, each by its own result code, as
+/// the daemon counts them; text that is one record or none gets one verdict.
+#[test]
+fn several_records_in_one_paste_get_a_verdict_each() {
+    let c = shipped();
+    let rec = |id: &str, code: u32| {
+        format!(
+            r#"{{"time":"2026-03-04T08:00:00Z","category":"SignInLogs","resultType":"{code}","properties":{{"id":"{id}","status":{{"errorCode":{code}}}}}}}"#
+        )
+    };
+    let page = |codes: &[u32]| {
+        let values: Vec<String> = codes
+            .iter()
+            .enumerate()
+            .map(|(i, code)| {
+                format!(r#"{{"id":"g{i}","createdDateTime":"2026-03-04T08:00:00Z","status":{{"errorCode":{code}}}}}"#)
+            })
+            .collect();
+        format!(r#"{{"@odata.context":"x","value":[{}]}}"#, values.join(","))
+    };
+    let cases = [
+        (
+            format!(r#"{{"records":[{},{},{},{}]}}"#, rec("a", 50053), rec("b", 50053), rec("c", 0), rec("d", 50140)),
+            vec![
+                (Outcome::Failure, Some(50053)),
+                (Outcome::Failure, Some(50053)),
+                (Outcome::Success, Some(0)),
+                (Outcome::Interrupt, Some(50140)),
+            ],
+        ),
+        (
+            format!("[{},{}]", rec("a", 50057), rec("b", 50053)),
+            vec![(Outcome::Failure, Some(50057)), (Outcome::Failure, Some(50053))],
+        ),
+        (page(&[7000218, 50126]), vec![(Outcome::Failure, Some(7000218)), (Outcome::Failure, Some(50126))]),
+        (
+            format!("{}{}", rec("a", 50076), rec("b", 50074)),
+            vec![(Outcome::Failure, Some(50076)), (Outcome::Failure, Some(50074))],
+        ),
+    ];
+    for (text, want) in cases {
+        let got: Vec<_> =
+            passportd::classify::classify_records(&c, &text).iter().map(|v| (v.outcome, v.code)).collect();
+        assert_eq!(got, want, "{text}");
+    }
+    // One record, and a message of several lines, are one verdict each.
+    assert_eq!(passportd::classify::classify_records(&c, &rec("a", 50057)).len(), 1);
+    let lines = "AADSTS50076: Due to a configuration change made by your administrator\nTrace ID: x\nCorrelation ID: y";
+    let one = passportd::classify::classify_records(&c, lines);
+    assert_eq!((one.len(), one[0].code), (1, Some(50076)));
+}

@@ -558,15 +558,24 @@ fn json_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String>
 #[utoipa::path(post, path = "/api/v1/classify", tag = "catalogue",
     request_body = doc::ClassifyRequest,
     responses(
-        (status = 200, description = "The classification", body = Classification),
+        (status = 200, description = "The classification; when the message holds several records (an Event Hubs envelope, a Graph page, a JSON array), the first record's, with every record's under `records`", body = Classification),
         (status = 400, description = "Body is not {\"message\": \"...\"}", body = doc::ErrorBody)))]
 async fn classify(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
     let req: doc::ClassifyRequest =
         json_object(&body).map_err(|e| ApiError::bad("message", format!("expected {{\"message\": \"...\"}}: {e}")))?;
     // Off the async workers: a body may be up to max_body_bytes of text to scan.
     let classifier = state.classifier.current();
-    let c = tokio::task::spawn_blocking(move || crate::classify::classify_text(&classifier, &req.message)).await?;
-    Ok(Json(c).into_response())
+    let all = tokio::task::spawn_blocking(move || crate::classify::classify_records(&classifier, &req.message)).await?;
+    // The first record's verdict, as for one; text holding several records (an envelope,
+    // a Graph page) lists every record's under `records` too.
+    // Plain data: serializing it cannot fail.
+    let mut body = serde_json::to_value(&all[0]).unwrap_or_default();
+    if all.len() > 1 {
+        if let serde_json::Value::Object(map) = &mut body {
+            map.insert("records".into(), serde_json::to_value(&all).unwrap_or_default());
+        }
+    }
+    Ok(Json(body).into_response())
 }
 
 /// Push ingestion: JSON lines, a JSON array, an Event Hubs envelope or a Graph page.

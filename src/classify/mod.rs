@@ -27,19 +27,41 @@ pub const SHIPPED_CATALOGUE: &str = include_str!("../../config/catalogue.toml");
 /// A Passport line the daemon would not count (a `<private>` message, Default-level
 /// chatter) still gets the verdict of its text, marked `not_counted` with the reason.
 pub fn classify_text(classifier: &Classifier, text: &str) -> Classification {
+    let mut all = classify_records(classifier, text);
+    all.swap_remove(0)
+}
+
+/// [`classify_text`] for text that may hold several records (an Event Hubs envelope, a
+/// Graph page, a JSON array, records joined on one line): one verdict per sign-in record,
+/// in order, as the daemon would count each. Text that is not such a run of records gets
+/// one verdict, as `classify_text` gives it. Never empty.
+pub fn classify_records(classifier: &Classifier, text: &str) -> Vec<Classification> {
     use crate::ingest::formats::{decode_bytes, DecodeOptions, ItemKind};
     let items = decode_bytes(&DecodeOptions::default(), text.trim().as_bytes());
+    let of_signin = |raw: &crate::ingest::formats::RawSignIn| {
+        let mut c = classifier.classify(&ClassifyInput::of_signin(raw));
+        // As the daemon decides (`Normalizer::event`): a Passport failure that
+        // `<private>` hid and nothing places counts as redacted.
+        if raw.format == "passport" && raw.redacted && c.codes.is_empty() && c.matched_by.is_none() {
+            c.not_counted = Some("redacted".to_owned());
+        }
+        c
+    };
+    let records = items.len() > 1
+        && items.iter().all(|i| !matches!(i.kind, ItemKind::Error(_)))
+        && items.iter().any(|i| matches!(i.kind, ItemKind::SignIn(_)));
+    if records {
+        return items
+            .iter()
+            .filter_map(|i| match &i.kind {
+                ItemKind::SignIn(raw) => Some(of_signin(raw)),
+                _ => None,
+            })
+            .collect();
+    }
     let not_counted = match items.as_slice() {
         [item] => match &item.kind {
-            ItemKind::SignIn(raw) => {
-                let mut c = classifier.classify(&ClassifyInput::of_signin(raw));
-                // As the daemon decides (`Normalizer::event`): a Passport failure that
-                // `<private>` hid and nothing places counts as redacted.
-                if raw.format == "passport" && raw.redacted && c.codes.is_empty() && c.matched_by.is_none() {
-                    c.not_counted = Some("redacted".to_owned());
-                }
-                return c;
-            }
+            ItemKind::SignIn(raw) => return vec![of_signin(raw)],
             ItemKind::Redacted => Some("redacted"),
             // Skipped whole records are the reader's chatter (plain text is no record).
             ItemKind::Skipped => Some("chatter"),
@@ -49,7 +71,7 @@ pub fn classify_text(classifier: &Classifier, text: &str) -> Classification {
     };
     let mut c = classifier.classify(&ClassifyInput::message(text));
     c.not_counted = not_counted.map(str::to_owned);
-    c
+    vec![c]
 }
 
 /// The documentation link for an AADSTS code.
