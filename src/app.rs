@@ -72,11 +72,14 @@ pub struct Core {
     pub writer: Writer,
 }
 
-fn relevant_pairs(catalogue: &Catalogue) -> Vec<(Category, u32)> {
+/// Every (category, code) failure series the catalogue can give, so that each starts at 0:
+/// all its failure entries (conditional ones too, such as a federated 50126), not only the
+/// Passport-relevant, since any code can reach Entra's logs (a few hundred series per source).
+fn failure_pairs(catalogue: &Catalogue) -> Vec<(Category, u32)> {
     catalogue
         .entries()
         .iter()
-        .filter(|e| e.passport_relevant && e.category != Category::InterruptInformational)
+        .filter(|e| Category::failure_categories().any(|c| c == e.category))
         .flat_map(|e| e.codes.iter().map(move |c| (e.category, *c)))
         .collect()
 }
@@ -90,7 +93,7 @@ impl Core {
     /// to pre-initialise.
     pub async fn build(settings: Settings, sources: Vec<String>) -> Result<Core, AppError> {
         let catalogue = Catalogue::load(&settings.catalogue.extra_paths)?;
-        let metrics = Metrics::new(&sources, &known_codes(&catalogue), &relevant_pairs(&catalogue))?;
+        let metrics = Metrics::new(&sources, &known_codes(&catalogue), &failure_pairs(&catalogue))?;
         metrics.catalogue_entries.set(catalogue.len() as i64);
         let classifier = Arc::new(SharedClassifier::new(Classifier::new(
             Arc::new(catalogue),

@@ -123,7 +123,7 @@ impl Metrics {
     pub fn new(
         sources: &[String],
         known_codes: &[u32],
-        relevant_codes: &[(Category, u32)],
+        failure_codes: &[(Category, u32)],
     ) -> Result<Metrics, MetricsError> {
         let registry = Registry::new();
         let m = Metrics {
@@ -208,7 +208,7 @@ impl Metrics {
 
         for source in sources {
             m.init_source(source);
-            m.init_relevant_codes(source, relevant_codes);
+            m.init_failure_codes(source, failure_codes);
         }
         for category in Category::failure_categories() {
             m.incidents_open.with_label_values(&[category.as_str()]).set(0);
@@ -231,6 +231,8 @@ impl Metrics {
         for category in Category::failure_categories() {
             self.signin_failures.with_label_values(&[source, category.as_str(), "none"]).inc_by(0);
         }
+        // A code the catalogue does not know.
+        self.signin_failures.with_label_values(&[source, Category::Unclassified.as_str(), "other"]).inc_by(0);
         for reason in ParseErrorReason::ALL {
             self.parse_errors.with_label_values(&[source, reason.as_str()]).inc_by(0);
         }
@@ -253,8 +255,8 @@ impl Metrics {
         let _ = self.ingest_lag.with_label_values(&[source]);
     }
 
-    /// Pre-initialises the (category, code) failure series of the Passport-relevant codes.
-    pub fn init_relevant_codes(&self, source: &str, pairs: &[(Category, u32)]) {
+    /// Pre-initialises the (category, code) failure series the catalogue can give.
+    pub fn init_failure_codes(&self, source: &str, pairs: &[(Category, u32)]) {
         for (category, code) in pairs {
             self.signin_failures.with_label_values(&[source, category.as_str(), &code.to_string()]).inc_by(0);
         }

@@ -40,6 +40,15 @@ async fn appended_failures_become_incidents_in_the_api_and_metrics() {
         "{metrics}"
     );
     assert!(metrics.contains("passportd_build_info{version="), "{metrics}");
+    // Every code of the catalogue (not only those Passport itself meets), a conditional
+    // entry's category for its code, and an unknown code's series.
+    for series in [
+        r#"passportd_signin_failures_total{category="token_or_grant_invalid",code="50173",source="entra"}"#,
+        r#"passportd_signin_failures_total{category="federation_unsupported",code="50126",source="entra"}"#,
+        r#"passportd_signin_failures_total{category="unclassified",code="other",source="entra"}"#,
+    ] {
+        assert_eq!(sample(&metrics, series), Some(0.0), "{series}");
+    }
 
     let lines = std::fs::read_to_string(common::fixtures().join("e2e/entra.json")).unwrap();
     let path = dir.path().join("logs/PT1H.json");
