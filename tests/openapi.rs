@@ -295,6 +295,14 @@ async fn every_endpoint_conforms_to_the_served_openapi_document() {
     c.call(&server, "get", code, "/api/v1/catalogue/AADSTS7000218", None, None).await;
     assert_eq!(c.call(&server, "get", code, "/api/v1/catalogue/1234567", None, None).await.0, 404);
     assert_eq!(c.call(&server, "get", code, "/api/v1/catalogue/abc", None, None).await.0, 400);
+    // A code's conditional entries come with it, and an entry is found by its id.
+    let (_, e) = c.call(&server, "get", code, "/api/v1/catalogue/50126", None, None).await;
+    assert_eq!(e["id"], "aadsts-50126");
+    let conditional: Vec<&str> =
+        e["conditional"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+    assert!(conditional.contains(&"aadsts-50126-federated"), "{e}");
+    let (_, e) = c.call(&server, "get", code, "/api/v1/catalogue/aadsts-50126-federated", None, None).await;
+    assert_eq!(e["category"], "federation_unsupported");
 
     let cl = "/api/v1/classify";
     let (_, r) = c

@@ -52,6 +52,18 @@ pub struct EventPage {
     pub next_cursor: Option<String>,
 }
 
+/// `GET /api/v1/catalogue/{code}`: the code's entry, with the conditional entries that can
+/// also decide the code (a federated 50126 is a federation problem).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CodeEntry {
+    /// The code's entry.
+    #[serde(flatten)]
+    pub entry: Entry,
+    /// Entries whose conditions, when they hold, decide the code instead; absent when none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub conditional: Vec<Entry>,
+}
+
 /// One incident with what the on-call engineer needs next to it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct IncidentDetail {
@@ -190,7 +202,7 @@ pub struct AcknowledgeRequest {
         super::openapi,
     ),
     components(schemas(
-        ErrorBody, ErrorDetail, Health, IncidentPage, EventPage, IncidentDetail, Attempt, CatalogueList,
+        ErrorBody, ErrorDetail, Health, IncidentPage, EventPage, IncidentDetail, Attempt, CatalogueList, CodeEntry,
         ClassifyRequest, AcknowledgeRequest, Incident, IncidentStatus, EventRow, Summary,
         IngestSummary, Classification, Entry, Conditions, Example, Require, Severity, MatchedBy,
         Category, Outcome

@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::classify::{Classification, Entry, SharedClassifier};
+use crate::classify::{Classification, SharedClassifier};
 use crate::config::{Settings, SourceSettings};
 use crate::event::Category;
 use crate::incidents::{Incident, IncidentStatus};
@@ -526,22 +526,27 @@ async fn catalogue(State(state): State<AppState>) -> Response {
 
 /// The catalogue entry for one code.
 #[utoipa::path(get, path = "/api/v1/catalogue/{code}", tag = "catalogue",
-    params(("code" = String, Path, description = "AADSTS number, with or without the AADSTS prefix")),
+    params(("code" = String, Path, description = "AADSTS number, with or without the AADSTS prefix, or an entry's id")),
     responses(
-        (status = 200, description = "The entry", body = Entry),
-        (status = 400, description = "Not a code", body = doc::ErrorBody),
+        (status = 200, description = "The entry; for a code, the conditional entries that can also decide it (a federated 50126) under `conditional`", body = doc::CodeEntry),
+        (status = 400, description = "Neither a code nor an entry id", body = doc::ErrorBody),
         (status = 404, description = "Not in the catalogue", body = doc::ErrorBody)))]
 async fn catalogue_code(State(state): State<AppState>, Path(raw): Path<String>) -> Result<Response, ApiError> {
-    let code: u32 = raw
-        .trim_start_matches("AADSTS")
-        .parse()
-        .map_err(|_| ApiError::bad("code", format!("{raw:?} is not an AADSTS number")))?;
     let c = state.classifier.current();
-    let entry = c
-        .catalogue()
-        .entry_for_code(code)
-        .ok_or_else(|| ApiError::NotFound(format!("code {code} is not in the catalogue")))?;
-    Ok(Json(entry).into_response())
+    let catalogue = c.catalogue();
+    let Ok(code) = raw.trim_start_matches("AADSTS").parse::<u32>() else {
+        // An entry's id (`aadsts-50126-federated`, an operator's `okta-invalid-grant`).
+        return match catalogue.entries().iter().find(|e| e.id == raw) {
+            Some(entry) => Ok(Json(entry).into_response()),
+            None => Err(ApiError::bad("code", format!("{raw:?} is neither an AADSTS number nor an entry id"))),
+        };
+    };
+    let all = catalogue.entries_for_code(code);
+    let Some(first) = all.first() else {
+        return Err(ApiError::NotFound(format!("code {code} is not in the catalogue")));
+    };
+    let body = doc::CodeEntry { entry: (*first).clone(), conditional: all[1..].iter().map(|e| (*e).clone()).collect() };
+    Ok(Json(body).into_response())
 }
 
 /// Decodes a request body that must be one JSON object. serde also builds a struct from
