@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use super::azure::{auto_label, is_signin, to_signin};
 use super::passport::{decide, decide_text, leading_timestamp_len, Matcher, PassportFields, Prefilter};
-use super::record::{field_of, replace_invalid_utf8, with_obj, JsonFail, Obj, F};
+use super::record::{field_of, text_of, with_obj, JsonFail, Obj, F};
 use super::scan::{count_nl, csv_cells, is_banner, is_rule, sniff_envelope, trim_ascii, Scan, Scanner, Sniff};
 use super::{DecodeOptions, DecodedItem, Format, ItemKind, ParseErrorReason};
 
@@ -602,13 +602,11 @@ impl StreamDecoder {
         } else {
             // A byte that is not UTF-8 (a legacy-encoded letter) reads as `?`, as in a
             // JSON record (`replace_invalid_utf8`): it must not cost the whole message.
-            let text = replace_invalid_utf8(text);
-            match std::str::from_utf8(&text) {
-                Ok(text) if self.prefilter.as_mut().is_some_and(|p| p.text_is_chatter(text.as_bytes())) => {
-                    ItemKind::Skipped
-                }
-                Ok(text) => decide_text(text.trim_end(), &self.matcher, self.opts.default_tz),
-                Err(_) => ItemKind::Error(ParseErrorReason::InvalidUtf8),
+            let text = text_of(text);
+            if self.prefilter.as_mut().is_some_and(|p| p.text_is_chatter(text.as_bytes())) {
+                ItemKind::Skipped
+            } else {
+                decide_text(text.trim_end(), &self.matcher, self.opts.default_tz)
             }
         };
         push(out, p.start, p.end, p.line, kind);
@@ -1260,17 +1258,11 @@ impl StreamDecoder {
             let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
             // A portal CSV re-saved by a spreadsheet in a legacy encoding: such a byte
             // reads as `?` rather than costing the row.
-            let raw = replace_invalid_utf8(raw);
-            match std::str::from_utf8(&raw) {
-                Err(_) => ItemKind::Error(ParseErrorReason::InvalidUtf8),
-                Ok(text) => {
-                    let (kind, new_header) = csv_row(&self.opts, &header, text);
-                    if let Some(h) = new_header {
-                        self.mode = Mode::Csv(Arc::new(h));
-                    }
-                    kind
-                }
+            let (kind, new_header) = csv_row(&self.opts, &header, &text_of(raw));
+            if let Some(h) = new_header {
+                self.mode = Mode::Csv(Arc::new(h));
             }
+            kind
         };
         push(out, start, end, line, kind);
         self.work = Work::None;

@@ -844,6 +844,15 @@ pub(crate) fn with_obj<R>(bytes: &[u8], f: impl for<'b> FnOnce(Result<Obj<'b>, J
     }
 }
 
+/// `bytes` as text, each byte that is not part of valid UTF-8 read as `?`
+/// ([`replace_invalid_utf8`]); validated once, and borrowed when it is UTF-8.
+pub(crate) fn text_of(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => std::borrow::Cow::Owned(String::from_utf8_lossy(&replace_invalid_utf8(bytes)).into_owned()),
+    }
+}
+
 /// `bytes` with every byte that is not part of valid UTF-8 replaced by `?`: the same
 /// length, so offsets within the copy are offsets within the original, and the same JSON
 /// structure, as every such byte is above ASCII. Borrowed when there is none.
