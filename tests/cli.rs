@@ -1112,6 +1112,47 @@ fn one_message_on_several_macs_in_one_millisecond_counts_per_mac() {
     assert_eq!((v["records"].as_u64(), v["duplicates"].as_u64()), (Some(0), Some(2)), "{v}");
 }
 
+/// A failure message with no code in it (Entra's text without its `AADSTS…:` prefix) is
+/// matched by the catalogue's patterns: at Error level in ndjson, and in the syslog style,
+/// which prints no level, alike. With a level that is not an error (compact `I`), it is not.
+#[test]
+fn a_code_less_failure_text_counts_in_syslog_as_at_error_level_in_ndjson() {
+    let dir = tempfile::tempdir().unwrap();
+    let texts = [
+        "Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access 'Kandji Passport'.",
+        "Your account is locked. You've tried to sign in too many times with an incorrect user ID or password.",
+        "The password is expired.",
+    ];
+    let syslog: String = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("2026-03-04 00:19:4{i}.068157-0800  mac-lab-07 SecurityAgent[612]: (KandjiPassport) [io.kandji.passport:auth] {t}\n"))
+        .collect();
+    let ndjson: String = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| passport_ndjson(&format!("2026-03-04 00:19:4{i}.068157-0800"), "Error", t) + "\n")
+        .collect();
+    let compact_info =
+        format!("2026-03-04 08:19:40.068 I  SecurityAgent[612:26b7] [io.kandji.passport:auth] {}\n", texts[2]);
+    let mut by_style = Vec::new();
+    for (name, text) in [("lv.log", &syslog), ("lv.ndjson", &ndjson), ("info.log", &compact_info)] {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        let store = dir.path().join(format!("{name}.db"));
+        let v = json(&passportd_env(
+            dir.path(),
+            &["replay", "--json", p.to_str().unwrap()],
+            &[("PASSPORTD_STORAGE__PATH", store.as_os_str())],
+        ));
+        by_style.push((v["failures"].as_u64(), v["by_category"].clone()));
+    }
+    assert_eq!(by_style[0], by_style[1], "syslog vs ndjson");
+    assert_eq!(by_style[0].0, Some(3), "{by_style:?}");
+    assert_eq!(by_style[0].1["mfa_required"], 1, "{by_style:?}");
+    assert_eq!(by_style[2].0, Some(0), "an Info-level line is not a failure by its text: {by_style:?}");
+}
+
 /// Passport's Okta and Google Secure LDAP failures carry no AADSTS code, and a syslog-style
 /// export has no level column: such a line still counts, by its failure phrase, and the
 /// catalogue's entries for those providers classify it, as for the same line at Error level

@@ -216,7 +216,8 @@ impl Prefilter {
             return false;
         }
         self.lower(text);
-        !self.any_anchor()
+        // A level-less line (syslog style) may be a failure by its text alone.
+        !self.any_anchor() && !shipped_failure_text(&self.lower)
     }
 
     /// True when `line` holds one JSON object that `parse_obj` surely decodes, whose top
@@ -389,6 +390,66 @@ fn finders(needles: &[&'static str]) -> Vec<memmem::Finder<'static>> {
     needles.iter().map(|n| memmem::Finder::new(n.as_bytes())).collect()
 }
 
+/// The shipped catalogue's failure message patterns ("you must use multi-factor
+/// authentication to access", "\baccount is locked", …) as one search over ASCII
+/// lower-cased text. A record with no level (the syslog style prints none) whose message
+/// one of them matches is a failure, as the same entry at Error level in an ndjson export
+/// is; without it, such a message with no code in it was chatter in one style and a
+/// failure in the other. `None` if the shipped catalogue had no pattern (it has).
+static SHIPPED_FAILURE_TEXTS: LazyLock<Option<regex::bytes::Regex>> = LazyLock::new(|| {
+    let catalogue = crate::classify::Catalogue::from_shipped().ok()?;
+    let alternatives: Vec<String> = catalogue
+        .entries()
+        .iter()
+        .filter(|e| e.outcome == crate::event::Outcome::Failure)
+        .flat_map(|e| e.patterns.iter().map(|p| format!("(?:{})", lower_literals(p))))
+        .collect();
+    if alternatives.is_empty() {
+        return None;
+    }
+    regex::bytes::Regex::new(&alternatives.join("|")).ok()
+});
+
+/// A catalogue pattern for ASCII-lower-cased text: its letters lower-cased, its escapes
+/// (`\S`, `\W`, `\b`, `\p{…}`) as written. Matching lower-cased text with it is matching
+/// the text case-insensitively, as the classifier does, for these patterns, and lets the
+/// regex engine's literal prefilter work (a case-insensitive one multiplies literals).
+fn lower_literals(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len());
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c.to_ascii_lowercase());
+            continue;
+        }
+        out.push(c);
+        let Some(escaped) = chars.next() else { break };
+        out.push(escaped);
+        if matches!(escaped, 'p' | 'P') {
+            // `\pL`, `\p{Greek}`: the class name keeps its case.
+            match chars.next() {
+                Some('{') => {
+                    out.push('{');
+                    for n in chars.by_ref() {
+                        out.push(n);
+                        if n == '}' {
+                            break;
+                        }
+                    }
+                }
+                Some(n) => out.push(n),
+                None => {}
+            }
+        }
+    }
+    out
+}
+
+/// Whether ASCII-lower-cased `lower` holds a failure message of the shipped catalogue.
+fn shipped_failure_text(lower: &[u8]) -> bool {
+    SHIPPED_FAILURE_TEXTS.as_ref().is_some_and(|r| r.is_match(lower))
+}
+
 static FAILURE_ANCHOR_FINDERS: LazyLock<Vec<memmem::Finder<'static>>> = LazyLock::new(|| finders(FAILURE_ANCHORS));
 static FAILURE_PHRASE_FINDERS: LazyLock<Vec<memmem::Finder<'static>>> = LazyLock::new(|| finders(FAILURE_PHRASES));
 static SUCCESS_ANCHOR_FINDER: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new(SUCCESS_ANCHOR));
@@ -431,9 +492,14 @@ pub(crate) fn decide(r: &PassportFields<'_>, m: &Matcher, tz: chrono_tz::Tz) -> 
     }
     let is_error_level =
         r.message_type.is_some_and(|t| t.eq_ignore_ascii_case("error") || t.eq_ignore_ascii_case("fault"));
-    let (failure_text, success_text) = outcome_phrases(msg);
+    let (mut failure_text, success_text) = outcome_phrases(msg);
     if codes.is_empty() && body.is_none() && !is_error_level && !failure_text && !success_text {
-        return ItemKind::Skipped;
+        // No level to go by (the syslog style prints none): a message the shipped
+        // catalogue knows as a failure counts, as it does at Error level in ndjson.
+        failure_text = r.message_type.is_none() && shipped_failure_text(msg.to_ascii_lowercase().as_bytes());
+        if !failure_text {
+            return ItemKind::Skipped;
+        }
     }
     if success_text && codes.is_empty() && body.is_none() && !is_error_level {
         s.result_code = Some(0);
@@ -879,6 +945,33 @@ mod tests {
             Some("gina@contoso.example")
         );
         assert_eq!(find_oauth_error(r#"x {"error":"invalid_grant","error_desc"#), Some("invalid_grant"));
+    }
+
+    #[test]
+    fn shipped_failure_texts_match_lower_cased_as_the_classifier_matches_any_case() {
+        assert_eq!(
+            lower_literals(r"\bAccount\S+ ID3242 \p{Greek}\pL [^'] (?:Was )?"),
+            r"\baccount\S+ id3242 \p{Greek}\pL [^'] (?:was )?"
+        );
+        let catalogue = crate::classify::Catalogue::from_shipped().unwrap();
+        let mut checked = 0;
+        for e in
+            catalogue.entries().iter().filter(|e| e.outcome == crate::event::Outcome::Failure && !e.patterns.is_empty())
+        {
+            for example in e.examples.iter().filter_map(|x| x.message.as_deref()) {
+                let any_pattern = e
+                    .patterns
+                    .iter()
+                    .any(|p| regex::RegexBuilder::new(p).case_insensitive(true).build().unwrap().is_match(example));
+                if any_pattern {
+                    let lower = example.to_ascii_lowercase();
+                    assert!(shipped_failure_text(lower.as_bytes()), "{}: {example}", e.id);
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 20, "{checked}");
+        assert!(!shipped_failure_text(b"presenting passport login window"));
     }
 
     #[test]
