@@ -1070,3 +1070,32 @@ fn rules_inside_a_message_and_syslogd_repeat_notes() {
     assert_eq!(signins(&items)[0].message, plain);
     assert!(errors(&items).is_empty());
 }
+
+/// A file in UTF-16 (Windows PowerShell 5.1's `>` writes one) is one `utf16` error for the
+/// whole file, not a parse error per line.
+#[test]
+fn a_utf16_file_is_one_error() {
+    let text = format!("[\r\n  {REC_A},\r\n  {REC_B}\r\n]\r\n");
+    for bom_first in [true, false] {
+        let units: Vec<u16> = text.encode_utf16().collect();
+        let mut bytes = if bom_first { vec![0xFF, 0xFE] } else { vec![0xFE, 0xFF] };
+        for u in units {
+            bytes.extend(if bom_first { u.to_le_bytes() } else { u.to_be_bytes() });
+        }
+        let whole = decode_bytes(&DecodeOptions::default(), &bytes);
+        assert_eq!(tags(&whole), ["error:utf16"]);
+        let mut d = StreamDecoder::new(DecodeOptions::default());
+        let mut out = Vec::new();
+        for b in &bytes {
+            d.feed(std::slice::from_ref(b), &mut out);
+        }
+        d.finish(&mut out);
+        assert_eq!(out, whole);
+        // Appended to later, it is still passed over.
+        let mut d = StreamDecoder::resume(DecodeOptions::default(), d.checkpoint_offset(), &d.resume_state());
+        let mut more = Vec::new();
+        d.feed(&bytes[2..], &mut more);
+        d.finish(&mut more);
+        assert!(more.is_empty(), "{more:?}");
+    }
+}

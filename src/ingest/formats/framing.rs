@@ -87,6 +87,9 @@ enum Mode {
     /// another (`{…}{…}` or `{…},{…}` for megabytes, or records separated by bare CRs):
     /// each value is read on its own, bounded like a record (`step_values_on_line`).
     ValuesOnLine,
+    /// A stream that is not UTF-8 (UTF-16, by its byte-order mark): reported once, then
+    /// passed over to its end, whatever is appended.
+    Discard,
     /// Portal CSV rows under this header.
     Csv(Arc<CsvHeader>),
 }
@@ -207,6 +210,7 @@ enum SavedMode {
     EnvTail,
     LineTail,
     ValuesOnLine,
+    Discard,
     Csv(Arc<CsvHeader>),
 }
 
@@ -322,6 +326,7 @@ impl StreamDecoder {
             ("envtail", _) => Mode::EnvTail(Scanner::inside_object()),
             ("tail", _) => Mode::LineTail,
             ("values", _) => Mode::ValuesOnLine,
+            ("discard", _) => Mode::Discard,
             ("csv", Some(h)) => Mode::Csv(h),
             _ => Mode::Top,
         };
@@ -470,6 +475,7 @@ impl StreamDecoder {
             SavedMode::EnvTail => ("envtail", None),
             SavedMode::LineTail => ("tail", None),
             SavedMode::ValuesOnLine => ("values", None),
+            SavedMode::Discard => ("discard", None),
             SavedMode::Csv(h) => ("csv", Some(h.text.clone())),
         };
         if s.line <= 1 && m.is_empty() && !s.prev_text {
@@ -518,6 +524,7 @@ impl StreamDecoder {
             Mode::EnvTail(_) => SavedMode::EnvTail,
             Mode::LineTail => SavedMode::LineTail,
             Mode::ValuesOnLine => SavedMode::ValuesOnLine,
+            Mode::Discard => SavedMode::Discard,
             Mode::Csv(h) => SavedMode::Csv(h.clone()),
         };
         self.ckpt_off = self.abs(self.pos);
@@ -550,6 +557,7 @@ impl StreamDecoder {
                     Mode::EnvTail(_) => self.step_envtail(),
                     Mode::LineTail => self.step_linetail(),
                     Mode::ValuesOnLine => self.step_values_on_line(out, eof),
+                    Mode::Discard => self.step_discard(),
                     Mode::Csv(_) => self.step_csv(eof),
                 },
             };
@@ -616,6 +624,20 @@ impl StreamDecoder {
     fn step_top(&mut self, out: &mut Vec<DecodedItem>, eof: bool) -> bool {
         if let Some(p) = self.pending.filter(|p| p.in_line) {
             return self.swallow_line(p, eof);
+        }
+        if self.abs(self.pos) == 0 {
+            // A UTF-16 byte-order mark (little- or big-endian) at the start of the stream.
+            match self.buf.get(..2) {
+                Some([0xFF, 0xFE] | [0xFE, 0xFF]) => {
+                    self.advance(2);
+                    push(out, 0, 2, self.line, ItemKind::Error(ParseErrorReason::Utf16));
+                    self.mode = Mode::Discard;
+                    self.mark();
+                    return true;
+                }
+                None if !eof && matches!(self.buf.first(), Some(0xFF | 0xFE)) => return false,
+                _ => {}
+            }
         }
         let a = &self.buf[self.pos..];
         // NUL counts as blank between records: a file extended before a crash and written
@@ -1144,6 +1166,15 @@ impl StreamDecoder {
                 true
             }
         }
+    }
+
+    fn step_discard(&mut self) -> bool {
+        let len = self.buf.len() - self.pos;
+        if len > 0 {
+            self.advance(len);
+            self.mark();
+        }
+        false
     }
 
     /// One value of a line too long to be one record ([`Mode::ValuesOnLine`]): separators

@@ -131,11 +131,15 @@ pub enum ParseErrorReason {
     InvalidTimestamp,
     /// A CSV row that does not fit its header.
     InvalidCsv,
+    /// A whole stream in UTF-16 (it starts with a UTF-16 byte-order mark: what Windows
+    /// PowerShell 5.1's `>` and `Out-File` write): one error for the stream, which is not
+    /// read; it must be converted to UTF-8.
+    Utf16,
 }
 
 impl ParseErrorReason {
     /// Every reason (metrics pre-initialisation).
-    pub const ALL: [ParseErrorReason; 7] = [
+    pub const ALL: [ParseErrorReason; 8] = [
         ParseErrorReason::InvalidJson,
         ParseErrorReason::NotSignin,
         ParseErrorReason::LineTooLong,
@@ -143,6 +147,7 @@ impl ParseErrorReason {
         ParseErrorReason::UnknownFormat,
         ParseErrorReason::InvalidTimestamp,
         ParseErrorReason::InvalidCsv,
+        ParseErrorReason::Utf16,
     ];
 
     /// The stable label value.
@@ -155,6 +160,7 @@ impl ParseErrorReason {
             ParseErrorReason::UnknownFormat => "unknown_format",
             ParseErrorReason::InvalidTimestamp => "invalid_timestamp",
             ParseErrorReason::InvalidCsv => "invalid_csv",
+            ParseErrorReason::Utf16 => "utf16",
         }
     }
 }
