@@ -327,11 +327,13 @@ impl Application {
         };
         let server = {
             let cancel = cancel.clone();
-            tokio::spawn(async move {
-                axum::serve(listener, api::router(state))
-                    .with_graceful_shutdown(async move { cancel.cancelled().await })
-                    .await
-            })
+            let limits = HttpLimits {
+                header_read_timeout: core.settings.server.request_timeout.get(),
+                // Requests in flight (a push committing) finish well within this; a
+                // half-sent request must not hold up the final commit.
+                drain: (core.settings.server.shutdown_timeout.get() / 2).min(Duration::from_secs(2)),
+            };
+            tokio::spawn(serve_http(listener, api::router(state), cancel, limits))
         };
         // Poll the shutdown future once before announcing readiness: signal handlers
         // are installed on first poll, and a SIGTERM right after "serving" must drain.
@@ -400,6 +402,70 @@ impl Application {
             None => Ok(()),
         }
     }
+}
+
+/// Connections served at once; more wait to be accepted (the kernel's backlog holds
+/// them), so idle or half-sent ones cannot use up the process's file descriptors.
+const MAX_HTTP_CONNECTIONS: usize = 256;
+
+/// What bounds the HTTP server's connections.
+#[derive(Debug, Clone, Copy)]
+struct HttpLimits {
+    /// A client must send a request's whole header within this (slowloris), and an idle
+    /// keep-alive connection is closed after it.
+    header_read_timeout: Duration,
+    /// At shutdown, how long requests in flight may take to finish; connections left
+    /// after it (a half-sent request) are dropped rather than delaying the final commit.
+    drain: Duration,
+}
+
+/// The HTTP server: hyper's HTTP/1 connections over `router`, each bounded by `limits`,
+/// until `cancel`.
+async fn serve_http(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    cancel: CancellationToken,
+    limits: HttpLimits,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_HTTP_CONNECTIONS));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
+    loop {
+        let permit = tokio::select! {
+            _ = cancel.cancelled() => break,
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
+        let stream = tokio::select! {
+            _ = cancel.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of descriptors, or a connection reset before it was taken:
+                    // the listener itself is fine; try again shortly.
+                    tracing::warn!(error = %e, "accepting an HTTP connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "HTTP connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    if tokio::time::timeout(limits.drain, graceful.shutdown()).await.is_err() {
+        tracing::info!(after = ?limits.drain, "closing HTTP connections still open at shutdown");
+    }
+    Ok(())
 }
 
 /// Forgets the checkpoints of file generations unseen for the source's `forget_after`,

@@ -262,6 +262,35 @@ async fn a_source_named_http_decides_its_pushes() {
     server.stop().await;
 }
 
+/// A client that sends half a request header, or nothing, or goes quiet after a request,
+/// is disconnected after `request_timeout` (slowloris); the server answers others meanwhile
+/// and stops at once with such a client still connected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_sent_and_silent_connections_are_closed_after_the_request_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::in_dir(dir.path(), "[server]\nrequest_timeout = \"1s\"\n").await;
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let mut partial = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    partial.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let mut silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    assert_eq!(server.get("/healthz").await.status(), 200, "others are answered meanwhile");
+    let started = std::time::Instant::now();
+    for conn in [&mut partial, &mut silent] {
+        let mut buf = [0u8; 64];
+        // Closed by the server: a read returns 0 bytes (or the connection is reset).
+        let read = tokio::time::timeout(std::time::Duration::from_secs(10), conn.read(&mut buf)).await;
+        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+    // One more half-sent request, and the server still stops promptly.
+    let mut another = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    another.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
+    let stopping = std::time::Instant::now();
+    server.stop().await;
+    assert!(stopping.elapsed() < std::time::Duration::from_secs(4), "{:?}", stopping.elapsed());
+}
+
 /// Pushes decode a few at a time (each holds about three times its body until it
 /// commits); the rest wait their turn and are all answered, each record stored once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
