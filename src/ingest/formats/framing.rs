@@ -512,6 +512,17 @@ impl StreamDecoder {
         self.nl_scan = 0;
     }
 
+    /// Moves past the run of bytes at `pos` that `sep` takes (blanks, separators between
+    /// values), with a checkpoint after it; whether there was one.
+    fn skip_while(&mut self, sep: impl Fn(&u8) -> bool) -> bool {
+        let n = self.buf[self.pos..].iter().take_while(|c| sep(c)).count();
+        if n > 0 {
+            self.advance(n);
+            self.mark();
+        }
+        n > 0
+    }
+
     /// Records a checkpoint here, when nothing before `pos` is still owed.
     fn mark(&mut self) {
         if self.pending.is_some() || !matches!(self.work, Work::None) {
@@ -639,14 +650,10 @@ impl StreamDecoder {
                 _ => {}
             }
         }
-        let a = &self.buf[self.pos..];
         // NUL counts as blank between records: a file extended before a crash and written
         // after it holds a run of NULs where the lost bytes were, and the records the
         // writer appends after them must still be read.
-        let ws = a.iter().take_while(|c| matches!(c, b' ' | b'\t' | b'\r' | b'\n' | b'\0')).count();
-        if ws > 0 {
-            self.advance(ws);
-            self.mark();
+        if self.skip_while(|c| matches!(c, b' ' | b'\t' | b'\r' | b'\n' | b'\0')) {
             return true;
         }
         // A BOM where a line starts, not only at byte 0: files each starting with one
@@ -1030,13 +1037,10 @@ impl StreamDecoder {
         let Mode::Array { env } = self.mode else {
             return false;
         };
-        let a = &self.buf[self.pos..];
-        let skip = a.iter().take_while(|c| matches!(c, b' ' | b'\t' | b'\r' | b'\n' | b',')).count();
-        if skip > 0 {
-            self.advance(skip);
-            self.mark();
+        if self.skip_while(|c| matches!(c, b' ' | b'\t' | b'\r' | b'\n' | b',')) {
             return true;
         }
+        let a = &self.buf[self.pos..];
         let Some(&c) = a.first() else {
             return false;
         };
@@ -1182,13 +1186,10 @@ impl StreamDecoder {
     /// array's element is (each bounded by `max_record_bytes` on its own), until the line
     /// ends. Anything else on the line is dropped to its end as one error.
     fn step_values_on_line(&mut self, out: &mut Vec<DecodedItem>, eof: bool) -> bool {
-        let a = &self.buf[self.pos..];
-        let skip = a.iter().take_while(|c| matches!(c, b' ' | b'\t' | b'\r' | b',' | b'\0')).count();
-        if skip > 0 {
-            self.advance(skip);
-            self.mark();
+        if self.skip_while(|c| matches!(c, b' ' | b'\t' | b'\r' | b',' | b'\0')) {
             return true;
         }
+        let a = &self.buf[self.pos..];
         match a.first() {
             None => false,
             Some(b'\n') => {
@@ -1237,11 +1238,7 @@ impl StreamDecoder {
     }
 
     fn step_csv(&mut self, eof: bool) -> bool {
-        let a = &self.buf[self.pos..];
-        let skip = a.iter().take_while(|c| matches!(c, b'\r' | b'\n')).count();
-        if skip > 0 {
-            self.advance(skip);
-            self.mark();
+        if self.skip_while(|c| matches!(c, b'\r' | b'\n')) {
             return true;
         }
         // A BOM starting a row: a second export appended with `cat` (its header follows).
