@@ -396,19 +396,77 @@ fn finders(needles: &[&'static str]) -> Vec<memmem::Finder<'static>> {
 /// one of them matches is a failure, as the same entry at Error level in an ndjson export
 /// is; without it, such a message with no code in it was chatter in one style and a
 /// failure in the other. `None` if the shipped catalogue had no pattern (it has).
-static SHIPPED_FAILURE_TEXTS: LazyLock<Option<regex::bytes::Regex>> = LazyLock::new(|| {
+static SHIPPED_FAILURE_TEXTS: LazyLock<Option<FailureTexts>> = LazyLock::new(|| {
     let catalogue = crate::classify::Catalogue::from_shipped().ok()?;
-    let alternatives: Vec<String> = catalogue
+    let patterns: Vec<String> = catalogue
         .entries()
         .iter()
         .filter(|e| e.outcome == crate::event::Outcome::Failure)
-        .flat_map(|e| e.patterns.iter().map(|p| format!("(?:{})", lower_literals(p))))
+        .flat_map(|e| e.patterns.iter().map(|p| lower_literals(p)))
         .collect();
-    if alternatives.is_empty() {
+    if patterns.is_empty() {
         return None;
     }
-    regex::bytes::Regex::new(&alternatives.join("|")).ok()
+    let alternatives: Vec<String> = patterns.iter().map(|p| format!("(?:{p})")).collect();
+    let full = regex::bytes::Regex::new(&alternatives.join("|")).ok()?;
+    // Every pattern's longest required literal, searched as one set (the regex engine's
+    // SIMD literal search): most lines hold none, and skip the full patterns. A pattern
+    // without one (none shipped) leaves no gate.
+    let literals: Option<Vec<String>> =
+        patterns.iter().map(|p| required_literal(p).map(|l| regex::escape(&l))).collect();
+    let gate = literals.and_then(|l| regex::bytes::Regex::new(&l.join("|")).ok());
+    Some(FailureTexts { gate, full })
 });
+
+/// The shipped catalogue's failure patterns, and a cheap test that must pass first.
+struct FailureTexts {
+    gate: Option<regex::bytes::Regex>,
+    full: regex::bytes::Regex,
+}
+
+/// The longest run of plain characters (at least 3) that every match of `pattern`
+/// contains: outside groups, classes and escapes, a character a quantifier makes optional
+/// left out; `None` with an alternation at the top (no one literal is required then).
+fn required_literal(pattern: &str) -> Option<String> {
+    let chars: Vec<char> = pattern.chars().collect();
+    let (mut depth, mut class, mut best, mut run) = (0usize, false, String::new(), String::new());
+    let mut i = 0;
+    let flush = |run: &mut String, best: &mut String| {
+        if run.len() > best.len() {
+            *best = run.clone();
+        }
+        run.clear();
+    };
+    while i < chars.len() {
+        let c = chars[i];
+        let quantified = matches!(chars.get(i + 1), Some('?' | '*' | '+' | '{'));
+        match c {
+            '\\' => {
+                flush(&mut run, &mut best);
+                i += 2;
+                continue;
+            }
+            '[' if !class => {
+                flush(&mut run, &mut best);
+                class = true;
+            }
+            ']' if class => class = false,
+            _ if class => {}
+            '(' => {
+                flush(&mut run, &mut best);
+                depth += 1;
+            }
+            ')' => depth = depth.saturating_sub(1),
+            '|' if depth == 0 => return None,
+            _ if depth > 0 => {}
+            c if (c.is_ascii_alphanumeric() || " ',:/-_#=\"@".contains(c)) && !quantified => run.push(c),
+            _ => flush(&mut run, &mut best),
+        }
+        i += 1;
+    }
+    flush(&mut run, &mut best);
+    (best.len() >= 3).then_some(best)
+}
 
 /// A catalogue pattern for ASCII-lower-cased text: its letters lower-cased, its escapes
 /// (`\S`, `\W`, `\b`, `\p{…}`) as written. Matching lower-cased text with it is matching
@@ -447,7 +505,9 @@ fn lower_literals(pattern: &str) -> String {
 
 /// Whether ASCII-lower-cased `lower` holds a failure message of the shipped catalogue.
 fn shipped_failure_text(lower: &[u8]) -> bool {
-    SHIPPED_FAILURE_TEXTS.as_ref().is_some_and(|r| r.is_match(lower))
+    SHIPPED_FAILURE_TEXTS
+        .as_ref()
+        .is_some_and(|t| t.gate.as_ref().map_or(true, |g| g.is_match(lower)) && t.full.is_match(lower))
 }
 
 static FAILURE_ANCHOR_FINDERS: LazyLock<Vec<memmem::Finder<'static>>> = LazyLock::new(|| finders(FAILURE_ANCHORS));
@@ -972,6 +1032,22 @@ mod tests {
         }
         assert!(checked > 20, "{checked}");
         assert!(!shipped_failure_text(b"presenting passport login window"));
+        // The gate is every shipped pattern's required literal.
+        assert!(SHIPPED_FAILURE_TEXTS.as_ref().is_some_and(|t| t.gate.is_some()));
+        for (pattern, literal) in [
+            (
+                r"does not exist in tenant\b.{0,200}?\bcannot access the application",
+                Some("cannot access the application"),
+            ),
+            (r"external security challenge (?:was )?not satisfied", Some("external security challenge ")),
+            (r"requires admin(?:istrator)? permissions?", Some("requires admin")),
+            (r"\bldap\w*\b.{0,40}?invalid credentials", Some("invalid credentials")),
+            (r"tenant '[^']{1,200}' not found", Some("' not found")),
+            (r"a|b", None),
+            (r"\bab\b", None),
+        ] {
+            assert_eq!(required_literal(pattern).as_deref(), literal, "{pattern}");
+        }
     }
 
     #[test]
