@@ -409,18 +409,18 @@ static SHIPPED_FAILURE_TEXTS: LazyLock<Option<FailureTexts>> = LazyLock::new(|| 
     }
     let alternatives: Vec<String> = patterns.iter().map(|p| format!("(?:{p})")).collect();
     let full = regex::bytes::Regex::new(&alternatives.join("|")).ok()?;
-    // Every pattern's longest required literal, searched as one set (the regex engine's
-    // SIMD literal search): most lines hold none, and skip the full patterns. A pattern
-    // without one (none shipped) leaves no gate.
-    let literals: Option<Vec<String>> =
-        patterns.iter().map(|p| required_literal(p).map(|l| regex::escape(&l))).collect();
-    let gate = literals.and_then(|l| regex::bytes::Regex::new(&l.join("|")).ok());
+    // Every pattern's longest required literal, searched as one set (aho-corasick's SIMD
+    // search, each candidate checked by comparing bytes, where a regex of the literals
+    // checks each with its DFA): most lines hold none, and skip the full patterns. A
+    // pattern without one (none shipped) leaves no gate.
+    let literals: Option<Vec<String>> = patterns.iter().map(|p| required_literal(p)).collect();
+    let gate = literals.and_then(|l| aho_corasick::AhoCorasick::new(l).ok());
     Some(FailureTexts { gate, full })
 });
 
 /// The shipped catalogue's failure patterns, and a cheap test that must pass first.
 struct FailureTexts {
-    gate: Option<regex::bytes::Regex>,
+    gate: Option<aho_corasick::AhoCorasick>,
     full: regex::bytes::Regex,
 }
 
