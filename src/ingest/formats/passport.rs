@@ -414,7 +414,11 @@ static SHIPPED_FAILURE_TEXTS: LazyLock<Option<FailureTexts>> = LazyLock::new(|| 
     // checks each with its DFA): most lines hold none, and skip the full patterns. A
     // pattern without one (none shipped) leaves no gate.
     let literals: Option<Vec<String>> = patterns.iter().map(|p| required_literal(p)).collect();
-    let gate = literals.and_then(|l| aho_corasick::AhoCorasick::new(l).ok());
+    // Leftmost-first: aho-corasick's SIMD search (Teddy) serves only leftmost semantics;
+    // with the standard ones it steps its automaton byte by byte.
+    let gate = literals.and_then(|l| {
+        aho_corasick::AhoCorasick::builder().match_kind(aho_corasick::MatchKind::LeftmostFirst).build(l).ok()
+    });
     Some(FailureTexts { gate, full })
 });
 
