@@ -275,6 +275,10 @@ const MESSAGES: &[&str] = &[
     "fail",
     "SUCCE",
     "The credentials provided were invalid.",
+    // Catalogue failure texts with none of the prefilter's anchors: a failure when the
+    // record names no level.
+    "Your account is locked.",
+    "You must use multi-factor authentication to access this resource",
     "Keychain item created é ü 日本",
     "Correlation ID: 11111111-2222-3333-4444-555555555555",
     "Passport: user signed in successfully",

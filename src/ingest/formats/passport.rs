@@ -144,6 +144,9 @@ const SUCCESS_ANCHOR: &str = "succe";
 /// more than the search itself on a short line.
 static AADSTS: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new("AADSTS"));
 
+/// The `messageType` key, lower-cased, as the prefilter sees a line.
+static MESSAGE_TYPE_KEY: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new("\"messagetype\""));
+
 /// What may make a Passport record more than chatter, lower-cased: `decide` returns
 /// `Skipped` for every record whose ASCII-lower-cased text contains none of these
 /// (`aadsts`: a code; `<private>`: redaction; `error`: an error body's `"error` key or an
@@ -235,6 +238,11 @@ impl Prefilter {
         }
         let seen = self.lower(body);
         if seen.control || seen.backslash || self.any_anchor() {
+            return false;
+        }
+        // An entry without a `messageType` is judged by its text as a level-less line is
+        // (`decide`): a failure message of the catalogue counts.
+        if MESSAGE_TYPE_KEY.find(&self.lower).is_none() && shipped_failure_text(&self.lower) {
             return false;
         }
         // Checked after the anchors: most lines that get this far are chatter, and this is
@@ -448,7 +456,21 @@ fn required_literal(pattern: &str) -> Option<String> {
             '\\' => {
                 flush(&mut run, &mut best);
                 i += 2;
+                // `\p{Greek}`, `\x{41}`, `\u{…}`: the braces belong to the escape.
+                if chars.get(i) == Some(&'{') {
+                    while i < chars.len() && chars[i] != '}' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
                 continue;
+            }
+            '{' if !class => {
+                // A counted repetition `{0,200}`: not text; what it repeats may be absent.
+                flush(&mut run, &mut best);
+                while i < chars.len() && chars[i] != '}' {
+                    i += 1;
+                }
             }
             '[' if !class => {
                 flush(&mut run, &mut best);
@@ -1049,6 +1071,9 @@ mod tests {
             (r"tenant '[^']{1,200}' not found", Some("' not found")),
             (r"a|b", None),
             (r"\bab\b", None),
+            (r"ab.{0,200}cd", None),
+            (r"\p{Greek}+ xyz", Some(" xyz")),
+            (r"abcd{2,3}e", Some("abc")),
         ] {
             assert_eq!(required_literal(pattern).as_deref(), literal, "{pattern}");
         }
