@@ -87,6 +87,8 @@ enum Mode {
     /// another (`{…}{…}` or `{…},{…}` for megabytes, or records separated by bare CRs):
     /// each value is read on its own, bounded like a record (`step_values_on_line`).
     ValuesOnLine,
+    /// Trailing garbage after a value: passed over, unread, to the line's end.
+    SkipLine,
     /// A stream that is not UTF-8 (UTF-16, by its byte-order mark): reported once, then
     /// passed over to its end, whatever is appended.
     Discard,
@@ -210,6 +212,7 @@ enum SavedMode {
     EnvTail,
     LineTail,
     ValuesOnLine,
+    SkipLine,
     Discard,
     Csv(Arc<CsvHeader>),
 }
@@ -327,6 +330,7 @@ impl StreamDecoder {
             ("tail", _) => Mode::LineTail,
             ("values", _) => Mode::ValuesOnLine,
             ("discard", _) => Mode::Discard,
+            ("skipline", _) => Mode::SkipLine,
             ("csv", Some(h)) => Mode::Csv(h),
             _ => Mode::Top,
         };
@@ -401,6 +405,13 @@ impl StreamDecoder {
             self.emit_pending(out);
             self.mark();
             self.compact();
+        } else if self.pending.is_some_and(|p| !p.in_line) && self.rest_is_one_rule_line() {
+            // A held message, then a whole line of dashes whose next line is not there: the
+            // rule waits to see whether `log show`'s counts follow it (then it ends the
+            // message). Idle, the file says no more: decided as at its end.
+            self.run(out, true);
+            self.mark();
+            self.compact();
         } else if self.holds_whole_unterminated_object() {
             // An hourly `PT1H.json` blob may end without a newline and never grow again:
             // its last record would wait for ever. A whole JSON object cannot be the start
@@ -409,6 +420,12 @@ impl StreamDecoder {
             self.mark();
             self.compact();
         }
+    }
+
+    /// Whether all that is left is one whole line (its newline included) of dashes.
+    fn rest_is_one_rule_line(&self) -> bool {
+        let rest = &self.buf[self.pos..];
+        rest.last() == Some(&b'\n') && memchr::memchr(b'\n', rest) == Some(rest.len() - 1) && is_rule(rest)
     }
 
     /// Whether all that is left is one line without its newline holding exactly one
@@ -476,6 +493,7 @@ impl StreamDecoder {
             SavedMode::LineTail => ("tail", None),
             SavedMode::ValuesOnLine => ("values", None),
             SavedMode::Discard => ("discard", None),
+            SavedMode::SkipLine => ("skipline", None),
             SavedMode::Csv(h) => ("csv", Some(h.text.clone())),
         };
         if s.line <= 1 && m.is_empty() && !s.prev_text {
@@ -536,6 +554,7 @@ impl StreamDecoder {
             Mode::LineTail => SavedMode::LineTail,
             Mode::ValuesOnLine => SavedMode::ValuesOnLine,
             Mode::Discard => SavedMode::Discard,
+            Mode::SkipLine => SavedMode::SkipLine,
             Mode::Csv(h) => SavedMode::Csv(h.clone()),
         };
         self.ckpt_off = self.abs(self.pos);
@@ -567,8 +586,9 @@ impl StreamDecoder {
                     Mode::Array { .. } => self.step_array(out, eof),
                     Mode::EnvTail(_) => self.step_envtail(),
                     Mode::LineTail => self.step_linetail(),
-                    Mode::ValuesOnLine => self.step_values_on_line(out, eof),
+                    Mode::ValuesOnLine => self.step_values_on_line(eof),
                     Mode::Discard => self.step_discard(),
+                    Mode::SkipLine => self.step_skipline(),
                     Mode::Csv(_) => self.step_csv(eof),
                 },
             };
@@ -1116,8 +1136,17 @@ impl StreamDecoder {
         }
         self.work = Work::None;
         self.advance(e);
+        self.end_values_line_at_newline();
         self.mark();
         true
+    }
+
+    /// A value of a long line that ended at its line's newline (cut short, or dropped up
+    /// to it): the next line starts afresh.
+    fn end_values_line_at_newline(&mut self) {
+        if matches!(self.mode, Mode::ValuesOnLine) && self.pos > 0 && self.buf[self.pos - 1] == b'\n' {
+            self.mode = Mode::Top;
+        }
     }
 
     fn step_envtail(&mut self) -> bool {
@@ -1143,10 +1172,11 @@ impl StreamDecoder {
         }
     }
 
-    /// After a top-level array or envelope: what else its line holds. Another value
-    /// (`{…}{…}`, `{…},{…}`, as `curl >>` appends Graph pages and some shippers write
-    /// envelopes) is read as a line of its own; anything else is judged as a line is (a
-    /// parse error, not silently dropped).
+    /// After a top-level array or envelope, or a value on a line too long for one record:
+    /// what else the line holds. Another value (`{…}{…}`, `{…},{…}`, as `curl >>` appends
+    /// Graph pages and some shippers write envelopes) is read as a line of its own;
+    /// anything else is trailing garbage, ignored to the line's end as after a one-line
+    /// record.
     fn step_linetail(&mut self) -> bool {
         let a = &self.buf[self.pos..];
         let skip = a.iter().take_while(|c| matches!(c, b' ' | b'\t' | b'\r' | b',')).count();
@@ -1157,17 +1187,35 @@ impl StreamDecoder {
                 self.mark();
                 false
             }
-            Some(b'\n') => {
-                self.advance(skip + 1);
+            Some(b'\n' | b'{' | b'[') => {
+                self.advance(skip);
                 self.mode = Mode::Top;
                 self.mark();
                 true
             }
             Some(_) => {
-                self.advance(skip);
+                self.mode = Mode::SkipLine;
+                true
+            }
+        }
+    }
+
+    /// Trailing garbage, passed over as it comes (never buffered) up to its line's end.
+    fn step_skipline(&mut self) -> bool {
+        let a = &self.buf[self.pos..];
+        match memchr::memchr(b'\n', a) {
+            Some(k) => {
+                self.advance(k);
                 self.mode = Mode::Top;
                 self.mark();
                 true
+            }
+            None => {
+                if !a.is_empty() {
+                    self.advance(a.len());
+                    self.mark();
+                }
+                false
             }
         }
     }
@@ -1184,8 +1232,8 @@ impl StreamDecoder {
     /// One value of a line too long to be one record ([`Mode::ValuesOnLine`]): separators
     /// skipped, an envelope or array streamed as at a line's start, an object read as an
     /// array's element is (each bounded by `max_record_bytes` on its own), until the line
-    /// ends. Anything else on the line is dropped to its end as one error.
-    fn step_values_on_line(&mut self, out: &mut Vec<DecodedItem>, eof: bool) -> bool {
+    /// ends. Anything else on the line is trailing garbage, ignored to its end.
+    fn step_values_on_line(&mut self, eof: bool) -> bool {
         if self.skip_while(|c| matches!(c, b' ' | b'\t' | b'\r' | b',' | b'\0')) {
             return true;
         }
@@ -1213,25 +1261,13 @@ impl StreamDecoder {
                     true
                 }
                 Sniff::No => {
-                    self.work = Work::Elem { sc: Scanner::default(), scanned: 0 };
+                    self.work = Work::Elem { sc: Scanner::on_one_line(), scanned: 0 };
                     true
                 }
             },
+            // Trailing garbage after a value, ignored as on any line (`step_linetail`).
             Some(_) => {
-                self.mode = Mode::Top;
-                let end = match memchr::memchr(b'\n', a) {
-                    Some(k) => k + 1,
-                    None if eof => a.len(),
-                    None => {
-                        // Nothing here ends the line yet: dropped as it comes.
-                        self.start_drop(DropUntil::Newline);
-                        return true;
-                    }
-                };
-                let (start, line) = (self.abs(self.pos), self.line);
-                self.advance(end);
-                push(out, start, self.abs(self.pos), line, ItemKind::Error(ParseErrorReason::LineTooLong));
-                self.mark();
+                self.mode = Mode::LineTail;
                 true
             }
         }
@@ -1332,6 +1368,7 @@ impl StreamDecoder {
         match done_at {
             Some(n) => {
                 self.advance(n);
+                self.end_values_line_at_newline();
                 self.work = Work::None;
                 let end = self.abs(self.pos);
                 push(out, start, end, line, ItemKind::Error(ParseErrorReason::LineTooLong));

@@ -15,6 +15,8 @@ pub(crate) struct Scanner {
     esc: bool,
     started: bool,
     bare: bool,
+    /// The value is known to lie on one line (`on_one_line`): any raw newline ends it.
+    one_line: bool,
 }
 
 /// What a scan step found.
@@ -37,6 +39,13 @@ impl Scanner {
     /// Positioned just inside an object whose `{` was already consumed.
     pub fn inside_object() -> Self {
         Self { depth: 1, started: true, ..Self::default() }
+    }
+
+    /// For a value inside one line (many records on a line too long for one): a raw newline
+    /// anywhere, not only inside a string, aborts it, so a record cut short inside a nested
+    /// object costs that line, not every line after it.
+    pub fn on_one_line() -> Self {
+        Self { one_line: true, ..Self::default() }
     }
 
     /// Continues the scan over the next bytes of the value.
@@ -102,6 +111,7 @@ impl Scanner {
                 i += 1;
                 match c {
                     b'"' => self.in_str = true,
+                    b'\n' if self.one_line => return Scan::Abort(i - 1),
                     b'{' | b'[' => self.depth = self.depth.saturating_add(1),
                     b'}' | b']' => {
                         self.depth = self.depth.saturating_sub(1);
