@@ -566,7 +566,18 @@ pub fn load(explicit: Option<&Path>) -> Result<Loaded, ConfigError> {
         }
         ConfigOrigin::Embedded => DEFAULT_CONFIG_TOML.to_string(),
     };
-    let env: Vec<(String, String)> = std::env::vars().collect();
+    // `vars()` panics on a variable that is not UTF-8 (anyone's, not only ours): ours must
+    // be text, the others are none of our business.
+    let mut env: Vec<(String, String)> = Vec::new();
+    for (key, value) in std::env::vars_os() {
+        let Some(key) = key.to_str().filter(|k| k.starts_with("PASSPORTD_")) else {
+            continue;
+        };
+        let value = value
+            .into_string()
+            .map_err(|_| ConfigError::Env { var: key.to_string(), message: "its value is not UTF-8 text".into() })?;
+        env.push((key.to_string(), value));
+    }
     let (settings, overrides) = from_parts(&text, &origin.to_string(), &env)?;
     Ok(Loaded { settings, origin, overrides })
 }
@@ -588,10 +599,28 @@ pub fn from_parts(text: &str, origin: &str, env: &[(String, String)]) -> Result<
         return Err(ConfigError::Parse { origin: origin.to_string(), message });
     }
     let mut applied = Vec::new();
-    // Every variable in our namespace is an override (`PASSPORTD_CONFIG` aside): a
-    // mistyped one (`PASSPORTD_SERVER_LISTEN`) is an error, not silently ignored.
-    let mut vars: Vec<&(String, String)> =
-        env.iter().filter(|(k, _)| k.starts_with("PASSPORTD_") && k != "PASSPORTD_CONFIG").collect();
+    // A variable of the form `PASSPORTD_<SECTION>__…` is an override; one that names a
+    // section but not in that form (`PASSPORTD_SERVER_LISTEN`, `PASSPORTD_SOURCES`) is a
+    // mistake, reported rather than silently ignored. Others are not ours: Kubernetes
+    // writes `PASSPORTD_SERVICE_HOST`, `PASSPORTD_PORT_9477_TCP`, … for a Service named
+    // `passportd`, and Docker links write similar ones.
+    // The sections the embedded default names (it documents every key), and `sources`,
+    // which it leaves to the operator.
+    let mut sections: Vec<String> = DEFAULT_CONFIG_TOML
+        .parse::<toml::Table>()
+        .map(|t| t.keys().map(|k| k.to_ascii_uppercase()).collect())
+        .unwrap_or_default();
+    sections.push("SOURCES".into());
+    let names_a_section = |rest: &str| {
+        sections.iter().any(|s| rest.eq_ignore_ascii_case(s) || rest.to_ascii_uppercase().starts_with(&format!("{s}_")))
+    };
+    let mut vars: Vec<&(String, String)> = env
+        .iter()
+        .filter(|(k, _)| {
+            k.strip_prefix("PASSPORTD_")
+                .is_some_and(|rest| k != "PASSPORTD_CONFIG" && (rest.contains("__") || names_a_section(rest)))
+        })
+        .collect();
     vars.sort();
     for (var, value) in vars {
         let (path, typed) = parse_env_override(var, value)?;
@@ -1039,8 +1068,21 @@ mod tests {
             let err = from_parts(file, "t.toml", &env(&[(var, "x")])).unwrap_err().to_string();
             assert!(err.contains(var) && err.contains(says), "{var}: {err}");
         }
-        // `PASSPORTD_CONFIG` names the file; it is no override.
-        assert!(from_parts(file, "t.toml", &env(&[("PASSPORTD_CONFIG", "t.toml")])).is_ok());
+        // `PASSPORTD_CONFIG` names the file; it is no override. Nor are the variables
+        // Kubernetes and Docker write for a Service or link named `passportd`.
+        let (_, applied) = from_parts(
+            file,
+            "t.toml",
+            &env(&[
+                ("PASSPORTD_CONFIG", "t.toml"),
+                ("PASSPORTD_SERVICE_HOST", "10.96.0.12"),
+                ("PASSPORTD_SERVICE_PORT", "9477"),
+                ("PASSPORTD_PORT", "tcp://10.96.0.12:9477"),
+                ("PASSPORTD_PORT_9477_TCP_ADDR", "10.96.0.12"),
+            ]),
+        )
+        .expect("not overrides");
+        assert!(applied.is_empty(), "{applied:?}");
     }
 
     #[test]
