@@ -1075,6 +1075,12 @@ mod tests {
             Privacy::new(&s, b"k").message(Some(text.into())).as_deref(),
             Some(r"username=<redacted>&grant_type=password: User account \u0027<redacted>\u0027 from")
         );
+        // A letter that was not UTF-8 reads as `?` and the address is still one; a version
+        // string is no address.
+        assert_eq!(
+            Privacy::new(&s, b"k").message(Some("for Jos?@contoso.example via KandjiPassport@2.4.1".into())).as_deref(),
+            Some("for <redacted> via KandjiPassport@2.4.1")
+        );
         // Hashed, an address in a message reads as the same user as the user field.
         let h = PrivacySettings {
             users: PrivacyMode::Hash,

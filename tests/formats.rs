@@ -938,6 +938,10 @@ fn envelopes_pages_and_arrays_joined_on_one_line_are_all_read() {
             assert!(errors(items).is_empty(), "{format:?}: {:?}", errors(items));
         }
     }
+    // A plain record, then an array on the same line.
+    let items =
+        decode_bytes(&opts(Format::Auto), format!("{}[{},{}]\n", record("a"), record("b"), record("c")).as_bytes());
+    assert_eq!(signins(&items).len(), 3, "{items:#?}");
     // Anything else after an envelope on its line is trailing garbage, ignored as after a
     // one-line record, however long the line.
     let items =
@@ -1035,7 +1039,9 @@ fn a_comma_after_a_record_read_while_idle_separates_the_next() {
             r#"{{"time":"2026-03-04T16:00:00Z","operationName":"Sign-in activity","category":"SignInLogs","resultType":"50126","properties":{{"id":"{id}","status":{{"errorCode":50126}}}}}}"#
         )
     };
-    for (sep, format) in [(", ", Format::Auto), (",", Format::AzureDiagnostic), (" , ", Format::Auto)] {
+    for (sep, format) in
+        [(", ", Format::Auto), (",", Format::AzureDiagnostic), (" , ", Format::Auto), (",\n", Format::Auto)]
+    {
         let mut d = StreamDecoder::new(opts(format));
         let mut out = Vec::new();
         d.feed(record("a").as_bytes(), &mut out);

@@ -689,7 +689,7 @@ impl StreamDecoder {
             // `{…}, {…}` whose first record was read on its own (the writer paused after
             // it, and the tailer emits a whole object once the file is idle): the comma
             // separates it from the next, as on one line read at once.
-            let gap = a.iter().take_while(|c| matches!(c, b',' | b' ' | b'\t')).count();
+            let gap = a.iter().take_while(|c| matches!(c, b',' | b' ' | b'\t' | b'\r' | b'\n')).count();
             match a.get(gap) {
                 Some(b'{' | b'[') => {
                     self.advance(gap);

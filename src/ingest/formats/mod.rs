@@ -240,10 +240,11 @@ pub struct DecodedItem {
 }
 
 /// Besides letters and digits (any script), the characters an e-mail address's local part
-/// may hold as user names carry them: `o'neil@`, a guest's `alice_gmail.com#EXT#@`. One
+/// may hold as user names carry them: `o'neil@`, a guest's `alice_gmail.com#EXT#@`, and
+/// `?`, which a letter that was not UTF-8 reads as (`jos?@`, see `replace_invalid_utf8`). One
 /// definition for the user read from a Passport message and for the privacy filter that
 /// redacts addresses in messages, so that both take the same address.
-pub(crate) const EMAIL_LOCAL_PUNCTUATION: &str = "._%+-#!$&'*^`~";
+pub(crate) const EMAIL_LOCAL_PUNCTUATION: &str = "._%+-#!$&'*^`~?";
 
 /// Quotes written around an address (`'bob@fabrikam.example'`, as AADSTS50020 puts it)
 /// that are not part of it, nor a leading dot.
@@ -307,7 +308,15 @@ pub(crate) fn email_spans(text: &str) -> impl Iterator<Item = EmailSpan> + '_ {
         let after = &text[at + sep..];
         let dom_len: usize = after.chars().take_while(|&c| is_dom(c)).map(char::len_utf8).sum();
         let dom = after[..dom_len].trim_end_matches('.');
-        if local.is_empty() || !dom.contains('.') || dom.starts_with('.') {
+        // A domain ends in a name of letters (`contoso.example`), not in digits: not
+        // `KandjiPassport@2.4.1` or `node@18.1`.
+        let tld = dom.rsplit('.').next().unwrap_or("");
+        if local.is_empty()
+            || !dom.contains('.')
+            || dom.starts_with('.')
+            || tld.chars().count() < 2
+            || !tld.chars().all(char::is_alphabetic)
+        {
             return None;
         }
         let span = EmailSpan { start: at - local.len(), at, domain: at + sep, end: at + sep + dom.len() };

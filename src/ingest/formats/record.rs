@@ -795,7 +795,7 @@ pub(crate) fn parse_obj(bytes: &[u8]) -> Result<Obj<'_>, JsonFail> {
         Ok((mut o, end)) => {
             let rest = &bytes[end.min(bytes.len())..];
             let gap = rest.iter().take_while(|c| matches!(c, b' ' | b'\t' | b'\r' | b'\n' | b',')).count();
-            if rest.get(gap) == Some(&b'{') {
+            if matches!(rest.get(gap), Some(b'{' | b'[')) {
                 o.next_object = Some((end, end + gap));
             }
             Ok(o)
