@@ -429,6 +429,9 @@ async fn serve_http(
 ) -> std::io::Result<()> {
     use hyper_util::rt::{TokioIo, TokioTimer};
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // Ends the connections still open after the drain: their tasks are detached, and a
+    // handler must not reach the store once it is closing.
+    let abandon = CancellationToken::new();
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_HTTP_CONNECTIONS));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
@@ -455,15 +458,22 @@ async fn serve_http(
         };
         let service = hyper_util::service::TowerToHyperService::new(router.clone());
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        let abandoned = abandon.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "HTTP connection ended with an error");
+            tokio::select! {
+                ended = connection => {
+                    if let Err(e) = ended {
+                        tracing::debug!(error = %e, "HTTP connection ended with an error");
+                    }
+                }
+                _ = abandoned.cancelled() => {}
             }
             drop(permit);
         });
     }
     if tokio::time::timeout(limits.drain, graceful.shutdown()).await.is_err() {
         tracing::info!(after = ?limits.drain, "closing HTTP connections still open at shutdown");
+        abandon.cancel();
     }
     Ok(())
 }

@@ -303,6 +303,7 @@ async fn every_endpoint_conforms_to_the_served_openapi_document() {
     assert!(conditional.contains(&"aadsts-50126-federated"), "{e}");
     let (_, e) = c.call(&server, "get", code, "/api/v1/catalogue/aadsts-50126-federated", None, None).await;
     assert_eq!(e["category"], "federation_unsupported");
+    assert_eq!(c.call(&server, "get", code, "/api/v1/catalogue/okta-does-not-exist", None, None).await.0, 404);
 
     let cl = "/api/v1/classify";
     let (_, r) = c

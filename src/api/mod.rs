@@ -536,8 +536,13 @@ async fn catalogue_code(State(state): State<AppState>, Path(raw): Path<String>) 
     let catalogue = c.catalogue();
     let Ok(code) = raw.trim_start_matches("AADSTS").parse::<u32>() else {
         // An entry's id (`aadsts-50126-federated`, an operator's `okta-invalid-grant`).
+        // Entry ids are kebab-case names (`aadsts-50126-federated`): one of that shape that
+        // is not loaded is an unknown id (404); anything else is no code at all (400).
         return match catalogue.entries().iter().find(|e| e.id == raw) {
             Some(entry) => Ok(Json(entry).into_response()),
+            None if raw.contains('-') && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') => {
+                Err(ApiError::NotFound(format!("no catalogue entry {raw:?}")))
+            }
             None => Err(ApiError::bad("code", format!("{raw:?} is neither an AADSTS number nor an entry id"))),
         };
     };
