@@ -1075,6 +1075,12 @@ mod tests {
             Privacy::new(&s, b"k").message(Some(text.into())).as_deref(),
             Some(r"username=<redacted>&grant_type=password: User account \u0027<redacted>\u0027 from")
         );
+        let escaped =
+            r"User account \u0027first\u002Blast@contoso.example\u0027 and \u0027jos\u00e9@contoso.example\u0027";
+        assert_eq!(
+            Privacy::new(&s, b"k").message(Some(escaped.into())).as_deref(),
+            Some(r"User account \u0027<redacted>\u0027 and \u0027<redacted>\u0027")
+        );
         // A letter that was not UTF-8 reads as `?` and the address is still one; a version
         // string is no address.
         assert_eq!(

@@ -261,9 +261,30 @@ pub(crate) struct EmailSpan {
 }
 
 impl EmailSpan {
-    /// The address as a user name: `@` whichever way the text wrote it.
+    /// The address as a user name: `@` whichever way the text wrote it, JSON escapes in the
+    /// local part read (`first\u002Blast` is `first+last`).
     pub fn address(&self, text: &str) -> String {
-        format!("{}@{}", &text[self.start..self.at], &text[self.domain..self.end])
+        let local = &text[self.start..self.at];
+        let mut out = String::with_capacity(local.len() + 1 + self.end - self.domain);
+        let mut rest = local;
+        while let Some(i) = rest.find("\\u") {
+            let decoded = rest.get(i + 2..i + 6).and_then(|h| u32::from_str_radix(h, 16).ok()).and_then(char::from_u32);
+            match decoded {
+                Some(c) => {
+                    out.push_str(&rest[..i]);
+                    out.push(c);
+                    rest = &rest[i + 6..];
+                }
+                None => {
+                    out.push_str(&rest[..i + 2]);
+                    rest = &rest[i + 2..];
+                }
+            }
+        }
+        out.push_str(rest);
+        out.push('@');
+        out.push_str(&text[self.domain..self.end]);
+        out
     }
 }
 
@@ -292,18 +313,36 @@ pub(crate) fn email_spans(text: &str) -> impl Iterator<Item = EmailSpan> + '_ {
         if at < from {
             return None;
         }
-        let before = &text[from..at];
-        let local_len: usize =
-            before.chars().rev().take_while(|&c| is_local(c)).take(EMAIL_LOCAL_MAX).map(char::len_utf8).sum();
-        let mut local = &before[before.len() - local_len..];
-        // `\u0027bob@…`: the escape's backslash ended the local part, its digits did not.
-        let escaped = before[..before.len() - local_len].ends_with('\\')
-            && local.len() > 5
-            && local.starts_with('u')
-            && local.as_bytes()[1..5].iter().all(u8::is_ascii_hexdigit);
-        if escaped {
-            local = &local[5..];
+        // The local part, back from the `@`. A JSON escape inside it (`first\u002Blast@`,
+        // `jos\u00e9@`, as .NET writes a token body) is part of it; one of a quote
+        // (`\u0027bob@…`) ends it, its digits with it.
+        let mut start = at;
+        let mut budget = EMAIL_LOCAL_MAX;
+        loop {
+            let before = &text[from..start];
+            let run: usize = before.chars().rev().take_while(|&c| is_local(c)).take(budget).map(char::len_utf8).sum();
+            budget = budget.saturating_sub(run);
+            let run_start = start - run;
+            let escape = text[from..run_start]
+                .ends_with('\\')
+                .then(|| text.get(run_start..run_start + 5))
+                .flatten()
+                .filter(|e| e.starts_with('u') && e.len() == 5 && e.as_bytes()[1..].iter().all(u8::is_ascii_hexdigit))
+                .and_then(|e| u32::from_str_radix(&e[1..], 16).ok())
+                .and_then(char::from_u32);
+            match escape {
+                Some(c) if is_local(c) && !EMAIL_LEADING_NOISE.contains(&c) && budget > 0 => start = run_start - 1,
+                Some(_) => {
+                    start = (run_start + 5).min(at);
+                    break;
+                }
+                None => {
+                    start = run_start;
+                    break;
+                }
+            }
         }
+        let local = &text[start..at];
         let local = local.trim_start_matches(EMAIL_LEADING_NOISE);
         let after = &text[at + sep..];
         let dom_len: usize = after.chars().take_while(|&c| is_dom(c)).map(char::len_utf8).sum();

@@ -1025,6 +1025,15 @@ mod tests {
         );
         assert_eq!(find_email("mail: @contoso.example or x@y"), None);
         assert_eq!(find_email("no @ here"), None);
+        // .NET escapes `+` and letters beyond ASCII inside a token body as it does quotes.
+        assert_eq!(
+            find_email(r"User account \u0027first\u002Blast@contoso.example\u0027 from").as_deref(),
+            Some("first+last@contoso.example")
+        );
+        assert_eq!(
+            find_email(r"\u0027jos\u00e9.garc\u00eda@contoso.example\u0027").as_deref(),
+            Some("josé.garcía@contoso.example")
+        );
         // A logged form body writes the `@` URL-encoded.
         assert_eq!(
             find_email("POST /token username=gina%40contoso.example&grant_type=password").as_deref(),
