@@ -311,6 +311,10 @@ async fn digest_legacy_heads(pool: &SqlitePool) -> Result<(), sqlx::Error> {
     }
     tx.commit().await?;
     sqlx::query("PRAGMA secure_delete = OFF").execute(&mut *conn).await?;
+    // The zeroed pages are in the WAL; until they are copied back, the database file still
+    // holds the old bytes. Copy them now rather than at some later close (which another
+    // open connection can defer): a busy checkpoint is retried by SQLite's next one.
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut *conn).await?;
     tracing::info!(checkpoints = legacy.len(), "replaced stored file heads with their digests");
     Ok(())
 }
