@@ -136,6 +136,7 @@ impl Core {
                 self.metrics.catalogue_entries.set(n as i64);
                 let current = self.classifier.current();
                 self.metrics.set_known_codes(&known_codes(current.catalogue()));
+                self.metrics.init_catalogue_series(&failure_pairs(current.catalogue()));
                 let texts: Vec<(String, String, String, String)> = current
                     .catalogue()
                     .entries()

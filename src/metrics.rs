@@ -26,6 +26,8 @@ pub struct MetricsError(#[from] prometheus::Error);
 pub struct Metrics {
     registry: Registry,
     known_codes: Arc<RwLock<Arc<HashSet<u32>>>>,
+    /// The sources whose series were created at start, for a reloaded catalogue's new ones.
+    sources: Arc<Vec<String>>,
     /// `passportd_signin_events_total{source,outcome}`
     pub signin_events: IntCounterVec,
     /// `passportd_signin_failures_total{source,category,code}`
@@ -128,6 +130,7 @@ impl Metrics {
         let registry = Registry::new();
         let m = Metrics {
             known_codes: Arc::new(RwLock::new(Arc::new(known_codes.iter().copied().collect()))),
+            sources: Arc::new(sources.to_vec()),
             signin_events: counter(&registry, "passportd_signin_events_total", "Sign-in events stored, by source and outcome.", &["source", "outcome"])?,
             signin_failures: counter(&registry, "passportd_signin_failures_total", "Sign-in failures stored, by source, category and primary AADSTS code (\"none\" without a code, \"other\" for codes outside the catalogue).", &["source", "category", "code"])?,
             incidents_open: gauge_vec(&registry, "passportd_incidents_open", "Incidents currently open or acknowledged, by category.", &["category"])?,
@@ -253,6 +256,14 @@ impl Metrics {
         self.tail_files_closed.with_label_values(&[source]).inc_by(0);
         self.tail_recovered.with_label_values(&[source]).inc_by(0);
         let _ = self.ingest_lag.with_label_values(&[source]);
+    }
+
+    /// After a catalogue reload: its (category, code) failure series, for every source the
+    /// metrics were built for, start at 0 too (existing ones keep their counts).
+    pub fn init_catalogue_series(&self, pairs: &[(Category, u32)]) {
+        for source in self.sources.iter() {
+            self.init_failure_codes(source, pairs);
+        }
     }
 
     /// Pre-initialises the (category, code) failure series the catalogue can give.

@@ -29,13 +29,24 @@ async fn operator_catalogue_changes_apply_live_and_invalid_ones_are_refused() {
 
     // Editors replace files by writing a new one and renaming it over the old.
     let tmp = dir.path().join("ours.toml.tmp");
-    std::fs::write(&tmp, "[[entry]]\nid = \"aadsts-50076\"\nremediation = \"Version two of our fix.\"\n").unwrap();
+    std::fs::write(
+        &tmp,
+        "[[entry]]\nid = \"aadsts-50076\"\nremediation = \"Version two of our fix.\"\n\n\
+         [[entry]]\nid = \"acme-7777772\"\ncodes = [7777772]\ncategory = \"account_locked\"\ntitle = \"ACME lock\"\nremediation = \"Call ACME.\"\n",
+    )
+    .unwrap();
     std::fs::rename(&tmp, &ours).unwrap();
     poll_until("the new remediation", Duration::from_secs(10), || async {
         let e = server.get_json("/api/v1/catalogue/50076").await;
         (e["remediation"] == "Version two of our fix.").then_some(())
     })
     .await;
+    // A code the reloaded catalogue adds has its series at 0, as the shipped ones do.
+    let m = server.metrics().await;
+    assert_eq!(
+        sample(&m, r#"passportd_signin_failures_total{category="account_locked",code="7777772",source="http"}"#),
+        Some(0.0)
+    );
     // Open incidents follow the catalogue.
     poll_until("the incident's new remediation", Duration::from_secs(10), || async {
         let i = server.get_json("/api/v1/incidents?category=mfa_required").await;
