@@ -600,6 +600,12 @@ fn several_records_in_one_paste_get_a_verdict_each() {
             passportd::classify::classify_records(&c, &text).iter().map(|v| (v.outcome, v.code)).collect();
         assert_eq!(got, want, "{text}");
     }
+    // What the daemon would not count is marked so; what it cannot decode gets none.
+    let audit = r#"{"time":"2026-03-04T08:00:00Z","category":"AuditLogs","resultType":"","properties":{"id":"x1"}}"#;
+    let text = format!(r#"{{"records":[{audit},{{"foo":1}},{}]}}"#, rec("b", 50076));
+    let got: Vec<_> =
+        passportd::classify::classify_records(&c, &text).iter().map(|v| (v.code, v.not_counted.clone())).collect();
+    assert_eq!(got, [(None, Some("not_signin".to_string())), (Some(50076), None)]);
     // One record, and a message of several lines, are one verdict each.
     assert_eq!(passportd::classify::classify_records(&c, &rec("a", 50057)).len(), 1);
     let lines = "AADSTS50076: Due to a configuration change made by your administrator\nTrace ID: x\nCorrelation ID: y";

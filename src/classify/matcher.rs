@@ -302,9 +302,10 @@ pub struct Classification {
     /// How urgent it is.
     pub severity: Severity,
     /// Present when the input is a whole log record the daemon would not count, and why:
-    /// `redacted` (macOS hid its message: `<private>`) or `chatter` (a Passport line at
-    /// Default or Info level with no code, token body or failure phrase). The rest of the
-    /// verdict still says what its text means.
+    /// `redacted` (macOS hid its message: `<private>`), `chatter` (a Passport line at
+    /// Default or Info level with no code, token body or failure phrase) or `not_signin`
+    /// (an Entra object with no result of its own, such as an AuditLogs record). The rest
+    /// of the verdict still says what its text means.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_counted: Option<String>,
 }

@@ -44,18 +44,30 @@ pub fn classify_records(classifier: &Classifier, text: &str) -> Vec<Classificati
         // `<private>` hid and nothing places counts as redacted.
         if raw.format == "passport" && raw.redacted && c.codes.is_empty() && c.matched_by.is_none() {
             c.not_counted = Some("redacted".to_owned());
+        } else if raw.result_code.is_none() && c.codes.is_empty() && c.matched_by.is_none() && raw.format != "passport"
+        {
+            // An Entra object without a result of its own (an AuditLogs record in an
+            // envelope): the daemon skips it (`Normalizer::event`).
+            c.not_counted = Some("not_signin".to_owned());
         }
         c
     };
-    let records = items.len() > 1
-        && items.iter().all(|i| !matches!(i.kind, ItemKind::Error(_)))
-        && items.iter().any(|i| matches!(i.kind, ItemKind::SignIn(_)));
-    if records {
+    let not_counted = |why: &str| {
+        let mut c = classifier.classify(&ClassifyInput::message(""));
+        c.not_counted = Some(why.to_owned());
+        c
+    };
+    // Several records (an envelope, a page, an array): each the daemon reads gets its
+    // verdict, those it would not count marked so; records it could not decode at all
+    // (counted as parse errors) get none.
+    if items.len() > 1 && items.iter().any(|i| matches!(i.kind, ItemKind::SignIn(_))) {
         return items
             .iter()
             .filter_map(|i| match &i.kind {
                 ItemKind::SignIn(raw) => Some(of_signin(raw)),
-                _ => None,
+                ItemKind::Redacted => Some(not_counted("redacted")),
+                ItemKind::Skipped => Some(not_counted("chatter")),
+                ItemKind::Error(_) => None,
             })
             .collect();
     }
