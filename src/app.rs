@@ -457,6 +457,9 @@ async fn serve_http(
                 }
             },
         };
+        // Small answers (/healthz, an API page) go out at once, not after Nagle's wait for an
+        // acknowledgement.
+        let _ = stream.set_nodelay(true);
         let service = hyper_util::service::TowerToHyperService::new(router.clone());
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         let abandoned = abandon.clone();
