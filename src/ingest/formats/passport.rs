@@ -144,6 +144,9 @@ const SUCCESS_ANCHOR: &str = "succe";
 /// more than the search itself on a short line.
 static AADSTS: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new("AADSTS"));
 
+/// Where a syslog-style line's process (`SecurityAgent[612]: `) ends and its message begins.
+static SYSLOG_PROCESS_END: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new("]: "));
+
 /// The `messageType` key, lower-cased, as the prefilter sees a line.
 static MESSAGE_TYPE_KEY: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new("\"messagetype\""));
 
@@ -219,8 +222,14 @@ impl Prefilter {
             return false;
         }
         self.lower(text);
-        // A level-less line (syslog style) may be a failure by its text alone.
-        !self.any_anchor() && !shipped_failure_text(&self.lower)
+        if self.any_anchor() {
+            return false;
+        }
+        // A level-less line may be a failure by its message alone (`decide`). In the syslog
+        // style the message follows `process[pid]: `: only that part is searched (the
+        // header is half the line); any other line is searched whole.
+        let message_at = SYSLOG_PROCESS_END.find(&self.lower).unwrap_or(0);
+        !shipped_failure_text(&self.lower[message_at..])
     }
 
     /// True when `line` holds one JSON object that `parse_obj` surely decodes, whose top
