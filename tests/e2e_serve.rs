@@ -291,6 +291,30 @@ async fn half_sent_and_silent_connections_are_closed_after_the_request_timeout()
     assert!(stopping.elapsed() < std::time::Duration::from_secs(4), "{:?}", stopping.elapsed());
 }
 
+/// At most 256 connections are served at once: one more waits, unaccepted, until a
+/// connection closes (here the idle ones, at `request_timeout`), then is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_beyond_the_cap_waits_for_a_free_one() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::in_dir(dir.path(), "[server]\nrequest_timeout = \"2s\"\n").await;
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let mut idle = Vec::new();
+    for _ in 0..256 {
+        idle.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    let started = std::time::Instant::now();
+    let mut late = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    late.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(20), late.read_to_end(&mut answer)).await.unwrap().unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer));
+    // Served only once the idle connections were closed (2 s after they were accepted).
+    assert!(started.elapsed() >= std::time::Duration::from_millis(1000), "{:?}", started.elapsed());
+    drop(idle);
+    server.stop().await;
+}
+
 /// Pushes decode a few at a time (each holds about three times its body until it
 /// commits); the rest wait their turn and are all answered, each record stored once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
