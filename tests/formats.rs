@@ -1129,3 +1129,36 @@ fn a_utf16_file_is_one_error() {
         assert!(more.is_empty(), "{more:?}");
     }
 }
+
+/// A restart in the middle of a line too long for one record (its records read value by
+/// value), or in the middle of trailing garbage: resuming from the checkpoint reads each
+/// record once, as reading it in one go does.
+#[test]
+fn a_restart_inside_a_long_line_of_records_reads_each_once() {
+    let record = |id: usize| {
+        format!(
+            r#"{{"time":"2026-03-04T16:00:00Z","operationName":"Sign-in activity","category":"SignInLogs","resultType":"50126","properties":{{"id":"r{id}","status":{{"errorCode":50126}}}}}}"#
+        )
+    };
+    let long: String = (0..40).map(record).collect::<Vec<_>>().join(",");
+    let input = format!("{long} and some garbage {}\n{}\n", "x".repeat(300), record(99));
+    let opts = DecodeOptions { max_record_bytes: 4096, ..DecodeOptions::default() };
+    let ids = |items: &[DecodedItem]| -> Vec<String> {
+        signins(items).iter().map(|s| s.record_id.clone().unwrap_or_default()).collect()
+    };
+    let whole = ids(&decode_bytes(&opts, input.as_bytes()));
+    assert_eq!(whole.len(), 41);
+    for cut in (100..input.len()).step_by(331) {
+        let mut first = StreamDecoder::new(opts.clone());
+        let mut before = Vec::new();
+        first.feed(&input.as_bytes()[..cut], &mut before);
+        let (offset, state) = (first.checkpoint_offset(), first.resume_state());
+        let mut second = StreamDecoder::resume(opts.clone(), offset, &state);
+        let mut after = Vec::new();
+        second.feed(&input.as_bytes()[offset as usize..], &mut after);
+        second.finish(&mut after);
+        let mut both = ids(&before);
+        both.extend(ids(&after));
+        assert_eq!(both, whole, "cut at {cut}, resumed at {offset} with {state:?}");
+    }
+}
