@@ -542,22 +542,24 @@ async fn the_idle_clock_ignores_duplicates_survives_a_restart_and_judges_late_in
         }
     };
     let writer = Writer::new(s.clone(), metrics(), p.clone());
-    writer.commit(&batch("a", 50076, now)).await.unwrap();
+    writer.commit(&batch("a", 50076, now - 5)).await.unwrap();
     quiet_for(90_000).await;
     // A new process on the same store (a restart) knows how long it has been.
     let restarted = Writer::new(s.clone(), metrics(), p.clone());
     assert_eq!(restarted.resolve_quiet(Duration::ZERO).await.unwrap(), 1);
 
-    // (Two minutes ahead: still after the clock that ran on by the 90 s moved back above.)
-    restarted.commit(&batch("b", 50079, now + 2)).await.unwrap();
+    // Minutes before this host's clock, which the incidents' clock never passes (the 90 s
+    // without input are only written into the store, not waited for). Two minutes later
+    // than `a`: still after the clock that ran on by the 90 s moved back above.
+    restarted.commit(&batch("b", 50079, now - 3)).await.unwrap();
     quiet_for(90_000).await;
     // The feed re-delivers what is stored: no input, and the clock that ran on meanwhile
     // resolves the incident of the quiet feed.
-    let again = restarted.commit(&batch("b", 50079, now + 2)).await.unwrap();
+    let again = restarted.commit(&batch("b", 50079, now - 3)).await.unwrap();
     assert_eq!((again.duplicates, again.incidents_auto_resolved), (1, 1), "{again:?}");
 
     // A late failure from before that clock's quiet period: opened and resolved at once.
-    let late = restarted.commit(&batch("c", 50074, now - 2)).await.unwrap();
+    let late = restarted.commit(&batch("c", 50074, now - 7)).await.unwrap();
     assert_eq!((late.incidents_opened.len(), late.incidents_auto_resolved), (1, 1), "{late:?}");
     assert!(all(&s).await.iter().all(|i| i.status == IncidentStatus::Resolved));
 
@@ -575,7 +577,7 @@ async fn the_idle_clock_ignores_duplicates_survives_a_restart_and_judges_late_in
     };
     let before = clock().await;
     for k in 0..3 {
-        restarted.commit(&batch(&format!("older-{k}"), 50074, now - 3 - k)).await.unwrap();
+        restarted.commit(&batch(&format!("older-{k}"), 50074, now - 8 - k)).await.unwrap();
     }
     assert_eq!(clock().await, before);
 }
@@ -595,6 +597,27 @@ async fn a_failure_from_a_clock_a_year_ahead_does_not_pin_its_incident_open() {
     assert!(incs[0].last_seen <= ceiling && incs[0].first_seen <= ceiling, "{incs:?}");
     let events = s.list_events(&passportd::store::EventQuery { limit: 10, ..Default::default() }).await.unwrap();
     assert_eq!(events.items[0].occurred_at, at(year_ahead), "the event keeps its own time");
+}
+
+/// A Mac whose clock runs ahead does not make every other machine's current failures
+/// late: under a quiet period shorter than the lead an incident's times may take (two
+/// minutes against five), failures that happen now, before and after one stamped a year
+/// ahead, still open incidents that stay open.
+#[tokio::test]
+async fn a_clock_ahead_does_not_resolve_current_failures_under_a_short_quiet_period() {
+    let (_d, s) = store().await;
+    let p = Policy { quiet_period: Duration::from_secs(120), ..Policy::default() };
+    let now = (Utc::now().timestamp_millis() - T0) / 60_000;
+    commit(&s, &p, vec![ev("now-1", 50126, Category::InvalidCredentials, now)]).await;
+    commit(&s, &p, vec![ev("future", 50076, Category::MfaRequired, now + 365 * 24 * 60)]).await;
+    let mut later = ev("now-2", 50053, Category::AccountLocked, now);
+    later.app = Some("app-2");
+    let r = commit(&s, &p, vec![later]).await;
+    assert_eq!(r.incidents_auto_resolved, 0, "{r:?}");
+    let incs = all(&s).await;
+    let status = |code| incs.iter().find(|i| i.code == Some(code)).map(|i| i.status);
+    assert_eq!(status(50126), Some(IncidentStatus::Open), "{incs:?}");
+    assert_eq!(status(50053), Some(IncidentStatus::Open), "{incs:?}");
 }
 
 /// A federated user's failed sign-in as both sides log it: the Passport line can only say

@@ -50,10 +50,11 @@ pub const CORRELATION_WINDOW_MS: i64 = 12 * 3_600_000;
 /// the current bucket of a tenant with a million sign-ins a day (about 8 MB of index)
 /// still fits the writer's 16 MB page cache.
 const CORRELATION_BUCKET_MS: i64 = 86_400_000;
-/// How far the event-time clock (and an incident's times) may run ahead of this host's
-/// clock. A small lead for clocks a little off; well under any quiet period, so that one
-/// Mac whose clock is hours or a year ahead does not make every current failure "late",
-/// resolved as soon as it opens.
+/// How far an incident's times may run ahead of this host's clock: a small lead for Macs
+/// whose clocks are a little off, so that one whose clock is hours or a year ahead does not
+/// keep its incident open for that long. The event-time clock itself never runs ahead of
+/// this host: a lead there would make every current failure of every other machine "late"
+/// by as much, resolved as soon as it opened under a quiet period shorter than the lead.
 const CLOCK_LEAD_MS: i64 = 5 * 60_000;
 /// Width of the event-time buckets leading the detector indexes (`occurred_at / 3600000`).
 const DETECTOR_BUCKET_MS: i64 = 3_600_000;
@@ -409,14 +410,14 @@ impl Store {
         }
         let now = to_ms(Utc::now());
         let clock_now = match input_at {
-            Some(_) => incident_clock(watermark, clock, input_at, now, now + CLOCK_LEAD_MS),
+            Some(_) => incident_clock(watermark, clock, input_at, now, now),
             // A store written before the last input's time was kept: this process's idle time.
             None => incident_clock(
                 watermark,
                 clock,
                 Some(now - i64::try_from(idle.as_millis()).unwrap_or(0)),
                 now,
-                now + CLOCK_LEAD_MS,
+                now,
             ),
         };
         let resolved = sweep(&mut tx.0, clock_now, policy).await?;
@@ -461,12 +462,13 @@ impl Store {
             old
         };
         let now = to_ms(Utc::now());
-        // A clock far in the future on one machine must not resolve every incident:
-        // the event-time clock never runs more than `CLOCK_LEAD_MS` ahead of this host.
+        // A clock in the future on one machine must not resolve every incident: the
+        // event-time clock never runs ahead of this host, and an incident's times no more
+        // than `CLOCK_LEAD_MS`.
         let ceiling = now + CLOCK_LEAD_MS;
         // What incidents are judged by: the event-time clock, run on by the wall time
         // since the last input (a feed that went quiet, or `serve` stopped meanwhile).
-        let clock_before = incident_clock(watermark, clock, input_at, now, ceiling);
+        let clock_before = incident_clock(watermark, clock, input_at, now, now);
         let mut watermark = watermark.unwrap_or(i64::MIN);
         let watermark_before = watermark;
         recent::lock(&self.recent).check(connection, data_version);
@@ -475,7 +477,7 @@ impl Store {
             .iter()
             .map(|e| to_ms(e.event.occurred_at))
             .chain(batch.successes.iter().map(|s| s.occurred_at_ms))
-            .map(|t| t.min(ceiling))
+            .map(|t| t.min(now))
             .max()
             .unwrap_or(i64::MIN);
         // Incidents that went quiet before this batch close first (so a recurrence
