@@ -637,9 +637,13 @@ impl Normalizer {
             auth_protocol: raw.auth_protocol,
             token_issuer_type: raw.token_issuer_type,
             ip: self.privacy.ip(raw.ip),
-            correlation_id: raw.correlation_id,
+            // A GUID in either case is one id: Entra writes it lower-cased, a Mac's log often
+            // in capitals, and the two copies of one attempt are joined on it.
+            correlation_id: raw.correlation_id.map(|id| id.to_ascii_lowercase()),
             record_id: raw.record_id,
-            device: raw.device,
+            // A Passport host column or an Entra device name can be an address or an IP:
+            // scrubbed as a message is, by the same settings.
+            device: self.privacy.message(raw.device),
             position: Some(Position { file_key: file_key.to_string(), offset }),
         };
         // Only a failure can open an incident, the one use of the catalogue texts.

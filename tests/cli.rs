@@ -810,11 +810,18 @@ fn a_file_named_twice_in_one_replay_counts_its_records_once() {
 /// line opened until its record came.
 #[test]
 fn a_federated_failure_seen_by_passport_first_is_one_federation_incident() {
-    let dir = tempfile::tempdir().unwrap();
     let correlation = "0f5e1d2c-aaaa-4bbb-8ccc-000000000126";
+    // A Mac's log may write the GUID in capitals; Entra writes it in lower case.
+    for on_the_mac in [correlation.to_string(), correlation.to_uppercase()] {
+        one_federated_failure_seen_by_passport_first(correlation, &on_the_mac);
+    }
+}
+
+fn one_federated_failure_seen_by_passport_first(correlation: &str, on_the_mac: &str) {
+    let dir = tempfile::tempdir().unwrap();
     let passport = dir.path().join("passport.ndjson");
     let message = format!(
-        r#"Token request failed: {{\"error\":\"invalid_grant\",\"error_description\":\"AADSTS50126: Error validating credentials due to invalid username or password.\\r\\nTrace ID: 5b9e1d2c-3f4a-4b6c-8d7e-9f0a1b2c3d4e\\r\\nCorrelation ID: {correlation}\\r\\nTimestamp: 2026-03-04 16:18:04Z\",\"error_codes\":[50126],\"correlation_id\":\"{correlation}\"}}"#
+        r#"Token request failed: {{\"error\":\"invalid_grant\",\"error_description\":\"AADSTS50126: Error validating credentials due to invalid username or password.\\r\\nTrace ID: 5b9e1d2c-3f4a-4b6c-8d7e-9f0a1b2c3d4e\\r\\nCorrelation ID: {on_the_mac}\\r\\nTimestamp: 2026-03-04 16:18:04Z\",\"error_codes\":[50126],\"correlation_id\":\"{on_the_mac}\"}}"#
     );
     std::fs::write(&passport, passport_ndjson("2026-03-04 08:18:04.501710-0800", "Error", &message) + "\n").unwrap();
     let entra = dir.path().join("entra.json");
@@ -836,7 +843,7 @@ fn a_federated_failure_seen_by_passport_first_is_one_federation_incident() {
         &["replay", "--json", passport.to_str().unwrap(), entra.to_str().unwrap()],
         &[("PASSPORTD_STORAGE__REPLAY_BATCH_RECORDS", one)],
     ));
-    assert_eq!(v["failures"], 2, "{v}");
+    assert_eq!(v["failures"], 2, "{on_the_mac}: {v}");
     assert_eq!(v["by_category"]["federation_unsupported"], 1, "each record's own verdict: {v}");
     assert_eq!(v["incidents_opened"], 1, "{v}");
     let dump = incident_dump(&dir.path().join("passportd.db"));

@@ -37,7 +37,9 @@ async fn hash_and_drop_keep_personal_data_out_of_the_database() {
                 "resultDescription": "AADSTS50034: The user account eve@contoso.example does not exist in the directory (sign-in from 192.0.2.99).",
                 "callerIpAddress": "192.0.2.99",
                 "properties": {"id": "p-50034", "userPrincipalName": "eve@contoso.example",
-                               "ipAddress": "192.0.2.99", "status": {"errorCode": 50034}}
+                               "ipAddress": "192.0.2.99", "status": {"errorCode": 50034},
+                               // A device named by an address, as a host column can be.
+                               "deviceDetail": {"displayName": "zoe@contoso.example at 192.0.2.77"}}
             })
             .to_string(),
         );
@@ -49,9 +51,12 @@ async fn hash_and_drop_keep_personal_data_out_of_the_database() {
         let events = server.get_json("/api/v1/events?code=50034").await;
         let msg = events["items"][0]["message"].as_str().unwrap().to_string();
         assert!(!msg.contains("eve@"), "{msg}");
+        let device = events["items"][0]["device"].as_str().unwrap_or_default().to_string();
+        assert!(device.contains(" at "), "the rest of the name is kept: {device}");
+        assert!(!device.contains("zoe@") && !device.contains("192.0.2.77"), "{device}");
         server.stop().await;
         let bytes = db_bytes(dir.path());
-        for raw in ["alice@contoso.example", "bob@contoso.example", "eve@contoso.example", "192.0.2.10", "192.0.2.99"] {
+        for raw in ["alice@contoso.example", "bob@contoso.example", "eve@contoso.example", "192.0.2.10", "192.0.2.99", "zoe@contoso.example", "192.0.2.77"] {
             assert!(!contains(&bytes, raw), "{raw} found in the database with users={users} ips={ips}");
         }
     }
