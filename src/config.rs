@@ -378,8 +378,17 @@ pub struct OpenThreshold {
     /// …or this many distinct users (0 = not used)…
     #[serde(default)]
     pub users: u32,
-    /// …within this window.
+    /// …within this window (default 10 minutes).
+    #[serde(default = "OpenThreshold::default_within")]
     pub within: HumanDuration,
+}
+
+impl OpenThreshold {
+    /// The window when a gate names only its counts, as an environment variable setting
+    /// one key of it does.
+    fn default_within() -> HumanDuration {
+        HumanDuration(Duration::from_secs(10 * 60))
+    }
 }
 
 /// `[incidents]`
@@ -645,13 +654,24 @@ pub fn from_parts(text: &str, origin: &str, env: &[(String, String)]) -> Result<
     settings.validate(origin).map_err(|e| match e {
         // A key the environment set is the environment's fault, not the file's.
         ConfigError::Invalid { key, message, origin } => {
-            let set_it = |var: &&String| env_key(var).is_some_and(|k| key == k || key.starts_with(&format!("{k}.")));
+            // `sources[1].timezone` is `sources.<name>.timezone` to the environment.
+            let as_env = source_key_by_name(&key, &settings.sources).unwrap_or_else(|| key.clone());
+            let set_it =
+                |var: &&String| env_key(var).is_some_and(|k| as_env == k || as_env.starts_with(&format!("{k}.")));
             let origin = applied.iter().find(set_it).map_or(origin, |var| format!("environment variable {var}"));
             ConfigError::Invalid { origin, key, message }
         }
         other => other,
     })?;
     Ok((settings, applied))
+}
+
+/// `sources.<name>.key` (the name lower-cased, as [`env_key`] gives it) for a validation
+/// key `sources[i].key`.
+fn source_key_by_name(key: &str, sources: &[SourceSettings]) -> Option<String> {
+    let (index, rest) = key.strip_prefix("sources[")?.split_once(']')?;
+    let source = sources.get(index.parse::<usize>().ok()?)?;
+    Some(format!("sources.{}{rest}", source.name.to_ascii_lowercase()))
 }
 
 /// `section.key` (or a deeper `section.key.subkey`) of a `PASSPORTD_<SECTION>__<KEY>`
@@ -1058,6 +1078,16 @@ mod tests {
         assert_eq!(s.incidents.open_threshold["mfa_required"].events, 3);
         assert_eq!(s.sources[0].poll_interval.get(), Duration::from_secs(5));
         assert_eq!(s.sources[0].paths, ["/srv/entra/*.json"]);
+        // A source's key set wrong from the environment is the variable's fault.
+        let err = from_parts(file, "t.toml", &env(&[("PASSPORTD_SOURCES__ENTRA__TIMEZONE", "Mars/Base")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("PASSPORTD_SOURCES__ENTRA__TIMEZONE") && err.contains("timezone"), "{err}");
+        // The README's example: one key of a gate, the window taking its default.
+        let (s, _) =
+            from_parts(file, "t.toml", &env(&[("PASSPORTD_INCIDENTS__OPEN_THRESHOLD__MFA_REQUIRED__EVENTS", "3")]))
+                .expect("a gate's count alone");
+        assert_eq!(s.incidents.open_threshold["mfa_required"].within.get(), Duration::from_secs(600));
         for (var, says) in [
             ("PASSPORTD_SERVER_LISTEN", "PASSPORTD_SERVER__LISTEN?"),
             ("PASSPORTD_SOURCES", "PASSPORTD_SOURCES__<NAME>__<KEY>"),
