@@ -114,7 +114,9 @@ pub enum Command {
         /// Configuration.
         #[command(flatten)]
         config: ConfigArg,
-        /// Use this configured source's settings and name (default: name "replay", format auto).
+        /// Use this configured source's settings and name. Default: the configured source
+        /// whose paths take in the files (so a file the daemon tails counts nothing twice),
+        /// else name "replay", format auto.
         #[arg(long, value_name = "NAME")]
         source: Option<String>,
         /// Decoder: auto, azure-diagnostic, azure-loganalytics, graph or passport
@@ -273,6 +275,41 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// The configured source whose paths take in the files to replay, when one does; a usage
+/// error when they belong to several, or only some of them to one: each source's files
+/// are replayed apart (or `--source` says which one they are).
+fn owning_source<'s>(sources: &'s [SourceSettings], files: &[PathBuf]) -> Result<Option<&'s SourceSettings>, CliError> {
+    let matchers: Vec<(&SourceSettings, crate::ingest::discover::PathMatcher)> = sources
+        .iter()
+        .filter_map(|s| crate::ingest::discover::PathMatcher::new(&s.paths, &s.exclude).ok().map(|m| (s, m)))
+        .collect();
+    if matchers.is_empty() {
+        return Ok(None);
+    }
+    let owner_of = |file: &PathBuf| {
+        // The paths are globs over the names the tailer walks: as given, or made absolute.
+        let names = [Some(file.clone()), std::path::absolute(file).ok(), file.canonicalize().ok()];
+        matchers
+            .iter()
+            .find(|(_, m)| names.iter().flatten().any(|name| m.matches(name)))
+            .map(|(source, _)| *source)
+    };
+    let owners: Vec<(&PathBuf, Option<&SourceSettings>)> = files.iter().map(|f| (f, owner_of(f))).collect();
+    let Some((_, Some(first))) = owners.iter().find(|(_, o)| o.is_some()) else {
+        return Ok(None);
+    };
+    match owners.iter().find(|(_, o)| o.map(|o| o.name.as_str()) != Some(first.name.as_str())) {
+        None => Ok(Some(first)),
+        Some((file, other)) => Err(CliError::Usage(format!(
+            "{} is {}, but other files are among source {:?}'s paths: replay each source's files apart, \
+             or say which source they are with --source",
+            file.display(),
+            other.map_or("among no source's paths".to_string(), |o| format!("among source {:?}'s paths", o.name)),
+            first.name
+        ))),
+    }
+}
+
 async fn replay(
     arg: ConfigArg,
     source: Option<String>,
@@ -289,7 +326,15 @@ async fn replay(
             .source(name)
             .cloned()
             .ok_or_else(|| CliError::Usage(format!("--source {name:?}: no such source in {}", loaded.origin)))?,
-        None => SourceSettings::replay_default(),
+        // A file the daemon tails is that source's: replayed under another name, its
+        // records with no id of their own (keyed by file position) would count again.
+        None => match owning_source(&loaded.settings.sources, &files)? {
+            Some(owner) => {
+                tracing::info!(source = %owner.name, "the files are among this source's paths: replaying them as its own");
+                owner.clone()
+            }
+            None => SourceSettings::replay_default(),
+        },
     };
     if let Some(f) = format {
         source_settings.format = f;

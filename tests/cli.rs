@@ -852,6 +852,53 @@ fn one_federated_failure_seen_by_passport_first(correlation: &str, on_the_mac: &
     assert!(dump[0].contains("|1|1|"), "one failure, one user: {dump:?}");
 }
 
+/// A file among a configured source's paths is that source's: replayed without
+/// `--source` after the source read it, its records with no id (keyed by their place in
+/// the file) are found stored, not counted again under another source name. Files of a
+/// source and files of none are not mixed in one replay.
+#[test]
+fn replaying_a_file_of_a_configured_source_without_naming_it_counts_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let file = logs.join("PT1H.json");
+    let records: String = (0..3)
+        .map(|i| {
+            serde_json::json!({
+                "time": format!("2026-03-04T16:2{i}:00Z"), "category": "SignInLogs", "resultType": "50126",
+                "properties": {"userPrincipalName": format!("u{i}@contoso.example"), "status": {"errorCode": 50126}}
+            })
+            .to_string()
+                + "\n"
+        })
+        .collect();
+    std::fs::write(&file, records).unwrap();
+    let config = dir.path().join("passportd.toml");
+    std::fs::write(
+        &config,
+        format!("[[sources]]\nname = \"entra\"\npaths = [\"{}/*.json\"]\n", logs.display()),
+    )
+    .unwrap();
+    let replay = |args: &[&str]| {
+        let mut all = vec!["replay", "--config", config.to_str().unwrap(), "--json"];
+        all.extend_from_slice(args);
+        passportd_env(dir.path(), &all, &[])
+    };
+    let first = json(&replay(&["--source", "entra", file.to_str().unwrap()]));
+    assert_eq!(first["failures"], 3, "{first}");
+    // As given (relative to the working folder) and as the tailer names it.
+    for name in ["logs/PT1H.json", file.to_str().unwrap()] {
+        let again = json(&replay(&[name]));
+        assert_eq!(again["failures"], 0, "{name}: {again}");
+    }
+    let elsewhere = dir.path().join("other.json");
+    std::fs::copy(&file, &elsewhere).unwrap();
+    let mixed = replay(&[file.to_str().unwrap(), elsewhere.to_str().unwrap()]);
+    assert_eq!(mixed.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&mixed.stderr);
+    assert!(stderr.contains("other.json") && stderr.contains("--source"), "{stderr}");
+}
+
 #[test]
 fn the_replay_summary_does_not_depend_on_the_batch_size() {
     // Replay keeps at most two batches of events between the reader and the end of their
