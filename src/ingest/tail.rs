@@ -45,6 +45,10 @@ const PASS_BUDGET: usize = 4 * READ_BUFFER_BYTES;
 const MAX_PASSES: usize = 64;
 /// Sibling entries looked at when searching a folder for a generation by content.
 const MAX_SIBLINGS: usize = 4096;
+/// Drained generations remembered in one run (see `Tailer::drained`), at a few hundred
+/// bytes each: a rotation a minute for the default `forget_after` of a day fits seven
+/// times over.
+const MAX_DRAINED: usize = 10_000;
 /// Rounds a new file that looks like an unfinished copy waits before it is taken as new.
 const COPY_WAIT_ROUNDS: u32 = 5;
 /// And the least time it waits: file events can make rounds follow each other faster
@@ -124,6 +128,11 @@ pub struct Tailer {
     /// round; afterwards the generations whose content was just destroyed in place,
     /// whose copy may appear (copytruncate).
     lost: Vec<Checkpoint>,
+    /// Generations drained and closed in this run (gone from every matched path), newest
+    /// last, kept for `forget_after` as their stored checkpoints are: a file moved out and
+    /// back, deleted and written again, or a link swapped back to it, is that generation
+    /// resumed, as after a restart, not a new one read again from 0.
+    drained: std::collections::VecDeque<(Instant, Checkpoint)>,
     /// Old files left alone by `ignore_older`, with the mtime they were judged by.
     ignored: HashMap<(u64, u64), Option<SystemTime>>,
     /// Matched files that could not be opened (permissions), each warned about once
@@ -166,6 +175,7 @@ impl Tailer {
             cancel,
             tracked: HashMap::new(),
             lost: checkpoints,
+            drained: std::collections::VecDeque::new(),
             ignored: HashMap::new(),
             unreadable: HashSet::new(),
             deferred: HashMap::new(),
@@ -329,7 +339,7 @@ impl Tailer {
                 .filter(|(_, c)| c.dev == id.dev && c.ino == id.ino && identity::same_content(c, &id))
                 .max_by_key(|(_, c)| c.fingerprint.len())
                 .map(|(i, _)| i);
-            let by_content = || self.lost_generation_holding(&id);
+            let by_content = || self.lost_generation_holding(&id, Some(seen));
             // A checkpoint with no head was taken while its file was still empty: the
             // inode says nothing of what fills it since (maybe a copy of a known
             // generation), so content decides first and the blank checkpoint only lends
@@ -337,6 +347,9 @@ impl Tailer {
             let blank = by_inode.filter(|i| self.lost[*i].fingerprint.is_empty());
             let mut adopted: Option<Checkpoint> =
                 by_inode.filter(|_| blank.is_none()).or_else(by_content).map(|i| self.lost.swap_remove(i));
+            if adopted.is_none() {
+                adopted = self.take_drained(&id, Some(seen));
+            }
             if adopted.is_none() {
                 adopted = self.copy_of_followed(&id);
             }
@@ -411,7 +424,10 @@ impl Tailer {
         let prefix_of = |head: &[u8], known_size: u64| {
             id.size < known_size && id.head.len() <= head.len() && head.starts_with(&id.head)
         };
-        self.lost.iter().any(|c| id.size < c.offset && c.fingerprint.may_begin_with(&id.head))
+        self.lost
+            .iter()
+            .chain(self.drained.iter().map(|(_, c)| c))
+            .any(|c| id.size < c.offset && c.fingerprint.may_begin_with(&id.head))
             || self.tracked.iter().any(|(key, t)| {
                 *key != (id.dev, id.ino) && prefix_of(&t.reader.identity.head, t.size.max(t.reader.read_offset))
             })
@@ -467,9 +483,9 @@ impl Tailer {
             }
             return false;
         }
-        let adopted = match self.lost_generation_holding(&id) {
+        let adopted = match self.lost_generation_holding(&id, None) {
             Some(i) => Some(self.lost.swap_remove(i)),
-            None => self.copy_of_followed(&id),
+            None => self.take_drained(&id, None).or_else(|| self.copy_of_followed(&id)),
         };
         let Some(cp) = adopted else {
             if self.may_be_copy_in_progress(&id) && self.hold(*key, Instant::now()) {
@@ -497,14 +513,38 @@ impl Tailer {
     }
 
     /// The lost checkpoint (its index) whose generation this file holds under another
-    /// inode, the longest known head first.
-    fn lost_generation_holding(&self, id: &FileIdentity) -> Option<usize> {
+    /// inode, the longest known head first. Not one whose own inode is still on disk with
+    /// its content (`seen` is this round's scan, when there is one): that file is the
+    /// generation, and this one only begins the same way (a `log stream` banner).
+    fn lost_generation_holding(&self, id: &FileIdentity, seen: Option<&Seen>) -> Option<usize> {
         self.lost
             .iter()
             .enumerate()
             .filter(|(_, c)| identity::same_content_elsewhere(c, id, false))
+            .filter(|(_, c)| !original_still_there(c, seen))
             .max_by_key(|(_, c)| c.fingerprint.len())
             .map(|(i, _)| i)
+    }
+
+    /// A generation drained earlier in this run that this file is: its inode with its
+    /// content, else its content under another inode (as `lost_generation_holding`).
+    /// Taken out of the list: it is followed again.
+    fn take_drained(&mut self, id: &FileIdentity, seen: Option<&Seen>) -> Option<Checkpoint> {
+        let forget = self.source.forget_after.get();
+        while self.drained.front().is_some_and(|(at, _)| at.elapsed() > forget) {
+            self.drained.pop_front();
+        }
+        let same_inode = |c: &Checkpoint| c.dev == id.dev && c.ino == id.ino && identity::same_content(c, id);
+        let at = self.drained.iter().rposition(|(_, c)| same_inode(c)).or_else(|| {
+            self.drained
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, c))| identity::same_content_elsewhere(c, id, false))
+                .filter(|(_, (_, c))| !original_still_there(c, seen))
+                .max_by_key(|(_, (_, c))| c.fingerprint.len())
+                .map(|(i, _)| i)
+        })?;
+        self.drained.remove(at).map(|(_, c)| c)
     }
 
     /// A followed generation this new file is a copy of (its head continues that
@@ -778,6 +818,10 @@ impl Tailer {
             }
             let chunk = t.reader.finish(&self.normalizer);
             self.send(chunk)?;
+            self.drained.push_back((now, t.reader.checkpoint()));
+            if self.drained.len() > MAX_DRAINED {
+                self.drained.pop_front();
+            }
             self.metrics.tail_files_closed.with_label_values(&[&self.name]).inc();
             tracing::debug!(source = %self.name, path = %t.reader.path.display(), "rotated-away file drained and closed");
             closed += 1;
@@ -841,6 +885,33 @@ fn moved_to(reader: &FileReader) -> Option<PathBuf> {
 /// A file beside the checkpoint's last path whose name starts with that file's name
 /// and that holds the generation (same inode and content, or the same content under
 /// another inode), opened.
+/// True when the checkpoint's own inode still holds its content: at a path of this
+/// round's scan, or beside its last path (a rotated name).
+fn original_still_there(cp: &Checkpoint, seen: Option<&Seen>) -> bool {
+    let holds = |path: &Path| {
+        identity::identify_path(path)
+            .is_ok_and(|(_, id)| (id.dev, id.ino) == (cp.dev, cp.ino) && identity::same_content(cp, &id))
+    };
+    if let Some((path, _)) = seen.and_then(|seen| seen.get(&(cp.dev, cp.ino))) {
+        if holds(path) {
+            return true;
+        }
+    }
+    let last = Path::new(&cp.path);
+    let dir = last.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let Some(stem) = last.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return false;
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().take(MAX_SIBLINGS).any(|entry| {
+        entry.file_name().to_string_lossy().starts_with(&stem)
+            && std::fs::metadata(entry.path()).is_ok_and(|m| dev_ino(&m) == (cp.dev, cp.ino))
+            && holds(&entry.path())
+    })
+}
+
 fn find_sibling(cp: &Checkpoint, exclude: &HashSet<(u64, u64)>) -> Option<(PathBuf, std::fs::File, FileIdentity)> {
     let last = Path::new(&cp.path);
     let dir = last.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
