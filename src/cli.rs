@@ -289,10 +289,7 @@ fn owning_source<'s>(sources: &'s [SourceSettings], files: &[PathBuf]) -> Result
     let owner_of = |file: &PathBuf| {
         // The paths are globs over the names the tailer walks: as given, or made absolute.
         let names = [Some(file.clone()), std::path::absolute(file).ok(), file.canonicalize().ok()];
-        matchers
-            .iter()
-            .find(|(_, m)| names.iter().flatten().any(|name| m.matches(name)))
-            .map(|(source, _)| *source)
+        matchers.iter().find(|(_, m)| names.iter().flatten().any(|name| m.matches(name))).map(|(source, _)| *source)
     };
     let owners: Vec<(&PathBuf, Option<&SourceSettings>)> = files.iter().map(|f| (f, owner_of(f))).collect();
     let Some((_, Some(first))) = owners.iter().find(|(_, o)| o.is_some()) else {

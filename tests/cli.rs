@@ -874,11 +874,8 @@ fn replaying_a_file_of_a_configured_source_without_naming_it_counts_nothing_twic
         .collect();
     std::fs::write(&file, records).unwrap();
     let config = dir.path().join("passportd.toml");
-    std::fs::write(
-        &config,
-        format!("[[sources]]\nname = \"entra\"\npaths = [\"{}/*.json\"]\n", logs.display()),
-    )
-    .unwrap();
+    std::fs::write(&config, format!("[[sources]]\nname = \"entra\"\npaths = [\"{}/*.json\"]\n", logs.display()))
+        .unwrap();
     let replay = |args: &[&str]| {
         let mut all = vec!["replay", "--config", config.to_str().unwrap(), "--json"];
         all.extend_from_slice(args);

@@ -56,7 +56,15 @@ async fn hash_and_drop_keep_personal_data_out_of_the_database() {
         assert!(!device.contains("zoe@") && !device.contains("192.0.2.77"), "{device}");
         server.stop().await;
         let bytes = db_bytes(dir.path());
-        for raw in ["alice@contoso.example", "bob@contoso.example", "eve@contoso.example", "192.0.2.10", "192.0.2.99", "zoe@contoso.example", "192.0.2.77"] {
+        for raw in [
+            "alice@contoso.example",
+            "bob@contoso.example",
+            "eve@contoso.example",
+            "192.0.2.10",
+            "192.0.2.99",
+            "zoe@contoso.example",
+            "192.0.2.77",
+        ] {
             assert!(!contains(&bytes, raw), "{raw} found in the database with users={users} ips={ips}");
         }
     }

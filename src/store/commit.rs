@@ -412,13 +412,9 @@ impl Store {
         let clock_now = match input_at {
             Some(_) => incident_clock(watermark, clock, input_at, now, now),
             // A store written before the last input's time was kept: this process's idle time.
-            None => incident_clock(
-                watermark,
-                clock,
-                Some(now - i64::try_from(idle.as_millis()).unwrap_or(0)),
-                now,
-                now,
-            ),
+            None => {
+                incident_clock(watermark, clock, Some(now - i64::try_from(idle.as_millis()).unwrap_or(0)), now, now)
+            }
         };
         let resolved = sweep(&mut tx.0, clock_now, policy).await?;
         tx.commit().await?;

@@ -170,16 +170,13 @@ const CHATTER_ANCHORS: &[&str] = &[
 /// The chatter anchors as one search: one vectorised pass over a line (aho-corasick's
 /// Teddy, which serves only leftmost semantics) where a searcher per anchor made nine.
 static CHATTER_ANCHOR_SET: LazyLock<Option<aho_corasick::AhoCorasick>> = LazyLock::new(|| {
-    aho_corasick::AhoCorasick::builder()
-        .match_kind(aho_corasick::MatchKind::LeftmostFirst)
-        .build(CHATTER_ANCHORS)
-        .ok()
+    aho_corasick::AhoCorasick::builder().match_kind(aho_corasick::MatchKind::LeftmostFirst).build(CHATTER_ANCHORS).ok()
 });
 
 /// Settles, from the raw bytes and without parsing, that most Passport records are
 /// chatter (`decide` would return `Skipped`). Answers only "surely chatter" or "don't
 /// know"; the caller decodes everything it does not skip exactly as before.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Prefilter {
     /// The lower-cased record (reused between records).
     lower: Vec<u8>,
@@ -192,12 +189,6 @@ struct Lowered {
     /// A backslash: a JSON escape can spell an anchor (`\u0041ADSTS`) or a key that the
     /// raw bytes do not show.
     backslash: bool,
-}
-
-impl Default for Prefilter {
-    fn default() -> Self {
-        Self { lower: Vec::new() }
-    }
 }
 
 impl Prefilter {
