@@ -108,6 +108,19 @@ fn invalid_graph_page_is_an_error_item_not_a_panic() {
     }
 }
 
+/// A body cut before its envelope or array closed says so, whether the cut fell inside a
+/// record (that record is the error) or between records (one error for the cut), and a
+/// closed, empty one is no error.
+#[test]
+fn a_stream_cut_before_its_array_or_envelope_closes_is_one_error() {
+    for cut in [b"[" as &[u8], b"{\"records\": [", b"{\"value\": [", b"{\"value\": [], \"x\": ", b"{\"records\":[{\"time\":\"2026"] {
+        assert_eq!(errors(&auto(cut)), [ParseErrorReason::InvalidJson], "{}", String::from_utf8_lossy(cut));
+    }
+    for whole in [b"[]" as &[u8], b"{\"records\":[]}", b"{\"value\": []}\n"] {
+        assert_eq!(errors(&auto(whole)), [], "{}", String::from_utf8_lossy(whole));
+    }
+}
+
 #[test]
 fn time_format_fragments_are_not_signins_and_their_times_parse() {
     let bytes = fixture("azure/elastic-integrations_signinlogs_test-time-formats-corner-cases.log");

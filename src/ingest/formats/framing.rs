@@ -459,7 +459,20 @@ impl StreamDecoder {
 
     /// End of stream for good: also decodes an unterminated last record.
     pub fn finish(&mut self, out: &mut Vec<DecodedItem>) {
+        let emitted = out.len();
         self.run(out, true);
+        if matches!(self.mode, Mode::Array { .. } | Mode::EnvTail(_)) {
+            // An array or envelope never closed: the stream was cut (an upload or a copy
+            // that stopped short). Cut inside a record, that record is the error already;
+            // cut between records (`{"records": [` and nothing more), this says so.
+            let at = self.abs(self.buf.len());
+            let cut_record =
+                out[emitted..].last().is_some_and(|i| matches!(i.kind, ItemKind::Error(_)) && i.end_offset == at);
+            if !cut_record {
+                push(out, at, at, self.line, ItemKind::Error(ParseErrorReason::InvalidJson));
+            }
+            self.mode = Mode::Top;
+        }
         if self.pending.is_some() {
             self.emit_pending(out);
         }
