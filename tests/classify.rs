@@ -187,6 +187,40 @@ fn federated_50126_by_issuer_type_and_by_domain() {
     assert_eq!(text.code, None);
 }
 
+/// `classify` on pasted text: a message naming a user of a federated domain is judged
+/// with that user, as the same text in a Passport line is; a JSON record the daemon
+/// rejects as a parse error is marked not counted, with the reason, while a token
+/// endpoint's error body is a message like any other.
+#[test]
+fn pasted_text_is_judged_as_the_daemon_would_count_it() {
+    use passportd::classify::classify_text;
+    let c = Classifier::new(Arc::new(Catalogue::from_shipped().unwrap()), vec!["fed.example".into()]);
+    let message =
+        "AADSTS50126: Error validating credentials due to invalid username or password. User: bob@fed.example";
+    let bare = classify_text(&c, message);
+    assert_eq!(
+        (bare.category, bare.entry.as_deref()),
+        (Category::FederationUnsupported, Some("aadsts-50126-federated"))
+    );
+    let line = format!(
+        "2026-03-04 08:15:02.100000-0800  mac-001 SecurityAgent[612]: (KandjiPassport) [io.kandji.passport:auth] {message}."
+    );
+    assert_eq!(classify_text(&c, &line).category, Category::FederationUnsupported);
+    assert_eq!(classify_text(&c, message.split(" User:").next().unwrap()).category, Category::InvalidCredentials);
+
+    for (record, why) in [
+        (
+            r#"{"id":"g1","createdDateTime":"yesterday","userPrincipalName":"a@b.c","status":{"errorCode":50076}}"#,
+            "invalid_timestamp",
+        ),
+        (r#"{"time": "2007-01-09T09:41:00.22Z", "category": "SignInLogs"}"#, "not_signin"),
+    ] {
+        assert_eq!(classify_text(&c, record).not_counted.as_deref(), Some(why), "{record}");
+    }
+    let token_body = classify_text(&c, &body(50076, "you must use multi-factor authentication"));
+    assert_eq!((token_body.code, token_body.not_counted), (Some(50076), None));
+}
+
 #[test]
 fn wrapper_code_yields_to_the_specific_one() {
     let c = shipped();

@@ -113,7 +113,13 @@ fn invalid_graph_page_is_an_error_item_not_a_panic() {
 /// closed, empty one is no error.
 #[test]
 fn a_stream_cut_before_its_array_or_envelope_closes_is_one_error() {
-    for cut in [b"[" as &[u8], b"{\"records\": [", b"{\"value\": [", b"{\"value\": [], \"x\": ", b"{\"records\":[{\"time\":\"2026"] {
+    for cut in [
+        b"[" as &[u8],
+        b"{\"records\": [",
+        b"{\"value\": [",
+        b"{\"value\": [], \"x\": ",
+        b"{\"records\":[{\"time\":\"2026",
+    ] {
         assert_eq!(errors(&auto(cut)), [ParseErrorReason::InvalidJson], "{}", String::from_utf8_lossy(cut));
     }
     for whole in [b"[]" as &[u8], b"{\"records\":[]}", b"{\"value\": []}\n"] {

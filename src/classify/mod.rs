@@ -77,13 +77,32 @@ pub fn classify_records(classifier: &Classifier, text: &str) -> Vec<Classificati
             ItemKind::Redacted => Some("redacted"),
             // Skipped whole records are the reader's chatter (plain text is no record).
             ItemKind::Skipped => Some("chatter"),
-            ItemKind::Error(_) => None,
+            ItemKind::Error(reason) => rejected_record(text, *reason),
         },
         _ => None,
     };
-    let mut c = classifier.classify(&ClassifyInput::message(text));
+    // As the Passport decoder does for a log line: the first address in the text is the
+    // user, whose domain a condition (`federated_domains`) may read.
+    let user = crate::ingest::formats::email_spans(text).next().map(|span| span.address(text));
+    let mut c = classifier.classify(&ClassifyInput { user: user.as_deref(), ..ClassifyInput::message(text) });
     c.not_counted = not_counted.map(str::to_owned);
     vec![c]
+}
+
+/// Why the daemon would not count `text`, a JSON object it read and rejected as a record
+/// (`not_signin`, `invalid_timestamp`: the parse error's reason), so that its verdict as a
+/// message is not taken for the record's. A token endpoint's error body (`error`,
+/// `error_description`, `error_codes`) is a message, not a record: `None`, as for text.
+fn rejected_record(text: &str, reason: crate::ingest::formats::ParseErrorReason) -> Option<&'static str> {
+    use crate::ingest::formats::ParseErrorReason;
+    if !matches!(reason, ParseErrorReason::NotSignin | ParseErrorReason::InvalidTimestamp) {
+        return None;
+    }
+    let object = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text.trim()).ok()?;
+    let token_error_body = object
+        .keys()
+        .any(|k| ["error", "error_description", "error_codes"].iter().any(|oauth| k.eq_ignore_ascii_case(oauth)));
+    (!token_error_body).then(|| reason.as_str())
 }
 
 /// The documentation link for an AADSTS code.
