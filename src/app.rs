@@ -70,6 +70,9 @@ pub struct Core {
     pub normalizer: Normalizer,
     /// The writer.
     pub writer: Writer,
+    /// The configuration file the settings came from (`None`: the embedded default, or
+    /// settings built in code). A catalogue reload reads its `[catalogue]` section again.
+    pub config_file: Option<PathBuf>,
 }
 
 /// Every (category, code) failure series the catalogue can give, so that each starts at 0:
@@ -111,7 +114,7 @@ impl Core {
         let writer = Writer::new(store.clone(), metrics.clone(), settings.incident_policy());
         writer.refresh_incident_gauge().await?;
         metrics.store_size.set(store.size_bytes() as i64);
-        Ok(Core { settings: Arc::new(settings), store, classifier, metrics, normalizer, writer })
+        Ok(Core { settings: Arc::new(settings), store, classifier, metrics, normalizer, writer, config_file: None })
     }
 
     /// Batch limits from the settings.
@@ -125,11 +128,24 @@ impl Core {
         }
     }
 
-    /// Reloads the catalogue (SIGHUP or a changed file): validated first, swapped
-    /// atomically; an invalid file keeps the old catalogue. Open incidents take the new
-    /// texts of their entries; stored events keep their classification.
+    /// Reloads the catalogue (SIGHUP or a changed file): the configuration file's
+    /// `[catalogue]` section read again (`extra_paths`, `federated_domains`), then its
+    /// files, validated first, swapped atomically; an invalid file (or configuration) keeps
+    /// the old catalogue. Open incidents take the new texts of their entries; stored events
+    /// keep their classification.
     pub async fn reload_catalogue(&self) {
-        let s = &self.settings.catalogue;
+        let reread = match &self.config_file {
+            Some(path) => match crate::config::load(Some(path)) {
+                Ok(loaded) => Some(loaded.settings.catalogue),
+                Err(e) => {
+                    self.metrics.catalogue_reloads.with_label_values(&["error"]).inc();
+                    tracing::error!(error = %e, "catalogue reload failed: the configuration does not load; keeping the previous catalogue");
+                    return;
+                }
+            },
+            None => None,
+        };
+        let s = reread.as_ref().unwrap_or(&self.settings.catalogue);
         match self.classifier.reload(&s.extra_paths, s.federated_domains.clone()) {
             Ok(n) => {
                 self.metrics.catalogue_reloads.with_label_values(&["success"]).inc();
@@ -174,6 +190,12 @@ impl Application {
             TcpListener::bind(listen).await.map_err(|source| AppError::Bind { addr: listen.to_string(), source })?;
         let addr = listener.local_addr().map_err(|source| AppError::Bind { addr: listen.to_string(), source })?;
         Ok(Application { core, listener, addr })
+    }
+
+    /// Names the configuration file the settings came from: a catalogue reload (SIGHUP,
+    /// a changed catalogue file) reads its `[catalogue]` section again.
+    pub fn set_config_file(&mut self, path: PathBuf) {
+        self.core.config_file = Some(path);
     }
 
     /// The bound address.

@@ -105,7 +105,7 @@ not load).";
 pub enum Command {
     /// Run the daemon: tail every configured source, classify, keep incidents, serve the
     /// HTTP API and /metrics until SIGINT/SIGTERM, then commit what is in flight and exit 0.
-    /// SIGHUP reloads the catalogue.
+    /// SIGHUP reloads the catalogue, with the configuration file's [catalogue] section.
     #[command(after_help = SERVE_EXAMPLES)]
     Serve(ConfigArg),
     /// Ingest whole files (or - for stdin) once through the same pipeline into the same
@@ -247,7 +247,10 @@ async fn serve(arg: ConfigArg) -> Result<(), CliError> {
     loaded.settings.storage.check_path(&loaded.origin_of("storage.path"))?;
     crate::telemetry::init(&loaded.settings.log);
     tracing::info!(config = %loaded.origin, overrides = ?loaded.overrides, "configuration loaded");
-    let app = Application::build(loaded.settings).await?;
+    let mut app = Application::build(loaded.settings).await?;
+    if let config::ConfigOrigin::File(path) = loaded.origin {
+        app.set_config_file(path);
+    }
     app.run(shutdown_signal()).await?;
     Ok(())
 }

@@ -657,6 +657,78 @@ fn an_idle_daemon_sleeps_and_reloads_once_per_sighup() {
     );
 }
 
+/// SIGHUP reads the configuration's `[catalogue]` section again: a catalogue file and a
+/// federated domain added there take effect without a restart; a configuration that no
+/// longer loads is a counted reload error that keeps the catalogue in use.
+#[cfg(target_os = "linux")]
+#[test]
+fn sighup_rereads_the_catalogue_section_of_the_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let ours = dir.path().join("ours.toml");
+    std::fs::write(
+        &ours,
+        "[[entry]]\nid = \"acme-5555555\"\ncodes = [5555555]\ncategory = \"account_locked\"\ntitle = \"ACME lock\"\nremediation = \"Call ACME.\"\n",
+    )
+    .unwrap();
+    let cfg = serve_config(dir.path(), "");
+    let (mut child, addr) = spawn_serve(dir.path(), &cfg);
+    assert!(http_get(&addr, "/api/v1/catalogue/5555555").starts_with("HTTP/1.0 404"));
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let section =
+        format!("[catalogue]\nextra_paths = [\"{}\"]\nfederated_domains = [\"fed.example\"]\n", ours.display());
+    std::fs::write(&cfg, format!("{section}{text}")).unwrap();
+    let hup = |child: &std::process::Child| {
+        assert!(Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap().success());
+    };
+    hup(&child);
+    wait_for_metric(&addr, "passportd_catalogue_reloads_total{result=\"success\"} 1", "SIGHUP did not reload");
+    assert!(http_get(&addr, "/api/v1/catalogue/5555555").starts_with("HTTP/1.0 200"), "the added file is read");
+    let verdict = Command::new(env!("CARGO_BIN_EXE_passportd"))
+        .args([
+            "classify",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--json",
+            "AADSTS50126: Error validating credentials. User: bob@fed.example",
+        ])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&verdict.stdout).contains("federation_unsupported"), "the file itself is right");
+    let classified = http_post(
+        &addr,
+        "/api/v1/classify",
+        r#"{"message":"AADSTS50126: Error validating credentials. User: bob@fed.example"}"#,
+    );
+    assert!(classified.contains("federation_unsupported"), "the daemon took the new domain: {classified}");
+
+    std::fs::write(&cfg, format!("[catalogue]\nfederated_domains = 5\n{text}")).unwrap();
+    hup(&child);
+    wait_for_metric(
+        &addr,
+        "passportd_catalogue_reloads_total{result=\"error\"} 1",
+        "a bad configuration was not refused",
+    );
+    assert!(http_get(&addr, "/api/v1/catalogue/5555555").starts_with("HTTP/1.0 200"), "the catalogue in use is kept");
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+}
+
+/// A minimal HTTP/1.0 POST of a JSON body.
+fn http_post(addr: &str, path: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+        return String::new();
+    };
+    let _ = write!(
+        stream,
+        "POST {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut out = String::new();
+    let _ = stream.read_to_string(&mut out);
+    out
+}
+
 /// A minimal HTTP/1.0 GET, enough for /metrics in a synchronous test.
 fn http_get(addr: &str, path: &str) -> String {
     use std::io::{Read, Write};
