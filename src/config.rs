@@ -594,18 +594,19 @@ pub fn load(explicit: Option<&Path>) -> Result<Loaded, ConfigError> {
 /// Builds settings from TOML text plus environment pairs (testable without touching
 /// the process environment).
 pub fn from_parts(text: &str, origin: &str, env: &[(String, String)]) -> Result<(Settings, Vec<String>), ConfigError> {
-    let mut doc: toml::Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| ConfigError::Parse { origin: origin.to_string(), message: one_line(text, &e) })?;
-    // The file alone first: its own mistakes (an unknown key, a wrong type) are reported
-    // with the line they are on, which the merged document below no longer knows.
-    if let Err(e) = toml::from_str::<Settings>(text) {
+    let located = |e: toml::de::Error| {
         let key = e.span().and_then(|span| key_at(text, span.start));
         let message = match key {
             Some(key) => one_line(text, &e).replacen(": ", &format!(": `{key}`: "), 1),
             None => one_line(text, &e),
         };
-        return Err(ConfigError::Parse { origin: origin.to_string(), message });
+        ConfigError::Parse { origin: origin.to_string(), message }
+    };
+    let mut doc: toml::Table = text.parse().map_err(located)?;
+    // The file alone first: its own mistakes (an unknown key, a wrong type) are reported
+    // with the line they are on, which the merged document below no longer knows.
+    if let Err(e) = toml::from_str::<Settings>(text) {
+        return Err(located(e));
     }
     let mut applied = Vec::new();
     // A variable of the form `PASSPORTD_<SECTION>__…` is an override; one that names a
@@ -652,13 +653,20 @@ pub fn from_parts(text: &str, origin: &str, env: &[(String, String)]) -> Result<
         message: e.to_string().split_whitespace().collect::<Vec<_>>().join(" "),
     })?;
     settings.validate(origin).map_err(|e| match e {
-        // A key the environment set is the environment's fault, not the file's.
+        // A key the environment set is the environment's fault, not the file's, which
+        // names the line the key is on.
         ConfigError::Invalid { key, message, origin } => {
             // `sources[1].timezone` is `sources.<name>.timezone` to the environment.
             let as_env = source_key_by_name(&key, &settings.sources).unwrap_or_else(|| key.clone());
             let set_it =
                 |var: &&String| env_key(var).is_some_and(|k| as_env == k || as_env.starts_with(&format!("{k}.")));
-            let origin = applied.iter().find(set_it).map_or(origin, |var| format!("environment variable {var}"));
+            let origin = match applied.iter().find(set_it) {
+                Some(var) => format!("environment variable {var}"),
+                None => match line_of_key(text, &key) {
+                    Some(line) => format!("{origin}: line {line}"),
+                    None => origin,
+                },
+            };
             ConfigError::Invalid { origin, key, message }
         }
         other => other,
@@ -687,8 +695,14 @@ fn key_at(text: &str, at: usize) -> Option<String> {
     let at = at.min(text.len());
     let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
     let line = text[line_start..].lines().next()?;
+    let trimmed = line.trim();
+    if trimmed.starts_with('[') {
+        // A table header: the table is the key (`[sources]` where a list was expected).
+        let name = trimmed.trim_start_matches('[').split(']').next()?.trim();
+        return (!name.is_empty()).then(|| name.to_string());
+    }
     let key = line.split_once('=')?.0.trim().trim_matches('"');
-    if key.is_empty() || key.starts_with('[') {
+    if key.is_empty() {
         return None;
     }
     let section = text[..line_start]
@@ -701,6 +715,50 @@ fn key_at(text: &str, at: usize) -> Option<String> {
         Some(section) => format!("{section}.{key}"),
         None => key.to_string(),
     })
+}
+
+/// The line (from 1) of the file `text` that sets the validation key `key`
+/// (`server.listen`, `sources[1].timezone`, `incidents.open_threshold.x.within`): the line
+/// of its `key = …` under its table's header, else of the nearest enclosing key or table
+/// written (an inline table, a dotted key). `None` when the file does not say (a default).
+fn line_of_key(text: &str, key: &str) -> Option<usize> {
+    // Each line's table, as validation names it: `sources[1]`, `sources[1].passport`.
+    let mut table = String::new();
+    let mut arrays: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut found: Vec<(String, usize)> = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if let Some(name) = line.strip_prefix("[[").and_then(|l| l.split("]]").next()) {
+            let name = name.trim().replace(['"', ' '], "");
+            let n = arrays.entry(name.clone()).or_insert(0);
+            table = format!("{name}[{n}]");
+            *n += 1;
+            found.push((table.clone(), index + 1));
+        } else if let Some(name) = line.strip_prefix('[').and_then(|l| l.split(']').next()) {
+            let name = name.trim().replace(['"', ' '], "");
+            // `[sources.passport]` after `[[sources]]` belongs to the last source.
+            table = match name.split_once('.') {
+                Some((head, rest)) if arrays.contains_key(head) => {
+                    format!("{head}[{}].{rest}", arrays[head].saturating_sub(1))
+                }
+                _ => name,
+            };
+            found.push((table.clone(), index + 1));
+        } else if let Some((name, _)) = line.split_once('=') {
+            let name = name.trim().replace(['"', ' '], "");
+            if !name.is_empty() && !name.starts_with('#') {
+                let full = if table.is_empty() { name } else { format!("{table}.{name}") };
+                found.push((full, index + 1));
+            }
+        }
+    }
+    let mut wanted = key;
+    loop {
+        if let Some((_, line)) = found.iter().find(|(k, _)| k == wanted) {
+            return Some(*line);
+        }
+        wanted = &wanted[..wanted.rfind(['.', '['])?];
+    }
 }
 
 /// A TOML error on one line: `line N, column M: what`, without the quoted source (as the
@@ -1056,6 +1114,21 @@ mod tests {
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn every_error_in_a_file_names_its_line_and_key() {
+        for (file, says) in [
+            ("[server]\nlisten = \"nothing\"\n", "t.toml: line 2: `server.listen`"),
+            ("[server]\nmax_body_bytes = 99999999999999999999\n", "line 2, column 18: `server.max_body_bytes`"),
+            ("[sources]\nname = \"x\"\n", "line 1, column 1: `sources`"),
+            ("# two sources\n[[sources]]\nname = \"a\"\npaths = [\"/x/*\"]\n[[sources]]\nname = \"a\"\npaths = [\"/y/*\"]\n", "line 6: `sources[1].name`"),
+            ("[[sources]]\nname = \"a\"\npaths = [\"/x/*\"]\n[sources.passport]\nsubsystems = []\n[[sources]]\nname = \"b\"\npaths = [\"/y/*\"]\ntimezone = \"Mars/Base\"\n", "line 9: `sources[1].timezone`"),
+            ("[incidents]\nquiet_period = \"0s\"\n", "line 2: `incidents.quiet_period`"),
+        ] {
+            let err = from_parts(file, "t.toml", &[]).unwrap_err().to_string();
+            assert!(err.contains(says), "{file}: {err}");
+        }
     }
 
     #[test]
