@@ -283,19 +283,33 @@ pub async fn shutdown_signal() {
 /// error when they belong to several, or only some of them to one: each source's files
 /// are replayed apart (or `--source` says which one they are).
 fn owning_source<'s>(sources: &'s [SourceSettings], files: &[PathBuf]) -> Result<Option<&'s SourceSettings>, CliError> {
-    let matchers: Vec<(&SourceSettings, crate::ingest::discover::PathMatcher)> = sources
+    use crate::ingest::identity::file_id;
+    // Files as the tailer knows them: by inode, whatever path names them (relative,
+    // `./x`, through a linked folder). Standard input and pipes are no source's files.
+    let ids: Vec<Option<(u64, u64)>> = files
         .iter()
-        .filter_map(|s| crate::ingest::discover::PathMatcher::new(&s.paths, &s.exclude).ok().map(|m| (s, m)))
+        .map(|f| {
+            let meta = (f.as_os_str() != "-").then(|| std::fs::metadata(f).ok()).flatten()?;
+            meta.is_file().then(|| file_id(&meta))
+        })
         .collect();
-    if matchers.is_empty() {
+    if ids.iter().all(Option::is_none) {
         return Ok(None);
     }
-    let owner_of = |file: &PathBuf| {
-        // The paths are globs over the names the tailer walks: as given, or made absolute.
-        let names = [Some(file.clone()), std::path::absolute(file).ok(), file.canonicalize().ok()];
-        matchers.iter().find(|(_, m)| names.iter().flatten().any(|name| m.matches(name))).map(|(source, _)| *source)
+    // What each source's tailer would follow now.
+    let followed: Vec<(&SourceSettings, std::collections::HashSet<(u64, u64)>)> = sources
+        .iter()
+        .filter_map(|s| {
+            let matcher = crate::ingest::discover::PathMatcher::new(&s.paths, &s.exclude).ok()?;
+            let inodes = matcher.scan().iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| file_id(&m)).collect();
+            Some((s, inodes))
+        })
+        .collect();
+    let owner_of = |id: &Option<(u64, u64)>| {
+        id.and_then(|id| followed.iter().find(|(_, inodes)| inodes.contains(&id)).map(|(source, _)| *source))
     };
-    let owners: Vec<(&PathBuf, Option<&SourceSettings>)> = files.iter().map(|f| (f, owner_of(f))).collect();
+    let owners: Vec<(&PathBuf, Option<&SourceSettings>)> =
+        files.iter().zip(&ids).map(|(f, id)| (f, owner_of(id))).collect();
     let Some((_, Some(first))) = owners.iter().find(|(_, o)| o.is_some()) else {
         return Ok(None);
     };

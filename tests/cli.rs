@@ -955,11 +955,38 @@ fn replaying_a_file_of_a_configured_source_without_naming_it_counts_nothing_twic
     };
     let first = json(&replay(&["--source", "entra", file.to_str().unwrap()]));
     assert_eq!(first["failures"], 3, "{first}");
-    // As given (relative to the working folder) and as the tailer names it.
-    for name in ["logs/PT1H.json", file.to_str().unwrap()] {
+    // As the tailer names it, and by any other path to the same file.
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&logs, dir.path().join("link")).unwrap();
+    for name in
+        ["logs/PT1H.json", "./logs/PT1H.json", "logs/../logs/PT1H.json", file.to_str().unwrap(), "link/PT1H.json"]
+    {
+        if !dir.path().join(name).exists() {
+            continue;
+        }
         let again = json(&replay(&[name]));
         assert_eq!(again["failures"], 0, "{name}: {again}");
     }
+    // Standard input is no source's file, even from a folder a source's pattern covers.
+    let everything = dir.path().join("everything.toml");
+    std::fs::write(
+        &everything,
+        format!("[[sources]]\nname = \"macs\"\nformat = \"passport\"\npaths = [\"{}/**\"]\n", dir.path().display()),
+    )
+    .unwrap();
+    let mut stdin_replay = Command::new(env!("CARGO_BIN_EXE_passportd"))
+        .args(["replay", "--config", everything.to_str().unwrap(), "--json", "-"])
+        .current_dir(dir.path())
+        .env_remove("PASSPORTD_CONFIG")
+        .env("PASSPORTD_STORAGE__PATH", dir.path().join("stdin.db"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let records = std::fs::read(&file).unwrap();
+    std::io::Write::write_all(&mut stdin_replay.stdin.take().unwrap(), &records).unwrap();
+    let piped = json(&stdin_replay.wait_with_output().unwrap());
+    assert_eq!(piped["failures"], 3, "read as Entra records under the name replay: {piped}");
     let elsewhere = dir.path().join("other.json");
     std::fs::copy(&file, &elsewhere).unwrap();
     let mixed = replay(&[file.to_str().unwrap(), elsewhere.to_str().unwrap()]);
