@@ -405,14 +405,23 @@ fn a_rotated_file_still_matched_emits_its_unterminated_text_line_once_idle() {
     rename(&h, "app.log", "app.log.1");
     h.append("app.log", &format!("{}\n", entry(3)));
     h.poll();
-    h.poll();
+    // The last message waits a moment for a next line (TEXT_HOLD) before the idle file
+    // gives it up: poll until it has, with a deadline.
+    let messages = |h: &Harness| -> Vec<(String,)> {
+        h.rt.block_on(async {
+            let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", h.db.display())).await.unwrap();
+            let rows =
+                sqlx::query_as("SELECT message FROM events ORDER BY occurred_at").fetch_all(&pool).await.unwrap();
+            pool.close().await;
+            rows
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while messages(&h).len() < 3 && std::time::Instant::now() < deadline {
+        h.poll();
+    }
     h.stop();
-    let messages: Vec<(String,)> = h.rt.block_on(async {
-        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", h.db.display())).await.unwrap();
-        let rows = sqlx::query_as("SELECT message FROM events ORDER BY occurred_at").fetch_all(&pool).await.unwrap();
-        pool.close().await;
-        rows
-    });
+    let messages = messages(&h);
     let attempts: Vec<String> =
         messages.iter().map(|(m,)| m.rsplit(' ').next().unwrap_or_default().to_string()).collect();
     assert_eq!(attempts, vec!["1", "2", "3"], "{messages:?}");
@@ -506,4 +515,36 @@ fn a_rotation_while_stopped_of_a_file_read_only_to_its_banner_loses_nothing() {
     h.poll();
     h.stop();
     assert_exactly_once(&h.stored(), 0..5);
+}
+
+/// A Passport message written line by line (a line-buffered `log stream > file`): the
+/// tailer wakes between its lines and finds the file at its end, but the message waits a
+/// moment for its next line instead of being cut from its Trace and Correlation ID lines.
+#[test]
+fn a_passport_message_written_line_by_line_is_one_record() {
+    let mut h = Harness::new("mac.log", "format = \"passport\"");
+    let head = "2026-03-04 08:15:06.700000-0800  mac-1 SecurityAgent[612]: (KandjiPassport) [io.kandji.passport:auth] \
+                AADSTS7000218: The request body must contain the following parameter: 'client_assertion' or 'client_secret'.\n";
+    h.append("mac.log", head);
+    h.poll();
+    h.append("mac.log", "Trace ID: 0f1e2d3c-4b5a-4697-8877-665544332211\n");
+    h.poll();
+    h.append("mac.log", "Correlation ID: F88C422B-CCA2-492B-83A5-6CC1057A40B2\nTimestamp: 2026-03-04 16:15:06Z\n");
+    // Until the hold ends and the idle file gives the message up.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        h.poll();
+        let events =
+            h.rt.block_on(h.core.store.list_events(&passportd::store::EventQuery { limit: 10, ..Default::default() }))
+                .unwrap()
+                .items;
+        if let Some(e) = events.first() {
+            assert_eq!(events.len(), 1, "{events:?}");
+            assert_eq!(e.correlation_id.as_deref(), Some("f88c422b-cca2-492b-83a5-6cc1057a40b2"), "{e:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the message was never emitted");
+    }
+    h.stop();
+    assert_eq!(h.parse_errors(), 0.0);
 }

@@ -127,12 +127,20 @@ impl FileReader {
         }
     }
 
-    /// Whether the stream has held a record that announces a next line (see
-    /// `StreamDecoder::holds_open_ended_record`) for less than `hold` since its last bytes:
-    /// then an idle flush waits, so that a writer that split the two lines into two writes
-    /// still delivers the second into it.
-    pub fn awaits_more(&self, hold: std::time::Duration) -> bool {
-        self.decoder.holds_open_ended_record() && self.last_bytes_at.elapsed() < hold
+    /// How much longer an idle flush waits for more of a held Passport message, counted
+    /// from the stream's last bytes: `open` for one that announces its next line (see
+    /// `StreamDecoder::holds_open_ended_record`), `plain` for any other, so that a writer
+    /// that writes a message line by line (or in blocks) still delivers the rest into it.
+    /// `None` when nothing waits.
+    pub fn hold_left(&self, plain: std::time::Duration, open: std::time::Duration) -> Option<std::time::Duration> {
+        let hold = if self.decoder.holds_open_ended_record() {
+            open
+        } else if self.decoder.holds_text_record() {
+            plain
+        } else {
+            return None;
+        };
+        hold.checked_sub(self.last_bytes_at.elapsed()).filter(|left| !left.is_zero())
     }
 
     /// Opens `path`, finds its checkpoint among `checkpoints` (resuming there) or

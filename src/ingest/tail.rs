@@ -852,13 +852,21 @@ impl Tailer {
     }
 
     /// Lets decoders emit records held while the stream was busy (multi-line values).
+    /// When the first held message of a file at its end is due to be emitted.
+    pub fn next_flush_in(&self) -> Option<Duration> {
+        self.tracked
+            .values()
+            .filter(|t| t.reader.at_eof)
+            .filter_map(|t| t.reader.hold_left(TEXT_HOLD, OPEN_ENDED_HOLD))
+            .min()
+    }
+
     fn flush_idle(&mut self) -> Result<(), ReadError> {
         let mut chunks = Vec::new();
-        // A held message that announces its next line waits a second for it; the first
-        // round after that emits it either way.
-        let hold = OPEN_ENDED_HOLD;
+        // A held message waits a moment for a next line (a second when it announces one);
+        // the first round after that emits it either way.
         for t in self.tracked.values_mut() {
-            if t.reader.at_eof && !t.reader.awaits_more(hold) {
+            if t.reader.at_eof && t.reader.hold_left(TEXT_HOLD, OPEN_ENDED_HOLD).is_none() {
                 if let Some(chunk) = t.reader.flush(&self.normalizer) {
                     chunks.push(chunk);
                 }
@@ -972,7 +980,9 @@ pub fn run(ctx: TailContext) -> Result<(), ReadError> {
         if cancel.is_cancelled() {
             break;
         }
-        match wake_rx.recv_timeout(poll) {
+        // A held message is emitted when its hold ends, not at the next poll.
+        let wait = tailer.next_flush_in().map_or(poll, |left| poll.min(left + Duration::from_millis(1)));
+        match wake_rx.recv_timeout(wait) {
             Ok(()) => while wake_rx.try_recv().is_ok() {},
             Err(std_mpsc::RecvTimeoutError::Timeout) => {}
             Err(std_mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(poll),
@@ -982,8 +992,13 @@ pub fn run(ctx: TailContext) -> Result<(), ReadError> {
 }
 
 /// How long an idle tailer keeps a Passport message that ends with `:` open for the line
-/// it announces (see `FileReader::awaits_more`).
+/// it announces (see `FileReader::hold_left`).
 const OPEN_ENDED_HOLD: Duration = Duration::from_secs(1);
+/// How long an idle tailer keeps any other Passport message open for a next line: a
+/// writer that writes line by line, or in blocks, delivers a message's lines milliseconds
+/// apart, and a wake-up between them found the file "idle" and cut the message (its
+/// Correlation ID line, or the token endpoint's body, read as orphans).
+const TEXT_HOLD: Duration = Duration::from_millis(300);
 
 /// Whether a file event can mean new or different content. Opening or reading a file
 /// cannot, and inotify reports the loop's own opens of the files and folders it scans:

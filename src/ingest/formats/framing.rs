@@ -448,6 +448,16 @@ impl StreamDecoder {
     /// body on the next line), which a writer may deliver in a later write. A tailer
     /// waits a little before `flush` for such a record.
     pub fn holds_open_ended_record(&self) -> bool {
+        self.holds_text_record_ending_with_colon()
+    }
+
+    /// Whether a Passport text record is held: its next line may still come (a writer
+    /// that writes a message line by line), so a tailer waits a moment before `flush`.
+    pub fn holds_text_record(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    fn holds_text_record_ending_with_colon(&self) -> bool {
         self.pending.is_some_and(|p| !p.overlong && trim_ascii(&self.buf[self.pending_range(p)]).last() == Some(&b':'))
     }
 
