@@ -119,6 +119,9 @@ fn a_stream_cut_before_its_array_or_envelope_closes_is_one_error() {
         b"{\"value\": [",
         b"{\"value\": [], \"x\": ",
         b"{\"records\":[{\"time\":\"2026",
+        // Cut inside a record whose line ends after the cut, or blank lines follow it.
+        b"[{\"id\":\"1\",\"createdDateTime\":\"2026-03-04T08:00:00Z\",\"status\":{\"errorCode\":50126}},{\"id\":\"x\",\"createdDa\n",
+        b"{\"records\": [\n  {\"time\": \"2026-03-04T08:00:00Z\",\n   \"resultType\": \"50\n\n\n",
     ] {
         assert_eq!(errors(&auto(cut)), [ParseErrorReason::InvalidJson], "{}", String::from_utf8_lossy(cut));
     }

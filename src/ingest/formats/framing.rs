@@ -306,6 +306,9 @@ pub struct StreamDecoder {
     /// The previous top-level record was Passport text: orphan continuation lines after it
     /// (e.g. after `flush()`) are skipped rather than reported as unknown.
     prev_text: bool,
+    /// The last element of the array being read was malformed JSON (cut short, or too
+    /// long): if the stream ends there, that element is the error of the cut.
+    last_element_broken: bool,
     ckpt_off: u64,
     ckpt: Saved,
 }
@@ -349,6 +352,7 @@ impl StreamDecoder {
             work: Work::None,
             pending: None,
             prev_text: wire.t,
+            last_element_broken: false,
             ckpt_off: offset,
             ckpt: Saved { line: 1, mode: SavedMode::Top, prev_text: false },
         };
@@ -469,20 +473,7 @@ impl StreamDecoder {
 
     /// End of stream for good: also decodes an unterminated last record.
     pub fn finish(&mut self, out: &mut Vec<DecodedItem>) {
-        let emitted = out.len();
         self.run(out, true);
-        if matches!(self.mode, Mode::Array { .. } | Mode::EnvTail(_)) {
-            // An array or envelope never closed: the stream was cut (an upload or a copy
-            // that stopped short). Cut inside a record, that record is the error already;
-            // cut between records (`{"records": [` and nothing more), this says so.
-            let at = self.abs(self.buf.len());
-            let cut_record =
-                out[emitted..].last().is_some_and(|i| matches!(i.kind, ItemKind::Error(_)) && i.end_offset == at);
-            if !cut_record {
-                push(out, at, at, self.line, ItemKind::Error(ParseErrorReason::InvalidJson));
-            }
-            self.mode = Mode::Top;
-        }
         if self.pending.is_some() {
             self.emit_pending(out);
         }
@@ -491,6 +482,18 @@ impl StreamDecoder {
             self.work = Work::None;
             let end = self.abs(self.pos);
             push(out, start, end, line, ItemKind::Error(ParseErrorReason::LineTooLong));
+            self.last_element_broken = true;
+        }
+        if matches!(self.mode, Mode::Array { .. } | Mode::EnvTail(_)) {
+            // An array or envelope never closed: the stream was cut (an upload or a copy
+            // that stopped short). Cut inside a record, that record is the error already;
+            // cut between records (`{"records": [` and nothing more), this says so.
+            let cut_inside_a_record = matches!(self.mode, Mode::Array { .. }) && self.last_element_broken;
+            if !cut_inside_a_record {
+                let at = self.abs(self.buf.len());
+                push(out, at, at, self.line, ItemKind::Error(ParseErrorReason::InvalidJson));
+            }
+            self.mode = Mode::Top;
         }
         self.work = Work::None;
         self.mark();
@@ -1140,6 +1143,7 @@ impl StreamDecoder {
             }
         };
         let end = self.abs(self.pos + e);
+        self.last_element_broken = kind.is_some();
         match kind {
             Some(k) => push(out, start, end, line, k),
             None => {
@@ -1395,6 +1399,8 @@ impl StreamDecoder {
                 self.work = Work::None;
                 let end = self.abs(self.pos);
                 push(out, start, end, line, ItemKind::Error(ParseErrorReason::LineTooLong));
+                // Too long but whole: a stream that ends after it was cut after it.
+                self.last_element_broken = false;
                 self.mark();
                 true
             }
