@@ -214,6 +214,8 @@ fn pasted_text_is_judged_as_the_daemon_would_count_it() {
             "invalid_timestamp",
         ),
         (r#"{"time": "2007-01-09T09:41:00.22Z", "category": "SignInLogs"}"#, "not_signin"),
+        // A record with a stray `error` key is still a record, not a token error body.
+        (r#"{"Error":"boom","TimeGenerated":"garbage","ResultType":"50126","Id":"zz3"}"#, "invalid_timestamp"),
     ] {
         assert_eq!(classify_text(&c, record).not_counted.as_deref(), Some(why), "{record}");
     }

@@ -99,9 +99,21 @@ fn rejected_record(text: &str, reason: crate::ingest::formats::ParseErrorReason)
         return None;
     }
     let object = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text.trim()).ok()?;
-    let token_error_body = object
-        .keys()
-        .any(|k| ["error", "error_description", "error_codes"].iter().any(|oauth| k.eq_ignore_ascii_case(oauth)));
+    // An OAuth error response: an `error` and only the keys such a response carries (a
+    // sign-in record with a stray `error` key is still a record).
+    const TOKEN_ERROR_KEYS: &[&str] = &[
+        "error",
+        "error_description",
+        "error_codes",
+        "error_uri",
+        "suberror",
+        "timestamp",
+        "trace_id",
+        "correlation_id",
+        "claims",
+    ];
+    let is_token_key = |k: &String| TOKEN_ERROR_KEYS.iter().any(|t| k.eq_ignore_ascii_case(t));
+    let token_error_body = object.keys().any(|k| k.eq_ignore_ascii_case("error")) && object.keys().all(is_token_key);
     (!token_error_body).then(|| reason.as_str())
 }
 
