@@ -158,6 +158,10 @@ async fn api_errors_have_the_contract_shape() {
         ("/api/v1/events?incident=-5", 400, "bad_request"),
         ("/api/v1/events?incident=0", 400, "bad_request"),
         ("/api/v1/nope", 404, "not_found"),
+        // A parameter given twice: which one would count is not for the server to guess.
+        ("/api/v1/incidents?limit=1&limit=3", 400, "bad_request"),
+        ("/api/v1/events?category=mfa_required&category=invalid_credentials", 400, "bad_request"),
+        ("/api/v1/summary?source=a&source=b", 400, "bad_request"),
     ] {
         let r = server.get(path).await;
         assert_eq!(r.status().as_u16(), status, "{path}");
@@ -175,6 +179,85 @@ async fn api_errors_have_the_contract_shape() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
+    // A window before 1970 names the parameter that made it.
+    let r = server.get("/api/v1/summary?until=1969-01-01T00:00:00Z").await;
+    assert_eq!(r.status(), 400);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains("`until`"), "{body}");
+    server.stop().await;
+}
+
+/// The token is checked before the body is read or a push slot taken: clients without it
+/// get their 401 at once (not a 413 for a large body), and cannot hold up pushes that have
+/// it. A compressed push is refused, not read as text and answered 200 with nothing stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_are_checked_before_their_bodies_are_read() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let server =
+        TestServer::in_dir(dir.path(), "[api]\ntoken = \"s3cret-token\"\n[server]\nmax_body_bytes = 4000\n").await;
+    let url = format!("{}/api/v1/ingest/http", server.base);
+    let r = server.client.post(&url).body(vec![b' '; 8000]).send().await.unwrap();
+    assert_eq!(r.status(), 401, "no token: refused before the body is read");
+    // Two token-less pushes that send their bodies a byte at a time hold no push slot.
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let mut slow = Vec::new();
+    for _ in 0..2 {
+        let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        conn.write_all(b"POST /api/v1/ingest/http HTTP/1.1\r\nHost: x\r\nContent-Length: 900\r\n\r\n{").await.unwrap();
+        slow.push(conn);
+    }
+    let record = std::fs::read_to_string(common::fixtures().join("e2e/entra.json")).unwrap();
+    let first = record.lines().next().unwrap().to_string();
+    let pushed = tokio::time::timeout(
+        Duration::from_secs(10),
+        server.client.post(&url).bearer_auth("s3cret-token").body(first.clone()).send(),
+    )
+    .await
+    .expect("an authorised push is not held up by token-less ones")
+    .unwrap();
+    assert_eq!(pushed.status(), 200);
+    drop(slow);
+    let r = server
+        .client
+        .post(&url)
+        .bearer_auth("s3cret-token")
+        .header("Content-Encoding", "gzip")
+        .body(vec![0x1f, 0x8b, 8, 0])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unsupported_media_type", "{body}");
+    server.stop().await;
+}
+
+/// `since` keeps its meaning below the millisecond the store keeps: an event 0.9 ms
+/// before it is not listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_since_finer_than_a_millisecond_excludes_what_came_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::in_dir(dir.path(), "").await;
+    let record = serde_json::json!({
+        "time": "2026-06-09T10:13:20.117Z", "resultType": "50126",
+        "properties": {"id": "sub-ms", "createdDateTime": "2026-06-09T10:13:20.117Z", "status": {"errorCode": 50126}}
+    });
+    let r = server
+        .client
+        .post(format!("{}/api/v1/ingest/http", server.base))
+        .body(record.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    for (since, listed) in [("2026-06-09T10:13:20.117Z", 1), ("2026-06-09T10:13:20.1179Z", 0)] {
+        let events = server.get_json(&format!("/api/v1/events?since={since}")).await;
+        assert_eq!(events["items"].as_array().unwrap().len(), listed, "{since}");
+    }
+    let summary =
+        server.get_json("/api/v1/summary?since=2026-06-09T10:13:20.1179Z&until=2026-06-09T10:13:20.118Z").await;
+    assert_eq!(summary["failure"].as_u64().unwrap_or(0), 0, "{summary}");
     server.stop().await;
 }
 

@@ -22,6 +22,9 @@ pub enum ApiError {
     /// 401: the bearer token is missing or wrong.
     #[error("a valid bearer token is required")]
     Unauthorized,
+    /// 415: a pushed body in a content coding the server does not decode (gzip, br…).
+    #[error("Content-Encoding {0:?} is not accepted: send the body uncompressed")]
+    UnsupportedEncoding(String),
     /// 404: no such thing.
     #[error("{0}")]
     NotFound(String),
@@ -47,6 +50,7 @@ impl ApiError {
             ApiError::BadRequest { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::UnsupportedEncoding(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             ApiError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_busy"),
             ApiError::Internal(_) | ApiError::Task(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }

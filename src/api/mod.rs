@@ -64,8 +64,14 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/incidents", get(list_incidents))
         .route("/api/v1/incidents/{id}", get(get_incident))
-        .route("/api/v1/incidents/{id}/acknowledge", post(acknowledge))
-        .route("/api/v1/incidents/{id}/resolve", post(resolve))
+        .route(
+            "/api/v1/incidents/{id}/acknowledge",
+            post(acknowledge).layer(middleware::from_fn_with_state(state.clone(), require_token)),
+        )
+        .route(
+            "/api/v1/incidents/{id}/resolve",
+            post(resolve).layer(middleware::from_fn_with_state(state.clone(), require_token)),
+        )
         .route("/api/v1/events", get(list_events))
         .route("/api/v1/summary", get(summary))
         .route("/api/v1/catalogue", get(catalogue))
@@ -73,10 +79,14 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/classify", post(classify))
         .route(
             "/api/v1/ingest/{source}",
-            post(ingest).layer(middleware::from_fn_with_state(
-                Arc::new(tokio::sync::Semaphore::new(INGESTS_AT_ONCE)),
-                one_ingest_at_a_time,
-            )),
+            post(ingest)
+                .layer(middleware::from_fn_with_state(
+                    Arc::new(tokio::sync::Semaphore::new(INGESTS_AT_ONCE)),
+                    one_ingest_at_a_time,
+                ))
+                // Outermost: a client without the token neither waits for nor holds a
+                // permit, and its body is never read.
+                .layer(middleware::from_fn_with_state(state.clone(), require_token)),
         )
         .route("/api/v1/openapi.json", get(openapi))
         .fallback(|| async { error_body(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
@@ -87,6 +97,15 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::map_response(json_errors))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
+}
+
+/// The bearer-token check, as a layer that runs before anything else of the request is
+/// read: its body (a 401, not a 413, for a large one) or an ingest permit.
+async fn require_token(State(state): State<AppState>, req: axum::extract::Request, next: middleware::Next) -> Response {
+    match authorize(&state, req.headers()) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
 }
 
 /// Pushes decoded at once. Each holds its body and what it decodes to (about three times
@@ -188,7 +207,20 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-type Params = Query<HashMap<String, String>>;
+type Params = Query<Vec<(String, String)>>;
+
+/// The query's parameters by name; one given twice is a 400 (which would count is not
+/// for the server to guess).
+fn unique(params: Vec<(String, String)>) -> Result<HashMap<String, String>, ApiError> {
+    let mut out = HashMap::with_capacity(params.len());
+    for (name, value) in params {
+        if out.contains_key(&name) {
+            return Err(ApiError::bad(&name, "given more than once"));
+        }
+        out.insert(name, value);
+    }
+    Ok(out)
+}
 
 fn check_known(params: &HashMap<String, String>, known: &[&str]) -> Result<(), ApiError> {
     let mut unknown: Vec<&String> = params.keys().filter(|k| !known.contains(&k.as_str())).collect();
@@ -199,12 +231,22 @@ fn check_known(params: &HashMap<String, String>, known: &[&str]) -> Result<(), A
     }
 }
 
+/// A time parameter, up to the next whole millisecond: the store keeps milliseconds, and
+/// both bounds of `[since, until)` keep their meaning rounded up (a `since` cut down
+/// would take in events before it).
 fn parse_time(params: &HashMap<String, String>, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
     params
         .get(name)
         .map(|v| {
             DateTime::parse_from_rfc3339(v)
-                .map(|t| t.with_timezone(&Utc))
+                .map(|t| {
+                    let t = t.with_timezone(&Utc);
+                    let below_ms = t.timestamp_subsec_nanos() % 1_000_000;
+                    if below_ms == 0 {
+                        return t;
+                    }
+                    t.checked_add_signed(chrono::Duration::nanoseconds(i64::from(1_000_000 - below_ms))).unwrap_or(t)
+                })
                 .map_err(|_| ApiError::bad(name, format!("{v:?} is not an RFC 3339 time such as 2026-03-04T08:15:02Z")))
         })
         .transpose()
@@ -280,6 +322,7 @@ fn encode(s: &str) -> String {
         (status = 200, description = "A page; a Link rel=next header mirrors next_cursor", body = doc::IncidentPage),
         (status = 400, description = "A parameter is invalid (the message names it)", body = doc::ErrorBody)))]
 async fn list_incidents(State(state): State<AppState>, Query(params): Params) -> Result<Response, ApiError> {
+    let params = unique(params)?;
     check_known(&params, &["status", "category", "code", "app", "since", "until", "limit", "cursor", "sort"])?;
     let status = match params.get("status").map(String::as_str) {
         None | Some("open") => Some(IncidentStatus::Open),
@@ -386,11 +429,9 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         (status = 404, description = "No such incident", body = doc::ErrorBody)))]
 async fn acknowledge(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(raw): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &headers)?;
     let id = parse_id(&raw)?;
     let ack: doc::AcknowledgeRequest = if body.iter().all(u8::is_ascii_whitespace) {
         doc::AcknowledgeRequest::default()
@@ -415,12 +456,7 @@ async fn acknowledge(
         (status = 200, description = "The resolved incident", body = Incident),
         (status = 401, description = "Bearer token missing or wrong", body = doc::ErrorBody),
         (status = 404, description = "No such incident", body = doc::ErrorBody)))]
-async fn resolve(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(raw): Path<String>,
-) -> Result<Response, ApiError> {
-    authorize(&state, &headers)?;
+async fn resolve(State(state): State<AppState>, Path(raw): Path<String>) -> Result<Response, ApiError> {
     let id = parse_id(&raw)?;
     let incident =
         state.store.resolve(id, Utc::now()).await?.ok_or_else(|| ApiError::NotFound(format!("no incident {id}")))?;
@@ -445,6 +481,7 @@ async fn resolve(
         (status = 400, description = "A parameter is invalid", body = doc::ErrorBody),
         (status = 404, description = "No such incident (`incident`)", body = doc::ErrorBody)))]
 async fn list_events(State(state): State<AppState>, Query(params): Params) -> Result<Response, ApiError> {
+    let params = unique(params)?;
     check_known(&params, &["incident", "category", "code", "source", "since", "until", "limit", "cursor"])?;
     let incident = params
         .get("incident")
@@ -490,6 +527,7 @@ async fn list_events(State(state): State<AppState>, Query(params): Params) -> Re
         (status = 200, description = "The counts", body = Summary),
         (status = 400, description = "A parameter is invalid", body = doc::ErrorBody)))]
 async fn summary(State(state): State<AppState>, Query(params): Params) -> Result<Response, ApiError> {
+    let params = unique(params)?;
     check_known(&params, &["window", "since", "until", "source"])?;
     let until = parse_time(&params, "until")?.unwrap_or_else(Utc::now);
     let window = match params.get("window") {
@@ -510,7 +548,11 @@ async fn summary(State(state): State<AppState>, Query(params): Params) -> Result
             .unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
     };
     if since > until {
-        return Err(ApiError::bad("since", "must not be after until"));
+        return Err(match params.contains_key("since") {
+            true => ApiError::bad("since", "must not be after until"),
+            // The window's start defaults to it: nothing is counted before 1970.
+            false => ApiError::bad("until", "must not be before 1970-01-01T00:00:00Z"),
+        });
     }
     let s = state.store.summary(since, until, params.get("source").map(String::as_str)).await?;
     Ok(Json(s).into_response())
@@ -598,6 +640,7 @@ async fn classify(State(state): State<AppState>, body: Bytes) -> Result<Response
         (status = 401, description = "Bearer token missing or wrong", body = doc::ErrorBody),
         (status = 404, description = "No such source", body = doc::ErrorBody),
         (status = 413, description = "Body larger than server.max_body_bytes", body = doc::ErrorBody),
+        (status = 415, description = "A Content-Encoding other than identity: send the body uncompressed", body = doc::ErrorBody),
         (status = 503, description = "The store is locked by another writer: nothing was stored; retry later", body = doc::ErrorBody)))]
 async fn ingest(
     State(state): State<AppState>,
@@ -605,7 +648,15 @@ async fn ingest(
     Path(source): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &headers)?;
+    // A compressed body read as text would be all parse errors and a 200: nothing stored,
+    // and a shipper that never retries.
+    if let Some(coding) = headers
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase())
+        .filter(|c| !c.is_empty() && c != "identity")
+    {
+        return Err(ApiError::UnsupportedEncoding(coding));
+    }
     // A configured source of that name decides (also one named `http`, whose timezone and
     // defaults were otherwise ignored); `http` alone takes the defaults.
     let settings: SourceSettings = match state.settings.source(&source) {
