@@ -208,6 +208,14 @@ fn start_at_end_and_ignore_older_only_concern_files_found_at_start_up() {
     h.stop();
     assert_exactly_once(&h.stored(), 3..7);
     assert_eq!(h.parse_errors(), 0.0);
+    // Later starts: a file that appeared while passportd was stopped (a rotation's new
+    // file) is new, read whole, not from its end.
+    h.append("present.log", &lines(8..9));
+    h.append("rotated-while-stopped.log", &lines(9..11));
+    h.start();
+    h.poll();
+    h.stop();
+    assert_exactly_once(&h.stored(), (3..7).chain(8..11));
 }
 
 #[test]
@@ -547,4 +555,22 @@ fn a_passport_message_written_line_by_line_is_one_record() {
     }
     h.stop();
     assert_eq!(h.parse_errors(), 0.0);
+}
+
+/// A file rewritten in place with new content of the same size, its modification time set
+/// back to what it was (or a file system whose mtime ticks coarsely): the status-change
+/// time still tells, and the new content is read.
+#[test]
+fn a_same_size_rewrite_with_the_same_mtime_is_read() {
+    let mut h = Harness::new("app.log", "");
+    h.append("app.log", &lines(0..3));
+    let mtime = std::fs::metadata(h.path("app.log")).unwrap().modified().unwrap();
+    h.poll();
+    let rewritten = lines(3..6);
+    assert_eq!(rewritten.len(), lines(0..3).len());
+    std::fs::write(h.path("app.log"), rewritten).unwrap();
+    std::fs::File::options().write(true).open(h.path("app.log")).unwrap().set_modified(mtime).unwrap();
+    h.poll();
+    h.stop();
+    assert_exactly_once(&h.stored(), 0..6);
 }

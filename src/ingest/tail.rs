@@ -90,6 +90,9 @@ struct Tracked {
     /// Size and modification time at the last stat.
     size: u64,
     mtime: Option<SystemTime>,
+    /// Status-change time at the last stat: a rewrite that keeps the size and sets the
+    /// modification time back (or lands within a coarse mtime's tick) still changes it.
+    ctime: Option<(i64, i64)>,
     /// False while it was seen only empty: its first bytes are looked at before they are
     /// read (see `Tailer::vet`).
     vetted: bool,
@@ -142,11 +145,21 @@ pub struct Tailer {
     /// first seen, and the last round counted.
     deferred: HashMap<(u64, u64), (u32, Instant, u64)>,
     first_round: bool,
+    /// The source had no checkpoint at start: it runs for the first time, and only then
+    /// does `start_at = "end"` apply. A later start finds files that appeared while it was
+    /// stopped (a rotation's new file), which are new and read whole.
+    first_run: bool,
     round: u64,
 }
 
 /// (device, inode).
 type FileKey = (u64, u64);
+
+/// A file's status-change time (seconds, nanoseconds).
+fn change_time(meta: &Metadata) -> Option<(i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    Some((meta.ctime(), meta.ctime_nsec()))
+}
 /// What a scan found: each inode once, with a path and its metadata.
 type Seen = HashMap<FileKey, (PathBuf, Metadata)>;
 
@@ -165,7 +178,9 @@ impl Tailer {
         cancel: CancellationToken,
     ) -> Result<Tailer, super::discover::GlobError> {
         let matcher = PathMatcher::new(&source.paths, &source.exclude)?;
+        let first_run = checkpoints.is_empty();
         Ok(Tailer {
+            first_run,
             name: source.name.clone(),
             source,
             matcher,
@@ -280,10 +295,12 @@ impl Tailer {
             let mtime = meta.modified().ok();
             let shrunk = meta.len() < t.reader.read_offset;
             // Same size and time: unchanged, no need to read its head again.
-            let changed = meta.len() != t.size || mtime != t.mtime;
+            let ctime = change_time(meta);
+            let changed = meta.len() != t.size || mtime != t.mtime || ctime != t.ctime;
             let rewritten = !shrunk && changed && !t.reader.head_unchanged(path).unwrap_or(true);
             t.size = meta.len();
             t.mtime = mtime;
+            t.ctime = ctime;
             if shrunk || rewritten {
                 reset.push(*key);
             }
@@ -383,10 +400,11 @@ impl Tailer {
                         self.ignored.insert(*key, mtime);
                         continue;
                     }
-                    // Only files present at start-up honour start_at = "end"; files that
-                    // appear later are new and read whole. A line being written at the
-                    // end is read whole once finished, not from where it was cut.
-                    let offset = if self.first_round && self.source.start_at == StartAt::End {
+                    // Only files present at the source's first start honour start_at =
+                    // "end"; files that appear later are new and read whole. A line being
+                    // written at the end is read whole once finished, not from where it
+                    // was cut.
+                    let offset = if self.first_round && self.first_run && self.source.start_at == StartAt::End {
                         identity::start_of_last_line(&file, id.size, self.source.max_line_bytes).unwrap_or(id.size)
                     } else {
                         0
@@ -404,6 +422,7 @@ impl Tailer {
                 last_sent: None,
                 size: meta.len(),
                 mtime,
+                ctime: change_time(meta),
                 vetted,
                 renamed_from: None,
             };
@@ -592,6 +611,7 @@ impl Tailer {
                     last_sent: None,
                     size,
                     mtime: None,
+                    ctime: None,
                     vetted: true,
                     renamed_from: None,
                 },
@@ -657,8 +677,19 @@ impl Tailer {
                     let Some(path) = path else {
                         continue;
                     };
-                    if !t.reader.reopen(&path).unwrap_or(false) {
-                        continue;
+                    match t.reader.reopen(&path) {
+                        Ok(true) => {
+                            self.unreadable.remove(key);
+                        }
+                        Ok(false) => continue,
+                        Err(e) => {
+                            // Its unread bytes wait: the operator must hear why, once.
+                            if e.kind() != std::io::ErrorKind::NotFound && self.unreadable.insert(*key) {
+                                tracing::warn!(source = %self.name, path = %path.display(), error = %e,
+                                    "a followed file cannot be opened again: its new lines are not read until it can be");
+                            }
+                            continue;
+                        }
                     }
                 }
                 let n = self.read_checked(key)?;
