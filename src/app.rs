@@ -223,6 +223,7 @@ impl Application {
 
         let mut wakers = Vec::new();
         let mut tail_threads = Vec::new();
+        let mut earlier: Vec<(String, crate::ingest::discover::PathMatcher)> = Vec::new();
         for source in core.settings.sources.clone() {
             let checkpoints = core.store.checkpoints(&source.name).await?;
             let (wake_tx, wake_rx) = std_mpsc::channel();
@@ -236,7 +237,11 @@ impl Application {
                 cancel: cancel.clone(),
                 wake_rx,
                 wake_tx,
+                earlier: earlier.clone(),
             };
+            if let Ok(matcher) = crate::ingest::discover::PathMatcher::new(&source.paths, &source.exclude) {
+                earlier.push((source.name.clone(), matcher));
+            }
             if let Ok(mut h) = health.write() {
                 h.insert(source.name.clone(), Ok(()));
             }

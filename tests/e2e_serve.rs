@@ -494,3 +494,41 @@ async fn a_passport_message_split_across_writes_is_one_failure() {
     );
     server.stop().await;
 }
+
+/// Two sources whose paths both match a file: it is the first configured source's alone,
+/// read once, its records always under that name (not under whichever won a race).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_two_sources_match_is_read_by_the_first_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    std::fs::copy(common::fixtures().join("e2e/entra.json"), logs.join("a.json")).unwrap();
+    let server = TestServer::start(settings(&format!(
+        "[storage]\npath = \"{db}\"\n[[sources]]\nname = \"first\"\npaths = [\"{l}/*.json\"]\npoll_interval = \"50ms\"\n\
+         [[sources]]\nname = \"second\"\npaths = [\"{l}/a*\"]\npoll_interval = \"50ms\"\n",
+        db = dir.path().join("p.db").display(),
+        l = logs.display()
+    )))
+    .await;
+    poll_until("the file's four failures", Duration::from_secs(10), || async {
+        let events = server.get_json("/api/v1/events?source=first").await;
+        (events["items"].as_array().map_or(0, Vec::len) == 4).then_some(())
+    })
+    .await;
+    // A file only the second source matches: once it is read, the second source has
+    // scanned the folder with both files in it.
+    let fixture = std::fs::read_to_string(common::fixtures().join("e2e/entra.json")).unwrap();
+    let line = fixture.lines().nth(3).unwrap().replace("000000000004", "000000000104");
+    std::fs::write(logs.join("a-second-only.log"), format!("{line}\n")).unwrap();
+    poll_until("the second source's own file", Duration::from_secs(10), || async {
+        let events = server.get_json("/api/v1/events?source=second").await;
+        (!events["items"].as_array().map_or(true, Vec::is_empty)).then_some(())
+    })
+    .await;
+    let second = server.get_json("/api/v1/events?source=second").await;
+    assert_eq!(second["items"].as_array().map(Vec::len), Some(1), "{second}");
+    let m = server.metrics().await;
+    assert_eq!(sample(&m, r#"passportd_ingest_lines_total{source="first"}"#), Some(7.0));
+    assert_eq!(sample(&m, r#"passportd_ingest_lines_total{source="second"}"#), Some(1.0));
+    server.stop().await;
+}

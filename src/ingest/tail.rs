@@ -73,6 +73,9 @@ pub struct TailContext {
     pub wake_rx: std_mpsc::Receiver<()>,
     /// To hand to the watcher.
     pub wake_tx: std_mpsc::Sender<()>,
+    /// The sources configured before this one, by name, with their path patterns: a file
+    /// that one of them matches is theirs (see `Tailer::yield_to`).
+    pub earlier: Vec<(String, PathMatcher)>,
 }
 
 /// One followed file generation.
@@ -149,6 +152,10 @@ pub struct Tailer {
     /// does `start_at = "end"` apply. A later start finds files that appeared while it was
     /// stopped (a rotation's new file), which are new and read whole.
     first_run: bool,
+    /// Sources configured before this one (see `yield_to`).
+    earlier: Vec<(String, PathMatcher)>,
+    /// Files left to an earlier source, each logged once.
+    yielded: HashSet<PathBuf>,
     round: u64,
 }
 
@@ -181,6 +188,8 @@ impl Tailer {
         let first_run = checkpoints.is_empty();
         Ok(Tailer {
             first_run,
+            earlier: Vec::new(),
+            yielded: HashSet::new(),
             name: source.name.clone(),
             source,
             matcher,
@@ -197,6 +206,15 @@ impl Tailer {
             first_round: true,
             round: 0,
         })
+    }
+
+    /// Leaves every file that a source configured before this one matches to that source:
+    /// two sources reading one file would each store its records (and whichever won the
+    /// race to a record's key would count it), so a file is one source's, the first in
+    /// the configuration that matches it.
+    pub fn yield_to(mut self, earlier: Vec<(String, PathMatcher)>) -> Self {
+        self.earlier = earlier;
+        self
     }
 
     /// The path patterns (for the watcher).
@@ -260,10 +278,17 @@ impl Tailer {
         Ok(report)
     }
 
-    /// Every matching file now, each inode once.
-    fn scan(&self) -> Seen {
+    /// Every matching file now, each inode once, but those an earlier source takes.
+    fn scan(&mut self) -> Seen {
         let mut seen: Seen = HashMap::new();
         for path in self.matcher.scan() {
+            if let Some((owner, _)) = self.earlier.iter().find(|(_, m)| m.matches(&path)) {
+                if self.yielded.insert(path.clone()) {
+                    tracing::warn!(source = %self.name, path = %path.display(), owner = %owner,
+                        "a file both sources' paths match is read by the one configured first only");
+                }
+                continue;
+            }
             let Ok(meta) = std::fs::metadata(&path) else {
                 continue;
             };
@@ -981,12 +1006,12 @@ fn find_sibling(cp: &Checkpoint, exclude: &HashSet<(u64, u64)>) -> Option<(PathB
 
 /// Runs the tail loop on the current (blocking) thread until cancelled.
 pub fn run(ctx: TailContext) -> Result<(), ReadError> {
-    let TailContext { source, checkpoints, normalizer, tx, metrics, cancel, wake_rx, wake_tx } = ctx;
+    let TailContext { source, checkpoints, normalizer, tx, metrics, cancel, wake_rx, wake_tx, earlier } = ctx;
     let name = source.name.clone();
     let poll = source.poll_interval.get();
     let watch = source.watch;
     let mut tailer = match Tailer::new(source, checkpoints, normalizer, tx, metrics.clone(), cancel.clone()) {
-        Ok(t) => t,
+        Ok(t) => t.yield_to(earlier),
         Err(e) => {
             tracing::error!(source = %name, error = %e, "invalid path pattern; source stopped");
             return Ok(());
