@@ -689,53 +689,36 @@ fn env_key(var: &str) -> Option<String> {
     path.contains("__").then(|| path.split("__").map(str::to_ascii_lowercase).collect::<Vec<_>>().join("."))
 }
 
-/// The `section.key` written on the line holding byte `at` (under the nearest table
-/// header above it), when that line is a `key = value`.
-fn key_at(text: &str, at: usize) -> Option<String> {
-    let at = at.min(text.len());
-    let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
-    let line = text[line_start..].lines().next()?;
-    let trimmed = line.trim();
-    if trimmed.starts_with('[') {
-        // A table header: the table is the key (`[sources]` where a list was expected).
-        let name = trimmed.trim_start_matches('[').split(']').next()?.trim();
-        return (!name.is_empty()).then(|| name.to_string());
-    }
-    let key = line.split_once('=')?.0.trim().trim_matches('"');
-    if key.is_empty() {
-        return None;
-    }
-    let section = text[..line_start]
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| l.starts_with('['))
-        .map(|h| h.trim_start_matches('[').trim_end_matches(']').trim().to_string());
-    Some(match section {
-        Some(section) => format!("{section}.{key}"),
-        None => key.to_string(),
-    })
+/// What a line of a TOML file is, as the configuration errors name keys: a table header
+/// (its table, as validation names it: `sources[1]`, `sources[1].passport`), a `key = …`
+/// (its full key), or neither (a value continued from a line above, a comment, a blank).
+#[derive(Debug, Clone, PartialEq)]
+enum TomlLine {
+    Header(String),
+    Key(String),
+    Other,
 }
 
-/// The line (from 1) of the file `text` that sets the validation key `key`
-/// (`server.listen`, `sources[1].timezone`, `incidents.open_threshold.x.within`): the line
-/// of its `key = …` under its table's header, else of the nearest enclosing key or table
-/// written (an inline table, a dotted key). `None` when the file does not say (a default).
-fn line_of_key(text: &str, key: &str) -> Option<usize> {
-    // Each line's table, as validation names it: `sources[1]`, `sources[1].passport`.
-    let mut table = String::new();
+/// Each line of `text`, classified (see [`TomlLine`]). A line inside a value that spans
+/// lines (an array written one element per line) is no header and no key, even when it
+/// starts with `[`.
+fn toml_lines(text: &str) -> Vec<TomlLine> {
+    let bare = |name: &str| name.chars().filter(|c| !matches!(c, '"' | '\'' | ' ' | '\t')).collect::<String>();
+    let (mut depth, mut table) = (0i32, String::new());
     let mut arrays: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-    let mut found: Vec<(String, usize)> = Vec::new();
-    for (index, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if let Some(name) = line.strip_prefix("[[").and_then(|l| l.split("]]").next()) {
-            let name = name.trim().replace(['"', ' '], "");
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let t = line.trim();
+        let (kind, value) = if depth > 0 || t.is_empty() || t.starts_with('#') {
+            (TomlLine::Other, t)
+        } else if let Some(rest) = t.strip_prefix("[[") {
+            let name = bare(rest.split("]]").next().unwrap_or(""));
             let n = arrays.entry(name.clone()).or_insert(0);
             table = format!("{name}[{n}]");
             *n += 1;
-            found.push((table.clone(), index + 1));
-        } else if let Some(name) = line.strip_prefix('[').and_then(|l| l.split(']').next()) {
-            let name = name.trim().replace(['"', ' '], "");
+            (TomlLine::Header(table.clone()), "")
+        } else if let Some(rest) = t.strip_prefix('[') {
+            let name = bare(rest.split(']').next().unwrap_or(""));
             // `[sources.passport]` after `[[sources]]` belongs to the last source.
             table = match name.split_once('.') {
                 Some((head, rest)) if arrays.contains_key(head) => {
@@ -743,18 +726,79 @@ fn line_of_key(text: &str, key: &str) -> Option<usize> {
                 }
                 _ => name,
             };
-            found.push((table.clone(), index + 1));
-        } else if let Some((name, _)) = line.split_once('=') {
-            let name = name.trim().replace(['"', ' '], "");
-            if !name.is_empty() && !name.starts_with('#') {
-                let full = if table.is_empty() { name } else { format!("{table}.{name}") };
-                found.push((full, index + 1));
+            (TomlLine::Header(table.clone()), "")
+        } else if let Some((name, value)) = t.split_once('=') {
+            let name = bare(name);
+            let full = if table.is_empty() { name } else { format!("{table}.{name}") };
+            (TomlLine::Key(full), value)
+        } else {
+            (TomlLine::Other, t)
+        };
+        depth = (depth + bracket_balance(value)).max(0);
+        out.push(kind);
+    }
+    out
+}
+
+/// Brackets and braces opened minus closed in a value's text, outside strings and a
+/// trailing comment.
+fn bracket_balance(value: &str) -> i32 {
+    let (mut depth, mut quote, mut escaped) = (0, None, false);
+    for c in value.chars() {
+        match quote {
+            Some(q) => {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' && q == '"' {
+                    escaped = true;
+                } else if c == q {
+                    quote = None;
+                }
             }
+            None => match c {
+                '"' | '\'' => quote = Some(c),
+                '#' => break,
+                '[' | '{' => depth += 1,
+                ']' | '}' => depth -= 1,
+                _ => {}
+            },
         }
     }
+    depth
+}
+
+/// The key written at byte `at` of `text`: a table header's table, a `key = …` line's
+/// key, or for a line inside a value spanning lines, the key whose value it is.
+fn key_at(text: &str, at: usize) -> Option<String> {
+    let at = at.min(text.len());
+    let line = text[..at].matches('\n').count();
+    let lines = toml_lines(text);
+    lines.get(..=line.min(lines.len().checked_sub(1)?))?.iter().rev().find_map(|l| match l {
+        TomlLine::Header(name) | TomlLine::Key(name) => Some(name.clone()),
+        TomlLine::Other => None,
+    })
+}
+
+/// The line (from 1) of the file `text` that sets the validation key `key`
+/// (`server.listen`, `sources[1].timezone`, `incidents.open_threshold.x.within`): the line
+/// of its `key = …`, else of a key written below it (a dotted key or a table of its own),
+/// else of the nearest enclosing key or table. `None` when the file does not say (a
+/// default).
+fn line_of_key(text: &str, key: &str) -> Option<usize> {
+    let written: Vec<(String, usize)> = toml_lines(text)
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, l)| match l {
+            TomlLine::Header(name) | TomlLine::Key(name) => Some((name, i + 1)),
+            TomlLine::Other => None,
+        })
+        .collect();
     let mut wanted = key;
     loop {
-        if let Some((_, line)) = found.iter().find(|(k, _)| k == wanted) {
+        let below = |k: &String| k.strip_prefix(wanted).is_some_and(|rest| rest.starts_with(['.', '[']));
+        if let Some((_, line)) =
+            written.iter().find(|(k, _)| k == wanted).or_else(|| written.iter().find(|(k, _)| below(k)))
+        {
             return Some(*line);
         }
         wanted = &wanted[..wanted.rfind(['.', '['])?];
@@ -1125,6 +1169,10 @@ mod tests {
             ("# two sources\n[[sources]]\nname = \"a\"\npaths = [\"/x/*\"]\n[[sources]]\nname = \"a\"\npaths = [\"/y/*\"]\n", "line 6: `sources[1].name`"),
             ("[[sources]]\nname = \"a\"\npaths = [\"/x/*\"]\n[sources.passport]\nsubsystems = []\n[[sources]]\nname = \"b\"\npaths = [\"/y/*\"]\ntimezone = \"Mars/Base\"\n", "line 9: `sources[1].timezone`"),
             ("[incidents]\nquiet_period = \"0s\"\n", "line 2: `incidents.quiet_period`"),
+            // A line inside an array written over several lines is no table header.
+            ("[catalogue]\nfederated_domains = [\n  [\"corp.example\"],\n]\n", "line 3, column 3: `catalogue.federated_domains`"),
+            // A dotted key below the one validation names.
+            ("[incidents]\nopen_threshold.mfa_required.events = 0\n", "line 2: `incidents.open_threshold.mfa_required`"),
         ] {
             let err = from_parts(file, "t.toml", &[]).unwrap_err().to_string();
             assert!(err.contains(says), "{file}: {err}");
@@ -1287,7 +1335,7 @@ mod tests {
         let err = from_parts("[server]\nlisten = \"127.0.0.1:1\"\n\n[[sources]]\nname = \"a\"\npaths = [\"/x\"]\npoll_intervall = \"1s\"\n", "t.toml", &[])
             .unwrap_err()
             .to_string();
-        assert!(err.contains("line 7, column 1: `sources.poll_intervall`: unknown field `poll_intervall`"), "{err}");
+        assert!(err.contains("line 7, column 1: `sources[0].poll_intervall`: unknown field `poll_intervall`"), "{err}");
         assert!(!err.contains('\n'), "{err}");
         // A bad value from the environment is blamed on its variable, not on the file.
         let env = [("PASSPORTD_SERVER__LISTEN".to_string(), "bad".to_string())];
