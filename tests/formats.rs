@@ -712,6 +712,32 @@ fn a_source_timezone_applies_to_passport_stamps_not_to_entra_times() {
     assert_eq!(at(compact).as_deref(), Some("2026-03-04T16:15:02.123+00:00"));
 }
 
+/// A compact export across a DST fall-back: its clock goes back from 01:59 to 01:00, and
+/// the failure at 01:30 after that is the hour's second pass (09:30Z, not 08:30Z again,
+/// which lost it as a duplicate of the first); after the repeated hour, times are plain.
+#[test]
+fn a_compact_export_across_a_dst_fall_back_reads_the_repeated_hour_twice() {
+    let o = DecodeOptions { default_tz: chrono_tz::America::Los_Angeles, ..DecodeOptions::default() };
+    let head = "SecurityAgent[612:26b7] [io.kandji.passport:auth]";
+    let chatter = "SecurityAgent[612:26b7] [io.kandji.passport:ui] Presenting Passport login window";
+    let export = format!(
+        "Timestamp               Ty Process[PID:TID]\n\
+         2026-11-01 01:30:00.000 E  {head} AADSTS50126: Error validating credentials. alice@contoso.example\n\
+         2026-11-01 01:59:59.000 Df {chatter}\n\
+         2026-11-01 01:00:01.000 Df {chatter}\n\
+         2026-11-01 01:30:00.000 E  {head} AADSTS50126: Error validating credentials. alice@contoso.example\n\
+         2026-11-01 02:10:00.000 E  {head} AADSTS50126: Error validating credentials. alice@contoso.example\n"
+    );
+    let times: Vec<String> = decode_bytes(&o, export.as_bytes())
+        .iter()
+        .filter_map(|i| match &i.kind {
+            ItemKind::SignIn(s) => s.occurred_at.map(|t| t.to_rfc3339()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(times, ["2026-11-01T08:30:00+00:00", "2026-11-01T09:30:00+00:00", "2026-11-01T10:10:00+00:00"]);
+}
+
 /// What real exports add around the records: `log show`'s closing summary object, a
 /// `DeviceDetail` given as JSON text (az-cli rows, portal CSV cells), and a Log Analytics
 /// row whose `TenantId` is the workspace (the Entra tenant is in `ResourceId`).

@@ -187,6 +187,48 @@ struct Pending {
     overlong: bool,
     /// `end` is inside a line of an overlong record, whose rest is swallowed first.
     in_line: bool,
+    /// Its head's time is in an hour the export's clock is repeating (see `LocalClock`).
+    second_pass: bool,
+}
+
+/// The clock of a text export whose times carry no offset (the compact style), as its
+/// record heads give it: when it goes back within an hour (a DST fall-back repeats the
+/// hour), the heads after that, in the repeated hour, are that hour's second pass. Without
+/// this, both readings of 01:30 were the first (one failure lost as a duplicate of the
+/// other, or stored an hour early).
+#[derive(Debug, Clone, Copy, Default)]
+struct LocalClock {
+    /// The last head's `YYYY-MM-DD HH:MM:SS`.
+    last: Option<[u8; 19]>,
+    /// The `YYYY-MM-DD HH` being repeated, while it lasts.
+    repeated_hour: Option<[u8; 13]>,
+}
+
+impl LocalClock {
+    /// Notes a head's time (`line` starts with it; `stamp_len` from `leading_timestamp_len`)
+    /// and says whether it is in an hour being repeated. A time with an offset is
+    /// unambiguous: never.
+    fn second_pass(&mut self, line: &[u8], stamp_len: usize) -> bool {
+        let Some(stamp) = line.get(..19).and_then(|s| <[u8; 19]>::try_from(s).ok()) else {
+            return false;
+        };
+        if line.get(19..stamp_len).is_some_and(|zone| zone.iter().any(|b| matches!(b, b'Z' | b'+' | b'-'))) {
+            return false;
+        }
+        let hour = |s: &[u8; 19]| u32::from(s[11].wrapping_sub(b'0')) * 10 + u32::from(s[12].wrapping_sub(b'0'));
+        if let Some(last) = self.last {
+            let back_within_an_hour =
+                stamp[11..] < last[11..] && stamp[..10] == last[..10] && hour(&last).saturating_sub(hour(&stamp)) <= 1;
+            if back_within_an_hour {
+                self.repeated_hour = <[u8; 13]>::try_from(&stamp[..13]).ok();
+            }
+        }
+        if self.repeated_hour.is_some_and(|h| h[..] != stamp[..13]) {
+            self.repeated_hour = None;
+        }
+        self.last = Some(stamp);
+        self.repeated_hour.is_some()
+    }
 }
 
 /// Whether a line longer than `max_record_bytes` starts a record of its own rather than
@@ -309,6 +351,8 @@ pub struct StreamDecoder {
     /// The last element of the array being read was malformed JSON (cut short, or too
     /// long): if the stream ends there, that element is the error of the cut.
     last_element_broken: bool,
+    /// The clock of the text records' heads (see `LocalClock`).
+    local_clock: LocalClock,
     ckpt_off: u64,
     ckpt: Saved,
 }
@@ -353,6 +397,7 @@ impl StreamDecoder {
             pending: None,
             prev_text: wire.t,
             last_element_broken: false,
+            local_clock: LocalClock::default(),
             ckpt_off: offset,
             ckpt: Saved { line: 1, mode: SavedMode::Top, prev_text: false },
         };
@@ -671,7 +716,7 @@ impl StreamDecoder {
             if self.prefilter.as_mut().is_some_and(|p| p.text_is_chatter(text.as_bytes())) {
                 ItemKind::Skipped
             } else {
-                decide_text(text.trim_end(), &self.matcher, self.opts.default_tz)
+                decide_text(text.trim_end(), &self.matcher, self.opts.default_tz, p.second_pass)
             }
         };
         push(out, p.start, p.end, p.line, kind);
@@ -754,7 +799,7 @@ impl StreamDecoder {
                     // A message whose first line is too long: swallowed with its
                     // continuation lines, as one error.
                     let (start, line) = (self.abs(self.pos), self.line);
-                    let p = Pending { start, end: start, line, overlong: true, in_line: true };
+                    let p = Pending { start, end: start, line, overlong: true, in_line: true, second_pass: false };
                     self.pending = Some(p);
                     return self.swallow_line(p, eof);
                 }
@@ -854,16 +899,17 @@ impl StreamDecoder {
             if text_ok && leading_timestamp_len(raw).is_some() {
                 // A message whose first line is too long: one error with its
                 // continuation lines (held by offsets only), which are no orphans.
-                self.pending = Some(Pending { start, end, line, overlong: true, in_line: false });
+                self.pending = Some(Pending { start, end, line, overlong: true, in_line: false, second_pass: false });
                 self.advance_line(nl, next);
                 return;
             }
             ItemKind::Error(ParseErrorReason::LineTooLong)
         } else if is_banner(raw) {
             ItemKind::Skipped
-        } else if text_ok && leading_timestamp_len(raw).is_some() {
+        } else if let Some(stamp_len) = text_ok.then(|| leading_timestamp_len(raw)).flatten() {
             // Held whatever its bytes: `emit_pending` reads one that is not UTF-8 as `?`.
-            self.pending = Some(Pending { start, end, line, overlong: false, in_line: false });
+            let second_pass = self.local_clock.second_pass(raw, stamp_len);
+            self.pending = Some(Pending { start, end, line, overlong: false, in_line: false, second_pass });
             self.advance_line(nl, next);
             return;
         } else if std::str::from_utf8(raw).is_err() {
@@ -1546,6 +1592,7 @@ fn passport_obj(opts: &DecodeOptions, m: &Matcher, o: &Obj<'_>) -> ItemKind {
         process: o.process_image_path.get().unwrap_or(""),
         device: None,
         pid: o.process_id,
+        second_pass: false,
     };
     decide(&f, m, opts.default_tz)
 }

@@ -89,6 +89,10 @@ pub(crate) struct PassportFields<'s> {
     pub device: Option<&'s str>,
     /// The process id, when the style prints it (all of `log show`'s do).
     pub pid: Option<u32>,
+    /// The time, written without an offset (the compact style), came after the export's
+    /// clock went back within the hour (a DST fall-back): in the repeated hour it is the
+    /// second reading, at the later offset.
+    pub second_pass: bool,
 }
 
 const FAILURE_PHRASES: &[&str] = &[
@@ -601,6 +605,7 @@ pub(crate) fn decide(r: &PassportFields<'_>, m: &Matcher, tz: chrono_tz::Tz) -> 
     s.redacted = msg.contains("<private>");
     s.occurred_at = match r.timestamp.map(str::trim).filter(|t| !t.is_empty()) {
         Some(t) => match parse_timestamp(t, tz) {
+            Some(at) if r.second_pass => Some(second_reading(at, tz)),
             Some(at) => Some(at),
             None => return ItemKind::Error(ParseErrorReason::InvalidTimestamp),
         },
@@ -914,7 +919,20 @@ fn process_and_pid(line: &str, from: usize) -> Option<(&str, Option<u32>, usize)
 }
 
 /// A text record: its head line plus any continuation lines, decoded.
-pub(crate) fn decide_text(lines: &str, m: &Matcher, tz: chrono_tz::Tz) -> ItemKind {
+/// The later reading of `at` (the earlier one of a wall-clock time the zone repeats) when
+/// its wall-clock time in `tz` is ambiguous; else `at`.
+fn second_reading(at: chrono::DateTime<chrono::Utc>, tz: chrono_tz::Tz) -> chrono::DateTime<chrono::Utc> {
+    use chrono::TimeZone;
+    match tz.from_local_datetime(&at.with_timezone(&tz).naive_local()) {
+        chrono::LocalResult::Ambiguous(earlier, later) if earlier.with_timezone(&chrono::Utc) == at => {
+            later.with_timezone(&chrono::Utc)
+        }
+        _ => at,
+    }
+}
+
+/// Decides a text record; `second_pass` as [`PassportFields::second_pass`].
+pub(crate) fn decide_text(lines: &str, m: &Matcher, tz: chrono_tz::Tz, second_pass: bool) -> ItemKind {
     let (first, rest) = match lines.find('\n') {
         Some(i) => (&lines[..i], Some(&lines[i + 1..])),
         None => (lines, None),
@@ -943,6 +961,7 @@ pub(crate) fn decide_text(lines: &str, m: &Matcher, tz: chrono_tz::Tz) -> ItemKi
         process: h.process,
         device,
         pid: h.pid,
+        second_pass,
     };
     decide(&f, m, tz)
 }
@@ -1002,6 +1021,7 @@ mod tests {
             "2026-03-04 08:15:02.123 E  Company Portal[901:1a] [com.microsoft.CompanyPortalMac:auth] AADSTS50076: x",
             &Matcher::new(&PassportFilter::default()),
             chrono_tz::UTC,
+            false,
         );
         assert!(matches!(kind, ItemKind::Skipped), "{kind:?}");
     }
