@@ -738,6 +738,31 @@ fn a_compact_export_across_a_dst_fall_back_reads_the_repeated_hour_twice() {
     assert_eq!(times, ["2026-11-01T08:30:00+00:00", "2026-11-01T09:30:00+00:00", "2026-11-01T10:10:00+00:00"]);
 }
 
+/// The Entra admin center's own download of the sign-in logs (CSV): columns named for
+/// people, `Status` a word. Each row is a sign-in with its time, code, user, app and ids.
+#[test]
+fn the_admin_center_sign_in_download_is_read_by_its_column_names() {
+    let csv = "\u{feff}Date (UTC),Request ID,User agent,Correlation ID,User ID,User,Username,User type,Application,Application ID,Resource,IP address,Location,Status,Sign-in error code,Failure reason,Client app,Authentication Protocol,Token issuer type,Home tenant ID\r\n\
+        2026-03-04T16:15:02Z,aaaa0000-0000-4000-8000-000000000001,Mozilla/5.0,c0ffee00-0000-4000-8000-000000000001,u-1,Alice Example,alice@contoso.example,Member,Kandji Passport,0d6f7c1e-2a3b-4c5d-9e8f-7a6b5c4d3e2f,Microsoft Graph,192.0.2.10,\"Seattle, Washington, US\",Failure,50076,\"Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access.\",Mobile Apps and Desktop clients,ROPC,AzureAD,9f0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b\r\n\
+        2026-03-04T16:16:10Z,aaaa0000-0000-4000-8000-000000000002,Mozilla/5.0,c0ffee00-0000-4000-8000-000000000002,u-2,Bob Example,bob@contoso.example,Member,Kandji Passport,0d6f7c1e-2a3b-4c5d-9e8f-7a6b5c4d3e2f,Microsoft Graph,192.0.2.11,\"Seattle, Washington, US\",Success,0,Other.,Mobile Apps and Desktop clients,ROPC,AzureAD,9f0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b\r\n";
+    let items = auto(csv.as_bytes());
+    assert_eq!(errors(&items), [], "{items:#?}");
+    let rows = signins(&items);
+    assert_eq!(rows.len(), 2, "{items:#?}");
+    let failure = rows[0];
+    assert_eq!(failure.occurred_at.map(|t| t.to_rfc3339()).as_deref(), Some("2026-03-04T16:15:02+00:00"));
+    assert_eq!(failure.result_code, Some(50076));
+    assert_eq!(failure.user.as_deref(), Some("alice@contoso.example"));
+    assert_eq!(failure.app_id.as_deref(), Some("0d6f7c1e-2a3b-4c5d-9e8f-7a6b5c4d3e2f"));
+    assert_eq!(failure.app_name.as_deref(), Some("Kandji Passport"));
+    assert_eq!(failure.record_id.as_deref(), Some("aaaa0000-0000-4000-8000-000000000001"));
+    assert_eq!(failure.correlation_id.as_deref(), Some("c0ffee00-0000-4000-8000-000000000001"));
+    assert_eq!(failure.ip.as_deref(), Some("192.0.2.10"));
+    assert_eq!(failure.auth_protocol.as_deref(), Some("ROPC"));
+    assert_eq!(failure.tenant_id.as_deref(), Some("9f0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b"));
+    assert_eq!(rows[1].result_code, Some(0));
+}
+
 /// What real exports add around the records: `log show`'s closing summary object, a
 /// `DeviceDetail` given as JSON text (az-cli rows, portal CSV cells), and a Log Analytics
 /// row whose `TenantId` is the workspace (the Entra tenant is in `ResourceId`).

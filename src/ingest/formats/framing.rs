@@ -67,9 +67,41 @@ struct CsvHeader {
 impl CsvHeader {
     fn parse(text: &str) -> Option<Self> {
         let cells = csv_cells(text)?;
-        let fields = cells.iter().map(|c| field_of(c.trim_start_matches('\u{feff}'))).collect();
+        let names: Vec<&str> = cells.iter().map(|c| c.trim_start_matches('\u{feff}')).collect();
+        // The Entra admin center's own download of the sign-in logs names its columns for
+        // people ("Date (UTC)", "Sign-in error code"), and its "Status" is a word
+        // ("Failure"), not Log Analytics' object: read by those names alone.
+        let admin_center = names.iter().any(|n| admin_center_column(n) == Some(F::ResultType));
+        let fields = names
+            .iter()
+            .map(|n| if admin_center { admin_center_column(n).unwrap_or(F::Other) } else { field_of(n) })
+            .collect();
         Some(Self { text: text.to_owned(), fields })
     }
+}
+
+/// The field of a column of the Entra admin center's sign-in log download (Monitoring →
+/// Sign-in logs → Download → CSV), by its name with case, spaces and punctuation left out.
+fn admin_center_column(name: &str) -> Option<F> {
+    let key: String = name.chars().filter(char::is_ascii_alphanumeric).map(|c| c.to_ascii_lowercase()).collect();
+    Some(match key.as_str() {
+        "dateutc" | "date" => F::TimeGenerated,
+        "requestid" => F::Id,
+        "correlationid" => F::CorrelationId,
+        "username" => F::Upn,
+        "user" => F::Identity,
+        "application" => F::AppName,
+        "applicationid" => F::AppId,
+        "ipaddress" => F::Ip,
+        "signinerrorcode" => F::ResultType,
+        "failurereason" => F::ResultDescription,
+        "clientapp" => F::ClientApp,
+        "tokenissuertype" => F::TokenIssuerType,
+        "authenticationprotocol" => F::AuthProtocol,
+        "hometenantid" => F::AadTenantId,
+        "resourcetenantid" => F::ResourceTenantId,
+        _ => return None,
+    })
 }
 
 /// Where the framer is between records.
