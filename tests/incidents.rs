@@ -52,7 +52,8 @@ fn stored(e: Ev) -> StoredEvent {
         occurred_at: at(e.minute),
         occurred_from_record: true,
         source: e.source.into(),
-        format: if e.passport_format { "passport" } else { "azure-diagnostic" }.into(),
+        // A failure of the source named "passport" is read from a Mac's log, as in the daemon.
+        format: if e.passport_format || e.source == "passport" { "passport" } else { "azure-diagnostic" }.into(),
         outcome: e.outcome,
         category: (e.outcome != Outcome::Success).then_some(e.category),
         codes: vec![e.code],
@@ -319,6 +320,34 @@ async fn a_passport_failure_and_its_entra_record_count_once() {
     assert_eq!(events.items.len(), 2, "both copies are kept and joined to the incident");
     let counted = events.items.iter().filter(|e| e.counted).count();
     assert_eq!(counted as i64, incs[0].event_count, "the events list says which copy counts");
+}
+
+/// Entra gives retries and MFA steps of one session the same correlation id, each record
+/// its own id: two Entra records are two sign-ins, both counted, each in its incident;
+/// only a Passport line joins an Entra record (or another line of the same attempt).
+#[tokio::test]
+async fn two_entra_records_of_one_correlation_id_are_two_sign_ins() {
+    for one_batch in [true, false] {
+        let (_d, s) = store().await;
+        let p = Policy::default();
+        let mut wrong_password = ev("entra-1", 50126, Category::InvalidCredentials, 0);
+        wrong_password.correlation = Some("corr-s".into());
+        let mut retry = ev("entra-2", 50126, Category::InvalidCredentials, 1);
+        retry.correlation = Some("corr-s".into());
+        let mut locked = ev("entra-3", 50053, Category::AccountLocked, 2);
+        locked.correlation = Some("corr-s".into());
+        if one_batch {
+            commit(&s, &p, vec![wrong_password, retry, locked]).await;
+        } else {
+            for e in [wrong_password, retry, locked] {
+                commit(&s, &p, vec![e]).await;
+            }
+        }
+        let incs = all(&s).await;
+        let count = |c: Category| incs.iter().find(|i| i.category == c).map(|i| i.event_count);
+        assert_eq!(count(Category::InvalidCredentials), Some(2), "{one_batch}: {incs:?}");
+        assert_eq!(count(Category::AccountLocked), Some(1), "{one_batch}: {incs:?}");
+    }
 }
 
 /// Live, the Passport line (no user) usually arrives before its Entra record, which names

@@ -164,8 +164,15 @@ enum Join {
 
 /// The first (lowest id) of `hits`, which are in id order, within the correlation window
 /// of `at`.
-fn first_within(hits: &[CorrelationHit], at: i64) -> Option<&CorrelationHit> {
-    hits.iter().find(|h| h.occurred_at.abs_diff(at) <= CORRELATION_WINDOW_MS.unsigned_abs())
+fn first_within(hits: &[CorrelationHit], at: i64, from_passport: bool) -> Option<&CorrelationHit> {
+    // A copy of the attempt from a Mac's log: a Passport line joins Entra's record (or an
+    // earlier line of the same attempt), and Entra's record a Passport line. Two Entra
+    // records of one correlation id are two sign-ins (a retry, an MFA step: each has its
+    // own id), and stay so.
+    hits.iter().find(|h| {
+        (from_passport || h.passport_category.is_some())
+            && h.occurred_at.abs_diff(at) <= CORRELATION_WINDOW_MS.unsigned_abs()
+    })
 }
 
 /// Every time bucket of `width` ms that holds a time in `[from, to]`. SQLite's integer
@@ -911,7 +918,8 @@ const CORRELATED_COPIES: &str = "WITH v(b, c) AS (SELECT value ->> 0, value ->> 
      WHERE e.correlation_id IS NOT NULL AND e.outcome = 'failure' AND e.counted = 1 AND e.id < ?2";
 
 /// A Passport failure and its Entra record (same correlation id) are one sign-in
-/// attempt: the later one joins the earlier one's incident without being counted again,
+/// attempt: the later one joins the earlier one's incident without being counted again
+/// (two records of one side are two sign-ins: see `first_within`),
 /// unless it is Entra's record of a Passport line classified otherwise (`Join::Supersedes`).
 async fn join_correlated(
     tx: &mut Tx<'_>,
@@ -923,16 +931,21 @@ async fn join_correlated(
         return Ok(Join::None);
     };
     let at = to_ms(f.stored.event.occurred_at);
+    let from_passport = f.stored.event.format == PASSPORT_FORMAT;
     let hit = if state.events_changed {
         // Earlier rows of this batch may be what it finds: write them (not this one,
         // whose incident is being decided).
         rows.write_through(tx, f.row).await?;
         let found = counted_copies(tx, &[(correlation, at)], f.event_id).await?;
-        found.get(correlation).and_then(|hits| first_within(hits, at)).cloned()
+        found.get(correlation).and_then(|hits| first_within(hits, at, from_passport)).cloned()
     } else {
         // Earlier batches' rows have lower ids than this batch's: they come first.
-        let prior = state.prior_correlations.get(correlation).and_then(|hits| first_within(hits, at));
-        prior.or_else(|| state.batch_correlations.get(correlation).and_then(|hits| first_within(hits, at))).cloned()
+        let prior = state.prior_correlations.get(correlation).and_then(|hits| first_within(hits, at, from_passport));
+        prior
+            .or_else(|| {
+                state.batch_correlations.get(correlation).and_then(|hits| first_within(hits, at, from_passport))
+            })
+            .cloned()
     };
     let Some(hit) = hit else {
         return Ok(Join::None);
