@@ -742,13 +742,15 @@ fn a_compact_export_across_a_dst_fall_back_reads_the_repeated_hour_twice() {
 /// people, `Status` a word. Each row is a sign-in with its time, code, user, app and ids.
 #[test]
 fn the_admin_center_sign_in_download_is_read_by_its_column_names() {
-    let csv = "\u{feff}Date (UTC),Request ID,User agent,Correlation ID,User ID,User,Username,User type,Application,Application ID,Resource,IP address,Location,Status,Sign-in error code,Failure reason,Client app,Authentication Protocol,Token issuer type,Home tenant ID\r\n\
-        2026-03-04T16:15:02Z,aaaa0000-0000-4000-8000-000000000001,Mozilla/5.0,c0ffee00-0000-4000-8000-000000000001,u-1,Alice Example,alice@contoso.example,Member,Kandji Passport,0d6f7c1e-2a3b-4c5d-9e8f-7a6b5c4d3e2f,Microsoft Graph,192.0.2.10,\"Seattle, Washington, US\",Failure,50076,\"Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access.\",Mobile Apps and Desktop clients,ROPC,AzureAD,9f0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b\r\n\
-        2026-03-04T16:16:10Z,aaaa0000-0000-4000-8000-000000000002,Mozilla/5.0,c0ffee00-0000-4000-8000-000000000002,u-2,Bob Example,bob@contoso.example,Member,Kandji Passport,0d6f7c1e-2a3b-4c5d-9e8f-7a6b5c4d3e2f,Microsoft Graph,192.0.2.11,\"Seattle, Washington, US\",Success,0,Other.,Mobile Apps and Desktop clients,ROPC,AzureAD,9f0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b\r\n";
+    let csv = "\u{feff}Date (UTC),Request ID,User agent,Correlation ID,User ID,User,Username,User type,Application,Application ID,Resource,IP address,Location,Status,Sign-in error code,Failure reason,Client app,Authentication Protocol,Token issuer type,Resource tenant ID,Home tenant ID\r\n\
+        2026-03-04T16:15:02Z,aaaa0000-0000-4000-8000-000000000001,Mozilla/5.0,c0ffee00-0000-4000-8000-000000000001,u-1,Alice Example,alice@contoso.example,Member,Kandji Passport,0d6f7c1e-2a3b-4c5d-9e8f-7a6b5c4d3e2f,Microsoft Graph,192.0.2.10,\"Seattle, Washington, US\",Failure,50076,\"Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access.\",Mobile Apps and Desktop clients,ROPC,AzureAD,9f0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b,9f0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b\r\n\
+        2026-03-04T16:16:10Z,aaaa0000-0000-4000-8000-000000000002,Mozilla/5.0,c0ffee00-0000-4000-8000-000000000002,u-2,Lee Guest,lee_fabrikam.example#EXT#@contoso.onmicrosoft.com,Guest,Kandji Passport,0d6f7c1e-2a3b-4c5d-9e8f-7a6b5c4d3e2f,Microsoft Graph,192.0.2.11,\"Seattle, Washington, US\",Success,0,Other.,Mobile Apps and Desktop clients,ROPC,AzureAD,9f0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b,22222222-0000-4000-8000-000000000000\r\n\
+        \u{feff}Request ID,Sign-in error code,Username,Date (UTC),Status\r\n\
+        aaaa0000-0000-4000-8000-000000000003,50126,carol@contoso.example,2026-03-04T16:17:00Z,Failure\r\n";
     let items = auto(csv.as_bytes());
     assert_eq!(errors(&items), [], "{items:#?}");
     let rows = signins(&items);
-    assert_eq!(rows.len(), 2, "{items:#?}");
+    assert_eq!(rows.len(), 3, "a second export appended, in its own column order: {items:#?}");
     let failure = rows[0];
     assert_eq!(failure.occurred_at.map(|t| t.to_rfc3339()).as_deref(), Some("2026-03-04T16:15:02+00:00"));
     assert_eq!(failure.result_code, Some(50076));
@@ -761,6 +763,9 @@ fn the_admin_center_sign_in_download_is_read_by_its_column_names() {
     assert_eq!(failure.auth_protocol.as_deref(), Some("ROPC"));
     assert_eq!(failure.tenant_id.as_deref(), Some("9f0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b"));
     assert_eq!(rows[1].result_code, Some(0));
+    // A guest signs in to this directory, not to its home tenant.
+    assert_eq!(rows[1].tenant_id.as_deref(), Some("9f0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b"));
+    assert_eq!((rows[2].result_code, rows[2].user.as_deref()), (Some(50126), Some("carol@contoso.example")));
 }
 
 /// What real exports add around the records: `log show`'s closing summary object, a

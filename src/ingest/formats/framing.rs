@@ -98,8 +98,9 @@ fn admin_center_column(name: &str) -> Option<F> {
         "clientapp" => F::ClientApp,
         "tokenissuertype" => F::TokenIssuerType,
         "authenticationprotocol" => F::AuthProtocol,
-        "hometenantid" => F::AadTenantId,
-        "resourcetenantid" => F::ResourceTenantId,
+        // The directory signed in to, as the other shapes give it (a guest's home tenant
+        // is another directory).
+        "resourcetenantid" => F::AadTenantId,
         _ => return None,
     })
 }
@@ -1497,9 +1498,14 @@ fn csv_row(opts: &DecodeOptions, h: &CsvHeader, text: &str) -> (ItemKind, Option
     let Some(cells) = csv_cells(text) else {
         return (ItemKind::Error(ParseErrorReason::InvalidCsv), None);
     };
-    // A header names the `TimeGenerated` column in any position; a row holds a time there,
-    // which has digits.
-    if cells.iter().any(|c| field_of(c) == F::TimeGenerated && !c.bytes().any(|b| b.is_ascii_digit())) {
+    // A header names the `TimeGenerated` column (the admin center's `Date (UTC)`) in any
+    // position; a row holds a time there, which has digits.
+    let names_the_time = |c: &str| {
+        let c = c.trim_start_matches('\u{feff}');
+        (field_of(c) == F::TimeGenerated || admin_center_column(c) == Some(F::TimeGenerated))
+            && !c.bytes().any(|b| b.is_ascii_digit())
+    };
+    if cells.iter().any(|c| names_the_time(c)) {
         return (ItemKind::Skipped, CsvHeader::parse(text));
     }
     if cells.len() != h.fields.len() {
