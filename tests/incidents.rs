@@ -854,6 +854,31 @@ async fn a_copy_after_the_upgrade_joins_a_failure_stored_before_it() {
     assert_eq!(incs[0].sources, vec!["entra".to_string(), "passport".to_string()]);
 }
 
+/// A detection's figures come from one window: 12 failures by 10 users in the first,
+/// 11 by 11 in a later one, is not "12 failures by 11 users", which no window held.
+#[tokio::test]
+async fn a_detections_evidence_describes_one_window() {
+    let (_d, s) = store().await;
+    let p = Policy { quiet_period: Duration::from_secs(2 * 3600), ..Policy::default() };
+    let spray = |id: String, user: String, minute: i64| {
+        let mut e = ev(&id, 50126, Category::InvalidCredentials, minute);
+        e.ip = Some("ipkey-1".into());
+        e.user = Some(user);
+        e
+    };
+    let first = (0..12).map(|i| spray(format!("a{i}"), format!("u{}", i % 10), i / 2));
+    let later = (0..11).map(|i| spray(format!("b{i}"), format!("v{i}"), 100 + i / 2));
+    commit(&s, &p, first.chain(later).collect()).await;
+    let incs = all(&s).await;
+    let detection = incs.iter().find(|i| i.kind == "password_spray").expect("a spray");
+    let evidence = detection.evidence.clone().expect("evidence");
+    assert_eq!(
+        (evidence["failures_in_window"].as_i64(), evidence["distinct_users_in_window"].as_i64()),
+        (Some(11), Some(11)),
+        "{evidence}"
+    );
+}
+
 #[tokio::test]
 async fn password_spray_detector_opens_its_own_incident_with_counts() {
     let (_d, s) = store().await;

@@ -1937,8 +1937,11 @@ fn scan_window(
         if met(n, u) {
             any = true;
             fired.push(end);
-            failures = failures.max(n);
-            most_users = most_users.max(u);
+            // One window's figures, the one with the most users (then failures): maxima
+            // taken apart could describe a window that never was.
+            if (u, n) > (most_users, failures) {
+                (most_users, failures) = (u, n);
+            }
         }
     }
     any.then(|| Hit { fired: fired.finish(), failures, users: most_users })
