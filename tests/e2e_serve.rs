@@ -230,6 +230,21 @@ async fn pushes_are_checked_before_their_bodies_are_read() {
     assert_eq!(r.status(), 415);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "unsupported_media_type", "{body}");
+    // Every header and every coding listed counts; identity alone is no coding.
+    let with_codings = |codings: &'static [&'static str]| {
+        let mut req = server.client.post(&url).bearer_auth("s3cret-token");
+        for c in codings {
+            req = req.header("Content-Encoding", *c);
+        }
+        let body = first.clone();
+        async move { req.body(body).send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(with_codings(&["identity", "gzip"]).await, 415);
+    assert_eq!(with_codings(&["identity, gzip"]).await, 415);
+    assert_eq!(with_codings(&["identity, "]).await, 200);
+    assert_eq!(with_codings(&["Identity"]).await, 200);
+    // A wrong method on a guarded route is still a 405, token or not.
+    assert_eq!(server.client.get(&url).send().await.unwrap().status(), 405);
     server.stop().await;
 }
 

@@ -66,11 +66,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/incidents/{id}", get(get_incident))
         .route(
             "/api/v1/incidents/{id}/acknowledge",
-            post(acknowledge).layer(middleware::from_fn_with_state(state.clone(), require_token)),
+            post(acknowledge).route_layer(middleware::from_fn_with_state(state.clone(), require_token)),
         )
         .route(
             "/api/v1/incidents/{id}/resolve",
-            post(resolve).layer(middleware::from_fn_with_state(state.clone(), require_token)),
+            post(resolve).route_layer(middleware::from_fn_with_state(state.clone(), require_token)),
         )
         .route("/api/v1/events", get(list_events))
         .route("/api/v1/summary", get(summary))
@@ -85,8 +85,9 @@ pub fn router(state: AppState) -> Router {
                     one_ingest_at_a_time,
                 ))
                 // Outermost: a client without the token neither waits for nor holds a
-                // permit, and its body is never read.
-                .layer(middleware::from_fn_with_state(state.clone(), require_token)),
+                // permit, and its body is never read. A route layer: a wrong method is
+                // still a 405.
+                .route_layer(middleware::from_fn_with_state(state.clone(), require_token)),
         )
         .route("/api/v1/openapi.json", get(openapi))
         .fallback(|| async { error_body(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
@@ -650,11 +651,12 @@ async fn ingest(
 ) -> Result<Response, ApiError> {
     // A compressed body read as text would be all parse errors and a 200: nothing stored,
     // and a shipper that never retries.
-    if let Some(coding) = headers
-        .get(header::CONTENT_ENCODING)
-        .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase())
-        .filter(|c| !c.is_empty() && c != "identity")
-    {
+    // Every Content-Encoding header, and every coding listed in one (RFC 9110 §8.4).
+    let codings = headers
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .flat_map(|v| v.to_str().unwrap_or("?").split(',').map(|c| c.trim().to_ascii_lowercase()).collect::<Vec<_>>());
+    if let Some(coding) = codings.filter(|c| !c.is_empty() && c != "identity").last() {
         return Err(ApiError::UnsupportedEncoding(coding));
     }
     // A configured source of that name decides (also one named `http`, whose timezone and
