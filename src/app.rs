@@ -226,6 +226,7 @@ impl Application {
         let mut earlier: Vec<(String, crate::ingest::discover::PathMatcher)> = Vec::new();
         for source in core.settings.sources.clone() {
             let checkpoints = core.store.checkpoints(&source.name).await?;
+            let first_run = core.store.first_start_of(&source.name).await?;
             let (wake_tx, wake_rx) = std_mpsc::channel();
             wakers.push(wake_tx.clone());
             let ctx = tail::TailContext {
@@ -238,6 +239,7 @@ impl Application {
                 wake_rx,
                 wake_tx,
                 earlier: earlier.clone(),
+                first_run,
             };
             if let Ok(matcher) = crate::ingest::discover::PathMatcher::new(&source.paths, &source.exclude) {
                 earlier.push((source.name.clone(), matcher));

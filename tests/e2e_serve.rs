@@ -547,3 +547,28 @@ async fn a_file_two_sources_match_is_read_by_the_first_only() {
     assert_eq!(sample(&m, r#"passportd_ingest_lines_total{source="second"}"#), Some(1.0));
     server.stop().await;
 }
+
+/// `start_at = "end"` is for the files a source finds at its very first start. When that
+/// start found none, a file that appears while passportd is stopped is new at the next
+/// start: read from its beginning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_at_end_spares_a_file_that_appeared_after_a_first_start_that_found_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let config = format!(
+        "[storage]\npath = \"{}\"\n[[sources]]\nname = \"entra\"\npaths = [\"{}/*.json\"]\nstart_at = \"end\"\npoll_interval = \"50ms\"\n",
+        dir.path().join("p.db").display(),
+        logs.display()
+    );
+    let first = TestServer::start(settings(&config)).await;
+    first.stop().await;
+    std::fs::copy(common::fixtures().join("e2e/entra.json"), logs.join("a.json")).unwrap();
+    let second = TestServer::start(settings(&config)).await;
+    poll_until("the new file's four failures", Duration::from_secs(10), || async {
+        let events = second.get_json("/api/v1/events?source=entra").await;
+        (events["items"].as_array().map_or(0, Vec::len) == 4).then_some(())
+    })
+    .await;
+    second.stop().await;
+}

@@ -76,6 +76,8 @@ pub struct TailContext {
     /// The sources configured before this one, by name, with their path patterns: a file
     /// that one of them matches is theirs (see `Tailer::yield_to`).
     pub earlier: Vec<(String, PathMatcher)>,
+    /// This is the source's first start ever (see `Store::first_start_of`).
+    pub first_run: bool,
 }
 
 /// One followed file generation.
@@ -206,6 +208,13 @@ impl Tailer {
             first_round: true,
             round: 0,
         })
+    }
+
+    /// Says whether this is the source's first start ever, as the store knows it (rather
+    /// than from its checkpoints alone: a first start may have found no file).
+    pub fn first_start(mut self, first_run: bool) -> Self {
+        self.first_run = first_run;
+        self
     }
 
     /// Leaves every file that a source configured before this one matches to that source:
@@ -1006,12 +1015,13 @@ fn find_sibling(cp: &Checkpoint, exclude: &HashSet<(u64, u64)>) -> Option<(PathB
 
 /// Runs the tail loop on the current (blocking) thread until cancelled.
 pub fn run(ctx: TailContext) -> Result<(), ReadError> {
-    let TailContext { source, checkpoints, normalizer, tx, metrics, cancel, wake_rx, wake_tx, earlier } = ctx;
+    let TailContext { source, checkpoints, normalizer, tx, metrics, cancel, wake_rx, wake_tx, earlier, first_run } =
+        ctx;
     let name = source.name.clone();
     let poll = source.poll_interval.get();
     let watch = source.watch;
     let mut tailer = match Tailer::new(source, checkpoints, normalizer, tx, metrics.clone(), cancel.clone()) {
-        Ok(t) => t.yield_to(earlier),
+        Ok(t) => t.yield_to(earlier).first_start(first_run),
         Err(e) => {
             tracing::error!(source = %name, error = %e, "invalid path pattern; source stopped");
             return Ok(());

@@ -586,6 +586,25 @@ impl Store {
         Ok(v.into_bytes())
     }
 
+    /// Notes that `source` starts, and says whether this is its first start ever (when
+    /// `start_at = "end"` applies). A source that had checkpoints before starts were noted
+    /// has started before; one whose first start found no file has too.
+    pub async fn first_start_of(&self, source: &str) -> Result<bool, StoreError> {
+        let noted = sqlx::query("INSERT INTO meta (key, value) VALUES (?, '1') ON CONFLICT (key) DO NOTHING")
+            .bind(format!("source_started:{source}"))
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        if noted == 0 {
+            return Ok(false);
+        }
+        let had_checkpoints: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM checkpoints WHERE source = ?)")
+            .bind(source)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(!had_checkpoints)
+    }
+
     pub(crate) fn pool(&self) -> &SqlitePool {
         &self.pool
     }
