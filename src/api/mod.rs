@@ -652,11 +652,11 @@ async fn ingest(
     // A compressed body read as text would be all parse errors and a 200: nothing stored,
     // and a shipper that never retries.
     // Every Content-Encoding header, and every coding listed in one (RFC 9110 §8.4).
-    let codings = headers
+    let mut codings = headers
         .get_all(header::CONTENT_ENCODING)
         .iter()
         .flat_map(|v| v.to_str().unwrap_or("?").split(',').map(|c| c.trim().to_ascii_lowercase()).collect::<Vec<_>>());
-    if let Some(coding) = codings.filter(|c| !c.is_empty() && c != "identity").last() {
+    if let Some(coding) = codings.find(|c| !c.is_empty() && c != "identity") {
         return Err(ApiError::UnsupportedEncoding(coding));
     }
     // A configured source of that name decides (also one named `http`, whose timezone and
