@@ -736,6 +736,20 @@ fn a_compact_export_across_a_dst_fall_back_reads_the_repeated_hour_twice() {
         })
         .collect();
     assert_eq!(times, ["2026-11-01T08:30:00+00:00", "2026-11-01T09:30:00+00:00", "2026-11-01T10:10:00+00:00"]);
+    // Entries a moment out of order are no fall-back.
+    let reordered = format!(
+        "2026-11-01 01:20:01.000 E  {head} AADSTS50126: a\n\
+         2026-11-01 01:20:00.900 E  {head} AADSTS50126: b\n\
+         2026-11-01 01:40:00.000 E  {head} AADSTS50126: c\n"
+    );
+    let times: Vec<String> = decode_bytes(&o, reordered.as_bytes())
+        .iter()
+        .filter_map(|i| match &i.kind {
+            ItemKind::SignIn(s) => s.occurred_at.map(|t| t.to_rfc3339()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(times, ["2026-11-01T08:20:01+00:00", "2026-11-01T08:20:00.900+00:00", "2026-11-01T08:40:00+00:00"]);
 }
 
 /// The Entra admin center's own download of the sign-in logs (CSV): columns named for

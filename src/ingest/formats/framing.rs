@@ -248,11 +248,15 @@ impl LocalClock {
         if line.get(19..stamp_len).is_some_and(|zone| zone.iter().any(|b| matches!(b, b'Z' | b'+' | b'-'))) {
             return false;
         }
-        let hour = |s: &[u8; 19]| u32::from(s[11].wrapping_sub(b'0')) * 10 + u32::from(s[12].wrapping_sub(b'0'));
+        let two = |s: &[u8; 19], at: usize| {
+            u32::from(s[at].wrapping_sub(b'0')) * 10 + u32::from(s[at + 1].wrapping_sub(b'0'))
+        };
+        let seconds = |s: &[u8; 19]| two(s, 11) * 3600 + two(s, 14) * 60 + two(s, 17);
         if let Some(last) = self.last {
-            let back_within_an_hour =
-                stamp[11..] < last[11..] && stamp[..10] == last[..10] && hour(&last).saturating_sub(hour(&stamp)) <= 1;
-            if back_within_an_hour {
+            // Back by a minute or more within one hour: the hour starts again. (Entries a
+            // few hundred milliseconds out of order are not a fall-back.)
+            let same_hour = stamp[..13] == last[..13];
+            if same_hour && seconds(&last).saturating_sub(seconds(&stamp)) >= 60 {
                 self.repeated_hour = <[u8; 13]>::try_from(&stamp[..13]).ok();
             }
         }
