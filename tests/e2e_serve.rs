@@ -514,15 +514,30 @@ async fn a_passport_message_split_across_writes_is_one_failure() {
 /// read once, its records always under that name (not under whichever won a race).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_two_sources_match_is_read_by_the_first_only() {
+    // By the same name, and through a link to the folder.
+    for linked in [false, true] {
+        two_sources_match_one_file(linked).await;
+    }
+}
+
+async fn two_sources_match_one_file(linked: bool) {
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
+    let second_folder = if linked {
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&logs, &link).unwrap();
+        link
+    } else {
+        logs.clone()
+    };
     std::fs::copy(common::fixtures().join("e2e/entra.json"), logs.join("a.json")).unwrap();
     let server = TestServer::start(settings(&format!(
         "[storage]\npath = \"{db}\"\n[[sources]]\nname = \"first\"\npaths = [\"{l}/*.json\"]\npoll_interval = \"50ms\"\n\
-         [[sources]]\nname = \"second\"\npaths = [\"{l}/a*\"]\npoll_interval = \"50ms\"\n",
+         [[sources]]\nname = \"second\"\npaths = [\"{s}/a*\"]\npoll_interval = \"50ms\"\n",
         db = dir.path().join("p.db").display(),
-        l = logs.display()
+        l = logs.display(),
+        s = second_folder.display()
     )))
     .await;
     poll_until("the file's four failures", Duration::from_secs(10), || async {

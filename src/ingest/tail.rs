@@ -158,6 +158,9 @@ pub struct Tailer {
     earlier: Vec<(String, PathMatcher)>,
     /// Files left to an earlier source, each logged once.
     yielded: HashSet<PathBuf>,
+    /// The earlier source that takes each file found but not followed (`None`: none), as
+    /// judged when it was first found.
+    owners: HashMap<FileKey, Option<String>>,
     round: u64,
 }
 
@@ -192,6 +195,7 @@ impl Tailer {
             first_run,
             earlier: Vec::new(),
             yielded: HashSet::new(),
+            owners: HashMap::new(),
             name: source.name.clone(),
             source,
             matcher,
@@ -290,21 +294,49 @@ impl Tailer {
     /// Every matching file now, each inode once, but those an earlier source takes.
     fn scan(&mut self) -> Seen {
         let mut seen: Seen = HashMap::new();
+        let mut owners: HashMap<FileKey, Option<String>> = HashMap::new();
         for path in self.matcher.scan() {
-            if let Some((owner, _)) = self.earlier.iter().find(|(_, m)| m.matches(&path)) {
-                if self.yielded.insert(path.clone()) {
-                    tracing::warn!(source = %self.name, path = %path.display(), owner = %owner,
-                        "a file both sources' paths match is read by the one configured first only");
-                }
-                continue;
-            }
             let Ok(meta) = std::fs::metadata(&path) else {
                 continue;
             };
+            let key = dev_ino(&meta);
+            if !self.earlier.is_empty() && !self.tracked.contains_key(&key) {
+                // Judged once per file (by inode), by every name that reaches it.
+                let owner = match self.owners.remove(&key) {
+                    Some(known) => known,
+                    None => self.earlier_owner(&path),
+                };
+                owners.insert(key, owner.clone());
+                if let Some(owner) = owner {
+                    if self.yielded.insert(path.clone()) {
+                        tracing::warn!(source = %self.name, path = %path.display(), owner = %owner,
+                            "a file both sources' paths match is read by the one configured first only");
+                    }
+                    continue;
+                }
+            }
             // Sorted paths: the first name of a multiply-linked inode wins.
-            seen.entry(dev_ino(&meta)).or_insert((path, meta));
+            seen.entry(key).or_insert((path, meta));
         }
+        // Only the files still there are remembered.
+        self.owners = owners;
         seen
+    }
+
+    /// The earlier source whose paths take in `path` by any name that reaches it: as
+    /// found, through the links in it resolved, and that relative to the working folder
+    /// (a source's relative pattern).
+    fn earlier_owner(&self, path: &Path) -> Option<String> {
+        let real = std::fs::canonicalize(path).ok();
+        let relative = real.as_ref().and_then(|r| {
+            let cwd = std::env::current_dir().ok()?;
+            r.strip_prefix(cwd).ok().map(Path::to_path_buf)
+        });
+        let names = [Some(path.to_path_buf()), real, relative];
+        self.earlier
+            .iter()
+            .find(|(_, m)| names.iter().flatten().any(|name| m.matches(name)))
+            .map(|(owner, _)| owner.clone())
     }
 
     /// Followed generations against what the scan found: renames, disappearances,
