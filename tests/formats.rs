@@ -782,6 +782,20 @@ fn the_admin_center_sign_in_download_is_read_by_its_column_names() {
     assert_eq!((rows[2].result_code, rows[2].user.as_deref()), (Some(50126), Some("carol@contoso.example")));
 }
 
+/// `ConvertTo-Json` below the default depth writes a nested object as its type name: a
+/// sign-in whose `status` is `"System.Collections.Hashtable"` has lost its result. Each
+/// is a parse error, not a record passed over as no sign-in.
+#[test]
+fn a_sign_in_whose_status_powershell_truncated_is_an_error() {
+    let page = r#"{"@odata.context":"https://graph.microsoft.com/beta/$metadata#auditLogs/signIns","value":[
+ {"id":"d1","createdDateTime":"2026-03-04T10:00:00Z","userPrincipalName":"dana@contoso.example","appId":"29d9ed98-a469-4536-ade2-f981bc1d605e","status":"System.Collections.Hashtable","deviceDetail":"System.Collections.Hashtable"},
+ {"id":"d2","createdDateTime":"2026-03-04T10:00:01Z","userPrincipalName":"erin@contoso.example","status":"Microsoft.Graph.PowerShell.Models.MicrosoftGraphSignInStatus"},
+ {"id":"d3","createdDateTime":"2026-03-04T10:00:02Z","userPrincipalName":"finn@contoso.example","status":{"errorCode":50126}}]}"#;
+    let items = auto(page.as_bytes());
+    assert_eq!(errors(&items), [ParseErrorReason::InvalidJson, ParseErrorReason::InvalidJson], "{items:#?}");
+    assert_eq!(signins(&items).len(), 1);
+}
+
 /// What real exports add around the records: `log show`'s closing summary object, a
 /// `DeviceDetail` given as JSON text (az-cli rows, portal CSV cells), and a Log Analytics
 /// row whose `TenantId` is the workspace (the Entra tenant is in `ResourceId`).

@@ -56,6 +56,12 @@ pub(crate) fn to_signin(o: &Obj<'_>, label: &'static str, opts: &DecodeOptions) 
     }
     let status = p.and_then(|p| p.status.as_ref()).or(o.status.as_ref());
     let result_code = status.and_then(|s| s.error_code).or(o.result_type).or_else(|| p.and_then(|p| p.result_type));
+    // A sign-in whose status survives only as a type name (PowerShell's `ConvertTo-Json`
+    // below the default depth) and that has no result type: its outcome is unknown, an
+    // error to report rather than a record to pass over as not a sign-in.
+    if result_code.is_none() && status.is_some_and(|s| s.unreadable) {
+        return ItemKind::Error(ParseErrorReason::InvalidJson);
+    }
     // When the sign-in happened (`createdDateTime`, the same instant in every shape of one
     // sign-in) before when its log record was written (`time`, `TimeGenerated`, which can
     // lag it by minutes).

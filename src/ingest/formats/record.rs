@@ -112,6 +112,9 @@ pub(crate) struct Status<'a> {
     /// The value was an object (or JSON text of one) naming at least one of these fields:
     /// a sign-in's status, not a token endpoint's HTTP `"status":400` or any other value.
     pub shaped: bool,
+    /// The value was text that holds no status object: PowerShell's depth-truncated
+    /// `"System.Collections.Hashtable"`, or a bare word. The sign-in's result is lost.
+    pub unreadable: bool,
 }
 
 impl<'de> Deserialize<'de> for Status<'de> {
@@ -185,7 +188,7 @@ impl Status<'_> {
     pub fn from_json_text(s: &str) -> Status<'static> {
         match serde_json::from_str::<Status<'_>>(s) {
             Ok(st) => st.into_static(),
-            Err(_) => Status::default(),
+            Err(_) => Status { unreadable: !s.trim().is_empty(), ..Status::default() },
         }
     }
 
@@ -195,6 +198,7 @@ impl Status<'_> {
             failure_reason: self.failure_reason.into_static(),
             additional_details: self.additional_details.into_static(),
             shaped: self.shaped,
+            unreadable: self.unreadable,
         }
     }
 }
