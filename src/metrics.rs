@@ -206,7 +206,7 @@ impl Metrics {
         )?;
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         #[cfg(target_os = "linux")]
-        m.registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
+        m.registry.register(Box::new(ProcessMetrics(prometheus::process_collector::ProcessCollector::for_self())))?;
         m.start_time.set(chrono::Utc::now().timestamp() as f64);
 
         for source in sources {
@@ -328,5 +328,72 @@ impl Metrics {
             tracing::warn!(error = %e, "encoding metrics failed");
         }
         String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// prometheus' process collector, with `process_cpu_seconds_total` to the clock tick: it
+/// keeps whole seconds (an integer counter), so a daemon using less than a second of CPU
+/// a minute read 0 in `rate()` and the dashboard's CPU panel moved in 1 s steps.
+#[cfg(target_os = "linux")]
+struct ProcessMetrics(prometheus::process_collector::ProcessCollector);
+
+#[cfg(target_os = "linux")]
+impl prometheus::core::Collector for ProcessMetrics {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.0.desc()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let mut families = self.0.collect();
+        let stat = procfs::process::Process::myself().and_then(|p| p.stat());
+        let ticks = procfs::ticks_per_second();
+        if let (Ok(stat), true) = (stat, ticks > 0) {
+            let seconds = (stat.utime + stat.stime) as f64 / ticks as f64;
+            for family in families.iter_mut().filter(|f| f.name() == "process_cpu_seconds_total") {
+                for metric in family.mut_metric() {
+                    let mut counter = prometheus::proto::Counter::default();
+                    counter.set_value(seconds);
+                    metric.set_counter(counter);
+                }
+            }
+        }
+        families
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn cpu_seconds() -> f64 {
+        let stat = procfs::process::Process::myself().and_then(|p| p.stat()).unwrap();
+        (stat.utime + stat.stime) as f64 / procfs::ticks_per_second() as f64
+    }
+
+    /// The process's CPU time is exposed to the clock tick, not cut to whole seconds:
+    /// read when the fraction is large, a whole-second counter is off by more than half
+    /// a second.
+    #[test]
+    fn process_cpu_seconds_keep_their_fraction() {
+        let metrics = Metrics::new(&[], &[], &[]).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let mut spin = 0u64;
+        while !(0.6..0.9).contains(&cpu_seconds().fract()) {
+            assert!(std::time::Instant::now() < deadline, "the CPU time never reached a large fraction");
+            for i in 0..100_000u64 {
+                spin = spin.wrapping_mul(31).wrapping_add(i);
+            }
+        }
+        std::hint::black_box(spin);
+        let before = cpu_seconds();
+        let text = metrics.render();
+        let after = cpu_seconds();
+        let shown: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("process_cpu_seconds_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("process_cpu_seconds_total");
+        assert!(shown >= before - 0.02 && shown <= after + 0.02, "{shown} not within [{before}, {after}]");
     }
 }
