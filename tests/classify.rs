@@ -216,6 +216,11 @@ fn pasted_text_is_judged_as_the_daemon_would_count_it() {
         (r#"{"time": "2007-01-09T09:41:00.22Z", "category": "SignInLogs"}"#, "not_signin"),
         // A record with a stray `error` key is still a record, not a token error body.
         (r#"{"Error":"boom","TimeGenerated":"garbage","ResultType":"50126","Id":"zz3"}"#, "invalid_timestamp"),
+        // A sign-in whose status PowerShell truncated to a type name.
+        (
+            r#"{"TimeGenerated":"2026-03-04T08:00:07Z","Id":"s8","Status":"System.Collections.Hashtable"}"#,
+            "invalid_json",
+        ),
     ] {
         assert_eq!(classify_text(&c, record).not_counted.as_deref(), Some(why), "{record}");
     }

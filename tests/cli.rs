@@ -1327,3 +1327,19 @@ fn okta_and_google_ldap_failures_count_in_every_export_style() {
     assert_eq!(v["by_category"]["invalid_credentials"], 3, "{v}");
     assert_eq!(v["by_category"]["consent_required"], 1, "{v}");
 }
+
+/// A path pattern written from the working folder with a leading `./` matches what the
+/// same pattern without it does.
+#[test]
+fn a_pattern_starting_with_dot_slash_matches_its_files() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("logs")).unwrap();
+    std::fs::copy(common::fixtures().join("e2e/entra.json"), dir.path().join("logs/a.json")).unwrap();
+    for pattern in ["logs/*.json", "./logs/*.json", "././logs/*.json"] {
+        let config = dir.path().join("c.toml");
+        std::fs::write(&config, format!("[[sources]]\nname = \"entra\"\npaths = [\"{pattern}\"]\n")).unwrap();
+        let out = passportd_env(dir.path(), &["check-config", "--config", config.to_str().unwrap()], &[]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("1 file(s) match now"), "{pattern}: {text}");
+    }
+}

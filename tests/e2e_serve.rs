@@ -243,8 +243,33 @@ async fn pushes_are_checked_before_their_bodies_are_read() {
     assert_eq!(with_codings(&["identity, gzip"]).await, 415);
     assert_eq!(with_codings(&["identity, "]).await, 200);
     assert_eq!(with_codings(&["Identity"]).await, 200);
-    // A wrong method on a guarded route is still a 405, token or not.
-    assert_eq!(server.client.get(&url).send().await.unwrap().status(), 405);
+    // A wrong method on a guarded route is still a 405, token or not, at once, even while
+    // both push slots are held by authorised pushes still sending their bodies.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        conn.write_all(
+            b"POST /api/v1/ingest/http HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret-token\r\nContent-Length: 900\r\n\r\n{",
+        )
+        .await
+        .unwrap();
+        held.push(conn);
+    }
+    // Until a push has to wait: both slots are taken.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let probe = server.client.post(&url).bearer_auth("s3cret-token").body(first.clone()).send();
+        if tokio::time::timeout(Duration::from_millis(300), probe).await.is_err() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the held pushes never took the slots");
+    }
+    let wrong_method = tokio::time::timeout(Duration::from_secs(5), server.client.get(&url).send())
+        .await
+        .expect("a 405 does not wait for a push slot")
+        .unwrap();
+    assert_eq!(wrong_method.status(), 405);
+    drop(held);
     server.stop().await;
 }
 

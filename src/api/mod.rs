@@ -80,7 +80,8 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/ingest/{source}",
             post(ingest)
-                .layer(middleware::from_fn_with_state(
+                // A route layer too: a wrong method is a 405 at once, not after a permit.
+                .route_layer(middleware::from_fn_with_state(
                     Arc::new(tokio::sync::Semaphore::new(INGESTS_AT_ONCE)),
                     one_ingest_at_a_time,
                 ))

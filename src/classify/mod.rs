@@ -95,7 +95,11 @@ pub fn classify_records(classifier: &Classifier, text: &str) -> Vec<Classificati
 /// `error_description`, `error_codes`) is a message, not a record: `None`, as for text.
 fn rejected_record(text: &str, reason: crate::ingest::formats::ParseErrorReason) -> Option<&'static str> {
     use crate::ingest::formats::ParseErrorReason;
-    if !matches!(reason, ParseErrorReason::NotSignin | ParseErrorReason::InvalidTimestamp) {
+    // (`invalid_json` of text that is a JSON object: a sign-in whose status is unreadable.)
+    if !matches!(
+        reason,
+        ParseErrorReason::NotSignin | ParseErrorReason::InvalidTimestamp | ParseErrorReason::InvalidJson
+    ) {
         return None;
     }
     let object = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text.trim()).ok()?;

@@ -37,9 +37,20 @@ fn glob(pattern: &str) -> Result<Glob, GlobError> {
 impl PathMatcher {
     /// Compiles include and exclude patterns.
     pub fn new(paths: &[String], exclude: &[String]) -> Result<PathMatcher, GlobError> {
+        // The walk names the files under the working folder without a leading `./`: a
+        // pattern written with one (`./logs/*.json`) would match none of them.
+        let bare = |p: &String| {
+            let mut p = p.as_str();
+            while let Some(rest) = p.strip_prefix("./") {
+                p = rest.trim_start_matches('/');
+            }
+            p.to_string()
+        };
+        let paths: Vec<String> = paths.iter().map(bare).collect();
+        let exclude: Vec<String> = exclude.iter().map(bare).collect();
         let mut inc = GlobSetBuilder::new();
         let mut roots = Vec::new();
-        for p in paths {
+        for p in &paths {
             inc.add(glob(p)?);
             // The walk starts at the longest prefix without glob characters; it only
             // descends further than one level when the pattern has `**` or more
@@ -70,7 +81,7 @@ impl PathMatcher {
             roots.push((root, recursive));
         }
         let mut exc = GlobSetBuilder::new();
-        for p in exclude {
+        for p in &exclude {
             exc.add(glob(p)?);
         }
         let build =
