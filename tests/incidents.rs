@@ -15,6 +15,7 @@ fn at(minutes: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(T0 + minutes * 60_000).unwrap()
 }
 
+#[derive(Clone)]
 struct Ev {
     id: String,
     code: u32,
@@ -336,10 +337,15 @@ async fn two_entra_records_of_one_correlation_id_are_two_sign_ins() {
         retry.correlation = Some("corr-s".into());
         let mut locked = ev("entra-3", 50053, Category::AccountLocked, 2);
         locked.correlation = Some("corr-s".into());
+        // The first sign-in again, from another shape whose time differs (another
+        // precision): stored again, but one sign-in, counted once.
+        let mut same_again = ev("entra-1", 50126, Category::InvalidCredentials, 3);
+        same_again.correlation = Some("corr-s".into());
+        let all_of_them = [wrong_password, retry, locked, same_again];
         if one_batch {
-            commit(&s, &p, vec![wrong_password, retry, locked]).await;
+            commit(&s, &p, all_of_them.to_vec()).await;
         } else {
-            for e in [wrong_password, retry, locked] {
+            for e in all_of_them {
                 commit(&s, &p, vec![e]).await;
             }
         }
@@ -866,17 +872,26 @@ async fn a_detections_evidence_describes_one_window() {
         e.user = Some(user);
         e
     };
-    let first = (0..12).map(|i| spray(format!("a{i}"), format!("u{}", i % 10), i / 2));
-    let later = (0..11).map(|i| spray(format!("b{i}"), format!("v{i}"), 100 + i / 2));
-    commit(&s, &p, first.chain(later).collect()).await;
-    let incs = all(&s).await;
-    let detection = incs.iter().find(|i| i.kind == "password_spray").expect("a spray");
-    let evidence = detection.evidence.clone().expect("evidence");
-    assert_eq!(
-        (evidence["failures_in_window"].as_i64(), evidence["distinct_users_in_window"].as_i64()),
-        (Some(11), Some(11)),
-        "{evidence}"
-    );
+    let first: Vec<Ev> = (0..12).map(|i| spray(format!("a{i}"), format!("u{}", i % 10), i / 2)).collect();
+    let later: Vec<Ev> = (0..11).map(|i| spray(format!("b{i}"), format!("v{i}"), 100 + i / 2)).collect();
+    commit(&s, &p, first.iter().chain(&later).cloned().collect()).await;
+    let figures = |incs: Vec<passportd::incidents::Incident>| {
+        let detection = incs.into_iter().find(|i| i.kind == "password_spray").expect("a spray");
+        let evidence = detection.evidence.clone().expect("evidence");
+        (
+            detection.event_count,
+            detection.users_affected,
+            evidence["failures_in_window"].as_i64(),
+            evidence["distinct_users_in_window"].as_i64(),
+        )
+    };
+    let whole = figures(all(&s).await);
+    assert_eq!(whole, (11, 11, Some(11), Some(11)));
+    // The same input in two batches: the same figures.
+    let (_d2, s2) = store().await;
+    commit(&s2, &p, first).await;
+    commit(&s2, &p, later).await;
+    assert_eq!(figures(all(&s2).await), whole);
 }
 
 #[tokio::test]

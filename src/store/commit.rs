@@ -145,6 +145,8 @@ struct CorrelationHit {
     /// The category of a hit decoded from a Passport log (None for Entra's records): an
     /// Entra record classified otherwise supersedes it (`Join::Supersedes`).
     passport_category: Option<String>,
+    /// The record's own id (Entra's), which the same sign-in keeps in every shape.
+    record_id: Option<String>,
 }
 
 /// The decoder name of Passport's logs (`SignInEvent::format`).
@@ -164,13 +166,20 @@ enum Join {
 
 /// The first (lowest id) of `hits`, which are in id order, within the correlation window
 /// of `at`.
-fn first_within(hits: &[CorrelationHit], at: i64, from_passport: bool) -> Option<&CorrelationHit> {
+fn first_within<'h>(
+    hits: &'h [CorrelationHit],
+    at: i64,
+    from_passport: bool,
+    record_id: Option<&str>,
+) -> Option<&'h CorrelationHit> {
     // A copy of the attempt from a Mac's log: a Passport line joins Entra's record (or an
     // earlier line of the same attempt), and Entra's record a Passport line. Two Entra
     // records of one correlation id are two sign-ins (a retry, an MFA step: each has its
-    // own id), and stay so.
+    // own id), and stay so, unless they are one sign-in in two shapes (the same id, its
+    // time written to another precision, so stored twice).
     hits.iter().find(|h| {
-        (from_passport || h.passport_category.is_some())
+        let same_record = record_id.is_some() && h.record_id.as_deref() == record_id;
+        (from_passport || h.passport_category.is_some() || same_record)
             && h.occurred_at.abs_diff(at) <= CORRELATION_WINDOW_MS.unsigned_abs()
     })
 }
@@ -860,7 +869,7 @@ async fn insert_events(tx: &mut Tx<'_>, rows: &[NewRow<'_>]) -> Result<(), Store
 
 /// `[event id, correlation id, event time, incident, fingerprint, category of a Passport
 /// line]`, as `CORRELATED_COPIES` returns a row.
-type CopyRow = (i64, String, i64, Option<i64>, Option<String>, Option<String>);
+type CopyRow = (i64, String, i64, Option<i64>, Option<String>, Option<String>, Option<String>);
 
 /// The counted failures with an id below `below` that share a correlation id with one of
 /// `probes` (correlation id, event time) and lie within the correlation window of its
@@ -890,13 +899,14 @@ async fn counted_copies(
     }
     let rows: Vec<CopyRow> =
         fetch_json_rows(tx, CORRELATED_COPIES, &pairs, &[below], "events (correlation join)").await?;
-    for (event_id, c, occurred_at, incident, fingerprint, passport_category) in rows {
+    for (event_id, c, occurred_at, incident, fingerprint, passport_category, record_id) in rows {
         found.entry(c).or_default().push(CorrelationHit {
             event_id,
             occurred_at,
             incident,
             fingerprint,
             passport_category,
+            record_id,
         });
     }
     for hits in found.values_mut() {
@@ -912,7 +922,7 @@ async fn counted_copies(
 /// or the whole index, once per query. The bucket width is `CORRELATION_BUCKET_MS`.
 const CORRELATED_COPIES: &str = "WITH v(b, c) AS (SELECT value ->> 0, value ->> 1 FROM json_each(?1))
     SELECT json_group_array(json_array(e.id, e.correlation_id, e.occurred_at, e.incident_id, e.fingerprint,
-            CASE WHEN e.format = 'passport' THEN e.category END))
+            CASE WHEN e.format = 'passport' THEN e.category END, e.record_id))
       FROM v CROSS JOIN events e INDEXED BY events_by_correlation
         ON e.occurred_at / 86400000 = v.b AND e.correlation_id = v.c
      WHERE e.correlation_id IS NOT NULL AND e.outcome = 'failure' AND e.counted = 1 AND e.id < ?2";
@@ -932,18 +942,23 @@ async fn join_correlated(
     };
     let at = to_ms(f.stored.event.occurred_at);
     let from_passport = f.stored.event.format == PASSPORT_FORMAT;
+    let record_id = f.stored.event.record_id.as_deref();
     let hit = if state.events_changed {
         // Earlier rows of this batch may be what it finds: write them (not this one,
         // whose incident is being decided).
         rows.write_through(tx, f.row).await?;
         let found = counted_copies(tx, &[(correlation, at)], f.event_id).await?;
-        found.get(correlation).and_then(|hits| first_within(hits, at, from_passport)).cloned()
+        found.get(correlation).and_then(|hits| first_within(hits, at, from_passport, record_id)).cloned()
     } else {
         // Earlier batches' rows have lower ids than this batch's: they come first.
-        let prior = state.prior_correlations.get(correlation).and_then(|hits| first_within(hits, at, from_passport));
+        let prior =
+            state.prior_correlations.get(correlation).and_then(|hits| first_within(hits, at, from_passport, record_id));
         prior
             .or_else(|| {
-                state.batch_correlations.get(correlation).and_then(|hits| first_within(hits, at, from_passport))
+                state
+                    .batch_correlations
+                    .get(correlation)
+                    .and_then(|hits| first_within(hits, at, from_passport, record_id))
             })
             .cloned()
     };
@@ -1453,6 +1468,7 @@ fn remember_correlation(state: &mut BatchIncidents, f: &NewFailure<'_>, incident
             incident,
             fingerprint: Some(f.fingerprint.to_owned()),
             passport_category: (f.stored.event.format == PASSPORT_FORMAT).then(|| f.category.as_str().to_owned()),
+            record_id: f.stored.event.record_id.clone(),
         });
     }
 }
@@ -2046,7 +2062,8 @@ async fn record_detection(
             .await?
         }
     };
-    // Evidence is the largest window seen so far: counts only, never names.
+    // Counts and evidence are the window with the most users, then failures, seen so far
+    // (as `scan_window` picks within a batch): counts only, never names.
     sqlx::query(
         "UPDATE incidents SET last_seen = MAX(last_seen, ?1),
             -- A late part of the attack moves its start back (through the run of met
@@ -2061,9 +2078,12 @@ async fn record_detection(
                           ELSE status END,
             resolved_at = CASE WHEN status = 'resolved' AND ?1 > last_seen AND resolved_at = last_seen + ?7
                                THEN NULL ELSE resolved_at END,
-            event_count = MAX(event_count, ?2),
-            users_affected = MAX(users_affected, ?3),
-            evidence = CASE WHEN event_count < ?2 OR evidence IS NULL THEN ?4 ELSE evidence END,
+            event_count = CASE WHEN ?3 > users_affected OR (?3 = users_affected AND ?2 > event_count)
+                               THEN ?2 ELSE event_count END,
+            users_affected = CASE WHEN ?3 > users_affected OR (?3 = users_affected AND ?2 > event_count)
+                                  THEN ?3 ELSE users_affected END,
+            evidence = CASE WHEN evidence IS NULL OR ?3 > users_affected OR (?3 = users_affected AND ?2 > event_count)
+                            THEN ?4 ELSE evidence END,
             subject_key = COALESCE(subject_key, ?5)
          WHERE id = ?6",
     )
