@@ -105,7 +105,7 @@ not load).";
 pub enum Command {
     /// Run the daemon: tail every configured source, classify, keep incidents, serve the
     /// HTTP API and /metrics until SIGINT/SIGTERM, then commit what is in flight and exit 0.
-    /// SIGHUP reloads the catalogue, with the configuration file's [catalogue] section.
+    /// SIGHUP reloads the catalogue, with the configuration file's `[catalogue]` section.
     #[command(after_help = SERVE_EXAMPLES)]
     Serve(ConfigArg),
     /// Ingest whole files (or - for stdin) once through the same pipeline into the same
