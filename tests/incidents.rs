@@ -356,6 +356,23 @@ async fn two_entra_records_of_one_correlation_id_are_two_sign_ins() {
     }
 }
 
+/// An incident resolved when the catalogue changed, and reopened since, shows what the
+/// loaded catalogue says (a reload updates only active incidents).
+#[tokio::test]
+async fn a_reopened_incident_takes_the_current_catalogue_texts() {
+    let (_d, s) = store().await;
+    let p = Policy::default();
+    commit(&s, &p, vec![ev("a", 50076, Category::MfaRequired, 0)]).await;
+    let mut later = stored(ev("b", 50076, Category::MfaRequired, 120));
+    later.title = "MFA required (edited)".into();
+    later.remediation = "The edited fix.".into();
+    s.commit_batch(&Batch { events: vec![later], ..Batch::default() }, &p).await.unwrap();
+    let incs = all(&s).await;
+    assert_eq!(incs.len(), 1, "{incs:?}");
+    assert_eq!(incs[0].reopened_count, 1, "{incs:?}");
+    assert_eq!((incs[0].title.as_str(), incs[0].remediation.as_str()), ("MFA required (edited)", "The edited fix."));
+}
+
 /// Live, the Passport line (no user) usually arrives before its Entra record, which names
 /// the user and may carry an earlier time: the copy's user is affected, and its time is
 /// part of the incident.

@@ -1275,12 +1275,22 @@ async fn open_incident(tx: &mut Tx<'_>, n: NewIncident<'_>) -> Result<i64, Store
     Ok(id)
 }
 
-async fn reopen(tx: &mut Tx<'_>, id: i64) -> Result<(), StoreError> {
+/// Reopens a resolved incident. `texts` (title, severity, remediation) are the loaded
+/// catalogue's for the failure that reopens it: a reload while it was resolved did not
+/// reach it (`refresh_incident_texts` updates active incidents), so it takes them now.
+async fn reopen(tx: &mut Tx<'_>, id: i64, texts: Option<(&str, &str, &str)>) -> Result<(), StoreError> {
+    let texts = texts.filter(|(title, _, _)| !title.is_empty());
     sqlx::query(
         "UPDATE incidents SET status = 'open', resolved_at = NULL, acknowledged_by = NULL,
-            acknowledged_at = NULL, reopened_count = reopened_count + 1 WHERE id = ?",
+            acknowledged_at = NULL, reopened_count = reopened_count + 1,
+            title = COALESCE(?2, title), severity = COALESCE(?3, severity),
+            remediation = COALESCE(?4, remediation)
+         WHERE id = ?1",
     )
     .bind(id)
+    .bind(texts.map(|t| t.0))
+    .bind(texts.map(|t| t.1))
+    .bind(texts.map(|t| t.2))
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -1319,7 +1329,8 @@ async fn place_failure(
     let placed = match incidents::decide(existing, category, occurred, policy) {
         Decision::Append(id) => Some(id),
         Decision::Reopen(id) => {
-            reopen(tx, id).await?;
+            let texts = (f.stored.title.as_str(), f.stored.severity.as_str(), f.stored.remediation.as_str());
+            reopen(tx, id, Some(texts)).await?;
             if let Some(Some(st)) = state.newest.get_mut(fingerprint) {
                 st.status = IncidentStatus::Open;
                 st.resolved_at_ms = None;
@@ -2033,7 +2044,7 @@ async fn record_detection(
     let id = match incidents::decide(existing, category, at, policy) {
         Decision::Append(id) => id,
         Decision::Reopen(id) => {
-            reopen(tx, id).await?;
+            reopen(tx, id, None).await?;
             *result.incidents_opened.entry(category).or_default() += 1;
             *result.detections.entry(detector.as_str()).or_default() += 1;
             id
