@@ -712,6 +712,17 @@ fn a_source_timezone_applies_to_passport_stamps_not_to_entra_times() {
     assert_eq!(at(compact).as_deref(), Some("2026-03-04T16:15:02.123+00:00"));
 }
 
+/// The times of the sign-ins `text` decodes to, in order, as RFC 3339.
+fn times_of(o: &DecodeOptions, text: &str) -> Vec<String> {
+    decode_bytes(o, text.as_bytes())
+        .iter()
+        .filter_map(|i| match &i.kind {
+            ItemKind::SignIn(s) => s.occurred_at.map(|t| t.to_rfc3339()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// A compact export across a DST fall-back: its clock goes back from 01:59 to 01:00, and
 /// the failure at 01:30 after that is the hour's second pass (09:30Z, not 08:30Z again,
 /// which lost it as a duplicate of the first); after the repeated hour, times are plain.
@@ -728,13 +739,7 @@ fn a_compact_export_across_a_dst_fall_back_reads_the_repeated_hour_twice() {
          2026-11-01 01:30:00.000 E  {head} AADSTS50126: Error validating credentials. alice@contoso.example\n\
          2026-11-01 02:10:00.000 E  {head} AADSTS50126: Error validating credentials. alice@contoso.example\n"
     );
-    let times: Vec<String> = decode_bytes(&o, export.as_bytes())
-        .iter()
-        .filter_map(|i| match &i.kind {
-            ItemKind::SignIn(s) => s.occurred_at.map(|t| t.to_rfc3339()),
-            _ => None,
-        })
-        .collect();
+    let times = times_of(&o, &export);
     assert_eq!(times, ["2026-11-01T08:30:00+00:00", "2026-11-01T09:30:00+00:00", "2026-11-01T10:10:00+00:00"]);
     // Entries a moment out of order are no fall-back.
     let reordered = format!(
@@ -742,13 +747,7 @@ fn a_compact_export_across_a_dst_fall_back_reads_the_repeated_hour_twice() {
          2026-11-01 01:20:00.900 E  {head} AADSTS50126: b\n\
          2026-11-01 01:40:00.000 E  {head} AADSTS50126: c\n"
     );
-    let times: Vec<String> = decode_bytes(&o, reordered.as_bytes())
-        .iter()
-        .filter_map(|i| match &i.kind {
-            ItemKind::SignIn(s) => s.occurred_at.map(|t| t.to_rfc3339()),
-            _ => None,
-        })
-        .collect();
+    let times = times_of(&o, &reordered);
     assert_eq!(times, ["2026-11-01T08:20:01+00:00", "2026-11-01T08:20:00.900+00:00", "2026-11-01T08:40:00+00:00"]);
 }
 
