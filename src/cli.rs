@@ -77,8 +77,9 @@ fix and Microsoft's page for the code. --json: outcome (failure, interrupt, succ
 category, code (the primary AADSTS code, or null), codes (all, primary first), title,
 remediation, entry (the catalogue entry's id), matched_by (code, pattern, condition, or
 null when nothing matched), doc_url, reason, severity, and not_counted (redacted, chatter,
-not_signin or invalid_timestamp) when the line is a whole log record the daemon would not
-count; a JSON record it rejects (not_signin, invalid_timestamp) is classified as text.
+not_signin, invalid_timestamp or invalid_json) when the line is a whole log record the
+daemon would not count; a JSON record it rejects (not_signin, invalid_timestamp,
+invalid_json) is classified as text.
 
 Exit codes: 0 classified (whatever the verdicts), 2 usage or configuration error.";
 
