@@ -128,6 +128,17 @@ fn a_stream_cut_before_its_array_or_envelope_closes_is_one_error() {
     for whole in [b"[]" as &[u8], b"{\"records\":[]}", b"{\"value\": []}\n"] {
         assert_eq!(errors(&auto(whole)), [], "{}", String::from_utf8_lossy(whole));
     }
+    // Cut inside a record too long to keep: that record's error alone. Whole but too long,
+    // then cut: its error, and the cut's.
+    let small = DecodeOptions { max_record_bytes: 100, ..DecodeOptions::default() };
+    let long = "x".repeat(300);
+    let cut_inside = format!("[{{\"a\":\"{long}");
+    assert_eq!(errors(&decode_bytes(&small, cut_inside.as_bytes())), [ParseErrorReason::LineTooLong]);
+    let cut_after = format!("[{{\"a\":\"{long}\"}},");
+    assert_eq!(
+        errors(&decode_bytes(&small, cut_after.as_bytes())),
+        [ParseErrorReason::LineTooLong, ParseErrorReason::InvalidJson]
+    );
 }
 
 #[test]

@@ -1199,8 +1199,11 @@ impl StreamDecoder {
         let env = matches!(self.mode, Mode::Array { env: true });
         let start = self.abs(self.pos);
         let line = self.line;
+        // Whether the element is malformed or cut short (not merely too long but whole).
+        let mut broken = true;
         let (e, kind) = match sc.scan(&self.buf[self.pos + scanned..], true) {
             Scan::Done(n) => {
+                broken = false;
                 let e = (scanned + n).max(1);
                 let kind = if self.too_long(e) { Some(ItemKind::Error(ParseErrorReason::LineTooLong)) } else { None };
                 (e, kind)
@@ -1226,7 +1229,7 @@ impl StreamDecoder {
             }
         };
         let end = self.abs(self.pos + e);
-        self.last_element_broken = kind.is_some();
+        self.last_element_broken = broken;
         match kind {
             Some(k) => push(out, start, end, line, k),
             None => {
