@@ -574,3 +574,33 @@ fn a_same_size_rewrite_with_the_same_mtime_is_read() {
     h.stop();
     assert_exactly_once(&h.stored(), 0..6);
 }
+
+/// A Passport message held for its next line when the daemon stops is not committed:
+/// the next start reads it again from its checkpoint and joins the lines written meanwhile,
+/// one record.
+#[test]
+fn a_passport_message_held_across_a_restart_is_one_record() {
+    let mut h = Harness::new("mac.log", "format = \"passport\"");
+    let head = "2026-03-04 08:15:06.700000-0800  mac-1 SecurityAgent[612]: (KandjiPassport) [io.kandji.passport:auth] \
+                AADSTS50076: Due to a configuration change made by your administrator, you must use multi-factor authentication to access.\n";
+    h.append("mac.log", head);
+    h.poll();
+    h.restart();
+    h.append("mac.log", "Correlation ID: 1B2C3D4E-0000-4000-8000-00000000AAAA\n");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        h.poll();
+        let events =
+            h.rt.block_on(h.core.store.list_events(&passportd::store::EventQuery { limit: 10, ..Default::default() }))
+                .unwrap()
+                .items;
+        if let Some(e) = events.first() {
+            assert_eq!(events.len(), 1, "{events:?}");
+            assert_eq!(e.correlation_id.as_deref(), Some("1b2c3d4e-0000-4000-8000-00000000aaaa"), "{e:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the message was never emitted");
+    }
+    h.stop();
+    assert_eq!(h.parse_errors(), 0.0);
+}

@@ -156,8 +156,6 @@ pub struct Tailer {
     first_run: bool,
     /// Sources configured before this one (see `yield_to`).
     earlier: Vec<(String, PathMatcher)>,
-    /// Files left to an earlier source, each logged once.
-    yielded: HashSet<PathBuf>,
     /// The earlier source that takes each file found but not followed (`None`: none), as
     /// judged when it was first found.
     owners: HashMap<FileKey, Option<String>>,
@@ -194,7 +192,6 @@ impl Tailer {
         Ok(Tailer {
             first_run,
             earlier: Vec::new(),
-            yielded: HashSet::new(),
             owners: HashMap::new(),
             name: source.name.clone(),
             source,
@@ -301,17 +298,22 @@ impl Tailer {
             };
             let key = dev_ino(&meta);
             if !self.earlier.is_empty() && !self.tracked.contains_key(&key) {
-                // Judged once per file (by inode), by every name that reaches it.
-                let owner = match self.owners.remove(&key) {
-                    Some(known) => known,
-                    None => self.earlier_owner(&path),
-                };
-                owners.insert(key, owner.clone());
-                if let Some(owner) = owner {
-                    if self.yielded.insert(path.clone()) {
-                        tracing::warn!(source = %self.name, path = %path.display(), owner = %owner,
-                            "a file both sources' paths match is read by the one configured first only");
+                // Judged once per file (by inode) while it is there, by every name that
+                // reaches it, and a file left to another source is logged then.
+                let owner = match owners.get(&key).or_else(|| self.owners.get(&key)) {
+                    Some(known) => known.clone(),
+                    None => {
+                        let owner = self.earlier_owner(&path);
+                        if let Some(owner) = &owner {
+                            tracing::warn!(source = %self.name, path = %path.display(), owner = %owner,
+                                "a file both sources' paths match is read by the one configured first only");
+                        }
+                        owner
                     }
+                };
+                let yielded = owner.is_some();
+                owners.insert(key, owner);
+                if yielded {
                     continue;
                 }
             }
@@ -987,9 +989,6 @@ fn moved_to(reader: &FileReader) -> Option<PathBuf> {
         .find(|p| std::fs::metadata(p).is_ok_and(|m| dev_ino(&m) == (reader.identity.dev, reader.identity.ino)))
 }
 
-/// A file beside the checkpoint's last path whose name starts with that file's name
-/// and that holds the generation (same inode and content, or the same content under
-/// another inode), opened.
 /// True when the checkpoint's own inode still holds its content: at a path of this
 /// round's scan, or beside its last path (a rotated name).
 fn original_still_there(cp: &Checkpoint, seen: Option<&Seen>) -> bool {
@@ -1002,47 +1001,38 @@ fn original_still_there(cp: &Checkpoint, seen: Option<&Seen>) -> bool {
             return true;
         }
     }
+    siblings(cp).any(|(path, meta)| dev_ino(&meta) == (cp.dev, cp.ino) && holds(&path))
+}
+
+/// The files beside a checkpoint's last path whose names start with that file's name
+/// (`app.log.1`, `app.log-2024…`), at most `MAX_SIBLINGS` of the folder's entries looked at.
+fn siblings(cp: &Checkpoint) -> impl Iterator<Item = (PathBuf, Metadata)> {
     let last = Path::new(&cp.path);
     let dir = last.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let Some(stem) = last.file_name().map(|n| n.to_string_lossy().into_owned()) else {
-        return false;
-    };
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return false;
-    };
-    entries.flatten().take(MAX_SIBLINGS).any(|entry| {
-        entry.file_name().to_string_lossy().starts_with(&stem)
-            && std::fs::metadata(entry.path()).is_ok_and(|m| dev_ino(&m) == (cp.dev, cp.ino))
-            && holds(&entry.path())
+    let stem = last.file_name().map(|n| n.to_string_lossy().into_owned());
+    let entries = stem.as_ref().and_then(|_| std::fs::read_dir(dir).ok());
+    entries.into_iter().flatten().flatten().take(MAX_SIBLINGS).filter_map(move |entry| {
+        let stem = stem.as_deref()?;
+        if !entry.file_name().to_string_lossy().starts_with(stem) {
+            return None;
+        }
+        let path = entry.path();
+        let meta = std::fs::metadata(&path).ok()?;
+        Some((path, meta))
     })
 }
 
+/// A file beside the checkpoint's last path (see `siblings`) with bytes past its
+/// offset that holds the generation (same inode and content, or the same content under
+/// another inode), opened.
 fn find_sibling(cp: &Checkpoint, exclude: &HashSet<(u64, u64)>) -> Option<(PathBuf, std::fs::File, FileIdentity)> {
-    let last = Path::new(&cp.path);
-    let dir = last.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let stem = last.file_name()?.to_string_lossy().into_owned();
-    let entries = std::fs::read_dir(dir).ok()?;
-    for entry in entries.flatten().take(MAX_SIBLINGS) {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !name.starts_with(&stem) {
-            continue;
-        }
-        let path = entry.path();
-        let Ok(meta) = std::fs::metadata(&path) else {
-            continue;
-        };
-        if !meta.is_file() || exclude.contains(&dev_ino(&meta)) || meta.len() <= cp.offset {
-            continue;
-        }
-        let Ok((file, id)) = identity::identify_path(&path) else {
-            continue;
-        };
-        let same_inode = (id.dev, id.ino) == (cp.dev, cp.ino) && identity::same_content(cp, &id);
-        if same_inode || identity::same_content_elsewhere(cp, &id, false) {
-            return Some((path, file, id));
-        }
-    }
-    None
+    siblings(cp)
+        .filter(|(_, meta)| meta.is_file() && !exclude.contains(&dev_ino(meta)) && meta.len() > cp.offset)
+        .find_map(|(path, _)| {
+            let (file, id) = identity::identify_path(&path).ok()?;
+            let same_inode = (id.dev, id.ino) == (cp.dev, cp.ino) && identity::same_content(cp, &id);
+            (same_inode || identity::same_content_elsewhere(cp, &id, false)).then_some((path, file, id))
+        })
 }
 
 /// Runs the tail loop on the current (blocking) thread until cancelled.
