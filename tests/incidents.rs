@@ -1067,6 +1067,100 @@ async fn lockout_wave_detector() {
     assert_eq!(detector_events(&s, wave.id).await, vec!["l4", "l3", "l2", "l1", "l0"]);
 }
 
+/// Five users locked out, each seen both in a Mac's Passport log and in Entra (one
+/// correlation id per attempt): a wave of five failures by five users, not ten, whichever
+/// copy comes first, in one batch or one per batch, and with the windows read from the
+/// store (a fresh handle per batch) or from the writer's memory.
+#[tokio::test]
+async fn a_lockout_wave_seen_on_both_sides_counts_each_attempt_once() {
+    let attempt = |i: i64| {
+        let mut entra = ev(&format!("entra-{i}"), 50053, Category::AccountLocked, i);
+        entra.correlation = Some(format!("corr-{i}"));
+        entra.user = Some(format!("user-{i}"));
+        let mut passport = ev(&format!("passport-{i}"), 50053, Category::AccountLocked, i);
+        passport.correlation = Some(format!("corr-{i}"));
+        passport.source = "passport";
+        passport.user = Some(format!("user-{i}"));
+        (entra, passport)
+    };
+    for passport_first in [false, true] {
+        for (one_batch, fresh_handles) in [(true, false), (false, false), (false, true)] {
+            let case = format!("passport_first={passport_first} one_batch={one_batch} fresh={fresh_handles}");
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("p.db");
+            let p = Policy::default();
+            let mut s = Store::open(&path).await.unwrap();
+            let mut order = Vec::new();
+            for i in 0..5 {
+                let (entra, passport) = attempt(i);
+                if passport_first {
+                    order.extend([passport, entra]);
+                } else {
+                    order.extend([entra, passport]);
+                }
+            }
+            if one_batch {
+                commit(&s, &p, order).await;
+            } else {
+                for e in order {
+                    if fresh_handles {
+                        s.close().await;
+                        s = Store::open(&path).await.unwrap();
+                    }
+                    commit(&s, &p, vec![e]).await;
+                }
+            }
+            let waves: Vec<_> = all(&s).await.into_iter().filter(|i| i.kind == "lockout_wave").collect();
+            assert_eq!(waves.len(), 1, "{case}: {waves:?}");
+            let evidence = waves[0].evidence.clone().expect("evidence");
+            assert_eq!(
+                (
+                    waves[0].event_count,
+                    waves[0].users_affected,
+                    evidence["failures_in_window"].as_i64(),
+                    evidence["distinct_users_in_window"].as_i64()
+                ),
+                (5, 5, Some(5), Some(5)),
+                "{case}"
+            );
+        }
+    }
+}
+
+/// A password spray whose every record Entra delivered in two shapes (the same record
+/// id, another time precision: stored again, uncounted): its failures are the attempts.
+#[tokio::test]
+async fn a_spray_seen_in_two_shapes_counts_each_attempt_once() {
+    for one_batch in [true, false] {
+        let (_d, s) = store().await;
+        let p = Policy::default();
+        let users = i64::from(p.detectors.spray_users);
+        let mut evs = Vec::new();
+        for i in 0..users {
+            let mut e = ev(&format!("r{i}"), 50126, Category::InvalidCredentials, i);
+            e.ip = Some("ipkey-1".into());
+            e.correlation = Some(format!("corr-{i}"));
+            let mut again = e.clone();
+            again.minute += 1;
+            evs.extend([e, again]);
+        }
+        if one_batch {
+            commit(&s, &p, evs).await;
+        } else {
+            for e in evs {
+                commit(&s, &p, vec![e]).await;
+            }
+        }
+        let spray = all(&s).await.into_iter().find(|i| i.kind == "password_spray").expect("a spray");
+        let evidence = spray.evidence.clone().expect("evidence");
+        assert_eq!(
+            (evidence["failures_in_window"].as_i64(), evidence["distinct_users_in_window"].as_i64()),
+            (Some(users), Some(users)),
+            "one_batch={one_batch}"
+        );
+    }
+}
+
 /// A wave whose lockouts arrive one per batch is seen from the stored ones (the window
 /// is read back from the store), once; and so is a wave that an upgrade to migration
 /// 0007 (which indexes the lockouts anew) interrupts half-way.

@@ -19,7 +19,7 @@ use chrono::Utc;
 use serde_json::json;
 use sqlx::{QueryBuilder, Sqlite, Transaction};
 
-use super::recent::{self, CredentialFailure, RollbackGuard, SharedRecent};
+use super::recent::{self, CredentialFailure, RollbackGuard, SharedRecent, WindowRow};
 use super::{to_ms, Batch, BatchResult, Store, StoreError, StoredEvent};
 use crate::event::{Category, Outcome};
 use crate::incidents::{self, Decision, Detector, IncidentState, IncidentStatus, Policy};
@@ -149,6 +149,15 @@ struct CorrelationHit {
     record_id: Option<String>,
 }
 
+/// A failure of an earlier batch that a supersede made uncounted, as the detectors'
+/// windows hold it.
+struct UncountedFailure {
+    at: i64,
+    user_key: Option<String>,
+    ip_key: Option<String>,
+    code: i64,
+}
+
 /// The decoder name of Passport's logs (`SignInEvent::format`).
 const PASSPORT_FORMAT: &str = "passport";
 
@@ -206,9 +215,9 @@ struct BatchIncidents {
     events_changed: bool,
     /// The latest time an incident may record (`NewFailure::at`).
     ceiling: i64,
-    /// Credential failures of earlier batches that a supersede made uncounted (time, user
-    /// key): the detectors' copy of the recent past drops them (`recent`).
-    uncounted: Vec<(i64, String)>,
+    /// Credential failures of earlier batches that a supersede made uncounted: the
+    /// detectors' copy of the recent past marks them so (`recent`).
+    uncounted: Vec<UncountedFailure>,
     /// Each incident's quiet period as SQL over its `category` (`quiet_sql`).
     quiet_sql: String,
     /// A resolved incident got a later event than its last: `flush` makes it active again,
@@ -609,8 +618,14 @@ impl Store {
 
         if policy.detectors.enabled {
             let mut copy = recent::lock(&self.recent);
-            for (at, user_key) in &state.uncounted {
-                copy.uncount(*at, user_key);
+            for line in &state.uncounted {
+                copy.uncount(&CredentialFailure {
+                    at: line.at,
+                    ip_key: line.ip_key.as_deref(),
+                    user_key: line.user_key.as_deref(),
+                    counted: true,
+                    lockout: line.code == LOCKOUT_CODE,
+                });
             }
             for row in &batch_rows.rows {
                 if let Some(failure) = credential_failure(row) {
@@ -1005,9 +1020,11 @@ async fn supersede(
     // far (an opening gate links the record in the table, not in its row here).
     rows.write_through(tx, f.row + 1).await?;
     state.flush(tx).await?;
-    let (left, joined, line_user): (Option<i64>, Option<i64>, Option<String>) = sqlx::query_as(
+    type Placed = (Option<i64>, Option<i64>, Option<String>, Option<String>, Option<i64>);
+    let (left, joined, line_user, line_ip, line_code): Placed = sqlx::query_as(
         "SELECT (SELECT incident_id FROM events WHERE id = ?1), (SELECT incident_id FROM events WHERE id = ?2),
-                (SELECT user_key FROM events WHERE id = ?1)",
+                (SELECT user_key FROM events WHERE id = ?1), (SELECT ip_key FROM events WHERE id = ?1),
+                (SELECT code FROM events WHERE id = ?1)",
     )
     .bind(hit.event_id)
     .bind(f.event_id)
@@ -1054,11 +1071,12 @@ async fn supersede(
             row.counted = false;
             row.incident_id = joined;
         }
-        None => {
-            if let Some(user_key) = line_user {
-                state.uncounted.push((hit.occurred_at, user_key));
-            }
-        }
+        None => state.uncounted.push(UncountedFailure {
+            at: hit.occurred_at,
+            user_key: line_user,
+            ip_key: line_ip,
+            code: line_code.unwrap_or_default(),
+        }),
     }
     result.superseded += 1;
     Ok(())
@@ -1640,9 +1658,9 @@ async fn run_detectors(
                 // promised order, and the window slides over time. Up to a window after the
                 // last: a late lockout also completes the windows of the ones after it.
                 let bounds = [first.saturating_sub(window), last.saturating_add(window)];
-                let mut events: Vec<(i64, Option<String>)> =
+                let mut events: Vec<WindowRow> =
                     fetch_json(tx, LOCKOUT_WINDOW, None, &bounds, "events (lockout window)").await?;
-                events.sort_unstable_by_key(|(t, _)| *t);
+                events.sort_unstable();
                 lockout_wave = scan_window(&events, &lockouts, window, step(Detector::LockoutWave), wave);
             }
             DetectorHits { spray, brute_force, lockout_wave }
@@ -1749,9 +1767,11 @@ const RECENT_FILL: &str = "SELECT json_group_array(json_array(occurred_at, ip_ke
              WHERE code IN (50126, 50053) AND outcome = 'failure' AND occurred_at > ?1 LIMIT ?2)";
 
 /// The lockouts (AADSTS50053 failures) in `(?1, ?2]` of event time as one JSON array of
-/// `[time, user key]`, read from their own partial index alone (migration 0007). The code
-/// is written out, not bound: only then may SQLite use an index partial on it.
-const LOCKOUT_WINDOW: &str = "SELECT json_group_array(json_array(occurred_at, user_key))
+/// `[time, user key, counted]`, read from their own partial index alone (migrations 0007,
+/// 0010). The code is written out, not bound: only then may SQLite use an index partial
+/// on it.
+const LOCKOUT_WINDOW: &str =
+    "SELECT json_group_array(json_array(occurred_at, user_key, json(iif(counted = 1, 'true', 'false'))))
       FROM events INDEXED BY events_lockouts
      WHERE code = 50053 AND outcome = 'failure' AND occurred_at > ?1 AND occurred_at <= ?2";
 
@@ -1818,18 +1838,18 @@ async fn window_events(
     keys: &HashMap<&str, Vec<i64>>,
     extra: &'static str,
     window: i64,
-) -> Result<HashMap<String, Vec<(i64, Option<String>)>>, StoreError> {
-    let mut out: HashMap<String, Vec<(i64, Option<String>)>> = HashMap::with_capacity(keys.len());
+) -> Result<HashMap<String, Vec<WindowRow>>, StoreError> {
+    let mut out: HashMap<String, Vec<WindowRow>> = HashMap::with_capacity(keys.len());
     let probes = window_probes(keys, window);
     let (Some(start), Some(end)) = (probes.iter().map(|p| p.2).min(), probes.iter().map(|p| p.3).max()) else {
         return Ok(out);
     };
     let pairs: Vec<(&str, i64)> = probes.iter().map(|p| (p.0, p.1)).collect();
     let sql = window_sql(column, extra);
-    let found: Vec<(String, i64, Option<String>)> =
+    let found: Vec<(String, i64, Option<String>, bool)> =
         fetch_json_rows(tx, &sql, &pairs, &[start, end], "events (detector window)").await?;
-    for (k, t, u) in found {
-        out.entry(k).or_default().push((t, u));
+    for (k, at, user, counted) in found {
+        out.entry(k).or_default().push(WindowRow { at, user, counted });
     }
     // Time order per key (aggregates do not promise their input order).
     for events in out.values_mut() {
@@ -1873,7 +1893,7 @@ fn window_probes<'k>(keys: &HashMap<&'k str, Vec<i64>>, window: i64) -> Vec<(&'k
 
 /// The detector window read for a JSON list of `[key, hourly bucket]` pairs (`?1`) of
 /// `column` (`ip_key` or `user_key`), between times `?2` (excluded) and `?3`, as one
-/// JSON array of `[key, time, user key]`: one result row instead of one per event,
+/// JSON array of `[key, time, user key, counted]`: one result row instead of one per event,
 /// because sqlx ships every result row over its worker channel with a thread wake-up,
 /// which cost more than the query. The index is named: without statistics the planner
 /// preferred the (code, time) index and then read every row of the table; and the join
@@ -1883,7 +1903,7 @@ fn window_sql(column: &'static str, extra: &'static str) -> String {
     let index = if column == "ip_key" { "events_by_ip_key" } else { "events_by_user_key" };
     format!(
         "WITH v(k, b) AS (SELECT value ->> 0, value ->> 1 FROM json_each(?1))
-         SELECT json_group_array(json_array(v.k, e.occurred_at, e.user_key))
+         SELECT json_group_array(json_array(v.k, e.occurred_at, e.user_key, json(iif(e.counted = 1, 'true', 'false'))))
            FROM v CROSS JOIN events e INDEXED BY {index}
              ON e.occurred_at / {DETECTOR_BUCKET_MS} = v.b AND e.{column} = v.k
           WHERE e.{column} IS NOT NULL AND e.outcome = 'failure' {extra} AND e.code IN ({CREDENTIAL_CODES})
@@ -1894,7 +1914,7 @@ fn window_sql(column: &'static str, extra: &'static str) -> String {
 /// Runs `scan_window` for every key, in key order (deterministic incident ids).
 fn scan_keys<'k>(
     keys: &HashMap<&'k str, Vec<i64>>,
-    history: &HashMap<String, Vec<(i64, Option<String>)>>,
+    history: &HashMap<String, Vec<WindowRow>>,
     window: i64,
     step: i64,
     met: impl Fn(i64, i64) -> bool + Copy,
@@ -1916,7 +1936,7 @@ fn scan_keys<'k>(
 /// where `met(failures, distinct users)` holds (thinned by `step`, see `Fired`) and the
 /// largest counts seen there.
 fn scan_window(
-    events: &[(i64, Option<String>)],
+    events: &[WindowRow],
     new_times: &[i64],
     window: i64,
     step: i64,
@@ -1928,7 +1948,7 @@ fn scan_window(
     let mut ends: Vec<i64> = new_sorted.clone();
     // Events in (t, t + window] for some new t: the latest new time before each event.
     let mut latest_new = 0usize;
-    for &(at, _) in events {
+    for &WindowRow { at, .. } in events {
         while latest_new < new_sorted.len() && new_sorted[latest_new] < at {
             latest_new += 1;
         }
@@ -1940,17 +1960,21 @@ fn scan_window(
     ends.dedup();
     let (mut lo, mut hi) = (0usize, 0usize);
     let mut users: HashMap<&str, u32> = HashMap::new();
+    // Failures are the window's counted rows: a Passport line and its Entra record are
+    // one attempt. Users come from every copy.
+    let mut counted = 0i64;
     let mut fired = Fired::new(step);
     let (mut failures, mut most_users, mut any) = (0, 0, false);
     for end in ends {
-        while hi < events.len() && events[hi].0 <= end {
-            if let Some(u) = events[hi].1.as_deref() {
+        while hi < events.len() && events[hi].at <= end {
+            if let Some(u) = events[hi].user.as_deref() {
                 *users.entry(u).or_default() += 1;
             }
+            counted += i64::from(events[hi].counted);
             hi += 1;
         }
-        while lo < hi && events[lo].0 <= end.saturating_sub(window) {
-            if let Some(u) = events[lo].1.as_deref() {
+        while lo < hi && events[lo].at <= end.saturating_sub(window) {
+            if let Some(u) = events[lo].user.as_deref() {
                 if let Some(n) = users.get_mut(u) {
                     *n -= 1;
                     if *n == 0 {
@@ -1958,9 +1982,10 @@ fn scan_window(
                     }
                 }
             }
+            counted -= i64::from(events[lo].counted);
             lo += 1;
         }
-        let (n, u) = ((hi - lo) as i64, users.len() as i64);
+        let (n, u) = (counted, users.len() as i64);
         if met(n, u) {
             any = true;
             fired.push(end);

@@ -25,8 +25,18 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-/// One failure as a window reads it: event time (Unix ms) and the user's key.
-pub(crate) type WindowRow = (i64, Option<String>);
+/// One failure as a window reads it. Read from the store as a JSON array
+/// `[time, user key, counted]`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Deserialize)]
+pub(crate) struct WindowRow {
+    /// Event time (Unix ms).
+    pub at: i64,
+    /// Keyed hash of the user.
+    pub user: Option<String>,
+    /// Counted for its sign-in attempt: a window's failures are its counted rows, its
+    /// users those of every copy.
+    pub counted: bool,
+}
 
 /// Most rows the copy holds, over its three lists, before it gives up (each about 150
 /// bytes: a few MB at most, against the 64 MB peak-RSS budget).
@@ -73,7 +83,7 @@ const FILL_PAUSE_BATCHES: u32 = 64;
 
 fn insert_sorted(rows: &mut Vec<WindowRow>, row: WindowRow) {
     // Rows nearly always arrive in time order: the search ends at the back.
-    let at = rows.partition_point(|r| r.0 <= row.0);
+    let at = rows.partition_point(|r| r.at <= row.at);
     rows.insert(at, row);
 }
 
@@ -128,36 +138,51 @@ impl RecentFailures {
             return;
         }
         let user = row.user_key.map(str::to_string);
+        let window_row = WindowRow { at: row.at, user, counted: row.counted };
         if let Some(ip) = row.ip_key {
-            insert_sorted(self.by_ip.entry(ip.to_string()).or_default(), (row.at, user.clone()));
+            insert_sorted(self.by_ip.entry(ip.to_string()).or_default(), window_row.clone());
             self.entries += 1;
         }
         if let (Some(key), true) = (row.user_key, row.counted) {
-            insert_sorted(self.by_user.entry(key.to_string()).or_default(), (row.at, user.clone()));
+            insert_sorted(self.by_user.entry(key.to_string()).or_default(), window_row.clone());
             self.entries += 1;
         }
         if row.lockout {
-            insert_sorted(&mut self.lockouts, (row.at, user));
+            insert_sorted(&mut self.lockouts, window_row);
             self.entries += 1;
         }
     }
 
-    /// A counted failure of `user_key` at `at`, taken in before, is no longer counted (an
-    /// Entra record superseded its Passport line): it leaves the user's counted failures.
-    pub(crate) fn uncount(&mut self, at: i64, user_key: &str) {
+    /// A counted failure taken in before is no longer counted (an Entra record superseded
+    /// its Passport line): it leaves its user's counted failures, and stays in its IP's
+    /// and the lockouts' windows as a copy (its user still counts there, its failure no
+    /// longer does).
+    pub(crate) fn uncount(&mut self, row: &CredentialFailure<'_>) {
         let Some(bound) = self.covers_after else {
             return;
         };
-        if at <= bound {
+        if row.at <= bound {
             return;
         }
-        if let Some(rows) = self.by_user.get_mut(user_key) {
-            if let Some(i) = rows.iter().position(|r| r.0 == at && r.1.as_deref() == Some(user_key)) {
-                rows.remove(i);
-                self.entries = self.entries.saturating_sub(1);
+        let is_the_row = |r: &WindowRow| r.at == row.at && r.counted && r.user.as_deref() == row.user_key;
+        if let Some(user_key) = row.user_key {
+            if let Some(rows) = self.by_user.get_mut(user_key) {
+                if let Some(i) = rows.iter().position(is_the_row) {
+                    rows.remove(i);
+                    self.entries = self.entries.saturating_sub(1);
+                }
+                if rows.is_empty() {
+                    self.by_user.remove(user_key);
+                }
             }
-            if rows.is_empty() {
-                self.by_user.remove(user_key);
+        }
+        // Rows equal but for the flag are interchangeable: whichever of them is marked,
+        // the window holds the same rows as the store.
+        let by_ip = row.ip_key.and_then(|ip| self.by_ip.get_mut(ip));
+        let lockouts = row.lockout.then_some(&mut self.lockouts);
+        for rows in by_ip.into_iter().chain(lockouts) {
+            if let Some(r) = rows.iter_mut().find(|r| is_the_row(r)) {
+                r.counted = false;
             }
         }
     }
@@ -185,7 +210,7 @@ impl RecentFailures {
             return;
         }
         let drop_through = |rows: &mut Vec<WindowRow>| {
-            let cut = rows.partition_point(|r| r.0 <= bound);
+            let cut = rows.partition_point(|r| r.at <= bound);
             rows.drain(..cut);
         };
         for map in [&mut self.by_ip, &mut self.by_user] {
@@ -289,11 +314,12 @@ mod tests {
         copy.add(&failure(4, "a"));
         copy.add(&failure(7, "a"));
         assert!(copy.covers(5) && !copy.covers(4));
-        assert_eq!(copy.by_ip()["a"], vec![(6, Some("u".to_string())), (7, Some("u".to_string()))], "time order");
+        let row = |at| WindowRow { at, user: Some("u".to_string()), counted: true };
+        assert_eq!(copy.by_ip()["a"], vec![row(6), row(7)], "time order");
         copy.trim(6);
         assert!(!copy.covers(5) && copy.covers(6));
         assert_eq!(copy.by_ip()["a"].len(), 1);
-        assert_eq!(copy.lockouts(), [(8, Some("u".to_string()))]);
+        assert_eq!(copy.lockouts(), [row(8)]);
         copy.check(1, 1);
         copy.fill(0, (1..).take(MAX_ENTRIES).map(|t| failure(t, "c")));
         assert_eq!(copy.entries(), 0, "over the cap: forgotten");
@@ -302,5 +328,19 @@ mod tests {
         copy.fill(0, [failure(1, "a")]);
         copy.check(1, 2);
         assert_eq!(copy.entries(), 0, "another connection committed: forgotten");
+    }
+
+    /// A superseded line leaves its user's counted failures and stays in its IP's and the
+    /// lockouts' windows as an uncounted copy, as the store then holds it.
+    #[test]
+    fn an_uncounted_failure_stays_in_its_windows_as_a_copy() {
+        let mut copy = RecentFailures::default();
+        copy.fill(0, [failure(2, "a"), failure(2, "a")]);
+        copy.uncount(&failure(2, "a"));
+        let flags = |rows: &[WindowRow]| rows.iter().map(|r| r.counted).collect::<Vec<_>>();
+        assert_eq!(flags(&copy.by_ip()["a"]), [false, true], "one of the two equal rows");
+        assert_eq!(flags(copy.lockouts()), [false, true]);
+        assert_eq!(copy.by_user()["u"].len(), 1);
+        assert_eq!(copy.entries(), 5);
     }
 }
