@@ -583,10 +583,23 @@ impl Normalizer {
         shared_source: &Arc<str>,
         file_key: &str,
         offset: u64,
-        raw: RawSignIn,
+        mut raw: RawSignIn,
         received_at: DateTime<Utc>,
     ) -> Option<Made> {
         let entry_key = self.passport_entry_key(&raw);
+        // The source's app and tenant stand in for a record that names none (a Passport
+        // line) before it is classified: a catalogue condition on the app then holds for
+        // the line as for its Entra record.
+        let source: &str = shared_source;
+        let defaults = self.defaults.get(source);
+        for (own, pick) in [
+            (&mut raw.app_id, (|d| &d.app_id) as fn(&SourceDefaults) -> &Option<String>),
+            (&mut raw.tenant_id, |d| &d.tenant_id),
+        ] {
+            if own.as_deref().map_or(true, str::is_empty) {
+                *own = defaults.and_then(|d| pick(d).clone());
+            }
+        }
         if raw.result_code == Some(0) {
             // Result code 0 is a success whatever else the record says (the classifier's
             // first rule). Asking it anyway would build the catalogue texts of a success
@@ -609,11 +622,6 @@ impl Normalizer {
             return Self::success(shared_source, file_key, offset, &raw, received_at, entry_key).map(Made::Success);
         }
         let occurred_at = raw.occurred_at.unwrap_or(received_at);
-        let source: &str = shared_source;
-        let defaults = self.defaults.get(source);
-        let fallback = |own: Option<String>, pick: fn(&SourceDefaults) -> &Option<String>| {
-            own.filter(|v| !v.is_empty()).or_else(|| defaults.and_then(|d| pick(d).clone()))
-        };
         let failure = c.outcome == Outcome::Failure;
         // The keyed hashes read the raw values, before privacy replaces them.
         let ip_key = if failure { self.privacy.ip_key(raw.ip.as_deref()) } else { None };
@@ -630,9 +638,9 @@ impl Normalizer {
             entry_id: c.entry,
             message: self.privacy.message(raw.message),
             user: self.privacy.user(raw.user),
-            app_id: fallback(raw.app_id, |d| &d.app_id),
+            app_id: raw.app_id,
             app_name: raw.app_name,
-            tenant_id: fallback(raw.tenant_id, |d| &d.tenant_id),
+            tenant_id: raw.tenant_id,
             client_app: raw.client_app,
             auth_protocol: raw.auth_protocol,
             token_issuer_type: raw.token_issuer_type,

@@ -254,6 +254,44 @@ fn check_config_notes_overridden_examples_and_refuses_broken_operator_ones() {
     assert!(stderr.contains("ours-50076"), "{stderr}");
 }
 
+/// A catalogue entry conditioned on an app holds for a Passport line of a source whose
+/// `app_id` names that app, as it does for the line's Entra record: both are classified
+/// alike, whichever arrives first.
+#[test]
+fn a_sources_app_id_decides_app_conditions_for_its_passport_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = "aaaaaaaa-0000-0000-0000-000000000001";
+    let ours = dir.path().join("ours.toml");
+    std::fs::write(
+        &ours,
+        format!(
+            "[[entry]]\nid = \"ours-50076-passport\"\ncodes = [50076]\ncategory = \"client_misconfigured\"\n\
+             title = \"MFA on the Passport app\"\nremediation = \"Exclude the app.\"\n\
+             conditions = {{ app_id = [\"{app}\"] }}\n"
+        ),
+    )
+    .unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[storage]\npath = \"p.db\"\n[catalogue]\nextra_paths = [\"{}\"]\n\
+             [[sources]]\nname = \"passport\"\npaths = [\"nowhere/*.ndjson\"]\nformat = \"passport\"\napp_id = \"{app}\"\n",
+            ours.display()
+        ),
+    )
+    .unwrap();
+    let line = dir.path().join("p.ndjson");
+    let message = "Token request failed: AADSTS50076: Due to a configuration change made by your administrator, \
+                   or because you moved to a new location, you must use multi-factor authentication.";
+    std::fs::write(&line, passport_ndjson("2026-03-04 08:15:02.123456-0800", "Error", message) + "\n").unwrap();
+    let summary = json(&passportd(
+        dir.path(),
+        &["replay", "--json", "--config", cfg.to_str().unwrap(), "--source", "passport", line.to_str().unwrap()],
+    ));
+    assert_eq!(summary["by_category"]["client_misconfigured"], 1, "{summary}");
+}
+
 /// A store path that cannot be a database is a configuration error (exit 2, naming
 /// `storage.path`) in check-config, replay and serve alike, before anything is opened.
 #[test]
