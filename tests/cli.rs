@@ -439,6 +439,35 @@ fn classify_marks_lines_the_daemon_does_not_count() {
     assert!(lines[2].get("not_counted").is_none(), "a bare message is no log line: {}", lines[2]);
 }
 
+/// Only a record's own result code 0 is a success: a token body whose `error_codes`
+/// holds 0 (or a number too short to be a code) and a message naming `AADSTS00000` are
+/// failures, decided by their text.
+#[test]
+fn a_code_zero_in_a_message_is_no_success() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = |codes: &str| {
+        passport_ndjson(
+            "2026-03-04 08:15:02.123456-0800",
+            "Error",
+            &format!(
+                r#"{{\"error\":\"invalid_grant\",\"error_description\":\"Error validating credentials due to invalid username or password.\",\"error_codes\":[{codes}]}}"#
+            ),
+        )
+    };
+    let out = passportd(dir.path(), &["classify", "--json", &body("0"), &body("123"), "AADSTS00000: Something failed"]);
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 3);
+    for line in &lines[..2] {
+        assert_eq!(
+            (line["outcome"].as_str(), line["category"].as_str()),
+            (Some("failure"), Some("invalid_credentials")),
+            "{line}"
+        );
+    }
+    assert_eq!(lines[2]["outcome"], "failure", "{}", lines[2]);
+}
+
 /// A closed stderr (`2>&1 | head`) loses log lines, nothing else: replay finishes and
 /// exits 0. Reporting the failed write with eprintln! panicked the logging thread, and
 /// at debug level replay hung.

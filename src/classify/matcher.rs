@@ -97,11 +97,11 @@ fn parse_digits(bytes: &[u8]) -> u32 {
 
 fn aadsts_code_at(bytes: &[u8], start: usize) -> Option<u32> {
     let n = digits_at(bytes, start);
-    if (5..=7).contains(&n) {
-        Some(parse_digits(&bytes[start..start + n]))
-    } else {
-        None
+    // `AADSTS00000` names no error: as code 0 it would read as a success.
+    if !(5..=7).contains(&n) {
+        return None;
     }
+    Some(parse_digits(&bytes[start..start + n])).filter(|code| *code != 0)
 }
 
 fn skip_ws(bytes: &[u8], mut i: usize) -> usize {
@@ -134,7 +134,7 @@ fn error_codes_at(bytes: &[u8], mut i: usize, out: &mut Vec<u32>) {
         if n == 0 {
             return;
         }
-        if (5..=7).contains(&n) {
+        if (5..=7).contains(&n) && parse_digits(&bytes[i..i + n]) != 0 {
             push_unique(out, parse_digits(&bytes[i..i + n]));
         }
         i = skip_ws(bytes, i + n);
@@ -577,7 +577,8 @@ impl Classifier {
             codes.push(rc);
         }
         if !input.message_codes.is_empty() {
-            for &c in input.message_codes {
+            // Only a record's own result code 0 is a success; a message names no code 0.
+            for &c in input.message_codes.iter().filter(|c| **c != 0) {
                 push_unique(&mut codes, c);
             }
         } else if let Some(m) = input.message {

@@ -579,8 +579,10 @@ pub(crate) fn decide(r: &PassportFields<'_>, m: &Matcher, tz: chrono_tz::Tz) -> 
     let body = find_token_body(msg);
     let mut s = RawSignIn { format: "passport", ..RawSignIn::default() };
     if let Some(b) = &body {
+        // As the classifier reads `error_codes` in text: 5 to 7 digits. A 0 or a 123 is
+        // no AADSTS code (0 would read as a success).
         for c in &b.error_codes {
-            if let Some(c) = c.0 {
+            if let Some(c) = c.0.filter(|c| (10_000..=9_999_999).contains(c)) {
                 push_code(&mut codes, c);
             }
         }
@@ -640,7 +642,10 @@ pub(crate) fn extract_codes(msg: &str, codes: &mut Vec<u32>) {
             for d in &digits[..n] {
                 v = v * 10 + u32::from(d - b'0');
             }
-            push_code(codes, v);
+            // `AADSTS00000` names no error (as code 0 it would read as a success).
+            if v != 0 {
+                push_code(codes, v);
+            }
         }
     }
 }
