@@ -294,7 +294,14 @@ async fn every_endpoint_conforms_to_the_served_openapi_document() {
     assert_eq!(e["category"], "mfa_required");
     c.call(&server, "get", code, "/api/v1/catalogue/AADSTS7000218", None, None).await;
     assert_eq!(c.call(&server, "get", code, "/api/v1/catalogue/1234567", None, None).await.0, 404);
-    assert_eq!(c.call(&server, "get", code, "/api/v1/catalogue/abc", None, None).await.0, 400);
+    // Any text an entry id may be is an unknown id; anything else is no code at all.
+    assert_eq!(c.call(&server, "get", code, "/api/v1/catalogue/abc", None, None).await.0, 404);
+    assert_eq!(c.call(&server, "get", code, "/api/v1/catalogue/ours.x", None, None).await.0, 404);
+    assert_eq!(c.call(&server, "get", code, "/api/v1/catalogue/a%20b", None, None).await.0, 400);
+    // The catalogue takes no filters: one given is refused, not ignored.
+    let list = "/api/v1/catalogue";
+    assert_eq!(c.call(&server, "get", list, "/api/v1/catalogue?category=mfa_required", None, None).await.0, 400);
+    assert_eq!(c.call(&server, "get", code, "/api/v1/catalogue/50076?x=1", None, None).await.0, 400);
     // A code's conditional entries come with it, and an entry is found by its id.
     let (_, e) = c.call(&server, "get", code, "/api/v1/catalogue/50126", None, None).await;
     assert_eq!(e["id"], "aadsts-50126");

@@ -562,10 +562,15 @@ async fn summary(State(state): State<AppState>, Query(params): Params) -> Result
 
 /// The loaded (merged) catalogue.
 #[utoipa::path(get, path = "/api/v1/catalogue", tag = "catalogue",
-    responses((status = 200, description = "Every entry", body = doc::CatalogueList)))]
-async fn catalogue(State(state): State<AppState>) -> Response {
+    responses(
+        (status = 200, description = "Every entry", body = doc::CatalogueList),
+        (status = 400, description = "A query parameter was given: it takes none", body = doc::ErrorBody)))]
+async fn catalogue(State(state): State<AppState>, Query(params): Params) -> Result<Response, ApiError> {
+    // A filter it does not apply (`?category=`) would answer every entry as if filtered.
+    check_known(&unique(params)?, &[])?;
     let c = state.classifier.current();
-    Json(doc::CatalogueList { entries: c.catalogue().entries().to_vec(), count: c.catalogue().len() }).into_response()
+    Ok(Json(doc::CatalogueList { entries: c.catalogue().entries().to_vec(), count: c.catalogue().len() })
+        .into_response())
 }
 
 /// The catalogue entry for one code.
@@ -573,18 +578,23 @@ async fn catalogue(State(state): State<AppState>) -> Response {
     params(("code" = String, Path, description = "AADSTS number, with or without the AADSTS prefix, or an entry's id")),
     responses(
         (status = 200, description = "The entry; for a code, the conditional entries that can also decide it (a federated 50126) under `conditional`", body = doc::CodeEntry),
-        (status = 400, description = "Neither a code nor an entry id", body = doc::ErrorBody),
+        (status = 400, description = "Neither a code nor an entry id, or a query parameter was given", body = doc::ErrorBody),
         (status = 404, description = "Not in the catalogue", body = doc::ErrorBody)))]
-async fn catalogue_code(State(state): State<AppState>, Path(raw): Path<String>) -> Result<Response, ApiError> {
+async fn catalogue_code(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    Query(params): Params,
+) -> Result<Response, ApiError> {
+    check_known(&unique(params)?, &[])?;
     let c = state.classifier.current();
     let catalogue = c.catalogue();
     let Ok(code) = raw.trim_start_matches("AADSTS").parse::<u32>() else {
-        // An entry's id (`aadsts-50126-federated`, an operator's `okta-invalid-grant`).
-        // Entry ids are kebab-case names (`aadsts-50126-federated`): one of that shape that
-        // is not loaded is an unknown id (404); anything else is no code at all (400).
+        // An entry's id (`aadsts-50126-federated`, an operator's `okta.invalid`): any text
+        // an id may be (the catalogue's rule) that is not loaded is an unknown id (404);
+        // anything else is no code at all (400).
         return match catalogue.entries().iter().find(|e| e.id == raw) {
             Some(entry) => Ok(Json(entry).into_response()),
-            None if raw.contains('-') && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') => {
+            None if crate::classify::catalogue::is_entry_id(&raw) => {
                 Err(ApiError::NotFound(format!("no catalogue entry {raw:?}")))
             }
             None => Err(ApiError::bad("code", format!("{raw:?} is neither an AADSTS number nor an entry id"))),

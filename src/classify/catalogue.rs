@@ -747,9 +747,14 @@ fn regex_problem(e: &regex::Error) -> String {
     format!("invalid regex: {reason}")
 }
 
+/// Whether `id` is text an entry's id may be: non-empty, of letters, digits, `-`, `_`,
+/// `.` and `:`.
+pub fn is_entry_id(id: &str) -> bool {
+    !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+}
+
 fn validate(e: &Entry, ctx: &Ctx<'_>) -> Result<(), CatalogueError> {
-    if e.id.trim().is_empty() || !e.id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
-    {
+    if !is_entry_id(&e.id) {
         return Err(ctx.err("id", "must be non-empty and use only letters, digits, `-`, `_`, `.` or `:`"));
     }
     let mut seen = HashSet::new();
