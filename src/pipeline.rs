@@ -837,7 +837,7 @@ impl Writer {
 
     /// Re-reads the open-incident counts into `passportd_incidents_open`.
     pub async fn refresh_incident_gauge(&self) -> Result<(), StoreError> {
-        let open = self.store.open_incidents_by_category().await?;
+        let open = self.store.open_incidents_by_category(None).await?;
         for category in Category::failure_categories() {
             self.metrics
                 .incidents_open

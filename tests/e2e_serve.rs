@@ -131,6 +131,14 @@ async fn restart_resumes_from_the_checkpoint_without_double_counting() {
     })
     .await;
     assert_eq!(summary["events"]["failure"], 4, "{summary}");
+    // Per source, the open incidents are those holding an event of it.
+    let open = &summary["open_incidents_by_category"];
+    assert!(!open.as_object().unwrap().is_empty(), "{summary}");
+    let window = "/api/v1/summary?since=2026-03-01T00:00:00Z&until=2026-03-05T00:00:00Z";
+    let of_entra = server.get_json(&format!("{window}&source=entra")).await;
+    assert_eq!(&of_entra["open_incidents_by_category"], open, "{of_entra}");
+    let of_other = server.get_json(&format!("{window}&source=passport")).await;
+    assert_eq!(of_other["open_incidents_by_category"], serde_json::json!({}), "{of_other}");
     // This run read only what the first one had not committed.
     let m = poll_until("this run's line count", Duration::from_secs(5), || async {
         let m = server.metrics().await;

@@ -502,11 +502,19 @@ impl Store {
         Ok(removed)
     }
 
-    /// Open (open + acknowledged) incidents per category.
-    pub async fn open_incidents_by_category(&self) -> Result<BTreeMap<Category, i64>, StoreError> {
+    /// Open (open + acknowledged) incidents per category; with `source`, those holding an
+    /// event of that source.
+    pub async fn open_incidents_by_category(
+        &self,
+        source: Option<&str>,
+    ) -> Result<BTreeMap<Category, i64>, StoreError> {
+        // `sources` is a comma-separated list of names, which never hold a comma.
         let rows = sqlx::query(
-            "SELECT category, COUNT(*) AS n FROM incidents WHERE status IN ('open', 'acknowledged') GROUP BY category",
+            "SELECT category, COUNT(*) AS n FROM incidents WHERE status IN ('open', 'acknowledged')
+                AND (?1 IS NULL OR instr(',' || sources || ',', ',' || ?1 || ',') > 0)
+              GROUP BY category",
         )
+        .bind(source)
         .fetch_all(&self.pool)
         .await?;
         let mut out = BTreeMap::new();

@@ -514,8 +514,12 @@ impl Store {
                 *by_code.entry(code.map(|c| c.to_string()).unwrap_or_else(|| "none".into())).or_default() += n;
             }
         }
-        let open =
-            self.open_incidents_by_category().await?.into_iter().map(|(c, n)| (c.as_str().to_string(), n)).collect();
+        let open = self
+            .open_incidents_by_category(source)
+            .await?
+            .into_iter()
+            .map(|(c, n)| (c.as_str().to_string(), n))
+            .collect();
         Ok(Summary {
             since,
             until,
