@@ -413,7 +413,7 @@ fn a_rotated_file_still_matched_emits_its_unterminated_text_line_once_idle() {
     rename(&h, "app.log", "app.log.1");
     h.append("app.log", &format!("{}\n", entry(3)));
     h.poll();
-    // The last message waits a moment for a next line (TEXT_HOLD) before the idle file
+    // The last message waits a moment for a next line (`HOLDS`) before the idle file
     // gives it up: poll until it has, with a deadline.
     let messages = |h: &Harness| -> Vec<(String,)> {
         h.rt.block_on(async {
@@ -602,5 +602,82 @@ fn a_passport_message_held_across_a_restart_is_one_record() {
         assert!(std::time::Instant::now() < deadline, "the message was never emitted");
     }
     h.stop();
+    assert_eq!(h.parse_errors(), 0.0);
+}
+
+/// `(code, correlation id)` of every stored event, in time order.
+fn codes_and_correlations(h: &Harness) -> Vec<(Option<i64>, Option<String>)> {
+    h.rt.block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", h.db.display())).await.unwrap();
+        let rows = sqlx::query_as("SELECT code, correlation_id FROM events ORDER BY occurred_at, id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        rows
+    })
+}
+
+/// Polls `h` until `done` holds of the stored events, or panics at the deadline.
+fn poll_until_stored(h: &mut Harness, what: &str, done: impl Fn(&[(Option<i64>, Option<String>)]) -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        h.poll();
+        let rows = codes_and_correlations(h);
+        if done(&rows) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}: {rows:?}");
+    }
+}
+
+/// `log stream > file` writes through a block buffer: a message whose token-endpoint body
+/// is still open can wait seconds for the body's rest. The message is kept open for it
+/// (not stored cut short, its rest read as orphan lines), and stored whole, once.
+#[test]
+fn a_message_whose_body_is_still_open_waits_for_the_rest_of_it() {
+    let mut h = Harness::new("stream.log", "format = \"passport\"");
+    let head = "2026-03-04 16:00:00.100000-0800  localhost SecurityAgent[612]: (KandjiPassport) \
+                [io.kandji.passport:auth] Token request failed: HTTP 400\n{\n  \"error\" : \"invalid_grant\",\n";
+    let rest = "  \"error_description\" : \"AADSTS50126: Error validating credentials due to invalid username or \
+                password. Correlation ID: 77658f33-1d7e-4a1b-9c1e-2f8a9b0c1d2e\",\n  \"error_codes\" : [50126]\n}\n\
+                2026-03-04 16:00:05.100000-0800  localhost SecurityAgent[612]: (KandjiPassport) \
+                [io.kandji.passport:auth] Token request failed: AADSTS50076: MFA required.\n";
+    h.append("stream.log", head);
+    // Well past the hold of a message that is not waiting for a body (300 ms).
+    let until = std::time::Instant::now() + std::time::Duration::from_millis(900);
+    while std::time::Instant::now() < until {
+        h.poll();
+    }
+    assert!(codes_and_correlations(&h).is_empty(), "stored before its body was whole");
+    h.append("stream.log", rest);
+    poll_until_stored(&mut h, "both messages", |rows| rows.len() >= 2);
+    h.stop();
+    let rows = codes_and_correlations(&h);
+    assert_eq!(
+        rows,
+        vec![(Some(50126), Some("77658f33-1d7e-4a1b-9c1e-2f8a9b0c1d2e".to_string())), (Some(50076), None)],
+    );
+    assert_eq!(h.parse_errors(), 0.0);
+    assert_eq!(h.metric(r#"passportd_skipped_total{source="t"}"#), 0.0);
+}
+
+/// A CSV export whose last row has no newline: the row is read once the file has been
+/// idle a moment, as `replay` reads it, and a newline written after it adds nothing.
+#[test]
+fn a_csv_exports_unterminated_last_row_is_read_once_idle() {
+    let mut h = Harness::new("export.csv", "");
+    h.append(
+        "export.csv",
+        "TimeGenerated [UTC],ResultType,UserPrincipalName,Status,Id\r\n\
+         2026-11-27T10:00:00Z,50126,a@contoso.example,\"{\"\"errorCode\"\":50126}\",r-1\r\n\
+         2026-11-27T10:01:00Z,50076,b@contoso.example,\"{\"\"errorCode\"\":50076}\",r-2",
+    );
+    poll_until_stored(&mut h, "both rows", |rows| rows.len() >= 2);
+    h.append("export.csv", "\r\n");
+    h.poll();
+    h.stop();
+    let codes: Vec<Option<i64>> = codes_and_correlations(&h).into_iter().map(|(c, _)| c).collect();
+    assert_eq!(codes, vec![Some(50126), Some(50076)]);
     assert_eq!(h.parse_errors(), 0.0);
 }

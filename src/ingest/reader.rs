@@ -73,6 +73,20 @@ pub fn decode_options(source: &SourceSettings) -> DecodeOptions {
     }
 }
 
+/// How long an idle tailer waits for the rest of a record held at a file's end before
+/// it decodes what it has, so that a writer that writes a record in pieces still
+/// delivers it whole.
+#[derive(Debug, Clone, Copy)]
+pub struct Holds {
+    /// A Passport message, for a next line (a writer that writes line by line).
+    pub plain: std::time::Duration,
+    /// A Passport message that announces its next line (its text ends with `:`), and a
+    /// CSV row with all its cells but no newline yet (its last cell may be cut).
+    pub announced: std::time::Duration,
+    /// A Passport message whose token-endpoint body is still open.
+    pub open_body: std::time::Duration,
+}
+
 /// One open file generation being read.
 pub struct FileReader {
     /// The source it belongs to.
@@ -127,16 +141,15 @@ impl FileReader {
         }
     }
 
-    /// How much longer an idle flush waits for more of a held Passport message, counted
-    /// from the stream's last bytes: `open` for one that announces its next line (see
-    /// `StreamDecoder::holds_open_ended_record`), `plain` for any other, so that a writer
-    /// that writes a message line by line (or in blocks) still delivers the rest into it.
-    /// `None` when nothing waits.
-    pub fn hold_left(&self, plain: std::time::Duration, open: std::time::Duration) -> Option<std::time::Duration> {
-        let hold = if self.decoder.holds_open_ended_record() {
-            open
+    /// How much longer an idle flush waits for more of a held record, counted from the
+    /// stream's last bytes (see [`Holds`]). `None` when nothing waits.
+    pub fn hold_left(&self, holds: &Holds) -> Option<std::time::Duration> {
+        let hold = if self.decoder.holds_open_body() {
+            holds.open_body
+        } else if self.decoder.holds_open_ended_record() || self.decoder.holds_unterminated_row() {
+            holds.announced
         } else if self.decoder.holds_text_record() {
-            plain
+            holds.plain
         } else {
             return None;
         };

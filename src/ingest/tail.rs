@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::discover::PathMatcher;
 use super::identity::{self, FileIdentity};
-use super::reader::{Chunk, FileReader, ReadError, READ_BUFFER_BYTES};
+use super::reader::{Chunk, FileReader, Holds, ReadError, READ_BUFFER_BYTES};
 use crate::config::{SourceSettings, StartAt};
 use crate::metrics::Metrics;
 use crate::pipeline::Normalizer;
@@ -953,11 +953,7 @@ impl Tailer {
     /// Lets decoders emit records held while the stream was busy (multi-line values).
     /// When the first held message of a file at its end is due to be emitted.
     pub fn next_flush_in(&self) -> Option<Duration> {
-        self.tracked
-            .values()
-            .filter(|t| t.reader.at_eof)
-            .filter_map(|t| t.reader.hold_left(TEXT_HOLD, OPEN_ENDED_HOLD))
-            .min()
+        self.tracked.values().filter(|t| t.reader.at_eof).filter_map(|t| t.reader.hold_left(&HOLDS)).min()
     }
 
     fn flush_idle(&mut self) -> Result<(), ReadError> {
@@ -965,7 +961,7 @@ impl Tailer {
         // A held message waits a moment for a next line (a second when it announces one);
         // the first round after that emits it either way.
         for t in self.tracked.values_mut() {
-            if t.reader.at_eof && t.reader.hold_left(TEXT_HOLD, OPEN_ENDED_HOLD).is_none() {
+            if t.reader.at_eof && t.reader.hold_left(&HOLDS).is_none() {
                 if let Some(chunk) = t.reader.flush(&self.normalizer) {
                     chunks.push(chunk);
                 }
@@ -1079,14 +1075,18 @@ pub fn run(ctx: TailContext) -> Result<(), ReadError> {
     Ok(())
 }
 
-/// How long an idle tailer keeps a Passport message that ends with `:` open for the line
-/// it announces (see `FileReader::hold_left`).
-const OPEN_ENDED_HOLD: Duration = Duration::from_secs(1);
-/// How long an idle tailer keeps any other Passport message open for a next line: a
-/// writer that writes line by line, or in blocks, delivers a message's lines milliseconds
-/// apart, and a wake-up between them found the file "idle" and cut the message (its
-/// Correlation ID line, or the token endpoint's body, read as orphans).
-const TEXT_HOLD: Duration = Duration::from_millis(300);
+/// How long an idle tailer keeps a record at a file's end open for its rest:
+/// - any Passport message, 300 ms for a next line: a writer that writes line by line, or
+///   in blocks, delivers a message's lines milliseconds apart, and a wake-up between them
+///   found the file "idle" and cut the message (its Correlation ID line, or the token
+///   endpoint's body, read as orphans);
+/// - a message that ends with `:` (announcing its next line), or a CSV row without its
+///   newline, a second;
+/// - a message whose token-endpoint body is still open, a minute: `log stream > file`
+///   writes through a block buffer, so the body's rest can come seconds later, and its
+///   lines read alone would be orphans while the message was stored cut short.
+const HOLDS: Holds =
+    Holds { plain: Duration::from_millis(300), announced: Duration::from_secs(1), open_body: Duration::from_secs(60) };
 
 /// Whether a file event can mean new or different content. Opening or reading a file
 /// cannot, and inotify reports the loop's own opens of the files and folders it scans:

@@ -153,7 +153,7 @@ impl Harness {
 
     /// Parse errors of every reason.
     pub fn parse_errors(&self) -> f64 {
-        ["invalid_json", "line_too_long", "not_signin", "unknown_format", "invalid_utf8"]
+        ["invalid_json", "line_too_long", "not_signin", "unknown_format", "invalid_utf8", "invalid_csv"]
             .iter()
             .map(|r| self.metric(&format!(r#"passportd_parse_errors_total{{reason="{r}",source="t"}}"#)))
             .sum()

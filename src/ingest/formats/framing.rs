@@ -498,10 +498,12 @@ impl StreamDecoder {
             self.run(out, true);
             self.mark();
             self.compact();
-        } else if self.holds_whole_unterminated_object() {
-            // An hourly `PT1H.json` blob may end without a newline and never grow again:
-            // its last record would wait for ever. A whole JSON object cannot be the start
-            // of a longer line, so it is decoded now; a newline that follows is blank.
+        } else if self.holds_whole_unterminated_object() || self.holds_unterminated_csv_row() {
+            // An hourly `PT1H.json` blob or a CSV export may end without a newline and never
+            // grow again: its last record would wait for ever. A whole JSON object cannot be
+            // the start of a longer line, so it is decoded now; a newline that follows is
+            // blank. A CSV row with all its cells has waited (`holds_unterminated_row`) for
+            // the rest of a cell still being written.
             self.run(out, true);
             self.mark();
             self.compact();
@@ -527,6 +529,37 @@ impl StreamDecoder {
             && !self.too_long(rest.len())
             && memchr::memchr(b'\n', rest).is_none()
             && serde_json::from_slice::<serde::de::IgnoredAny>(value).is_ok()
+    }
+
+    /// Whether all that is left is one CSV row without its newline, outside quotes, with
+    /// as many cells as the header: an export's last row, or a row still being written.
+    fn holds_unterminated_csv_row(&self) -> bool {
+        let Mode::Csv(header) = &self.mode else {
+            return false;
+        };
+        if !matches!(self.work, Work::None | Work::Row { .. }) {
+            return false;
+        }
+        let rest = &self.buf[self.pos..];
+        let row = trim_ascii(rest);
+        !row.is_empty()
+            && !self.too_long(rest.len())
+            && memchr::memchr(b'\n', rest).is_none()
+            && row.iter().filter(|b| **b == b'"').count() % 2 == 0
+            && std::str::from_utf8(row).ok().and_then(csv_cells).is_some_and(|cells| cells.len() == header.fields.len())
+    }
+
+    /// Whether an unterminated CSV row is held (see `holds_unterminated_csv_row`): a tailer
+    /// waits a moment for the rest of its last cell before `flush` decodes it.
+    pub fn holds_unterminated_row(&self) -> bool {
+        self.holds_unterminated_csv_row()
+    }
+
+    /// Whether a Passport text record is held whose token-endpoint body is still open
+    /// (more `{`/`[` than `}`/`]` outside its strings): the rest of the body is to come,
+    /// however late a block-buffered writer delivers it.
+    pub fn holds_open_body(&self) -> bool {
+        self.pending.is_some_and(|p| !p.overlong && open_json_depth(&self.buf[self.pending_range(p)]) > 0)
     }
 
     /// Whether a Passport text record is held whose text, trailing blanks aside, ends
@@ -1532,6 +1565,30 @@ fn csv_row(opts: &DecodeOptions, h: &CsvHeader, text: &str) -> (ItemKind, Option
 }
 
 /// Index of the newline ending a CSV record (outside quotes), continuing from `scanned`.
+/// How many JSON objects and arrays `text` leaves open, counted outside strings (never
+/// below 0: a message's own stray `}` closes nothing).
+fn open_json_depth(text: &[u8]) -> usize {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in text {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    depth
+}
+
 fn csv_row_end(b: &[u8], scanned: &mut usize, in_quotes: &mut bool) -> Option<usize> {
     let mut i = *scanned;
     while let Some(k) = memchr::memchr2(b'"', b'\n', &b[i..]) {
