@@ -276,6 +276,29 @@ async fn opening_gate_holds_noisy_failures_until_enough_gather() {
     }
     let counted: i64 = all(&s6).await.iter().map(|i| i.event_count).sum();
     assert_eq!(counted, 4, "the burst and the late failure, not the two held ones");
+    // A failure held less than a quiet period before the window that opens the incident
+    // is part of it, in one run as when it arrives after the opening.
+    let mut outcomes = Vec::new();
+    for order in [[0, 8, 15, 17], [8, 15, 17, 0]] {
+        let (_d7, s7) = store().await;
+        for minute in order {
+            commit(&s7, &p, vec![ev(&format!("m{minute}"), 50126, Category::InvalidCredentials, minute)]).await;
+        }
+        let incs = all(&s7).await;
+        assert_eq!(incs.len(), 1, "{order:?}: {incs:?}");
+        outcomes.push((incs[0].event_count, incs[0].first_seen, incs[0].last_seen));
+    }
+    let (_d8, s8) = store().await;
+    commit(
+        &s8,
+        &p,
+        [0, 8, 15, 17].iter().map(|m| ev(&format!("m{m}"), 50126, Category::InvalidCredentials, *m)).collect(),
+    )
+    .await;
+    let incs = all(&s8).await;
+    assert_eq!(incs.len(), 1, "one batch: {incs:?}");
+    outcomes.push((incs[0].event_count, incs[0].first_seen, incs[0].last_seen));
+    assert_eq!(outcomes, [(4, at(0), at(17)), (4, at(0), at(17)), (4, at(0), at(17))]);
     // A failure held before the gate opened, after the window that opens it, joins too, as
     // it would have had it arrived after the opening.
     for order in [[0, 5, 9, 18], [0, 9, 18, 5]] {

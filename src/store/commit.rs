@@ -1539,6 +1539,33 @@ async fn adopt_pending(
         }
         (from, to) = (to, next);
     }
+    // And back: a failure held less than a quiet period before the incident's first is
+    // part of it, as it would be had it arrived after the opening (a late failure joins).
+    // Without this, one run left it in no incident for good and a split run did not.
+    loop {
+        let first: Option<i64> = sqlx::query_scalar("SELECT MIN(occurred_at) FROM events WHERE incident_id = ?")
+            .bind(id)
+            .fetch_one(&mut **tx)
+            .await?;
+        let Some(first) = first else {
+            break;
+        };
+        let adopted = sqlx::query(
+            "UPDATE events SET incident_id = ?
+             WHERE fingerprint = ? AND incident_id IS NULL AND occurred_at >= ? AND occurred_at < ? AND id <= ?",
+        )
+        .bind(id)
+        .bind(fingerprint)
+        .bind(first.saturating_sub(quiet))
+        .bind(first)
+        .bind(upto_event)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        if adopted == 0 {
+            break;
+        }
+    }
     sqlx::query(
         "INSERT INTO incident_users (incident_id, user_key)
          SELECT DISTINCT ?, user_key FROM events WHERE incident_id = ? AND user_key IS NOT NULL
