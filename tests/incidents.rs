@@ -766,6 +766,47 @@ async fn an_entra_record_classified_otherwise_supersedes_its_passport_line() {
     }
 }
 
+/// A gated wrong-password incident that two users' Passport lines opened, one of them a
+/// federated user's whose Entra record then decides otherwise: the one line left is below
+/// the gate, so the incident goes and the line is held again, as when Entra's record comes
+/// first.
+#[tokio::test]
+async fn a_supersede_that_leaves_an_incident_below_its_gate_takes_it_back() {
+    let mut p = Policy::default();
+    p.gates.insert(Category::InvalidCredentials, OpenGate { events: 3, users: 2, within: Duration::from_secs(600) });
+    let mut outcomes = Vec::new();
+    for (name, passport_first, one_batch) in
+        [("passport first", true, false), ("passport first, one batch", true, true), ("entra first", false, false)]
+    {
+        let (_d, s) = store().await;
+        let (entra, fed_line) = federated_attempt("corr-a", 2, 0);
+        let mut fed_line = fed_line;
+        fed_line.user = Some("user-a".into());
+        let mut other = ev("passport-b", 50126, Category::InvalidCredentials, 1);
+        other.source = "passport";
+        other.app = None;
+        other.user = Some("user-b".into());
+        other.correlation = Some("corr-b".into());
+        let batches = match (passport_first, one_batch) {
+            (true, true) => vec![vec![from_passport(fed_line), from_passport(other), stored(entra)]],
+            (true, false) => vec![vec![from_passport(fed_line), from_passport(other)], vec![stored(entra)]],
+            (false, _) => vec![vec![stored(entra)], vec![from_passport(fed_line), from_passport(other)]],
+        };
+        let mut opened_net = 0i64;
+        for batch in batches {
+            let r = commit_stored(&s, &p, batch).await;
+            opened_net += r.incidents_opened.values().sum::<u64>() as i64 - r.incidents_withdrawn.len() as i64;
+        }
+        let mut incs: Vec<(Category, i64)> = all(&s).await.iter().map(|i| (i.category, i.event_count)).collect();
+        incs.sort_by_key(|(c, _)| c.as_str());
+        outcomes.push((name, incs, opened_net));
+    }
+    for (name, incs, opened) in &outcomes {
+        assert_eq!(incs, &[(Category::FederationUnsupported, 1)], "{name}: {outcomes:?}");
+        assert_eq!(*opened, 1, "{name}");
+    }
+}
+
 /// The wrong-password incident the superseded line had joined keeps its other failures:
 /// it gives back one count, and its span shrinks to what it still holds. A Passport line
 /// whose Entra record agrees stays the counted copy.

@@ -608,7 +608,7 @@ impl Store {
                 Join::None => place_failure(tx, &mut state, &mut batch_rows, f, policy, &mut result).await?,
                 Join::Supersedes(hit) => {
                     place_failure(tx, &mut state, &mut batch_rows, f, policy, &mut result).await?;
-                    supersede(tx, &mut state, &mut batch_rows, f, &hit, &mut result).await?;
+                    supersede(tx, &mut state, &mut batch_rows, f, &hit, policy, &mut result).await?;
                 }
             }
         }
@@ -1014,6 +1014,7 @@ async fn supersede(
     rows: &mut BatchRows<'_>,
     f: &NewFailure<'_>,
     hit: &CorrelationHit,
+    policy: &Policy,
     result: &mut BatchResult,
 ) -> Result<(), StoreError> {
     // The line, this record and their incidents as stored, with this batch's decisions so
@@ -1053,7 +1054,7 @@ async fn supersede(
         }
     }
     if let Some(left) = left.filter(|l| Some(*l) != joined) {
-        withdraw(tx, left, &moved, (state.ceiling, &state.quiet_sql), result).await?;
+        withdraw(tx, left, &moved, (state.ceiling, &state.quiet_sql), policy, result).await?;
         // Its fingerprint's newest incident may now be an older one, or none.
         state.newest.retain(|_, st| st.map_or(true, |st| st.id != left));
     }
@@ -1092,6 +1093,7 @@ async fn withdraw(
     id: i64,
     moved: &[(Option<String>, String, i64)],
     (ceiling, quiet_sql): (i64, &str),
+    policy: &Policy,
     result: &mut BatchResult,
 ) -> Result<(), StoreError> {
     let counted_left: bool =
@@ -1099,7 +1101,7 @@ async fn withdraw(
             .bind(id)
             .fetch_one(&mut **tx)
             .await?;
-    if !counted_left {
+    if !counted_left || !still_meets_its_gate(tx, id, policy).await? {
         return remove_withdrawn(tx, id, result).await;
     }
     let mut users_gone = 0u64;
@@ -1149,6 +1151,56 @@ async fn withdraw(
         .await?;
     }
     Ok(())
+}
+
+/// Whether incident `id`'s counted failures still meet its category's opening gate in
+/// some window (true without a gate). Without the ones a supersede took away, they may
+/// be fewer than the gate asks: then the incident never opened, as when Entra's record
+/// came first, and its failures are held again.
+async fn still_meets_its_gate(tx: &mut Tx<'_>, id: i64, policy: &Policy) -> Result<bool, StoreError> {
+    let category: Option<String> =
+        sqlx::query_scalar("SELECT category FROM incidents WHERE id = ? AND kind = 'failure'")
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    let Some(gate) = category.as_deref().and_then(Category::parse).and_then(|c| policy.gates.get(&c)).copied() else {
+        return Ok(true);
+    };
+    let held: Vec<(i64, Option<String>)> = sqlx::query_as(
+        "SELECT occurred_at, user_key FROM events WHERE incident_id = ? AND counted = 1 ORDER BY occurred_at",
+    )
+    .bind(id)
+    .fetch_all(&mut **tx)
+    .await?;
+    let within = i64::try_from(gate.within.as_millis()).unwrap_or(i64::MAX);
+    Ok(gate_met_anywhere(&held, within, gate))
+}
+
+/// Whether some window of `within` ms holds enough of the time-ordered `held` failures
+/// to open a gated incident.
+fn gate_met_anywhere(held: &[(i64, Option<String>)], within: i64, gate: incidents::OpenGate) -> bool {
+    let mut users: HashMap<&str, u32> = HashMap::new();
+    let mut lo = 0usize;
+    for (hi, (at, user)) in held.iter().enumerate() {
+        if let Some(u) = user.as_deref() {
+            *users.entry(u).or_default() += 1;
+        }
+        while held[lo].0 < at.saturating_sub(within) {
+            if let Some(u) = held[lo].1.as_deref() {
+                if let Some(n) = users.get_mut(u) {
+                    *n -= 1;
+                    if *n == 0 {
+                        users.remove(u);
+                    }
+                }
+            }
+            lo += 1;
+        }
+        if gate.is_met((hi + 1 - lo) as u64, users.len() as u64) {
+            return true;
+        }
+    }
+    false
 }
 
 /// Removes incident `id`, which holds no counted failure any more (see `withdraw`); one
