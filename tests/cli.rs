@@ -292,6 +292,33 @@ fn a_sources_app_id_decides_app_conditions_for_its_passport_lines() {
     assert_eq!(summary["by_category"]["client_misconfigured"], 1, "{summary}");
 }
 
+/// A sign-in record with no result (a Graph `$select` that left `status` out, a null
+/// status or error code) has an unknown outcome: a `not_signin` parse error, reported,
+/// not a line "not sign-in related". A record of another log in an envelope still is.
+#[test]
+fn a_signin_without_a_result_is_a_parse_error_and_an_audit_record_is_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let page = r#"{"@odata.context":"https://graph.microsoft.com/v1.0/$metadata#auditLogs/signIns(id,createdDateTime,userPrincipalName)","value":[
+{"id":"s-1","createdDateTime":"2026-03-04T08:00:00Z","userPrincipalName":"a@contoso.example"},
+{"id":"s-2","createdDateTime":"2026-03-04T08:01:00Z","userPrincipalName":"b@contoso.example","status":null},
+{"id":"s-3","createdDateTime":"2026-03-04T08:02:00Z","userPrincipalName":"c@contoso.example","status":{"errorCode":null}},
+{"id":"s-4","createdDateTime":"2026-03-04T08:03:00Z","userPrincipalName":"d@contoso.example","status":{"errorCode":50126}}]}
+{"records":[{"time":"2026-03-04T08:04:00Z","category":"AuditLogs","operationName":"Update user","resultType":"","properties":{"id":"audit-1"}}]}
+"#;
+    let file = dir.path().join("page.json");
+    std::fs::write(&file, page).unwrap();
+    let out = passportd_env(
+        dir.path(),
+        &["replay", "--json", file.to_str().unwrap()],
+        &[("PASSPORTD_STORAGE__PATH", dir.path().join("p.db").as_os_str())],
+    );
+    let summary = json(&out);
+    assert_eq!((summary["failures"].as_u64(), summary["parse_errors"].as_u64()), (Some(1), Some(3)), "{summary}");
+    assert_eq!(summary["skipped"], 1, "{summary}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not_signin") && stderr.contains("page.json"), "{stderr}");
+}
+
 /// A store path that cannot be a database is a configuration error (exit 2, naming
 /// `storage.path`) in check-config, replay and serve alike, before anything is opened.
 #[test]

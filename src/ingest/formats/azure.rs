@@ -85,6 +85,13 @@ pub(crate) fn to_signin(o: &Obj<'_>, label: &'static str, opts: &DecodeOptions) 
         .or_else(|| p.and_then(|p| p.result_description.get()))
         .or_else(|| status.and_then(|s| s.additional_details.get()))
         .map(str::to_owned);
+    // A sign-in with no result and no failure text (a Graph `$select` that left `status`
+    // out, `"status": null`, an empty error code): its outcome is unknown, an error to
+    // report, not a record to pass over as not sign-in related. A record of another log
+    // (`"category": "AuditLogs"` in an envelope) is passed over as before.
+    if result_code.is_none() && message.as_deref().map_or(true, |m| m.trim().is_empty()) && !of_another_log(o) {
+        return ItemKind::Error(ParseErrorReason::NotSignin);
+    }
     let mut message_codes = Vec::new();
     if let Some(m) = &message {
         extract_codes(m, &mut message_codes);
@@ -124,6 +131,13 @@ pub(crate) fn to_signin(o: &Obj<'_>, label: &'static str, opts: &DecodeOptions) 
         process_id: None,
     };
     ItemKind::SignIn(Box::new(s))
+}
+
+/// Whether the record names its log and that log is not a sign-in log (`AuditLogs`,
+/// `ProvisioningLogs`, …, beside `SignInLogs`, `NonInteractiveUserSignInLogs`, …).
+fn of_another_log(o: &Obj<'_>) -> bool {
+    let category = o.category.get().or_else(|| o.properties.as_deref().and_then(|p| p.category.get()));
+    category.is_some_and(|c| !c.is_empty() && !c.to_ascii_lowercase().contains("signin"))
 }
 
 /// `/tenants/<id>/providers/...` → `<id>`.
