@@ -597,6 +597,12 @@ pub fn from_parts(text: &str, origin: &str, env: &[(String, String)]) -> Result<
     let located = |e: toml::de::Error| {
         let key = e.span().and_then(|span| key_at(text, span.start));
         let message = match key {
+            // serde's message quotes the value it could not take (`invalid type: integer
+            // `98765…``): a secret's is never repeated into a log.
+            Some(key) if SECRET_KEYS.contains(&key.as_str()) => {
+                let (line, column) = e.span().map_or((0, 0), |s| crate::classify::catalogue::line_col(text, s.start));
+                format!("line {line}, column {column}: `{key}`: must be text in quotes (the value is a secret and is not shown)")
+            }
             Some(key) => one_line(text, &e).replacen(": ", &format!(": `{key}`: "), 1),
             None => one_line(text, &e),
         };
@@ -766,6 +772,9 @@ fn bracket_balance(value: &str) -> i32 {
     }
     depth
 }
+
+/// The keys whose values are secrets (`Secret`): never quoted back in an error.
+const SECRET_KEYS: [&str; 2] = ["api.token", "privacy.hash_key"];
 
 /// The key written at byte `at` of `text`: a table header's table, a `key = …` line's
 /// key, or for a line inside a value spanning lines, the key whose value it is.
@@ -1090,6 +1099,17 @@ impl Settings {
                 "hash mode needs a secret key of at least 16 characters (set it in the file or PASSPORTD_PRIVACY__HASH_KEY)".into(),
             ));
         }
+        // A secret read from a file or a Kubernetes Secret often ends in a newline: no HTTP
+        // header can carry it, so every write endpoint would answer 401 for good.
+        for (key, secret) in SECRET_KEYS.into_iter().zip([&self.api.token, &self.privacy.hash_key]) {
+            let value = secret.expose();
+            if !value.is_empty() && value.trim() != value {
+                return Err(invalid(
+                    key.into(),
+                    "begins or ends with whitespace (a newline from the file it was read from?): remove it".into(),
+                ));
+            }
+        }
         if self.log.level.parse::<tracing_subscriber::EnvFilter>().is_err() {
             return Err(invalid("log.level".into(), format!("invalid filter {:?}", self.log.level)));
         }
@@ -1287,6 +1307,21 @@ mod tests {
         // A typed key still refuses text, naming the key.
         let err = from_parts("", "t.toml", &env(&[("PASSPORTD_STORAGE__BATCH_MAX_RECORDS", "lots")])).unwrap_err();
         assert!(err.to_string().contains("batch_max_records"), "{err}");
+    }
+
+    /// A secret written unquoted is an error that names the key and line, never the value;
+    /// one ending in a newline (read from a file) is refused, as no header can match it.
+    #[test]
+    fn secrets_are_never_echoed_and_never_end_in_whitespace() {
+        for text in ["[api]\ntoken = 98765432109876\n", "[privacy]\nhash_key = 98765432109876543\n"] {
+            let msg = from_parts(text, "t.toml", &[]).unwrap_err().to_string();
+            assert!(!msg.contains("98765432109876") && msg.contains("line 2"), "{msg}");
+            assert!(msg.contains("api.token") || msg.contains("privacy.hash_key"), "{msg}");
+        }
+        for value in ["tok-with-newline-123\n", " ", "\tkey"] {
+            let err = from_parts("", "t.toml", &env(&[("PASSPORTD_API__TOKEN", value)])).unwrap_err().to_string();
+            assert!(err.contains("PASSPORTD_API__TOKEN") && err.contains("whitespace"), "{value:?}: {err}");
+        }
     }
 
     #[test]
