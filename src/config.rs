@@ -864,6 +864,12 @@ fn override_fits(doc: &toml::Table, path: &[String], value: toml::Value) -> bool
     set_path(&mut probe, "", path, value).is_ok() && Settings::deserialize(toml::Value::Table(probe)).is_ok()
 }
 
+/// A source's name as an environment variable spells it: lower-cased here, with `_` for
+/// the `-` and `.` a variable's name cannot hold.
+fn env_name(name: &str) -> String {
+    name.chars().map(|c| if matches!(c, '-' | '.') { '_' } else { c.to_ascii_lowercase() }).collect()
+}
+
 /// Sets `path` (tables created as needed) to `value` in `doc`. `sources.<name>.…` walks into
 /// the `[[sources]]` entry of that name (compared without case: variable names are
 /// upper-case by habit).
@@ -874,7 +880,7 @@ fn set_path(doc: &mut toml::Table, var: &str, path: &[String], value: toml::Valu
             let sources = doc.get_mut("sources").and_then(toml::Value::as_array_mut);
             let mut matching =
                 sources.into_iter().flatten().filter_map(toml::Value::as_table_mut).filter(|t| {
-                    t.get("name").and_then(toml::Value::as_str).is_some_and(|n| n.eq_ignore_ascii_case(name))
+                    t.get("name").and_then(toml::Value::as_str).is_some_and(|n| env_name(n) == env_name(name))
                 });
             let Some(source) = matching.next() else {
                 return Err(env_err(format!(
@@ -882,7 +888,9 @@ fn set_path(doc: &mut toml::Table, var: &str, path: &[String], value: toml::Valu
                 )));
             };
             if matching.next().is_some() {
-                return Err(env_err(format!("more than one source is named {name:?} (ignoring case)")));
+                return Err(env_err(format!(
+                    "more than one source is named {name:?} (as the environment spells names)"
+                )));
             }
             (source, rest)
         }
@@ -1004,6 +1012,19 @@ impl Settings {
             if !names.insert(source.name.as_str()) {
                 return Err(invalid(key("name"), format!("duplicate source name {:?}", source.name)));
             }
+            // `PASSPORTD_SOURCES__<NAME>__…` must name one source: a variable is written in
+            // capitals with `_` for `-` and `.`.
+            if let Some(other) = self.sources[..i].iter().find(|o| env_name(&o.name) == env_name(&source.name)) {
+                return Err(invalid(
+                    key("name"),
+                    format!(
+                        "{:?} and {:?} are one name to the environment (PASSPORTD_SOURCES__{}__…): rename one",
+                        other.name,
+                        source.name,
+                        env_name(&source.name).to_ascii_uppercase()
+                    ),
+                ));
+            }
             if source.paths.is_empty() {
                 return Err(invalid(key("paths"), format!("source {:?} has no paths", source.name)));
             }
@@ -1018,6 +1039,14 @@ impl Settings {
                 }
                 globset::Glob::new(pattern)
                     .map_err(|e| invalid(key(&field), format!("invalid glob {pattern:?}: {e}")))?;
+                // A folder matches no file: the source would read nothing, and say nothing.
+                if j < source.paths.len() && Path::new(pattern).is_dir() {
+                    let files = format!("{}/*", pattern.trim_end_matches('/'));
+                    return Err(invalid(
+                        key(&field),
+                        format!("{pattern:?} is a folder; name its files, e.g. {files:?}"),
+                    ));
+                }
             }
             if source.poll_interval.get() < Duration::from_millis(10) {
                 return Err(invalid(key("poll_interval"), "must be at least 10ms".into()));
@@ -1322,6 +1351,32 @@ mod tests {
             let err = from_parts("", "t.toml", &env(&[("PASSPORTD_API__TOKEN", value)])).unwrap_err().to_string();
             assert!(err.contains("PASSPORTD_API__TOKEN") && err.contains("whitespace"), "{value:?}: {err}");
         }
+    }
+
+    /// A source named with `-` or `.` is reached from the environment with `_`; two names
+    /// the environment spells alike are refused, naming the variable.
+    #[test]
+    fn sources_are_named_in_the_environment_as_a_shell_can_spell_them() {
+        let file = "[[sources]]\nname = \"entra-eu.1\"\npaths = [\"a/*.json\"]\n";
+        let (s, _) =
+            from_parts(file, "t.toml", &env(&[("PASSPORTD_SOURCES__ENTRA_EU_1__PATHS", "[\"c/*.json\"]")])).unwrap();
+        assert_eq!(s.sources[0].paths, ["c/*.json"]);
+        for second in ["Entra-EU.1", "entra_eu_1"] {
+            let text = format!("{file}[[sources]]\nname = \"{second}\"\npaths = [\"b/*.json\"]\n");
+            let err = from_parts(&text, "t.toml", &[]).unwrap_err().to_string();
+            assert!(err.contains("sources[1].name") && err.contains("PASSPORTD_SOURCES__ENTRA_EU_1__"), "{err}");
+        }
+    }
+
+    /// A folder in `paths` matches no file: refused, with the pattern that would read it.
+    #[test]
+    fn a_folder_in_paths_is_refused_with_the_pattern_it_means() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("entra");
+        std::fs::create_dir(&folder).unwrap();
+        let text = format!("[[sources]]\nname = \"e\"\npaths = [\"{}\"]\n", folder.display());
+        let err = from_parts(&text, "t.toml", &[]).unwrap_err().to_string();
+        assert!(err.contains("sources[0].paths[0]") && err.contains("is a folder") && err.contains("entra/*"), "{err}");
     }
 
     #[test]
