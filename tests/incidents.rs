@@ -968,6 +968,14 @@ async fn a_detections_evidence_describes_one_window() {
     };
     let whole = figures(all(&s).await);
     assert_eq!(whole, (11, 11, Some(11), Some(11)));
+    // The evidence says which window: the later one, ending at its last failure.
+    let spray = all(&s).await.into_iter().find(|i| i.kind == "password_spray").expect("a spray");
+    let evidence = spray.evidence.expect("evidence");
+    assert_eq!(
+        (evidence["window_start"].as_str(), evidence["window_end"].as_str()),
+        (Some("2026-03-04T17:35:00Z"), Some("2026-03-04T17:45:00Z")),
+        "{evidence}"
+    );
     // The same input in two batches: the same figures.
     let (_d2, s2) = store().await;
     commit(&s2, &p, first).await;

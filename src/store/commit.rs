@@ -1854,6 +1854,11 @@ const LOCKOUT_WINDOW: &str =
       FROM events INDEXED BY events_lockouts
      WHERE code = 50053 AND outcome = 'failure' AND occurred_at > ?1 AND occurred_at <= ?2";
 
+/// Unix ms as an RFC 3339 time, as the API writes times.
+fn rfc3339_ms(ms: i64) -> String {
+    super::from_ms(ms).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+}
+
 /// Where a sliding window met a detector's threshold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Hit {
@@ -1861,6 +1866,8 @@ struct Hit {
     fired: Vec<i64>,
     failures: i64,
     users: i64,
+    /// Where the window holding `failures` and `users` ends.
+    window_end: i64,
 }
 
 /// The ends of the windows that met a threshold, in time order, thinned: the first and
@@ -2043,7 +2050,7 @@ fn scan_window(
     // one attempt. Users come from every copy.
     let mut counted = 0i64;
     let mut fired = Fired::new(step);
-    let (mut failures, mut most_users, mut any) = (0, 0, false);
+    let (mut failures, mut most_users, mut window_end, mut any) = (0, 0, 0, false);
     for end in ends {
         while hi < events.len() && events[hi].at <= end {
             if let Some(u) = events[hi].user.as_deref() {
@@ -2071,11 +2078,11 @@ fn scan_window(
             // One window's figures, the one with the most users (then failures): maxima
             // taken apart could describe a window that never was.
             if (u, n) > (most_users, failures) {
-                (most_users, failures) = (u, n);
+                (most_users, failures, window_end) = (u, n, end);
             }
         }
     }
-    any.then(|| Hit { fired: fired.finish(), failures, users: most_users })
+    any.then(|| Hit { fired: fired.finish(), failures, users: most_users, window_end })
 }
 
 async fn record_hit(
@@ -2105,7 +2112,7 @@ async fn record_hit(
             }
             run_end = next;
         }
-        let d = Detection { failures: hit.failures, users: hit.users, at, run_end };
+        let d = Detection { failures: hit.failures, users: hit.users, window_end: hit.window_end, at, run_end };
         record_detection(tx, detector, key, d, policy, result).await?;
         recorded = at;
     }
@@ -2117,6 +2124,7 @@ async fn record_hit(
 struct Detection {
     failures: i64,
     users: i64,
+    window_end: i64,
     at: i64,
     run_end: i64,
 }
@@ -2129,7 +2137,7 @@ async fn record_detection(
     policy: &Policy,
     result: &mut BatchResult,
 ) -> Result<(), StoreError> {
-    let Detection { failures, users, at, run_end } = d;
+    let Detection { failures, users, window_end, at, run_end } = d;
     let category = detector.category();
     let fingerprint = incidents::detector_fingerprint(detector, subject_key);
     let window = policy.detectors.window;
@@ -2138,6 +2146,9 @@ async fn record_detection(
         "failures_in_window": failures,
         "distinct_users_in_window": users,
         "window_seconds": window.as_secs(),
+        // The window the counts describe: `(end - window, end]` in event time.
+        "window_start": rfc3339_ms(window_end.saturating_sub(i64::try_from(window.as_millis()).unwrap_or(i64::MAX))),
+        "window_end": rfc3339_ms(window_end),
     })
     .to_string();
     let existing = newest_incident(tx, &fingerprint).await?;
