@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::api::{self, AppState, SourceHealth};
-use crate::classify::{Catalogue, CatalogueError, Classifier, SharedClassifier};
+use crate::classify::{Catalogue, CatalogueError, SharedClassifier};
 use crate::config::Settings;
 use crate::event::Category;
 use crate::ingest::tail;
@@ -95,13 +95,14 @@ impl Core {
     /// Opens the store and loads the catalogue. `sources` are the metric source names
     /// to pre-initialise.
     pub async fn build(settings: Settings, sources: Vec<String>) -> Result<Core, AppError> {
-        let catalogue = Catalogue::load(&settings.catalogue.extra_paths)?;
-        let metrics = Metrics::new(&sources, &known_codes(&catalogue), &failure_pairs(&catalogue))?;
-        metrics.catalogue_entries.set(catalogue.len() as i64);
-        let classifier = Arc::new(SharedClassifier::new(Classifier::new(
-            Arc::new(catalogue),
+        let (classifier, _) = crate::classify::reload::load_checked(
+            &settings.catalogue.extra_paths,
             settings.catalogue.federated_domains.clone(),
-        )));
+        )?;
+        let catalogue = classifier.catalogue();
+        let metrics = Metrics::new(&sources, &known_codes(catalogue), &failure_pairs(catalogue))?;
+        metrics.catalogue_entries.set(catalogue.len() as i64);
+        let classifier = Arc::new(SharedClassifier::new(classifier));
         let store = Store::open(&settings.storage.path).await?;
         let secret = store.secret().await?;
         let privacy = Privacy::new(&settings.privacy, &secret);

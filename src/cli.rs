@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use tokio::sync::mpsc;
 
 use crate::app::{AppError, Application, Core};
-use crate::classify::{Catalogue, Classifier};
+use crate::classify::Classifier;
 use crate::config::{self, ConfigError, Loaded, SourceSettings};
 use crate::ingest::formats::Format;
 use crate::ingest::reader::{self, Chunk};
@@ -472,9 +472,17 @@ fn render_summary(s: &IngestSummary) -> String {
 }
 
 fn classifier_for(loaded: &Loaded) -> Result<Classifier, CliError> {
-    let catalogue =
-        Catalogue::load(&loaded.settings.catalogue.extra_paths).map_err(|e| CliError::Usage(e.to_string()))?;
-    Ok(Classifier::new(std::sync::Arc::new(catalogue), loaded.settings.catalogue.federated_domains.clone()))
+    Ok(checked_classifier(loaded)?.0)
+}
+
+/// The classifier `loaded` describes, validated as the daemon validates it, with the
+/// shipped examples that now classify to operator entries.
+fn checked_classifier(loaded: &Loaded) -> Result<(Classifier, Vec<crate::classify::ExampleMismatch>), CliError> {
+    crate::classify::reload::load_checked(
+        &loaded.settings.catalogue.extra_paths,
+        loaded.settings.catalogue.federated_domains.clone(),
+    )
+    .map_err(|e| CliError::Usage(e.to_string()))
 }
 
 fn classify(arg: ConfigArg, json: bool, messages: Vec<String>) -> Result<(), CliError> {
@@ -538,33 +546,11 @@ fn emit_one(out: &mut impl Write, c: &crate::classify::Classification, json: boo
 fn check_config(arg: ConfigArg) -> Result<(), CliError> {
     let loaded = load(&arg)?;
     loaded.settings.storage.check_path(&loaded.origin_of("storage.path"))?;
-    let classifier = classifier_for(&loaded)?;
     // An example in an operator's file that does not classify to its own entry means the
-    // file says something other than its author meant: an error. A shipped example that
-    // now goes to an operator entry is what overriding a shipped entry does: a note.
-    let operator_entry = |id: &str| {
-        classifier
-            .catalogue()
-            .entries()
-            .iter()
-            .any(|e| e.id == id && e.source != crate::classify::catalogue::SHIPPED_ORIGIN)
-    };
-    let (own, shadowed): (Vec<_>, Vec<_>) =
-        classifier.check_examples().into_iter().partition(|m| operator_entry(&m.entry));
-    if let Some(first) = own.first() {
-        // One sentence naming the file and entry of the first; how many more there are.
-        let file = classifier
-            .catalogue()
-            .entries()
-            .iter()
-            .find(|e| e.id == first.entry)
-            .map_or_else(String::new, |e| format!("catalogue {}: ", e.source));
-        let more = match own.len() {
-            1 => String::new(),
-            n => format!(" (and {} more example(s) that do not hold)", n - 1),
-        };
-        return Err(CliError::Usage(format!("{file}{first}{more}")));
-    }
+    // file says something other than its author meant: an error (as for the daemon). A
+    // shipped example that now goes to an operator entry is what overriding a shipped
+    // entry does: a note.
+    let (classifier, shadowed) = checked_classifier(&loaded)?;
     let s = &loaded.settings;
     let mut out = String::new();
     out.push_str(&format!("configuration: {} — valid\n", loaded.origin));

@@ -492,7 +492,7 @@ fn invalid_files_give_precise_errors() {
     let e = parse_err(&format!(
         "[[entry]]\nid = \"a\"\ncodes = [50126]\n{GOOD}\n[[entry]]\nid = \"b\"\ncodes = [50126]\n{GOOD}"
     ));
-    assert!(e.contains("entry \"b\": field `codes`: code 50126 is already claimed by entry \"a\""), "{e}");
+    assert!(e.contains("entry \"b\" (line 11): field `codes`: code 50126 is already claimed by entry \"a\""), "{e}");
 
     let e = parse_err("[[entry]]\nid = \"a\"\ncodes = [1]\ncategory = \"mfa\"\ntitle = \"T\"\nremediation = \"R\"\n");
     assert!(e.contains("entry \"a\" (line 1): field `category`: unknown category \"mfa\""), "{e}");

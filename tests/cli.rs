@@ -251,7 +251,16 @@ fn check_config_notes_overridden_examples_and_refuses_broken_operator_ones() {
     let out = passportd(dir.path(), &["check-config", "--config", cfg.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("ours-50076"), "{stderr}");
+    assert!(stderr.contains("ours-50076") && stderr.contains("line 1"), "{stderr}");
+    // The daemon, replay and classify refuse it alike, before anything is read.
+    for args in [&["serve"][..], &["replay", "-"][..], &["classify", "x"][..]] {
+        let mut argv = args.to_vec();
+        argv.extend(["--config", cfg.to_str().unwrap()]);
+        let out = passportd(dir.path(), &argv);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{argv:?}: {stderr}");
+        assert!(stderr.contains("ours-50076"), "{argv:?}: {stderr}");
+    }
 }
 
 /// A catalogue entry conditioned on an app holds for a Passport line of a source whose

@@ -62,6 +62,22 @@ async fn operator_catalogue_changes_apply_live_and_invalid_ones_are_refused() {
     .await;
     let e = server.get_json("/api/v1/catalogue/50076").await;
     assert_eq!(e["remediation"], "Version two of our fix.", "the invalid file kept the previous catalogue");
+    // An operator's example that does not hold is as invalid to the daemon as to
+    // check-config: refused, counted, the catalogue kept.
+    std::fs::write(
+        &ours,
+        "[[entry]]\nid = \"aadsts-50076\"\nremediation = \"Version three.\"\n\n\
+         [[entry]]\nid = \"ours-66666\"\ncodes = [66666]\ncategory = \"other\"\ntitle = \"t\"\nremediation = \"r\"\n\
+         examples = [\"AADSTS50126: wrong password\"]\n",
+    )
+    .unwrap();
+    poll_until("a second counted reload error", Duration::from_secs(10), || async {
+        let m = server.metrics().await;
+        (sample(&m, r#"passportd_catalogue_reloads_total{result="error"}"#).unwrap_or(0.0) >= 2.0).then_some(())
+    })
+    .await;
+    let e = server.get_json("/api/v1/catalogue/50076").await;
+    assert_eq!(e["remediation"], "Version two of our fix.", "the file whose example fails kept the catalogue");
     let c = server
         .client
         .post(format!("{}/api/v1/classify", server.base))

@@ -257,6 +257,9 @@ pub struct Entry {
     pub counter_examples: Vec<Example>,
     /// The file the entry (or its last patch) came from.
     pub source: String,
+    /// Its line in that file (from 1), for errors.
+    #[serde(skip)]
+    pub line: usize,
 }
 
 impl Entry {
@@ -303,6 +306,19 @@ pub enum CatalogueError {
         origin: String,
         /// What is wrong.
         problem: String,
+    },
+    /// An operator's example that does not classify to its own entry (or a
+    /// counter-example that does): the file says something its author did not mean.
+    #[error("catalogue {origin}: line {line}: {mismatch}{more}")]
+    Example {
+        /// The file.
+        origin: String,
+        /// The entry's line.
+        line: usize,
+        /// The first example that does not hold.
+        mismatch: String,
+        /// How many more do not, in words (empty when none).
+        more: String,
     },
     /// A problem with one field of one entry.
     #[error("catalogue {origin}: entry {entry}: field `{field}`: {problem}")]
@@ -505,7 +521,8 @@ fn merge_layer(merged: &mut Vec<Entry>, text: &str, origin: &str, patching: bool
     }
 
     let mut ids_in_file: HashMap<String, String> = HashMap::new();
-    let mut touched: Vec<usize> = Vec::new();
+    // Each entry this file set, with its line.
+    let mut touched: Vec<(usize, usize)> = Vec::new();
     // Entries come in file order: count the newlines since the previous entry only
     // (counting from the top for each entry made loading quadratic in the file's size).
     let (mut counted_to, mut line) = (0usize, 1usize);
@@ -535,26 +552,26 @@ fn merge_layer(merged: &mut Vec<Entry>, text: &str, origin: &str, patching: bool
             Some(i) => apply(Some(&merged[i]), raw, &ctx)?,
             None => apply(None, raw, &ctx)?,
         };
-        let entry = Entry { source: origin.to_owned(), ..entry };
+        let entry = Entry { source: origin.to_owned(), line, ..entry };
         match existing {
             Some(i) => {
                 merged[i] = entry;
                 // A patch that does not list codes claims none: the codes it inherits
                 // follow the cross-file rule below, as an untouched entry's do.
                 if gives_codes {
-                    touched.push(i);
+                    touched.push((i, line));
                 }
             }
             None => {
                 merged.push(entry);
-                touched.push(merged.len() - 1);
+                touched.push((merged.len() - 1, line));
             }
         }
     }
 
     // Within one file, two plain entries claiming a code is ambiguous: refuse it.
     let mut claims: HashMap<u32, usize> = HashMap::new();
-    for &i in &touched {
+    for &(i, line) in &touched {
         let e = &merged[i];
         if e.conditions.is_some() {
             continue;
@@ -563,7 +580,7 @@ fn merge_layer(merged: &mut Vec<Entry>, text: &str, origin: &str, patching: bool
             if let Some(&other) = claims.get(&code) {
                 return Err(CatalogueError::Invalid {
                     origin: origin.to_owned(),
-                    entry: format!("{:?}", e.id),
+                    entry: format!("{:?} (line {line})", e.id),
                     field: "codes".to_owned(),
                     problem: format!(
                         "code {code} is already claimed by entry {:?} in this file; \
@@ -577,7 +594,7 @@ fn merge_layer(merged: &mut Vec<Entry>, text: &str, origin: &str, patching: bool
     }
 
     // Across files, the later file wins a contested code.
-    let touched_set: HashSet<usize> = touched.iter().copied().collect();
+    let touched_set: HashSet<usize> = touched.iter().map(|(i, _)| *i).collect();
     let mut emptied = Vec::new();
     for (i, e) in merged.iter_mut().enumerate() {
         if touched_set.contains(&i) || e.conditions.is_some() {
@@ -689,6 +706,7 @@ fn apply(base: Option<&Entry>, raw: RawEntry, ctx: &Ctx<'_>) -> Result<Entry, Ca
         examples: raw.examples.or_else(|| base.map(|b| b.examples.clone())).unwrap_or_default(),
         counter_examples: raw.counter_examples.or_else(|| base.map(|b| b.counter_examples.clone())).unwrap_or_default(),
         source: String::new(),
+        line: 0,
     };
     validate(&entry, ctx)?;
     Ok(entry)

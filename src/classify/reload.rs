@@ -8,7 +8,34 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use super::catalogue::{Catalogue, CatalogueError};
-use super::matcher::Classifier;
+use super::matcher::{Classifier, ExampleMismatch};
+
+/// Loads the shipped catalogue plus `extra_paths` and compiles it, as `check-config`
+/// validates it: an example in an operator's file that does not classify to its own
+/// entry (or a counter-example that does) is an error, naming the file and the entry's
+/// line. Also returns the shipped examples that now classify to operator entries, which
+/// overriding a shipped entry intends (`check-config` lists them as notes).
+pub fn load_checked(
+    extra_paths: &[PathBuf],
+    federated_domains: Vec<String>,
+) -> Result<(Classifier, Vec<ExampleMismatch>), CatalogueError> {
+    let catalogue = Catalogue::load(extra_paths)?;
+    let classifier = Classifier::new(Arc::new(catalogue), federated_domains);
+    let operator_entry = |id: &str| {
+        classifier.catalogue().entries().iter().find(|e| e.id == id && e.source != super::catalogue::SHIPPED_ORIGIN)
+    };
+    let (own, shadowed): (Vec<_>, Vec<_>) =
+        classifier.check_examples().into_iter().partition(|m| operator_entry(&m.entry).is_some());
+    if let Some(first) = own.first() {
+        let (origin, line) = operator_entry(&first.entry).map_or((String::new(), 0), |e| (e.source.clone(), e.line));
+        let more = match own.len() {
+            1 => String::new(),
+            n => format!(" (and {} more example(s) that do not hold)", n - 1),
+        };
+        return Err(CatalogueError::Example { origin, line, mismatch: first.to_string(), more });
+    }
+    Ok((classifier, shadowed))
+}
 
 /// The classifier shared by every pipeline task.
 #[derive(Debug)]
@@ -35,9 +62,9 @@ impl SharedClassifier {
     /// Loads the shipped catalogue plus `extra_paths`, compiles it and swaps it in.
     /// Returns the number of entries. On any error the old classifier stays in place.
     pub fn reload(&self, extra_paths: &[PathBuf], federated_domains: Vec<String>) -> Result<usize, CatalogueError> {
-        let catalogue = Catalogue::load(extra_paths)?;
-        let entries = catalogue.len();
-        self.replace(Classifier::new(Arc::new(catalogue), federated_domains));
+        let (classifier, _) = load_checked(extra_paths, federated_domains)?;
+        let entries = classifier.catalogue().len();
+        self.replace(classifier);
         Ok(entries)
     }
 
