@@ -551,21 +551,27 @@ fn spawn_checkpoint_hygiene(tracker: &TaskTracker, core: Arc<Core>, cancel: Canc
 
 /// Reloads the catalogue on SIGHUP and when an operator catalogue file changes.
 fn spawn_reloader(tracker: &TaskTracker, core: Arc<Core>, cancel: CancellationToken) {
-    let (tx, mut rx) = mpsc::channel::<()>(8);
+    // What asked for a reload: a change in a watched folder, or SIGHUP (always reloads).
+    #[derive(PartialEq)]
+    enum Trigger {
+        FolderChanged,
+        Hangup,
+    }
+    let (tx, mut rx) = mpsc::channel::<Trigger>(8);
     let paths: Vec<PathBuf> = core.settings.catalogue.extra_paths.clone();
     let watcher = if paths.is_empty() {
         None
     } else {
         let tx = tx.clone();
-        let watched: Vec<PathBuf> = paths.clone();
         match notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
             if let Ok(ev) = res {
                 // Only changes: the reload's own read of the file is an event too, and
-                // reloading on it would reload again, forever.
-                if crate::ingest::tail::is_change(&ev.kind)
-                    && ev.paths.iter().any(|p| watched.iter().any(|w| p.ends_with(w.file_name().unwrap_or_default())))
-                {
-                    let _ = tx.try_send(());
+                // reloading on it would reload again, forever. Any change in the folder,
+                // not only one naming the file: a Kubernetes ConfigMap changes its files
+                // by swapping the `..data` link they point through. The reload compares
+                // the files' contents first.
+                if crate::ingest::tail::is_change(&ev.kind) {
+                    let _ = tx.try_send(Trigger::FolderChanged);
                 }
             }
         }) {
@@ -606,24 +612,35 @@ fn spawn_reloader(tracker: &TaskTracker, core: Arc<Core>, cancel: CancellationTo
                     _ = cancel.cancelled() => break,
                     got = hup.recv() => {
                         if got.is_none() { break; }
-                        let _ = tx.try_send(());
+                        let _ = tx.try_send(Trigger::Hangup);
                     }
                 }
             }
         });
     }
     drop(tx);
+    // The operator files' contents (through any links) as last loaded: a folder change
+    // that left them as they were reloads nothing.
+    let contents = |paths: &[PathBuf]| paths.iter().map(|p| std::fs::read(p).ok()).collect::<Vec<_>>();
     tracker.spawn(async move {
         let _keep = watcher;
+        let mut loaded = contents(&paths);
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 got = rx.recv() => {
-                    if got.is_none() { break; }
+                    let Some(first) = got else { break; };
                     // Editors write in several steps: let them finish before reading.
                     tokio::time::sleep(Duration::from_millis(50)).await;
-                    while rx.try_recv().is_ok() {}
-                    core.reload_catalogue().await;
+                    let mut hangup = first == Trigger::Hangup;
+                    while let Ok(next) = rx.try_recv() {
+                        hangup |= next == Trigger::Hangup;
+                    }
+                    let now = contents(&paths);
+                    if hangup || now != loaded {
+                        loaded = now;
+                        core.reload_catalogue().await;
+                    }
                 }
             }
         }

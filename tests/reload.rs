@@ -169,3 +169,37 @@ async fn classify_api(server: &TestServer, message: &str) -> serde_json::Value {
         .await
         .unwrap()
 }
+
+/// A Kubernetes ConfigMap changes its files by swapping the `..data` link they point
+/// through, never writing the file's own name: the new contents are loaded all the same.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configmap_update_through_its_data_link_reloads() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let cm = dir.path().join("cm");
+    for (version, fix) in [("v1", "ConfigMap version one."), ("v2", "ConfigMap version two.")] {
+        std::fs::create_dir_all(cm.join(version)).unwrap();
+        let entry = format!("[[entry]]\nid = \"aadsts-50076\"\nremediation = \"{fix}\"\n");
+        std::fs::write(cm.join(version).join("ours.toml"), entry).unwrap();
+    }
+    symlink("v1", cm.join("..data")).unwrap();
+    symlink("..data/ours.toml", cm.join("ours.toml")).unwrap();
+    let server = TestServer::start(settings(&format!(
+        "[storage]\npath = \"{}\"\n[catalogue]\nextra_paths = [\"{}\"]\n",
+        dir.path().join("p.db").display(),
+        cm.join("ours.toml").display()
+    )))
+    .await;
+    assert_eq!(server.get_json("/api/v1/catalogue/50076").await["remediation"], "ConfigMap version one.");
+    symlink("v2", cm.join("..data_tmp")).unwrap();
+    std::fs::rename(cm.join("..data_tmp"), cm.join("..data")).unwrap();
+    poll_until("the swapped-in remediation", Duration::from_secs(10), || async {
+        let e = server.get_json("/api/v1/catalogue/50076").await;
+        (e["remediation"] == "ConfigMap version two.").then_some(())
+    })
+    .await;
+    let m = server.metrics().await;
+    assert_eq!(sample(&m, r#"passportd_catalogue_reloads_total{result="success"}"#), Some(1.0), "one reload");
+    server.stop().await;
+}
