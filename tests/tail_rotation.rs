@@ -681,3 +681,36 @@ fn a_csv_exports_unterminated_last_row_is_read_once_idle() {
     assert_eq!(codes, vec![Some(50126), Some(50076)]);
     assert_eq!(h.parse_errors(), 0.0);
 }
+
+/// newsyslog and logrotate compress rotated generations: a `app.log*` pattern then
+/// matches `app.log.0.gz`, whose lines were read before, as text. Compressed files are
+/// left alone, also one first seen empty (the compressor still to write it): no parse
+/// errors, nothing counted twice.
+#[test]
+fn compressed_rotated_files_are_left_alone() {
+    let mut h = Harness::new("app.log*", "read_grace = \"0s\"");
+    h.append("app.log", &(0..3).map(|i| line(i, 200)).collect::<String>());
+    h.poll();
+    rename(&h, "app.log", "app.log.0");
+    h.append("app.log", &line(3, 200));
+    h.poll();
+    // The compressor writes the new file in two steps; the first round sees it empty.
+    let gzip: Vec<u8> =
+        [0x1f, 0x8b, 0x08, 0x00].iter().copied().chain((0..4000u32).map(|i| (i * 7 % 251) as u8)).collect();
+    std::fs::write(h.path("app.log.0.gz"), b"").unwrap();
+    h.poll();
+    std::fs::OpenOptions::new().append(true).open(h.path("app.log.0.gz")).unwrap().write_all(&gzip).unwrap();
+    std::fs::remove_file(h.path("app.log.0")).unwrap();
+    // And one written whole, as bzip2 writes it.
+    let mut bzip2 = b"BZh91AY&SY".to_vec();
+    bzip2.extend((0..4000u32).map(|i| (i * 13 % 251) as u8));
+    std::fs::write(h.path("app.log.1.bz2"), &bzip2).unwrap();
+    for _ in 0..3 {
+        h.poll();
+    }
+    h.restart();
+    h.poll();
+    h.stop();
+    assert_exactly_once(&h.stored(), 0..4);
+    assert_eq!(h.parse_errors(), 0.0);
+}

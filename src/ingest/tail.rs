@@ -143,6 +143,9 @@ pub struct Tailer {
     drained: std::collections::VecDeque<(Instant, Checkpoint)>,
     /// Old files left alone by `ignore_older`, with the mtime they were judged by.
     ignored: HashMap<(u64, u64), Option<SystemTime>>,
+    /// Compressed files a pattern such as `app.log*` matches (a rotated generation that
+    /// newsyslog or logrotate gzipped): their lines were read before, as text; never read.
+    compressed: HashSet<(u64, u64)>,
     /// Matched files that could not be opened (permissions), each warned about once
     /// until it opens.
     unreadable: HashSet<(u64, u64)>,
@@ -204,6 +207,7 @@ impl Tailer {
             lost: checkpoints,
             drained: std::collections::VecDeque::new(),
             ignored: HashMap::new(),
+            compressed: HashSet::new(),
             unreadable: HashSet::new(),
             deferred: HashMap::new(),
             first_round: true,
@@ -257,6 +261,7 @@ impl Tailer {
         let seen = self.scan();
 
         self.ignored.retain(|k, _| seen.contains_key(k));
+        self.compressed.retain(|k| seen.contains_key(k));
         let tracked = &self.tracked;
         // A followed file renamed away keeps its count, or it would wait for ever.
         self.deferred.retain(|k, _| seen.contains_key(k) || tracked.contains_key(k));
@@ -392,6 +397,9 @@ impl Tailer {
             seen.iter().filter(|(k, _)| !self.tracked.contains_key(k)).collect();
         fresh.sort_by(|a, b| a.1 .0.cmp(&b.1 .0));
         for (key, (path, meta)) in fresh {
+            if self.compressed.contains(key) {
+                continue;
+            }
             let mtime = meta.modified().ok();
             if let Some(judged) = self.ignored.get(key) {
                 if *judged == mtime {
@@ -444,6 +452,12 @@ impl Tailer {
             // duplicate of every line. Such a file is followed but not read until `vet`
             // has seen what fills it. (Followed at once, so that a file renamed away
             // meanwhile is still drained.)
+            // New, or known only by a checkpoint that read none of it (a restart after it
+            // was followed empty).
+            let unread = adopted.as_ref().map_or(true, |cp| cp.offset == 0);
+            if unread && self.leave_if_compressed(*key, path, &id.head) {
+                continue;
+            }
             let maybe_copy = adopted.is_none() && self.may_be_copy_in_progress(&id);
             if adopted.is_none() {
                 adopted = blank.map(|i| self.lost.swap_remove(i));
@@ -545,6 +559,20 @@ impl Tailer {
     /// at: copytruncate creates its copy empty, and the bytes may be a known generation's,
     /// which then keeps its key and offset (nothing was read under the first key, so
     /// changing it loses nothing). True when the generation may be read now.
+    /// A new file whose first bytes are a compressor's magic number is left alone for
+    /// good (noted once): it is a rotated generation compressed after it was read, and
+    /// read as text it would be nothing but parse errors.
+    fn leave_if_compressed(&mut self, key: FileKey, path: &Path, head: &[u8]) -> bool {
+        let Some(kind) = compression_of(head) else {
+            return false;
+        };
+        if self.compressed.insert(key) {
+            tracing::info!(source = %self.name, path = %path.display(), compression = kind,
+                "a matched file is compressed: not read (a rotated file's lines are read before it is compressed; replay it with zcat if it never was)");
+        }
+        true
+    }
+
     fn vet(&mut self, key: &FileKey) -> bool {
         let Some(t) = self.tracked.get(key) else {
             return false;
@@ -575,6 +603,11 @@ impl Tailer {
             None => self.take_drained(&id, None).or_else(|| self.copy_of_followed(&id)),
         };
         let Some(cp) = adopted else {
+            let path = self.tracked.get(key).map(|t| t.reader.path.clone()).unwrap_or_default();
+            if self.leave_if_compressed(*key, &path, &id.head) {
+                self.tracked.remove(key);
+                return false;
+            }
             if self.may_be_copy_in_progress(&id) && self.hold(*key, Instant::now()) {
                 return false;
             }
@@ -664,6 +697,11 @@ impl Tailer {
             let Some((path, file, id)) = find_sibling(&cp, &exclude) else {
                 continue;
             };
+            // A checkpoint of a file followed while still empty, which a compressor then
+            // filled: nothing of it was read, and nothing is.
+            if cp.offset == 0 && self.leave_if_compressed((id.dev, id.ino), &path, &id.head) {
+                continue;
+            }
             tracing::info!(source = %self.name, path = %path.display(), key = %cp.file_key, offset = cp.offset, "found a rotated file by its content; draining it");
             self.metrics.tail_recovered.with_label_values(&[&self.name]).inc();
             let key = (id.dev, id.ino);
@@ -972,6 +1010,17 @@ impl Tailer {
         }
         Ok(())
     }
+}
+
+/// The compressor whose magic number `head` starts with, if any.
+fn compression_of(head: &[u8]) -> Option<&'static str> {
+    const MAGIC: [(&[u8], &str); 4] = [
+        (&[0x1f, 0x8b], "gzip"),
+        (b"BZh", "bzip2"),
+        (&[0xfd, b'7', b'z', b'X', b'Z', 0x00], "xz"),
+        (&[0x28, 0xb5, 0x2f, 0xfd], "zstd"),
+    ];
+    MAGIC.iter().find(|(magic, _)| head.starts_with(magic)).map(|(_, kind)| *kind)
 }
 
 /// Where a closed, rotated-away generation went: the folder of its last path, by inode.
