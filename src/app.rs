@@ -54,6 +54,10 @@ pub enum AppError {
     /// The writer stopped on an error: the daemon stopped with it.
     #[error("the writer stopped: {0}")]
     Writer(String),
+    /// SIGINT/SIGTERM could not drain within `server.shutdown_timeout` (the store was
+    /// locked, a commit hung): what was not committed is read again at the next start.
+    #[error("shutdown timed out after {0:?}: records not yet committed will be read again at the next start")]
+    ShutdownTimedOut(Duration),
 }
 
 /// Everything built from the settings, shared by `serve` and `replay`.
@@ -423,7 +427,10 @@ impl Application {
             Ok(Ok(Err(e))) => return Err(AppError::Serve(e)),
             Ok(Err(e)) => tracing::error!(error = %e, "HTTP task failed"),
             Err(_) => {
-                tracing::error!(timeout = ?deadline, "shutdown timed out; uncommitted records will be read again at the next start")
+                // Not a clean stop, and a supervisor must be able to tell: exit 1, without
+                // waiting on the store (a connection stuck in SQLite's busy wait would
+                // hold the exit another 10 s past the deadline).
+                return Err(AppError::ShutdownTimedOut(deadline));
             }
         }
         core.store.close().await;

@@ -51,7 +51,9 @@ const SERVE_EXAMPLES: &str = "Examples:
   PASSPORTD_SERVER__LISTEN=0.0.0.0:9477 passportd serve
   curl -s localhost:9477/api/v1/incidents?status=open
 
-Exit codes: 0 stopped cleanly, 1 runtime failure, 2 usage or configuration error.";
+Exit codes: 0 stopped cleanly, 1 runtime failure (also a SIGINT/SIGTERM that could not commit
+within server.shutdown_timeout: what was not committed is read again at the next start),
+2 usage or configuration error.";
 
 const REPLAY_EXAMPLES: &str = "Examples:
   passportd replay --json PT1H.json

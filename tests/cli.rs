@@ -644,6 +644,86 @@ fn sigterm_drains_and_exits_zero() {
     assert_eq!(v["records"].as_u64().unwrap() + v["duplicates"].as_u64().unwrap(), 7);
 }
 
+/// A SIGTERM that cannot drain within `shutdown_timeout` (another process holds the
+/// store's lock while a batch waits to commit) is no clean stop: exit 1, at the deadline,
+/// not after SQLite's own busy wait. What was not committed is read at the next start.
+#[cfg(unix)]
+#[test]
+fn a_shutdown_that_cannot_drain_in_time_exits_one_at_its_deadline() {
+    use sqlx::Connection;
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = serve_config(dir.path(), "");
+    let db = dir.path().join("p.db");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_passportd"))
+        .args(["serve", "--config", cfg.to_str().unwrap()])
+        .current_dir(dir.path())
+        .env("PASSPORTD_STORAGE__PATH", &db)
+        .env("PASSPORTD_SERVER__SHUTDOWN_TIMEOUT", "2s")
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let addr = loop {
+        line.clear();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "serve exited before serving");
+        if let Some(at) = line.find("addr=") {
+            break line[at + 5..].split_whitespace().next().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+    wait_for_metric(&addr, "passportd_ingest_lines_total{source=\"entra\"} 7", "the fixture was not stored");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut lock = rt.block_on(async {
+        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+        sqlx::query("BEGIN EXCLUSIVE").execute(&mut c).await.unwrap();
+        c
+    });
+    let fixture = std::fs::read_to_string(common::fixtures().join("e2e/entra.json")).unwrap();
+    let more = fixture.replace("\"id\":\"", "\"id\":\"again-").replace("\"id\": \"", "\"id\": \"again-");
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.path().join("logs/a.json"))
+        .unwrap()
+        .write_all(more.as_bytes())
+        .unwrap();
+    // Read and handed to the writer, which now waits for the lock.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !http_get(&addr, "/metrics").lines().any(|l| {
+        l.strip_prefix("passportd_tail_bytes_read_total{source=\"entra\"} ")
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|v| v > fixture.len() as u64)
+    }) {
+        assert!(Instant::now() < deadline, "the appended lines were not read");
+        std::thread::park_timeout(Duration::from_millis(20));
+    }
+    let stopped_at = Instant::now();
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let status = rx.recv_timeout(Duration::from_secs(8)).expect("exits soon after its 2 s deadline").unwrap();
+    let took = stopped_at.elapsed();
+    assert_eq!(status.code(), Some(1), "{status:?}");
+    assert!(took < Duration::from_secs(6), "took {took:?}");
+    rt.block_on(async {
+        sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
+        lock.close().await.unwrap();
+    });
+    // The next run reads what was not committed, once.
+    let out = passportd_env(
+        dir.path(),
+        &["replay", "--json", dir.path().join("logs/a.json").to_str().unwrap()],
+        &[("PASSPORTD_STORAGE__PATH", db.as_os_str())],
+    );
+    let v = json(&out);
+    assert_eq!(v["records"].as_u64().unwrap() + v["duplicates"].as_u64().unwrap(), 14, "{v}");
+}
+
 /// Starts `passportd serve --config cfg` in `dir` and waits until it says it is serving.
 /// Returns the child and the address it listens on; its log goes on being read (and
 /// dropped) in the background, so a chatty daemon never blocks on a full pipe.
