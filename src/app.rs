@@ -558,18 +558,20 @@ fn spawn_checkpoint_hygiene(tracker: &TaskTracker, core: Arc<Core>, cancel: Canc
 
 /// Reloads the catalogue on SIGHUP and when an operator catalogue file changes.
 fn spawn_reloader(tracker: &TaskTracker, core: Arc<Core>, cancel: CancellationToken) {
-    // What asked for a reload: a change in a watched folder, or SIGHUP (always reloads).
-    #[derive(PartialEq)]
-    enum Trigger {
-        FolderChanged,
-        Hangup,
+    // A reload is asked for by a change in a watched folder or by SIGHUP (which always
+    // reloads). A burst of requests is one wake-up, so that a busy folder (the store's own
+    // files beside the catalogue's) can never crowd out a SIGHUP.
+    #[derive(Default)]
+    struct Asked {
+        hangup: std::sync::atomic::AtomicBool,
+        wake: tokio::sync::Notify,
     }
-    let (tx, mut rx) = mpsc::channel::<Trigger>(8);
+    let asked = Arc::new(Asked::default());
     let paths: Vec<PathBuf> = core.settings.catalogue.extra_paths.clone();
     let watcher = if paths.is_empty() {
         None
     } else {
-        let tx = tx.clone();
+        let asked = Arc::clone(&asked);
         match notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
             if let Ok(ev) = res {
                 // Only changes: the reload's own read of the file is an event too, and
@@ -578,7 +580,7 @@ fn spawn_reloader(tracker: &TaskTracker, core: Arc<Core>, cancel: CancellationTo
                 // by swapping the `..data` link they point through. The reload compares
                 // the files' contents first.
                 if crate::ingest::tail::is_change(&ev.kind) {
-                    let _ = tx.try_send(Trigger::FolderChanged);
+                    asked.wake.notify_one();
                 }
             }
         }) {
@@ -601,7 +603,7 @@ fn spawn_reloader(tracker: &TaskTracker, core: Arc<Core>, cancel: CancellationTo
     };
     #[cfg(unix)]
     {
-        let tx = tx.clone();
+        let asked = Arc::clone(&asked);
         let cancel = cancel.clone();
         // Installed here, before the daemon says it is serving: a SIGHUP that arrives
         // before a spawned task first runs would otherwise kill the process.
@@ -619,13 +621,13 @@ fn spawn_reloader(tracker: &TaskTracker, core: Arc<Core>, cancel: CancellationTo
                     _ = cancel.cancelled() => break,
                     got = hup.recv() => {
                         if got.is_none() { break; }
-                        let _ = tx.try_send(Trigger::Hangup);
+                        asked.hangup.store(true, std::sync::atomic::Ordering::SeqCst);
+                        asked.wake.notify_one();
                     }
                 }
             }
         });
     }
-    drop(tx);
     // The operator files' contents (through any links) as last loaded: a folder change
     // that left them as they were reloads nothing.
     let contents = |paths: &[PathBuf]| paths.iter().map(|p| std::fs::read(p).ok()).collect::<Vec<_>>();
@@ -635,14 +637,10 @@ fn spawn_reloader(tracker: &TaskTracker, core: Arc<Core>, cancel: CancellationTo
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
-                got = rx.recv() => {
-                    let Some(first) = got else { break; };
+                () = asked.wake.notified() => {
                     // Editors write in several steps: let them finish before reading.
                     tokio::time::sleep(Duration::from_millis(50)).await;
-                    let mut hangup = first == Trigger::Hangup;
-                    while let Ok(next) = rx.try_recv() {
-                        hangup |= next == Trigger::Hangup;
-                    }
+                    let hangup = asked.hangup.swap(false, std::sync::atomic::Ordering::SeqCst);
                     let now = contents(&paths);
                     if hangup || now != loaded {
                         loaded = now;
