@@ -620,3 +620,39 @@ async fn start_at_end_spares_a_file_that_appeared_after_a_first_start_that_found
     .await;
     second.stop().await;
 }
+
+/// A source's folder that does not exist at start (an hour's folder, a mount not yet up)
+/// is polled for, then watched once it appears: the poll-fallback gauge goes back to 0,
+/// and files written there later are read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_that_appears_after_start_is_watched_once_it_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let later = dir.path().join("later/x");
+    let config = format!(
+        "[storage]\npath = \"{}\"\n[[sources]]\nname = \"entra\"\npaths = [\"{}/*.json\"]\npoll_interval = \"200ms\"\n",
+        dir.path().join("p.db").display(),
+        later.display()
+    );
+    let server = TestServer::start(settings(&config)).await;
+    let fallback = |m: &str| sample(m, r#"passportd_watcher_poll_fallback{source="entra"}"#);
+    assert_eq!(fallback(&server.metrics().await), Some(1.0), "polled while the folder is missing");
+    std::fs::create_dir_all(&later).unwrap();
+    let lines: Vec<String> = std::fs::read_to_string(common::fixtures().join("e2e/entra.json"))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    std::fs::write(later.join("a.json"), format!("{}\n", lines[0])).unwrap();
+    poll_until("watched once it exists", Duration::from_secs(10), || async {
+        let m = server.metrics().await;
+        (fallback(&m) == Some(0.0)).then_some(())
+    })
+    .await;
+    std::fs::write(later.join("b.json"), format!("{}\n", lines[1])).unwrap();
+    poll_until("both files read", Duration::from_secs(10), || async {
+        let m = server.metrics().await;
+        (sample(&m, r#"passportd_ingest_lines_total{source="entra"}"#) == Some(2.0)).then_some(())
+    })
+    .await;
+    server.stop().await;
+}

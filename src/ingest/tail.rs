@@ -1095,7 +1095,7 @@ pub fn run(ctx: TailContext) -> Result<(), ReadError> {
         }
     };
     let failed = Arc::new(AtomicBool::new(false));
-    let _watcher = if watch {
+    let mut watching = if watch {
         start_watcher(tailer.matcher(), &name, wake_tx, failed.clone(), &metrics)
     } else {
         tracing::info!(source = %name, "file events disabled by configuration; polling only");
@@ -1105,6 +1105,24 @@ pub fn run(ctx: TailContext) -> Result<(), ReadError> {
     let mut reported_failure = false;
     while !cancel.is_cancelled() {
         tailer.poll_round()?;
+        if let Some(w) = watching.as_mut().filter(|w| !w.pending.is_empty()) {
+            // A folder that did not exist at start (an hour's folder, a mount not yet up)
+            // is watched once it does: until then it is polled.
+            // One try per folder once it appears: one that then cannot be watched either
+            // (inotify's watch limit) stays polled, not retried every round.
+            let Watching { watcher, pending, unwatchable } = w;
+            pending.retain(|(root, mode)| {
+                if !root.is_dir() {
+                    return true;
+                }
+                *unwatchable |= watcher.watch(root, *mode).is_err();
+                false
+            });
+            if pending.is_empty() && !*unwatchable && !failed.load(Ordering::Relaxed) {
+                tracing::info!(source = %name, "every folder is watched now; file events again");
+                metrics.watcher_poll_fallback.with_label_values(&[&name]).set(0);
+            }
+        }
         if failed.load(Ordering::Relaxed) && !reported_failure {
             reported_failure = true;
             tracing::warn!(source = %name, "file events failed; polling only (every {poll:?})");
@@ -1150,13 +1168,23 @@ pub(crate) fn is_change(kind: &notify::EventKind) -> bool {
     }
 }
 
+/// A source's file watcher and the folders it could not watch yet.
+struct Watching {
+    watcher: notify::RecommendedWatcher,
+    /// Folders (with how deep) not watched yet because they did not exist: tried again
+    /// once they do, polled meanwhile.
+    pending: Vec<(PathBuf, RecursiveMode)>,
+    /// A folder that exists could not be watched: it is polled for good.
+    unwatchable: bool,
+}
+
 fn start_watcher(
     matcher: &PathMatcher,
     name: &str,
     wake: std_mpsc::Sender<()>,
     failed: Arc<AtomicBool>,
     metrics: &Metrics,
-) -> Option<notify::RecommendedWatcher> {
+) -> Option<Watching> {
     let handler = move |res: notify::Result<notify::Event>| {
         // Every change, including an overflow / rescan notice, just wakes the loop,
         // which rescans everything. An error means events may be missing from now on:
@@ -1176,20 +1204,25 @@ fn start_watcher(
             return None;
         }
     };
-    let mut failed_roots = false;
+    let (mut pending, mut unwatchable) = (Vec::new(), false);
     for (root, recursive) in matcher.roots() {
         let mode = if *recursive { RecursiveMode::Recursive } else { RecursiveMode::NonRecursive };
         if let Err(e) = watcher.watch(root, mode) {
-            if !failed_roots {
+            let missing = !root.is_dir();
+            if missing {
+                tracing::info!(source = %name, folder = %root.display(),
+                    "folder does not exist yet; polling for it, watching it once it does");
+                pending.push((root.clone(), mode));
+            } else if !unwatchable {
                 tracing::warn!(source = %name, folder = %root.display(), error = %e, "cannot watch folder; polling it");
+                unwatchable = true;
             }
-            failed_roots = true;
         }
     }
-    if failed_roots {
+    if !pending.is_empty() || unwatchable {
         metrics.watcher_poll_fallback.with_label_values(&[name]).set(1);
     }
-    Some(watcher)
+    Some(Watching { watcher, pending, unwatchable })
 }
 
 #[cfg(test)]
