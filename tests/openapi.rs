@@ -331,6 +331,14 @@ async fn every_endpoint_conforms_to_the_served_openapi_document() {
     assert_eq!(r["category"], "unclassified");
     assert_eq!(c.call(&server, "post", cl, cl, Some("not json".into()), None).await.0, 400);
     assert_eq!(c.call(&server, "post", cl, cl, Some(r#"["AADSTS50126"]"#.into()), None).await.0, 400);
+    // A page of many records lists the first thousand verdicts and says how many more.
+    let many: Vec<String> = (0..1500).map(|i| format!(r#"{{\"id\":\"r{i}\",\"resultType\":\"50126\"}}"#)).collect();
+    let body = format!(r#"{{"message":"[{}]"}}"#, many.join(","));
+    let (_, r) = c.call(&server, "post", cl, cl, Some(body), None).await;
+    assert_eq!((r["records"].as_array().map(Vec::len), r["records_omitted"].as_u64()), (Some(1000), Some(500)));
+    // A body over a megabyte is refused: classify is for pasted text, not pushes.
+    let big = format!(r#"{{"message":"{}"}}"#, "x".repeat(1 << 20));
+    assert_eq!(c.call(&server, "post", cl, cl, Some(big), None).await.0, 413);
 
     // Every documented operation was exercised (a new endpoint needs a conformance case).
     let documented: BTreeSet<(String, String)> = doc["paths"]

@@ -169,6 +169,21 @@ pub struct ClassifyRequest {
     pub message: String,
 }
 
+/// `POST /api/v1/classify` answer: the first record's verdict (or the message's), and for
+/// text holding several records every record's, up to 1,000.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClassifyAnswer {
+    /// The verdict of the first record, or of the message.
+    #[serde(flatten)]
+    pub verdict: Classification,
+    /// Each record's verdict, in order (text holding several records only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub records: Option<Vec<Classification>>,
+    /// Records beyond the 1,000 listed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub records_omitted: Option<usize>,
+}
+
 /// Optional `POST /api/v1/incidents/{id}/acknowledge` body.
 #[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -202,6 +217,7 @@ pub struct AcknowledgeRequest {
         super::openapi,
     ),
     components(schemas(
+        ClassifyAnswer,
         ErrorBody, ErrorDetail, Health, IncidentPage, EventPage, IncidentDetail, Attempt, CatalogueList, CodeEntry,
         ClassifyRequest, AcknowledgeRequest, Incident, IncidentStatus, EventRow, Summary,
         IngestSummary, Classification, Entry, Conditions, Example, Require, Severity, MatchedBy,

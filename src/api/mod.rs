@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::classify::{Classification, SharedClassifier};
+use crate::classify::SharedClassifier;
 use crate::config::{Settings, SourceSettings};
 use crate::event::Category;
 use crate::incidents::{Incident, IncidentStatus};
@@ -76,14 +76,24 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/summary", get(summary))
         .route("/api/v1/catalogue", get(catalogue))
         .route("/api/v1/catalogue/{code}", get(catalogue_code))
-        .route("/api/v1/classify", post(classify))
+        .route(
+            "/api/v1/classify",
+            post(classify)
+                // A pasted message, page or envelope: a megabyte is plenty, and a verdict
+                // per record of a push-sized body took gigabytes.
+                .layer(axum::extract::DefaultBodyLimit::max(CLASSIFY_MAX_BODY.min(max_body)))
+                .route_layer(middleware::from_fn_with_state(
+                    Arc::new(tokio::sync::Semaphore::new(CLASSIFIES_AT_ONCE)),
+                    a_few_at_a_time,
+                )),
+        )
         .route(
             "/api/v1/ingest/{source}",
             post(ingest)
                 // A route layer too: a wrong method is a 405 at once, not after a permit.
                 .route_layer(middleware::from_fn_with_state(
                     Arc::new(tokio::sync::Semaphore::new(INGESTS_AT_ONCE)),
-                    one_ingest_at_a_time,
+                    a_few_at_a_time,
                 ))
                 // Outermost: a client without the token neither waits for nor holds a
                 // permit, and its body is never read. A route layer: a wrong method is
@@ -115,9 +125,17 @@ async fn require_token(State(state): State<AppState>, req: axum::extract::Reques
 /// permits keep twenty concurrent 15 MB pushes from taking half a gigabyte.
 const INGESTS_AT_ONCE: usize = 2;
 
-/// Waits for an ingest permit before the body is read: a waiting push holds a connection,
-/// not its body.
-async fn one_ingest_at_a_time(
+/// Classify requests served at once (each is CPU work off the async workers).
+const CLASSIFIES_AT_ONCE: usize = 2;
+/// Largest classify body (bytes).
+const CLASSIFY_MAX_BODY: usize = 1 << 20;
+/// Most verdicts one classify answer lists under `records`; how many more there were is
+/// `records_omitted`.
+const CLASSIFY_MAX_RECORDS: usize = 1000;
+
+/// Waits for a permit of the route's semaphore before the body is read: a waiting
+/// request holds a connection, not its body.
+async fn a_few_at_a_time(
     State(permits): State<Arc<tokio::sync::Semaphore>>,
     req: axum::extract::Request,
     next: middleware::Next,
@@ -142,7 +160,10 @@ async fn json_errors(resp: Response) -> Response {
         return resp;
     }
     let (code, message) = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the request body is larger than server.max_body_bytes"),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "payload_too_large",
+            "the request body is larger than this endpoint takes (server.max_body_bytes; 1 MiB for classify)",
+        ),
         StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "this endpoint does not accept that method"),
         StatusCode::REQUEST_TIMEOUT => ("timeout", "the request took longer than server.request_timeout"),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "unsupported content type"),
@@ -622,23 +643,29 @@ fn json_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String>
 #[utoipa::path(post, path = "/api/v1/classify", tag = "catalogue",
     request_body = doc::ClassifyRequest,
     responses(
-        (status = 200, description = "The classification; when the message holds several records (an Event Hubs envelope, a Graph page, a JSON array), the first record's, with every record's under `records`", body = Classification),
-        (status = 400, description = "Body is not {\"message\": \"...\"}", body = doc::ErrorBody)))]
+        (status = 200, description = "The classification; when the message holds several records (an Event Hubs envelope, a Graph page, a JSON array), the first record's, with the first 1,000 records' under `records` (and how many more there were under `records_omitted`)", body = doc::ClassifyAnswer),
+        (status = 400, description = "Body is not {\"message\": \"...\"}", body = doc::ErrorBody),
+        (status = 413, description = "Body larger than 1 MiB (or server.max_body_bytes, if less)", body = doc::ErrorBody)))]
 async fn classify(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
     let req: doc::ClassifyRequest =
         json_object(&body).map_err(|e| ApiError::bad("message", format!("expected {{\"message\": \"...\"}}: {e}")))?;
-    // Off the async workers: a body may be up to max_body_bytes of text to scan.
+    // Off the async workers: a body may be a megabyte of text to scan.
     let classifier = state.classifier.current();
     let all = tokio::task::spawn_blocking(move || crate::classify::classify_records(&classifier, &req.message)).await?;
     // The first record's verdict, as for one; text holding several records (an envelope,
     // a Graph page) lists every record's under `records` too.
     // Plain data: serializing it cannot fail.
-    let mut body = serde_json::to_value(&all[0]).unwrap_or_default();
-    if all.len() > 1 {
-        if let serde_json::Value::Object(map) = &mut body {
-            map.insert("records".into(), serde_json::to_value(&all).unwrap_or_default());
-        }
-    }
+    let mut all = all;
+    let omitted = all.len().saturating_sub(CLASSIFY_MAX_RECORDS);
+    all.truncate(CLASSIFY_MAX_RECORDS);
+    // Never empty (`classify_records`).
+    let verdict = all[0].clone();
+    let several = all.len() > 1;
+    let body = doc::ClassifyAnswer {
+        verdict,
+        records: several.then_some(all),
+        records_omitted: (omitted > 0).then_some(omitted),
+    };
     Ok(Json(body).into_response())
 }
 
