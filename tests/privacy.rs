@@ -131,3 +131,57 @@ async fn opening_an_older_store_digests_the_heads_it_kept() {
     }
     assert!(!contains(&db_bytes(dir.path()), "zed@contoso.example"), "digested");
 }
+
+/// The secret that keys the user and IP hashes lives in the store's key file (owner-only),
+/// not in the database: with it, a copy of the database could check guessed user names
+/// and recover IP addresses from their hashes. A store that kept it in the database moves
+/// it out, keeping its value (and so the hashes already stored), and zeroes the old bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_secret_that_keys_the_hashes_is_kept_out_of_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.db");
+    let store = passportd::store::Store::open(&path).await.unwrap();
+    let secret = String::from_utf8(store.secret().await.unwrap()).unwrap();
+    assert_eq!(store.secret().await.unwrap(), secret.as_bytes(), "the same secret every time");
+    let key_file = store.key_file();
+    store.close().await;
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap().trim(), secret);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let database = |dir: &std::path::Path| -> Vec<u8> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| !e.path().to_string_lossy().ends_with(".key"))
+            .flat_map(|e| std::fs::read(e.path()).unwrap_or_default())
+            .collect()
+    };
+    assert!(!contains(&database(dir.path()), &secret), "the database holds no secret");
+
+    // A store of an older version: its secret in the database, no key file.
+    std::fs::remove_file(&key_file).unwrap();
+    let legacy = "0123456789abcdef".repeat(4);
+    {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+        sqlx::query("INSERT INTO meta (key, value) VALUES ('secret', ?)")
+            .bind(&legacy)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+    }
+    assert!(contains(&database(dir.path()), &legacy));
+    let store = passportd::store::Store::open(&path).await.unwrap();
+    assert_eq!(store.secret().await.unwrap(), legacy.as_bytes(), "its value is kept");
+    store.close().await;
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap().trim(), legacy);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while contains(&database(dir.path()), &legacy) && std::time::Instant::now() < deadline {
+        std::thread::yield_now();
+    }
+    assert!(!contains(&database(dir.path()), &legacy), "moved out, its bytes zeroed");
+}

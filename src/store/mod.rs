@@ -55,6 +55,14 @@ pub enum StoreError {
     /// A query failed.
     #[error("database error: {0}")]
     Query(#[from] sqlx::Error),
+    /// The key file (`Store::key_file`) could not be read or written.
+    #[error("cannot use the store's key file {path}: {source}")]
+    KeyFile {
+        /// The key file.
+        path: PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
     /// A stored value could not be read back (a bug or a hand-edited database).
     #[error("corrupt value in column {column}: {value:?}")]
     Corrupt {
@@ -279,6 +287,28 @@ pub struct Store {
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Whether `v` is a secret as this program makes them: 64 lower-case hex digits.
+fn is_secret(v: &str) -> bool {
+    v.len() == 64 && v.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Writes the key file readable by its owner alone, whole or not at all (a temporary
+/// file renamed into place).
+fn write_key_file(path: &Path, secret: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&tmp)?;
+    file.write_all(format!("{secret}\n").as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
 
 /// The event-time clock: the newest event time the store has seen (Unix ms), if any.
 const WATERMARK: &str = "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'watermark_ms'";
@@ -576,22 +606,66 @@ impl Store {
         self.incident(id).await
     }
 
-    /// A random secret kept in the database, created on first use. It keys the
-    /// users-affected hashes when no `privacy.hash_key` is configured.
+    /// A random secret kept in the store's key file ([`Store::key_file`], readable by its
+    /// owner alone), created on first use. It keys the user and IP hashes the incidents
+    /// and detectors count with when no `privacy.hash_key` is configured, and the content
+    /// keys of Passport entries. Kept out of the database: with it, a copy of the database
+    /// could check guessed user names and recover IP addresses from their hashes.
     pub async fn secret(&self) -> Result<Vec<u8>, StoreError> {
-        let existing: Option<String> =
-            sqlx::query_scalar("SELECT value FROM meta WHERE key = 'secret'").fetch_optional(&self.pool).await?;
-        if let Some(v) = existing {
-            return Ok(v.into_bytes());
+        let key_file = self.key_file();
+        let key_err = |source| StoreError::KeyFile { path: key_file.clone(), source };
+        match std::fs::read_to_string(&key_file) {
+            Ok(text) if is_secret(text.trim()) => {
+                self.forget_stored_secret().await?;
+                return Ok(text.trim().as_bytes().to_vec());
+            }
+            Ok(_) => {
+                return Err(key_err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "not a key this program wrote (64 hexadecimal digits)",
+                )))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(key_err(e)),
         }
-        // No RNG crate: SQLite's randomblob() is a CSPRNG-backed source.
-        let fresh: String = sqlx::query_scalar("SELECT lower(hex(randomblob(32)))").fetch_one(&self.pool).await?;
-        sqlx::query("INSERT INTO meta (key, value) VALUES ('secret', ?) ON CONFLICT (key) DO NOTHING")
-            .bind(&fresh)
-            .execute(&self.pool)
-            .await?;
-        let v: String = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'secret'").fetch_one(&self.pool).await?;
-        Ok(v.into_bytes())
+        // A store from before the key file kept its secret in the database: moved out, so
+        // that the hashes it keys keep their values.
+        let stored: Option<String> =
+            sqlx::query_scalar("SELECT value FROM meta WHERE key = 'secret'").fetch_optional(&self.pool).await?;
+        let secret = match stored.filter(|v| is_secret(v)) {
+            Some(v) => v,
+            // No RNG crate: SQLite's randomblob() is a CSPRNG-backed source.
+            None => sqlx::query_scalar("SELECT lower(hex(randomblob(32)))").fetch_one(&self.pool).await?,
+        };
+        write_key_file(&key_file, &secret).map_err(key_err)?;
+        self.forget_stored_secret().await?;
+        Ok(secret.into_bytes())
+    }
+
+    /// The file holding the secret that keys the store's hashes: the database's path
+    /// with `.key` added, so that a copy of the database alone cannot check a guessed user
+    /// name or IP address against them.
+    pub fn key_file(&self) -> PathBuf {
+        let mut name = self.path.clone().into_os_string();
+        name.push(".key");
+        PathBuf::from(name)
+    }
+
+    /// Removes a secret kept in the database by a version before the key file, zeroing
+    /// its bytes (secure_delete) and copying the zeroed pages back from the WAL at once.
+    async fn forget_stored_secret(&self) -> Result<(), StoreError> {
+        let stored: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM meta WHERE key = 'secret'").fetch_optional(&self.pool).await?;
+        if stored.is_none() {
+            return Ok(());
+        }
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query("PRAGMA secure_delete = ON").execute(&mut *conn).await?;
+        sqlx::query("DELETE FROM meta WHERE key = 'secret'").execute(&mut *conn).await?;
+        sqlx::query("PRAGMA secure_delete = OFF").execute(&mut *conn).await?;
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut *conn).await?;
+        tracing::info!(key_file = %self.key_file().display(), "moved the store's secret out of the database into its key file");
+        Ok(())
     }
 
     /// Notes that `source` starts, and says whether this is its first start ever (when
