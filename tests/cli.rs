@@ -328,6 +328,41 @@ fn a_signin_without_a_result_is_a_parse_error_and_an_audit_record_is_skipped() {
     assert!(stderr.contains("not_signin") && stderr.contains("page.json"), "{stderr}");
 }
 
+/// A code a Passport line names only in passing is chatter, not a failure: a list of
+/// codes (a configuration dump), or a bare code at a known level below Error (an alert
+/// echoing a failure, a retry policy). A failure names its code as Entra's description
+/// does, carries the token endpoint's body, says it failed, or is logged at Error.
+#[test]
+fn codes_named_in_passing_are_chatter() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = "2026-03-04 08:15:02.123456-0800";
+    let lines = [
+        passport_ndjson(t, "Info", "Retry policy: errors such as AADSTS50076 are not retried"),
+        passport_ndjson(t, "Default", "Displaying alert 'Your sign-in needs MFA (AADSTS50076)'"),
+        passport_ndjson(t, "Default", "Loaded error map: AADSTS50076, AADSTS50079, AADSTS50126"),
+        passport_ndjson("2026-03-04 08:15:03.000000-0800", "Error", "Authentication failed for a user: AADSTS50076"),
+        passport_ndjson(
+            "2026-03-04 08:15:04.000000-0800",
+            "Default",
+            "AADSTS50126: Error validating credentials due to invalid username or password.",
+        ),
+        passport_ndjson(
+            "2026-03-04 08:15:05.000000-0800",
+            "Debug",
+            r#"HTTP 400 response body: {\"error\":\"invalid_grant\",\"error_codes\":[50053]}"#,
+        ),
+    ];
+    let file = dir.path().join("p.ndjson");
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let summary = json(&passportd_env(
+        dir.path(),
+        &["replay", "--json", "--format", "passport", file.to_str().unwrap()],
+        &[("PASSPORTD_STORAGE__PATH", dir.path().join("p.db").as_os_str())],
+    ));
+    assert_eq!((summary["failures"].as_u64(), summary["skipped"].as_u64()), (Some(3), Some(3)), "{summary}");
+    assert_eq!(summary["by_code"], serde_json::json!({"50076": 1, "50126": 1, "50053": 1}), "{summary}");
+}
+
 /// A store path that cannot be a database is a configuration error (exit 2, naming
 /// `storage.path`) in check-config, replay and serve alike, before anything is opened.
 #[test]

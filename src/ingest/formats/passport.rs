@@ -600,6 +600,18 @@ pub(crate) fn decide(r: &PassportFields<'_>, m: &Matcher, tz: chrono_tz::Tz) -> 
             return ItemKind::Skipped;
         }
     }
+    // A code named only in passing is no failure: a configuration dump listing codes
+    // ("Loaded error map: AADSTS50076, AADSTS50079, …"), or at a level that is known and
+    // not Error/Fault ("Retry policy: errors such as AADSTS50076 are not retried", an
+    // alert's "(AADSTS50076)" echoing a failure logged on its own). A failure names its
+    // code as Entra's description does (`AADSTS50126: …`), carries the token endpoint's
+    // body, or says it failed.
+    if body.is_none() && !failure_text && !codes.is_empty() && !describes_a_code(msg) {
+        let known_calm_level = r.message_type.is_some() && !is_error_level;
+        if known_calm_level || codes.len() > 1 {
+            return ItemKind::Skipped;
+        }
+    }
     if success_text && codes.is_empty() && body.is_none() && !is_error_level {
         s.result_code = Some(0);
     }
@@ -624,6 +636,16 @@ pub(crate) fn decide(r: &PassportFields<'_>, m: &Matcher, tz: chrono_tz::Tz) -> 
     s.device = r.device.map(str::to_owned);
     s.process_id = r.pid;
     ItemKind::SignIn(Box::new(s))
+}
+
+/// Whether `msg` names a code as Entra's error descriptions do: `AADSTS` and its digits,
+/// then a colon (`AADSTS50126: Error validating credentials …`).
+fn describes_a_code(msg: &str) -> bool {
+    let b = msg.as_bytes();
+    AADSTS.find_iter(b).any(|at| {
+        let digits = b[at + 6..].iter().take_while(|d| d.is_ascii_digit()).count();
+        (5..=7).contains(&digits) && b.get(at + 6 + digits) == Some(&b':')
+    })
 }
 
 fn push_code(codes: &mut Vec<u32>, c: u32) {
