@@ -74,7 +74,9 @@ const CLASSIFY_EXAMPLES: &str = "Examples:
       --predicate 'subsystem BEGINSWITH \"io.kandji\"' | passportd classify --json
 
 Output: one verdict per message (per record, when a line holds several: an Event Hubs
-envelope, a Graph page, a JSON array). Text: `category (code): title [outcome]`, then the
+envelope, a Graph page, a JSON array; piped text whose records span lines, such as a
+pretty-printed export or a CSV export under its header, is read record by record, as
+replay reads it). Text: `category (code): title [outcome]`, then the
 fix and Microsoft's page for the code. --json: outcome (failure, interrupt, success),
 category, code (the primary AADSTS code, or null), codes (all, primary first), title,
 remediation, entry (the catalogue entry's id), matched_by (code, pattern, condition, or
@@ -145,7 +147,9 @@ pub enum Command {
         /// Print one JSON object per message.
         #[arg(long)]
         json: bool,
-        /// Messages; none reads one per line from stdin.
+        /// Messages; none reads stdin: one per line, or one per record when piped text
+        /// holds records spanning lines (a pretty-printed JSON export, a CSV export, a
+        /// `log show` export with multi-line messages).
         #[arg(value_name = "MESSAGE")]
         messages: Vec<String>,
     },
@@ -498,11 +502,34 @@ fn classify(arg: ConfigArg, json: bool, messages: Vec<String>) -> Result<(), Cli
         Ok(())
     };
     if messages.is_empty() {
+        use std::io::{IsTerminal, Read};
         let mut stdin = std::io::stdin().lock();
+        // Piped text that holds multi-line records (a pretty-printed JSON array or Graph
+        // page, a CSV export under its header, a `log show` export with multi-line
+        // messages) gets one verdict per record, as `replay` reads it; read line by line,
+        // its lines were judged apart (a header, a row with no header, an object's
+        // fields). Typed at a terminal, each line is answered as it is entered.
         let mut line = Vec::new();
+        if !std::io::stdin().is_terminal() {
+            let mut whole = Vec::new();
+            (&mut stdin)
+                .take(WHOLE_STDIN_MAX as u64 + 1)
+                .read_to_end(&mut whole)
+                .map_err(|e| CliError::Failed(format!("reading stdin: {e}")))?;
+            if whole.len() <= WHOLE_STDIN_MAX {
+                let text = String::from_utf8_lossy(&whole);
+                if holds_multi_line_records(&text) {
+                    return emit(&text);
+                }
+            }
+            // Line by line after all: what was read is the lines' beginning.
+            line = whole;
+        }
+        let mut pending = std::io::Cursor::new(std::mem::take(&mut line));
+        let mut input = (&mut pending).chain(stdin);
         for number in 1.. {
             line.clear();
-            let n = stdin
+            let n = input
                 .read_until(b'\n', &mut line)
                 .map_err(|e| CliError::Failed(format!("reading stdin at line {number}: {e}")))?;
             if n == 0 {
@@ -522,6 +549,26 @@ fn classify(arg: ConfigArg, json: bool, messages: Vec<String>) -> Result<(), Cli
         }
     }
     Ok(())
+}
+
+/// Most piped input `classify` reads whole to see whether it holds multi-line records;
+/// more is classified line by line.
+const WHOLE_STDIN_MAX: usize = 64 << 20;
+
+/// Whether `text` holds records that span lines: it decodes into sign-in records, and
+/// fewer records than lines, or its first line alone is none (a CSV header, a `[`).
+fn holds_multi_line_records(text: &str) -> bool {
+    use crate::ingest::formats::{decode_bytes, DecodeOptions, ItemKind};
+    let signin =
+        |items: &[crate::ingest::formats::DecodedItem]| items.iter().any(|i| matches!(i.kind, ItemKind::SignIn(_)));
+    let items = decode_bytes(&DecodeOptions::default(), text.trim().as_bytes());
+    if !signin(&items) {
+        return false;
+    }
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let first = lines.next().unwrap_or_default();
+    let nonblank = 1 + lines.count();
+    items.len() < nonblank || !signin(&decode_bytes(&DecodeOptions::default(), first.trim().as_bytes()))
 }
 
 /// One verdict of `classify`, as text or as one JSON object.

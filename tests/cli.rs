@@ -363,6 +363,54 @@ fn codes_named_in_passing_are_chatter() {
     assert_eq!(summary["by_code"], serde_json::json!({"50076": 1, "50126": 1, "50053": 1}), "{summary}");
 }
 
+/// Piped exports whose records span lines get one verdict per record, as `replay` reads
+/// them: a pretty-printed Graph page and a CSV export under its header. Plain messages
+/// still get one verdict per line.
+#[test]
+fn classify_reads_piped_exports_record_by_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |input: &str| -> Vec<serde_json::Value> {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_passportd"))
+            .args(["classify", "--json"])
+            .current_dir(dir.path())
+            .env_remove("PASSPORTD_CONFIG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    };
+    let page = serde_json::to_string_pretty(&serde_json::json!({"value": [
+        {"id": "g-1", "createdDateTime": "2026-03-04T08:00:00Z", "status": {"errorCode": 0}},
+        {"id": "g-2", "createdDateTime": "2026-03-04T08:01:00Z", "status": {"errorCode": 50126},
+         "tokenIssuerType": "ADFederationServices"}
+    ]}))
+    .unwrap();
+    let verdicts = run(&page);
+    let outcome =
+        |v: &serde_json::Value| (v["outcome"].as_str().map(String::from), v["category"].as_str().map(String::from));
+    assert_eq!(verdicts.len(), 2, "{verdicts:?}");
+    assert_eq!(verdicts[0]["outcome"], "success");
+    assert_eq!(outcome(&verdicts[1]), (Some("failure".into()), Some("federation_unsupported".into())));
+    let csv = "TimeGenerated [UTC],ResultType,UserPrincipalName,Id\r\n\
+               2026-03-04T08:00:00Z,0,a@contoso.example,r-1\r\n\
+               2026-03-04T08:01:00Z,50140,b@contoso.example,r-2\r\n";
+    let verdicts = run(csv);
+    assert_eq!(verdicts.len(), 2, "{verdicts:?}");
+    assert_eq!(
+        (verdicts[0]["outcome"].as_str(), verdicts[1]["outcome"].as_str()),
+        (Some("success"), Some("interrupt"))
+    );
+    let verdicts = run("AADSTS50126: wrong password\nAADSTS50076: MFA\n");
+    assert_eq!(verdicts.len(), 2, "{verdicts:?}");
+    assert_eq!(verdicts[1]["category"], "mfa_required");
+}
+
 /// A store path that cannot be a database is a configuration error (exit 2, naming
 /// `storage.path`) in check-config, replay and serve alike, before anything is opened.
 #[test]

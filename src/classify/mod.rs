@@ -61,13 +61,20 @@ pub fn classify_records(classifier: &Classifier, text: &str) -> Vec<Classificati
     // verdict, those it would not count marked so; records it could not decode at all
     // (counted as parse errors) get none.
     if items.len() > 1 && items.iter().any(|i| matches!(i.kind, ItemKind::SignIn(_))) {
+        let passport_export = items.iter().any(|i| match &i.kind {
+            ItemKind::SignIn(raw) => raw.format == "passport",
+            ItemKind::Redacted => true,
+            _ => false,
+        });
         return items
             .iter()
             .filter_map(|i| match &i.kind {
                 ItemKind::SignIn(raw) => Some(of_signin(raw)),
                 ItemKind::Redacted => Some(not_counted("redacted")),
-                ItemKind::Skipped => Some(not_counted("chatter")),
-                ItemKind::Error(_) => None,
+                // A Passport export's chatter is marked so; in an Entra export, what is
+                // skipped is a CSV header or a page's wrapper, no record at all.
+                ItemKind::Skipped if passport_export => Some(not_counted("chatter")),
+                ItemKind::Skipped | ItemKind::Error(_) => None,
             })
             .collect();
     }
