@@ -102,6 +102,7 @@ impl Core {
         let (classifier, _) = crate::classify::reload::load_checked(
             &settings.catalogue.extra_paths,
             settings.catalogue.federated_domains.clone(),
+            false,
         )?;
         let catalogue = classifier.catalogue();
         let metrics = Metrics::new(&sources, &known_codes(catalogue), &failure_pairs(catalogue))?;

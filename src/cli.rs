@@ -478,15 +478,19 @@ fn render_summary(s: &IngestSummary) -> String {
 }
 
 fn classifier_for(loaded: &Loaded) -> Result<Classifier, CliError> {
-    Ok(checked_classifier(loaded)?.0)
+    Ok(checked_classifier(loaded, false)?.0)
 }
 
-/// The classifier `loaded` describes, validated as the daemon validates it, with the
-/// shipped examples that now classify to operator entries.
-fn checked_classifier(loaded: &Loaded) -> Result<(Classifier, Vec<crate::classify::ExampleMismatch>), CliError> {
+/// The classifier `loaded` describes, validated as the daemon validates it, with (when
+/// `with_shipped`) the shipped examples that now classify to operator entries.
+fn checked_classifier(
+    loaded: &Loaded,
+    with_shipped: bool,
+) -> Result<(Classifier, Vec<crate::classify::ExampleMismatch>), CliError> {
     crate::classify::reload::load_checked(
         &loaded.settings.catalogue.extra_paths,
         loaded.settings.catalogue.federated_domains.clone(),
+        with_shipped,
     )
     .map_err(|e| CliError::Usage(e.to_string()))
 }
@@ -599,7 +603,7 @@ fn check_config(arg: ConfigArg) -> Result<(), CliError> {
     // file says something other than its author meant: an error (as for the daemon). A
     // shipped example that now goes to an operator entry is what overriding a shipped
     // entry does: a note.
-    let (classifier, shadowed) = checked_classifier(&loaded)?;
+    let (classifier, shadowed) = checked_classifier(&loaded, true)?;
     let s = &loaded.settings;
     let mut out = String::new();
     out.push_str(&format!("configuration: {} — valid\n", loaded.origin));

@@ -848,8 +848,13 @@ impl Classifier {
     /// Operator overrides can legitimately break shipped examples, so this is a report
     /// (`check-config`, tests), not a load error.
     pub fn check_examples(&self) -> Vec<ExampleMismatch> {
+        self.check_examples_of(|_| true)
+    }
+
+    /// [`Classifier::check_examples`] for the entries `include` picks.
+    pub fn check_examples_of(&self, include: impl Fn(&Entry) -> bool) -> Vec<ExampleMismatch> {
         let mut out = Vec::new();
-        for e in self.catalogue.entries() {
+        for e in self.catalogue.entries().iter().filter(|e| include(e)) {
             for ex in &e.examples {
                 let got = self.classify(&ClassifyInput::from_example(ex)).entry;
                 if got.as_deref() != Some(e.id.as_str()) {

@@ -15,17 +15,23 @@ use super::matcher::{Classifier, ExampleMismatch};
 /// entry (or a counter-example that does) is an error, naming the file and the entry's
 /// line. Also returns the shipped examples that now classify to operator entries, which
 /// overriding a shipped entry intends (`check-config` lists them as notes).
+///
+/// Only `with_shipped` classifies the shipped entries' examples too (tens of milliseconds,
+/// which every start and every `classify` would pay): without it, only operator entries'
+/// are checked and no shadowed ones are returned.
 pub fn load_checked(
     extra_paths: &[PathBuf],
     federated_domains: Vec<String>,
+    with_shipped: bool,
 ) -> Result<(Classifier, Vec<ExampleMismatch>), CatalogueError> {
     let catalogue = Catalogue::load(extra_paths)?;
     let classifier = Classifier::new(Arc::new(catalogue), federated_domains);
-    let operator_entry = |id: &str| {
-        classifier.catalogue().entries().iter().find(|e| e.id == id && e.source != super::catalogue::SHIPPED_ORIGIN)
-    };
-    let (own, shadowed): (Vec<_>, Vec<_>) =
-        classifier.check_examples().into_iter().partition(|m| operator_entry(&m.entry).is_some());
+    let operator = |e: &super::Entry| e.source != super::catalogue::SHIPPED_ORIGIN;
+    let operator_entry = |id: &str| classifier.catalogue().entries().iter().find(|e| e.id == id && operator(e));
+    let (own, shadowed): (Vec<_>, Vec<_>) = classifier
+        .check_examples_of(|e| with_shipped || operator(e))
+        .into_iter()
+        .partition(|m| operator_entry(&m.entry).is_some());
     if let Some(first) = own.first() {
         let (origin, line) = operator_entry(&first.entry).map_or((String::new(), 0), |e| (e.source.clone(), e.line));
         let more = match own.len() {
@@ -62,7 +68,7 @@ impl SharedClassifier {
     /// Loads the shipped catalogue plus `extra_paths`, compiles it and swaps it in.
     /// Returns the number of entries. On any error the old classifier stays in place.
     pub fn reload(&self, extra_paths: &[PathBuf], federated_domains: Vec<String>) -> Result<usize, CatalogueError> {
-        let (classifier, _) = load_checked(extra_paths, federated_domains)?;
+        let (classifier, _) = load_checked(extra_paths, federated_domains, false)?;
         let entries = classifier.catalogue().len();
         self.replace(classifier);
         Ok(entries)
