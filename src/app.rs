@@ -337,7 +337,14 @@ impl Application {
                     tokio::select! {
                         _ = cancel.cancelled() => break,
                         _ = tick.tick() => {
-                            match core.store.prune(r.events.get(), r.incidents.get(), 1000).await {
+                            // A prune of a large store takes seconds, in batches that each
+                            // commit on their own: a stop does not wait for the rest (the
+                            // next start prunes on), or it would run past shutdown_timeout.
+                            let pruned = tokio::select! {
+                                _ = cancel.cancelled() => break,
+                                p = core.store.prune(r.events.get(), r.incidents.get(), 1000) => p,
+                            };
+                            match pruned {
                                 Ok(p) if p.events + p.incidents > 0 => {
                                     tracing::info!(events = p.events, incidents = p.incidents, "retention pruned old data");
                                     if let Err(e) = core.writer.refresh_incident_gauge().await {

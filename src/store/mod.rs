@@ -293,21 +293,85 @@ fn is_secret(v: &str) -> bool {
     v.len() == 64 && v.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// Writes the key file readable by its owner alone, whole or not at all (a temporary
-/// file renamed into place).
-fn write_key_file(path: &Path, secret: &str) -> std::io::Result<()> {
+/// How `write_key_file` treats a key file already there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyWrite {
+    /// It is replaced (the database's own secret is moved out).
+    Replace,
+    /// It is kept: another process made it first.
+    IfAbsent,
+}
+
+/// Writes the key file readable by its owner alone, whole or not at all: a temporary file
+/// of this process's own (created exclusively, so no file or link planted under its name
+/// is followed or keeps its mode), then linked (`IfAbsent`) or renamed (`Replace`) into
+/// place. Given to `owner` (the database's), so that a `replay` run as root leaves the
+/// service a key it can read.
+fn write_key_file(path: &Path, secret: &str, owner: Option<(u32, u32)>, how: KeyWrite) -> std::io::Result<()> {
     use std::io::Write;
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
     let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
+    tmp.push(format!(".{}.{nanos}.tmp", std::process::id()));
     let tmp = PathBuf::from(tmp);
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&tmp)?;
-    file.write_all(format!("{secret}\n").as_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)
+    let written = (|| {
+        let mut file = options.open(&tmp)?;
+        file.write_all(format!("{secret}\n").as_bytes())?;
+        file.sync_all()?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+            if let Some((uid, gid)) = owner {
+                // Only root may give a file away; anyone else already owns it as wanted.
+                let _ = std::os::unix::fs::chown(&tmp, Some(uid), Some(gid));
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = owner;
+        match how {
+            KeyWrite::Replace => std::fs::rename(&tmp, path),
+            KeyWrite::IfAbsent => match std::fs::hard_link(&tmp, path) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+                // A file system without hard links: a rename, unless one appeared.
+                Err(_) if !path.exists() => std::fs::rename(&tmp, path),
+                Err(_) => Ok(()),
+            },
+        }
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    written
+}
+
+/// The key file's secret; `None` when there is no key file.
+fn read_key_file(path: &Path) -> std::io::Result<Option<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) if is_secret(text.trim()) => Ok(Some(text.trim().to_owned())),
+        Ok(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "not a key this program wrote (64 hexadecimal digits)",
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The database file's owner and group.
+fn database_owner(path: &Path) -> Option<(u32, u32)> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).ok().map(|m| (m.uid(), m.gid()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
 }
 
 /// The event-time clock: the newest event time the store has seen (Unix ms), if any.
@@ -614,32 +678,29 @@ impl Store {
     pub async fn secret(&self) -> Result<Vec<u8>, StoreError> {
         let key_file = self.key_file();
         let key_err = |source| StoreError::KeyFile { path: key_file.clone(), source };
-        match std::fs::read_to_string(&key_file) {
-            Ok(text) if is_secret(text.trim()) => {
-                self.forget_stored_secret().await?;
-                return Ok(text.trim().as_bytes().to_vec());
-            }
-            Ok(_) => {
-                return Err(key_err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    "not a key this program wrote (64 hexadecimal digits)",
-                )))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(key_err(e)),
-        }
-        // A store from before the key file kept its secret in the database: moved out, so
-        // that the hashes it keys keep their values.
+        let owner = database_owner(&self.path);
+        // A store from before the key file kept its secret in the database, and that secret
+        // keyed every hash it holds: it is moved out with its value, and wins over a key
+        // file already there (an older backup restored beside a newer store's key).
         let stored: Option<String> =
             sqlx::query_scalar("SELECT value FROM meta WHERE key = 'secret'").fetch_optional(&self.pool).await?;
-        let secret = match stored.filter(|v| is_secret(v)) {
-            Some(v) => v,
-            // No RNG crate: SQLite's randomblob() is a CSPRNG-backed source.
-            None => sqlx::query_scalar("SELECT lower(hex(randomblob(32)))").fetch_one(&self.pool).await?,
-        };
-        write_key_file(&key_file, &secret).map_err(key_err)?;
-        self.forget_stored_secret().await?;
-        Ok(secret.into_bytes())
+        if let Some(secret) = stored.filter(|v| is_secret(v)) {
+            write_key_file(&key_file, &secret, owner, KeyWrite::Replace).map_err(key_err)?;
+            self.forget_stored_secret().await?;
+            return Ok(secret.into_bytes());
+        }
+        if let Some(secret) = read_key_file(&key_file).map_err(key_err)? {
+            return Ok(secret.into_bytes());
+        }
+        // No RNG crate: SQLite's randomblob() is a CSPRNG-backed source.
+        let fresh: String = sqlx::query_scalar("SELECT lower(hex(randomblob(32)))").fetch_one(&self.pool).await?;
+        // Created only where none is: two processes starting on a new store both use the
+        // one that got there first.
+        write_key_file(&key_file, &fresh, owner, KeyWrite::IfAbsent).map_err(key_err)?;
+        match read_key_file(&key_file).map_err(key_err)? {
+            Some(secret) => Ok(secret.into_bytes()),
+            None => Err(key_err(std::io::Error::new(std::io::ErrorKind::NotFound, "written, then gone"))),
+        }
     }
 
     /// The file holding the secret that keys the store's hashes: the database's path
