@@ -411,6 +411,40 @@ fn classify_reads_piped_exports_record_by_record() {
     assert_eq!(verdicts[1]["category"], "mfa_required");
 }
 
+/// Processes started together on a new store (a `serve` and a `replay`, two replays)
+/// all set it up and use it: the losers of the race to create its tables, switch its
+/// journal or write its key file try again and find the work done.
+#[test]
+fn replays_started_together_on_a_new_store_all_succeed() {
+    let fixture = common::fixtures().join("e2e/entra.json");
+    for round in 0..3 {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("p.db");
+        let children: Vec<_> = (0..4)
+            .map(|_| {
+                Command::new(env!("CARGO_BIN_EXE_passportd"))
+                    .args(["replay", "--json", fixture.to_str().unwrap()])
+                    .current_dir(dir.path())
+                    .env_remove("PASSPORTD_CONFIG")
+                    .env("PASSPORTD_STORAGE__PATH", &db)
+                    .env("RUST_LOG", "warn")
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let mut records = 0;
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            let v = json(&out);
+            records += v["records"].as_u64().unwrap();
+            assert_eq!(v["records"].as_u64().unwrap() + v["duplicates"].as_u64().unwrap(), 7, "round {round}: {v}");
+        }
+        assert_eq!(records, 7, "round {round}: each record stored once");
+    }
+}
+
 /// A store path that cannot be a database is a configuration error (exit 2, naming
 /// `storage.path`) in check-config, replay and serve alike, before anything is opened.
 #[test]

@@ -185,3 +185,51 @@ async fn the_secret_that_keys_the_hashes_is_kept_out_of_the_database() {
     }
     assert!(!contains(&database(dir.path()), &legacy), "moved out, its bytes zeroed");
 }
+
+/// Processes starting together on a store without a key file agree on one secret (the
+/// first written wins, the others read it); and a database that still holds its own
+/// secret (an older backup restored beside a newer key file) keeps it: its hashes were
+/// made with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_store_has_one_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.db");
+    let store = passportd::store::Store::open(&path).await.unwrap();
+    let key_file = store.key_file();
+    store.close().await;
+    for _ in 0..5 {
+        let _ = std::fs::remove_file(&key_file);
+        let mut handles = Vec::new();
+        for _ in 0..6 {
+            let path = path.clone();
+            handles.push(tokio::spawn(async move {
+                let store = passportd::store::Store::open(&path).await.unwrap();
+                let secret = store.secret().await.unwrap();
+                store.close().await;
+                secret
+            }));
+        }
+        let mut secrets = Vec::new();
+        for h in handles {
+            secrets.push(h.await.unwrap());
+        }
+        secrets.dedup();
+        assert_eq!(secrets.len(), 1, "one secret");
+        assert_eq!(std::fs::read_to_string(&key_file).unwrap().trim().as_bytes(), secrets[0].as_slice());
+    }
+    let legacy = "fedcba9876543210".repeat(4);
+    {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+        sqlx::query("INSERT INTO meta (key, value) VALUES ('secret', ?)")
+            .bind(&legacy)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+    }
+    let store = passportd::store::Store::open(&path).await.unwrap();
+    assert_eq!(store.secret().await.unwrap(), legacy.as_bytes(), "the database's own secret wins");
+    store.close().await;
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap().trim(), legacy);
+}

@@ -288,6 +288,21 @@ pub struct Store {
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// How often opening a store tries again after losing a race to set it up.
+const SETUP_ATTEMPTS: u32 = 20;
+/// The pause between those tries.
+const SETUP_RETRY_PAUSE: Duration = Duration::from_millis(100);
+/// Tries again only this long after the first.
+const SETUP_RETRY_WITHIN: Duration = Duration::from_secs(3);
+
+/// Whether an error opening or migrating a store is another process setting it up at the
+/// same moment, rather than something wrong with it.
+fn lost_a_setup_race(error: &str) -> bool {
+    ["already exists", "duplicate column", "UNIQUE constraint failed: _sqlx_migrations", "database is locked"]
+        .iter()
+        .any(|sign| error.contains(sign))
+}
+
 /// Whether `v` is a secret as this program makes them: 64 lower-case hex digits.
 fn is_secret(v: &str) -> bool {
     v.len() == 64 && v.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
@@ -464,13 +479,41 @@ impl Store {
             .pragma("wal_autocheckpoint", "8000")
             // …and give the disk back afterwards: the WAL never stays larger than this.
             .pragma("journal_size_limit", "67108864");
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .min_connections(1)
-            .connect_with(options.clone())
-            .await
-            .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
-        MIGRATOR.run(&pool).await.map_err(|source| StoreError::Migrate { path: path.to_path_buf(), source })?;
+        // Two processes opening a new store together (a `serve` and a `replay`) race to
+        // set it up: one switches the journal mode or applies a migration while the other
+        // does too, and fails ("table … already exists", "database is locked"). What
+        // failed was rolled back, so the loser tries again and finds the work done.
+        let (mut attempt, started) = (0, std::time::Instant::now());
+        // A lock held for long (an operator's `sqlite3` session) is not such a race: it is
+        // reported once SQLite's own busy wait is over, not waited out again and again.
+        let may_retry = |attempt: u32, error: &str| {
+            attempt < SETUP_ATTEMPTS && started.elapsed() < SETUP_RETRY_WITHIN && lost_a_setup_race(error)
+        };
+        let pool = loop {
+            attempt += 1;
+            let opened = SqlitePoolOptions::new()
+                .max_connections(4)
+                .min_connections(1)
+                .connect_with(options.clone())
+                .await
+                .map_err(|source| StoreError::Open { path: path.to_path_buf(), source });
+            let pool = match opened {
+                Ok(pool) => pool,
+                Err(e) if may_retry(attempt, &e.to_string()) => {
+                    tokio::time::sleep(SETUP_RETRY_PAUSE).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            match MIGRATOR.run(&pool).await {
+                Ok(()) => break pool,
+                Err(source) if may_retry(attempt, &source.to_string()) => {
+                    pool.close().await;
+                    tokio::time::sleep(SETUP_RETRY_PAUSE).await;
+                }
+                Err(source) => return Err(StoreError::Migrate { path: path.to_path_buf(), source }),
+            }
+        };
         digest_legacy_heads(&pool).await.map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
