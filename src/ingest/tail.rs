@@ -145,7 +145,10 @@ pub struct Tailer {
     ignored: HashMap<(u64, u64), Option<SystemTime>>,
     /// Compressed files a pattern such as `app.log*` matches (a rotated generation that
     /// newsyslog or logrotate gzipped): their lines were read before, as text; never read.
-    compressed: HashSet<(u64, u64)>,
+    /// Keyed by inode with the modification time judged by: an inode freed and given to a
+    /// new file (logrotate deletes the oldest `.gz`, then creates `app.log`) is judged
+    /// anew.
+    compressed: HashMap<(u64, u64), Option<SystemTime>>,
     /// Matched files that could not be opened (permissions), each warned about once
     /// until it opens.
     unreadable: HashSet<(u64, u64)>,
@@ -207,7 +210,7 @@ impl Tailer {
             lost: checkpoints,
             drained: std::collections::VecDeque::new(),
             ignored: HashMap::new(),
-            compressed: HashSet::new(),
+            compressed: HashMap::new(),
             unreadable: HashSet::new(),
             deferred: HashMap::new(),
             first_round: true,
@@ -261,7 +264,7 @@ impl Tailer {
         let seen = self.scan();
 
         self.ignored.retain(|k, _| seen.contains_key(k));
-        self.compressed.retain(|k| seen.contains_key(k));
+        self.compressed.retain(|k, _| seen.contains_key(k));
         let tracked = &self.tracked;
         // A followed file renamed away keeps its count, or it would wait for ever.
         self.deferred.retain(|k, _| seen.contains_key(k) || tracked.contains_key(k));
@@ -397,10 +400,10 @@ impl Tailer {
             seen.iter().filter(|(k, _)| !self.tracked.contains_key(k)).collect();
         fresh.sort_by(|a, b| a.1 .0.cmp(&b.1 .0));
         for (key, (path, meta)) in fresh {
-            if self.compressed.contains(key) {
+            let mtime = meta.modified().ok();
+            if self.compressed.get(key) == Some(&mtime) {
                 continue;
             }
-            let mtime = meta.modified().ok();
             if let Some(judged) = self.ignored.get(key) {
                 if *judged == mtime {
                     continue;
@@ -455,7 +458,7 @@ impl Tailer {
             // New, or known only by a checkpoint that read none of it (a restart after it
             // was followed empty).
             let unread = adopted.as_ref().map_or(true, |cp| cp.offset == 0);
-            if unread && self.leave_if_compressed(*key, path, &id.head) {
+            if unread && self.leave_if_compressed(*key, path, &id.head, mtime) {
                 continue;
             }
             let maybe_copy = adopted.is_none() && self.may_be_copy_in_progress(&id);
@@ -562,11 +565,12 @@ impl Tailer {
     /// A new file whose first bytes are a compressor's magic number is left alone for
     /// good (noted once): it is a rotated generation compressed after it was read, and
     /// read as text it would be nothing but parse errors.
-    fn leave_if_compressed(&mut self, key: FileKey, path: &Path, head: &[u8]) -> bool {
+    fn leave_if_compressed(&mut self, key: FileKey, path: &Path, head: &[u8], mtime: Option<SystemTime>) -> bool {
         let Some(kind) = compression_of(head) else {
+            self.compressed.remove(&key);
             return false;
         };
-        if self.compressed.insert(key) {
+        if self.compressed.insert(key, mtime).is_none() {
             tracing::info!(source = %self.name, path = %path.display(), compression = kind,
                 "a matched file is compressed: not read (a rotated file's lines are read before it is compressed; replay it with zcat if it never was)");
         }
@@ -604,7 +608,8 @@ impl Tailer {
         };
         let Some(cp) = adopted else {
             let path = self.tracked.get(key).map(|t| t.reader.path.clone()).unwrap_or_default();
-            if self.leave_if_compressed(*key, &path, &id.head) {
+            let mtime = std::fs::metadata(&path).ok().and_then(|m| m.modified().ok());
+            if self.leave_if_compressed(*key, &path, &id.head, mtime) {
                 self.tracked.remove(key);
                 return false;
             }
@@ -699,7 +704,8 @@ impl Tailer {
             };
             // A checkpoint of a file followed while still empty, which a compressor then
             // filled: nothing of it was read, and nothing is.
-            if cp.offset == 0 && self.leave_if_compressed((id.dev, id.ino), &path, &id.head) {
+            let mtime = std::fs::metadata(&path).ok().and_then(|m| m.modified().ok());
+            if cp.offset == 0 && self.leave_if_compressed((id.dev, id.ino), &path, &id.head, mtime) {
                 continue;
             }
             tracing::info!(source = %self.name, path = %path.display(), key = %cp.file_key, offset = cp.offset, "found a rotated file by its content; draining it");
