@@ -313,6 +313,7 @@ fn a_signin_without_a_result_is_a_parse_error_and_an_audit_record_is_skipped() {
 {"id":"s-3","createdDateTime":"2026-03-04T08:02:00Z","userPrincipalName":"c@contoso.example","status":{"errorCode":null}},
 {"id":"s-4","createdDateTime":"2026-03-04T08:03:00Z","userPrincipalName":"d@contoso.example","status":{"errorCode":50126}}]}
 {"records":[{"time":"2026-03-04T08:04:00Z","category":"AuditLogs","operationName":"Update user","resultType":"","properties":{"id":"audit-1"}}]}
+{"value":[{"id":"u-1","userPrincipalName":"a@contoso.example","riskLevel":"high","riskLastUpdatedDateTime":"2026-03-04T08:05:00Z"}]}
 "#;
     let file = dir.path().join("page.json");
     std::fs::write(&file, page).unwrap();
@@ -323,7 +324,7 @@ fn a_signin_without_a_result_is_a_parse_error_and_an_audit_record_is_skipped() {
     );
     let summary = json(&out);
     assert_eq!((summary["failures"].as_u64(), summary["parse_errors"].as_u64()), (Some(1), Some(3)), "{summary}");
-    assert_eq!(summary["skipped"], 1, "{summary}");
+    assert_eq!(summary["skipped"], 2, "another log's record and a riskyUsers page are skipped: {summary}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("not_signin") && stderr.contains("page.json"), "{stderr}");
 }
@@ -351,6 +352,12 @@ fn codes_named_in_passing_are_chatter() {
             "Debug",
             r#"HTTP 400 response body: {\"error\":\"invalid_grant\",\"error_codes\":[50053]}"#,
         ),
+        // Logged at Error, two bare codes are a failure, not a list.
+        passport_ndjson(
+            "2026-03-04 08:15:06.000000-0800",
+            "Error",
+            "Entra rejected the password: AADSTS50126 (then AADSTS50053 on retry)",
+        ),
     ];
     let file = dir.path().join("p.ndjson");
     std::fs::write(&file, lines.join("\n") + "\n").unwrap();
@@ -359,8 +366,24 @@ fn codes_named_in_passing_are_chatter() {
         &["replay", "--json", "--format", "passport", file.to_str().unwrap()],
         &[("PASSPORTD_STORAGE__PATH", dir.path().join("p.db").as_os_str())],
     ));
-    assert_eq!((summary["failures"].as_u64(), summary["skipped"].as_u64()), (Some(3), Some(3)), "{summary}");
-    assert_eq!(summary["by_code"], serde_json::json!({"50076": 1, "50126": 1, "50053": 1}), "{summary}");
+    assert_eq!((summary["failures"].as_u64(), summary["skipped"].as_u64()), (Some(4), Some(3)), "{summary}");
+    assert_eq!(summary["by_code"], serde_json::json!({"50076": 1, "50126": 2, "50053": 1}), "{summary}");
+    // Without a level (the syslog style), two bare codes still count; a list of three is
+    // a dump.
+    let head =
+        "2026-03-04 08:15:02.123456-0800  localhost SecurityAgent[612]: (KandjiPassport) [io.kandji.passport:auth]";
+    let syslog = format!(
+        "{head} Error AADSTS50076 / AADSTS50079 for a user: MFA registration required\n\
+         {head} Loaded error map: AADSTS50076, AADSTS50079, AADSTS50126\n"
+    );
+    let file = dir.path().join("p.log");
+    std::fs::write(&file, syslog).unwrap();
+    let summary = json(&passportd_env(
+        dir.path(),
+        &["replay", "--json", "--format", "passport", file.to_str().unwrap()],
+        &[("PASSPORTD_STORAGE__PATH", dir.path().join("q.db").as_os_str())],
+    ));
+    assert_eq!((summary["failures"].as_u64(), summary["skipped"].as_u64()), (Some(1), Some(1)), "{summary}");
 }
 
 /// Piped exports whose records span lines get one verdict per record, as `replay` reads

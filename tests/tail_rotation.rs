@@ -663,10 +663,17 @@ fn a_message_whose_body_is_still_open_waits_for_the_rest_of_it() {
 }
 
 /// A CSV export whose last row has no newline: the row is read once the file has been
-/// idle a moment, as `replay` reads it, and a newline written after it adds nothing.
+/// idle a while (a minute in the daemon), as `replay` reads it, and a newline written after
+/// it adds nothing; one whose last cell a writer paused in is not read cut short.
 #[test]
 fn a_csv_exports_unterminated_last_row_is_read_once_idle() {
     let mut h = Harness::new("export.csv", "");
+    // The daemon waits a minute; so long a test is not needed to show the rule.
+    h.holding(passportd::ingest::reader::Holds {
+        plain: std::time::Duration::from_millis(300),
+        announced: std::time::Duration::from_secs(1),
+        open_body: std::time::Duration::from_secs(2),
+    });
     h.append(
         "export.csv",
         "TimeGenerated [UTC],ResultType,UserPrincipalName,Status,Id\r\n\
@@ -674,12 +681,18 @@ fn a_csv_exports_unterminated_last_row_is_read_once_idle() {
          2026-11-27T10:01:00Z,50076,b@contoso.example,\"{\"\"errorCode\"\":50076}\",r-2",
     );
     poll_until_stored(&mut h, "both rows", |rows| rows.len() >= 2);
-    h.append("export.csv", "\r\n");
-    h.poll();
+    h.append("export.csv", "\r\n2026-11-27T10:02:00Z,50053,c@contoso.example,\"{\"\"errorCode\"\":50053}\",r-");
+    // Polled for well over a second: the row, its last cell cut, waits for the rest.
+    let until = std::time::Instant::now() + std::time::Duration::from_millis(1500);
+    while std::time::Instant::now() < until {
+        h.poll();
+    }
+    h.append("export.csv", "3\r\n");
+    poll_until_stored(&mut h, "the third row", |rows| rows.len() >= 3);
     h.stop();
     let codes: Vec<Option<i64>> = codes_and_correlations(&h).into_iter().map(|(c, _)| c).collect();
-    assert_eq!(codes, vec![Some(50126), Some(50076)]);
-    assert_eq!(h.parse_errors(), 0.0);
+    assert_eq!(codes, vec![Some(50126), Some(50076), Some(50053)]);
+    assert_eq!(h.parse_errors(), 0.0, "the row's rest is no broken row of its own");
 }
 
 /// newsyslog and logrotate compress rotated generations: a `app.log*` pattern then
@@ -721,4 +734,19 @@ fn compressed_rotated_files_are_left_alone() {
     h.stop();
     assert_exactly_once(&h.stored(), 0..6);
     assert_eq!(h.parse_errors(), 0.0);
+}
+
+/// A message whose text holds a stray bracket (`[user carol…`) has no open body: it waits
+/// the short hold, not the minute a token body still being written gets.
+#[test]
+fn a_stray_bracket_in_a_message_is_no_open_body() {
+    let mut h = Harness::new("stream.log", "format = \"passport\"");
+    h.append(
+        "stream.log",
+        "2026-03-04 01:29:59.367000-0800  localhost SecurityAgent[612]: (KandjiPassport) [io.kandji.passport:auth] \
+         AADSTS50126: Error validating credentials due to invalid username or password. [user carol {retry\n",
+    );
+    poll_until_stored(&mut h, "the message", |rows| !rows.is_empty());
+    h.stop();
+    assert_eq!(codes_and_correlations(&h), vec![(Some(50126), None)]);
 }

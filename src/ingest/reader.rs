@@ -80,10 +80,11 @@ pub fn decode_options(source: &SourceSettings) -> DecodeOptions {
 pub struct Holds {
     /// A Passport message, for a next line (a writer that writes line by line).
     pub plain: std::time::Duration,
-    /// A Passport message that announces its next line (its text ends with `:`), and a
-    /// CSV row with all its cells but no newline yet (its last cell may be cut).
+    /// A Passport message that announces its next line (its text ends with `:`).
     pub announced: std::time::Duration,
-    /// A Passport message whose token-endpoint body is still open.
+    /// A Passport message whose token-endpoint body is still open, and a CSV row with all
+    /// its cells but no newline yet (its last cell may be cut: a writer fetching its next
+    /// page pauses mid-row).
     pub open_body: std::time::Duration,
 }
 
@@ -144,9 +145,9 @@ impl FileReader {
     /// How much longer an idle flush waits for more of a held record, counted from the
     /// stream's last bytes (see [`Holds`]). `None` when nothing waits.
     pub fn hold_left(&self, holds: &Holds) -> Option<std::time::Duration> {
-        let hold = if self.decoder.holds_open_body() {
+        let hold = if self.decoder.holds_open_body() || self.decoder.holds_unterminated_row() {
             holds.open_body
-        } else if self.decoder.holds_open_ended_record() || self.decoder.holds_unterminated_row() {
+        } else if self.decoder.holds_open_ended_record() {
             holds.announced
         } else if self.decoder.holds_text_record() {
             holds.plain

@@ -143,6 +143,8 @@ pub struct Tailer {
     drained: std::collections::VecDeque<(Instant, Checkpoint)>,
     /// Old files left alone by `ignore_older`, with the mtime they were judged by.
     ignored: HashMap<(u64, u64), Option<SystemTime>>,
+    /// How long a record held at a file's end waits for its rest (`HOLDS`).
+    holds: Holds,
     /// Compressed files a pattern such as `app.log*` matches (a rotated generation that
     /// newsyslog or logrotate gzipped): their lines were read before, as text; never read.
     /// Keyed by inode with the modification time judged by: an inode freed and given to a
@@ -211,6 +213,7 @@ impl Tailer {
             drained: std::collections::VecDeque::new(),
             ignored: HashMap::new(),
             compressed: HashMap::new(),
+            holds: HOLDS,
             unreadable: HashSet::new(),
             deferred: HashMap::new(),
             first_round: true,
@@ -222,6 +225,12 @@ impl Tailer {
     /// than from its checkpoints alone: a first start may have found no file).
     pub fn first_start(mut self, first_run: bool) -> Self {
         self.first_run = first_run;
+        self
+    }
+
+    /// Other waits for the rest of a held record than `HOLDS` (tests: a minute is long).
+    pub fn holding(mut self, holds: Holds) -> Self {
+        self.holds = holds;
         self
     }
 
@@ -997,7 +1006,7 @@ impl Tailer {
     /// Lets decoders emit records held while the stream was busy (multi-line values).
     /// When the first held message of a file at its end is due to be emitted.
     pub fn next_flush_in(&self) -> Option<Duration> {
-        self.tracked.values().filter(|t| t.reader.at_eof).filter_map(|t| t.reader.hold_left(&HOLDS)).min()
+        self.tracked.values().filter(|t| t.reader.at_eof).filter_map(|t| t.reader.hold_left(&self.holds)).min()
     }
 
     fn flush_idle(&mut self) -> Result<(), ReadError> {
@@ -1005,7 +1014,7 @@ impl Tailer {
         // A held message waits a moment for a next line (a second when it announces one);
         // the first round after that emits it either way.
         for t in self.tracked.values_mut() {
-            if t.reader.at_eof && t.reader.hold_left(&HOLDS).is_none() {
+            if t.reader.at_eof && t.reader.hold_left(&self.holds).is_none() {
                 if let Some(chunk) = t.reader.flush(&self.normalizer) {
                     chunks.push(chunk);
                 }
@@ -1153,11 +1162,11 @@ pub fn run(ctx: TailContext) -> Result<(), ReadError> {
 ///   in blocks, delivers a message's lines milliseconds apart, and a wake-up between them
 ///   found the file "idle" and cut the message (its Correlation ID line, or the token
 ///   endpoint's body, read as orphans);
-/// - a message that ends with `:` (announcing its next line), or a CSV row without its
-///   newline, a second;
-/// - a message whose token-endpoint body is still open, a minute: `log stream > file`
-///   writes through a block buffer, so the body's rest can come seconds later, and its
-///   lines read alone would be orphans while the message was stored cut short.
+/// - a message that ends with `:` (announcing its next line), a second;
+/// - a message whose token-endpoint body is still open, or a CSV row without its newline,
+///   a minute: `log stream > file` writes through a block buffer, so the body's rest can
+///   come seconds later (its lines read alone would be orphans while the message was
+///   stored cut short), and a CSV row's last cell may be cut where a writer paused.
 const HOLDS: Holds =
     Holds { plain: Duration::from_millis(300), announced: Duration::from_secs(1), open_body: Duration::from_secs(60) };
 

@@ -42,6 +42,8 @@ pub struct Harness {
     pub core: Core,
     tailer: Option<Tailer>,
     writer: Option<tokio::task::JoinHandle<Result<IngestSummary, StoreError>>>,
+    /// Waits for held records other than the daemon's (`Harness::holding`).
+    holds: Option<passportd::ingest::reader::Holds>,
 }
 
 impl Harness {
@@ -62,7 +64,7 @@ impl Harness {
         let source = settings.sources[0].clone();
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
         let core = rt.block_on(Core::build(settings, vec!["t".into()])).unwrap();
-        let mut h = Harness { dir, logs, db, source, rt, core, tailer: None, writer: None };
+        let mut h = Harness { dir, logs, db, source, rt, core, tailer: None, writer: None, holds: None };
         h.start();
         h
     }
@@ -90,6 +92,16 @@ impl Harness {
             )
             .unwrap(),
         );
+        if let Some(holds) = self.holds {
+            self.tailer = self.tailer.take().map(|t| t.holding(holds));
+        }
+    }
+
+    /// Restarts the tailer with other waits for held records (the daemon's longest is a
+    /// minute).
+    pub fn holding(&mut self, holds: passportd::ingest::reader::Holds) {
+        self.holds = Some(holds);
+        self.restart();
     }
 
     /// Stops the tailer and waits until the writer has committed everything sent.

@@ -89,7 +89,7 @@ pub(crate) fn to_signin(o: &Obj<'_>, label: &'static str, opts: &DecodeOptions) 
     // out, `"status": null`, an empty error code): its outcome is unknown, an error to
     // report, not a record to pass over as not sign-in related. A record of another log
     // (`"category": "AuditLogs"` in an envelope) is passed over as before.
-    if result_code.is_none() && message.as_deref().map_or(true, |m| m.trim().is_empty()) && !of_another_log(o) {
+    if result_code.is_none() && message.as_deref().map_or(true, |m| m.trim().is_empty()) && names_a_signin(o) {
         return ItemKind::Error(ParseErrorReason::NotSignin);
     }
     let mut message_codes = Vec::new();
@@ -133,11 +133,16 @@ pub(crate) fn to_signin(o: &Obj<'_>, label: &'static str, opts: &DecodeOptions) 
     ItemKind::SignIn(Box::new(s))
 }
 
-/// Whether the record names its log and that log is not a sign-in log (`AuditLogs`,
-/// `ProvisioningLogs`, …, beside `SignInLogs`, `NonInteractiveUserSignInLogs`, …).
-fn of_another_log(o: &Obj<'_>) -> bool {
+/// Whether the record says it is a sign-in: a sign-in log's category (`SignInLogs`,
+/// `NonInteractiveUserSignInLogs`, …) or, naming no log, a sign-in's `createdDateTime`.
+/// A record of another log (`AuditLogs`) or resource (a Graph `riskyUsers` page, a Log
+/// Analytics `AADRiskyUsers` row) says neither.
+fn names_a_signin(o: &Obj<'_>) -> bool {
     let category = o.category.get().or_else(|| o.properties.as_deref().and_then(|p| p.category.get()));
-    category.is_some_and(|c| !c.is_empty() && !c.to_ascii_lowercase().contains("signin"))
+    match category.filter(|c| !c.is_empty()) {
+        Some(c) => c.to_ascii_lowercase().contains("signin"),
+        None => o.created.0.is_some() || o.properties.as_deref().is_some_and(|p| p.created.0.is_some()),
+    }
 }
 
 /// `/tenants/<id>/providers/...` → `<id>`.

@@ -556,10 +556,12 @@ impl StreamDecoder {
     }
 
     /// Whether a Passport text record is held whose token-endpoint body is still open
-    /// (more `{`/`[` than `}`/`]` outside its strings): the rest of the body is to come,
-    /// however late a block-buffered writer delivers it.
+    /// (from the `{` that starts a JSON object, more `{`/`[` than `}`/`]` outside its
+    /// strings): the rest of the body is to come, however late a block-buffered writer
+    /// delivers it. A stray bracket in the message's own words is no body.
     pub fn holds_open_body(&self) -> bool {
-        self.pending.is_some_and(|p| !p.overlong && open_json_depth(&self.buf[self.pending_range(p)]) > 0)
+        self.pending
+            .is_some_and(|p| !p.overlong && open_json_depth(json_body_start(&self.buf[self.pending_range(p)])) > 0)
     }
 
     /// Whether a Passport text record is held whose text, trailing blanks aside, ends
@@ -1565,6 +1567,21 @@ fn csv_row(opts: &DecodeOptions, h: &CsvHeader, text: &str) -> (ItemKind, Option
 }
 
 /// Index of the newline ending a CSV record (outside quotes), continuing from `scanned`.
+/// `text` from the first `{` that starts a JSON object (followed, blanks aside, by a `"`
+/// or by the line's end, as a pretty-printed body's first line is); empty when none.
+fn json_body_start(text: &[u8]) -> &[u8] {
+    let mut from = 0;
+    while let Some(k) = memchr::memchr(b'{', &text[from..]) {
+        let at = from + k;
+        let next = text[at + 1..].iter().find(|b| !matches!(b, b' ' | b'\t'));
+        if matches!(next, None | Some(b'"' | b'\n' | b'\r')) {
+            return &text[at..];
+        }
+        from = at + 1;
+    }
+    &[]
+}
+
 /// How many JSON objects and arrays `text` leaves open, counted outside strings (never
 /// below 0: a message's own stray `}` closes nothing).
 fn open_json_depth(text: &[u8]) -> usize {

@@ -606,9 +606,9 @@ pub(crate) fn decide(r: &PassportFields<'_>, m: &Matcher, tz: chrono_tz::Tz) -> 
     // alert's "(AADSTS50076)" echoing a failure logged on its own). A failure names its
     // code as Entra's description does (`AADSTS50126: …`), carries the token endpoint's
     // body, or says it failed.
-    if body.is_none() && !failure_text && !codes.is_empty() && !describes_a_code(msg) {
-        let known_calm_level = r.message_type.is_some() && !is_error_level;
-        if known_calm_level || codes.len() > 1 {
+    if body.is_none() && !failure_text && !is_error_level && !codes.is_empty() && !describes_a_code(msg) {
+        let known_calm_level = r.message_type.is_some();
+        if known_calm_level || codes.len() >= LISTED_CODES {
             return ItemKind::Skipped;
         }
     }
@@ -637,6 +637,10 @@ pub(crate) fn decide(r: &PassportFields<'_>, m: &Matcher, tz: chrono_tz::Tz) -> 
     s.process_id = r.pid;
     ItemKind::SignIn(Box::new(s))
 }
+
+/// Bare codes a line below Error level names that make it a list (a configuration dump),
+/// not a failure; a failure names one or two (`AADSTS50126 (then AADSTS50053 on retry)`).
+const LISTED_CODES: usize = 3;
 
 /// Whether `msg` names a code as Entra's error descriptions do: `AADSTS` and its digits,
 /// then a colon (`AADSTS50126: Error validating credentials …`).
