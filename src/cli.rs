@@ -75,8 +75,9 @@ const CLASSIFY_EXAMPLES: &str = "Examples:
 
 Output: one verdict per message (per record, when a line holds several: an Event Hubs
 envelope, a Graph page, a JSON array; piped text whose records span lines, such as a
-pretty-printed export or a CSV export under its header, is read record by record, as
-replay reads it). Text: `category (code): title [outcome]`, then the
+pretty-printed JSON export or a CSV export under its header, known by its first line, is
+read record by record, as replay reads it; anything else is answered line by line as it
+comes). Text: `category (code): title [outcome]`, then the
 fix and Microsoft's page for the code. --json: outcome (failure, interrupt, success),
 category, code (the primary AADSTS code, or null), codes (all, primary first), title,
 remediation, entry (the catalogue entry's id), matched_by (code, pattern, condition, or
@@ -147,9 +148,9 @@ pub enum Command {
         /// Print one JSON object per message.
         #[arg(long)]
         json: bool,
-        /// Messages; none reads stdin: one per line, or one per record when piped text
-        /// holds records spanning lines (a pretty-printed JSON export, a CSV export, a
-        /// `log show` export with multi-line messages).
+        /// Messages; none reads stdin: one per line, or one per record when it starts as
+        /// an export whose records span lines (a pretty-printed JSON export, a CSV export
+        /// under its header).
         #[arg(value_name = "MESSAGE")]
         messages: Vec<String>,
     },
@@ -506,28 +507,31 @@ fn classify(arg: ConfigArg, json: bool, messages: Vec<String>) -> Result<(), Cli
         Ok(())
     };
     if messages.is_empty() {
-        use std::io::{IsTerminal, Read};
+        use std::io::Read;
         let mut stdin = std::io::stdin().lock();
-        // Piped text that holds multi-line records (a pretty-printed JSON array or Graph
-        // page, a CSV export under its header, a `log show` export with multi-line
-        // messages) gets one verdict per record, as `replay` reads it; read line by line,
-        // its lines were judged apart (a header, a row with no header, an object's
-        // fields). Typed at a terminal, each line is answered as it is entered.
+        // A pretty-printed JSON export or a CSV export under its header, known by its first
+        // line, gets one verdict per record, as `replay` reads it: read line by line, its
+        // lines were judged apart (a header, a row with no header, an object's fields).
+        // Anything else is answered line by line as it comes (a live `log stream`, typed
+        // messages).
         let mut line = Vec::new();
-        if !std::io::stdin().is_terminal() {
-            let mut whole = Vec::new();
+        while line.iter().all(u8::is_ascii_whitespace) {
+            line.clear();
+            let n = stdin.read_until(b'\n', &mut line).map_err(|e| CliError::Failed(format!("reading stdin: {e}")))?;
+            if n == 0 {
+                return Ok(());
+            }
+        }
+        if starts_a_multi_line_export(&String::from_utf8_lossy(&line)) {
+            let mut whole = std::mem::take(&mut line);
             (&mut stdin)
-                .take(WHOLE_STDIN_MAX as u64 + 1)
+                .take(WHOLE_STDIN_MAX as u64)
                 .read_to_end(&mut whole)
                 .map_err(|e| CliError::Failed(format!("reading stdin: {e}")))?;
-            if whole.len() <= WHOLE_STDIN_MAX {
-                let text = String::from_utf8_lossy(&whole);
-                if holds_multi_line_records(&text) {
-                    return emit(&text);
-                }
-            }
-            // Line by line after all: what was read is the lines' beginning.
-            line = whole;
+            let text = String::from_utf8_lossy(&whole);
+            emit(&text)?;
+            // Past the limit: the rest line by line.
+            line.clear();
         }
         let mut pending = std::io::Cursor::new(std::mem::take(&mut line));
         let mut input = (&mut pending).chain(stdin);
@@ -559,20 +563,16 @@ fn classify(arg: ConfigArg, json: bool, messages: Vec<String>) -> Result<(), Cli
 /// more is classified line by line.
 const WHOLE_STDIN_MAX: usize = 64 << 20;
 
-/// Whether `text` holds records that span lines: it decodes into sign-in records, and
-/// fewer records than lines, or its first line alone is none (a CSV header, a `[`).
-fn holds_multi_line_records(text: &str) -> bool {
-    use crate::ingest::formats::{decode_bytes, DecodeOptions, ItemKind};
-    let signin =
-        |items: &[crate::ingest::formats::DecodedItem]| items.iter().any(|i| matches!(i.kind, ItemKind::SignIn(_)));
-    let items = decode_bytes(&DecodeOptions::default(), text.trim().as_bytes());
-    if !signin(&items) {
-        return false;
+/// Whether `first`, the first line of piped input, starts an export whose records span
+/// lines: a JSON array or object that does not end on that line (a pretty-printed page or
+/// array), or a CSV export's header (it names the time column).
+fn starts_a_multi_line_export(first: &str) -> bool {
+    let line = first.trim().trim_start_matches('\u{feff}');
+    if line.starts_with(['[', '{']) {
+        return serde_json::from_str::<serde::de::IgnoredAny>(line).is_err();
     }
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let first = lines.next().unwrap_or_default();
-    let nonblank = 1 + lines.count();
-    items.len() < nonblank || !signin(&decode_bytes(&DecodeOptions::default(), first.trim().as_bytes()))
+    let lower = line.to_ascii_lowercase();
+    line.contains(',') && (lower.contains("timegenerated") || lower.contains("date (utc)"))
 }
 
 /// One verdict of `classify`, as text or as one JSON object.

@@ -432,6 +432,40 @@ fn classify_reads_piped_exports_record_by_record() {
     let verdicts = run("AADSTS50126: wrong password\nAADSTS50076: MFA\n");
     assert_eq!(verdicts.len(), 2, "{verdicts:?}");
     assert_eq!(verdicts[1]["category"], "mfa_required");
+    // Plain messages around a log line: one verdict each, as before.
+    let mixed = "AADSTS50053: The account is locked\n\
+                 2026-03-04 01:29:59.367 E  SecurityAgent[612:26b7] [io.kandji.passport:auth] AADSTS50126: Error validating credentials\n\
+                 AADSTS50076: Due to a configuration change you must use MFA\n";
+    assert_eq!(run(mixed).len(), 3);
+
+    // A live pipe (`log stream | passportd classify`) is answered line by line as it comes,
+    // not at its end.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_passportd"))
+        .args(["classify", "--json"])
+        .current_dir(dir.path())
+        .env_remove("PASSPORTD_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    {
+        use std::io::Write;
+        stdin.write_all(b"AADSTS50076: MFA\n").unwrap();
+        stdin.flush().unwrap();
+    }
+    let mut first = String::new();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let _ = reader.read_line(&mut first);
+        let _ = tx.send(first);
+    });
+    let answer = rx.recv_timeout(Duration::from_secs(10)).expect("answered before the pipe closes");
+    assert!(answer.contains("mfa_required"), "{answer}");
+    drop(stdin);
+    let _ = child.wait();
 }
 
 /// Processes started together on a new store (a `serve` and a `replay`, two replays)
