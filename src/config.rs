@@ -596,16 +596,17 @@ pub fn load(explicit: Option<&Path>) -> Result<Loaded, ConfigError> {
 pub fn from_parts(text: &str, origin: &str, env: &[(String, String)]) -> Result<(Settings, Vec<String>), ConfigError> {
     let located = |e: toml::de::Error| {
         let key = e.span().and_then(|span| key_at(text, span.start));
-        let message = match key {
-            // serde's message quotes the value it could not take (`invalid type: integer
-            // `98765…``): a secret's is never repeated into a log.
-            Some(key) if SECRET_KEYS.contains(&key.as_str()) => {
-                let (line, column) = e.span().map_or((0, 0), |s| crate::classify::catalogue::line_col(text, s.start));
-                format!("line {line}, column {column}: `{key}`: must be text in quotes (the value is a secret and is not shown)")
-            }
-            Some(key) => one_line(text, &e).replacen(": ", &format!(": `{key}`: "), 1),
-            None => one_line(text, &e),
-        };
+        let mut message = one_line(text, &e);
+        // serde's message quotes the value it could not take (`invalid type: integer
+        // `98765…``): a secret's is never repeated into a log, nor a value of a table
+        // that holds one (`api = { token = 98765… }`).
+        let holds_a_secret = |key: &str| SECRET_KEYS.iter().any(|s| *s == key || s.split('.').next() == Some(key));
+        if key.as_deref().map_or(true, holds_a_secret) {
+            message = without_quoted_values(&message);
+        }
+        if let Some(key) = key {
+            message = message.replacen(": ", &format!(": `{key}`: "), 1);
+        }
         ConfigError::Parse { origin: origin.to_string(), message }
     };
     let mut doc: toml::Table = text.parse().map_err(located)?;
@@ -633,8 +634,11 @@ pub fn from_parts(text: &str, origin: &str, env: &[(String, String)]) -> Result<
     let mut vars: Vec<&(String, String)> = env
         .iter()
         .filter(|(k, _)| {
-            k.strip_prefix("PASSPORTD_")
-                .is_some_and(|rest| k != "PASSPORTD_CONFIG" && (rest.contains("__") || names_a_section(rest)))
+            k.strip_prefix("PASSPORTD_").is_some_and(|rest| {
+                k != "PASSPORTD_CONFIG"
+                    && !kubernetes_service_variable(rest)
+                    && (rest.contains("__") || names_a_section(rest))
+            })
         })
         .collect();
     vars.sort();
@@ -685,7 +689,8 @@ pub fn from_parts(text: &str, origin: &str, env: &[(String, String)]) -> Result<
 fn source_key_by_name(key: &str, sources: &[SourceSettings]) -> Option<String> {
     let (index, rest) = key.strip_prefix("sources[")?.split_once(']')?;
     let source = sources.get(index.parse::<usize>().ok()?)?;
-    Some(format!("sources.{}{rest}", source.name.to_ascii_lowercase()))
+    // As the variable spells it (`entra-eu` is `ENTRA_EU`).
+    Some(format!("sources.{}{rest}", env_name(&source.name)))
 }
 
 /// `section.key` (or a deeper `section.key.subkey`) of a `PASSPORTD_<SECTION>__<KEY>`
@@ -771,6 +776,23 @@ fn bracket_balance(value: &str) -> i32 {
         }
     }
     depth
+}
+
+/// `message` with every `` `…` ``-quoted value taken out (`invalid type: integer `98…`,
+/// expected a string` → `invalid type: integer, expected a string`).
+fn without_quoted_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut parts = message.split('`');
+    if let Some(first) = parts.next() {
+        out.push_str(first);
+    }
+    // Odd parts are quoted; an unpaired last backtick leaves the rest out too.
+    for (i, part) in parts.enumerate() {
+        if i % 2 == 1 {
+            out.push_str(part);
+        }
+    }
+    out.replace(" ,", ",").replace("  ", " ")
 }
 
 /// The keys whose values are secrets (`Secret`): never quoted back in an error.
@@ -862,6 +884,22 @@ fn parse_env_override(var: &str, value: &str) -> Result<(Vec<String>, toml::Valu
 fn override_fits(doc: &toml::Table, path: &[String], value: toml::Value) -> bool {
     let mut probe = doc.clone();
     set_path(&mut probe, "", path, value).is_ok() && Settings::deserialize(toml::Value::Table(probe)).is_ok()
+}
+
+/// Whether `rest` (a variable's name after `PASSPORTD_`) is one Kubernetes writes into
+/// every pod for a Service whose name starts `passportd-` (`passportd-api` gives
+/// `PASSPORTD_API_SERVICE_HOST`, `PASSPORTD_API_PORT_9477_TCP_ADDR`, …): not ours.
+fn kubernetes_service_variable(rest: &str) -> bool {
+    let parts: Vec<&str> = rest.split('_').collect();
+    let is_port = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    let is_proto = |p: &str| matches!(p, "TCP" | "UDP" | "SCTP");
+    (0..parts.len()).any(|i| match &parts[i..] {
+        ["SERVICE", "HOST"] | ["SERVICE", "PORT", ..] | ["PORT"] => i > 0,
+        ["PORT", port, proto] | ["PORT", port, proto, "PROTO" | "PORT" | "ADDR"] => {
+            i > 0 && is_port(port) && is_proto(proto)
+        }
+        _ => false,
+    })
 }
 
 /// A source's name as an environment variable spells it: lower-cased here, with `_` for
@@ -1013,7 +1051,18 @@ impl Settings {
                 return Err(invalid(key("name"), format!("duplicate source name {:?}", source.name)));
             }
             // `PASSPORTD_SOURCES__<NAME>__…` must name one source: a variable is written in
-            // capitals with `_` for `-` and `.`.
+            // capitals with `_` for `-` and `.`, and `__` separates its parts.
+            let spelled = env_name(&source.name);
+            if spelled.contains("__") || spelled.starts_with('_') || spelled.ends_with('_') {
+                return Err(invalid(
+                    key("name"),
+                    format!(
+                        "{:?} cannot be named by an environment variable (PASSPORTD_SOURCES__{}__… is ambiguous): begin and end it with a letter or digit, and use no two of '-', '_', '.' in a row",
+                        source.name,
+                        spelled.to_ascii_uppercase()
+                    ),
+                ));
+            }
             if let Some(other) = self.sources[..i].iter().find(|o| env_name(&o.name) == env_name(&source.name)) {
                 return Err(invalid(
                     key("name"),
@@ -1039,8 +1088,9 @@ impl Settings {
                 }
                 globset::Glob::new(pattern)
                     .map_err(|e| invalid(key(&field), format!("invalid glob {pattern:?}: {e}")))?;
-                // A folder matches no file: the source would read nothing, and say nothing.
-                if j < source.paths.len() && Path::new(pattern).is_dir() {
+                // A folder matches no file: the source would read nothing (or exclude
+                // nothing), and say nothing.
+                if Path::new(pattern).is_dir() {
                     let files = format!("{}/*", pattern.trim_end_matches('/'));
                     return Err(invalid(
                         key(&field),
@@ -1130,14 +1180,14 @@ impl Settings {
         }
         // A secret read from a file or a Kubernetes Secret often ends in a newline: no HTTP
         // header can carry it, so every write endpoint would answer 401 for good.
-        for (key, secret) in SECRET_KEYS.into_iter().zip([&self.api.token, &self.privacy.hash_key]) {
-            let value = secret.expose();
-            if !value.is_empty() && value.trim() != value {
-                return Err(invalid(
-                    key.into(),
-                    "begins or ends with whitespace (a newline from the file it was read from?): remove it".into(),
-                ));
-            }
+        // (A hash key is bytes to an HMAC, newline and all: refusing one that worked would
+        // stop an upgrade, and removing it would change every keyed hash.)
+        let token = self.api.token.expose();
+        if !token.is_empty() && token.trim() != token {
+            return Err(invalid(
+                "api.token".into(),
+                "begins or ends with whitespace (a newline from the file it was read from?): no HTTP header can carry it; remove it".into(),
+            ));
         }
         if self.log.level.parse::<tracing_subscriber::EnvFilter>().is_err() {
             return Err(invalid("log.level".into(), format!("invalid filter {:?}", self.log.level)));
@@ -1346,7 +1396,23 @@ mod tests {
             let msg = from_parts(text, "t.toml", &[]).unwrap_err().to_string();
             assert!(!msg.contains("98765432109876") && msg.contains("line 2"), "{msg}");
             assert!(msg.contains("api.token") || msg.contains("privacy.hash_key"), "{msg}");
+            assert!(msg.contains("invalid type") && msg.contains("expected a string"), "what is wrong: {msg}");
         }
+        // In an inline table too.
+        for text in
+            ["api = { token = 98765432109876 }\n", "privacy = { users = \"hash\", hash_key = 98765432109876543 }\n"]
+        {
+            let msg = from_parts(text, "t.toml", &[]).unwrap_err().to_string();
+            assert!(!msg.contains("98765432109876") && msg.contains("line 1"), "{msg}");
+        }
+        // A hash key is HMAC bytes, a newline and all: kept as it was, not refused.
+        let (s, _) = from_parts(
+            "[privacy]\nusers = \"hash\"\n",
+            "t.toml",
+            &env(&[("PASSPORTD_PRIVACY__HASH_KEY", "0123456789abcdef0123\n")]),
+        )
+        .expect("a hash key with a newline");
+        assert_eq!(s.privacy.hash_key.expose(), "0123456789abcdef0123\n");
         for value in ["tok-with-newline-123\n", " ", "\tkey"] {
             let err = from_parts("", "t.toml", &env(&[("PASSPORTD_API__TOKEN", value)])).unwrap_err().to_string();
             assert!(err.contains("PASSPORTD_API__TOKEN") && err.contains("whitespace"), "{value:?}: {err}");
@@ -1366,6 +1432,46 @@ mod tests {
             let err = from_parts(&text, "t.toml", &[]).unwrap_err().to_string();
             assert!(err.contains("sources[1].name") && err.contains("PASSPORTD_SOURCES__ENTRA_EU_1__"), "{err}");
         }
+    }
+
+    /// The variables Kubernetes writes for a Service named `passportd-api` (or `-server`,
+    /// `-log`, …) are not overrides; a mistyped override still is an error.
+    #[test]
+    fn kubernetes_service_variables_are_left_alone() {
+        for var in [
+            "PASSPORTD_API_SERVICE_HOST",
+            "PASSPORTD_API_SERVICE_PORT",
+            "PASSPORTD_API_SERVICE_PORT_HTTP",
+            "PASSPORTD_SERVER_PORT",
+            "PASSPORTD_LOG_PORT_9477_TCP",
+            "PASSPORTD_LOG_PORT_9477_TCP_ADDR",
+        ] {
+            from_parts("", "t.toml", &env(&[(var, "10.0.0.5")])).unwrap_or_else(|e| panic!("{var}: {e}"));
+        }
+        assert!(from_parts("", "t.toml", &env(&[("PASSPORTD_SERVER_LISTEN", "x")])).is_err());
+    }
+
+    /// Validation errors of an override of a source named with `-` blame the variable; a
+    /// name no variable can spell is refused; a folder in `exclude` is refused too.
+    #[test]
+    fn source_names_and_excludes_are_checked_as_the_environment_spells_them() {
+        let file = "[[sources]]\nname = \"entra-eu\"\npaths = [\"a/*.json\"]\npoll_interval = \"1s\"\n";
+        let err = from_parts(file, "t.toml", &env(&[("PASSPORTD_SOURCES__ENTRA_EU__POLL_INTERVAL", "1ms")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("PASSPORTD_SOURCES__ENTRA_EU__POLL_INTERVAL"), "{err}");
+        for name in ["entra-", "a--b", "_x"] {
+            let text = format!("[[sources]]\nname = \"{name}\"\npaths = [\"a/*.json\"]\n");
+            let err = from_parts(&text, "t.toml", &[]).unwrap_err().to_string();
+            assert!(err.contains("sources[0].name") && err.contains("environment"), "{name}: {err}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[[sources]]\nname = \"e\"\npaths = [\"{0}/**/*.json\"]\nexclude = [\"{0}\"]\n",
+            dir.path().display()
+        );
+        let err = from_parts(&text, "t.toml", &[]).unwrap_err().to_string();
+        assert!(err.contains("sources[0].exclude[0]") && err.contains("is a folder"), "{err}");
     }
 
     /// A folder in `paths` matches no file: refused, with the pattern that would read it.
