@@ -1091,10 +1091,10 @@ impl Settings {
                 // A folder matches no file: the source would read nothing (or exclude
                 // nothing), and say nothing.
                 if Path::new(pattern).is_dir() {
-                    let files = format!("{}/*", pattern.trim_end_matches('/'));
+                    let dir = pattern.trim_end_matches('/');
                     return Err(invalid(
                         key(&field),
-                        format!("{pattern:?} is a folder; name its files, e.g. {files:?}"),
+                        format!("{pattern:?} is a folder; name its files, e.g. \"{dir}/*\" (or \"{dir}/**\" for all below it)"),
                     ));
                 }
             }
