@@ -656,3 +656,33 @@ async fn a_folder_that_appears_after_start_is_watched_once_it_exists() {
     .await;
     server.stop().await;
 }
+
+/// Two clients that start a classify request and stall in its body take no permit: a
+/// third is answered at once, not after `request_timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_classify_bodies_do_not_hold_up_others() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::in_dir(dir.path(), "[server]\nrequest_timeout = \"20s\"\n").await;
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        conn.write_all(b"POST /api/v1/classify HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"mes")
+            .await
+            .unwrap();
+        stalled.push(conn);
+    }
+    let started = std::time::Instant::now();
+    let r = server
+        .client
+        .post(format!("{}/api/v1/classify", server.base))
+        .body(r#"{"message":"AADSTS50126"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+    drop(stalled);
+    server.stop().await;
+}

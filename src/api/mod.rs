@@ -81,11 +81,14 @@ pub fn router(state: AppState) -> Router {
             post(classify)
                 // A pasted message, page or envelope: a megabyte is plenty, and a verdict
                 // per record of a push-sized body took gigabytes.
-                .layer(axum::extract::DefaultBodyLimit::max(CLASSIFY_MAX_BODY.min(max_body)))
-                .route_layer(middleware::from_fn_with_state(
-                    Arc::new(tokio::sync::Semaphore::new(CLASSIFIES_AT_ONCE)),
-                    a_few_at_a_time,
-                )),
+                .layer::<_, std::convert::Infallible>(axum::extract::DefaultBodyLimit::max(
+                    CLASSIFY_MAX_BODY.min(max_body),
+                ))
+                // Taken once the body is read (a megabyte at most): a slow client holds its
+                // connection, not a permit the others wait for.
+                .layer::<_, std::convert::Infallible>(axum::Extension(ClassifyPermits(Arc::new(
+                    tokio::sync::Semaphore::new(CLASSIFIES_AT_ONCE),
+                )))),
         )
         .route(
             "/api/v1/ingest/{source}",
@@ -124,6 +127,10 @@ async fn require_token(State(state): State<AppState>, req: axum::extract::Reques
 /// the body) until its batch commits, and batches commit one at a time anyway: a few
 /// permits keep twenty concurrent 15 MB pushes from taking half a gigabyte.
 const INGESTS_AT_ONCE: usize = 2;
+
+/// The permits of classify's CPU work (`CLASSIFIES_AT_ONCE`).
+#[derive(Clone)]
+struct ClassifyPermits(Arc<tokio::sync::Semaphore>);
 
 /// Classify requests served at once (each is CPU work off the async workers).
 const CLASSIFIES_AT_ONCE: usize = 2;
@@ -646,9 +653,17 @@ fn json_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String>
         (status = 200, description = "The classification; when the message holds several records (an Event Hubs envelope, a Graph page, a JSON array), the first record's, with the first 1,000 records' under `records` (and how many more there were under `records_omitted`)", body = doc::ClassifyAnswer),
         (status = 400, description = "Body is not {\"message\": \"...\"}", body = doc::ErrorBody),
         (status = 413, description = "Body larger than 1 MiB (or server.max_body_bytes, if less)", body = doc::ErrorBody)))]
-async fn classify(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+async fn classify(
+    State(state): State<AppState>,
+    axum::Extension(ClassifyPermits(permits)): axum::Extension<ClassifyPermits>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let req: doc::ClassifyRequest =
         json_object(&body).map_err(|e| ApiError::bad("message", format!("expected {{\"message\": \"...\"}}: {e}")))?;
+    // Never closed; answering busy is the safe reading if it were.
+    let Ok(_permit) = permits.acquire().await else {
+        return Ok(error_body(StatusCode::SERVICE_UNAVAILABLE, "busy", "classification is shutting down"));
+    };
     // Off the async workers: a body may be a megabyte of text to scan.
     let classifier = state.classifier.current();
     let all = tokio::task::spawn_blocking(move || crate::classify::classify_records(&classifier, &req.message)).await?;
