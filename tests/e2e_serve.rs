@@ -661,16 +661,25 @@ async fn a_folder_that_appears_after_start_is_watched_once_it_exists() {
 /// third is answered at once, not after `request_timeout`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_classify_bodies_do_not_hold_up_others() {
-    use tokio::io::AsyncWriteExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::in_dir(dir.path(), "[server]\nrequest_timeout = \"20s\"\n").await;
     let addr = server.base.trim_start_matches("http://").to_string();
     let mut stalled = Vec::new();
     for _ in 0..2 {
         let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
-        conn.write_all(b"POST /api/v1/classify HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"mes")
-            .await
-            .unwrap();
+        let head = "POST /api/v1/classify HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\nExpect: 100-continue\r\n\r\n";
+        conn.write_all(head.as_bytes()).await.unwrap();
+        // The server asks for the body once the handler reads it: the request is in.
+        let mut seen = Vec::new();
+        while !String::from_utf8_lossy(&seen).contains("100 Continue") {
+            let mut buf = [0u8; 64];
+            let read = tokio::time::timeout(std::time::Duration::from_secs(10), conn.read(&mut buf));
+            let n = read.await.expect("100 Continue").unwrap();
+            assert!(n > 0, "closed");
+            seen.extend_from_slice(&buf[..n]);
+        }
+        conn.write_all(b"{\"mes").await.unwrap();
         stalled.push(conn);
     }
     let started = std::time::Instant::now();
