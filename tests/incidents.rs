@@ -1566,3 +1566,47 @@ async fn a_rolled_back_batch_leaves_no_failures_in_the_detectors_memory() {
     let r = commit(&s, &p, evs).await;
     assert_eq!(r.detections.get("password_spray"), Some(&1), "ten users from ip-x once they are stored");
 }
+
+/// Resolved by hand a minute after the last input arrived, an incident is resolved on the
+/// incidents' clock (the newest event time, run on by that minute): a failure that happened
+/// before the resolve and arrives after it (Entra's records come late) joins it without
+/// reopening it.
+#[tokio::test]
+async fn a_resolve_by_hand_is_on_the_incident_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.db");
+    let s = Store::open(&path).await.unwrap();
+    let p = Policy::default();
+    commit(&s, &p, vec![ev("a", 50076, Category::MfaRequired, 0)]).await;
+    // The last input arrived a minute ago (in wall time).
+    {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+        let a_minute_ago = Utc::now().timestamp_millis() - 60_000;
+        sqlx::query("UPDATE meta SET value = ? WHERE key = 'input_at_ms'")
+            .bind(a_minute_ago)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+    }
+    let id = all(&s).await[0].id;
+    let resolved = s.resolve(id, Utc::now()).await.unwrap().unwrap();
+    let at = resolved.resolved_at.unwrap();
+    assert!(at >= self::at(0) + chrono::Duration::seconds(59), "{at}");
+    // Thirty seconds after the last event, before the resolve.
+    let mut stored_late = stored(ev("b", 50076, Category::MfaRequired, 0));
+    stored_late.event.occurred_at = self::at(0) + chrono::Duration::seconds(30);
+    let stored_late = StoredEvent::new(
+        stored_late.event.clone(),
+        stored_late.title.clone(),
+        stored_late.remediation.clone(),
+        stored_late.severity.clone(),
+        stored_late.user_key.clone(),
+        stored_late.ip_key.clone(),
+    );
+    let r = s.commit_batch(&Batch { events: vec![stored_late], ..Batch::default() }, &p).await.unwrap();
+    assert!(r.incidents_opened.is_empty(), "{r:?}");
+    let inc = &all(&s).await[0];
+    assert_eq!((inc.status, inc.event_count, inc.reopened_count), (IncidentStatus::Resolved, 2, 0));
+}

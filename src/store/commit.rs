@@ -416,6 +416,20 @@ impl Store {
         Ok(result)
     }
 
+    /// The incidents' event-time clock at wall time `now` (the newest event time, run on by
+    /// the wall time since the last input once that is 5 s or more, never past `now`), as
+    /// the quiet-period sweep reads it; `None` before any event.
+    pub(crate) async fn incident_clock_at(&self, now: i64) -> Result<Option<i64>, StoreError> {
+        let (watermark, clock, input_at): (Option<i64>, Option<i64>, Option<i64>) = sqlx::query_as(
+            "SELECT (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'watermark_ms'),
+                    (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'clock_ms'),
+                    (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'input_at_ms')",
+        )
+        .fetch_one(self.pool())
+        .await?;
+        Ok(watermark.map(|_| incident_clock(watermark, clock, input_at, now, now)))
+    }
+
     /// Resolves the incidents that have been quiet for their quiet period as of the
     /// event-time clock advanced by the wall time since the store last stored a record
     /// (`input_at_ms`, kept across restarts, so the time `serve` was stopped counts too),

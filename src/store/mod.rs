@@ -695,10 +695,10 @@ impl Store {
     /// Resolves an incident by hand, at the current event-time clock (so that a later
     /// failure reopens it and an older, late one does not).
     pub async fn resolve(&self, id: i64, now: DateTime<Utc>) -> Result<Option<incidents::Incident>, StoreError> {
-        let at = match self.watermark().await? {
-            Some(w) => to_ms(w),
-            None => to_ms(now),
-        };
+        // On the clock the quiet-period sweep reads: a failure that happened before the
+        // resolve but arrives after it (Entra's records come minutes late) joins the
+        // resolved incident instead of reopening it.
+        let at = self.incident_clock_at(to_ms(now)).await?.unwrap_or(to_ms(now));
         let changed = sqlx::query(
             "UPDATE incidents SET status = 'resolved', resolved_at = COALESCE(resolved_at, MAX(?, last_seen)) WHERE id = ?",
         )
