@@ -611,7 +611,9 @@ fn check_config(arg: ConfigArg) -> Result<(), CliError> {
         out.push_str(&format!("environment overrides: {}\n", loaded.overrides.join(", ")));
     }
     out.push_str(&format!("listen: {}\n", s.server.listen));
-    out.push_str(&format!("database: {}\n", s.storage.path.display()));
+    // As this process resolves it: a relative path is relative to the working directory.
+    let database = std::path::absolute(&s.storage.path).unwrap_or_else(|_| s.storage.path.clone());
+    out.push_str(&format!("database: {}\n", database.display()));
     out.push_str(&format!(
         "catalogue: {} entries (shipped{})\n",
         classifier.catalogue().len(),
