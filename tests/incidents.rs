@@ -1610,3 +1610,42 @@ async fn a_resolve_by_hand_is_on_the_incident_clock() {
     let inc = &all(&s).await[0];
     assert_eq!((inc.status, inc.event_count, inc.reopened_count), (IncidentStatus::Resolved, 2, 0));
 }
+
+/// Two sprays from one IP eight days apart (past the reopen window) are two incidents,
+/// each with its own figures and window, in one batch as in two.
+#[tokio::test]
+async fn two_attacks_in_one_batch_each_report_their_own_window() {
+    let p = Policy::default();
+    let spray = |id: String, user: String, minute: i64| {
+        let mut e = ev(&id, 50126, Category::InvalidCredentials, minute);
+        e.ip = Some("ipkey-1".into());
+        e.user = Some(user);
+        e
+    };
+    let eight_days = 8 * 24 * 60;
+    let a: Vec<Ev> = (0..10).map(|i| spray(format!("a{i}"), format!("u{i}"), i / 4)).collect();
+    let b: Vec<Ev> = (0..15).map(|i| spray(format!("b{i}"), format!("v{i}"), eight_days + i / 4)).collect();
+    for one_batch in [true, false] {
+        let (_d, s) = store().await;
+        if one_batch {
+            commit(&s, &p, a.iter().chain(&b).cloned().collect()).await;
+        } else {
+            commit(&s, &p, a.clone()).await;
+            commit(&s, &p, b.clone()).await;
+        }
+        let mut sprays: Vec<_> = all(&s).await.into_iter().filter(|i| i.kind == "password_spray").collect();
+        sprays.sort_by_key(|i| i.first_seen);
+        let figures: Vec<_> = sprays
+            .iter()
+            .map(|i| {
+                let e = i.evidence.clone().unwrap();
+                (i.event_count, i.users_affected, e["window_end"].as_str().unwrap().to_string())
+            })
+            .collect();
+        assert_eq!(
+            figures,
+            vec![(10, 10, "2026-03-04T16:02:00Z".to_string()), (15, 15, "2026-03-12T16:03:00Z".to_string())],
+            "one_batch={one_batch}"
+        );
+    }
+}

@@ -1878,10 +1878,20 @@ fn rfc3339_ms(ms: i64) -> String {
 struct Hit {
     /// The window ends where it was met, thinned to what the incident needs (`Fired`).
     fired: Vec<i64>,
-    failures: i64,
-    users: i64,
-    /// Where the window holding `failures` and `users` ends.
-    window_end: i64,
+    /// Every window that met the threshold: `(end, failures, users)`, in time order.
+    met: Vec<(i64, i64, i64)>,
+}
+
+impl Hit {
+    /// The window with the most users (then failures) among those ending in
+    /// `[from, to]`: one window's figures, as an incident reports them.
+    fn best_between(&self, from: i64, to: i64) -> Option<(i64, i64, i64)> {
+        self.met
+            .iter()
+            .filter(|(end, _, _)| (from..=to).contains(end))
+            .max_by_key(|(end, n, u)| (*u, *n, -*end))
+            .copied()
+    }
 }
 
 /// The ends of the windows that met a threshold, in time order, thinned: the first and
@@ -2064,7 +2074,7 @@ fn scan_window(
     // one attempt. Users come from every copy.
     let mut counted = 0i64;
     let mut fired = Fired::new(step);
-    let (mut failures, mut most_users, mut window_end, mut any) = (0, 0, 0, false);
+    let mut met_windows = Vec::new();
     for end in ends {
         while hi < events.len() && events[hi].at <= end {
             if let Some(u) = events[hi].user.as_deref() {
@@ -2087,16 +2097,13 @@ fn scan_window(
         }
         let (n, u) = (counted, users.len() as i64);
         if met(n, u) {
-            any = true;
             fired.push(end);
-            // One window's figures, the one with the most users (then failures): maxima
-            // taken apart could describe a window that never was.
-            if (u, n) > (most_users, failures) {
-                (most_users, failures, window_end) = (u, n, end);
-            }
+            // Each window's own figures: maxima taken apart could describe a window that
+            // never was, and one attack's must not describe another's.
+            met_windows.push((end, n, u));
         }
     }
-    any.then(|| Hit { fired: fired.finish(), failures, users: most_users, window_end })
+    (!met_windows.is_empty()).then(|| Hit { fired: fired.finish(), met: met_windows })
 }
 
 async fn record_hit(
@@ -2110,6 +2117,19 @@ async fn record_hit(
 ) -> Result<(), StoreError> {
     let step = policy.quiet_ms(detector.category());
     let ends: Vec<i64> = hit.fired.iter().map(|at| (*at).min(ceiling)).collect();
+    // The unbroken runs of met windows (`Fired` keeps their ends at most a quiet period
+    // apart), each with its own best window: two attacks a week apart are two incidents,
+    // and neither reports the other's figures.
+    let mut runs: Vec<(i64, i64)> = Vec::new();
+    for &end in &hit.fired {
+        match runs.last_mut() {
+            Some(run) if end.saturating_sub(run.1) <= step => run.1 = end,
+            _ => runs.push((end, end)),
+        }
+    }
+    let best_of_run = |at: i64| {
+        runs.iter().find(|(from, to)| (*from..=*to).contains(&at)).and_then(|(from, to)| hit.best_between(*from, *to))
+    };
     let mut recorded = i64::MIN;
     for (i, &at) in ends.iter().enumerate() {
         // Ends past the ceiling all clamp to it: one detection there.
@@ -2126,7 +2146,10 @@ async fn record_hit(
             }
             run_end = next;
         }
-        let d = Detection { failures: hit.failures, users: hit.users, window_end: hit.window_end, at, run_end };
+        let Some((window_end, failures, users)) = best_of_run(hit.fired[i]) else {
+            continue;
+        };
+        let d = Detection { failures, users, window_end, at, run_end };
         record_detection(tx, detector, key, d, policy, result).await?;
         recorded = at;
     }
