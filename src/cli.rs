@@ -564,15 +564,16 @@ fn classify(arg: ConfigArg, json: bool, messages: Vec<String>) -> Result<(), Cli
 const WHOLE_STDIN_MAX: usize = 64 << 20;
 
 /// Whether `first`, the first line of piped input, starts an export whose records span
-/// lines: a JSON array or object that does not end on that line (a pretty-printed page or
-/// array), or a CSV export's header (it names the time column).
+/// lines: a pretty-printed JSON array or object (the line opens it and ends with an
+/// opening `[` or `{`: `[`, `{`, `{"value": [`), or a CSV export's header as `replay`
+/// knows one. A line that merely starts with a bracket (`[auth] …`, a cut-off token
+/// body) is a message.
 fn starts_a_multi_line_export(first: &str) -> bool {
     let line = first.trim().trim_start_matches('\u{feff}');
     if line.starts_with(['[', '{']) {
-        return serde_json::from_str::<serde::de::IgnoredAny>(line).is_err();
+        return line.ends_with(['[', '{']);
     }
-    let lower = line.to_ascii_lowercase();
-    line.contains(',') && (lower.contains("timegenerated") || lower.contains("date (utc)"))
+    crate::ingest::formats::is_csv_export_header(line)
 }
 
 /// One verdict of `classify`, as text or as one JSON object.

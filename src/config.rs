@@ -668,8 +668,12 @@ pub fn from_parts(text: &str, origin: &str, env: &[(String, String)]) -> Result<
         ConfigError::Invalid { key, message, origin } => {
             // `sources[1].timezone` is `sources.<name>.timezone` to the environment.
             let as_env = source_key_by_name(&key, &settings.sources).unwrap_or_else(|| key.clone());
-            let set_it =
-                |var: &&String| env_key(var).is_some_and(|k| as_env == k || as_env.starts_with(&format!("{k}.")));
+            // The key itself, a key below it, or an element of it (`exclude[0]`).
+            let set_it = |var: &&String| {
+                env_key(var).is_some_and(|k| {
+                    as_env == k || as_env.starts_with(&format!("{k}.")) || as_env.starts_with(&format!("{k}["))
+                })
+            };
             let origin = match applied.iter().find(set_it) {
                 Some(var) => format!("environment variable {var}"),
                 None => match line_of_key(text, &key) {
@@ -778,21 +782,23 @@ fn bracket_balance(value: &str) -> i32 {
     depth
 }
 
-/// `message` with every `` `…` ``-quoted value taken out (`invalid type: integer `98…`,
-/// expected a string` → `invalid type: integer, expected a string`).
+/// `message` without the value serde quotes after `invalid type: integer` or `invalid
+/// value: …` (`invalid type: integer `98…`, expected a string` → `invalid type: integer,
+/// expected a string`); other messages (a syntax error, an unknown field or variant, which
+/// name no value of the secret's) are kept as they are.
 fn without_quoted_values(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    let mut parts = message.split('`');
-    if let Some(first) = parts.next() {
-        out.push_str(first);
-    }
-    // Odd parts are quoted; an unpaired last backtick leaves the rest out too.
-    for (i, part) in parts.enumerate() {
-        if i % 2 == 1 {
-            out.push_str(part);
+    let Some(at) = ["invalid type: ", "invalid value: "].iter().find_map(|p| message.find(p).map(|i| i + p.len()))
+    else {
+        return message.to_owned();
+    };
+    let (head, rest) = message.split_at(at);
+    match (rest.find('`'), rest.find(", expected")) {
+        (Some(open), Some(expected)) if open < expected => {
+            let kind = rest[..open].trim_end();
+            format!("{head}{kind}{}", &rest[expected..])
         }
+        _ => message.to_owned(),
     }
-    out.replace(" ,", ",").replace("  ", " ")
 }
 
 /// The keys whose values are secrets (`Secret`): never quoted back in an error.
@@ -890,6 +896,11 @@ fn override_fits(doc: &toml::Table, path: &[String], value: toml::Value) -> bool
 /// every pod for a Service whose name starts `passportd-` (`passportd-api` gives
 /// `PASSPORTD_API_SERVICE_HOST`, `PASSPORTD_API_PORT_9477_TCP_ADDR`, …): not ours.
 fn kubernetes_service_variable(rest: &str) -> bool {
+    // An override (`PASSPORTD_SERVER__PORT`, a mistyped key) is never one: a Service's
+    // name cannot end in `-`.
+    if rest.contains("__") {
+        return false;
+    }
     let parts: Vec<&str> = rest.split('_').collect();
     let is_port = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
     let is_proto = |p: &str| matches!(p, "TCP" | "UDP" | "SCTP");
@@ -1398,6 +1409,12 @@ mod tests {
             assert!(msg.contains("api.token") || msg.contains("privacy.hash_key"), "{msg}");
             assert!(msg.contains("invalid type") && msg.contains("expected a string"), "what is wrong: {msg}");
         }
+        // Messages that quote no value of the secret's keep what they say.
+        let msg = from_parts("[api]\ntoken = \"SECRET\\qsecret123\"\n", "t.toml", &[]).unwrap_err().to_string();
+        assert!(msg.contains("escape"), "{msg}");
+        let msg =
+            from_parts("privacy = { users = \"bogus\", hash_key = \"x\" }\n", "t.toml", &[]).unwrap_err().to_string();
+        assert!(msg.contains("bogus") && msg.contains("truncate"), "{msg}");
         // In an inline table too.
         for text in
             ["api = { token = 98765432109876 }\n", "privacy = { users = \"hash\", hash_key = 98765432109876543 }\n"]
@@ -1449,6 +1466,10 @@ mod tests {
             from_parts("", "t.toml", &env(&[(var, "10.0.0.5")])).unwrap_or_else(|e| panic!("{var}: {e}"));
         }
         assert!(from_parts("", "t.toml", &env(&[("PASSPORTD_SERVER_LISTEN", "x")])).is_err());
+        // A mistyped override that looks like one is still an error.
+        for var in ["PASSPORTD_SERVER__PORT", "PASSPORTD_API__SERVICE_HOST"] {
+            assert!(from_parts("", "t.toml", &env(&[(var, "1")])).is_err(), "{var}");
+        }
     }
 
     /// Validation errors of an override of a source named with `-` blame the variable; a
@@ -1472,6 +1493,11 @@ mod tests {
         );
         let err = from_parts(&text, "t.toml", &[]).unwrap_err().to_string();
         assert!(err.contains("sources[0].exclude[0]") && err.contains("is a folder"), "{err}");
+        let var = format!("[\"{}\"]", dir.path().display());
+        let err = from_parts(file, "t.toml", &env(&[("PASSPORTD_SOURCES__ENTRA_EU__EXCLUDE", &var)]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("PASSPORTD_SOURCES__ENTRA_EU__EXCLUDE"), "an element blames the variable too: {err}");
     }
 
     /// A folder in `paths` matches no file: refused, with the pattern that would read it.

@@ -432,6 +432,23 @@ fn classify_reads_piped_exports_record_by_record() {
     let verdicts = run("AADSTS50126: wrong password\nAADSTS50076: MFA\n");
     assert_eq!(verdicts.len(), 2, "{verdicts:?}");
     assert_eq!(verdicts[1]["category"], "mfa_required");
+    // The admin center's own download names its time column `Date`: read as replay reads it.
+    let admin = "Date,Request ID,Username,Application,Sign-in error code,Failure reason,Correlation ID\n\
+                 2026-11-27T10:00:00Z,req-1,jane@contoso.com,Kandji Passport,50126,Invalid username or password,c1\n\
+                 2026-11-27T10:01:00Z,req-2,jane@contoso.com,Kandji Passport,50053,Account locked,c2\n";
+    let verdicts = run(admin);
+    let codes: Vec<_> = verdicts.iter().map(|v| v["code"].as_u64()).collect();
+    assert_eq!(codes, [Some(50126), Some(50053)], "{verdicts:?}");
+    // Lines that merely start with a bracket, or cut-off token bodies, are messages.
+    assert_eq!(
+        run("[auth] error AADSTS50126 invalid username or password\n[auth] error AADSTS50053 account is locked\n")
+            .len(),
+        2
+    );
+    assert_eq!(
+        run("{\"error\":\"invalid_grant\",\"error_description\":\"AADSTS50126: Error validating...\n{\"error\":\"invalid_grant\",\"error_description\":\"AADSTS50053: locked\n").len(),
+        2
+    );
     // Plain messages around a log line: one verdict each, as before.
     let mixed = "AADSTS50053: The account is locked\n\
                  2026-03-04 01:29:59.367 E  SecurityAgent[612:26b7] [io.kandji.passport:auth] AADSTS50126: Error validating credentials\n\

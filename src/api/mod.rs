@@ -88,7 +88,13 @@ pub fn router(state: AppState) -> Router {
                 // connection, not a permit the others wait for.
                 .layer::<_, std::convert::Infallible>(axum::Extension(ClassifyPermits(Arc::new(
                     tokio::sync::Semaphore::new(CLASSIFIES_AT_ONCE),
-                )))),
+                ))))
+                // And at most so many bodies read or held at once (each up to a megabyte,
+                // and its parsed copy): the rest wait with their bodies unread.
+                .route_layer(middleware::from_fn_with_state(
+                    Arc::new(tokio::sync::Semaphore::new(CLASSIFY_BODIES_AT_ONCE)),
+                    a_few_at_a_time,
+                )),
         )
         .route(
             "/api/v1/ingest/{source}",
@@ -134,6 +140,10 @@ struct ClassifyPermits(Arc<tokio::sync::Semaphore>);
 
 /// Classify requests served at once (each is CPU work off the async workers).
 const CLASSIFIES_AT_ONCE: usize = 2;
+/// Classify requests whose bodies are read or held at once (`CLASSIFIES_AT_ONCE` of them
+/// are classified): slow uploads by a few clients do not stop the others, and memory stays
+/// bounded at a few tens of megabytes.
+const CLASSIFY_BODIES_AT_ONCE: usize = 16;
 /// Largest classify body (bytes).
 const CLASSIFY_MAX_BODY: usize = 1 << 20;
 /// Most verdicts one classify answer lists under `records`; how many more there were is

@@ -1534,6 +1534,20 @@ impl StreamDecoder {
     }
 }
 
+/// Whether `line` is the header of a sign-in CSV export, as the decoder knows one (it names
+/// the time column: Log Analytics' `TimeGenerated [UTC]`, the admin center's `Date (UTC)`
+/// or `Date`).
+pub fn is_csv_export_header(line: &str) -> bool {
+    csv_cells(line.trim()).is_some_and(|cells| {
+        cells.len() > 1
+            && cells.iter().any(|c| {
+                let c = c.trim_start_matches('\u{feff}');
+                (field_of(c) == F::TimeGenerated || admin_center_column(c) == Some(F::TimeGenerated))
+                    && !c.bytes().any(|b| b.is_ascii_digit())
+            })
+    })
+}
+
 /// One CSV record under `h`; a repeated header row (a second export appended, whose
 /// columns may come in another order) gives the header that replaces `h`.
 fn csv_row(opts: &DecodeOptions, h: &CsvHeader, text: &str) -> (ItemKind, Option<CsvHeader>) {

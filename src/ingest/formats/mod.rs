@@ -371,7 +371,7 @@ mod record;
 mod scan;
 mod time;
 
-pub use framing::StreamDecoder;
+pub use framing::{is_csv_export_header, StreamDecoder};
 pub use time::parse_timestamp;
 
 /// Decodes a whole buffer (`new` + `feed` + `finish`): HTTP push ingestion, tests.
