@@ -846,26 +846,11 @@ fn a_shutdown_that_cannot_drain_in_time_exits_one_at_its_deadline() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = serve_config(dir.path(), "");
     let db = dir.path().join("p.db");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_passportd"))
-        .args(["serve", "--config", cfg.to_str().unwrap()])
-        .current_dir(dir.path())
-        .env("PASSPORTD_STORAGE__PATH", &db)
-        .env("PASSPORTD_SERVER__SHUTDOWN_TIMEOUT", "2s")
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut reader = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    let addr = loop {
-        line.clear();
-        assert!(reader.read_line(&mut line).unwrap() > 0, "serve exited before serving");
-        if let Some(at) = line.find("addr=") {
-            break line[at + 5..].split_whitespace().next().unwrap().to_string();
-        }
-    };
-    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+    let (mut child, addr) = spawn_serve_with(
+        dir.path(),
+        &cfg,
+        &[("PASSPORTD_STORAGE__PATH", db.as_os_str()), ("PASSPORTD_SERVER__SHUTDOWN_TIMEOUT", "2s".as_ref())],
+    );
     wait_for_metric(&addr, "passportd_ingest_lines_total{source=\"entra\"} 7", "the fixture was not stored");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let mut lock = rt.block_on(async {
@@ -920,14 +905,18 @@ fn a_shutdown_that_cannot_drain_in_time_exits_one_at_its_deadline() {
 /// dropped) in the background, so a chatty daemon never blocks on a full pipe.
 #[cfg(unix)]
 fn spawn_serve(dir: &Path, cfg: &Path) -> (std::process::Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_passportd"))
-        .args(["serve", "--config", cfg.to_str().unwrap()])
-        .current_dir(dir)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    spawn_serve_with(dir, cfg, &[])
+}
+
+/// [`spawn_serve`] with extra environment variables.
+#[cfg(unix)]
+fn spawn_serve_with(dir: &Path, cfg: &Path, env: &[(&str, &std::ffi::OsStr)]) -> (std::process::Child, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_passportd"));
+    cmd.args(["serve", "--config", cfg.to_str().unwrap()]).current_dir(dir).env("RUST_LOG", "info");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
     let mut reader = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
     let deadline = Instant::now() + Duration::from_secs(20);

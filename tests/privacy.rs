@@ -164,16 +164,7 @@ async fn the_secret_that_keys_the_hashes_is_kept_out_of_the_database() {
     // A store of an older version: its secret in the database, no key file.
     std::fs::remove_file(&key_file).unwrap();
     let legacy = "0123456789abcdef".repeat(4);
-    {
-        use sqlx::Connection;
-        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
-        sqlx::query("INSERT INTO meta (key, value) VALUES ('secret', ?)")
-            .bind(&legacy)
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        conn.close().await.unwrap();
-    }
+    keep_secret_in_database(&path, &legacy).await;
     assert!(contains(&database(dir.path()), &legacy));
     let store = passportd::store::Store::open(&path).await.unwrap();
     assert_eq!(store.secret().await.unwrap(), legacy.as_bytes(), "its value is kept");
@@ -218,18 +209,17 @@ async fn one_store_has_one_secret() {
         assert_eq!(std::fs::read_to_string(&key_file).unwrap().trim().as_bytes(), secrets[0].as_slice());
     }
     let legacy = "fedcba9876543210".repeat(4);
-    {
-        use sqlx::Connection;
-        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
-        sqlx::query("INSERT INTO meta (key, value) VALUES ('secret', ?)")
-            .bind(&legacy)
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        conn.close().await.unwrap();
-    }
+    keep_secret_in_database(&path, &legacy).await;
     let store = passportd::store::Store::open(&path).await.unwrap();
     assert_eq!(store.secret().await.unwrap(), legacy.as_bytes(), "the database's own secret wins");
     store.close().await;
     assert_eq!(std::fs::read_to_string(&key_file).unwrap().trim(), legacy);
+}
+
+/// Writes `secret` into the database's `meta` table, as versions before the key file kept it.
+async fn keep_secret_in_database(path: &std::path::Path, secret: &str) {
+    use sqlx::Connection;
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+    sqlx::query("INSERT INTO meta (key, value) VALUES ('secret', ?)").bind(secret).execute(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
 }
