@@ -251,6 +251,7 @@ async fn serve(arg: ConfigArg) -> Result<(), CliError> {
     // Once taken over, a signal stays handled for the life of the process.
     #[cfg(unix)]
     drop(tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()));
+    let stop = shutdown_signal();
     let loaded = load(&arg)?;
     loaded.settings.storage.check_path(&loaded.origin_of("storage.path"))?;
     crate::telemetry::init(&loaded.settings.log);
@@ -259,31 +260,39 @@ async fn serve(arg: ConfigArg) -> Result<(), CliError> {
     if let config::ConfigOrigin::File(path) = loaded.origin {
         app.set_config_file(path);
     }
-    app.run(shutdown_signal()).await?;
+    app.run(stop).await?;
     Ok(())
 }
 
-/// Completes on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Completes on SIGINT or SIGTERM. The handlers are installed when this is called, not
+/// when the future is first polled: a signal that comes while the daemon is still starting
+/// (opening and migrating its store) is kept, and stops it cleanly once it runs, instead of
+/// killing the process (exit 143).
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (term, int) = (signal(SignalKind::terminate()).ok(), signal(SignalKind::interrupt()).ok());
+        async move {
+            let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = wait(term) => {}
+                _ = wait(int) => {}
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
     }
 }
 

@@ -835,6 +835,38 @@ fn sigterm_drains_and_exits_zero() {
     assert_eq!(v["records"].as_u64().unwrap() + v["duplicates"].as_u64().unwrap(), 7);
 }
 
+/// A SIGTERM while `serve` is still starting (opening and migrating its store) stops it
+/// cleanly once it runs: exit 0, not killed by the signal's default action.
+#[cfg(unix)]
+#[test]
+fn sigterm_while_starting_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = serve_config(dir.path(), "");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_passportd"))
+        .args(["serve", "--config", cfg.to_str().unwrap()])
+        .current_dir(dir.path())
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    // Logged once the handlers are in, before the store is opened.
+    while !line.contains("configuration loaded") {
+        line.clear();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "exited early");
+    }
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let status = rx.recv_timeout(Duration::from_secs(20)).expect("exits").unwrap();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}
+
 /// A SIGTERM that cannot drain within `shutdown_timeout` (another process holds the
 /// store's lock while a batch waits to commit) is no clean stop: exit 1, at the deadline,
 /// not after SQLite's own busy wait. What was not committed is read at the next start.
