@@ -148,6 +148,11 @@ pub enum Command {
         /// Print one JSON object per message.
         #[arg(long)]
         json: bool,
+        /// Classify records as this configured source reads them: its `app_id` stands in
+        /// for a record that names no app (a Passport line), so catalogue conditions on the
+        /// app hold as in the daemon.
+        #[arg(long, value_name = "NAME")]
+        source: Option<String>,
         /// Messages; none reads stdin: one per line, or one per record when it starts as
         /// an export whose records span lines (a pretty-printed JSON export, a CSV export
         /// under its header).
@@ -239,7 +244,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Serve(arg) => serve(arg).await,
         Command::Replay { config, source, format, json, files } => replay(config, source, format, json, files).await,
-        Command::Classify { config, json, messages } => classify(config, json, messages),
+        Command::Classify { config, json, source, messages } => classify(config, json, source, messages),
         Command::CheckConfig(arg) => check_config(arg),
         Command::Catalogue { config, json } => catalogue(config, json),
     }
@@ -505,12 +510,19 @@ fn checked_classifier(
     .map_err(|e| CliError::Usage(e.to_string()))
 }
 
-fn classify(arg: ConfigArg, json: bool, messages: Vec<String>) -> Result<(), CliError> {
+fn classify(arg: ConfigArg, json: bool, source: Option<String>, messages: Vec<String>) -> Result<(), CliError> {
     let loaded = load(&arg)?;
     let classifier = classifier_for(&loaded)?;
+    let source_app_id = match &source {
+        Some(name) => match loaded.settings.source(name) {
+            Some(s) => s.app_id.clone(),
+            None => return Err(CliError::Usage(format!("no source named {name:?} in {}", loaded.origin))),
+        },
+        None => None,
+    };
     let mut out = std::io::stdout().lock();
     let mut emit = |msg: &str| -> Result<(), CliError> {
-        for c in crate::classify::classify_records(&classifier, msg) {
+        for c in crate::classify::classify_records_of(&classifier, msg, source_app_id.as_deref()) {
             emit_one(&mut out, &c, json)?;
         }
         Ok(())

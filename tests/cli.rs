@@ -299,6 +299,18 @@ fn a_sources_app_id_decides_app_conditions_for_its_passport_lines() {
         &["replay", "--json", "--config", cfg.to_str().unwrap(), "--source", "passport", line.to_str().unwrap()],
     ));
     assert_eq!(summary["by_category"]["client_misconfigured"], 1, "{summary}");
+    // `classify --source` judges the line as that source reads it; without, as any line.
+    let line_text = std::fs::read_to_string(&line).unwrap();
+    let verdict = |extra: &[&str]| {
+        let mut args = vec!["classify", "--json", "--config", cfg.to_str().unwrap()];
+        args.extend(extra);
+        args.push(line_text.trim());
+        json(&passportd(dir.path(), &args))["category"].as_str().unwrap().to_string()
+    };
+    assert_eq!(verdict(&["--source", "passport"]), "client_misconfigured");
+    assert_eq!(verdict(&[]), "mfa_required");
+    let out = passportd(dir.path(), &["classify", "--config", cfg.to_str().unwrap(), "--source", "nope", "x"]);
+    assert_eq!(out.status.code(), Some(2));
 }
 
 /// A sign-in record with no result (a Graph `$select` that left `status` out, a null

@@ -36,10 +36,20 @@ pub fn classify_text(classifier: &Classifier, text: &str) -> Classification {
 /// in order, as the daemon would count each. Text that is not such a run of records gets
 /// one verdict, as `classify_text` gives it. Never empty.
 pub fn classify_records(classifier: &Classifier, text: &str) -> Vec<Classification> {
+    classify_records_of(classifier, text, None)
+}
+
+/// [`classify_records`] for records read by a source whose `app_id` stands in for a record
+/// that names no app (a Passport line), as the daemon classifies them.
+pub fn classify_records_of(classifier: &Classifier, text: &str, source_app_id: Option<&str>) -> Vec<Classification> {
     use crate::ingest::formats::{decode_bytes, DecodeOptions, ItemKind};
     let items = decode_bytes(&DecodeOptions::default(), text.trim().as_bytes());
     let of_signin = |raw: &crate::ingest::formats::RawSignIn| {
-        let mut c = classifier.classify(&ClassifyInput::of_signin(raw));
+        let mut input = ClassifyInput::of_signin(raw);
+        if input.app_id.map_or(true, str::is_empty) {
+            input.app_id = source_app_id;
+        }
+        let mut c = classifier.classify(&input);
         // As the daemon decides (`Normalizer::event`): a Passport failure that
         // `<private>` hid and nothing places counts as redacted.
         if raw.format == "passport" && raw.redacted && c.codes.is_empty() && c.matched_by.is_none() {
