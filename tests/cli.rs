@@ -246,6 +246,9 @@ fn check_config_notes_overridden_examples_and_refuses_broken_operator_ones() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("note:") && stdout.contains("aadsts-50076"), "{stdout}");
+    // The default relative store path, as this process resolves it (its working directory).
+    let database = dir.path().canonicalize().unwrap().join("passportd.db");
+    assert!(stdout.contains(&format!("database: {}", database.display())), "{stdout}");
 
     std::fs::write(&ours, format!("{entry}examples = [\"AADSTS50126: wrong password\"]\n")).unwrap();
     let out = passportd(dir.path(), &["check-config", "--config", cfg.to_str().unwrap()]);
@@ -825,7 +828,7 @@ fn sigterm_drains_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = serve_config(dir.path(), "");
     let logs = dir.path().join("logs");
-    let (mut child, addr) = spawn_serve(dir.path(), &cfg);
+    let (child, addr) = spawn_serve(dir.path(), &cfg);
     // SIGHUP reloads the catalogue (counted in the metrics).
     assert!(Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap().success());
     wait_for_metric(
@@ -835,11 +838,7 @@ fn sigterm_drains_and_exits_zero() {
     );
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait());
-    });
-    let status = rx.recv_timeout(Duration::from_secs(5)).expect("exits within 5 s of SIGTERM").unwrap();
+    let status = wait_within(child, Duration::from_secs(5), "exits within 5 s of SIGTERM");
     assert!(status.success(), "exit status {status:?}");
     // What it read before stopping is in the store, with its checkpoint.
     let out = passportd(dir.path(), &["replay", "--json", logs.join("a.json").to_str().unwrap()]);
@@ -871,11 +870,7 @@ fn sigterm_while_starting_stops_cleanly() {
     }
     assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
     std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait());
-    });
-    let status = rx.recv_timeout(Duration::from_secs(20)).expect("exits").unwrap();
+    let status = wait_within(child, Duration::from_secs(20), "exits");
     assert_eq!(status.code(), Some(0), "{status:?}");
 }
 
@@ -890,7 +885,7 @@ fn a_shutdown_that_cannot_drain_in_time_exits_one_at_its_deadline() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = serve_config(dir.path(), "");
     let db = dir.path().join("p.db");
-    let (mut child, addr) = spawn_serve_with(
+    let (child, addr) = spawn_serve_with(
         dir.path(),
         &cfg,
         &[("PASSPORTD_STORAGE__PATH", db.as_os_str()), ("PASSPORTD_SERVER__SHUTDOWN_TIMEOUT", "2s".as_ref())],
@@ -922,11 +917,7 @@ fn a_shutdown_that_cannot_drain_in_time_exits_one_at_its_deadline() {
     }
     let stopped_at = Instant::now();
     assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait());
-    });
-    let status = rx.recv_timeout(Duration::from_secs(8)).expect("exits soon after its 2 s deadline").unwrap();
+    let status = wait_within(child, Duration::from_secs(8), "exits soon after its 2 s deadline");
     let took = stopped_at.elapsed();
     assert_eq!(status.code(), Some(1), "{status:?}");
     assert!(took < Duration::from_secs(6), "took {took:?}");
@@ -942,6 +933,16 @@ fn a_shutdown_that_cannot_drain_in_time_exits_one_at_its_deadline() {
     );
     let v = json(&out);
     assert_eq!(v["records"].as_u64().unwrap() + v["duplicates"].as_u64().unwrap(), 14, "{v}");
+}
+
+/// Waits for `child` to exit, at most `within` (a process that hangs fails the test with
+/// `what` instead of hanging it).
+fn wait_within(mut child: std::process::Child, within: Duration, what: &str) -> std::process::ExitStatus {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    rx.recv_timeout(within).expect(what).unwrap()
 }
 
 /// Starts `passportd serve --config cfg` in `dir` and waits until it says it is serving.

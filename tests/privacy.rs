@@ -223,3 +223,18 @@ async fn keep_secret_in_database(path: &std::path::Path, secret: &str) {
     sqlx::query("INSERT INTO meta (key, value) VALUES ('secret', ?)").bind(secret).execute(&mut conn).await.unwrap();
     conn.close().await.unwrap();
 }
+
+/// A key file that is empty or not one this program wrote is an error naming it, never
+/// replaced: another secret would silently change every hash the store holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_key_file_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = passportd::store::Store::open(&dir.path().join("p.db")).await.unwrap();
+    for damaged in ["", "not a key\n", &"A".repeat(64)] {
+        std::fs::write(store.key_file(), damaged).unwrap();
+        let err = store.secret().await.unwrap_err().to_string();
+        assert!(err.contains("p.db.key"), "{damaged:?}: {err}");
+        assert_eq!(std::fs::read_to_string(store.key_file()).unwrap(), damaged, "left as it was");
+    }
+    store.close().await;
+}

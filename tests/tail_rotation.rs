@@ -538,21 +538,12 @@ fn a_passport_message_written_line_by_line_is_one_record() {
     h.append("mac.log", "Trace ID: 0f1e2d3c-4b5a-4697-8877-665544332211\n");
     h.poll();
     h.append("mac.log", "Correlation ID: F88C422B-CCA2-492B-83A5-6CC1057A40B2\nTimestamp: 2026-03-04 16:15:06Z\n");
-    // Until the hold ends and the idle file gives the message up.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        h.poll();
-        let events =
-            h.rt.block_on(h.core.store.list_events(&passportd::store::EventQuery { limit: 10, ..Default::default() }))
-                .unwrap()
-                .items;
-        if let Some(e) = events.first() {
-            assert_eq!(events.len(), 1, "{events:?}");
-            assert_eq!(e.correlation_id.as_deref(), Some("f88c422b-cca2-492b-83a5-6cc1057a40b2"), "{e:?}");
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "the message was never emitted");
-    }
+    // Until the hold ends and the idle file gives the message up: one record, whole.
+    poll_until_stored(&mut h, "the message", |rows| !rows.is_empty());
+    assert_eq!(
+        codes_and_correlations(&h),
+        vec![(Some(7000218), Some("f88c422b-cca2-492b-83a5-6cc1057a40b2".to_string()))]
+    );
     h.stop();
     assert_eq!(h.parse_errors(), 0.0);
 }
@@ -587,20 +578,12 @@ fn a_passport_message_held_across_a_restart_is_one_record() {
     h.poll();
     h.restart();
     h.append("mac.log", "Correlation ID: 1B2C3D4E-0000-4000-8000-00000000AAAA\n");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        h.poll();
-        let events =
-            h.rt.block_on(h.core.store.list_events(&passportd::store::EventQuery { limit: 10, ..Default::default() }))
-                .unwrap()
-                .items;
-        if let Some(e) = events.first() {
-            assert_eq!(events.len(), 1, "{events:?}");
-            assert_eq!(e.correlation_id.as_deref(), Some("1b2c3d4e-0000-4000-8000-00000000aaaa"), "{e:?}");
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "the message was never emitted");
-    }
+    // Until the hold ends and the idle file gives the message up: one record, whole.
+    poll_until_stored(&mut h, "the message", |rows| !rows.is_empty());
+    assert_eq!(
+        codes_and_correlations(&h),
+        vec![(Some(50076), Some("1b2c3d4e-0000-4000-8000-00000000aaaa".to_string()))]
+    );
     h.stop();
     assert_eq!(h.parse_errors(), 0.0);
 }
@@ -616,6 +599,14 @@ fn codes_and_correlations(h: &Harness) -> Vec<(Option<i64>, Option<String>)> {
         pool.close().await;
         rows
     })
+}
+
+/// Polls `h` for `long` (a wait that must pass without something happening: a hold).
+fn poll_for(h: &mut Harness, long: std::time::Duration) {
+    let until = std::time::Instant::now() + long;
+    while std::time::Instant::now() < until {
+        h.poll();
+    }
 }
 
 /// Polls `h` until `done` holds of the stored events, or panics at the deadline.
@@ -645,10 +636,7 @@ fn a_message_whose_body_is_still_open_waits_for_the_rest_of_it() {
                 [io.kandji.passport:auth] Token request failed: AADSTS50076: MFA required.\n";
     h.append("stream.log", head);
     // Well past the hold of a message that is not waiting for a body (300 ms).
-    let until = std::time::Instant::now() + std::time::Duration::from_millis(900);
-    while std::time::Instant::now() < until {
-        h.poll();
-    }
+    poll_for(&mut h, std::time::Duration::from_millis(900));
     assert!(codes_and_correlations(&h).is_empty(), "stored before its body was whole");
     h.append("stream.log", rest);
     poll_until_stored(&mut h, "both messages", |rows| rows.len() >= 2);
@@ -683,10 +671,7 @@ fn a_csv_exports_unterminated_last_row_is_read_once_idle() {
     poll_until_stored(&mut h, "both rows", |rows| rows.len() >= 2);
     h.append("export.csv", "\r\n2026-11-27T10:02:00Z,50053,c@contoso.example,\"{\"\"errorCode\"\":50053}\",r-");
     // Polled for well over a second: the row, its last cell cut, waits for the rest.
-    let until = std::time::Instant::now() + std::time::Duration::from_millis(1500);
-    while std::time::Instant::now() < until {
-        h.poll();
-    }
+    poll_for(&mut h, std::time::Duration::from_millis(1500));
     h.append("export.csv", "3\r\n");
     poll_until_stored(&mut h, "the third row", |rows| rows.len() >= 3);
     h.stop();

@@ -467,7 +467,7 @@ impl Tailer {
             // New, or known only by a checkpoint that read none of it (a restart after it
             // was followed empty).
             let unread = adopted.as_ref().map_or(true, |cp| cp.offset == 0);
-            if unread && self.leave_if_compressed(*key, path, &id.head, mtime) {
+            if unread && self.leave_if_compressed(*key, path, &id.head, || mtime) {
                 continue;
             }
             let maybe_copy = adopted.is_none() && self.may_be_copy_in_progress(&id);
@@ -574,12 +574,19 @@ impl Tailer {
     /// A new file whose first bytes are a compressor's magic number is left alone for
     /// good (noted once): it is a rotated generation compressed after it was read, and
     /// read as text it would be nothing but parse errors.
-    fn leave_if_compressed(&mut self, key: FileKey, path: &Path, head: &[u8], mtime: Option<SystemTime>) -> bool {
+    /// `mtime` is asked for only when the file is compressed.
+    fn leave_if_compressed(
+        &mut self,
+        key: FileKey,
+        path: &Path,
+        head: &[u8],
+        mtime: impl FnOnce() -> Option<SystemTime>,
+    ) -> bool {
         let Some(kind) = compression_of(head) else {
             self.compressed.remove(&key);
             return false;
         };
-        if self.compressed.insert(key, mtime).is_none() {
+        if self.compressed.insert(key, mtime()).is_none() {
             tracing::info!(source = %self.name, path = %path.display(), compression = kind,
                 "a matched file is compressed: not read (a rotated file's lines are read before it is compressed; replay it with zcat if it never was)");
         }
@@ -617,8 +624,7 @@ impl Tailer {
         };
         let Some(cp) = adopted else {
             let path = self.tracked.get(key).map(|t| t.reader.path.clone()).unwrap_or_default();
-            let mtime = std::fs::metadata(&path).ok().and_then(|m| m.modified().ok());
-            if self.leave_if_compressed(*key, &path, &id.head, mtime) {
+            if self.leave_if_compressed(*key, &path, &id.head, || modified(&path)) {
                 self.tracked.remove(key);
                 return false;
             }
@@ -713,8 +719,7 @@ impl Tailer {
             };
             // A checkpoint of a file followed while still empty, which a compressor then
             // filled: nothing of it was read, and nothing is.
-            let mtime = std::fs::metadata(&path).ok().and_then(|m| m.modified().ok());
-            if cp.offset == 0 && self.leave_if_compressed((id.dev, id.ino), &path, &id.head, mtime) {
+            if cp.offset == 0 && self.leave_if_compressed((id.dev, id.ino), &path, &id.head, || modified(&path)) {
                 continue;
             }
             tracing::info!(source = %self.name, path = %path.display(), key = %cp.file_key, offset = cp.offset, "found a rotated file by its content; draining it");
@@ -1025,6 +1030,11 @@ impl Tailer {
         }
         Ok(())
     }
+}
+
+/// `path`'s modification time, if it can be read.
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).ok().and_then(|m| m.modified().ok())
 }
 
 /// The compressor whose magic number `head` starts with, if any.

@@ -70,6 +70,15 @@ const BATCH_START: &str = "SELECT (SELECT CAST(value AS INTEGER) FROM meta WHERE
         (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'clock_ms'),
         (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'input_at_ms')";
 
+/// The incidents' clock's readings, in one statement: the newest event time, the clock at
+/// the last input and that input's wall time (`incident_clock`).
+const CLOCK_READINGS: &str = "SELECT (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'watermark_ms'),
+        (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'clock_ms'),
+        (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'input_at_ms')";
+
+/// What `CLOCK_READINGS` returns.
+type ClockReadings = (Option<i64>, Option<i64>, Option<i64>);
+
 /// The incidents' clock as of `now`: the event-time clock as it stood at the last input
 /// (`clock`, or the newest event time `watermark` for a store written before it was
 /// kept) run on by the wall time since that input (`input_at`) once that is at least
@@ -420,13 +429,7 @@ impl Store {
     /// the wall time since the last input once that is 5 s or more, never past `now`), as
     /// the quiet-period sweep reads it; `None` before any event.
     pub(crate) async fn incident_clock_at(&self, now: i64) -> Result<Option<i64>, StoreError> {
-        let (watermark, clock, input_at): (Option<i64>, Option<i64>, Option<i64>) = sqlx::query_as(
-            "SELECT (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'watermark_ms'),
-                    (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'clock_ms'),
-                    (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'input_at_ms')",
-        )
-        .fetch_one(self.pool())
-        .await?;
+        let (watermark, clock, input_at): ClockReadings = sqlx::query_as(CLOCK_READINGS).fetch_one(self.pool()).await?;
         Ok(watermark.map(|_| incident_clock(watermark, clock, input_at, now, now)))
     }
 
@@ -437,13 +440,7 @@ impl Store {
     /// before that was kept. Returns how many it resolved.
     pub async fn resolve_quiet(&self, idle: std::time::Duration, policy: &Policy) -> Result<u64, StoreError> {
         let mut tx = self.begin_write().await?;
-        let (watermark, clock, input_at): (Option<i64>, Option<i64>, Option<i64>) = sqlx::query_as(
-            "SELECT (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'watermark_ms'),
-                    (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'clock_ms'),
-                    (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'input_at_ms')",
-        )
-        .fetch_one(&mut *tx.0)
-        .await?;
+        let (watermark, clock, input_at): ClockReadings = sqlx::query_as(CLOCK_READINGS).fetch_one(&mut *tx.0).await?;
         if watermark.is_none() {
             return Ok(0);
         }

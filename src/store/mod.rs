@@ -755,14 +755,10 @@ impl Store {
         PathBuf::from(name)
     }
 
-    /// Removes a secret kept in the database by a version before the key file, zeroing
-    /// its bytes (secure_delete) and copying the zeroed pages back from the WAL at once.
+    /// Removes the secret a version before the key file kept in the database (the caller
+    /// read it there), zeroing its bytes (secure_delete) and copying the zeroed pages back
+    /// from the WAL at once.
     async fn forget_stored_secret(&self) -> Result<(), StoreError> {
-        let stored: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM meta WHERE key = 'secret'").fetch_optional(&self.pool).await?;
-        if stored.is_none() {
-            return Ok(());
-        }
         let mut conn = self.pool.acquire().await?;
         sqlx::query("PRAGMA secure_delete = ON").execute(&mut *conn).await?;
         sqlx::query("DELETE FROM meta WHERE key = 'secret'").execute(&mut *conn).await?;
