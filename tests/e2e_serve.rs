@@ -635,7 +635,11 @@ async fn a_folder_that_appears_after_start_is_watched_once_it_exists() {
     );
     let server = TestServer::start(settings(&config)).await;
     let fallback = |m: &str| sample(m, r#"passportd_watcher_poll_fallback{source="entra"}"#);
-    assert_eq!(fallback(&server.metrics().await), Some(1.0), "polled while the folder is missing");
+    // Set once the source's tailer has started, a moment after the server answers.
+    poll_until("polled while the folder is missing", Duration::from_secs(10), || async {
+        (fallback(&server.metrics().await) == Some(1.0)).then_some(())
+    })
+    .await;
     std::fs::create_dir_all(&later).unwrap();
     let lines: Vec<String> = std::fs::read_to_string(common::fixtures().join("e2e/entra.json"))
         .unwrap()
