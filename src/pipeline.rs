@@ -129,11 +129,13 @@ type HmacSha256 = Hmac<Sha256>;
 pub struct Privacy {
     users: PrivacyMode,
     ips: PrivacyMode,
-    key: Arc<Vec<u8>>,
-    user_key_secret: Arc<Vec<u8>>,
+    // Each key is held as an HMAC already keyed: keying hashes the padded key twice,
+    // which would otherwise be paid again for every value hashed.
+    key: HmacSha256,
+    user_key_secret: HmacSha256,
     /// The store's own secret: keys Passport entries' idempotency keys, which must not
     /// change with the privacy settings.
-    entry_key_secret: Arc<Vec<u8>>,
+    entry_key_secret: HmacSha256,
     /// Runs of the characters an IPv4 or IPv6 address is written with; each is parsed
     /// before it counts as one.
     ip_like: Regex,
@@ -145,12 +147,15 @@ impl std::fmt::Debug for Privacy {
     }
 }
 
-fn hmac_hex(key: &[u8], value: &str) -> String {
-    // HMAC accepts keys of any length, so this cannot fail; fall back to an empty
-    // digest rather than panic if the crate ever changes that.
-    let Ok(mut mac) = HmacSha256::new_from_slice(key) else {
-        return String::new();
-    };
+/// An HMAC-SHA256 keyed with `key`, ready to be cloned for each value.
+fn keyed_hmac(key: &[u8]) -> HmacSha256 {
+    // HMAC accepts keys of any length, so this cannot fail; the empty key stands in
+    // rather than a panic if the crate ever changes that.
+    HmacSha256::new_from_slice(key).unwrap_or_else(|_| <HmacSha256 as hmac::digest::KeyInit>::new(&Default::default()))
+}
+
+fn hmac_hex(keyed: &HmacSha256, value: &str) -> String {
+    let mut mac = keyed.clone();
     mac.update(value.as_bytes());
     // The first 16 bytes of the 32-byte HMAC-SHA256.
     let mut hex = String::with_capacity(32);
@@ -241,9 +246,9 @@ impl Privacy {
         Privacy {
             users: settings.users,
             ips: settings.ips,
-            key: Arc::new(key),
-            user_key_secret: Arc::new(user_key_secret),
-            entry_key_secret: Arc::new(store_secret.to_vec()),
+            key: keyed_hmac(&key),
+            user_key_secret: keyed_hmac(&user_key_secret),
+            entry_key_secret: keyed_hmac(store_secret),
             #[allow(clippy::expect_used)]
             ip_like: Regex::new(r"[0-9A-Fa-f:.]{3,}").expect("static regex"),
         }
@@ -862,6 +867,21 @@ impl Writer {
 mod tests {
     use super::*;
     use crate::config::Secret;
+
+    /// Stored hashes must not change between versions (they key users, IPs and Passport
+    /// entries already in the store): a keyed HMAC cloned for each value is RFC 4231's.
+    #[test]
+    fn keyed_hmac_is_rfc_4231_hmac_sha256() {
+        let keyed = keyed_hmac(b"Jefe");
+        assert_eq!(hmac_hex(&keyed, "what do ya want for nothing?"), "5bdcc146bf60754e6a042426089575c7");
+        // The keyed state is not consumed: the same value hashes the same way twice.
+        assert_eq!(hmac_hex(&keyed, "what do ya want for nothing?"), "5bdcc146bf60754e6a042426089575c7");
+        let long_key = [0xaa_u8; 131];
+        assert_eq!(
+            hmac_hex(&keyed_hmac(&long_key), "Test Using Larger Than Block-Size Key - Hash Key First"),
+            "60e431591ee0b67f0d8a26aacbf5b77f"
+        );
+    }
 
     /// A success travels as a compact record carrying exactly the key, the times and the
     /// source its full event would have had; failures still travel in full.
