@@ -344,6 +344,41 @@ fn a_signin_without_a_result_is_a_parse_error_and_an_audit_record_is_skipped() {
     assert!(stderr.contains("not_signin") && stderr.contains("page.json"), "{stderr}");
 }
 
+/// Diagnostic settings streaming every category to one Event Hub, or a Log Analytics
+/// export of several tables, mix records of other logs in with the sign-ins. Those are
+/// skipped even when their result and text read like a failure's (a provisioning failure
+/// naming a disabled account, a self-service reset of a locked one), and Graph activity
+/// records, which carry no id or result, are skipped, not counted as parse errors.
+#[test]
+fn records_of_other_logs_are_skipped_whatever_their_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = r#"{"records":[{"time":"2026-03-04T08:23:00Z","category":"ProvisioningLogs","tenantId":"a1b2","resultType":"Failure","resultDescription":"Failed to update User 'alice@contoso.example' in ServiceNow: the user account is disabled","properties":{"id":"prov1","activityDateTime":"2026-03-04T08:23:00Z"}},{"time":"2026-03-04T08:24:00Z","category":"MicrosoftGraphActivityLogs","resultSignature":"200","properties":{"requestId":"r1","responseStatusCode":200,"requestUri":"https://graph.microsoft.com/v1.0/me","ipAddress":"203.0.113.5"}},{"time":"2026-03-04T08:25:00Z","category":"SignInLogs","resultType":"50126","resultDescription":"Invalid username or password.","properties":{"id":"si-1","createdDateTime":"2026-03-04T08:25:00Z","userPrincipalName":"bob@contoso.example"}}]}
+{"TimeGenerated":"2026-03-04T08:30:00Z","Id":"SSGM_1","Category":"UserManagement","OperationName":"Reset password (self-service)","ResultDescription":"User's account is locked","Type":"AuditLogs"}
+{"TimeGenerated":"2026-03-04T08:31:00Z","RequestId":"r2","ResponseStatusCode":"403","IPAddress":"203.0.113.6","AppId":"app-1","Type":"MicrosoftGraphActivityLogs"}
+{"TimeGenerated":"2026-03-04T08:32:00Z","Id":"si-2","ResultType":"50076","ResultDescription":"Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication.","Type":"SigninLogs","Category":"SignInLogs"}
+"#;
+    let file = dir.path().join("mixed.json");
+    std::fs::write(&file, lines).unwrap();
+    let out = passportd_env(
+        dir.path(),
+        &["replay", "--json", file.to_str().unwrap()],
+        &[("PASSPORTD_STORAGE__PATH", dir.path().join("p.db").as_os_str())],
+    );
+    let summary = json(&out);
+    assert_eq!(summary["records"], 2, "only the two sign-ins count: {summary}");
+    assert_eq!(summary["failures"], 2, "{summary}");
+    assert_eq!(summary["parse_errors"], 0, "{summary}");
+    assert_eq!(summary["skipped"], 4, "{summary}");
+    assert_eq!(summary["by_category"]["invalid_credentials"], 1, "{summary}");
+    assert_eq!(summary["by_category"]["mfa_required"], 1, "{summary}");
+
+    // classify says the daemon would not count another log's record.
+    let audit = lines.lines().nth(1).unwrap();
+    let out = passportd_env(dir.path(), &["classify", "--json", audit], &[]);
+    let verdict = json(&out);
+    assert_eq!(verdict["not_counted"], "not_signin", "{verdict}");
+}
+
 /// A code a Passport line names only in passing is chatter, not a failure: a list of
 /// codes (a configuration dump), or a bare code at a known level below Error (an alert
 /// echoing a failure, a retry policy). A failure names its code as Entra's description

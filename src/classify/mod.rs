@@ -43,7 +43,12 @@ pub fn classify_records(classifier: &Classifier, text: &str) -> Vec<Classificati
 /// that names no app (a Passport line), as the daemon classifies them.
 pub fn classify_records_of(classifier: &Classifier, text: &str, source_app_id: Option<&str>) -> Vec<Classification> {
     use crate::ingest::formats::{decode_bytes, DecodeOptions, ItemKind};
-    let items = decode_bytes(&DecodeOptions::default(), text.trim().as_bytes());
+    let trimmed = text.trim();
+    let items = decode_bytes(&DecodeOptions::default(), trimmed.as_bytes());
+    let record_text = |i: &crate::ingest::formats::DecodedItem| {
+        let (start, end) = (usize::try_from(i.start_offset).ok()?, usize::try_from(i.end_offset).ok()?);
+        trimmed.get(start..end)
+    };
     let of_signin = |raw: &crate::ingest::formats::RawSignIn| {
         let mut input = ClassifyInput::of_signin(raw);
         if input.app_id.map_or(true, str::is_empty) {
@@ -82,8 +87,10 @@ pub fn classify_records_of(classifier: &Classifier, text: &str, source_app_id: O
                 ItemKind::SignIn(raw) => Some(of_signin(raw)),
                 ItemKind::Redacted => Some(not_counted("redacted")),
                 // A Passport export's chatter is marked so; in an Entra export, what is
-                // skipped is a CSV header or a page's wrapper, no record at all.
+                // skipped is a record of another log (`AuditLogs`), or a CSV header or a
+                // page's wrapper, no record at all.
                 ItemKind::Skipped if passport_export => Some(not_counted("chatter")),
+                ItemKind::Skipped if record_text(i).is_some_and(is_entra_object) => Some(not_counted("not_signin")),
                 ItemKind::Skipped | ItemKind::Error(_) => None,
             })
             .collect();
@@ -92,7 +99,9 @@ pub fn classify_records_of(classifier: &Classifier, text: &str, source_app_id: O
         [item] => match &item.kind {
             ItemKind::SignIn(raw) => return vec![of_signin(raw)],
             ItemKind::Redacted => Some("redacted"),
-            // Skipped whole records are the reader's chatter (plain text is no record).
+            // Skipped whole records are the reader's chatter (plain text is no record), or
+            // an Entra record of another log (`AuditLogs`).
+            ItemKind::Skipped if is_entra_object(text) => Some("not_signin"),
             ItemKind::Skipped => Some("chatter"),
             ItemKind::Error(reason) => rejected_record(text, *reason),
         },
@@ -104,6 +113,13 @@ pub fn classify_records_of(classifier: &Classifier, text: &str, source_app_id: O
     let mut c = classifier.classify(&ClassifyInput { user: user.as_deref(), ..ClassifyInput::message(text) });
     c.not_counted = not_counted.map(str::to_owned);
     vec![c]
+}
+
+/// Whether `text` is one JSON object that is no Passport log entry (it has no
+/// `eventMessage`): an Entra record, whatever log it is of.
+fn is_entra_object(text: &str) -> bool {
+    serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text.trim())
+        .is_ok_and(|o| !o.keys().any(|k| k.eq_ignore_ascii_case("eventMessage")))
 }
 
 /// Why the daemon would not count `text`, a JSON object it read and rejected as a record

@@ -41,6 +41,12 @@ fn first<'s>(a: &'s LStr<'_>, b: Option<&'s LStr<'_>>) -> Option<&'s str> {
 /// Maps an Entra sign-in object (A1 record, A2 row, A3 signIn) to a `RawSignIn`; a
 /// success only to its time and id unless `opts.success_detail`.
 pub(crate) fn to_signin(o: &Obj<'_>, label: &'static str, opts: &DecodeOptions) -> ItemKind {
+    // A record of another log, which diagnostic settings streaming every category to one
+    // Event Hub mix in (`AuditLogs`, `ProvisioningLogs`, `MicrosoftGraphActivityLogs`), is
+    // no sign-in even when its result and text read like one's.
+    if names_another_log(o) {
+        return ItemKind::Skipped;
+    }
     if !is_signin(o) {
         return ItemKind::Error(ParseErrorReason::NotSignin);
     }
@@ -143,6 +149,20 @@ fn names_a_signin(o: &Obj<'_>) -> bool {
         Some(c) => c.to_ascii_lowercase().contains("signin"),
         None => o.created.0.is_some() || o.properties.as_deref().is_some_and(|p| p.created.0.is_some()),
     }
+}
+
+/// Whether the record names a log that is not a sign-in log: its diagnostic `category`
+/// (or a Log Analytics row's `Category`) or, naming none, a Log Analytics row's table
+/// (`Type`). Every sign-in log's name says so (`SignInLogs`, `NonInteractiveUserSignInLogs`,
+/// `ServicePrincipalSignInLogs`, `ADFSSignInLogs`, the tables `SigninLogs`,
+/// `AADManagedIdentitySignInLogs`, …).
+fn names_another_log(o: &Obj<'_>) -> bool {
+    fn named<'s>(s: &'s LStr<'_>) -> Option<&'s str> {
+        s.get().map(str::trim).filter(|c| !c.is_empty())
+    }
+    let category = named(&o.category).or_else(|| o.properties.as_deref().and_then(|p| named(&p.category)));
+    let log = category.or_else(|| if o.time_generated.0.is_some() { named(&o.log_type) } else { None });
+    log.is_some_and(|l| !l.to_ascii_lowercase().contains("signin"))
 }
 
 /// `/tenants/<id>/providers/...` → `<id>`.

@@ -365,6 +365,9 @@ pub(crate) struct Obj<'a> {
     pub message_type: LStr<'a>,
     pub subsystem: LStr<'a>,
     pub category: LStr<'a>,
+    /// A Log Analytics row's table (`Type`: `SigninLogs`, `AuditLogs`,
+    /// `MicrosoftGraphActivityLogs`), which says what the row is when no `Category` does.
+    pub log_type: LStr<'a>,
     pub process_image_path: LStr<'a>,
     pub sender_image_path: LStr<'a>,
     /// A unified-log entry's `processID`: part of its key, which tells apart the same
@@ -419,6 +422,7 @@ impl Obj<'_> {
             message_type: self.message_type.into_static(),
             subsystem: self.subsystem.into_static(),
             category: self.category.into_static(),
+            log_type: self.log_type.into_static(),
             process_image_path: self.process_image_path.into_static(),
             sender_image_path: self.sender_image_path.into_static(),
             process_id: self.process_id,
@@ -460,6 +464,7 @@ pub(crate) enum F {
     MessageType,
     Subsystem,
     Category,
+    LogType,
     ProcessImagePath,
     SenderImagePath,
     ProcessId,
@@ -510,7 +515,7 @@ fn field_of_name(k: &[u8]) -> F {
     // lower-cased copy.
     let names: &[(&[u8], F)] = match k.len() {
         2 => &[(b"id", F::Id)],
-        4 => &[(b"time", F::Time)],
+        4 => &[(b"time", F::Time), (b"type", F::LogType)],
         5 => &[(b"appid", F::AppId), (b"value", F::Value)],
         6 => &[(b"status", F::Status)],
         7 => &[(b"records", F::Records)],
@@ -647,6 +652,7 @@ impl<'a> Obj<'a> {
             F::MessageType => &mut self.message_type,
             F::Subsystem => &mut self.subsystem,
             F::Category => &mut self.category,
+            F::LogType => &mut self.log_type,
             F::ProcessImagePath => &mut self.process_image_path,
             F::SenderImagePath => &mut self.sender_image_path,
             _ => return None,
@@ -970,6 +976,7 @@ mod tests {
             "messagetype" => F::MessageType,
             "subsystem" => F::Subsystem,
             "category" => F::Category,
+            "type" => F::LogType,
             "processimagepath" => F::ProcessImagePath,
             "senderimagepath" => F::SenderImagePath,
             "processid" => F::ProcessId,
@@ -1012,6 +1019,7 @@ mod tests {
         "messageType",
         "subsystem",
         "category",
+        "Type",
         "processImagePath",
         "senderImagePath",
         "processID",
@@ -1029,8 +1037,8 @@ mod tests {
     #[test]
     fn every_name_is_recognised_by_length() {
         let distinct: std::collections::HashSet<String> = NAMES.iter().map(|n| format!("{:?}", field_of(n))).collect();
-        // 37 fields plus `Other` (shared by the last four names).
-        assert_eq!(distinct.len(), 38, "{distinct:?}");
+        // 38 fields plus `Other` (shared by the last four names).
+        assert_eq!(distinct.len(), 39, "{distinct:?}");
     }
 
     proptest::proptest! {
