@@ -715,6 +715,16 @@ impl Tailer {
         for cp in lost {
             let exclude: HashSet<(u64, u64)> = self.tracked.keys().copied().collect();
             let Some((path, file, id)) = find_sibling(&cp, &exclude) else {
+                // A start-up checkpoint of a file gone from every matched path (moved out
+                // while passportd was stopped, or while it ran before): remembered as a
+                // generation drained in this run is, so that the file coming back is
+                // resumed where it was, not read again from 0.
+                if self.first_round {
+                    self.drained.push_back((now, cp));
+                    if self.drained.len() > MAX_DRAINED {
+                        self.drained.pop_front();
+                    }
+                }
                 continue;
             };
             // A checkpoint of a file followed while still empty, which a compressor then
