@@ -344,6 +344,35 @@ fn a_signin_without_a_result_is_a_parse_error_and_an_audit_record_is_skipped() {
     assert!(stderr.contains("not_signin") && stderr.contains("page.json"), "{stderr}");
 }
 
+/// After `replay` exits, the database file holds the whole store: a copy of the file and
+/// its key file (the README's backup) has every record, not just what a checkpoint of the
+/// write-ahead log had moved into it.
+#[test]
+fn a_replayed_store_copied_without_its_log_is_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/logs/entra/PT1H.json");
+    let db = dir.path().join("p.db");
+    let first = json(&passportd_env(
+        dir.path(),
+        &["replay", "--json", input.to_str().unwrap()],
+        &[("PASSPORTD_STORAGE__PATH", db.as_os_str())],
+    ));
+    assert!(first["records"].as_u64().unwrap() > 0, "{first}");
+    let wal = std::fs::metadata(dir.path().join("p.db-wal")).map_or(0, |m| m.len());
+    assert_eq!(wal, 0, "the write-ahead log is checkpointed into the file at exit");
+
+    let copy = tempfile::tempdir().unwrap();
+    std::fs::copy(&db, copy.path().join("p.db")).unwrap();
+    std::fs::copy(dir.path().join("p.db.key"), copy.path().join("p.db.key")).unwrap();
+    let again = json(&passportd_env(
+        copy.path(),
+        &["replay", "--json", input.to_str().unwrap()],
+        &[("PASSPORTD_STORAGE__PATH", copy.path().join("p.db").as_os_str())],
+    ));
+    assert_eq!(again["records"], 0, "{again}");
+    assert_eq!(again["duplicates"], first["records"], "{again}");
+}
+
 /// Diagnostic settings streaming every category to one Event Hub, or a Log Analytics
 /// export of several tables, mix records of other logs in with the sign-ins. Those are
 /// skipped even when their result and text read like a failure's (a provisioning failure

@@ -2363,6 +2363,23 @@ mod tests {
         assert!(!plan.contains("SCAN i") && !plan.contains("SCAN incidents"), "{plan}");
     }
 
+    /// A full disk makes SQLite roll the whole transaction back itself; sqlx still counts
+    /// it open, and every BEGIN on that connection failed from then on ("non-zero
+    /// transaction depth") until a restart. The writer gets a working connection instead.
+    #[tokio::test]
+    async fn a_transaction_sqlite_rolled_back_itself_does_not_wedge_the_writer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = empty_store(&dir).await;
+        let mut tx = store.begin_write().await.expect("begin");
+        // SQLite ends the transaction behind sqlx's back, as it does on a full disk.
+        sqlx::query("ROLLBACK").execute(&mut *tx.0).await.expect("rollback");
+        drop(tx);
+        for _ in 0..3 {
+            let tx = store.begin_write().await.expect("a write after the failed one begins");
+            tx.commit().await.expect("and commits");
+        }
+    }
+
     /// The duplicate check seeks the uniqueness index once per key.
     #[tokio::test]
     async fn the_duplicate_check_seeks_the_uniqueness_index() {

@@ -494,6 +494,7 @@ impl Store {
             let opened = SqlitePoolOptions::new()
                 .max_connections(4)
                 .min_connections(1)
+                .before_acquire(|conn, _| Box::pin(outside_any_transaction(conn)))
                 .connect_with(options.clone())
                 .await
                 .map_err(|source| StoreError::Open { path: path.to_path_buf(), source });
@@ -518,6 +519,7 @@ impl Store {
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
+            .before_acquire(|conn, _| Box::pin(outside_any_transaction(conn)))
             // Each writer connection numbers itself (the pool replaces connections as they
             // age), so the write path knows when its copy of the detectors' recent past
             // was made on another connection, whose `data_version` counts differently.
@@ -562,8 +564,15 @@ impl Store {
         recent::lock(&self.recent).entries()
     }
 
-    /// Closes the pools (after the last commit).
+    /// Closes the pools (after the last commit), first moving everything committed from
+    /// the write-ahead log into the database file: a copy of the file (and its key file)
+    /// taken after a one-shot command then holds the whole store.
     pub async fn close(&self) {
+        // Best effort: a reader elsewhere (an operator's `sqlite3`) may keep the log busy;
+        // its content is then still in `-wal` beside the file, as before.
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.writer).await {
+            tracing::debug!(error = %e, "the write-ahead log was not checkpointed at close");
+        }
         self.writer.close().await;
         self.pool.close().await;
     }
@@ -911,6 +920,19 @@ impl Store {
         tx.commit().await?;
         Ok(changed)
     }
+}
+
+/// Whether a pooled connection may be handed out again: not while sqlx counts a
+/// transaction open on it. SQLite rolls a transaction back by itself on some errors (a
+/// full disk); sqlx's rollback of it then fails and its count stays at one, and every
+/// BEGIN on that connection would fail until a restart. Such a connection is closed and
+/// replaced instead.
+async fn outside_any_transaction(conn: &mut sqlx::SqliteConnection) -> Result<bool, sqlx::Error> {
+    use sqlx::{Connection, TransactionManager};
+    // A round trip through the connection's worker first: the rollback a dropped
+    // transaction queued has then run, and the count is settled.
+    conn.ping().await?;
+    Ok(<sqlx::Sqlite as sqlx::Database>::TransactionManager::get_transaction_depth(conn) == 0)
 }
 
 #[cfg(test)]
