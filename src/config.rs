@@ -1203,6 +1203,18 @@ impl Settings {
         if self.log.level.parse::<tracing_subscriber::EnvFilter>().is_err() {
             return Err(invalid("log.level".into(), format!("invalid filter {:?}", self.log.level)));
         }
+        // A bare word is a target to the filter, which then logs nothing else: `warning`
+        // would silence every error. Only a level may stand alone.
+        const LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "off"];
+        let bare_word = |d: &&str| !d.contains(['=', '[', ':']) && !LEVELS.iter().any(|l| d.eq_ignore_ascii_case(l));
+        if let Some(word) = self.log.level.split(',').map(str::trim).filter(|d| !d.is_empty()).find(bare_word) {
+            return Err(invalid(
+                "log.level".into(),
+                format!(
+                    "{word:?} is not a level (trace, debug, info, warn, error or off); a module's level is written `passportd=debug`"
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -1397,6 +1409,19 @@ mod tests {
         // A typed key still refuses text, naming the key.
         let err = from_parts("", "t.toml", &env(&[("PASSPORTD_STORAGE__BATCH_MAX_RECORDS", "lots")])).unwrap_err();
         assert!(err.to_string().contains("batch_max_records"), "{err}");
+    }
+
+    /// A word that is no level (`warning`) would be a target to the log filter, which then
+    /// logs nothing else, errors included: it is refused, naming the key.
+    #[test]
+    fn a_log_level_that_is_no_level_is_refused() {
+        for level in ["warning", "notice", "critical", "infoo", "warn,debugg"] {
+            let err = from_parts(&format!("[log]\nlevel = {level:?}\n"), "t.toml", &[]).unwrap_err().to_string();
+            assert!(err.contains("log.level") && err.contains("is not a level"), "{level}: {err}");
+        }
+        for level in ["warn", "INFO", "off", "warn,passportd=debug", "info,passportd::ingest::tail=trace"] {
+            from_parts(&format!("[log]\nlevel = {level:?}\n"), "t.toml", &[]).expect(level);
+        }
     }
 
     /// A secret written unquoted is an error that names the key and line, never the value;
