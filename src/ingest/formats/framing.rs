@@ -486,7 +486,14 @@ impl StreamDecoder {
     pub fn flush(&mut self, out: &mut Vec<DecodedItem>) {
         // A line still being written after a held message may be its next line ("Trace
         // ID", "Correlation ID: …" arriving in two writes): the message waits for it.
-        let line_in_progress = self.pos < self.buf.len() || self.pending.is_some_and(|p| p.in_line);
+        // A line being written that already starts with a timestamp is the next record's
+        // head, not the held message's next line: the message is whole (a block-buffered
+        // writer's block may end anywhere in the next line, and wait long for the rest).
+        let next_record_begun = self.pending.is_some_and(|p| !p.in_line)
+            && self.text_ok()
+            && leading_timestamp_len(&self.buf[self.pos..]).is_some();
+        let line_in_progress =
+            (self.pos < self.buf.len() && !next_record_begun) || self.pending.is_some_and(|p| p.in_line);
         if self.pending.is_some() && !line_in_progress {
             self.emit_pending(out);
             self.mark();
