@@ -585,6 +585,51 @@ fn a_passport_message_written_line_by_line_is_one_record() {
     assert_eq!(h.parse_errors(), 0.0);
 }
 
+/// A block-buffered writer's block may end inside the next message's first line, and the
+/// rest come much later: the message before it is whole (the line being written starts
+/// with a timestamp, a record of its own) and is stored once the file is idle, not held
+/// until the next block.
+#[test]
+fn a_message_before_a_half_written_record_is_stored_once_idle() {
+    let mut h = Harness::new("mac.log", "format = \"passport\"");
+    let first = "2026-03-04 08:15:02.123456-0800  mac-1 SecurityAgent[612]: (KandjiPassport) [io.kandji.passport:auth] \
+                 Token request failed: AADSTS50126: Error validating credentials due to invalid username or password.\n";
+    let second =
+        "2026-03-04 08:15:03.200000-0800  mac-1 SecurityAgent[612]: (KandjiPassport) [io.kandji.passport:auth] \
+                  Token request failed: AADSTS50076: Due to a configuration change made by your administrator.\n";
+    h.append("mac.log", &format!("{first}{}", &second[..80]));
+    poll_until_stored(&mut h, "the whole first message", |rows| !rows.is_empty());
+    assert_eq!(codes_and_correlations(&h), vec![(Some(50126), None)]);
+    h.append("mac.log", &second[80..]);
+    poll_until_stored(&mut h, "the second message", |rows| rows.len() >= 2);
+    h.stop();
+    assert_eq!(codes_and_correlations(&h), vec![(Some(50126), None), (Some(50076), None)]);
+    assert_eq!(h.parse_errors(), 0.0);
+}
+
+/// A file emptied in place (`: > file`, no copy kept) while a message it held was waiting
+/// for the rest of its body: the message was read before its bytes were destroyed, and is
+/// stored, not dropped with them.
+#[test]
+fn a_held_message_survives_its_file_being_emptied_without_a_copy() {
+    let mut h = Harness::new("mac.log", "format = \"passport\"");
+    let held = "2026-05-04 08:17:02.123456-0800  localhost SecurityAgent[612]: (KandjiPassport) \
+                [io.kandji.passport:auth] Token request failed: {\"error\":\"invalid_grant\",\"error_description\":\
+                \"AADSTS50126: Error validating credentials due to invalid username or password. Trace ID: 11\n";
+    h.append("mac.log", held);
+    poll_for(&mut h, std::time::Duration::from_millis(500));
+    assert!(codes_and_correlations(&h).is_empty(), "held for the rest of its body");
+    truncate(&h, "mac.log");
+    h.append(
+        "mac.log",
+        "2026-05-04 08:18:02.123456-0800  localhost SecurityAgent[612]: (KandjiPassport) \
+         [io.kandji.passport:auth] Token request failed: AADSTS50076: MFA required.\n",
+    );
+    poll_until_stored(&mut h, "both messages", |rows| rows.len() >= 2);
+    h.stop();
+    assert_eq!(codes_and_correlations(&h), vec![(Some(50126), None), (Some(50076), None)]);
+}
+
 /// A file rewritten in place with new content of the same size, its modification time set
 /// back to what it was (or a file system whose mtime ticks coarsely): the status-change
 /// time still tells, and the new content is read.

@@ -277,7 +277,7 @@ impl Tailer {
         let tracked = &self.tracked;
         // A followed file renamed away keeps its count, or it would wait for ever.
         self.deferred.retain(|k, _| seen.contains_key(k) || tracked.contains_key(k));
-        self.reconcile_tracked(&seen, now);
+        self.reconcile_tracked(&seen, now)?;
         self.adopt_new(&seen, now)?;
         self.vet_pending();
         self.recover_lost(now)?;
@@ -360,7 +360,7 @@ impl Tailer {
 
     /// Followed generations against what the scan found: renames, disappearances,
     /// truncations and in-place rewrites (which start a new generation).
-    fn reconcile_tracked(&mut self, seen: &Seen, now: Instant) {
+    fn reconcile_tracked(&mut self, seen: &Seen, now: Instant) -> Result<(), ReadError> {
         let mut reset = Vec::new();
         for (key, t) in self.tracked.iter_mut() {
             let Some((path, meta)) = seen.get(key) else {
@@ -391,14 +391,27 @@ impl Tailer {
             }
         }
         for key in reset {
-            if let Some(t) = self.tracked.remove(&key) {
+            if let Some(mut t) = self.tracked.remove(&key) {
                 self.metrics.tail_truncations.with_label_values(&[&self.name]).inc();
                 self.metrics.tail_generation_resets.with_label_values(&[&self.name]).inc();
                 tracing::info!(source = %self.name, path = %t.reader.path.display(), key = %t.reader.key, "file truncated or rewritten; reading its new content from the start");
+                // A record read whole and held for a next line (a Passport message waiting
+                // for its Trace ID, or for the rest of an open body) was read before the
+                // bytes were destroyed: with no copy of them beside the file (copytruncate
+                // makes its copy first, and the copy is read from the committed offset,
+                // held record and what followed it included), it is emitted, not dropped.
+                let mut exclude: HashSet<(u64, u64)> = self.tracked.keys().copied().collect();
+                exclude.insert(key);
+                if find_sibling(&t.reader.checkpoint(), &exclude).is_none() {
+                    if let Some(chunk) = t.reader.flush(&self.normalizer) {
+                        self.send(chunk)?;
+                    }
+                }
                 // Its unread bytes may live on in a copy (copytruncate): look for it.
                 self.lost.push(t.reader.checkpoint());
             }
         }
+        Ok(())
     }
 
     /// Inodes seen for the first time: a start-up checkpoint (same inode and content),
@@ -1326,7 +1339,7 @@ mod tests {
         let now = Instant::now();
         tailer.round += 1;
         let seen = tailer.scan();
-        tailer.reconcile_tracked(&seen, now);
+        tailer.reconcile_tracked(&seen, now).unwrap();
         tailer.adopt_new(&seen, now).unwrap();
         tailer.vet_pending();
         tailer.recover_lost(now).unwrap();
