@@ -344,6 +344,43 @@ fn a_signin_without_a_result_is_a_parse_error_and_an_audit_record_is_skipped() {
     assert!(stderr.contains("not_signin") && stderr.contains("page.json"), "{stderr}");
 }
 
+/// Failures without a code that the catalogue places in different entries (security
+/// defaults against a Conditional Access policy) are different problems with different
+/// fixes: each opens its own incident, titled by its own entry.
+#[test]
+fn failures_without_a_code_from_different_entries_are_different_incidents() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = |t: &str, msg: &str| {
+        format!(
+            r#"{{"timestamp":"2026-03-04 08:{t}.000000-0800","messageType":"Error","eventMessage":"{msg}","subsystem":"io.kandji.passport","category":"auth","processID":612,"senderImagePath":"/Library/Security/SecurityAgentPlugins/KandjiPassport.bundle/Contents/MacOS/KandjiPassport"}}"#
+        ) + "\n"
+    };
+    let text = line("00:00", "Sign in failed: Access has been blocked by security defaults. Security defaults are enabled.")
+        + &line(
+            "00:05",
+            "Sign in failed: Access has been blocked by Conditional Access policies. The access policy does not allow token issuance.",
+        )
+        + &line("00:09", "Sign in failed: Access has been blocked by security defaults. Security defaults are enabled.");
+    let file = dir.path().join("mac.ndjson");
+    std::fs::write(&file, text).unwrap();
+    let db = dir.path().join("p.db");
+    let summary = json(&passportd_env(
+        dir.path(),
+        &["replay", "--json", "--format", "passport", file.to_str().unwrap()],
+        &[("PASSPORTD_STORAGE__PATH", db.as_os_str())],
+    ));
+    assert_eq!(summary["failures"], 3, "{summary}");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let incidents: Vec<(String, i64)> = rt.block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+        let rows =
+            sqlx::query_as("SELECT entry_id, event_count FROM incidents ORDER BY id").fetch_all(&pool).await.unwrap();
+        pool.close().await;
+        rows
+    });
+    assert_eq!(incidents, [("aadsts-530035".to_string(), 2), ("aadsts-53003".to_string(), 1)]);
+}
+
 /// After `replay` exits, the database file holds the whole store: a copy of the file and
 /// its key file (the README's backup) has every record, not just what a checkpoint of the
 /// write-ahead log had moved into it.

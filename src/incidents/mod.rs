@@ -114,12 +114,29 @@ pub const FINGERPRINT_VERSION: &str = "v1";
 
 /// Versioned fingerprint of what makes failures "the same problem". The source is
 /// deliberately not part of it: a Passport failure and its Entra record are one incident.
-pub fn fingerprint(category: Category, code: Option<u32>, app: Option<&str>, tenant: Option<&str>) -> String {
+///
+/// A failure without a code is told apart by the catalogue entry its text matched
+/// (`entry`): "blocked by security defaults" and "blocked by Conditional Access" share a
+/// category but not a fix, and one incident must not show the other's. A failure with a
+/// code ignores `entry` (its fingerprint is what it always was).
+pub fn fingerprint(
+    category: Category,
+    code: Option<u32>,
+    entry: Option<&str>,
+    app: Option<&str>,
+    tenant: Option<&str>,
+) -> String {
     let mut h = Sha256::new();
     h.update(category.as_str().as_bytes());
     h.update([0]);
-    if let Some(c) = code {
-        h.update(c.to_string().as_bytes());
+    match (code, entry) {
+        (Some(c), _) => h.update(c.to_string().as_bytes()),
+        // Not a number: no code's fingerprint can collide with it.
+        (None, Some(e)) => {
+            h.update(b"entry:");
+            h.update(e.as_bytes());
+        }
+        (None, None) => {}
     }
     h.update([0]);
     h.update(app.unwrap_or("").to_ascii_lowercase().as_bytes());
@@ -398,12 +415,17 @@ mod tests {
 
     #[test]
     fn fingerprint_ignores_case_of_app_and_tenant_but_not_code() {
-        let a = fingerprint(Category::MfaRequired, Some(50076), Some("Kandji Passport"), Some("T"));
-        let b = fingerprint(Category::MfaRequired, Some(50076), Some("kandji passport"), Some("t"));
-        let c = fingerprint(Category::MfaRequired, Some(50079), Some("Kandji Passport"), Some("T"));
+        let a = fingerprint(Category::MfaRequired, Some(50076), None, Some("Kandji Passport"), Some("T"));
+        let b = fingerprint(Category::MfaRequired, Some(50076), None, Some("kandji passport"), Some("t"));
+        let c = fingerprint(Category::MfaRequired, Some(50079), None, Some("Kandji Passport"), Some("T"));
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert!(a.starts_with("v1:"));
+        // Failures without a code are told apart by the entry their text matched.
+        let by = |entry| fingerprint(Category::ConditionalAccessBlock, None, entry, Some("app"), Some("t"));
+        assert_ne!(by(Some("aadsts-530035")), by(Some("aadsts-53003")));
+        assert_ne!(by(Some("aadsts-53003")), by(None));
+        assert_eq!(by(Some("aadsts-53003")), by(Some("aadsts-53003")));
     }
 
     /// Fingerprints are stored, and an incident is found by its fingerprint: computing
@@ -431,16 +453,23 @@ mod tests {
             let app_text = app.unwrap_or("").to_ascii_lowercase();
             let tenant_text = tenant.unwrap_or("").to_ascii_lowercase();
             assert_eq!(
-                fingerprint(category, code, app, tenant),
+                fingerprint(category, code, None, app, tenant),
                 first_written(&[category.as_str(), &code_text, &app_text, &tenant_text], "v1:")
             );
+            // A coded failure's entry changes nothing.
+            if code.is_some() {
+                assert_eq!(
+                    fingerprint(category, code, Some("x"), app, tenant),
+                    fingerprint(category, code, None, app, tenant)
+                );
+            }
         }
         assert_eq!(
             detector_fingerprint(Detector::BruteForce, "k"),
             first_written(&[Detector::BruteForce.as_str(), "k"], "v1:brute_force:")
         );
         assert_eq!(
-            fingerprint(Category::MfaRequired, Some(50076), Some("Kandji Passport"), Some("T")),
+            fingerprint(Category::MfaRequired, Some(50076), None, Some("Kandji Passport"), Some("T")),
             "v1:f35d223992e132ff620bb067"
         );
     }

@@ -160,6 +160,7 @@ impl StoredEvent {
             incidents::fingerprint(
                 event.category.unwrap_or(Category::Unclassified),
                 event.primary_code(),
+                event.entry_id.as_deref(),
                 event.app_id.as_deref().or(event.app_name.as_deref()),
                 event.tenant_id.as_deref(),
             )
@@ -1010,11 +1011,11 @@ pub(crate) mod tests {
         let failure = s(event(Outcome::Failure, Some("app-1"), Some("Name")));
         assert_eq!(failure.dedup_key(), Some("id:abc-1"));
         assert_eq!(failure.dedup_key().map(String::from), failure.event.dedup_key());
-        let expected = incidents::fingerprint(Category::MfaRequired, Some(50076), Some("app-1"), Some("Tenant"));
+        let expected = incidents::fingerprint(Category::MfaRequired, Some(50076), None, Some("app-1"), Some("Tenant"));
         assert_eq!(failure.fingerprint(), Some(expected.as_str()));
         // Without an app id, the app's name stands in for it.
         let by_name = s(event(Outcome::Failure, None, Some("Name")));
-        let expected = incidents::fingerprint(Category::MfaRequired, Some(50076), Some("Name"), Some("Tenant"));
+        let expected = incidents::fingerprint(Category::MfaRequired, Some(50076), None, Some("Name"), Some("Tenant"));
         assert_eq!(by_name.fingerprint(), Some(expected.as_str()));
         assert_eq!(s(event(Outcome::Interrupt, Some("app-1"), None)).fingerprint(), None);
         let mut anonymous = event(Outcome::Failure, None, None);
