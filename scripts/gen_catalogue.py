@@ -809,7 +809,10 @@ title = "Interaction required"
 remediation = "The identity provider answered interaction_required without a code: the sign-in needs an interactive step (usually MFA, sometimes a Conditional Access control) that the password grant cannot perform. Find the matching sign-in log entry for the exact reason; exclude the Passport app from the requirement or use Web Login."
 oauth_errors = ["interaction_required"]
 priority = -100
-examples = ['{"error":"interaction_required","error_description":"The request requires user interaction."}']
+examples = [
+  '{"error":"interaction_required","error_description":"The request requires user interaction."}',
+  'Token request failed: error=interaction_required',
+]
 
 [[entry]]
 id = "oauth-invalid-grant"
@@ -821,7 +824,11 @@ title = "Grant rejected"
 remediation = "The identity provider answered invalid_grant without a code. For the password grant this is most often a wrong password, sometimes missing consent. Find the matching sign-in log entry (by time or correlation ID) for the exact reason."
 oauth_errors = ["invalid_grant"]
 priority = -100
-examples = ['{"error":"invalid_grant","error_description":"Authentication failed."}']
+examples = [
+  '{"error":"invalid_grant","error_description":"Authentication failed."}',
+  'Token request failed: invalid_grant',
+  'Error Domain=MSALErrorDomain Code=-50002 "(null)" UserInfo={MSALOAuthErrorKey=invalid_grant}',
+]
 counter_examples = ['{"error":"invalid_grant","error_description":"The credentials provided were invalid."}']
 
 [[entry]]
@@ -869,8 +876,13 @@ passport_relevant = true
 title = "Identity provider unavailable"
 remediation = "The identity provider reported a server-side or temporary error. Retry; if it persists check the provider's service health."
 oauth_errors = ["server_error", "temporarily_unavailable"]
+patterns = ["\\bHTTP(?:/[0-9.]+)?:?\\s*(?:status\\s*)?(?:429|50[0234])\\b", "\\btoo many requests\\b", "\\b(?:503 )?service unavailable\\b"]
 priority = -100
-examples = ['{"error":"temporarily_unavailable","error_description":"The service is temporarily unavailable."}']
+examples = [
+  '{"error":"temporarily_unavailable","error_description":"The service is temporarily unavailable."}',
+  'Token request failed: HTTP 429 Too Many Requests',
+  'Token request failed: HTTP 503 Service Unavailable',
+]
 '''
 
 if __name__ == "__main__":

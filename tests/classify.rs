@@ -341,6 +341,21 @@ fn text_only_patterns_and_fallbacks() {
     });
     assert_eq!(r.entry.as_deref(), Some("oauth-invalid-grant"));
     assert!(r.reason.contains("weak fallback"));
+    // Named as a word of its own in plain text (an MSAL error, `error=…`), as the
+    // Passport decoder counts such a line a failure for it; not inside a longer word.
+    for (msg, want) in [
+        ("Token request failed: invalid_grant", Some("oauth-invalid-grant")),
+        ("Token request failed: error=interaction_required", Some("oauth-interaction-required")),
+        ("UserInfo={MSALOAuthErrorKey=invalid_grant, MSALOAuthSubErrorKey=basic_action}", Some("oauth-invalid-grant")),
+        ("Token request failed: unauthorized_client.", Some("oauth-client-rejected")),
+        ("Token request failed: HTTP 429 Too Many Requests", Some("oauth-server-error")),
+        ("Token request failed: HTTP/1.1 503", Some("oauth-server-error")),
+        ("Token request failed: my_invalid_grants", None),
+        ("Token request failed: HTTP 4290", None),
+    ] {
+        let r = classify(&c, msg);
+        assert_eq!(r.entry.as_deref(), want, "{msg}: {}", r.reason);
+    }
 }
 
 /// MSAL's `suberror` names the code a body without one stands for (CATALOGUE.md §2.4):

@@ -730,7 +730,10 @@ impl Classifier {
     }
 
     fn classify_text(&self, input: &ClassifyInput<'_>) -> Classification {
-        let oauth = input.oauth_error.or_else(|| input.message.and_then(oauth_error_in));
+        let oauth = input
+            .oauth_error
+            .or_else(|| input.message.and_then(oauth_error_in))
+            .or_else(|| input.message.and_then(|m| self.oauth_word_in(m)));
         let mut best: Option<Candidate> = None;
         let mut consider = |cand: Candidate, this: &Self| {
             if best.as_ref().map_or(true, |b| this.better(&cand, b)) {
@@ -808,6 +811,27 @@ impl Classifier {
 
     /// `None`: the entry's conditions do not hold. `Some(None)`: no conditions.
     #[allow(clippy::option_option)]
+    /// An OAuth `error` the catalogue knows, named as a word of its own in plain text
+    /// (`Token request failed: invalid_grant`, `error=interaction_required`, MSAL's
+    /// `MSALOAuthErrorKey=invalid_grant`) rather than in a JSON body: the first one written.
+    fn oauth_word_in<'m>(&self, message: &'m str) -> Option<&'m str> {
+        let lower = message.to_ascii_lowercase();
+        let bytes = lower.as_bytes();
+        let word_byte = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+        self.oauth
+            .keys()
+            .filter_map(|name| {
+                memmem::find_iter(bytes, name.as_bytes())
+                    .find(|&at| {
+                        let end = at + name.len();
+                        !(at > 0 && word_byte(bytes[at - 1])) && !bytes.get(end).is_some_and(|b| word_byte(*b))
+                    })
+                    .map(|at| (at, name.len()))
+            })
+            .min()
+            .and_then(|(at, len)| message.get(at..at + len))
+    }
+
     fn condition_for(&self, i: usize, input: &ClassifyInput<'_>, oauth: Option<&str>) -> Option<Option<String>> {
         match self.conditions.get(i) {
             Some(Some(cond)) => cond.check(input, oauth, &self.federated_domains).map(Some),
