@@ -221,11 +221,20 @@ fn pasted_text_is_judged_as_the_daemon_would_count_it() {
             r#"{"TimeGenerated":"2026-03-04T08:00:07Z","Id":"s8","Status":"System.Collections.Hashtable"}"#,
             "invalid_json",
         ),
+        // A record cut short, or with a trailing comma: not a JSON object at all.
+        (
+            r#"{"time":"2026-03-04T10:00:00Z","resultType":"0","properties":{"id":"t1","status":{"errorCode":0}"#,
+            "invalid_json",
+        ),
+        (r#"{"id":"t2","createdDateTime":"2026-03-04T10:00:00Z","status":{"errorCode":0},}"#, "invalid_json"),
     ] {
         assert_eq!(classify_text(&c, record).not_counted.as_deref(), Some(why), "{record}");
     }
     let token_body = classify_text(&c, &body(50076, "you must use multi-factor authentication"));
     assert_eq!((token_body.code, token_body.not_counted), (Some(50076), None));
+    // A token error body pasted in part is still a message.
+    let cut = &body(50076, "you must use multi-factor authentication")[..60];
+    assert_eq!(classify_text(&c, cut).not_counted, None, "{cut}");
 }
 
 #[test]

@@ -135,23 +135,39 @@ fn rejected_record(text: &str, reason: crate::ingest::formats::ParseErrorReason)
     ) {
         return None;
     }
-    let object = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text.trim()).ok()?;
+    let Ok(object) = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text.trim()) else {
+        // Text that is no whole JSON object (cut short, a trailing comma): a record the
+        // daemon could not decode, unless it starts as a token endpoint's error body does
+        // (a message pasted in part).
+        let token_error = first_key(text).is_some_and(|k| TOKEN_ERROR_KEYS.iter().any(|t| k.eq_ignore_ascii_case(t)));
+        return (reason == ParseErrorReason::InvalidJson && !token_error).then(|| reason.as_str());
+    };
     // An OAuth error response: an `error` and only the keys such a response carries (a
     // sign-in record with a stray `error` key is still a record).
-    const TOKEN_ERROR_KEYS: &[&str] = &[
-        "error",
-        "error_description",
-        "error_codes",
-        "error_uri",
-        "suberror",
-        "timestamp",
-        "trace_id",
-        "correlation_id",
-        "claims",
-    ];
     let is_token_key = |k: &String| TOKEN_ERROR_KEYS.iter().any(|t| k.eq_ignore_ascii_case(t));
     let token_error_body = object.keys().any(|k| k.eq_ignore_ascii_case("error")) && object.keys().all(is_token_key);
     (!token_error_body).then(|| reason.as_str())
+}
+
+/// The keys a token endpoint's OAuth error body carries.
+const TOKEN_ERROR_KEYS: &[&str] = &[
+    "error",
+    "error_description",
+    "error_codes",
+    "error_uri",
+    "suberror",
+    "timestamp",
+    "trace_id",
+    "correlation_id",
+    "claims",
+];
+
+/// The first key of the JSON object (or of the first object of an array) `text` starts
+/// with, as far as it is written.
+fn first_key(text: &str) -> Option<&str> {
+    let rest = text.trim_start().strip_prefix('[').map_or(text.trim_start(), str::trim_start);
+    let rest = rest.strip_prefix('{')?.trim_start().strip_prefix('"')?;
+    rest.find('"').map(|end| &rest[..end])
 }
 
 /// The documentation link for an AADSTS code.
