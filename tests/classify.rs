@@ -437,14 +437,15 @@ remediation = "Open a ticket in the ACME portal."
     );
     let cat = Catalogue::load(&[f.path().to_owned()]).unwrap();
     let shipped = Catalogue::from_shipped().unwrap();
-    assert_eq!(cat.len(), shipped.len() + 2, "two entries added");
+    assert_eq!(cat.len(), shipped.len() + 1, "two entries added, one overridden");
     let e = cat.entry("aadsts-50076").unwrap();
     assert_eq!(e.remediation, "Call the identity team on extension 4242.");
     assert_eq!(e.title, "MFA required", "untouched fields keep their shipped value");
     assert_eq!(e.source, f.path().display().to_string());
     assert_eq!(cat.entry_for_code(50053).unwrap().id, "acme-locked");
-    // The shipped entry lost its code but keeps matching text without a code.
-    assert!(cat.entry("aadsts-50053").unwrap().codes.is_empty());
+    // The shipped entry lost its only code: it is overridden, and the entry that claimed
+    // the code matches its text without a code too.
+    assert!(cat.entry("aadsts-50053").is_none());
 
     let c = Classifier::new(Arc::new(cat), Vec::new());
     let r = classify(&c, &body(50076, "you must use multi-factor authentication"));
@@ -452,7 +453,30 @@ remediation = "Open a ticket in the ACME portal."
     let r = classify(&c, "acme-err-3: vpn down");
     assert_eq!(r.entry.as_deref(), Some("acme-vpn-required"));
     assert_eq!(classify(&c, "AADSTS50053: locked").entry.as_deref(), Some("acme-locked"));
-    assert_eq!(classify(&c, "Your account is locked.").entry.as_deref(), Some("aadsts-50053"));
+    assert_eq!(classify(&c, "Your account is locked.").entry.as_deref(), Some("acme-locked"));
+}
+
+/// An entry that claims a shipped entry's code in another category overrides it for the
+/// failure's text without a code as well: one error never lands in two categories.
+#[test]
+fn claiming_a_code_takes_over_the_text_of_the_entry_it_overrides() {
+    let f = write_temp(
+        r#"
+[[entry]]
+id = "ours-mfa"
+codes = [50076]
+category = "conditional_access_block"
+title = "Ours: MFA via CA"
+remediation = "Our runbook."
+"#,
+    );
+    let c = Classifier::new(Arc::new(Catalogue::load(&[f.path().to_owned()]).unwrap()), Vec::new());
+    let text = "Due to a configuration change made by your administrator, or because you moved to a new location, \
+                you must use multi-factor authentication to access 'x'.";
+    for msg in [format!("AADSTS50076: {text}"), text.to_string()] {
+        let r = classify(&c, &msg);
+        assert_eq!((r.entry.as_deref(), r.category), (Some("ours-mfa"), Category::ConditionalAccessBlock), "{msg}");
+    }
 }
 
 /// A file that patches a shipped entry without listing codes claims none: a new entry in

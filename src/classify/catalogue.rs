@@ -31,7 +31,10 @@
 //! In an operator file (`[catalogue] extra_paths`), an entry whose `id` already exists is a
 //! patch: only the keys it gives replace the earlier values. A new id must give at least
 //! `category`, `title` and `remediation` plus something to match on. An operator entry
-//! without conditions that lists a code claimed by another entry takes that code over.
+//! without conditions that lists a code claimed by another entry takes that code over; an
+//! entry left with no code is overridden: the entry that took its first code also takes
+//! its `patterns` and `oauth_errors` (the same failure's text without its code), and it is
+//! dropped, unless the same file patched it by id.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -521,6 +524,8 @@ fn merge_layer(merged: &mut Vec<Entry>, text: &str, origin: &str, patching: bool
     }
 
     let mut ids_in_file: HashMap<String, String> = HashMap::new();
+    // Entries this file patched (by id): kept, whatever codes they lose.
+    let mut patched: HashSet<usize> = HashSet::new();
     // Each entry this file set, with its line.
     let mut touched: Vec<(usize, usize)> = Vec::new();
     // Entries come in file order: count the newlines since the previous entry only
@@ -556,6 +561,7 @@ fn merge_layer(merged: &mut Vec<Entry>, text: &str, origin: &str, patching: bool
         match existing {
             Some(i) => {
                 merged[i] = entry;
+                patched.insert(i);
                 // A patch that does not list codes claims none: the codes it inherits
                 // follow the cross-file rule below, as an untouched entry's do.
                 if gives_codes {
@@ -593,21 +599,47 @@ fn merge_layer(merged: &mut Vec<Entry>, text: &str, origin: &str, patching: bool
         }
     }
 
-    // Across files, the later file wins a contested code.
+    // Across files, the later file wins a contested code. An entry that loses all its
+    // codes is overridden: the entry that claimed them (its first code's) also takes its
+    // message patterns and OAuth errors, so that the same failure without its code (the
+    // text alone) reaches the overriding entry too, not the overridden one.
     let touched_set: HashSet<usize> = touched.iter().map(|(i, _)| *i).collect();
-    let mut emptied = Vec::new();
+    let mut emptied: Vec<(usize, Option<usize>)> = Vec::new();
     for (i, e) in merged.iter_mut().enumerate() {
         if touched_set.contains(&i) || e.conditions.is_some() {
             continue;
         }
+        let first_code = e.codes.first().copied();
         let before = e.codes.len();
         e.codes.retain(|c| !claims.contains_key(c));
-        if e.codes.len() != before && e.codes.is_empty() && e.patterns.is_empty() && e.oauth_errors.is_empty() {
-            emptied.push(i);
+        if e.codes.len() != before && e.codes.is_empty() {
+            if patched.contains(&i) {
+                // Kept on purpose by this very file: it matches text, as it was patched to.
+                continue;
+            }
+            emptied.push((i, first_code.and_then(|c| claims.get(&c).copied())));
         }
     }
-    for i in emptied.into_iter().rev() {
-        tracing::debug!(entry = %merged[i].id, origin, "catalogue entry lost all its codes to a later file; dropped");
+    for &(i, claimer) in &emptied {
+        let Some(claimer) = claimer else {
+            continue;
+        };
+        let (patterns, oauth_errors) = (merged[i].patterns.clone(), merged[i].oauth_errors.clone());
+        let taker = &mut merged[claimer];
+        for p in patterns {
+            if !taker.patterns.contains(&p) {
+                taker.patterns.push(p);
+            }
+        }
+        for o in oauth_errors {
+            if !taker.oauth_errors.iter().any(|t| t.eq_ignore_ascii_case(&o)) {
+                taker.oauth_errors.push(o);
+            }
+        }
+    }
+    for &(i, claimer) in emptied.iter().rev() {
+        let by = claimer.map(|c| merged[c].id.clone()).unwrap_or_default();
+        tracing::debug!(entry = %merged[i].id, by = %by, origin, "catalogue entry lost all its codes to a later file; overridden");
         merged.remove(i);
     }
     Ok(())
