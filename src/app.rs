@@ -169,10 +169,56 @@ impl Core {
                     Ok(changed) => tracing::info!(entries = n, incidents_updated = changed, "catalogue reloaded"),
                     Err(e) => tracing::warn!(error = %e, "catalogue reloaded; refreshing incident texts failed"),
                 }
+                self.retarget_incidents_of_removed_entries(current.catalogue()).await;
             }
             Err(e) => {
                 self.metrics.catalogue_reloads.with_label_values(&["error"]).inc();
                 tracing::error!(error = %e, "catalogue reload failed; keeping the previous catalogue");
+            }
+        }
+    }
+}
+
+impl Core {
+    /// An incident whose entry the reload removed (an operator override taken out) would
+    /// go on showing that entry's title and fix, and gather new failures under them: it
+    /// is handed to the entry that now serves its code, when that entry groups its
+    /// failures under the same category (else its failures now open an incident of
+    /// their own, and it keeps what it had, as an `unclassified` one does).
+    async fn retarget_incidents_of_removed_entries(&self, catalogue: &crate::classify::catalogue::Catalogue) {
+        let known: std::collections::HashSet<&str> = catalogue.entries().iter().map(|e| e.id.as_str()).collect();
+        let orphans = match self.store.incidents_of_removed_entries(&known).await {
+            Ok(orphans) => orphans,
+            Err(e) => {
+                tracing::warn!(error = %e, "catalogue reloaded; finding incidents of removed entries failed");
+                return;
+            }
+        };
+        let moves: Vec<(i64, String, String, String, String)> = orphans
+            .into_iter()
+            .filter_map(|(id, code, category)| {
+                let entry = catalogue.entry_for_code(u32::try_from(code?).ok()?)?;
+                (entry.category.as_str() == category).then(|| {
+                    (
+                        id,
+                        entry.id.clone(),
+                        entry.title.clone(),
+                        entry.severity.as_str().to_string(),
+                        entry.remediation.clone(),
+                    )
+                })
+            })
+            .collect();
+        if moves.is_empty() {
+            return;
+        }
+        match self.store.retarget_incidents(&moves).await {
+            Ok(changed) => tracing::info!(
+                incidents_updated = changed,
+                "incidents of removed catalogue entries handed to their code's entry"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "catalogue reloaded; handing over incidents of removed entries failed")
             }
         }
     }

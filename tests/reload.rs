@@ -7,6 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{poll_until, sample, settings, TestServer};
+use passportd::classify::catalogue::Catalogue;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_catalogue_changes_apply_live_and_invalid_ones_are_refused() {
@@ -89,6 +90,48 @@ async fn operator_catalogue_changes_apply_live_and_invalid_ones_are_refused() {
         .await
         .unwrap();
     assert_eq!(c["remediation"], "Version two of our fix.", "CLI, API and pipeline share the live catalogue");
+    server.stop().await;
+}
+
+/// An operator entry taken out by a reload: the open incident it titled is handed to the
+/// shipped entry that serves its code again, texts included, and new failures join it
+/// under them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incident_of_a_removed_operator_entry_takes_its_codes_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let ours = dir.path().join("ours.toml");
+    std::fs::write(
+        &ours,
+        "[[entry]]\nid = \"ours-50076\"\ncodes = [50076]\ncategory = \"mfa_required\"\ntitle = \"Ours\"\n\
+         remediation = \"OURS remediation.\"\n",
+    )
+    .unwrap();
+    let server = TestServer::start(settings(&format!(
+        "[storage]\npath = \"{}\"\n[catalogue]\nextra_paths = [\"{}\"]\n",
+        dir.path().join("p.db").display(),
+        ours.display()
+    )))
+    .await;
+    let body = std::fs::read_to_string(common::fixtures().join("e2e/entra.json")).unwrap();
+    let r = server.client.post(format!("{}/api/v1/ingest/http", server.base)).body(body).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let i = server.get_json("/api/v1/incidents?category=mfa_required").await;
+    assert_eq!(i["items"][0]["remediation"], "OURS remediation.", "{i}");
+
+    std::fs::write(&ours, "# nothing of ours any more\n").unwrap();
+    let shipped = Catalogue::from_shipped().unwrap();
+    let want = shipped.entry("aadsts-50076").unwrap().remediation.clone();
+    poll_until("the shipped remediation", Duration::from_secs(10), || async {
+        let i = server.get_json("/api/v1/incidents?category=mfa_required").await;
+        (i["items"][0]["remediation"] == want.as_str()).then_some(())
+    })
+    .await;
+    let i = server.get_json("/api/v1/incidents?category=mfa_required").await;
+    assert_eq!(
+        (i["items"][0]["title"].as_str(), i["items"].as_array().unwrap().len()),
+        (Some("MFA required"), 1),
+        "{i}"
+    );
     server.stop().await;
 }
 

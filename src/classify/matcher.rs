@@ -824,7 +824,9 @@ impl Classifier {
                 memmem::find_iter(bytes, name.as_bytes())
                     .find(|&at| {
                         let end = at + name.len();
-                        !(at > 0 && word_byte(bytes[at - 1])) && !bytes.get(end).is_some_and(|b| word_byte(*b))
+                        let glued_before = at.checked_sub(1).is_some_and(|i| word_byte(bytes[i]));
+                        let glued_after = bytes.get(end).is_some_and(|b| word_byte(*b));
+                        !glued_before && !glued_after
                     })
                     .map(|at| (at, name.len()))
             })

@@ -9,7 +9,7 @@ mod commit;
 pub mod queries;
 mod recent;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -894,6 +894,49 @@ impl Store {
             }
             tokio::task::yield_now().await;
         }
+    }
+
+    /// Active (open or acknowledged) incidents whose catalogue entry is none of `known`
+    /// (an operator entry removed by a reload): `(id, primary code, category)`.
+    pub async fn incidents_of_removed_entries(
+        &self,
+        known: &HashSet<&str>,
+    ) -> Result<Vec<(i64, Option<i64>, String)>, StoreError> {
+        let rows: Vec<(i64, String, Option<i64>, String)> = sqlx::query_as(
+            "SELECT id, entry_id, code, category FROM incidents
+             WHERE status IN ('open', 'acknowledged') AND entry_id IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter(|(_, entry, _, _)| !known.contains(entry.as_str()))
+            .map(|(id, _, code, category)| (id, code, category))
+            .collect())
+    }
+
+    /// Points each incident `(id, entry, title, severity, remediation)` at another
+    /// catalogue entry, with its texts (an incident whose entry a reload removed, taken
+    /// over by the entry now serving its code).
+    pub async fn retarget_incidents(&self, moves: &[(i64, String, String, String, String)]) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut changed = 0;
+        for (id, entry, title, severity, remediation) in moves {
+            changed += sqlx::query(
+                "UPDATE incidents SET entry_id = ?, title = ?, severity = ?, remediation = ?
+                 WHERE id = ? AND status IN ('open', 'acknowledged')",
+            )
+            .bind(entry)
+            .bind(title)
+            .bind(severity)
+            .bind(remediation)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(changed)
     }
 
     /// After a catalogue reload: active incidents take the new title, severity and
