@@ -230,9 +230,10 @@ fn env_overrides_apply() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("server.listen"));
 }
 
-/// An operator entry that takes over a shipped code is what overriding means: check-config
-/// notes the shipped examples it now decides and exits 0. An operator's own example that
-/// does not hold is an error naming the entry.
+/// An operator entry that takes over a shipped code, or a shipped entry's text, is what
+/// overriding means: check-config exits 0, noting the shipped examples another entry now
+/// decides (one that took a code over whole replaces its entry, examples and all). An
+/// operator's own example that does not hold is an error naming the entry.
 #[test]
 fn check_config_notes_overridden_examples_and_refuses_broken_operator_ones() {
     let dir = tempfile::tempdir().unwrap();
@@ -241,16 +242,19 @@ fn check_config_notes_overridden_examples_and_refuses_broken_operator_ones() {
     std::fs::write(&cfg, format!("[catalogue]\nextra_paths = [\"{}\"]\n", ours.display())).unwrap();
     let entry = "[[entry]]\nid = \"ours-50076\"\ncodes = [50076]\ncategory = \"mfa_required\"\n\
                  title = \"MFA (ours)\"\nremediation = \"Use the kiosk account.\"\n";
-    std::fs::write(&ours, entry).unwrap();
+    let okta = "[[entry]]\nid = \"ours-okta\"\ncategory = \"invalid_credentials\"\ntitle = \"Okta (ours)\"\n\
+                remediation = \"Reset it in Okta.\"\npatterns = [\"the credentials provided were invalid\"]\npriority = 50\n";
+    std::fs::write(&ours, format!("{entry}\n{okta}")).unwrap();
     let out = passportd(dir.path(), &["check-config", "--config", cfg.to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("note:") && stdout.contains("aadsts-50076"), "{stdout}");
+    assert!(stdout.contains("note:") && stdout.contains("okta-invalid-credentials"), "{stdout}");
+    assert!(!stdout.contains("aadsts-50076"), "replaced whole, its examples with it: {stdout}");
     // The default relative store path, as this process resolves it (its working directory).
     let database = dir.path().canonicalize().unwrap().join("passportd.db");
     assert!(stdout.contains(&format!("database: {}", database.display())), "{stdout}");
 
-    std::fs::write(&ours, format!("{entry}examples = [\"AADSTS50126: wrong password\"]\n")).unwrap();
+    std::fs::write(&ours, format!("{entry}examples = [\"AADSTS50126: wrong password\"]\n\n{okta}")).unwrap();
     let out = passportd(dir.path(), &["check-config", "--config", cfg.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
@@ -721,7 +725,7 @@ fn a_passport_failure_no_entry_places_counts_as_unclassified() {
     let fault = passport_ndjson(
         "2026-03-04 08:15:04.123456-0800",
         "Fault",
-        "Unexpected response from identity provider (HTTP 500)",
+        "Unexpected response from identity provider (HTTP 418)",
     );
     let chatter = passport_ndjson("2026-03-04 08:15:05.123456-0800", "Default", "Refreshing the login window");
     std::fs::write(&ndjson, format!("{fault}\n{chatter}\n")).unwrap();
