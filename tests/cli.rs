@@ -348,6 +348,32 @@ fn a_signin_without_a_result_is_a_parse_error_and_an_audit_record_is_skipped() {
     assert!(stderr.contains("not_signin") && stderr.contains("page.json"), "{stderr}");
 }
 
+/// A line in no layout `log` writes (here `/var/log/system.log`'s) is an `unknown_format`
+/// error under `format = "passport"` as under `auto`: counted and warned of, so failures
+/// in it are not passed over in silence.
+#[test]
+fn lines_of_another_layout_are_errors_under_the_passport_format_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("system.log");
+    std::fs::write(
+        &file,
+        "Mar  4 08:15:02 mac-lab-07 SecurityAgent[612]: (KandjiPassport) [io.kandji.passport:auth] Token request failed: AADSTS50126: Error validating credentials.\n\
+         2026-03-04 08:15:03.123456-0800  mac-lab-07 SecurityAgent[612]: (KandjiPassport) [io.kandji.passport:auth] AADSTS50076: Due to a configuration change made by your administrator\n",
+    )
+    .unwrap();
+    for format in ["passport", "auto"] {
+        let out = passportd_env(
+            dir.path(),
+            &["replay", "--json", "--format", format, file.to_str().unwrap()],
+            &[("PASSPORTD_STORAGE__PATH", dir.path().join(format!("{format}.db")).as_os_str())],
+        );
+        let summary = json(&out);
+        assert_eq!(summary["parse_errors_by_reason"]["unknown_format"], 1, "{format}: {summary}");
+        assert_eq!(summary["failures"], 1, "{format}: {summary}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("unknown_format"), "{format}");
+    }
+}
+
 /// Failures without a code that the catalogue places in different entries (security
 /// defaults against a Conditional Access policy) are different problems with different
 /// fixes: each opens its own incident, titled by its own entry.

@@ -1004,8 +1004,10 @@ impl StreamDecoder {
             return;
         } else {
             match fmt {
-                Format::Passport => ItemKind::Skipped,
-                Format::Auto => ItemKind::Error(ParseErrorReason::UnknownFormat),
+                // A line of no layout `log` writes (a `/var/log/system.log` line, a
+                // shipper's wrapping): an error to report, as under `auto`, never a
+                // failure passed over in silence.
+                Format::Passport | Format::Auto => ItemKind::Error(ParseErrorReason::UnknownFormat),
                 _ => ItemKind::Error(ParseErrorReason::InvalidJson),
             }
         };
