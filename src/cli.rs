@@ -75,9 +75,10 @@ const CLASSIFY_EXAMPLES: &str = "Examples:
 
 Output: one verdict per message (per record, when a line holds several: an Event Hubs
 envelope, a Graph page, a JSON array; piped text whose records span lines, such as a
-pretty-printed JSON export or a CSV export under its header, known by its first line, is
-read record by record, as replay reads it; anything else is answered line by line as it
-comes). Text: `category (code): title [outcome]`, then the
+pretty-printed JSON export or a CSV export under its header, known by its first line after
+any `log` banner, is read record by record, as replay reads it; a `log show` text export is
+answered record by record, each once the next record's line begins, its Trace ID and body
+lines with it; anything else is answered line by line as it comes). Text: `category (code): title [outcome]`, then the
 fix and Microsoft's page for the code. --json: outcome (failure, interrupt, success),
 category, code (the primary AADSTS code, or null), codes (all, primary first), title,
 remediation, entry (the catalogue entry's id), matched_by (code, pattern, condition, or
@@ -535,15 +536,62 @@ fn classify(arg: ConfigArg, json: bool, source: Option<String>, messages: Vec<St
         // lines were judged apart (a header, a row with no header, an object's fields).
         // Anything else is answered line by line as it comes (a live `log stream`, typed
         // messages).
+        // A `log` export's banner and header lines come first (`log show` prints what it
+        // filters on): the first line after them tells what the export is.
         let mut line = Vec::new();
-        while line.iter().all(u8::is_ascii_whitespace) {
-            line.clear();
+        let mut first_at;
+        loop {
+            first_at = line.len();
             let n = stdin.read_until(b'\n', &mut line).map_err(|e| CliError::Failed(format!("reading stdin: {e}")))?;
             if n == 0 {
-                return Ok(());
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    return Ok(());
+                }
+                break;
+            }
+            let read = String::from_utf8_lossy(&line[first_at..]);
+            if !read.trim().is_empty() && !crate::ingest::formats::is_log_banner(&read) {
+                break;
             }
         }
-        if starts_a_multi_line_export(&String::from_utf8_lossy(&line)) {
+        let first = String::from_utf8_lossy(&line[first_at..]).into_owned();
+        // A `log show` text export (syslog, default, compact styles): a record's message may
+        // span lines (its Trace ID, a token body), so the lines up to the next record's are
+        // judged together, each record once its next one begins (or the input ends).
+        if crate::ingest::formats::starts_passport_text_record(&first) {
+            let mut input = std::io::Cursor::new(std::mem::take(&mut line)).chain(stdin);
+            let mut record = String::new();
+            let mut next = Vec::new();
+            loop {
+                next.clear();
+                let n =
+                    input.read_until(b'\n', &mut next).map_err(|e| CliError::Failed(format!("reading stdin: {e}")))?;
+                let text = String::from_utf8_lossy(&next);
+                let text = text.trim_end_matches(['\n', '\r']);
+                let starts_another = n == 0
+                    || crate::ingest::formats::starts_passport_text_record(text)
+                    || crate::ingest::formats::is_log_banner(text);
+                if starts_another && !record.trim().is_empty() {
+                    emit(&record)?;
+                    record.clear();
+                }
+                if n == 0 {
+                    return Ok(());
+                }
+                if text.trim().is_empty() {
+                    continue;
+                }
+                if crate::ingest::formats::is_log_banner(text) {
+                    emit(text)?;
+                    continue;
+                }
+                if !record.is_empty() {
+                    record.push('\n');
+                }
+                record.push_str(text);
+            }
+        }
+        if starts_a_multi_line_export(&first) {
             let mut whole = std::mem::take(&mut line);
             (&mut stdin)
                 .take(WHOLE_STDIN_MAX as u64)

@@ -600,6 +600,34 @@ fn classify_reads_piped_exports_record_by_record() {
                  2026-03-04 01:29:59.367 E  SecurityAgent[612:26b7] [io.kandji.passport:auth] AADSTS50126: Error validating credentials\n\
                  AADSTS50076: Due to a configuration change you must use MFA\n";
     assert_eq!(run(mixed).len(), 3);
+    // A `log show` text export (after its banner and header): a record's message is its
+    // lines up to the next record's, one verdict per record, as replay reads it.
+    let compact = "Filtering the log data using \"subsystem BEGINSWITH \\\"io.kandji\\\"\"\n\
+                   Timestamp               Ty Process[PID:TID]\n\
+                   2026-03-04 08:15:02.123 E  SecurityAgent[612:26b7] [io.kandji.passport:auth] AADSTS50126: Error validating credentials.\n\
+                   Trace ID: 5b9e1d2c-3f4a-4b6c-8d7e-9f0a1b2c3d4e\n\
+                   Correlation ID: 66666666-fe3b-490b-93f4-48b3a5aa3c81\n\
+                   2026-03-04 08:15:03.123 E  SecurityAgent[612:26b7] [io.kandji.passport:auth] Token request failed: HTTP 400\n\
+                   {\n  \"error\" : \"invalid_client\",\n  \"error_codes\" : [7000218]\n}\n";
+    let verdicts = run(compact);
+    let counted: Vec<_> =
+        verdicts.iter().filter(|v| v.get("not_counted").is_none()).map(|v| v["code"].as_u64()).collect();
+    assert_eq!(counted, [Some(50126), Some(7000218)], "{verdicts:?}");
+    assert_eq!(verdicts.len(), 4, "the banner and header marked not counted: {verdicts:?}");
+    // `log show --style json` after its banner: an array of records, one verdict each.
+    let entry = |t: &str| {
+        serde_json::json!({"timestamp": format!("2026-03-04 08:15:0{t}.123456-0800"), "messageType": "Error",
+            "eventMessage": "AADSTS50126: Error validating credentials.", "subsystem": "io.kandji.passport",
+            "senderImagePath": "/Library/Security/SecurityAgentPlugins/KandjiPassport.bundle/Contents/MacOS/KandjiPassport"})
+    };
+    let array = format!(
+        "Filtering the log data using \"subsystem BEGINSWITH \\\"io.kandji\\\"\"\n{}\n",
+        serde_json::to_string_pretty(&serde_json::json!([entry("1"), entry("2"), entry("3")])).unwrap()
+    );
+    let verdicts = run(&array);
+    let counted: Vec<_> =
+        verdicts.iter().filter(|v| v.get("not_counted").is_none()).map(|v| v["code"].as_u64()).collect();
+    assert_eq!(counted, [Some(50126); 3], "{verdicts:?}");
 
     // A live pipe (`log stream | passportd classify`) is answered line by line as it comes,
     // not at its end.

@@ -374,6 +374,18 @@ mod time;
 pub use framing::{is_csv_export_header, StreamDecoder};
 pub use time::parse_timestamp;
 
+/// Whether a line is one a `log` export prints around its records (its `Filtering the log
+/// data using …` banner, a column header, a rule, the closing counts).
+pub fn is_log_banner(line: &str) -> bool {
+    scan::is_banner(line.trim_start_matches('\u{feff}').as_bytes())
+}
+
+/// Whether a line starts a record of a `log show` text style (it begins with the entry's
+/// timestamp); the lines up to the next such line are that record's message.
+pub fn starts_passport_text_record(line: &str) -> bool {
+    passport::leading_timestamp_len(line.trim_start_matches('\u{feff}').as_bytes()).is_some()
+}
+
 /// Decodes a whole buffer (`new` + `feed` + `finish`): HTTP push ingestion, tests.
 pub fn decode_bytes(opts: &DecodeOptions, bytes: &[u8]) -> Vec<DecodedItem> {
     let mut d = StreamDecoder::new(opts.clone());
