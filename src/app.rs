@@ -490,7 +490,8 @@ impl Application {
         core.store.close().await;
         tracing::info!("stopped");
         match writer_error {
-            Some(e) => Err(AppError::Writer(e)),
+            // Named with the store it could not write: a full disk or a lock is that file's.
+            Some(e) => Err(AppError::Writer(format!("{e} (store {})", core.store.path().display()))),
             None => Ok(()),
         }
     }

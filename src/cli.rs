@@ -397,8 +397,8 @@ async fn replay(
         }
     }
     let core = Core::build(loaded.settings, vec![source_settings.name.clone()]).await?;
-    let mut checkpoints =
-        core.store.checkpoints(&source_settings.name).await.map_err(|e| CliError::Failed(e.to_string()))?;
+    let store_error = |e: &dyn std::fmt::Display| CliError::Failed(format!("{e} (store {})", core.store.path().display()));
+    let mut checkpoints = core.store.checkpoints(&source_settings.name).await.map_err(|e| store_error(&e))?;
     // Reading and committing share the two cores: the reader fills the next batch while
     // the writer commits this one. The budget (two batches of events) is what bounds
     // memory; the channel only needs room for the chunks that budget allows (a chunk is
@@ -449,7 +449,7 @@ async fn replay(
         commit_after: Duration::from_secs(2),
     };
     let summary: IngestSummary =
-        run_writer(rx, core.writer.clone(), limits, Some(budget)).await.map_err(|e| CliError::Failed(e.to_string()))?;
+        run_writer(rx, core.writer.clone(), limits, Some(budget)).await.map_err(|e| store_error(&e))?;
     reader_task.await.map_err(|e| CliError::Failed(e.to_string()))?.map_err(CliError::Failed)?;
     signals.abort();
     core.store.close().await;
