@@ -231,6 +231,9 @@ impl From<AppError> for CliError {
         match e {
             AppError::Catalogue(c) => CliError::Usage(c.to_string()),
             AppError::Config(c) => CliError::Usage(c),
+            // A newer store or an unusable key file: a restart cannot mend it (exit 2 stops
+            // a supervisor's restart loop, as a configuration error does).
+            AppError::Store(s) if s.needs_the_operator() => CliError::Usage(s.to_string()),
             other => CliError::Failed(other.to_string()),
         }
     }
@@ -246,7 +249,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Serve(arg) => serve(arg).await,
         Command::Replay { config, source, format, json, files } => replay(config, source, format, json, files).await,
         Command::Classify { config, json, source, messages } => classify(config, json, source, messages),
-        Command::CheckConfig(arg) => check_config(arg),
+        Command::CheckConfig(arg) => check_config(arg).await,
         Command::Catalogue { config, json } => catalogue(config, json),
     }
 }
@@ -397,7 +400,8 @@ async fn replay(
         }
     }
     let core = Core::build(loaded.settings, vec![source_settings.name.clone()]).await?;
-    let store_error = |e: &dyn std::fmt::Display| CliError::Failed(format!("{e} (store {})", core.store.path().display()));
+    let store_error =
+        |e: &dyn std::fmt::Display| CliError::Failed(format!("{e} (store {})", core.store.path().display()));
     let mut checkpoints = core.store.checkpoints(&source_settings.name).await.map_err(|e| store_error(&e))?;
     // Reading and committing share the two cores: the reader fills the next batch while
     // the writer commits this one. The budget (two batches of events) is what bounds
@@ -666,9 +670,12 @@ fn emit_one(out: &mut impl Write, c: &crate::classify::Classification, json: boo
     writeln!(out, "{text}").map_err(CliError::written)
 }
 
-fn check_config(arg: ConfigArg) -> Result<(), CliError> {
+async fn check_config(arg: ConfigArg) -> Result<(), CliError> {
     let loaded = load(&arg)?;
     loaded.settings.storage.check_path(&loaded.origin_of("storage.path"))?;
+    // An existing store this binary cannot use (written by a newer passportd, a key file
+    // it did not write) fails `serve` and `replay` as surely as a bad path does.
+    crate::store::check_existing(&loaded.settings.storage.path).await.map_err(|e| CliError::Usage(e.to_string()))?;
     // An example in an operator's file that does not classify to its own entry means the
     // file says something other than its author meant: an error (as for the daemon). A
     // shipped example that now goes to an operator entry is what overriding a shipped

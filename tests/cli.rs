@@ -348,6 +348,47 @@ fn a_signin_without_a_result_is_a_parse_error_and_an_audit_record_is_skipped() {
     assert!(stderr.contains("not_signin") && stderr.contains("page.json"), "{stderr}");
 }
 
+/// A store this binary cannot use (written by a newer passportd; a key file it did not
+/// write) is refused by check-config as by serve and replay, with exit 2 (a restart cannot
+/// mend it) and a sentence naming the file.
+#[test]
+fn a_store_from_a_newer_passportd_or_with_a_foreign_key_file_is_refused_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("p.db");
+    let input = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/logs/entra/PT1H.json");
+    let env = [("PASSPORTD_STORAGE__PATH", db.as_os_str())];
+    let out = passportd_env(dir.path(), &["replay", input.to_str().unwrap()], &env);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let refused = |want: &str| {
+        for args in [&["check-config"][..], &["replay", input.to_str().unwrap()][..]] {
+            let out = passportd_env(dir.path(), args, &env);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+            assert!(stderr.contains(want), "{args:?}: {stderr}");
+        }
+    };
+
+    let key = dir.path().join("p.db.key");
+    let secret = std::fs::read(&key).unwrap();
+    std::fs::write(&key, "garbage\n").unwrap();
+    refused("p.db.key");
+    std::fs::write(&key, secret).unwrap();
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES (9999, 'future', 1, x'00', 0)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+    });
+    refused("newer passportd");
+}
+
 /// A line in no layout `log` writes (here `/var/log/system.log`'s) is an `unknown_format`
 /// error under `format = "passport"` as under `auto`: counted and warned of, so failures
 /// in it are not passed over in silence.

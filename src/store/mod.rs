@@ -52,6 +52,19 @@ pub enum StoreError {
         /// sqlx's error.
         source: sqlx::migrate::MigrateError,
     },
+    /// The database's schema is newer than this binary's: a newer passportd wrote it.
+    #[error(
+        "the database {path} was written by a newer passportd (schema version {version}, this one knows up to \
+         {known}): run that version or a newer one, or point storage.path at another file"
+    )]
+    Newer {
+        /// The database path.
+        path: PathBuf,
+        /// The newest schema version the database holds.
+        version: i64,
+        /// The newest this binary knows.
+        known: i64,
+    },
     /// A query failed.
     #[error("database error: {0}")]
     Query(#[from] sqlx::Error),
@@ -289,6 +302,52 @@ pub struct Store {
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// The newest schema version this binary knows.
+fn newest_migration() -> i64 {
+    MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
+/// Whether an error concerns the store's files themselves (a newer schema, an unusable key
+/// file): a restart cannot mend it, the operator must.
+impl StoreError {
+    /// True for errors only the operator can mend (see the type's variants).
+    pub fn needs_the_operator(&self) -> bool {
+        matches!(self, StoreError::Newer { .. } | StoreError::KeyFile { .. })
+    }
+}
+
+/// Checks, changing nothing, that an existing store at `path` is one this binary can open:
+/// its key file (if any) is one passportd wrote, and its schema is not newer than this
+/// binary's. A store not created yet passes (`check-config`).
+pub async fn check_existing(path: &Path) -> Result<(), StoreError> {
+    use sqlx::Connection;
+    let key = key_file_of(path);
+    read_key_file(&key).map_err(|source| StoreError::KeyFile { path: key.clone(), source })?;
+    if !path.is_file() {
+        return Ok(());
+    }
+    let options = SqliteConnectOptions::new().filename(path).read_only(true);
+    let mut conn = sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
+    // No migrations table yet: an empty file, which the daemon sets up.
+    let applied: Option<i64> =
+        sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations").fetch_one(&mut conn).await.unwrap_or(None);
+    let _ = conn.close().await;
+    let known = newest_migration();
+    match applied {
+        Some(version) if version > known => Err(StoreError::Newer { path: path.to_path_buf(), version, known }),
+        _ => Ok(()),
+    }
+}
+
+/// The key file beside the database `path` (`<path>.key`).
+fn key_file_of(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".key");
+    PathBuf::from(name)
+}
+
 /// How often opening a store tries again after losing a race to set it up.
 const SETUP_ATTEMPTS: u32 = 20;
 /// The pause between those tries.
@@ -512,6 +571,9 @@ impl Store {
                 Err(source) if may_retry(attempt, &source.to_string()) => {
                     pool.close().await;
                     tokio::time::sleep(SETUP_RETRY_PAUSE).await;
+                }
+                Err(sqlx::migrate::MigrateError::VersionMissing(version)) => {
+                    return Err(StoreError::Newer { path: path.to_path_buf(), version, known: newest_migration() })
                 }
                 Err(source) => return Err(StoreError::Migrate { path: path.to_path_buf(), source }),
             }
@@ -760,9 +822,7 @@ impl Store {
     /// with `.key` added, so that a copy of the database alone cannot check a guessed user
     /// name or IP address against them.
     pub fn key_file(&self) -> PathBuf {
-        let mut name = self.path.clone().into_os_string();
-        name.push(".key");
-        PathBuf::from(name)
+        key_file_of(&self.path)
     }
 
     /// Removes the secret a version before the key file kept in the database (the caller
