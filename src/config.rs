@@ -1182,6 +1182,26 @@ impl Settings {
                 return Err(invalid(key.into(), "must be greater than 0".into()));
             }
         }
+        // A user's domain is compared whole with each listed one: a wildcard, an address or a
+        // trailing dot would never match, and silently turn the federated remediation off.
+        for (i, domain) in self.catalogue.federated_domains.iter().enumerate() {
+            let d = domain.trim();
+            let label_ok = |l: &str| {
+                !l.is_empty()
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+                    && l.chars().all(|c| c.is_alphanumeric() || c == '-')
+            };
+            if !d.split('.').all(label_ok) {
+                return Err(invalid(
+                    format!("catalogue.federated_domains[{i}]"),
+                    format!(
+                        "{domain:?} is not a domain name: a user's domain is compared whole, so list each domain \
+                         as it follows the @ (`contoso.example`, `corp.contoso.example`), without `*`, `@` or a trailing dot"
+                    ),
+                ));
+            }
+        }
         let hashing = self.privacy.users == PrivacyMode::Hash || self.privacy.ips == PrivacyMode::Hash;
         if hashing && self.privacy.hash_key.expose().len() < 16 {
             return Err(invalid(
@@ -1409,6 +1429,21 @@ mod tests {
         // A typed key still refuses text, naming the key.
         let err = from_parts("", "t.toml", &env(&[("PASSPORTD_STORAGE__BATCH_MAX_RECORDS", "lots")])).unwrap_err();
         assert!(err.to_string().contains("batch_max_records"), "{err}");
+    }
+
+    /// A federated domain that can never match a user's domain is refused, naming it.
+    #[test]
+    fn federated_domains_must_be_domain_names() {
+        for bad in ["*.contoso.example", "corp.contoso.example.", "not a domain!", "@contoso.example", ""] {
+            let text = format!("[catalogue]\nfederated_domains = [\"ok.example\", {bad:?}]\n");
+            let err = from_parts(&text, "t.toml", &[]).unwrap_err().to_string();
+            assert!(
+                err.contains("catalogue.federated_domains[1]") && err.contains("not a domain name"),
+                "{bad}: {err}"
+            );
+        }
+        from_parts("[catalogue]\nfederated_domains = [\"Corp.Contoso.example\", \"xn--bcher-kva.example\", \"bücher.example\"]\n", "t.toml", &[])
+            .expect("domain names");
     }
 
     /// A word that is no level (`warning`) would be a target to the log filter, which then
