@@ -421,7 +421,8 @@ impl Store {
     /// One page of incidents, newest first by the chosen key; keyset pagination, so pages
     /// never skip or repeat while new incidents arrive. An incident whose key moves while
     /// a client pages (new failures raise its `last_seen`) leaves its place: it shows on
-    /// the next walk, not on this one.
+    /// the next walk, not on this one; one whose key moves down past the cursor (a late
+    /// failure lowering `first_seen`) shows again later in the same walk.
     pub async fn list_incidents(&self, q: &IncidentQuery) -> Result<Page<Incident>, ListError> {
         let mut b = incident_list_query(q, "SELECT *")?;
         let rows = b.build().fetch_all(self.pool()).await?;
