@@ -132,6 +132,11 @@ pub struct SignInEvent {
     /// time: such a time differs on every read, so it cannot be part of the idempotency key.
     #[serde(default = "default_true")]
     pub occurred_from_record: bool,
+    /// `occurred_at` is when the record was logged, not when the sign-in happened
+    /// ([`crate::ingest::formats::RawSignIn::time_is_logged`]): the same sign-in's record
+    /// with its own time is found by its id, not by this time.
+    #[serde(skip)]
+    pub time_is_logged: bool,
     /// The configured source name (`replay` for an ad-hoc replay).
     pub source: String,
     /// The decoder that produced it (`azure-diagnostic`, `graph`, `passport`, …).

@@ -635,6 +635,7 @@ impl Normalizer {
             received_at,
             occurred_at,
             occurred_from_record: raw.occurred_at.is_some(),
+            time_is_logged: raw.time_is_logged,
             source: source.to_string(),
             format: raw.format.to_string(),
             outcome: c.outcome,
@@ -702,6 +703,7 @@ impl Normalizer {
             source: Arc::clone(source),
             occurred_at_ms,
             dedup_at: if raw.occurred_at.is_some() { occurred_at_ms } else { 0 },
+            time_is_logged: raw.time_is_logged,
             key,
         })
     }
@@ -906,11 +908,19 @@ mod tests {
         assert_eq!(
             successes,
             vec![
-                StoredSuccess { source: Arc::from("entra"), occurred_at_ms: at, dedup_at: at, key: "id:abc-1".into() },
+                StoredSuccess {
+                    source: Arc::from("entra"),
+                    occurred_at_ms: at,
+                    dedup_at: at,
+                    // Its only time is the record's (`time`), not the sign-in's.
+                    time_is_logged: true,
+                    key: "id:abc-1".into(),
+                },
                 StoredSuccess {
                     source: Arc::from("entra"),
                     occurred_at_ms: received_at.timestamp_millis(),
                     dedup_at: 0,
+                    time_is_logged: false,
                     key: format!("pos:gen-1:{second}"),
                 },
             ]

@@ -348,6 +348,44 @@ fn a_signin_without_a_result_is_a_parse_error_and_an_audit_record_is_skipped() {
     assert!(stderr.contains("not_signin") && stderr.contains("page.json"), "{stderr}");
 }
 
+/// A Log Analytics export without `CreatedDateTime` gives each sign-in the time its row
+/// was logged (`TimeGenerated`, here 41 s after the sign-in); the diagnostic record of the
+/// same sign-in has its own. Whichever comes first, in one replay or two, each sign-in is
+/// stored once, by its id.
+#[test]
+fn a_sign_in_logged_later_than_it_happened_is_stored_once_by_its_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let diagnostic = dir.path().join("PT1H.json");
+    std::fs::write(
+        &diagnostic,
+        "{\"time\":\"2026-03-04T08:09:59Z\",\"category\":\"SignInLogs\",\"resultType\":\"50076\",\"resultDescription\":\"Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication.\",\"properties\":{\"id\":\"11111111-0000-4000-8000-000000000001\",\"createdDateTime\":\"2026-03-04T08:09:18.0729893+00:00\",\"userPrincipalName\":\"a@contoso.example\",\"appId\":\"app-1\",\"status\":{\"errorCode\":50076}}}\n\
+         {\"time\":\"2026-03-04T08:10:41Z\",\"category\":\"SignInLogs\",\"resultType\":\"0\",\"properties\":{\"id\":\"11111111-0000-4000-8000-000000000002\",\"createdDateTime\":\"2026-03-04T08:10:00Z\",\"status\":{\"errorCode\":0}}}\n",
+    )
+    .unwrap();
+    let analytics = dir.path().join("la.json");
+    std::fs::write(
+        &analytics,
+        "{\"TimeGenerated\":\"2026-03-04T08:09:59Z\",\"ResultType\":\"50076\",\"ResultDescription\":\"Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication.\",\"UserPrincipalName\":\"a@contoso.example\",\"AppId\":\"app-1\",\"Id\":\"11111111-0000-4000-8000-000000000001\",\"Category\":\"SignInLogs\"}\n\
+         {\"TimeGenerated\":\"2026-03-04T08:10:41Z\",\"ResultType\":\"0\",\"Id\":\"11111111-0000-4000-8000-000000000002\",\"Category\":\"SignInLogs\"}\n",
+    )
+    .unwrap();
+    let replay = |db: &str, files: &[&Path]| {
+        let mut args = vec!["replay", "--json"];
+        args.extend(files.iter().map(|f| f.to_str().unwrap()));
+        json(&passportd_env(dir.path(), &args, &[("PASSPORTD_STORAGE__PATH", dir.path().join(db).as_os_str())]))
+    };
+    for (db, first, second) in [("a.db", &diagnostic, &analytics), ("b.db", &analytics, &diagnostic)] {
+        let one = replay(db, &[first]);
+        assert_eq!((one["records"].as_u64(), one["duplicates"].as_u64()), (Some(2), Some(0)), "{one}");
+        let two = replay(db, &[second]);
+        assert_eq!((two["records"].as_u64(), two["duplicates"].as_u64()), (Some(0), Some(2)), "{two}");
+        assert_eq!(two["incidents_opened"], 0, "{two}");
+    }
+    let both = replay("c.db", &[&diagnostic, &analytics]);
+    assert_eq!((both["records"].as_u64(), both["duplicates"].as_u64()), (Some(2), Some(2)), "{both}");
+    assert_eq!((both["failures"].as_u64(), both["successes"].as_u64()), (Some(1), Some(1)), "{both}");
+}
+
 /// A store this binary cannot use (written by a newer passportd; a key file it did not
 /// write) is refused by check-config as by serve and replay, with exit 2 (a restart cannot
 /// mend it) and a sentence naming the file.

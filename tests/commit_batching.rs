@@ -33,6 +33,7 @@ fn ev(
             received_at: at(second),
             occurred_at: at(second),
             occurred_from_record: true,
+            time_is_logged: false,
             source: source.into(),
             format: if passport { "passport" } else { "azure-diagnostic" }.into(),
             outcome: Outcome::Failure,

@@ -52,6 +52,7 @@ fn stored(e: Ev) -> StoredEvent {
         received_at: at(e.minute),
         occurred_at: at(e.minute),
         occurred_from_record: true,
+        time_is_logged: false,
         source: e.source.into(),
         // A failure of the source named "passport" is read from a Mac's log, as in the daemon.
         format: if e.passport_format || e.source == "passport" { "passport" } else { "azure-diagnostic" }.into(),

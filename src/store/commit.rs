@@ -68,7 +68,8 @@ const BATCH_START: &str = "SELECT (SELECT CAST(value AS INTEGER) FROM meta WHERE
         (SELECT number FROM temp.writer_connection), (SELECT data_version FROM pragma_data_version),
         (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'retention_horizon_ms'),
         (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'clock_ms'),
-        (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'input_at_ms')";
+        (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'input_at_ms'),
+        EXISTS (SELECT 1 FROM logged_time_keys)";
 
 /// The incidents' clock's readings, in one statement: the newest event time, the clock at
 /// the last input and that input's wall time (`incident_clock`).
@@ -481,8 +482,8 @@ impl Store {
             return Ok(result);
         }
         let tx = &mut tx.0;
-        type BatchStart = (Option<i64>, i64, i64, Option<i64>, Option<i64>, Option<i64>);
-        let (watermark, connection, data_version, horizon, clock, input_at): BatchStart =
+        type BatchStart = (Option<i64>, i64, i64, Option<i64>, Option<i64>, Option<i64>, bool);
+        let (watermark, connection, data_version, horizon, clock, input_at, any_logged_time): BatchStart =
             sqlx::query_as(BATCH_START).fetch_one(&mut **tx).await?;
         // Records with a time of their own (dedup_at > 0) before what retention pruned.
         let horizon = horizon.unwrap_or(i64::MIN);
@@ -532,6 +533,7 @@ impl Store {
             if ev.outcome == Outcome::Success {
                 successes.push(SuccessRow {
                     dedup_at: ev.dedup_at(),
+                    time_is_logged: ev.time_is_logged,
                     occurred_at: to_ms(ev.occurred_at),
                     key,
                     source: &ev.source,
@@ -542,10 +544,12 @@ impl Store {
         }
         successes.extend(batch.successes.iter().filter(|s| !expired(s.dedup_at, &s.source)).map(|s| SuccessRow {
             dedup_at: s.dedup_at,
+            time_is_logged: s.time_is_logged,
             occurred_at: s.occurred_at_ms,
             key: s.key.as_str(),
             source: &s.source,
         }));
+        drop_copies_under_another_time(tx, &mut rows, &mut successes, any_logged_time, &mut result).await?;
         insert_successes(tx, &successes, &mut result).await?;
 
         // Which rows are new: stored before (one indexed lookup per key, clustered by
@@ -731,6 +735,7 @@ impl WriteTx {
 /// and de-duplication need.
 struct SuccessRow<'a> {
     dedup_at: i64,
+    time_is_logged: bool,
     occurred_at: i64,
     key: &'a str,
     source: &'a str,
@@ -777,6 +782,109 @@ async fn insert_successes(
             *result.duplicates_by_source.entry(first.source.to_string()).or_default() += duplicates;
         }
         rest = tail;
+    }
+    Ok(())
+}
+
+/// How long after a sign-in its log record may be written (`time`, `TimeGenerated`):
+/// Entra's delivery lag, minutes as a rule, hours at worst.
+const LOGGED_LAG_MS: i64 = 24 * 3_600_000;
+
+/// Which of a JSON list of record keys are stored under a time from `?2` to `?3`, or
+/// under a logged time (`logged_time_keys`).
+const STORED_AROUND: &str = "WITH v(k) AS (SELECT value FROM json_each(?1))
+    SELECT json_group_array(k) FROM (
+        SELECT s.dedup_key AS k FROM successes s
+         WHERE s.dedup_at BETWEEN ?2 AND ?3 AND s.dedup_key IN (SELECT k FROM v)
+        UNION SELECT e.dedup_key FROM events e INDEXED BY events_dedup
+         WHERE e.dedup_at BETWEEN ?2 AND ?3 AND e.dedup_key IN (SELECT k FROM v)
+        UNION SELECT l.dedup_key FROM logged_time_keys l WHERE l.dedup_key IN (SELECT k FROM v))";
+
+/// Which of a JSON list of record keys are stored under a logged time.
+const STORED_UNDER_LOGGED_TIME: &str = "SELECT json_group_array(l.dedup_key)
+      FROM json_each(?1) v JOIN logged_time_keys l ON l.dedup_key = v.value";
+
+/// Records are unique on (time, id), and one sign-in can come under two times: its own
+/// (`createdDateTime`: a diagnostic record, a Graph object) and when its log record was
+/// written (a Log Analytics row exported without `CreatedDateTime`). Drops the copies of
+/// sign-ins already stored under the other time, or in this batch under it, as
+/// duplicates, and remembers the ids stored under a logged time. Costs nothing more
+/// unless the batch holds such a record or the store ever took one (`any_logged_time`).
+async fn drop_copies_under_another_time(
+    tx: &mut Tx<'_>,
+    rows: &mut Vec<(&StoredEvent, &str)>,
+    successes: &mut Vec<SuccessRow<'_>>,
+    any_logged_time: bool,
+    result: &mut BatchResult,
+) -> Result<(), StoreError> {
+    let by_id = |key: &str| key.starts_with("id:");
+    let logged: Vec<(&str, i64)> = rows
+        .iter()
+        .filter(|(s, k)| s.event.time_is_logged && by_id(k))
+        .map(|(s, k)| (*k, s.event.dedup_at()))
+        .chain(successes.iter().filter(|s| s.time_is_logged && by_id(s.key)).map(|s| (s.key, s.dedup_at)))
+        .collect();
+    if logged.is_empty() && !any_logged_time {
+        return Ok(());
+    }
+    let own: Vec<&str> = rows
+        .iter()
+        .filter(|(s, k)| !s.event.time_is_logged && by_id(k))
+        .map(|(_, k)| *k)
+        .chain(successes.iter().filter(|s| !s.time_is_logged && by_id(s.key)).map(|s| s.key))
+        .collect();
+    // Logged-time copies of sign-ins stored before under any time (their own, up to the
+    // lag earlier, or this same logged time), or here in this batch under their own.
+    let mut drop_logged: HashSet<String> = HashSet::new();
+    if !logged.is_empty() {
+        let keys: Vec<&str> = logged.iter().map(|(k, _)| *k).collect();
+        let from = logged.iter().map(|(_, t)| *t).min().unwrap_or(0).saturating_sub(LOGGED_LAG_MS);
+        // A few minutes past the newest: two hosts' clocks.
+        let to = logged.iter().map(|(_, t)| *t).max().unwrap_or(0).saturating_add(600_000);
+        drop_logged.extend(fetch_json_rows::<String, _>(tx, STORED_AROUND, &keys, &[from, to], "dedup_key").await?);
+        let own_here: HashSet<&str> = own.iter().copied().collect();
+        drop_logged.extend(keys.iter().filter(|k| own_here.contains(*k)).map(|k| (*k).to_owned()));
+    }
+    // Own-time copies of sign-ins stored before under a logged time.
+    let mut drop_own: HashSet<String> = HashSet::new();
+    if any_logged_time && !own.is_empty() {
+        drop_own.extend(fetch_json_rows::<String, _>(tx, STORED_UNDER_LOGGED_TIME, &own, &[], "dedup_key").await?);
+    }
+    let mut count = |source: &str| {
+        result.duplicates += 1;
+        *result.duplicates_by_source.entry(source.to_owned()).or_default() += 1;
+    };
+    let dropped = |logged: bool, key: &str| if logged { drop_logged.contains(key) } else { drop_own.contains(key) };
+    rows.retain(|(s, k)| {
+        let keep = !by_id(k) || !dropped(s.event.time_is_logged, k);
+        if !keep {
+            count(&s.event.source);
+        }
+        keep
+    });
+    successes.retain(|s| {
+        let keep = !by_id(s.key) || !dropped(s.time_is_logged, s.key);
+        if !keep {
+            count(s.source);
+        }
+        keep
+    });
+    // The ids now stored under a logged time, for the records with their own time to come.
+    let kept: Vec<(&str, i64)> = rows
+        .iter()
+        .filter(|(s, k)| s.event.time_is_logged && by_id(k))
+        .map(|(s, k)| (*k, s.event.dedup_at()))
+        .chain(successes.iter().filter(|s| s.time_is_logged && by_id(s.key)).map(|s| (s.key, s.dedup_at)))
+        .collect();
+    if !kept.is_empty() {
+        let list = serde_json::to_string(&kept)
+            .map_err(|e| StoreError::Corrupt { column: "dedup_key", value: e.to_string() })?;
+        sqlx::query(
+            "INSERT OR IGNORE INTO logged_time_keys (dedup_key, dedup_at) SELECT value ->> 0, value ->> 1 FROM json_each(?)",
+        )
+        .bind(list)
+        .execute(&mut **tx)
+        .await?;
     }
     Ok(())
 }

@@ -213,6 +213,8 @@ pub struct StoredSuccess {
     pub occurred_at_ms: i64,
     /// The de-duplication time, as [`SignInEvent::dedup_at`].
     pub dedup_at: i64,
+    /// As [`SignInEvent::time_is_logged`].
+    pub time_is_logged: bool,
     /// The idempotency key, as [`SignInEvent::dedup_key`].
     pub key: String,
 }
@@ -928,6 +930,14 @@ impl Store {
                 batch,
             )
             .await?;
+        // The ids stored under a logged time go with their rows (not counted: no sign-ins).
+        self.delete_in_batches(
+            "DELETE FROM logged_time_keys WHERE dedup_key IN
+                (SELECT dedup_key FROM logged_time_keys WHERE dedup_at < ?1 LIMIT ?2)",
+            events_before,
+            batch,
+        )
+        .await?;
         // The ids of removed incidents are never given again (see `open_incident`).
         let newest: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM incidents").fetch_one(&self.pool).await?;
         sqlx::query(commit::RAISE_INCIDENT_ID_FLOOR).bind(newest.unwrap_or(0)).execute(&self.pool).await?;
@@ -1073,6 +1083,7 @@ pub(crate) mod tests {
             received_at: t,
             occurred_at: t,
             occurred_from_record: true,
+            time_is_logged: false,
             source: "entra".into(),
             format: "azure-diagnostic".into(),
             outcome: Outcome::Failure,

@@ -72,7 +72,8 @@ pub(crate) fn to_signin(o: &Obj<'_>, label: &'static str, opts: &DecodeOptions) 
     // sign-in) before when its log record was written (`time`, `TimeGenerated`, which can
     // lag it by minutes).
     let times = [p.map_or(&o.created, |p| &p.created), &o.created, &o.time, &o.time_generated];
-    let occurred_at = times.into_iter().filter_map(LStr::get).find_map(|t| parse_timestamp(t, tz));
+    let found = times.into_iter().enumerate().find_map(|(i, t)| Some((i, parse_timestamp(t.get()?, tz)?)));
+    let (occurred_at, time_is_logged) = (found.map(|(_, t)| t), found.is_some_and(|(i, _)| i >= 2));
     if occurred_at.is_none() && times.into_iter().any(|t| t.get().is_some()) {
         return ItemKind::Error(ParseErrorReason::InvalidTimestamp);
     }
@@ -80,6 +81,7 @@ pub(crate) fn to_signin(o: &Obj<'_>, label: &'static str, opts: &DecodeOptions) 
         return ItemKind::SignIn(Box::new(RawSignIn {
             format: label,
             occurred_at,
+            time_is_logged,
             result_code,
             record_id: pick!(id),
             ..RawSignIn::default()
@@ -118,6 +120,7 @@ pub(crate) fn to_signin(o: &Obj<'_>, label: &'static str, opts: &DecodeOptions) 
     let s = RawSignIn {
         format: label,
         occurred_at,
+        time_is_logged,
         result_code,
         message_codes,
         message,

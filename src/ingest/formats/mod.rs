@@ -174,6 +174,9 @@ pub struct RawSignIn {
     /// The event's own time, normalized to UTC (`None` when the record has none; the
     /// pipeline then uses the time it was read).
     pub occurred_at: Option<DateTime<Utc>>,
+    /// `occurred_at` is when the record was logged (`time`, `TimeGenerated`), the sign-in's
+    /// own time (`createdDateTime`) missing: the sign-in happened up to minutes earlier.
+    pub time_is_logged: bool,
     /// The record's result code: `Some(0)` = success, `Some(n)` = failure or interrupt
     /// with code n (prefer `status.errorCode` over `resultType`). `None` for text-only
     /// records (Passport messages), where the catalogue decides.
