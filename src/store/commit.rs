@@ -787,8 +787,10 @@ async fn insert_successes(
 }
 
 /// How long after a sign-in its log record may be written (`time`, `TimeGenerated`):
-/// Entra's delivery lag, minutes as a rule, hours at worst.
-const LOGGED_LAG_MS: i64 = 24 * 3_600_000;
+/// minutes as a rule. Every row of the store in that span before a batch of such records
+/// is read to find their ids (there is no index by id alone: see `events_dedup`), so the
+/// span is what the lag needs, with room, not more.
+const LOGGED_LAG_MS: i64 = 6 * 3_600_000;
 
 /// Which of a JSON list of record keys are stored under a time from `?2` to `?3`, or
 /// under a logged time (`logged_time_keys`).
