@@ -450,12 +450,16 @@ impl Tailer {
             if (id.dev, id.ino) != *key {
                 continue; // replaced between the scan and the open: next round
             }
+            // Two checkpoints can hold one file: a copy followed for a moment as a new
+            // generation, then found to be a known generation's copy and read on under that
+            // one's key. The one read furthest is the file's: resuming the other would read
+            // again what was stored under the first (a kill between the two left both).
             let by_inode = self
                 .lost
                 .iter()
                 .enumerate()
                 .filter(|(_, c)| c.dev == id.dev && c.ino == id.ino && identity::same_content(c, &id))
-                .max_by_key(|(_, c)| c.fingerprint.len())
+                .max_by_key(|(_, c)| (c.offset, c.fingerprint.len()))
                 .map(|(i, _)| i);
             let by_content = || self.lost_generation_holding(&id, Some(seen));
             // A checkpoint with no head was taken while its file was still empty: the
@@ -1303,6 +1307,53 @@ mod tests {
             *counts.entry(m).or_default() += 1;
         }
         counts
+    }
+
+    /// A file two start-up checkpoints hold (a copy followed for a moment under a key of its
+    /// own, then read on under its original's, and a kill before the first was forgotten)
+    /// resumes where it was read furthest, whichever comes first: nothing is read twice.
+    #[test]
+    fn a_file_two_checkpoints_hold_resumes_where_it_was_read_furthest() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("logs");
+        std::fs::create_dir_all(&logs).unwrap();
+        let text = format!(
+            "[storage]\npath = \"{}\"\n[detectors]\nenabled = false\n[[sources]]\nname = \"t\"\npaths = [\"{}/app.log*\"]\n",
+            dir.path().join("db.sqlite").display(),
+            logs.display()
+        );
+        let (settings, _) = crate::config::from_parts(&text, "test.toml", &[]).unwrap();
+        let source = settings.sources[0].clone();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let core = rt.block_on(crate::app::Core::build(settings, vec!["t".into()])).unwrap();
+        let file = logs.join("app.log.1");
+        std::fs::write(&file, lines(0..6)).unwrap();
+        let tailer = |checkpoints: Vec<Checkpoint>| {
+            let (tx, rx) = mpsc::channel(1024);
+            let t = Tailer::new(
+                source.clone(),
+                checkpoints,
+                core.normalizer.clone(),
+                tx,
+                core.metrics.clone(),
+                CancellationToken::new(),
+            )
+            .unwrap();
+            (t, rx)
+        };
+        let (mut first, mut rx) = tailer(Vec::new());
+        first.poll_round().unwrap();
+        assert_eq!(stored(&mut rx).len(), 6);
+        let read_through = first.tracked.values().next().unwrap().reader.checkpoint();
+        let unread =
+            Checkpoint { file_key: "another-key".into(), offset: 0, state: String::new(), ..read_through.clone() };
+        for checkpoints in [vec![read_through.clone(), unread.clone()], vec![unread, read_through]] {
+            let (mut again, mut rx) = tailer(checkpoints);
+            again.poll_round().unwrap();
+            again.poll_round().unwrap();
+            let counts = stored(&mut rx);
+            assert!(counts.is_empty(), "read again: {counts:?}");
+        }
     }
 
     #[test]
