@@ -486,36 +486,28 @@ fn a_file_that_leaves_and_comes_back_in_one_run_is_resumed_not_read_again() {
 /// it comes back, resumed where it was.
 #[test]
 fn a_file_away_at_start_up_that_comes_back_is_resumed_not_read_again() {
-    // Moved out while running, back after a restart.
-    let mut h = Harness::new("app.log", "read_grace = \"0s\"");
-    std::fs::create_dir(h.path("out")).unwrap();
-    h.append("app.log", &lines(0..3));
-    h.poll();
-    rename(&h, "app.log", "out/away.txt");
-    h.poll();
-    h.stop();
-    h.start();
-    h.poll();
-    rename(&h, "out/away.txt", "app.log");
-    h.append("app.log", &lines(3..5));
-    h.poll();
-    h.stop();
-    assert_exactly_once(&h.stored(), 0..5);
-
-    // Moved out while stopped, back after the next start's first round.
-    let mut h = Harness::new("app.log", "read_grace = \"0s\"");
-    std::fs::create_dir(h.path("out")).unwrap();
-    h.append("app.log", &lines(0..3));
-    h.poll();
-    h.stop();
-    rename(&h, "app.log", "out/away.txt");
-    h.start();
-    h.poll();
-    rename(&h, "out/away.txt", "app.log");
-    h.append("app.log", &lines(3..5));
-    h.poll();
-    h.stop();
-    assert_exactly_once(&h.stored(), 0..5);
+    // Moved out while running, or while stopped; back after the next start's first round.
+    for moved_while_running in [true, false] {
+        let mut h = Harness::new("app.log", "read_grace = \"0s\"");
+        std::fs::create_dir(h.path("out")).unwrap();
+        h.append("app.log", &lines(0..3));
+        h.poll();
+        if moved_while_running {
+            rename(&h, "app.log", "out/away.txt");
+            h.poll();
+            h.stop();
+        } else {
+            h.stop();
+            rename(&h, "app.log", "out/away.txt");
+        }
+        h.start();
+        h.poll();
+        rename(&h, "out/away.txt", "app.log");
+        h.append("app.log", &lines(3..5));
+        h.poll();
+        h.stop();
+        assert_exactly_once(&h.stored(), 0..5);
+    }
 }
 
 #[cfg(unix)]

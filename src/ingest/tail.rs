@@ -1309,11 +1309,8 @@ mod tests {
         counts
     }
 
-    /// A file two start-up checkpoints hold (a copy followed for a moment under a key of its
-    /// own, then read on under its original's, and a kill before the first was forgotten)
-    /// resumes where it was read furthest, whichever comes first: nothing is read twice.
-    #[test]
-    fn a_file_two_checkpoints_hold_resumes_where_it_was_read_furthest() {
+    /// A store in a temporary folder and the source `t` following `logs/app.log*` in it.
+    fn source_t() -> (tempfile::TempDir, PathBuf, SourceSettings, tokio::runtime::Runtime, crate::app::Core) {
         let dir = tempfile::tempdir().unwrap();
         let logs = dir.path().join("logs");
         std::fs::create_dir_all(&logs).unwrap();
@@ -1326,6 +1323,15 @@ mod tests {
         let source = settings.sources[0].clone();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let core = rt.block_on(crate::app::Core::build(settings, vec!["t".into()])).unwrap();
+        (dir, logs, source, rt, core)
+    }
+
+    /// A file two start-up checkpoints hold (a copy followed for a moment under a key of its
+    /// own, then read on under its original's, and a kill before the first was forgotten)
+    /// resumes where it was read furthest, whichever comes first: nothing is read twice.
+    #[test]
+    fn a_file_two_checkpoints_hold_resumes_where_it_was_read_furthest() {
+        let (_dir, logs, source, _rt, core) = source_t();
         let file = logs.join("app.log.1");
         std::fs::write(&file, lines(0..6)).unwrap();
         let tailer = |checkpoints: Vec<Checkpoint>| {
@@ -1358,18 +1364,7 @@ mod tests {
 
     #[test]
     fn a_copy_filled_between_its_first_look_and_its_first_read_keeps_the_key_of_its_original() {
-        let dir = tempfile::tempdir().unwrap();
-        let logs = dir.path().join("logs");
-        std::fs::create_dir_all(&logs).unwrap();
-        let text = format!(
-            "[storage]\npath = \"{}\"\n[detectors]\nenabled = false\n[[sources]]\nname = \"t\"\npaths = [\"{}/app.log*\"]\n",
-            dir.path().join("db.sqlite").display(),
-            logs.display()
-        );
-        let (settings, _) = crate::config::from_parts(&text, "test.toml", &[]).unwrap();
-        let source = settings.sources[0].clone();
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let core = rt.block_on(crate::app::Core::build(settings, vec!["t".into()])).unwrap();
+        let (_dir, logs, source, _rt, core) = source_t();
         let (tx, mut rx) = mpsc::channel(1024);
         let mut tailer = Tailer::new(
             source,

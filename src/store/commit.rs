@@ -820,12 +820,7 @@ async fn drop_copies_under_another_time(
     result: &mut BatchResult,
 ) -> Result<(), StoreError> {
     let by_id = |key: &str| key.starts_with("id:");
-    let logged: Vec<(&str, i64)> = rows
-        .iter()
-        .filter(|(s, k)| s.event.time_is_logged && by_id(k))
-        .map(|(s, k)| (*k, s.event.dedup_at()))
-        .chain(successes.iter().filter(|s| s.time_is_logged && by_id(s.key)).map(|s| (s.key, s.dedup_at)))
-        .collect();
+    let logged = ids_under_logged_time(rows, successes);
     if logged.is_empty() && !any_logged_time {
         return Ok(());
     }
@@ -872,12 +867,7 @@ async fn drop_copies_under_another_time(
         keep
     });
     // The ids now stored under a logged time, for the records with their own time to come.
-    let kept: Vec<(&str, i64)> = rows
-        .iter()
-        .filter(|(s, k)| s.event.time_is_logged && by_id(k))
-        .map(|(s, k)| (*k, s.event.dedup_at()))
-        .chain(successes.iter().filter(|s| s.time_is_logged && by_id(s.key)).map(|s| (s.key, s.dedup_at)))
-        .collect();
+    let kept = ids_under_logged_time(rows, successes);
     if !kept.is_empty() {
         let list = serde_json::to_string(&kept)
             .map_err(|e| StoreError::Corrupt { column: "dedup_key", value: e.to_string() })?;
@@ -889,6 +879,17 @@ async fn drop_copies_under_another_time(
         .await?;
     }
     Ok(())
+}
+
+/// The (key, time) of the records among `rows` and `successes` keyed by id under a logged
+/// time (`SignInEvent::time_is_logged`).
+fn ids_under_logged_time<'r>(rows: &[(&StoredEvent, &'r str)], successes: &[SuccessRow<'r>]) -> Vec<(&'r str, i64)> {
+    let by_id = |key: &str| key.starts_with("id:");
+    rows.iter()
+        .filter(|(s, k)| s.event.time_is_logged && by_id(k))
+        .map(|(s, k)| (*k, s.event.dedup_at()))
+        .chain(successes.iter().filter(|s| s.time_is_logged && by_id(s.key)).map(|s| (s.key, s.dedup_at)))
+        .collect()
 }
 
 /// The (event time, key) pairs among `rows` that are already stored.
