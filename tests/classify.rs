@@ -473,6 +473,16 @@ remediation = "Our runbook."
     let c = Classifier::new(Arc::new(Catalogue::load(&[f.path().to_owned()]).unwrap()), Vec::new());
     let text = "Due to a configuration change made by your administrator, or because you moved to a new location, \
                 you must use multi-factor authentication to access 'x'.";
+    // Several shipped entries overridden at once, by one entry and by two.
+    for ours in [
+        "[[entry]]\nid = \"ours-two\"\ncodes = [50126, 50056]\ncategory = \"invalid_credentials\"\ntitle = \"T\"\nremediation = \"R\"\n",
+        "[[entry]]\nid = \"ours-a\"\ncodes = [50126]\ncategory = \"invalid_credentials\"\ntitle = \"T\"\nremediation = \"R\"\n\n\
+         [[entry]]\nid = \"ours-b\"\ncodes = [50076]\ncategory = \"mfa_required\"\ntitle = \"T\"\nremediation = \"R\"\n",
+    ] {
+        let g = write_temp(ours);
+        let cat = Catalogue::load(&[g.path().to_owned()]).unwrap();
+        assert!(cat.entry("aadsts-50126").is_none() && cat.entry_for_code(50126).is_some_and(|e| e.id.starts_with("ours")));
+    }
     for msg in [format!("AADSTS50076: {text}"), text.to_string()] {
         let r = classify(&c, &msg);
         assert_eq!((r.entry.as_deref(), r.category), (Some("ours-mfa"), Category::ConditionalAccessBlock), "{msg}");

@@ -637,8 +637,10 @@ fn merge_layer(merged: &mut Vec<Entry>, text: &str, origin: &str, patching: bool
             }
         }
     }
-    for &(i, claimer) in emptied.iter().rev() {
-        let by = claimer.map(|c| merged[c].id.clone()).unwrap_or_default();
+    // Named before any is removed: each removal shifts the indices after it.
+    let overridden: Vec<(usize, String)> =
+        emptied.iter().map(|&(i, claimer)| (i, claimer.map(|c| merged[c].id.clone()).unwrap_or_default())).collect();
+    for (i, by) in overridden.into_iter().rev() {
         tracing::debug!(entry = %merged[i].id, by = %by, origin, "catalogue entry lost all its codes to a later file; overridden");
         merged.remove(i);
     }
