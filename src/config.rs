@@ -1225,8 +1225,13 @@ impl Settings {
         }
         // A bare word is a target to the filter, which then logs nothing else: `warning`
         // would silence every error. Only a level may stand alone.
-        const LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "off"];
-        let bare_word = |d: &&str| !d.contains(['=', '[', ':']) && !LEVELS.iter().any(|l| d.eq_ignore_ascii_case(l));
+        // (A level is a name or its number, 0 to 5; `passportd` alone is this program's
+        // every line, a target the filter means on purpose.)
+        let bare_word = |d: &&str| {
+            !d.contains(['=', '[', ':'])
+                && d.parse::<tracing_subscriber::filter::LevelFilter>().is_err()
+                && *d != "passportd"
+        };
         if let Some(word) = self.log.level.split(',').map(str::trim).filter(|d| !d.is_empty()).find(bare_word) {
             return Err(invalid(
                 "log.level".into(),
@@ -1454,7 +1459,9 @@ mod tests {
             let err = from_parts(&format!("[log]\nlevel = {level:?}\n"), "t.toml", &[]).unwrap_err().to_string();
             assert!(err.contains("log.level") && err.contains("is not a level"), "{level}: {err}");
         }
-        for level in ["warn", "INFO", "off", "warn,passportd=debug", "info,passportd::ingest::tail=trace"] {
+        for level in
+            ["warn", "INFO", "off", "5", "passportd", "warn,passportd=debug", "info,passportd::ingest::tail=trace"]
+        {
             from_parts(&format!("[log]\nlevel = {level:?}\n"), "t.toml", &[]).expect(level);
         }
     }

@@ -360,6 +360,9 @@ fn text_only_patterns_and_fallbacks() {
         ("Token request failed: HTTP 429 Too Many Requests", Some("oauth-server-error")),
         ("Token request failed: HTTP/1.1 503", Some("oauth-server-error")),
         ("Token request failed: my_invalid_grants", None),
+        ("Request failed with HTTP 400: see https://docs.example/errors/access_denied", None),
+        ("Failed: client invalid_client-id", None),
+        ("Failed: invalid_grant.example.org", None),
         ("Token request failed: HTTP 4290", None),
     ] {
         let r = classify(&c, msg);

@@ -824,8 +824,13 @@ impl Classifier {
                 memmem::find_iter(bytes, name.as_bytes())
                     .find(|&at| {
                         let end = at + name.len();
-                        let glued_before = at.checked_sub(1).is_some_and(|i| word_byte(bytes[i]));
-                        let glued_after = bytes.get(end).is_some_and(|b| word_byte(*b));
+                        // Not part of a path, an identifier or a name (`…/errors/access_denied`,
+                        // `invalid_client-id`); a full stop that ends a sentence is no glue.
+                        let joins = |b: u8| word_byte(b) || matches!(b, b'-' | b'/' | b'.' | b'@');
+                        let glued_before = at.checked_sub(1).is_some_and(|i| joins(bytes[i]));
+                        let glued_after = bytes.get(end).is_some_and(|b| {
+                            joins(*b) && !(*b == b'.' && !bytes.get(end + 1).is_some_and(|n| n.is_ascii_alphanumeric()))
+                        });
                         !glued_before && !glued_after
                     })
                     .map(|at| (at, name.len()))
