@@ -828,9 +828,9 @@ impl Classifier {
                         // `invalid_client-id`); a full stop that ends a sentence is no glue.
                         let joins = |b: u8| word_byte(b) || matches!(b, b'-' | b'/' | b'.' | b'@');
                         let glued_before = at.checked_sub(1).is_some_and(|i| joins(bytes[i]));
-                        let glued_after = bytes.get(end).is_some_and(|b| {
-                            joins(*b) && !(*b == b'.' && !bytes.get(end + 1).is_some_and(|n| n.is_ascii_alphanumeric()))
-                        });
+                        let sentence_end = *bytes.get(end).unwrap_or(&b' ') == b'.'
+                            && !bytes.get(end + 1).is_some_and(u8::is_ascii_alphanumeric);
+                        let glued_after = !sentence_end && bytes.get(end).is_some_and(|b| joins(*b));
                         !glued_before && !glued_after
                     })
                     .map(|at| (at, name.len()))
