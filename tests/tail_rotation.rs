@@ -599,6 +599,32 @@ fn a_message_before_a_half_written_record_is_stored_once_idle() {
     assert_eq!(h.parse_errors(), 0.0);
 }
 
+/// A block-buffered writer may stop after any line of a message: one whose last line so
+/// far is an Entra error's `Trace ID:` or `Correlation ID:` waits for the `Timestamp:` line
+/// that ends that trailer, and is stored whole, its correlation id with it.
+#[test]
+fn a_message_cut_inside_its_entra_trailer_waits_for_the_rest() {
+    let mut h = Harness::new("mac.log", "format = \"passport\"");
+    let head = "2026-03-13 08:00:00.100000-0800  mac-1 SecurityAgent[612]: (KandjiPassport) [io.kandji.passport:auth] \
+                AADSTS50079: Due to a configuration change made by your administrator you must enroll in MFA.\r\n\
+                Trace ID: 0f1e2d3c-4b5a-4697-8877-665544332211\r\n";
+    h.append("mac.log", head);
+    // Well past the hold of a message that is not waiting for its trailer (300 ms).
+    poll_for(&mut h, std::time::Duration::from_millis(900));
+    assert!(codes_and_correlations(&h).is_empty(), "stored before its trailer was whole");
+    h.append("mac.log", "Correlation ID: 13131313-AAAA-4BBB-8CCC-000000000001\r\n");
+    poll_for(&mut h, std::time::Duration::from_millis(900));
+    assert!(codes_and_correlations(&h).is_empty(), "stored before its Timestamp line");
+    h.append("mac.log", "Timestamp: 2026-03-13 16:00:00Z\r\n");
+    poll_until_stored(&mut h, "the message", |rows| !rows.is_empty());
+    h.stop();
+    assert_eq!(
+        codes_and_correlations(&h),
+        vec![(Some(50079), Some("13131313-aaaa-4bbb-8ccc-000000000001".to_string()))]
+    );
+    assert_eq!(h.parse_errors(), 0.0);
+}
+
 /// A file emptied in place (`: > file`, no copy kept) while a message it held was waiting
 /// for the rest of its body: the message was read before its bytes were destroyed, and is
 /// stored, not dropped with them.

@@ -145,7 +145,10 @@ impl FileReader {
     /// How much longer an idle flush waits for more of a held record, counted from the
     /// stream's last bytes (see [`Holds`]). `None` when nothing waits.
     pub fn hold_left(&self, holds: &Holds) -> Option<std::time::Duration> {
-        let hold = if self.decoder.holds_open_body() || self.decoder.holds_unterminated_row() {
+        let hold = if self.decoder.holds_open_body()
+            || self.decoder.holds_unterminated_row()
+            || self.decoder.holds_open_trailer()
+        {
             holds.open_body
         } else if self.decoder.holds_open_ended_record() {
             holds.announced

@@ -571,6 +571,31 @@ impl StreamDecoder {
             .is_some_and(|p| !p.overlong && open_json_depth(json_body_start(&self.buf[self.pending_range(p)])) > 0)
     }
 
+    /// Whether a Passport text record is held whose last line is an Entra error's `Trace ID:`
+    /// or `Correlation ID:` line: Entra ends that trailer with its `Timestamp:` line, still
+    /// to come however late a block-buffered writer delivers it (cut there, the message
+    /// would lose its correlation id and read differently from its copy in another export).
+    pub fn holds_open_trailer(&self) -> bool {
+        self.pending.is_some_and(|p| {
+            if p.overlong {
+                return false;
+            }
+            let text = trim_ascii(&self.buf[self.pending_range(p)]);
+            let mut lines = text.rsplit(|b| *b == b'\n').map(trim_ascii);
+            let starts = |line: &[u8], prefix: &[u8]| {
+                line.len() >= prefix.len() && line[..prefix.len()].eq_ignore_ascii_case(prefix)
+            };
+            match lines.next() {
+                // (Not the message's first line: a trailer follows a description.)
+                Some(last) if text.contains(&b'\n') && starts(last, b"trace id:") => true,
+                // A Correlation ID line alone is a message of its own making; after Entra's
+                // Trace ID line, its Timestamp line is to come.
+                Some(last) if starts(last, b"correlation id:") => lines.next().is_some_and(|l| starts(l, b"trace id:")),
+                _ => false,
+            }
+        })
+    }
+
     /// Whether a Passport text record is held whose text, trailing blanks aside, ends
     /// with `:`: it announces more ("Token request failed:", then the token endpoint's
     /// body on the next line), which a writer may deliver in a later write. A tailer
