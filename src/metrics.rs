@@ -144,7 +144,7 @@ impl Metrics {
             parse_errors: counter(&registry, "passportd_parse_errors_total", "Input records that could not be decoded, by source and reason.", &["source", "reason"])?,
             ingest_lines: counter(&registry, "passportd_ingest_lines_total", "Records (lines or JSON values) read, whatever they turned out to be, by source.", &["source"])?,
             ingest_lag: histogram_vec(&registry, "passportd_ingest_lag_seconds", "Time from an event's own timestamp to its ingestion, by source.", &["source"],
-                vec![0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0])?,
+                vec![0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1200.0, 1800.0, 3600.0])?,
             skipped: counter(&registry, "passportd_skipped_total", "Records decoded but not sign-in related (banners, chatter, other processes), by source.", &["source"])?,
             redacted: counter(&registry, "passportd_redacted_total", "Passport records whose message was <private> (unified-log redaction), by source.", &["source"])?,
             duplicates: counter(&registry, "passportd_duplicates_total", "Records skipped because their idempotency key was already stored, by source.", &["source"])?,
@@ -374,6 +374,24 @@ mod tests {
     /// The process's CPU time is exposed to the clock tick, not cut to whole seconds:
     /// read when the fraction is large, a whole-second counter is off by more than half
     /// a second.
+    /// The shipped `PassportdIngestLagging` alert compares the p99 lag with 900 s: that must
+    /// be a bucket boundary, or a lag just over 600 s reads as about 1,800 s (the quantile
+    /// is interpolated across the bucket) and the alert fires at 10 minutes, not 15.
+    #[test]
+    fn the_ingest_lag_alerts_threshold_is_a_bucket_boundary() {
+        let metrics = Metrics::new(&["s".to_owned()], &[], &[]).unwrap();
+        metrics.ingest_lag.with_label_values(&["s"]).observe(720.0);
+        let text = metrics.render();
+        let bucket = |le: &str| {
+            let series = format!("passportd_ingest_lag_seconds_bucket{{source=\"s\",le=\"{le}\"}} ");
+            text.lines().find_map(|l| l.strip_prefix(series.as_str())).map(str::to_owned)
+        };
+        assert_eq!(bucket("600").as_deref(), Some("0"));
+        assert_eq!(bucket("900").as_deref(), Some("1"), "{text}");
+        let rules = include_str!("../deploy/prometheus/passportd.rules.yml");
+        assert!(rules.contains("passportd:ingest_lag_seconds:p99_10m > 900"), "the alert's threshold moved");
+    }
+
     #[test]
     fn process_cpu_seconds_keep_their_fraction() {
         let metrics = Metrics::new(&[], &[], &[]).unwrap();
