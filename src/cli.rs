@@ -91,7 +91,7 @@ Exit codes: 0 classified (whatever the verdicts), 2 usage or configuration error
 
 const CHECK_CONFIG_EXAMPLES: &str = "Examples:
   passportd check-config --config /etc/passportd/passportd.toml
-  PASSPORTD_PRIVACY__USERS=hash passportd check-config
+  PASSPORTD_SERVER__LISTEN=0.0.0.0:9477 passportd check-config
 
 Checks the file and every PASSPORTD_* override, the store's path, operator catalogue files
 (regexes compile, codes unique, every entry's examples classify to it), then prints the
