@@ -163,17 +163,36 @@ fn hmac_hex(keyed: &HmacSha256, value: &str) -> String {
     hex
 }
 
+/// The address a client IP field or message names, however it is written: with a port
+/// (`203.0.113.5:443`, `[2001:db8::1]:443`), in brackets, IPv6 with leading zeros or in
+/// full, or IPv4 mapped into IPv6 (`::ffff:203.0.113.9`, which is that IPv4 address).
+fn parse_ip(value: &str) -> Option<std::net::IpAddr> {
+    let value = value.trim();
+    let ip = value
+        .parse::<std::net::IpAddr>()
+        .ok()
+        .or_else(|| value.parse::<std::net::SocketAddr>().ok().map(|s| s.ip()))
+        .or_else(|| value.strip_prefix('[')?.strip_suffix(']')?.parse().ok())?;
+    Some(ip.to_canonical())
+}
+
+/// An address's one written form (`parse_ip`, then as Rust prints it: lower case, zeros
+/// compressed), so that one address gives one hash; text that is no address, lower-cased.
+fn canonical_ip(value: &str) -> String {
+    parse_ip(value).map_or_else(|| value.trim().to_lowercase(), |ip| ip.to_string())
+}
+
 /// The network part of an address: /24 for IPv4, /48 for IPv6; anything that is not
 /// an address is dropped rather than stored as it is.
 fn truncate_ip(value: &str) -> Option<String> {
-    match value.trim().parse::<std::net::IpAddr>().ok()? {
+    match parse_ip(value)? {
         std::net::IpAddr::V4(v4) => {
             let [a, b, c, _] = v4.octets();
             Some(format!("{a}.{b}.{c}.0/24"))
         }
         std::net::IpAddr::V6(v6) => {
             let s = v6.segments();
-            Some(format!("{:x}:{:x}:{:x}::/48", s[0], s[1], s[2]))
+            Some(format!("{}/48", std::net::Ipv6Addr::new(s[0], s[1], s[2], 0, 0, 0, 0, 0)))
         }
     }
 }
@@ -271,13 +290,15 @@ impl Privacy {
 
     /// The stored form of an IP address.
     pub fn ip(&self, value: Option<String>) -> Option<String> {
+        // Hashed, one address is one hash however it was written.
+        let value = if self.ips == PrivacyMode::Hash { value.map(|v| canonical_ip(&v)) } else { value };
         self.apply(self.ips, value)
     }
 
     /// A keyed hash of the client IP, for the spray detector.
     pub fn ip_key(&self, ip: Option<&str>) -> Option<String> {
         let ip = ip.filter(|i| !i.is_empty())?;
-        Some(hmac_hex(&self.user_key_secret, &format!("ip:{}", ip.to_lowercase())))
+        Some(hmac_hex(&self.user_key_secret, &format!("ip:{}", canonical_ip(ip))))
     }
 
     /// A keyed hash identifying the user for exact `users_affected` counts.
@@ -359,7 +380,7 @@ impl Privacy {
                 match self.ips {
                     PrivacyMode::Hash => {
                         out.push_str("<ip:hmac:");
-                        out.push_str(&hmac_hex(&self.key, &ip.to_lowercase()));
+                        out.push_str(&hmac_hex(&self.key, &canonical_ip(ip)));
                         out.push('>');
                     }
                     PrivacyMode::Truncate => out.push_str(truncate_ip(ip).as_deref().unwrap_or("<redacted>")),
@@ -1063,6 +1084,29 @@ mod tests {
         assert_eq!(p.entry_key(at, None, "AADSTS50055: expired\r\nTrace ID: t\r\n"), text);
         assert_eq!(p.entry_key(at, None, "AADSTS50055: expired\nTrace ID: t  "), text);
         assert_ne!(p.entry_key(at, None, "AADSTS50055: expired\nTrace ID: u"), text);
+    }
+
+    /// One address is one network, one hash and one detector key however it is written:
+    /// IPv4 mapped into IPv6 is its IPv4 address, IPv6 with zeros in full or with a port
+    /// is the address.
+    #[test]
+    fn an_address_is_the_same_however_it_is_written() {
+        assert_eq!(truncate_ip("::ffff:203.0.113.9").as_deref(), Some("203.0.113.0/24"));
+        assert_eq!(truncate_ip("2001:db8:0:12::1").as_deref(), Some("2001:db8::/48"));
+        assert_eq!(truncate_ip("203.0.113.5:443").as_deref(), Some("203.0.113.0/24"));
+        assert_eq!(truncate_ip("[2001:db8:abcd:12::1]:443").as_deref(), Some("2001:db8:abcd::/48"));
+        assert_eq!(truncate_ip("not an address"), None);
+        let s = PrivacySettings {
+            ips: PrivacyMode::Hash,
+            hash_key: Secret::new("0123456789abcdef"),
+            ..PrivacySettings::default()
+        };
+        let p = Privacy::new(&s, b"k");
+        let spellings = ["2001:db8:abcd:12::1", "2001:0DB8:abcd:0012:0000:0000:0000:0001", "[2001:db8:abcd:12::1]:443"];
+        let hashes: HashSet<_> = spellings.iter().map(|a| p.ip(Some((*a).to_owned()))).collect();
+        let keys: HashSet<_> = spellings.iter().map(|a| p.ip_key(Some(a))).collect();
+        assert_eq!((hashes.len(), keys.len()), (1, 1), "{hashes:?} {keys:?}");
+        assert_eq!(p.ip_key(Some("::ffff:203.0.113.9")), p.ip_key(Some("203.0.113.9")));
     }
 
     #[test]
