@@ -348,6 +348,72 @@ fn a_signin_without_a_result_is_a_parse_error_and_an_audit_record_is_skipped() {
     assert!(stderr.contains("not_signin") && stderr.contains("page.json"), "{stderr}");
 }
 
+/// Live, a Mac logs its failure before Entra's export brings the record of it: the
+/// Passport line is the counted copy, and it names no user and no client IP. The detectors
+/// see the attempts as Entra recorded them all the same: a brute force on one user, a
+/// password spray from one address.
+#[test]
+fn detectors_see_entra_users_and_ips_when_the_passport_lines_came_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let attempts = |users: &[String], ip: &str, tag: &str| -> (String, String) {
+        let (mut passport, mut entra) = (String::new(), String::new());
+        for (k, user) in users.iter().enumerate() {
+            let correlation = format!("{tag}-{k:04}-4000-8000-000000000000");
+            let second = 10 + 15 * k;
+            let (minute, second) = (second / 60, second % 60);
+            passport += &passport_ndjson(
+                &format!("2026-03-04 08:{minute:02}:{second:02}.000000+0000"),
+                "Error",
+                &format!(
+                    "AADSTS50126: Error validating credentials due to invalid username or password.\\r\\nCorrelation ID: {}",
+                    correlation.to_uppercase()
+                ),
+            );
+            passport.push('\n');
+            entra += &format!(
+                r#"{{"time":"2026-03-04T08:{minute:02}:{second:02}.400Z","category":"SignInLogs","resultType":"50126","properties":{{"id":"{tag}-{k}","createdDateTime":"2026-03-04T08:{minute:02}:{second:02}.400Z","userPrincipalName":"{user}","ipAddress":"{ip}","correlationId":"{correlation}","appId":"app-1","tokenIssuerType":"AzureAD","status":{{"errorCode":50126}}}}}}"#
+            );
+            entra.push('\n');
+        }
+        (passport, entra)
+    };
+    let victim: Vec<String> = (0..12).map(|_| "victim@contoso.example".to_owned()).collect();
+    let sprayed: Vec<String> = (0..12).map(|k| format!("user{k}@contoso.example")).collect();
+    for (users, ip, tag, detector) in
+        [(victim, "198.51.100.1", "aaaaaaaa", "brute_force"), (sprayed, "203.0.113.77", "bbbbbbbb", "password_spray")]
+    {
+        let (passport, entra) = attempts(&users, ip, tag);
+        let (mac, log) = (dir.path().join(format!("{tag}.ndjson")), dir.path().join(format!("{tag}.json")));
+        std::fs::write(&mac, passport).unwrap();
+        std::fs::write(&log, entra).unwrap();
+        let db = dir.path().join(format!("{tag}.db"));
+        let env = [("PASSPORTD_STORAGE__PATH", db.as_os_str())];
+        let first = json(&passportd_env(
+            dir.path(),
+            &["replay", "--json", "--format", "passport", mac.to_str().unwrap()],
+            &env,
+        ));
+        assert_eq!(first["failures"], 12, "{first}");
+        let second = json(&passportd_env(dir.path(), &["replay", "--json", log.to_str().unwrap()], &env));
+        assert_eq!((second["records"].as_u64(), second["failures"].as_u64()), (Some(12), Some(12)), "{second}");
+        // The Entra records joined their lines: one incident of the failures, counted once.
+        assert_eq!(second["incidents_opened"], 1, "only the detector's: {second}");
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let found: Vec<(i64, i64)> = rt.block_on(async {
+            let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+            let rows = sqlx::query_as("SELECT event_count, users_affected FROM incidents WHERE fingerprint LIKE ?")
+                .bind(format!("v1:{detector}:%"))
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+            rows
+        });
+        assert_eq!(found.len(), 1, "{detector}: {found:?}");
+        assert!(found[0].0 >= 10, "{detector}: {found:?}");
+    }
+}
+
 /// A Log Analytics export without `CreatedDateTime` gives each sign-in the time its row
 /// was logged (`TimeGenerated`, here 41 s after the sign-in); the diagnostic record of the
 /// same sign-in has its own. Whichever comes first, in one replay or two, each sign-in is

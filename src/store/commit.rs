@@ -228,6 +228,9 @@ struct BatchIncidents {
     /// Credential failures of earlier batches that a supersede made uncounted: the
     /// detectors' copy of the recent past marks them so (`recent`).
     uncounted: Vec<UncountedFailure>,
+    /// A counted Passport line took the user and IP keys of its Entra record
+    /// (`join_correlated`): the detectors' copy of the recent past no longer matches.
+    keys_lent: bool,
     /// Each incident's quiet period as SQL over its `category` (`quiet_sql`).
     quiet_sql: String,
     /// A resolved incident got a later event than its last: `flush` makes it active again,
@@ -646,6 +649,9 @@ impl Store {
                 if let Some(failure) = credential_failure(row) {
                     copy.add(&failure);
                 }
+            }
+            if state.keys_lent {
+                copy.forget();
             }
         }
         if policy.detectors.enabled && !credential_failures.is_empty() {
@@ -1119,6 +1125,24 @@ async fn join_correlated(
         // counts its user: a Passport line names no user, and the Entra record of the same
         // sign-in, arriving after it, is such a copy.
         state.join_copy(id, &f.stored.event.source, f.at, f.stored.user_key.as_deref());
+    }
+    // The line counted first (live, a Mac logs its failure before Entra's export comes)
+    // often names no user and never the client IP: it takes the keys of its Entra record,
+    // so that the detectors, which read counted attempts by user and by IP, see the
+    // attempt as Entra saw it, whichever copy came first.
+    if hit.passport_category.is_some() && !from_passport && (f.stored.user_key.is_some() || f.stored.ip_key.is_some()) {
+        rows.write_through(tx, f.row).await?;
+        let lent = sqlx::query(
+            "UPDATE events SET user_key = COALESCE(user_key, ?1), ip_key = COALESCE(ip_key, ?2)
+             WHERE id = ?3 AND ((user_key IS NULL AND ?1 IS NOT NULL) OR (ip_key IS NULL AND ?2 IS NOT NULL))",
+        )
+        .bind(f.stored.user_key.as_deref())
+        .bind(f.stored.ip_key.as_deref())
+        .bind(hit.event_id)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        state.keys_lent |= lent > 0;
     }
     Ok(Join::Copy)
 }
