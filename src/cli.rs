@@ -396,7 +396,19 @@ async fn replay(
         // Every regular file must open before anything is stored: one that cannot, found
         // half-way, left the earlier files committed, no summary and exit 1.
         if f.is_file() {
-            std::fs::File::open(f).map_err(|e| CliError::Usage(format!("{}: cannot be read: {e}", f.display())))?;
+            let mut file =
+                std::fs::File::open(f).map_err(|e| CliError::Usage(format!("{}: cannot be read: {e}", f.display())))?;
+            // A compressed file (a rotated generation newsyslog or logrotate gzipped) is not
+            // text: its bytes read as garbage records. Said so, before anything is stored.
+            let mut head = [0u8; 8];
+            let n = std::io::Read::read(&mut file, &mut head).unwrap_or(0);
+            if let Some(kind) = crate::ingest::tail::compression_of(&head[..n]) {
+                return Err(CliError::Usage(format!(
+                    "{}: is {kind}-compressed; replay what it holds, e.g. `passportd replay <(zcat {})` (or xzcat, bzcat, zstdcat)",
+                    f.display(),
+                    f.display()
+                )));
+            }
         }
     }
     let core = Core::build(loaded.settings, vec![source_settings.name.clone()]).await?;

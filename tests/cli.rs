@@ -348,6 +348,23 @@ fn a_signin_without_a_result_is_a_parse_error_and_an_audit_record_is_skipped() {
     assert!(stderr.contains("not_signin") && stderr.contains("page.json"), "{stderr}");
 }
 
+/// A compressed file handed to `replay` (a rotated generation newsyslog gzipped) is
+/// refused before anything is stored, saying how to replay what it holds.
+#[test]
+fn replay_refuses_a_compressed_file_and_says_how_to_read_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("PT1H.json.gz");
+    // A gzip member's header: what newsyslog's `.gz` generations begin with.
+    std::fs::write(&file, [0x1f, 0x8b, 0x08, 0x00, 0, 0, 0, 0, 0, 0x03, 0x01, 0x00]).unwrap();
+    let db = dir.path().join("p.db");
+    let out =
+        passportd_env(dir.path(), &["replay", file.to_str().unwrap()], &[("PASSPORTD_STORAGE__PATH", db.as_os_str())]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("gzip-compressed") && stderr.contains("zcat"), "{stderr}");
+    assert!(!db.exists(), "nothing stored");
+}
+
 /// Live, a Mac logs its failure before Entra's export brings the record of it: the
 /// Passport line is the counted copy, and it names no user and no client IP. The detectors
 /// see the attempts as Entra recorded them all the same: a brute force on one user, a

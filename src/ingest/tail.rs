@@ -1065,7 +1065,7 @@ fn modified(path: &Path) -> Option<SystemTime> {
 }
 
 /// The compressor whose magic number `head` starts with, if any.
-fn compression_of(head: &[u8]) -> Option<&'static str> {
+pub(crate) fn compression_of(head: &[u8]) -> Option<&'static str> {
     const MAGIC: [(&[u8], &str); 4] = [
         (&[0x1f, 0x8b], "gzip"),
         (b"BZh", "bzip2"),
