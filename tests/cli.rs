@@ -948,7 +948,7 @@ fn a_passport_failure_no_entry_places_counts_as_unclassified() {
     let syslog = dir.path().join("p.log");
     std::fs::write(
         &syslog,
-        "2026-03-04 08:15:02.123456-0800  mac-042 SecurityAgent[612]: (KandjiPassport) [io.kandji.passport:auth] Authentication failed: The network connection was lost.\n",
+        "2026-03-04 08:15:02.123456-0800  mac-042 SecurityAgent[612]: (KandjiPassport) [io.kandji.passport:auth] Authentication failed: the plug-in returned state 7.\n",
     )
     .unwrap();
     let v = json(&passportd(dir.path(), &["replay", "--json", ndjson.to_str().unwrap(), syslog.to_str().unwrap()]));
