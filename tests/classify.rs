@@ -232,6 +232,8 @@ fn pasted_text_is_judged_as_the_daemon_would_count_it() {
     }
     let token_body = classify_text(&c, &body(50076, "you must use multi-factor authentication"));
     assert_eq!((token_body.code, token_body.not_counted), (Some(50076), None));
+    // `log show --style ndjson`'s closing counts are an export's chatter, as replay skips them.
+    assert_eq!(classify_text(&c, r#"{"count":93,"finished":1}"#).not_counted.as_deref(), Some("chatter"));
     // A token error body pasted in part is still a message.
     let cut = &body(50076, "you must use multi-factor authentication")[..60];
     assert_eq!(classify_text(&c, cut).not_counted, None, "{cut}");

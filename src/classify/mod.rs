@@ -101,7 +101,9 @@ pub fn classify_records_of(classifier: &Classifier, text: &str, source_app_id: O
             ItemKind::Redacted => Some("redacted"),
             // Skipped whole records are the reader's chatter (plain text is no record), or
             // an Entra record of another log (`AuditLogs`).
-            ItemKind::Skipped if is_entra_object(text) => Some("not_signin"),
+            ItemKind::Skipped if is_entra_object(text) && !crate::ingest::formats::is_log_trailer(text) => {
+                Some("not_signin")
+            }
             ItemKind::Skipped => Some("chatter"),
             ItemKind::Error(reason) => rejected_record(text, *reason),
         },

@@ -1737,7 +1737,7 @@ fn dispatch(
 
 /// The summary object `log show --style ndjson` ends its output with,
 /// `{"count":1,"finished":1}`: framing, like the banner, not an undecodable record.
-fn is_log_trailer(bytes: &[u8]) -> bool {
+pub(crate) fn is_log_trailer(bytes: &[u8]) -> bool {
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Trailer {

@@ -383,6 +383,12 @@ pub fn is_log_banner(line: &str) -> bool {
     scan::is_banner(line.trim_start_matches('\u{feff}').as_bytes())
 }
 
+/// Whether a line is the `{"count": …, "finished": …}` object `log show --style ndjson`
+/// ends its export with.
+pub fn is_log_trailer(line: &str) -> bool {
+    framing::is_log_trailer(line.trim().as_bytes())
+}
+
 /// Whether a line starts a record of a `log show` text style (it begins with the entry's
 /// timestamp); the lines up to the next such line are that record's message.
 pub fn starts_passport_text_record(line: &str) -> bool {
