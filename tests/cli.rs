@@ -534,6 +534,22 @@ fn lines_of_another_layout_are_errors_under_the_passport_format_too() {
         assert_eq!(summary["failures"], 1, "{format}: {summary}");
         assert!(String::from_utf8_lossy(&out.stderr).contains("unknown_format"), "{format}");
     }
+    // The rest of a message whose head this file does not hold (read from its end while the
+    // message was being written, or cut by a copytruncate) is an orphan continuation.
+    let tail = dir.path().join("tail.log");
+    std::fs::write(
+        &tail,
+        "Correlation ID: 00000000-0000-4000-8000-000000000002\r\nTimestamp: 2026-03-05 17:00:00Z\n  \"error_codes\" : [50126]\n}\n\
+         2026-03-04 08:15:03.123456-0800  mac-lab-07 SecurityAgent[612]: (KandjiPassport) [io.kandji.passport:auth] AADSTS50076: Due to a configuration change made by your administrator\n",
+    )
+    .unwrap();
+    let summary = json(&passportd_env(
+        dir.path(),
+        &["replay", "--json", "--format", "passport", tail.to_str().unwrap()],
+        &[("PASSPORTD_STORAGE__PATH", dir.path().join("tail.db").as_os_str())],
+    ));
+    assert_eq!((summary["parse_errors"].as_u64(), summary["skipped"].as_u64()), (Some(0), Some(4)), "{summary}");
+    assert_eq!(summary["failures"], 1, "{summary}");
 }
 
 /// Failures without a code that the catalogue places in different entries (security

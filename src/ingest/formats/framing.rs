@@ -171,6 +171,19 @@ enum Work {
     },
 }
 
+/// Whether a line reads as part of a Passport message rather than a record of its own:
+/// Entra's trailer lines (`Trace ID:`, `Correlation ID:`, `Timestamp:`), a token body's
+/// lines (brackets, quoted keys), or an indented line.
+fn looks_like_continuation(line: &[u8]) -> bool {
+    let trimmed = trim_ascii(line);
+    let starts = |prefix: &[u8]| trimmed.len() >= prefix.len() && trimmed[..prefix.len()].eq_ignore_ascii_case(prefix);
+    line.first().is_some_and(|b| *b == b' ' || *b == b'\t')
+        || matches!(trimmed.first(), Some(b'{' | b'}' | b'[' | b']' | b'"'))
+        || starts(b"trace id:")
+        || starts(b"correlation id:")
+        || starts(b"timestamp:")
+}
+
 /// Whether a line is a whole JSON record of its own: an Entra sign-in, a Passport
 /// `ndjson` entry, or an Event Hubs / Graph envelope of them. After a held Passport text
 /// record, such a line starts the next record (a file mixing shapes line by line); any
@@ -1029,6 +1042,10 @@ impl StreamDecoder {
             return;
         } else {
             match fmt {
+                // The rest of a message whose head is not in this stream (a file read from
+                // its end while a message was being written, the new file after a
+                // copytruncate cut one): an orphan continuation, as after `flush`.
+                Format::Passport if looks_like_continuation(raw) => ItemKind::Skipped,
                 // A line of no layout `log` writes (a `/var/log/system.log` line, a
                 // shipper's wrapping): an error to report, as under `auto`, never a
                 // failure passed over in silence.
