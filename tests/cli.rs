@@ -415,17 +415,10 @@ fn detectors_see_entra_users_and_ips_when_the_passport_lines_came_first() {
         assert_eq!((second["records"].as_u64(), second["failures"].as_u64()), (Some(12), Some(12)), "{second}");
         // The Entra records joined their lines: one incident of the failures, counted once.
         assert_eq!(second["incidents_opened"], 1, "only the detector's: {second}");
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let found: Vec<(i64, i64)> = rt.block_on(async {
-            let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.unwrap();
-            let rows = sqlx::query_as("SELECT event_count, users_affected FROM incidents WHERE fingerprint LIKE ?")
-                .bind(format!("v1:{detector}:%"))
-                .fetch_all(&pool)
-                .await
-                .unwrap();
-            pool.close().await;
-            rows
-        });
+        let found: Vec<(i64, i64)> = store_rows(
+            &db,
+            &format!("SELECT event_count, users_affected FROM incidents WHERE fingerprint LIKE 'v1:{detector}:%'"),
+        );
         assert_eq!(found.len(), 1, "{detector}: {found:?}");
         assert!(found[0].0 >= 10, "{detector}: {found:?}");
     }
@@ -495,18 +488,11 @@ fn a_store_from_a_newer_passportd_or_with_a_foreign_key_file_is_refused_with_exi
     refused("p.db.key");
     std::fs::write(&key, secret).unwrap();
 
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(async {
-        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.unwrap();
-        sqlx::query(
-            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
-             VALUES (9999, 'future', 1, x'00', 0)",
-        )
-        .execute(&pool)
-        .await
-        .unwrap();
-        pool.close().await;
-    });
+    let _: Vec<(i64,)> = store_rows(
+        &db,
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (9999, 'future', 1, x'00', 0) RETURNING version",
+    );
     refused("newer passportd");
 }
 
@@ -578,14 +564,7 @@ fn failures_without_a_code_from_different_entries_are_different_incidents() {
         &[("PASSPORTD_STORAGE__PATH", db.as_os_str())],
     ));
     assert_eq!(summary["failures"], 3, "{summary}");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let incidents: Vec<(String, i64)> = rt.block_on(async {
-        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.unwrap();
-        let rows =
-            sqlx::query_as("SELECT entry_id, event_count FROM incidents ORDER BY id").fetch_all(&pool).await.unwrap();
-        pool.close().await;
-        rows
-    });
+    let incidents: Vec<(String, i64)> = store_rows(&db, "SELECT entry_id, event_count FROM incidents ORDER BY id");
     assert_eq!(incidents, [("aadsts-530035".to_string(), 2), ("aadsts-53003".to_string(), 1)]);
 }
 
@@ -1537,6 +1516,19 @@ fn azure_corpus(dir: &Path, records: u32, seed: u32) -> std::path::PathBuf {
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+/// The rows `sql` returns from the store at `db`, as another process sees it.
+fn store_rows<T>(db: &Path, sql: &str) -> Vec<T>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + Send + Unpin,
+{
+    runtime().block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+        let rows = sqlx::query_as(sql).fetch_all(&pool).await.unwrap();
+        pool.close().await;
+        rows
+    })
 }
 
 /// Records (events and successes) committed to the store at `db`, as another process sees
