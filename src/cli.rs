@@ -403,8 +403,14 @@ async fn replay(
             let mut head = [0u8; 8];
             let n = std::io::Read::read(&mut file, &mut head).unwrap_or(0);
             if let Some(kind) = crate::ingest::tail::compression_of(&head[..n]) {
+                let tool = match kind {
+                    "bzip2" => "bzcat",
+                    "xz" => "xzcat",
+                    "zstd" => "zstdcat",
+                    _ => "zcat",
+                };
                 return Err(CliError::Usage(format!(
-                    "{}: is {kind}-compressed; replay what it holds, e.g. `passportd replay <(zcat {})` (or xzcat, bzcat, zstdcat)",
+                    "{}: is {kind}-compressed; replay what it holds: `passportd replay <({tool} {})`",
                     f.display(),
                     f.display()
                 )));

@@ -536,6 +536,21 @@ fn lines_of_another_layout_are_errors_under_the_passport_format_too() {
     ));
     assert_eq!((summary["parse_errors"].as_u64(), summary["skipped"].as_u64()), (Some(0), Some(4)), "{summary}");
     assert_eq!(summary["failures"], 1, "{summary}");
+    // Not anywhere in a file, and not a quoted CSV row or quoted message: those are errors.
+    let quoted = dir.path().join("export.csv");
+    std::fs::write(
+        &quoted,
+        "\"Time\",\"Host\",\"Message\"\n\"2026-11-28 01:00:00\",\"mac-1\",\"Authentication failed: AADSTS50126: invalid password\"\n\
+         \"Authentication failed: AADSTS50076: you must use multi-factor authentication\"\n\
+         Trace ID: 11111111-0000-4000-8000-000000000002\n",
+    )
+    .unwrap();
+    let summary = json(&passportd_env(
+        dir.path(),
+        &["replay", "--json", "--format", "passport", quoted.to_str().unwrap()],
+        &[("PASSPORTD_STORAGE__PATH", dir.path().join("quoted.db").as_os_str())],
+    ));
+    assert_eq!(summary["parse_errors"], 4, "{summary}");
 }
 
 /// Failures without a code that the catalogue places in different entries (security

@@ -173,12 +173,18 @@ enum Work {
 
 /// Whether a line reads as part of a Passport message rather than a record of its own:
 /// Entra's trailer lines (`Trace ID:`, `Correlation ID:`, `Timestamp:`), a token body's
-/// lines (brackets, quoted keys), or an indented line.
+/// brackets, or one of its keys (`"error_codes" : [50126]`; not a quoted CSV row or a
+/// quoted message alone on its line).
 fn looks_like_continuation(line: &[u8]) -> bool {
     let trimmed = trim_ascii(line);
     let starts = |prefix: &[u8]| trimmed.len() >= prefix.len() && trimmed[..prefix.len()].eq_ignore_ascii_case(prefix);
-    line.first().is_some_and(|b| *b == b' ' || *b == b'\t')
-        || matches!(trimmed.first(), Some(b'{' | b'}' | b'[' | b']' | b'"'))
+    let json_key = || {
+        let rest = trimmed.strip_prefix(b"\"")?;
+        let close = rest.iter().position(|b| *b == b'"')?;
+        trim_ascii(&rest[close + 1..]).first().map(|b| *b == b':')
+    };
+    matches!(trimmed.first(), Some(b'{' | b'}' | b'[' | b']'))
+        || json_key() == Some(true)
         || starts(b"trace id:")
         || starts(b"correlation id:")
         || starts(b"timestamp:")
@@ -398,6 +404,10 @@ pub struct StreamDecoder {
     /// The previous top-level record was Passport text: orphan continuation lines after it
     /// (e.g. after `flush()`) are skipped rather than reported as unknown.
     prev_text: bool,
+    /// No record head has been read since this decoder started: lines that read as a
+    /// message's rest are the orphans of a message cut before the start (a file read from
+    /// its end, the new file of a copytruncate), not lines to report.
+    leading: bool,
     /// The last element of the array being read was malformed JSON (cut short, or too
     /// long): if the stream ends there, that element is the error of the cut.
     last_element_broken: bool,
@@ -446,6 +456,7 @@ impl StreamDecoder {
             work: Work::None,
             pending: None,
             prev_text: wire.t,
+            leading: true,
             last_element_broken: false,
             local_clock: LocalClock::default(),
             ckpt_off: offset,
@@ -1026,6 +1037,7 @@ impl StreamDecoder {
         } else if let Some(stamp_len) = text_ok.then(|| leading_timestamp_len(raw)).flatten() {
             // Held whatever its bytes: `emit_pending` reads one that is not UTF-8 as `?`.
             let second_pass = self.local_clock.second_pass(raw, stamp_len);
+            self.leading = false;
             self.pending = Some(Pending { start, end, line, overlong: false, in_line: false, second_pass });
             self.advance_line(nl, next);
             return;
@@ -1045,11 +1057,14 @@ impl StreamDecoder {
                 // The rest of a message whose head is not in this stream (a file read from
                 // its end while a message was being written, the new file after a
                 // copytruncate cut one): an orphan continuation, as after `flush`.
-                Format::Passport if looks_like_continuation(raw) => ItemKind::Skipped,
+                Format::Passport if self.leading && looks_like_continuation(raw) => ItemKind::Skipped,
                 // A line of no layout `log` writes (a `/var/log/system.log` line, a
                 // shipper's wrapping): an error to report, as under `auto`, never a
                 // failure passed over in silence.
-                Format::Passport | Format::Auto => ItemKind::Error(ParseErrorReason::UnknownFormat),
+                Format::Passport | Format::Auto => {
+                    self.leading = false;
+                    ItemKind::Error(ParseErrorReason::UnknownFormat)
+                }
                 _ => ItemKind::Error(ParseErrorReason::InvalidJson),
             }
         };
