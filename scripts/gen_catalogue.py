@@ -807,7 +807,7 @@ severity = "medium"
 passport_relevant = true
 title = "Mac offline or identity provider unreachable"
 remediation = "The Mac could not reach the identity provider at all (no network at the login window, DNS, a captive portal, a proxy only a logged-in user has): no sign-in was attempted. Passport needs the network before anyone logs in: make the Mac auto-join a network that needs no user session (no 802.1X user certificate, no captive portal), check DNS, and that login.microsoftonline.com (or your IdP's host) is reachable without a per-user proxy."
-patterns = ['\b(?:token|sign[- ]?in|log[- ]?in failed|authenticat)[^\n]{0,120}?\bNSURLErrorDomain\b.{0,20}?\bCode\s*=\s*-10(?:01|03|04|05|09|18|20)\b', '\b(?:token|sign[- ]?in|log[- ]?in failed|authenticat)[^\n]{0,120}?\b(?:internet connection appears to be offline|the request timed out|could not connect to the server|network connection was lost|server with the specified hostname could not be found)\b']
+patterns = ['\b(?:token|sign[- ]?in|log[- ]?in failed|authenticat)[^\n]{0,120}?\bNSURLErrorDomain\b.{0,20}?\bCode\s*=\s*-10(?:01|03|04|05|09|18|20)\b', '\b(?:token|sign[- ]?in|log[- ]?in failed|authenticat)[^\n]{0,120}?\binternet connection appears to be offline\b', '\b(?:token|sign[- ]?in|log[- ]?in failed|authenticat)[^\n]{0,120}?\bthe request timed out\b', '\b(?:token|sign[- ]?in|log[- ]?in failed|authenticat)[^\n]{0,120}?\bcould not connect to the server\b', '\b(?:token|sign[- ]?in|log[- ]?in failed|authenticat)[^\n]{0,120}?\bnetwork connection was lost\b', '\b(?:token|sign[- ]?in|log[- ]?in failed|authenticat)[^\n]{0,120}?\bserver with the specified hostname could not be found\b']
 priority = -50
 examples = [
   'Failed to obtain token: Error Domain=NSURLErrorDomain Code=-1009 "The Internet connection appears to be offline."',
@@ -823,7 +823,7 @@ severity = "high"
 passport_relevant = true
 title = "Secure connection to the identity provider failed"
 remediation = "The Mac reached the identity provider but TLS failed (NSURLErrorDomain -1200 to -1206): usually a TLS-inspecting proxy or firewall whose certificate the Mac does not trust at the login window, sometimes a wrong system clock. Exempt login.microsoftonline.com (and your IdP's host) from TLS inspection, or deploy the inspecting CA as a trusted root in a configuration profile; check the Mac's clock."
-patterns = ['\b(?:token|sign[- ]?in|log[- ]?in failed|authenticat)[^\n]{0,120}?\bNSURLErrorDomain\b.{0,20}?\bCode\s*=\s*-120[0-6]\b', '\b(?:token|sign[- ]?in|log[- ]?in failed|authenticat)[^\n]{0,120}?\b(?:an SSL error has occurred|a secure connection to the server cannot be made|certificate for this server is invalid)\b']
+patterns = ['\b(?:token|sign[- ]?in|log[- ]?in failed|authenticat)[^\n]{0,120}?\bNSURLErrorDomain\b.{0,20}?\bCode\s*=\s*-120[0-6]\b', '\b(?:token|sign[- ]?in|log[- ]?in failed|authenticat)[^\n]{0,120}?\ban SSL error has occurred\b', '\b(?:token|sign[- ]?in|log[- ]?in failed|authenticat)[^\n]{0,120}?\ba secure connection to the server cannot be made\b', '\b(?:token|sign[- ]?in|log[- ]?in failed|authenticat)[^\n]{0,120}?\bcertificate for this server is invalid\b']
 priority = -50
 examples = [
   'Failed to obtain token: Error Domain=NSURLErrorDomain Code=-1200 "An SSL error has occurred and a secure connection to the server cannot be made."',

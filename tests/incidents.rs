@@ -457,6 +457,8 @@ async fn a_withdrawn_incident_id_is_never_given_again_and_an_acknowledged_one_st
     commit_stored(&s, &p, vec![stored(entra)]).await;
     let kept = s.incident(acked).await.unwrap().expect("an acknowledged incident is kept");
     assert_eq!((kept.status, kept.event_count), (IncidentStatus::Resolved, 0), "{kept:?}");
+    // It holds nothing any more: no source either.
+    assert!(kept.sources.is_empty(), "{kept:?}");
 }
 
 /// A failure a year ahead and a current one of the same problem, then the current one's

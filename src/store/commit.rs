@@ -1356,7 +1356,7 @@ fn gate_met_anywhere(held: &[(i64, Option<String>)], within: i64, gate: incident
 async fn remove_withdrawn(tx: &mut Tx<'_>, id: i64, result: &mut BatchResult) -> Result<(), StoreError> {
     let resolved = sqlx::query(
         "UPDATE incidents SET status = 'resolved', resolved_at = COALESCE(resolved_at, last_seen),
-            event_count = 0, users_affected = 0
+            event_count = 0, users_affected = 0, sources = ''
          WHERE id = ? AND acknowledged_at IS NOT NULL",
     )
     .bind(id)
@@ -1364,11 +1364,14 @@ async fn remove_withdrawn(tx: &mut Tx<'_>, id: i64, result: &mut BatchResult) ->
     .await?
     .rows_affected();
     sqlx::query("DELETE FROM incident_users WHERE incident_id = ?").bind(id).execute(&mut **tx).await?;
+    // Its failures are held again either way (they wait for the gate, as had the
+    // superseding record come first): an incident kept because someone acknowledged it
+    // counts none of them.
+    sqlx::query("UPDATE events SET incident_id = NULL WHERE incident_id = ?").bind(id).execute(&mut **tx).await?;
     if resolved > 0 {
         result.incidents_auto_resolved += 1;
         return Ok(());
     }
-    sqlx::query("UPDATE events SET incident_id = NULL WHERE incident_id = ?").bind(id).execute(&mut **tx).await?;
     sqlx::query(RAISE_INCIDENT_ID_FLOOR).bind(id).execute(&mut **tx).await?;
     let category: Option<String> = sqlx::query_scalar("DELETE FROM incidents WHERE id = ? RETURNING category")
         .bind(id)

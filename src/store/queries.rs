@@ -294,7 +294,7 @@ fn events_page_query<'q>(
             b.push(" AND occurred_at >= ").push_bind(d.from).push(" AND occurred_at <= ").push_bind(d.to);
             match (d.detector, d.subject.as_deref()) {
                 (Detector::PasswordSpray, Some(ip_key)) => {
-                    b.push(" AND code IN (50126, 50053) AND ip_key = ").push_bind(ip_key);
+                    b.push(" AND code IN (50126, 50053) AND counted = 1 AND ip_key = ").push_bind(ip_key);
                 }
                 (Detector::BruteForce, Some(user_key)) => {
                     b.push(" AND code IN (50126, 50053) AND counted = 1 AND user_key = ").push_bind(user_key);
