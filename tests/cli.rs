@@ -415,12 +415,21 @@ fn detectors_see_entra_users_and_ips_when_the_passport_lines_came_first() {
         assert_eq!((second["records"].as_u64(), second["failures"].as_u64()), (Some(12), Some(12)), "{second}");
         // The Entra records joined their lines: one incident of the failures, counted once.
         assert_eq!(second["incidents_opened"], 1, "only the detector's: {second}");
-        let found: Vec<(i64, i64)> = store_rows(
+        let found: Vec<(i64, i64, i64)> = store_rows(
             &db,
-            &format!("SELECT event_count, users_affected FROM incidents WHERE fingerprint LIKE 'v1:{detector}:%'"),
+            &format!("SELECT id, event_count, users_affected FROM incidents WHERE fingerprint LIKE 'v1:{detector}:%'"),
         );
         assert_eq!(found.len(), 1, "{detector}: {found:?}");
-        assert!(found[0].0 >= 10, "{detector}: {found:?}");
+        assert!(found[0].1 >= 10, "{detector}: {found:?}");
+        // Its events are the attempts its window counted, each once (the counted copy).
+        let listed = runtime().block_on(async {
+            let store = passportd::store::Store::open(&db).await.unwrap();
+            let q = passportd::store::EventQuery { incident: Some(found[0].0), limit: 100, ..Default::default() };
+            let page = store.list_events(&q).await.unwrap();
+            store.close().await;
+            page.items.len()
+        });
+        assert_eq!(listed, 12, "{detector}");
     }
 }
 
