@@ -363,6 +363,23 @@ fn replay_refuses_a_compressed_file_and_says_how_to_read_it() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("gzip-compressed") && stderr.contains("zcat"), "{stderr}");
     assert!(!db.exists(), "nothing stored");
+    // On standard input too: said so, nothing of it decoded.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_passportd"))
+        .args(["replay", "--json", "-"])
+        .current_dir(dir.path())
+        .env_remove("PASSPORTD_CONFIG")
+        .env("PASSPORTD_STORAGE__PATH", &db)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(&std::fs::read(&file).unwrap()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("-: is gzip-compressed"), "{stderr}");
 }
 
 /// Live, a Mac logs its failure before Entra's export brings the record of it: the

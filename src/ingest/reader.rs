@@ -408,6 +408,11 @@ pub fn replay_stream(
         }
         first.extend_from_slice(&buf[..n]);
     }
+    // Compressed bytes (`replay - < x.gz`) are no text: said so, before any is decoded.
+    if let Some(kind) = crate::ingest::tail::compression_of(&first) {
+        let why = format!("is {kind}-compressed: decompress it first (zcat, bzcat, xzcat or zstdcat)");
+        return Err(io(std::io::Error::new(std::io::ErrorKind::InvalidData, why)));
+    }
     let digest = Sha256::digest(&first);
     let mut key = String::from("stdin-");
     crate::hex::push_hex(&mut key, &digest[..12]);
