@@ -300,6 +300,7 @@ struct Saved {
     line: u64,
     mode: SavedMode,
     prev_text: bool,
+    leading: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -326,6 +327,10 @@ struct Wire {
     t: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     h: Option<String>,
+    /// No record head read yet (`StreamDecoder::leading`); absent in older checkpoints,
+    /// which resume as past it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    o: bool,
 }
 
 /// The decoder's buffer: `data[..len]` is the unframed tail of the stream; the rest of
@@ -456,11 +461,12 @@ impl StreamDecoder {
             work: Work::None,
             pending: None,
             prev_text: wire.t,
-            leading: true,
+            // A stream from its start (no state) has read no head yet.
+            leading: state.is_empty() || wire.o,
             last_element_broken: false,
             local_clock: LocalClock::default(),
             ckpt_off: offset,
-            ckpt: Saved { line: 1, mode: SavedMode::Top, prev_text: false },
+            ckpt: Saved { line: 1, mode: SavedMode::Top, prev_text: false, leading: true },
         };
         d.mark();
         d
@@ -695,10 +701,10 @@ impl StreamDecoder {
             SavedMode::SkipLine => ("skipline", None),
             SavedMode::Csv(h) => ("csv", Some(h.text.clone())),
         };
-        if s.line <= 1 && m.is_empty() && !s.prev_text {
+        if s.line <= 1 && m.is_empty() && !s.prev_text && s.leading {
             return String::new();
         }
-        let w = Wire { l: s.line, m: m.to_owned(), t: s.prev_text, h };
+        let w = Wire { l: s.line, m: m.to_owned(), t: s.prev_text, h, o: s.leading };
         serde_json::to_string(&w).unwrap_or_default()
     }
 
@@ -757,7 +763,7 @@ impl StreamDecoder {
             Mode::Csv(h) => SavedMode::Csv(h.clone()),
         };
         self.ckpt_off = self.abs(self.pos);
-        self.ckpt = Saved { line: self.line, mode, prev_text: self.prev_text };
+        self.ckpt = Saved { line: self.line, mode, prev_text: self.prev_text, leading: self.leading };
     }
 
     fn compact(&mut self) {
