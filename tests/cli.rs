@@ -35,6 +35,19 @@ fn passport_ndjson(timestamp: &str, kind: &str, message: &str) -> String {
     )
 }
 
+/// Runs passportd as `passportd_env` does, with `input` on its standard input.
+fn passportd_piped(dir: &Path, args: &[&str], env: &[(&str, &std::ffi::OsStr)], input: &[u8]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_passportd"));
+    cmd.args(args).current_dir(dir).env_remove("PASSPORTD_CONFIG").env("RUST_LOG", "warn");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 fn json(out: &Output) -> serde_json::Value {
     assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("one JSON object on stdout")
@@ -364,19 +377,12 @@ fn replay_refuses_a_compressed_file_and_says_how_to_read_it() {
     assert!(stderr.contains("gzip-compressed") && stderr.contains("zcat"), "{stderr}");
     assert!(!db.exists(), "nothing stored");
     // On standard input too: said so, nothing of it decoded.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_passportd"))
-        .args(["replay", "--json", "-"])
-        .current_dir(dir.path())
-        .env_remove("PASSPORTD_CONFIG")
-        .env("PASSPORTD_STORAGE__PATH", &db)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(&std::fs::read(&file).unwrap()).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = passportd_piped(
+        dir.path(),
+        &["replay", "--json", "-"],
+        &[("PASSPORTD_STORAGE__PATH", db.as_os_str())],
+        &std::fs::read(&file).unwrap(),
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("-: is gzip-compressed"), "{stderr}");
@@ -737,18 +743,7 @@ fn codes_named_in_passing_are_chatter() {
 fn classify_reads_piped_exports_record_by_record() {
     let dir = tempfile::tempdir().unwrap();
     let run = |input: &str| -> Vec<serde_json::Value> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_passportd"))
-            .args(["classify", "--json"])
-            .current_dir(dir.path())
-            .env_remove("PASSPORTD_CONFIG")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = passportd_piped(dir.path(), &["classify", "--json"], &[], input.as_bytes());
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
     };

@@ -177,7 +177,6 @@ enum Work {
 /// quoted message alone on its line).
 fn looks_like_continuation(line: &[u8]) -> bool {
     let trimmed = trim_ascii(line);
-    let starts = |prefix: &[u8]| trimmed.len() >= prefix.len() && trimmed[..prefix.len()].eq_ignore_ascii_case(prefix);
     let json_key = || {
         let rest = trimmed.strip_prefix(b"\"")?;
         let close = rest.iter().position(|b| *b == b'"')?;
@@ -185,9 +184,18 @@ fn looks_like_continuation(line: &[u8]) -> bool {
     };
     matches!(trimmed.first(), Some(b'{' | b'}' | b'[' | b']'))
         || json_key() == Some(true)
-        || starts(b"trace id:")
-        || starts(b"correlation id:")
-        || starts(b"timestamp:")
+        || [TRACE_ID, CORRELATION_ID, TIMESTAMP].iter().any(|label| starts_ignoring_case(trimmed, label))
+}
+
+/// The labels of the trailer Entra ends an error description with, one line each, in
+/// this order (lower case).
+const TRACE_ID: &[u8] = b"trace id:";
+const CORRELATION_ID: &[u8] = b"correlation id:";
+const TIMESTAMP: &[u8] = b"timestamp:";
+
+/// Whether `line` starts with `prefix` (lower-case ASCII) in any casing.
+fn starts_ignoring_case(line: &[u8], prefix: &[u8]) -> bool {
+    line.get(..prefix.len()).is_some_and(|head| head.eq_ignore_ascii_case(prefix))
 }
 
 /// Whether a line is a whole JSON record of its own: an Entra sign-in, a Passport
@@ -612,15 +620,14 @@ impl StreamDecoder {
             }
             let text = trim_ascii(&self.buf[self.pending_range(p)]);
             let mut lines = text.rsplit(|b| *b == b'\n').map(trim_ascii);
-            let starts = |line: &[u8], prefix: &[u8]| {
-                line.len() >= prefix.len() && line[..prefix.len()].eq_ignore_ascii_case(prefix)
-            };
             match lines.next() {
                 // (Not the message's first line: a trailer follows a description.)
-                Some(last) if text.contains(&b'\n') && starts(last, b"trace id:") => true,
+                Some(last) if text.contains(&b'\n') && starts_ignoring_case(last, TRACE_ID) => true,
                 // A Correlation ID line alone is a message of its own making; after Entra's
                 // Trace ID line, its Timestamp line is to come.
-                Some(last) if starts(last, b"correlation id:") => lines.next().is_some_and(|l| starts(l, b"trace id:")),
+                Some(last) if starts_ignoring_case(last, CORRELATION_ID) => {
+                    lines.next().is_some_and(|l| starts_ignoring_case(l, TRACE_ID))
+                }
                 _ => false,
             }
         })
