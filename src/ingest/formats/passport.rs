@@ -18,7 +18,7 @@
 //! the catalogue decides from `message_codes` and message patterns.
 
 use std::borrow::Cow;
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 
 use memchr::memmem;
 
@@ -410,11 +410,11 @@ fn finders(needles: &[&'static str]) -> Vec<memmem::Finder<'static>> {
 }
 
 /// The shipped catalogue's failure message patterns ("you must use multi-factor
-/// authentication to access", "\baccount is locked", …) as one search over ASCII
-/// lower-cased text. A record with no level (the syslog style prints none) whose message
-/// one of them matches is a failure, as the same entry at Error level in an ndjson export
-/// is; without it, such a message with no code in it was chatter in one style and a
-/// failure in the other. `None` if the shipped catalogue had no pattern (it has).
+/// authentication to access", "\baccount is locked", …), searched in ASCII lower-cased
+/// text. A record with no level (the syslog style prints none) whose message one of them
+/// matches is a failure, as the same entry at Error level in an ndjson export is;
+/// without it, such a message with no code in it was chatter in one style and a failure
+/// in the other. `None` if the shipped catalogue had no pattern (it has).
 static SHIPPED_FAILURE_TEXTS: LazyLock<Option<FailureTexts>> = LazyLock::new(|| {
     let catalogue = crate::classify::Catalogue::from_shipped().ok()?;
     let patterns: Vec<String> = catalogue
@@ -423,28 +423,91 @@ static SHIPPED_FAILURE_TEXTS: LazyLock<Option<FailureTexts>> = LazyLock::new(|| 
         .filter(|e| e.outcome == crate::event::Outcome::Failure)
         .flat_map(|e| e.patterns.iter().map(|p| lower_literals(p)))
         .collect();
-    if patterns.is_empty() {
-        return None;
-    }
-    let alternatives: Vec<String> = patterns.iter().map(|p| format!("(?:{p})")).collect();
-    let full = regex::bytes::Regex::new(&alternatives.join("|")).ok()?;
-    // Every pattern's longest required literal, searched as one set (aho-corasick's SIMD
-    // search, each candidate checked by comparing bytes, where a regex of the literals
-    // checks each with its DFA): most lines hold none, and skip the full patterns. A
-    // pattern without one (none shipped) leaves no gate.
-    let literals: Option<Vec<String>> = patterns.iter().map(|p| required_literal(p)).collect();
-    // Leftmost-first: aho-corasick's SIMD search (Teddy) serves only leftmost semantics;
-    // with the standard ones it steps its automaton byte by byte.
-    let gate = literals.and_then(|l| {
-        aho_corasick::AhoCorasick::builder().match_kind(aho_corasick::MatchKind::LeftmostFirst).build(l).ok()
-    });
-    Some(FailureTexts { gate, full })
+    FailureTexts::new(&patterns)
 });
 
-/// The shipped catalogue's failure patterns, and a cheap test that must pass first.
+/// Failure patterns, each searched only in a line that holds its longest required
+/// literal. One alternation of them all, run on every line holding any literal, was
+/// both the slower search and a fragile one: "http" (in every token request's URL) let
+/// 14 % of a syslog export's lines through, and one pattern too large for the `regex`
+/// crate's lazy DFA (`[^\n]{0,120}?` after a word as common as "token") sent the whole
+/// alternation to its NFA simulation, four times the replay's CPU.
 struct FailureTexts {
-    gate: Option<aho_corasick::AhoCorasick>,
-    full: regex::bytes::Regex,
+    /// Any literal at all: aho-corasick's SIMD search (Teddy), which serves only
+    /// leftmost semantics; most lines hold none and stop here.
+    gate: aho_corasick::AhoCorasick,
+    /// The same literals with standard semantics, for their overlapping matches (a
+    /// leftmost search would hide a literal inside or across another); stepped byte by
+    /// byte, so run only on the lines the gate let through.
+    literals: aho_corasick::AhoCorasick,
+    /// For each literal, the patterns that require it.
+    patterns_of: Vec<Vec<usize>>,
+    /// Each pattern, compiled when a line first holds its literal (compiling them all
+    /// cost more than a 100 k-line export's searches; chatter needs few of them).
+    patterns: Vec<(String, OnceLock<Option<regex::bytes::Regex>>)>,
+    /// The patterns without a required literal (none shipped), as one search run on every
+    /// line.
+    ungated: Option<regex::bytes::Regex>,
+}
+
+impl FailureTexts {
+    fn new(patterns: &[String]) -> Option<Self> {
+        let (mut literal_list, mut patterns_of, mut compiled, mut ungated) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for p in patterns {
+            let Some(literal) = required_literal(p) else {
+                ungated.push(format!("(?:{p})"));
+                continue;
+            };
+            let at = literal_list.iter().position(|l| *l == literal).unwrap_or_else(|| {
+                literal_list.push(literal);
+                patterns_of.push(Vec::new());
+                literal_list.len() - 1
+            });
+            patterns_of[at].push(compiled.len());
+            compiled.push((p.clone(), OnceLock::new()));
+        }
+        if compiled.is_empty() && ungated.is_empty() {
+            return None;
+        }
+        let ungated = if ungated.is_empty() { None } else { Some(regex::bytes::Regex::new(&ungated.join("|")).ok()?) };
+        let gate = aho_corasick::AhoCorasick::builder()
+            .match_kind(aho_corasick::MatchKind::LeftmostFirst)
+            .build(&literal_list)
+            .ok()?;
+        // A contiguous NFA: building the default's DFA cost more than its searches save
+        // on the few lines the gate lets through.
+        let literals = aho_corasick::AhoCorasick::builder()
+            .kind(Some(aho_corasick::AhoCorasickKind::ContiguousNFA))
+            .build(&literal_list)
+            .ok()?;
+        Some(FailureTexts { gate, literals, patterns_of, patterns: compiled, ungated })
+    }
+
+    /// Whether ASCII-lower-cased `lower` holds one of the failure texts.
+    fn is_match(&self, lower: &[u8]) -> bool {
+        if self.ungated.as_ref().is_some_and(|re| re.is_match(lower)) {
+            return true;
+        }
+        if !self.gate.is_match(lower) {
+            return false;
+        }
+        let mut tried = vec![false; self.patterns.len()];
+        for m in self.literals.find_overlapping_iter(lower) {
+            for &p in self.patterns_of.get(m.pattern().as_usize()).map_or(&[][..], Vec::as_slice) {
+                if let Some(seen) = tried.get_mut(p).filter(|seen| !**seen) {
+                    *seen = true;
+                    let Some((source, compiled)) = self.patterns.get(p) else { continue };
+                    // A pattern that does not compile (none shipped) matches nothing.
+                    let re = compiled.get_or_init(|| regex::bytes::Regex::new(source).ok());
+                    if re.as_ref().is_some_and(|re| re.is_match(lower)) {
+                        return true;
+                    }
+                }
+            }
+        }
+        false
+    }
 }
 
 /// The longest run of plain characters (at least 3) that every match of `pattern`
@@ -542,9 +605,7 @@ fn lower_literals(pattern: &str) -> String {
 
 /// Whether ASCII-lower-cased `lower` holds a failure message of the shipped catalogue.
 fn shipped_failure_text(lower: &[u8]) -> bool {
-    SHIPPED_FAILURE_TEXTS
-        .as_ref()
-        .is_some_and(|t| t.gate.as_ref().map_or(true, |g| g.is_match(lower)) && t.full.is_match(lower))
+    SHIPPED_FAILURE_TEXTS.as_ref().is_some_and(|t| t.is_match(lower))
 }
 
 static FAILURE_ANCHOR_FINDERS: LazyLock<Vec<memmem::Finder<'static>>> = LazyLock::new(|| finders(FAILURE_ANCHORS));
@@ -1125,8 +1186,8 @@ mod tests {
         }
         assert!(checked > 20, "{checked}");
         assert!(!shipped_failure_text(b"presenting passport login window"));
-        // The gate is every shipped pattern's required literal.
-        assert!(SHIPPED_FAILURE_TEXTS.as_ref().is_some_and(|t| t.gate.is_some()));
+        // Every shipped pattern has a required literal: none is searched in every line.
+        assert!(SHIPPED_FAILURE_TEXTS.as_ref().is_some_and(|t| t.ungated.is_none()));
         for (pattern, literal) in [
             (
                 r"does not exist in tenant\b.{0,200}?\bcannot access the application",
@@ -1144,6 +1205,21 @@ mod tests {
         ] {
             assert_eq!(required_literal(pattern).as_deref(), literal, "{pattern}");
         }
+    }
+
+    #[test]
+    fn each_failure_text_is_searched_where_its_literal_is_even_inside_another() {
+        let patterns: Vec<String> =
+            [r"\bmust use mfa\.", r"use mfa now \d+", r"(?:locked|disabled) x"].map(String::from).to_vec();
+        let texts = FailureTexts::new(&patterns).unwrap();
+        assert!(texts.ungated.is_some(), "the last pattern has no required literal");
+        // "must use mfa" is the leftmost literal here; "use mfa now " overlaps it and is
+        // the one whose pattern matches.
+        assert!(texts.is_match(b"you must use mfa now 42"));
+        assert!(texts.is_match(b"you must use mfa."));
+        assert!(texts.is_match(b"account disabled x"));
+        assert!(!texts.is_match(b"you must use mfa now, later"));
+        assert!(!texts.is_match(b"nothing here"));
     }
 
     #[test]
