@@ -28,7 +28,7 @@
 //! pipeline ignores the category of successes.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 
 use memchr::memmem;
 use regex::{Regex, RegexSet, RegexSetBuilder};
@@ -470,8 +470,9 @@ fn fast_doc_url(code: u32) -> String {
 #[derive(Debug)]
 enum PatternSet {
     Set(RegexSet),
-    // Only when the combined set exceeds the size limit: slower, still correct.
-    Each(Vec<Regex>),
+    // Only when the combined set does not compile (too large, or a hand-built catalogue
+    // with a bad pattern, which is `None` and never matches): slower, still correct.
+    Each(Vec<Option<Regex>>),
 }
 
 /// The compiled catalogue. Build it once per catalogue (load or reload) and share it.
@@ -480,7 +481,9 @@ pub struct Classifier {
     catalogue: Arc<Catalogue>,
     codes: CodeMap<CodeInfo>,
     conditions: Vec<Option<CompiledConditions>>,
-    patterns: PatternSet,
+    /// Compiled when a message is first classified by text: compiling the set is most of
+    /// a start-up, and a replay of records that all carry codes never needs it.
+    patterns: OnceLock<PatternSet>,
     pattern_entry: Vec<usize>,
     pattern_index_in_entry: Vec<usize>,
     oauth: HashMap<String, Vec<usize>>,
@@ -502,7 +505,6 @@ impl Classifier {
         let entries = catalogue.entries();
         let mut codes: CodeMap<CodeInfo> = CodeMap::default();
         let mut oauth: HashMap<String, Vec<usize>> = HashMap::new();
-        let mut sources = Vec::new();
         let mut pattern_entry = Vec::new();
         let mut pattern_index_in_entry = Vec::new();
         for (i, e) in entries.iter().enumerate() {
@@ -515,13 +517,7 @@ impl Classifier {
                     info.wrapper = e.wrapper;
                 }
             }
-            for (k, p) in e.patterns.iter().enumerate() {
-                // Validated at load time; a failure here means a hand-built catalogue.
-                if let Err(err) = compile_pattern(p) {
-                    tracing::warn!(entry = %e.id, error = %err, "skipping catalogue pattern that does not compile");
-                    continue;
-                }
-                sources.push(p.as_str());
+            for k in 0..e.patterns.len() {
                 pattern_entry.push(i);
                 pattern_index_in_entry.push(k);
             }
@@ -532,18 +528,6 @@ impl Classifier {
         for info in codes.values_mut() {
             info.conditional.sort_by(|a, b| entries[*b].priority.cmp(&entries[*a].priority).then(a.cmp(b)));
         }
-        let patterns = match RegexSetBuilder::new(&sources)
-            .case_insensitive(true)
-            .size_limit(64 << 20)
-            .dfa_size_limit(64 << 20)
-            .build()
-        {
-            Ok(set) => PatternSet::Set(set),
-            Err(err) => {
-                tracing::warn!(error = %err, "catalogue patterns too large for one set; matching them one by one");
-                PatternSet::Each(sources.iter().filter_map(|p| compile_pattern(p).ok()).collect())
-            }
-        };
         let conditions = entries.iter().map(|e| e.conditions.as_ref().map(CompiledConditions::new)).collect();
         let federated_domains = federated_domains
             .iter()
@@ -554,7 +538,7 @@ impl Classifier {
             catalogue,
             codes,
             conditions,
-            patterns,
+            patterns: OnceLock::new(),
             pattern_entry,
             pattern_index_in_entry,
             oauth,
@@ -799,13 +783,54 @@ impl Classifier {
         self.verdict(c.entry, None, Vec::new(), by, reason)
     }
 
+    /// Every entry's patterns as one case-insensitive set. Validated at load time, so not
+    /// compiled one by one first: one that fails (a hand-built catalogue) fails the set,
+    /// and the fallback skips it.
+    fn compile_patterns(&self) -> PatternSet {
+        let entries = self.catalogue.entries();
+        let sources: Vec<&str> = self
+            .pattern_entry
+            .iter()
+            .zip(&self.pattern_index_in_entry)
+            .map(|(&i, &k)| entries.get(i).and_then(|e| e.patterns.get(k)).map_or("", String::as_str))
+            .collect();
+        match RegexSetBuilder::new(&sources)
+            .case_insensitive(true)
+            .size_limit(64 << 20)
+            .dfa_size_limit(64 << 20)
+            .build()
+        {
+            Ok(set) => PatternSet::Set(set),
+            Err(err) => {
+                tracing::warn!(error = %err, "catalogue patterns do not compile as one set; matching them one by one");
+                PatternSet::Each(
+                    sources
+                        .iter()
+                        .zip(&self.pattern_entry)
+                        .map(|(p, &i)| {
+                            compile_pattern(p)
+                                .map_err(|err| {
+                                    tracing::warn!(entry = %entries.get(i).map_or("", |e| e.id.as_str()), error = %err,
+                                        "skipping catalogue pattern that does not compile");
+                                })
+                                .ok()
+                        })
+                        .collect(),
+                )
+            }
+        }
+    }
+
     /// Indices (into the flat pattern list) of the patterns matching `msg`, ascending.
     fn matching_patterns(&self, msg: &str) -> Vec<usize> {
-        match &self.patterns {
+        match self.patterns.get_or_init(|| self.compile_patterns()) {
             PatternSet::Set(set) => set.matches(msg).into_iter().collect(),
-            PatternSet::Each(list) => {
-                list.iter().enumerate().filter(|(_, r)| r.is_match(msg)).map(|(i, _)| i).collect()
-            }
+            PatternSet::Each(list) => list
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.as_ref().is_some_and(|r| r.is_match(msg)))
+                .map(|(i, _)| i)
+                .collect(),
         }
     }
 
