@@ -475,12 +475,7 @@ impl FailureTexts {
             .match_kind(aho_corasick::MatchKind::LeftmostFirst)
             .build(&literal_list)
             .ok()?;
-        // A contiguous NFA: building the default's DFA cost more than its searches save
-        // on the few lines the gate lets through.
-        let literals = aho_corasick::AhoCorasick::builder()
-            .kind(Some(aho_corasick::AhoCorasickKind::ContiguousNFA))
-            .build(&literal_list)
-            .ok()?;
+        let literals = aho_corasick::AhoCorasick::new(&literal_list).ok()?;
         Some(FailureTexts { gate, literals, patterns_of, patterns: compiled, ungated })
     }
 
@@ -489,11 +484,13 @@ impl FailureTexts {
         if self.ungated.as_ref().is_some_and(|re| re.is_match(lower)) {
             return true;
         }
-        if !self.gate.is_match(lower) {
+        // No literal starts before the gate's leftmost one.
+        let Some(first) = self.gate.find(lower) else {
             return false;
-        }
+        };
         let mut tried = vec![false; self.patterns.len()];
-        for m in self.literals.find_overlapping_iter(lower) {
+        let from = aho_corasick::Input::new(lower).span(first.start()..lower.len());
+        for m in self.literals.find_overlapping_iter(from) {
             for &p in self.patterns_of.get(m.pattern().as_usize()).map_or(&[][..], Vec::as_slice) {
                 if let Some(seen) = tried.get_mut(p).filter(|seen| !**seen) {
                     *seen = true;
