@@ -512,8 +512,6 @@ fn syntax_error(text: &str, origin: &str, e: &toml::de::Error) -> CatalogueError
     CatalogueError::Syntax { origin: origin.to_owned(), line, column, message: one_line(e.message()) }
 }
 
-/// Parses one file and merges it into `merged`. With `patching`, entries whose id already
-/// exists are patches and unconditioned codes are taken over from earlier entries.
 /// The embedded catalogue's entries, parsed once per process: a start-up and every
 /// reload read them, and so does the Passport reader's failure-text search.
 fn shipped_entries() -> Result<Vec<Entry>, CatalogueError> {
@@ -542,6 +540,8 @@ enum Layer {
     Patch,
 }
 
+/// Parses one file and merges it into `merged`. As a `Layer::Patch`, entries whose id
+/// already exists are patches and unconditioned codes are taken over from earlier entries.
 fn merge_layer(merged: &mut Vec<Entry>, text: &str, origin: &str, layer: Layer) -> Result<(), CatalogueError> {
     let patching = layer == Layer::Patch;
     let file: RawFile = toml::from_str(text).map_err(|e| syntax_error(text, origin, &e))?;

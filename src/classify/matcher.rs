@@ -499,8 +499,9 @@ struct Candidate {
 }
 
 impl Classifier {
-    /// Compiles the catalogue: code tables, conditions and one case-insensitive RegexSet
-    /// over every pattern. `federated_domains` are the operator's federated email domains.
+    /// Compiles the catalogue: code tables and conditions now, one case-insensitive
+    /// RegexSet over every pattern when a message is first classified by text.
+    /// `federated_domains` are the operator's federated email domains.
     pub fn new(catalogue: Arc<Catalogue>, federated_domains: Vec<String>) -> Self {
         let entries = catalogue.entries();
         let mut codes: CodeMap<CodeInfo> = CodeMap::default();
