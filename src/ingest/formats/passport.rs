@@ -427,61 +427,76 @@ static SHIPPED_FAILURE_TEXTS: LazyLock<Option<FailureTexts>> = LazyLock::new(|| 
 });
 
 /// Failure patterns, each searched only in a line that holds its longest required
-/// literal. One alternation of them all, run on every line holding any literal, was
-/// both the slower search and a fragile one: "http" (in every token request's URL) let
-/// 14 % of a syslog export's lines through, and one pattern too large for the `regex`
-/// crate's lazy DFA (`[^\n]{0,120}?` after a word as common as "token") sent the whole
-/// alternation to its NFA simulation, four times the replay's CPU.
+/// literal, so that a pattern costly to search costs only on the lines that hold its
+/// literal (one alternation of them all, run on any line holding any literal, paid for
+/// every pattern on every such line: BENCHMARKS.md, eighteenth pass).
 struct FailureTexts {
     /// Any literal at all: aho-corasick's SIMD search (Teddy), which serves only
     /// leftmost semantics; most lines hold none and stop here.
     gate: aho_corasick::AhoCorasick,
-    /// The same literals with standard semantics, for their overlapping matches (a
-    /// leftmost search would hide a literal inside or across another); stepped byte by
-    /// byte, so run only on the lines the gate let through.
-    literals: aho_corasick::AhoCorasick,
+    /// The same literals with standard semantics, for every match, overlapping ones
+    /// included (a leftmost search hides a literal inside or across another).
+    overlapping: aho_corasick::AhoCorasick,
     /// For each literal, the patterns that require it.
     patterns_of: Vec<Vec<usize>>,
-    /// Each pattern, compiled when a line first holds its literal (compiling them all
-    /// cost more than a 100 k-line export's searches; chatter needs few of them).
-    patterns: Vec<(String, OnceLock<Option<regex::bytes::Regex>>)>,
-    /// The patterns without a required literal (none shipped), as one search run on every
-    /// line.
-    ungated: Option<regex::bytes::Regex>,
+    /// The patterns without a required literal (none shipped): tried on every line.
+    ungated: Vec<usize>,
+    /// Each distinct pattern, compiled when first needed (a start-up that compiled them
+    /// all cost more than a 100 k-line export's searches). One that does not compile
+    /// (none shipped) matches nothing.
+    patterns: Vec<LazyPattern>,
+}
+
+/// A pattern's source, and its regex once a line needed it.
+struct LazyPattern {
+    source: String,
+    compiled: OnceLock<Option<regex::bytes::Regex>>,
+}
+
+impl LazyPattern {
+    fn is_match(&self, lower: &[u8]) -> bool {
+        let re = self.compiled.get_or_init(|| regex::bytes::Regex::new(&self.source).ok());
+        re.as_ref().is_some_and(|re| re.is_match(lower))
+    }
 }
 
 impl FailureTexts {
-    fn new(patterns: &[String]) -> Option<Self> {
-        let (mut literal_list, mut patterns_of, mut compiled, mut ungated) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for p in patterns {
-            let Some(literal) = required_literal(p) else {
-                ungated.push(format!("(?:{p})"));
+    fn new(sources: &[String]) -> Option<Self> {
+        let (mut literals, mut patterns_of, mut ungated, mut patterns) =
+            (Vec::<String>::new(), Vec::<Vec<usize>>::new(), Vec::new(), Vec::<LazyPattern>::new());
+        for source in sources {
+            // Two entries may share a pattern (50126 and its federated variant).
+            if patterns.iter().any(|p| p.source == *source) {
+                continue;
+            }
+            let index = patterns.len();
+            patterns.push(LazyPattern { source: source.clone(), compiled: OnceLock::new() });
+            let Some(literal) = required_literal(source) else {
+                ungated.push(index);
                 continue;
             };
-            let at = literal_list.iter().position(|l| *l == literal).unwrap_or_else(|| {
-                literal_list.push(literal);
-                patterns_of.push(Vec::new());
-                literal_list.len() - 1
-            });
-            patterns_of[at].push(compiled.len());
-            compiled.push((p.clone(), OnceLock::new()));
+            match literals.iter().position(|l| *l == literal) {
+                Some(at) => patterns_of[at].push(index),
+                None => {
+                    literals.push(literal);
+                    patterns_of.push(vec![index]);
+                }
+            }
         }
-        if compiled.is_empty() && ungated.is_empty() {
+        if patterns.is_empty() {
             return None;
         }
-        let ungated = if ungated.is_empty() { None } else { Some(regex::bytes::Regex::new(&ungated.join("|")).ok()?) };
         let gate = aho_corasick::AhoCorasick::builder()
             .match_kind(aho_corasick::MatchKind::LeftmostFirst)
-            .build(&literal_list)
+            .build(&literals)
             .ok()?;
-        let literals = aho_corasick::AhoCorasick::new(&literal_list).ok()?;
-        Some(FailureTexts { gate, literals, patterns_of, patterns: compiled, ungated })
+        let overlapping = aho_corasick::AhoCorasick::new(&literals).ok()?;
+        Some(FailureTexts { gate, overlapping, patterns_of, ungated, patterns })
     }
 
     /// Whether ASCII-lower-cased `lower` holds one of the failure texts.
     fn is_match(&self, lower: &[u8]) -> bool {
-        if self.ungated.as_ref().is_some_and(|re| re.is_match(lower)) {
+        if self.ungated.iter().any(|&p| self.patterns[p].is_match(lower)) {
             return true;
         }
         // No literal starts before the gate's leftmost one.
@@ -490,16 +505,10 @@ impl FailureTexts {
         };
         let mut tried = vec![false; self.patterns.len()];
         let from = aho_corasick::Input::new(lower).span(first.start()..lower.len());
-        for m in self.literals.find_overlapping_iter(from) {
-            for &p in self.patterns_of.get(m.pattern().as_usize()).map_or(&[][..], Vec::as_slice) {
-                if let Some(seen) = tried.get_mut(p).filter(|seen| !**seen) {
-                    *seen = true;
-                    let Some((source, compiled)) = self.patterns.get(p) else { continue };
-                    // A pattern that does not compile (none shipped) matches nothing.
-                    let re = compiled.get_or_init(|| regex::bytes::Regex::new(source).ok());
-                    if re.as_ref().is_some_and(|re| re.is_match(lower)) {
-                        return true;
-                    }
+        for m in self.overlapping.find_overlapping_iter(from) {
+            for &p in &self.patterns_of[m.pattern().as_usize()] {
+                if !std::mem::replace(&mut tried[p], true) && self.patterns[p].is_match(lower) {
+                    return true;
                 }
             }
         }
@@ -511,8 +520,13 @@ impl FailureTexts {
 /// contains: outside groups, classes and escapes, a character a quantifier makes optional
 /// left out; `None` with an alternation at the top (no one literal is required then).
 fn required_literal(pattern: &str) -> Option<String> {
+    // Whitespace and `#` comments are no text under the `x` flag.
+    if pattern.contains("(?x") || pattern.contains("(?ix") || pattern.contains("(?-i:x") {
+        return None;
+    }
     let chars: Vec<char> = pattern.chars().collect();
-    let (mut depth, mut class, mut best, mut run) = (0usize, false, String::new(), String::new());
+    // `class`: how deep inside `[…]` (classes nest: `[[:digit:]a-f]`).
+    let (mut depth, mut class, mut best, mut run) = (0usize, 0usize, String::new(), String::new());
     let mut i = 0;
     let flush = |run: &mut String, best: &mut String| {
         if run.len() > best.len() {
@@ -526,29 +540,46 @@ fn required_literal(pattern: &str) -> Option<String> {
         match c {
             '\\' => {
                 flush(&mut run, &mut best);
+                let escaped = chars.get(i + 1).copied();
                 i += 2;
-                // `\p{Greek}`, `\x{41}`, `\u{…}`: the braces belong to the escape.
-                if chars.get(i) == Some(&'{') {
+                if chars.get(i) == Some(&'{') && matches!(escaped, Some('p' | 'P' | 'x' | 'u' | 'U')) {
+                    // `\p{Greek}`, `\x{41}`, `\u{…}`: the braces belong to the escape.
                     while i < chars.len() && chars[i] != '}' {
                         i += 1;
                     }
                     i += 1;
+                } else {
+                    // `\pL`, `\x2f`, `\u002f`, `\U0001F600`: so do the letter or digits.
+                    i += match escaped {
+                        Some('p' | 'P') => 1,
+                        Some('x') => 2,
+                        Some('u') => 4,
+                        Some('U') => 8,
+                        _ => 0,
+                    };
                 }
                 continue;
             }
-            '{' if !class => {
+            '{' if class == 0 => {
                 // A counted repetition `{0,200}`: not text; what it repeats may be absent.
                 flush(&mut run, &mut best);
                 while i < chars.len() && chars[i] != '}' {
                     i += 1;
                 }
             }
-            '[' if !class => {
+            '[' => {
                 flush(&mut run, &mut best);
-                class = true;
+                class += 1;
+                // A `]` first in a class (after any `^`) is one of its members.
+                if chars.get(i + 1) == Some(&'^') {
+                    i += 1;
+                }
+                if chars.get(i + 1) == Some(&']') {
+                    i += 1;
+                }
             }
-            ']' if class => class = false,
-            _ if class => {}
+            ']' if class > 0 => class -= 1,
+            _ if class > 0 => {}
             '(' => {
                 flush(&mut run, &mut best);
                 depth += 1;
@@ -1184,7 +1215,7 @@ mod tests {
         assert!(checked > 20, "{checked}");
         assert!(!shipped_failure_text(b"presenting passport login window"));
         // Every shipped pattern has a required literal: none is searched in every line.
-        assert!(SHIPPED_FAILURE_TEXTS.as_ref().is_some_and(|t| t.ungated.is_none()));
+        assert!(SHIPPED_FAILURE_TEXTS.as_ref().is_some_and(|t| t.ungated.is_empty()));
         for (pattern, literal) in [
             (
                 r"does not exist in tenant\b.{0,200}?\bcannot access the application",
@@ -1199,6 +1230,15 @@ mod tests {
             (r"ab.{0,200}cd", None),
             (r"\p{Greek}+ xyz", Some(" xyz")),
             (r"abcd{2,3}e", Some("abc")),
+            // Escapes with their letters and digits, the `x` flag, nested classes.
+            (r"\x2fcommon endpoint", Some("common endpoint")),
+            (r"\x{2f}common", Some("common")),
+            (r"\u002fab \U0001F600cd", Some("ab ")),
+            (r"\pLabcd \PNxy", Some("abcd ")),
+            (r"(?x) must use \s mfa", None),
+            (r"[[:digit:]abcdefgh] xyz", Some(" xyz")),
+            (r"[]abcdefgh] xyz", Some(" xyz")),
+            (r"[^]abcdefgh] xyz", Some(" xyz")),
         ] {
             assert_eq!(required_literal(pattern).as_deref(), literal, "{pattern}");
         }
@@ -1209,7 +1249,7 @@ mod tests {
         let patterns: Vec<String> =
             [r"\bmust use mfa\.", r"use mfa now \d+", r"(?:locked|disabled) x"].map(String::from).to_vec();
         let texts = FailureTexts::new(&patterns).unwrap();
-        assert!(texts.ungated.is_some(), "the last pattern has no required literal");
+        assert_eq!(texts.ungated, [2], "the last pattern has no required literal");
         // "must use mfa" is the leftmost literal here; "use mfa now " overlaps it and is
         // the one whose pattern matches.
         assert!(texts.is_match(b"you must use mfa now 42"));
