@@ -897,7 +897,8 @@ fn repair_lone_surrogates(bytes: &[u8]) -> Option<Vec<u8>> {
     let is_low = |u: u16| (0xDC00..0xE000).contains(&u);
     let mut out: Option<Vec<u8>> = None;
     let mut i = 0;
-    while let Some(k) = memchr::memchr(b'\\', &bytes[i..]) {
+    // A backslash last of all leaves `i` past the end.
+    while let Some(k) = bytes.get(i..).and_then(|rest| memchr::memchr(b'\\', rest)) {
         let at = i + k;
         if bytes.get(at + 1) != Some(&b'u') {
             // Any other escape, `\\` included, is two bytes: what follows is text.
@@ -934,6 +935,9 @@ mod tests {
         assert_eq!(fix(r#"{"a":"\ud83d\ude00 \ud83dA"}"#).as_deref(), Some(r#"{"a":"\ud83d\ude00 \ufffdA"}"#));
         // A paired emoji, an escaped backslash before `ud83d`, other escapes: unchanged.
         assert_eq!(fix(r#"{"a":"\ud83d\ude00 \\ud83d \u00e9 \n"}"#), None);
+        // A record cut after a backslash (the search stepped past the end and panicked).
+        assert_eq!(fix(r#"{"a":"x\"#), None);
+        assert_eq!(fix("\\"), None);
     }
 
     use super::*;
