@@ -237,7 +237,12 @@ impl Application {
         let mut sources: Vec<String> = settings.sources.iter().map(|s| s.name.clone()).collect();
         sources.push(api::HTTP_SOURCE.to_string());
         let listen = settings.listen_addr().map_err(AppError::Config)?;
+        // A replay takes the shipped patterns as the test suite checked them; the daemon,
+        // about to run for weeks, checks them (a build without the tests) and compiles
+        // the pattern set before serving, so that no request pays it.
+        crate::classify::Catalogue::check_shipped()?;
         let core = Core::build(settings, sources).await?;
+        core.classifier.current().prepare();
         let listener =
             TcpListener::bind(listen).await.map_err(|source| AppError::Bind { addr: listen.to_string(), source })?;
         let addr = listener.local_addr().map_err(|source| AppError::Bind { addr: listen.to_string(), source })?;

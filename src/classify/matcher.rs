@@ -1,5 +1,6 @@
 //! The pure matcher: turns a failure (codes, message, record fields) into a
-//! [`Classification`]. No I/O; everything expensive is compiled in [`Classifier::new`].
+//! [`Classification`]. No I/O; everything expensive is compiled in [`Classifier::new`],
+//! except the pattern set: on first use, or by [`Classifier::prepare`].
 //!
 //! # Precedence (deterministic)
 //!
@@ -470,8 +471,9 @@ fn fast_doc_url(code: u32) -> String {
 #[derive(Debug)]
 enum PatternSet {
     Set(RegexSet),
-    // Only when the combined set does not compile (too large, or a hand-built catalogue
-    // with a bad pattern, which is `None` and never matches): slower, still correct.
+    // Only when the combined set does not compile (too large, or a shipped pattern the
+    // test suite would have refused, which is `None` and never matches): slower, still
+    // correct.
     Each(Vec<Option<Regex>>),
 }
 
@@ -784,9 +786,9 @@ impl Classifier {
         self.verdict(c.entry, None, Vec::new(), by, reason)
     }
 
-    /// Every entry's patterns as one case-insensitive set. Validated at load time, so not
-    /// compiled one by one first: one that fails (a hand-built catalogue) fails the set,
-    /// and the fallback skips it.
+    /// Every entry's patterns as one case-insensitive set. Operators' patterns were
+    /// compiled at load time and shipped ones by the test suite, so none is compiled one
+    /// by one first: one that fails fails the set, and the fallback skips it.
     fn compile_patterns(&self) -> PatternSet {
         let entries = self.catalogue.entries();
         let sources: Vec<&str> = self
@@ -820,6 +822,12 @@ impl Classifier {
                 )
             }
         }
+    }
+
+    /// Compiles the pattern set now, if no message needed it yet. The daemon does this
+    /// before it serves and before a reload's swap, so that no request pays it.
+    pub fn prepare(&self) {
+        self.patterns.get_or_init(|| self.compile_patterns());
     }
 
     /// Indices (into the flat pattern list) of the patterns matching `msg`, ascending.
@@ -933,6 +941,23 @@ impl Classifier {
 #[allow(clippy::expect_used, clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pattern_set_is_compiled_when_first_needed_or_prepared() {
+        let catalogue = Arc::new(Catalogue::from_shipped().unwrap());
+        let text = ClassifyInput::message("Authentication failed: The network connection was lost.");
+        let lazy = Classifier::new(Arc::clone(&catalogue), Vec::new());
+        assert!(lazy.patterns.get().is_none(), "no message needed it yet");
+        assert!(lazy.classify(&ClassifyInput::message("AADSTS50126: Invalid username or password")).entry.is_some());
+        assert!(lazy.patterns.get().is_none(), "a code decides without the patterns");
+        let prepared = Classifier::new(catalogue, Vec::new());
+        prepared.prepare();
+        assert!(prepared.patterns.get().is_some());
+        let (a, b) = (lazy.classify(&text), prepared.classify(&text));
+        assert_eq!(a.entry.as_deref(), Some("mac-network-unreachable"));
+        assert_eq!(a.entry, b.entry);
+        assert!(lazy.patterns.get().is_some());
+    }
 
     #[test]
     fn extracts_in_order_and_dedups() {

@@ -1,8 +1,8 @@
 //! Hot reload: the classifier in use, swapped atomically when the catalogue changes.
 //!
 //! Readers take a cheap `Arc` clone and keep using that classifier for as long as they
-//! like; a reload builds and validates the new one completely before the swap, so a bad
-//! operator file never disturbs classification in flight.
+//! like; a reload builds, validates and compiles the new one completely before the swap,
+//! so a bad operator file never disturbs classification in flight.
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -10,20 +10,24 @@ use std::sync::{Arc, RwLock};
 use super::catalogue::{Catalogue, CatalogueError};
 use super::matcher::{Classifier, ExampleMismatch};
 
-/// Loads the shipped catalogue plus `extra_paths` and compiles it, as `check-config`
-/// validates it: an example in an operator's file that does not classify to its own
+/// Loads the shipped catalogue plus `extra_paths` and builds its classifier, as
+/// `check-config` validates it: an example in an operator's file that does not classify to its own
 /// entry (or a counter-example that does) is an error, naming the file and the entry's
 /// line. Also returns the shipped examples that now classify to operator entries, which
 /// overriding a shipped entry intends (`check-config` lists them as notes).
 ///
 /// Only `with_shipped` classifies the shipped entries' examples too (tens of milliseconds,
 /// which every start and every `classify` would pay): without it, only operator entries'
-/// are checked and no shadowed ones are returned.
+/// are checked and no shadowed ones are returned, and the shipped patterns are taken as
+/// the test suite checked them (`Catalogue::check_shipped` checks them again).
 pub fn load_checked(
     extra_paths: &[PathBuf],
     federated_domains: Vec<String>,
     with_shipped: bool,
 ) -> Result<(Classifier, Vec<ExampleMismatch>), CatalogueError> {
+    if with_shipped {
+        Catalogue::check_shipped()?;
+    }
     let catalogue = Catalogue::load(extra_paths)?;
     let classifier = Classifier::new(Arc::new(catalogue), federated_domains);
     let operator = |e: &super::Entry| e.source != super::catalogue::SHIPPED_ORIGIN;
@@ -69,6 +73,7 @@ impl SharedClassifier {
     /// Returns the number of entries. On any error the old classifier stays in place.
     pub fn reload(&self, extra_paths: &[PathBuf], federated_domains: Vec<String>) -> Result<usize, CatalogueError> {
         let (classifier, _) = load_checked(extra_paths, federated_domains, false)?;
+        classifier.prepare();
         let entries = classifier.catalogue().len();
         self.replace(classifier);
         Ok(entries)
