@@ -237,9 +237,9 @@ impl Application {
         let mut sources: Vec<String> = settings.sources.iter().map(|s| s.name.clone()).collect();
         sources.push(api::HTTP_SOURCE.to_string());
         let listen = settings.listen_addr().map_err(AppError::Config)?;
-        // A replay takes the shipped patterns as the test suite checked them; the daemon,
-        // about to run for weeks, checks them (a build without the tests) and compiles
-        // the pattern set before serving, so that no request pays it.
+        // A replay takes the shipped patterns as the test suite checked them. The daemon
+        // checks them again (a build may have skipped the tests) and compiles the pattern
+        // set before it serves, so that no request pays for the compile.
         crate::classify::Catalogue::check_shipped()?;
         let core = Core::build(settings, sources).await?;
         core.classifier.current().prepare();

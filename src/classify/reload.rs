@@ -11,9 +11,9 @@ use super::catalogue::{Catalogue, CatalogueError};
 use super::matcher::{Classifier, ExampleMismatch};
 
 /// Loads the shipped catalogue plus `extra_paths` and builds its classifier, as
-/// `check-config` validates it: an example in an operator's file that does not classify to its own
-/// entry (or a counter-example that does) is an error, naming the file and the entry's
-/// line. Also returns the shipped examples that now classify to operator entries, which
+/// `check-config` validates it: an example in an operator's file that does not classify
+/// to its own entry (or a counter-example that does) is an error, naming the file and the
+/// entry's line. Also returns the shipped examples that now classify to operator entries, which
 /// overriding a shipped entry intends (`check-config` lists them as notes).
 ///
 /// Only `with_shipped` classifies the shipped entries' examples too (tens of milliseconds,
