@@ -1543,6 +1543,126 @@ async fn detections_do_not_depend_on_the_in_memory_copy_of_recent_failures() {
     }
 }
 
+/// Batches of Entra failures, each with its own correlation id, in which every batch after
+/// the first also carries Passport lines of attempts Entra logged in earlier batches (the
+/// previous one and three before) and in this one. Batches hold more failures with a
+/// correlation id than the filter needs to be filled.
+fn correlation_scenario() -> Vec<Vec<Ev>> {
+    let entra = |b: i64, i: i64| {
+        let mut e = ev(&format!("e{b}-{i}"), 50076, Category::MfaRequired, b * 30 + i % 20);
+        e.correlation = Some(format!("corr-{b}-{i}"));
+        e
+    };
+    let passport = |b: i64, i: i64| {
+        let mut e = ev(&format!("p{b}-{i}"), 50076, Category::MfaRequired, b * 30 + i % 20);
+        e.correlation = Some(format!("corr-{b}-{i}"));
+        e.source = "passport";
+        e.user = None;
+        e
+    };
+    (0..8)
+        .map(|b| {
+            let mut batch: Vec<Ev> = (0..40).map(|i| entra(b, i)).collect();
+            if b > 0 {
+                batch.push(passport(b - 1, b));
+                batch.push(passport(b, 7));
+            }
+            if b > 2 {
+                batch.push(passport(b - 3, 39));
+            }
+            batch
+        })
+        .collect()
+}
+
+/// The correlation join rules out in memory the correlation ids the store cannot hold
+/// (issue #8). It must join exactly what lookups in the store join: through one handle
+/// (the filter in use), a handle opened afresh for every batch (an empty filter, filled
+/// from the store), and two handles taking turns (each must forget its filter when the
+/// other commits). Every Passport line joins its Entra record, uncounted.
+#[tokio::test]
+async fn correlation_joins_do_not_depend_on_the_in_memory_filter() {
+    let p = Policy::default();
+    let entra_records = correlation_scenario().iter().flatten().filter(|e| e.source == "entra").count() as i64;
+    let mut outcomes = Vec::new();
+    for mode in ["one handle", "a fresh handle per batch", "two handles taking turns"] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.db");
+        let mut first = Store::open(&path).await.unwrap();
+        let second = Store::open(&path).await.unwrap();
+        let mut filter_in_use = false;
+        for (n, batch) in correlation_scenario().into_iter().enumerate() {
+            let handle = match mode {
+                "a fresh handle per batch" => {
+                    first.close().await;
+                    first = Store::open(&path).await.unwrap();
+                    &first
+                }
+                "two handles taking turns" if n % 2 == 1 => &second,
+                _ => &first,
+            };
+            commit(handle, &p, batch).await;
+            filter_in_use |= handle.correlation_ids_in_memory() > 0;
+        }
+        assert!(filter_in_use, "{mode}: the filter was never used");
+        let counted: i64 = all(&first).await.iter().map(|i| i.event_count).sum();
+        assert_eq!(counted, entra_records, "{mode}: every Passport line joined its Entra record");
+        outcomes.push((mode, decided(&first).await));
+    }
+    for (mode, incidents) in &outcomes[1..] {
+        assert_eq!(incidents, &outcomes[0].1, "{mode} against {}", outcomes[0].0);
+    }
+}
+
+/// A handle opened on a store that already holds many counted failures reads all of their
+/// correlation ids back (page after page, day after day) before it rules any lookup out:
+/// Passport lines of attempts spread over the whole store all join their Entra records.
+#[tokio::test]
+async fn a_fresh_handle_reads_every_stored_correlation_id_before_ruling_one_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.db");
+    let p = Policy::default();
+    // Over two UTC days (T0 is 16:00), each with more ids than one page of the fill reads
+    // (8192).
+    let total = 17_000i64;
+    let minute = |i: i64| 480 + i * 2 * 1440 / total;
+    {
+        let writer = Store::open(&path).await.unwrap();
+        for chunk in (0..total).collect::<Vec<_>>().chunks(3_000) {
+            let evs = chunk
+                .iter()
+                .map(|&i| {
+                    let mut e = ev(&format!("e{i}"), 50076, Category::MfaRequired, minute(i));
+                    e.correlation = Some(format!("corr-{i:05}"));
+                    e
+                })
+                .collect();
+            commit(&writer, &p, evs).await;
+        }
+        writer.close().await;
+    }
+    let counted = |s: &Store| {
+        let s = s.clone();
+        async move { all(&s).await.iter().map(|i| i.event_count).sum::<i64>() }
+    };
+    let s = Store::open(&path).await.unwrap();
+    assert_eq!(counted(&s).await, total);
+    // Forty lines: copies of the ids read last on each day (its second page).
+    let lines: Vec<Ev> = (0..20)
+        .flat_map(|k| [total / 2 - 1 - k * 7, total - 1 - k * 7])
+        .map(|i| {
+            let mut e = ev(&format!("p{i}"), 50076, Category::MfaRequired, minute(i));
+            e.correlation = Some(format!("corr-{i:05}"));
+            e.source = "passport";
+            e.user = None;
+            e
+        })
+        .collect();
+    commit(&s, &p, lines).await;
+    assert!(s.correlation_ids_in_memory() >= 40, "the filter was filled: {}", s.correlation_ids_in_memory());
+    assert_eq!(counted(&s).await, total, "every line joined its Entra record");
+}
+
 /// A batch applied and then rolled back leaves nothing in the detectors' memory: a spray
 /// that only the rolled-back failures would complete is not detected.
 #[tokio::test]

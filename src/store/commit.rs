@@ -19,6 +19,7 @@ use chrono::Utc;
 use serde_json::json;
 use sqlx::{QueryBuilder, Sqlite, Transaction};
 
+use super::correlations::{self, Bloom, SharedCorrelations};
 use super::recent::{self, CredentialFailure, RollbackGuard, SharedRecent, WindowRow};
 use super::{to_ms, Batch, BatchResult, Store, StoreError, StoredEvent};
 use crate::event::{Category, Outcome};
@@ -468,7 +469,7 @@ impl Store {
         // HTTP ingest, an acknowledgement, retention) committed meanwhile; this one waits
         // its turn (busy_timeout) instead, and the ids it assigns cannot be taken.
         let tx = self.writer_pool().begin_with("BEGIN IMMEDIATE").await?;
-        Ok(WriteTx(tx, RollbackGuard::new(self.recent.clone())))
+        Ok(WriteTx(tx, RollbackGuard::new(self.recent.clone(), self.correlations.clone())))
     }
 
     /// Writes one batch inside `tx`, exactly as [`Store::commit_batch`] does, without
@@ -508,6 +509,7 @@ impl Store {
         let mut watermark = watermark.unwrap_or(i64::MIN);
         let watermark_before = watermark;
         recent::lock(&self.recent).check(connection, data_version);
+        correlations::lock(&self.correlations).check(connection, data_version);
         let batch_max = batch
             .events
             .iter()
@@ -614,14 +616,26 @@ impl Store {
                     Some((c, to_ms(f.stored.event.occurred_at)))
                 })
                 .collect();
+            let probes = may_find_copies(tx, &self.correlations, probes).await?;
             state.prior_correlations = counted_copies(tx, &probes, first_new).await?;
+        }
+        // The filter takes in this batch's rows before they are written: the lookups below
+        // find rows of this batch too. Every row with a correlation id, counted or not yet
+        // decided: an id too many is only a lookup more.
+        {
+            let mut filter = correlations::lock(&self.correlations);
+            for row in &batch_rows.rows {
+                if let Some(c) = row.stored.event.correlation_id.as_deref() {
+                    filter.add(c);
+                }
+            }
         }
         let mut credential_failures: Vec<&StoredEvent> = Vec::new();
         for f in &failures {
             if matches!(f.stored.event.primary_code(), Some(50126 | 50053)) {
                 credential_failures.push(f.stored);
             }
-            match join_correlated(tx, &mut state, &mut batch_rows, f).await? {
+            match join_correlated(tx, &mut state, &mut batch_rows, f, &self.correlations).await? {
                 Join::Copy => {}
                 Join::None => place_failure(tx, &mut state, &mut batch_rows, f, policy, &mut result).await?,
                 Join::Supersedes(hit) => {
@@ -1023,17 +1037,8 @@ async fn counted_copies(
     probes: &[(&str, i64)],
     below: i64,
 ) -> Result<HashMap<String, Vec<CorrelationHit>>, StoreError> {
-    let mut pairs: Vec<(i64, &str)> = probes
-        .iter()
-        .flat_map(|&(c, at)| {
-            buckets(
-                at.saturating_sub(CORRELATION_WINDOW_MS),
-                at.saturating_add(CORRELATION_WINDOW_MS),
-                CORRELATION_BUCKET_MS,
-            )
-            .map(move |b| (b, c))
-        })
-        .collect();
+    let mut pairs: Vec<(i64, &str)> =
+        probes.iter().flat_map(|&(c, at)| probe_buckets(at).map(move |b| (b, c))).collect();
     pairs.sort_unstable();
     pairs.dedup();
     let mut found: HashMap<String, Vec<CorrelationHit>> = HashMap::new();
@@ -1058,6 +1063,86 @@ async fn counted_copies(
     Ok(found)
 }
 
+/// The correlation buckets a lookup around event time `at` probes.
+fn probe_buckets(at: i64) -> std::ops::RangeInclusive<i64> {
+    buckets(at.saturating_sub(CORRELATION_WINDOW_MS), at.saturating_add(CORRELATION_WINDOW_MS), CORRELATION_BUCKET_MS)
+}
+
+/// The first correlation bucket a lookup around event time `at` probes.
+fn first_bucket(at: i64) -> i64 {
+    *probe_buckets(at).start()
+}
+
+/// The probes whose lookup may find a row: the filter of correlation ids seen
+/// (`correlations`) rules out the rest. Fills the filter first when it does not cover
+/// enough of the probes.
+async fn may_find_copies<'p>(
+    tx: &mut Tx<'_>,
+    filter: &SharedCorrelations,
+    probes: Vec<(&'p str, i64)>,
+) -> Result<Vec<(&'p str, i64)>, StoreError> {
+    let fill_from = {
+        let mut seen = correlations::lock(filter);
+        let uncovered: Vec<i64> = probes.iter().map(|&(_, at)| first_bucket(at)).filter(|&b| !seen.covers(b)).collect();
+        match uncovered.iter().min() {
+            Some(&from) if uncovered.len() >= correlations::MIN_PROBES_TO_FILL && seen.may_fill() => Some(from),
+            _ => None,
+        }
+    };
+    if let Some(from) = fill_from {
+        let bloom = read_correlations(tx, from).await?;
+        correlations::lock(filter).fill(from, bloom);
+    }
+    let seen = correlations::lock(filter);
+    Ok(probes.into_iter().filter(|&(c, at)| seen.may_hold(c, first_bucket(at))).collect())
+}
+
+/// Ids read per page when the filter is filled.
+const FILL_PAGE: i64 = 8192;
+
+/// Every counted failure's correlation id from bucket `from` on, as a filter: read a
+/// bucket at a time, in pages of one JSON array each (see `fetch_json_rows`), keyed on
+/// the id so each page is one seek. Stops once over the filter's capacity (the filter
+/// then refuses it).
+async fn read_correlations(tx: &mut Tx<'_>, from: i64) -> Result<Bloom, StoreError> {
+    let mut bloom = Bloom::new();
+    let mut bucket: Option<i64> =
+        sqlx::query_scalar(NEXT_CORRELATION_BUCKET).bind(from).fetch_optional(&mut **tx).await?;
+    while let Some(b) = bucket {
+        let mut after = String::new();
+        loop {
+            let page: Vec<String> =
+                fetch_json(tx, CORRELATION_PAGE, Some(after), &[b, FILL_PAGE], "events.correlation_id").await?;
+            for id in &page {
+                bloom.insert(id);
+            }
+            if bloom.entries() > correlations::MAX_ENTRIES {
+                return Ok(bloom);
+            }
+            match page.last() {
+                Some(last) if page.len() as i64 == FILL_PAGE => after = last.clone(),
+                _ => break,
+            }
+        }
+        bucket =
+            sqlx::query_scalar(NEXT_CORRELATION_BUCKET).bind(b.saturating_add(1)).fetch_optional(&mut **tx).await?;
+    }
+    Ok(bloom)
+}
+
+/// The first correlation bucket at or after `?1` that holds a counted failure.
+const NEXT_CORRELATION_BUCKET: &str = "SELECT occurred_at / 86400000 FROM events INDEXED BY events_by_correlation
+     WHERE occurred_at / 86400000 >= ?1 AND correlation_id IS NOT NULL AND outcome = 'failure' AND counted = 1
+     ORDER BY occurred_at / 86400000 LIMIT 1";
+
+/// Up to `?3` correlation ids of counted failures in bucket `?2` after id `?1`, in id
+/// order, as one JSON array.
+const CORRELATION_PAGE: &str = "SELECT json_group_array(c) FROM (
+      SELECT correlation_id AS c FROM events INDEXED BY events_by_correlation
+       WHERE occurred_at / 86400000 = ?2 AND correlation_id > ?1
+         AND correlation_id IS NOT NULL AND outcome = 'failure' AND counted = 1
+       ORDER BY correlation_id LIMIT ?3)";
+
 /// The correlation lookup for a JSON list of `[bucket, correlation id]` pairs (`?1`),
 /// below event id `?2`: one seek per pair into the time-led index, all rows as one JSON
 /// array (see `fetch_json_rows`). The index is named and the join order pinned (CROSS
@@ -1079,6 +1164,7 @@ async fn join_correlated(
     state: &mut BatchIncidents,
     rows: &mut BatchRows<'_>,
     f: &NewFailure<'_>,
+    filter: &SharedCorrelations,
 ) -> Result<Join, StoreError> {
     let Some(correlation) = f.stored.event.correlation_id.as_deref().filter(|c| !c.is_empty()) else {
         return Ok(Join::None);
@@ -1087,6 +1173,9 @@ async fn join_correlated(
     let from_passport = f.stored.event.format == PASSPORT_FORMAT;
     let record_id = f.stored.event.record_id.as_deref();
     let hit = if state.events_changed {
+        if !correlations::lock(filter).may_hold(correlation, first_bucket(at)) {
+            return Ok(Join::None);
+        }
         // Earlier rows of this batch may be what it finds: write them (not this one,
         // whose incident is being decided).
         rows.write_through(tx, f.row).await?;
@@ -2477,6 +2566,20 @@ mod tests {
         assert!(plan.starts_with("SCAN json_each"), "the list is the outer loop: {plan}");
         // The bucket width in the statement is the one the probes are computed with.
         assert!(CORRELATED_COPIES.contains(&format!("e.occurred_at / {CORRELATION_BUCKET_MS} ")));
+    }
+
+    /// The correlation filter's fill seeks the correlation index for each page and each
+    /// next bucket, and reads no table row; its bucket width is the lookups'.
+    #[tokio::test]
+    async fn the_correlation_fill_seeks_the_index_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = empty_store(&dir).await;
+        let page = plan_of(&store, CORRELATION_PAGE, Some("c".into()), &[1, 10]).await;
+        assert!(page.contains("USING INDEX events_by_correlation (<expr>=? AND correlation_id>?)"), "{page}");
+        let next = plan_of(&store, NEXT_CORRELATION_BUCKET, None, &[1]).await;
+        assert!(next.contains("USING INDEX events_by_correlation (<expr>>?)"), "{next}");
+        let width = format!("occurred_at / {CORRELATION_BUCKET_MS} ");
+        assert!(CORRELATION_PAGE.contains(&width) && NEXT_CORRELATION_BUCKET.contains(&width));
     }
 
     /// The lockout-wave window is one range of the lockouts' own index, with no table

@@ -6,6 +6,7 @@
 //! ended.
 
 mod commit;
+mod correlations;
 pub mod queries;
 mod recent;
 
@@ -300,6 +301,8 @@ pub struct Store {
     path: PathBuf,
     /// The detectors' recent past, as the write path last stored it (`recent`).
     recent: recent::SharedRecent,
+    /// The correlation ids the store may hold a counted failure for (`correlations`).
+    correlations: correlations::SharedCorrelations,
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -615,7 +618,13 @@ impl Store {
             )
             .await
             .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
-        Ok(Store { pool, writer, path: path.to_path_buf(), recent: Default::default() })
+        Ok(Store {
+            pool,
+            writer,
+            path: path.to_path_buf(),
+            recent: Default::default(),
+            correlations: Default::default(),
+        })
     }
 
     /// The database file.
@@ -627,6 +636,12 @@ impl Store {
     /// windows (a diagnostic; 0 when it holds none it may answer from).
     pub fn detector_rows_in_memory(&self) -> usize {
         recent::lock(&self.recent).entries()
+    }
+
+    /// How many correlation ids the write path's filter holds (a diagnostic; 0 when it
+    /// answers for nothing, and every correlation lookup goes to the store).
+    pub fn correlation_ids_in_memory(&self) -> usize {
+        correlations::lock(&self.correlations).entries()
     }
 
     /// Closes the pools (after the last commit), first moving everything committed from

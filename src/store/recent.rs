@@ -25,6 +25,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::correlations::SharedCorrelations;
+
 /// One failure as a window reads it. Read from the store as a JSON array
 /// `[time, user key, counted]`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Deserialize)]
@@ -267,18 +269,19 @@ pub(crate) fn lock(recent: &SharedRecent) -> MutexGuard<'_, RecentFailures> {
     }
 }
 
-/// Forgets the copy when a write transaction ends without committing: it may hold rows
-/// the store rolled back.
+/// Forgets the copy, and the correlation filter, when a write transaction ends without
+/// committing: they may hold rows the store rolled back.
 #[derive(Debug)]
 pub(crate) struct RollbackGuard {
     recent: SharedRecent,
+    correlations: SharedCorrelations,
     armed: bool,
 }
 
 impl RollbackGuard {
     /// Armed until [`RollbackGuard::committed`].
-    pub(crate) fn new(recent: SharedRecent) -> Self {
-        RollbackGuard { recent, armed: true }
+    pub(crate) fn new(recent: SharedRecent, correlations: SharedCorrelations) -> Self {
+        RollbackGuard { recent, correlations, armed: true }
     }
 
     /// The transaction committed: the copy's rows are the store's.
@@ -291,6 +294,7 @@ impl Drop for RollbackGuard {
     fn drop(&mut self) {
         if self.armed {
             lock(&self.recent).forget();
+            super::correlations::lock(&self.correlations).forget();
         }
     }
 }

@@ -1,0 +1,232 @@
+//! Which correlation ids the store may hold a counted failure for, kept by the write path
+//! as a Bloom filter (issue #8).
+//!
+//! The correlation join (`commit::counted_copies`) looks each new failure's correlation id
+//! up in `events_by_correlation`. Almost every lookup finds nothing: each Entra record has
+//! its own correlation id, and a Passport line of the same attempt is the exception. Yet
+//! each lookup is a seek into an index whose keys are random within a day. Once a day of
+//! that index outgrows the writer's page cache, the seeks read its pages back from the
+//! WAL or the database. In a 3 M-record replay, that was about a third of the wall time.
+//! The filter rules those probes out in memory.
+//!
+//! The filter may answer "maybe" for an id the store does not hold (about 1 % of probes
+//! when full). It never answers "no" for one the store holds. It holds the correlation id
+//! of every counted failure stored in its buckets, from its first bucket (`covers_from`)
+//! on: read from the index when it is filled, then added by the write path as it inserts
+//! rows, before their transaction commits. Nothing is removed: a row that is later
+//! uncounted or deleted only leaves a "maybe" behind.
+//!
+//! The filter is forgotten whenever the store may have changed behind it, as the
+//! detectors' copy is (`recent`):
+//! - another connection committed (the writer connection's `data_version` changed);
+//! - the writer's connection is a new one;
+//! - a write transaction ended without committing;
+//! - it holds more than [`MAX_ENTRIES`] ids: it is filled again later, from a later bucket.
+
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Bits of the filter (512 KiB), a power of two.
+const BITS: usize = 1 << 22;
+/// Bits set per id.
+const HASHES: u64 = 4;
+/// Most ids held before the filter is forgotten. At this load about 1.4 % of the probes
+/// for ids it does not hold still go to the index.
+pub(crate) const MAX_ENTRIES: usize = 1_000_000;
+/// Fewest probes in one batch for which an empty filter is filled. Live tailing commits
+/// small batches, whose few lookups cost less than a fill read back from a large store.
+pub(crate) const MIN_PROBES_TO_FILL: usize = 32;
+/// Batches to wait after a fill found more ids than the filter may hold.
+const FILL_PAUSE_BATCHES: u32 = 64;
+
+/// The bits and the hasher that sets them.
+#[derive(Debug, Default)]
+pub(crate) struct Bloom {
+    hasher: RandomState,
+    bits: Vec<u64>,
+    entries: usize,
+}
+
+impl Bloom {
+    /// An empty filter of [`BITS`] bits.
+    pub(crate) fn new() -> Self {
+        Bloom { hasher: RandomState::new(), bits: vec![0; BITS / 64], entries: 0 }
+    }
+
+    /// Sets the bits of `id`.
+    pub(crate) fn insert(&mut self, id: &str) {
+        for p in positions(self.hasher.hash_one(id)) {
+            if let Some(word) = self.bits.get_mut(p / 64) {
+                *word |= 1 << (p % 64);
+            }
+        }
+        self.entries += 1;
+    }
+
+    /// False only when `id` was never inserted.
+    fn may_contain(&self, id: &str) -> bool {
+        positions(self.hasher.hash_one(id))
+            .all(|p| self.bits.get(p / 64).map_or(true, |word| word & (1 << (p % 64)) != 0))
+    }
+
+    /// Ids inserted.
+    pub(crate) fn entries(&self) -> usize {
+        self.entries
+    }
+}
+
+/// The bit positions of an id's hash (double hashing: an odd step visits distinct
+/// positions modulo a power of two).
+fn positions(hash: u64) -> impl Iterator<Item = usize> {
+    let step = hash.rotate_left(32) | 1;
+    (0..HASHES).map(move |i| (hash.wrapping_add(i.wrapping_mul(step)) as usize) & (BITS - 1))
+}
+
+/// The filter and when it may answer.
+#[derive(Debug, Default)]
+pub(crate) struct SeenCorrelations {
+    /// The first correlation bucket (`occurred_at / CORRELATION_BUCKET_MS`) from which
+    /// every counted failure's correlation id is in `bloom`; `None`: it answers for nothing.
+    covers_from: Option<i64>,
+    bloom: Bloom,
+    /// The writer connection's number and `data_version` it was last checked under.
+    checked_under: Option<(i64, i64)>,
+    /// Batches to go before another fill is tried, after one found too many ids.
+    fill_pause: u32,
+}
+
+impl SeenCorrelations {
+    /// Drops every id (and the bits' memory): the filter answers for nothing until it is
+    /// filled again.
+    pub(crate) fn forget(&mut self) {
+        self.covers_from = None;
+        self.bloom = Bloom::default();
+    }
+
+    /// At the start of a batch, under the write lock: forgets everything if the store may
+    /// have changed behind the filter (another connection committed, or the writer's
+    /// connection is a new one).
+    pub(crate) fn check(&mut self, connection: i64, data_version: i64) {
+        if self.checked_under != Some((connection, data_version)) {
+            self.forget();
+            self.checked_under = Some((connection, data_version));
+        }
+    }
+
+    /// True when the filter holds every counted failure's id from `bucket` on.
+    pub(crate) fn covers(&self, bucket: i64) -> bool {
+        matches!(self.covers_from, Some(from) if from <= bucket)
+    }
+
+    /// Whether a lookup of `id` whose buckets start at `first_bucket` may find a row:
+    /// true unless the filter covers those buckets and never took `id` in.
+    pub(crate) fn may_hold(&self, id: &str, first_bucket: i64) -> bool {
+        !self.covers(first_bucket) || self.bloom.may_contain(id)
+    }
+
+    /// Takes in the id of a row being written. Past [`MAX_ENTRIES`] the filter is
+    /// forgotten (a later fill starts from a later bucket).
+    pub(crate) fn add(&mut self, id: &str) {
+        if self.covers_from.is_none() {
+            return;
+        }
+        self.bloom.insert(id);
+        if self.bloom.entries() > MAX_ENTRIES {
+            self.forget();
+        }
+    }
+
+    /// Whether a fill may be tried now (counting this batch against a pause).
+    pub(crate) fn may_fill(&mut self) -> bool {
+        if self.fill_pause > 0 {
+            self.fill_pause -= 1;
+            return false;
+        }
+        true
+    }
+
+    /// Installs a filter read from the store: every counted failure's id from bucket
+    /// `from` on. One holding more than [`MAX_ENTRIES`] is refused, and fills pause.
+    pub(crate) fn fill(&mut self, from: i64, bloom: Bloom) {
+        if bloom.entries() > MAX_ENTRIES {
+            self.forget();
+            self.fill_pause = FILL_PAUSE_BATCHES;
+            return;
+        }
+        self.covers_from = Some(from);
+        self.bloom = bloom;
+    }
+
+    /// Ids held; 0 when the filter answers for nothing.
+    pub(crate) fn entries(&self) -> usize {
+        if self.covers_from.is_some() {
+            self.bloom.entries()
+        } else {
+            0
+        }
+    }
+}
+
+/// The filter as the store shares it between its handles.
+pub(crate) type SharedCorrelations = Arc<Mutex<SeenCorrelations>>;
+
+/// Locks the filter; a panic elsewhere while it was held leaves it possibly half-changed,
+/// so it is forgotten rather than trusted.
+pub(crate) fn lock(filter: &SharedCorrelations) -> MutexGuard<'_, SeenCorrelations> {
+    match filter.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => {
+            filter.clear_poison();
+            let mut guard = poisoned.into_inner();
+            guard.forget();
+            guard
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The filter answers only for the buckets it covers, never rules out an id it took
+    /// in, rules out nearly every other id, and gives up past its capacity.
+    #[test]
+    fn the_filter_rules_out_only_ids_it_never_took_in() {
+        let mut filter = SeenCorrelations::default();
+        filter.add("a");
+        assert!(filter.may_hold("zz", 5) && filter.entries() == 0, "empty until filled");
+        let mut bloom = Bloom::new();
+        bloom.insert("a");
+        filter.fill(5, bloom);
+        filter.add("b");
+        assert!(filter.may_hold("a", 5) && filter.may_hold("b", 9));
+        assert!(filter.may_hold("c", 4), "bucket 4 is not covered");
+        let ids: Vec<String> = (0..100_000).map(|i| format!("{i:08x}-0000-4000-8000-000000000000")).collect();
+        for id in &ids {
+            filter.add(id);
+        }
+        assert!(ids.iter().all(|id| filter.may_hold(id, 5)), "no id taken in is ruled out");
+        let others = (0..100_000).filter(|i| filter.may_hold(&format!("{i:08x}-1111-4000-8000-000000000000"), 5));
+        assert!(others.count() < 100, "at 100 k ids, about 1 in 10,000 others is a maybe");
+        filter.check(1, 1);
+        assert!(filter.may_hold("zz", 5) && filter.entries() == 0, "checked under a new version: forgotten");
+    }
+
+    #[test]
+    fn a_fill_over_capacity_is_refused_and_pauses_the_next() {
+        let mut filter = SeenCorrelations::default();
+        let mut bloom = Bloom::new();
+        for i in 0..=MAX_ENTRIES {
+            bloom.insert(&i.to_string());
+        }
+        filter.fill(0, bloom);
+        assert_eq!(filter.entries(), 0);
+        assert!((0..FILL_PAUSE_BATCHES).all(|_| !filter.may_fill()) && filter.may_fill());
+        filter.fill(0, Bloom::new());
+        for i in 0..=MAX_ENTRIES {
+            filter.add(&i.to_string());
+        }
+        assert!(filter.may_hold("anything", 0) && filter.entries() == 0, "past capacity: forgotten");
+    }
+}
