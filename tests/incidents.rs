@@ -1501,6 +1501,40 @@ async fn decided(s: &Store) -> Vec<String> {
         .collect()
 }
 
+/// How the scenarios of the write path's in-memory copies commit their batches: through
+/// one handle (the copy in use), a handle opened afresh for every batch (an empty copy,
+/// filled from the store), or two handles taking turns (each must forget its copy when
+/// the other commits).
+const HANDLE_MODES: [&str; 3] = ["one handle", "a fresh handle per batch", "two handles taking turns"];
+
+/// Two handles on one store, for [`HANDLE_MODES`].
+struct Handles {
+    path: std::path::PathBuf,
+    first: Store,
+    second: Store,
+}
+
+impl Handles {
+    async fn open(path: std::path::PathBuf) -> Self {
+        let first = Store::open(&path).await.unwrap();
+        let second = Store::open(&path).await.unwrap();
+        Handles { path, first, second }
+    }
+
+    /// The handle batch `n` commits through in `mode`.
+    async fn for_batch(&mut self, mode: &str, n: usize) -> &Store {
+        match mode {
+            "a fresh handle per batch" => {
+                self.first.close().await;
+                self.first = Store::open(&self.path).await.unwrap();
+                &self.first
+            }
+            "two handles taking turns" if n % 2 == 1 => &self.second,
+            _ => &self.first,
+        }
+    }
+}
+
 /// The detectors read their windows from an in-memory copy of the recent credential
 /// failures when it holds them (issue #8). What they find must be exactly what reading
 /// the windows from the store finds: through one handle (the copy in use), a handle
@@ -1510,23 +1544,13 @@ async fn decided(s: &Store) -> Vec<String> {
 async fn detections_do_not_depend_on_the_in_memory_copy_of_recent_failures() {
     let p = Policy::default();
     let mut outcomes = Vec::new();
-    for mode in ["one handle", "a fresh handle per batch", "two handles taking turns"] {
+    for mode in HANDLE_MODES {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("p.db");
-        let mut first = Store::open(&path).await.unwrap();
-        let second = Store::open(&path).await.unwrap();
+        let mut handles = Handles::open(dir.path().join("p.db")).await;
         let mut detections = std::collections::BTreeMap::new();
         let mut copy_in_use = false;
         for (n, batch) in detector_scenario().into_iter().enumerate() {
-            let handle = match mode {
-                "a fresh handle per batch" => {
-                    first.close().await;
-                    first = Store::open(&path).await.unwrap();
-                    &first
-                }
-                "two handles taking turns" if n % 2 == 1 => &second,
-                _ => &first,
-            };
+            let handle = handles.for_batch(mode, n).await;
             let r = commit(handle, &p, batch).await;
             for (detector, k) in r.detections {
                 *detections.entry(detector).or_insert(0) += k;
@@ -1535,7 +1559,7 @@ async fn detections_do_not_depend_on_the_in_memory_copy_of_recent_failures() {
         }
         assert!(copy_in_use, "{mode}: the copy was never used");
         assert!(detections.len() == 3, "{mode}: every detector fires in this scenario: {detections:?}");
-        outcomes.push((mode, detections, decided(&first).await));
+        outcomes.push((mode, detections, decided(&handles.first).await));
     }
     for (mode, detections, incidents) in &outcomes[1..] {
         assert_eq!(detections, &outcomes[0].1, "{mode} against {}", outcomes[0].0);
@@ -1585,29 +1609,19 @@ async fn correlation_joins_do_not_depend_on_the_in_memory_filter() {
     let p = Policy::default();
     let entra_records = correlation_scenario().iter().flatten().filter(|e| e.source == "entra").count() as i64;
     let mut outcomes = Vec::new();
-    for mode in ["one handle", "a fresh handle per batch", "two handles taking turns"] {
+    for mode in HANDLE_MODES {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("p.db");
-        let mut first = Store::open(&path).await.unwrap();
-        let second = Store::open(&path).await.unwrap();
+        let mut handles = Handles::open(dir.path().join("p.db")).await;
         let mut filter_in_use = false;
         for (n, batch) in correlation_scenario().into_iter().enumerate() {
-            let handle = match mode {
-                "a fresh handle per batch" => {
-                    first.close().await;
-                    first = Store::open(&path).await.unwrap();
-                    &first
-                }
-                "two handles taking turns" if n % 2 == 1 => &second,
-                _ => &first,
-            };
+            let handle = handles.for_batch(mode, n).await;
             commit(handle, &p, batch).await;
             filter_in_use |= handle.correlation_ids_in_memory() > 0;
         }
         assert!(filter_in_use, "{mode}: the filter was never used");
-        let counted: i64 = all(&first).await.iter().map(|i| i.event_count).sum();
+        let counted: i64 = all(&handles.first).await.iter().map(|i| i.event_count).sum();
         assert_eq!(counted, entra_records, "{mode}: every Passport line joined its Entra record");
-        outcomes.push((mode, decided(&first).await));
+        outcomes.push((mode, decided(&handles.first).await));
     }
     for (mode, incidents) in &outcomes[1..] {
         assert_eq!(incidents, &outcomes[0].1, "{mode} against {}", outcomes[0].0);
