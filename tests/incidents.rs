@@ -1503,22 +1503,57 @@ async fn decided(s: &Store) -> Vec<String> {
 
 /// How the scenarios of the write path's in-memory copies commit their batches: through
 /// one handle (the copy in use), a handle opened afresh for every batch (an empty copy,
-/// filled from the store), or two handles taking turns (each must forget its copy when
-/// the other commits).
-const HANDLE_MODES: [&str; 3] = ["one handle", "a fresh handle per batch", "two handles taking turns"];
+/// filled from the store), two handles taking turns (each must forget its copy when the
+/// other commits), or one handle applying three batches per transaction (as replay does).
+const HANDLE_MODES: [&str; 4] =
+    ["one handle", "a fresh handle per batch", "two handles taking turns", "batches sharing transactions"];
 
 /// Two handles on one store, for [`HANDLE_MODES`].
 struct Handles {
     path: std::path::PathBuf,
     first: Store,
     second: Store,
+    /// The transaction batches share ("batches sharing transactions").
+    open: Option<passportd::store::WriteTx>,
 }
 
 impl Handles {
     async fn open(path: std::path::PathBuf) -> Self {
         let first = Store::open(&path).await.unwrap();
         let second = Store::open(&path).await.unwrap();
-        Handles { path, first, second }
+        Handles { path, first, second, open: None }
+    }
+
+    /// Commits batch `n` as `mode` does; returns what it decided and the handle that
+    /// wrote it. Call [`Handles::finish`] after the last batch.
+    async fn commit(
+        &mut self,
+        mode: &str,
+        n: usize,
+        evs: Vec<Ev>,
+        p: &Policy,
+    ) -> (passportd::store::BatchResult, &Store) {
+        if mode == "batches sharing transactions" {
+            let batch = Batch { events: evs.into_iter().map(stored).collect(), ..Batch::default() };
+            let tx = match &mut self.open {
+                Some(tx) => tx,
+                open => open.insert(self.first.begin_write().await.unwrap()),
+            };
+            let r = self.first.apply_batch(tx, &batch, p).await.unwrap();
+            if n % 3 == 2 {
+                self.finish().await;
+            }
+            return (r, &self.first);
+        }
+        let handle = self.for_batch(mode, n).await;
+        (commit(handle, p, evs).await, handle)
+    }
+
+    /// Commits the transaction still open, if any.
+    async fn finish(&mut self) {
+        if let Some(tx) = self.open.take() {
+            tx.commit().await.unwrap();
+        }
     }
 
     /// The handle batch `n` commits through in `mode`.
@@ -1550,13 +1585,13 @@ async fn detections_do_not_depend_on_the_in_memory_copy_of_recent_failures() {
         let mut detections = std::collections::BTreeMap::new();
         let mut copy_in_use = false;
         for (n, batch) in detector_scenario().into_iter().enumerate() {
-            let handle = handles.for_batch(mode, n).await;
-            let r = commit(handle, &p, batch).await;
+            let (r, handle) = handles.commit(mode, n, batch, &p).await;
             for (detector, k) in r.detections {
                 *detections.entry(detector).or_insert(0) += k;
             }
             copy_in_use |= handle.detector_rows_in_memory() > 0;
         }
+        handles.finish().await;
         assert!(copy_in_use, "{mode}: the copy was never used");
         assert!(detections.len() == 3, "{mode}: every detector fires in this scenario: {detections:?}");
         outcomes.push((mode, detections, decided(&handles.first).await));
@@ -1614,10 +1649,10 @@ async fn correlation_joins_do_not_depend_on_the_in_memory_filter() {
         let mut handles = Handles::open(dir.path().join("p.db")).await;
         let mut filter_in_use = false;
         for (n, batch) in correlation_scenario().into_iter().enumerate() {
-            let handle = handles.for_batch(mode, n).await;
-            commit(handle, &p, batch).await;
+            let (_, handle) = handles.commit(mode, n, batch, &p).await;
             filter_in_use |= handle.correlation_ids_in_memory() > 0;
         }
+        handles.finish().await;
         assert!(filter_in_use, "{mode}: the filter was never used");
         let counted: i64 = all(&handles.first).await.iter().map(|i| i.event_count).sum();
         assert_eq!(counted, entra_records, "{mode}: every Passport line joined its Entra record");
@@ -1626,6 +1661,37 @@ async fn correlation_joins_do_not_depend_on_the_in_memory_filter() {
     for (mode, incidents) in &outcomes[1..] {
         assert_eq!(incidents, &outcomes[0].1, "{mode} against {}", outcomes[0].0);
     }
+}
+
+/// The filter answers only for the buckets it covers. Filled for failures after noon, it
+/// covers their day only: a Passport line just after midnight, whose Entra record was
+/// stored before midnight by another handle, is looked up in the store and joins it.
+#[tokio::test]
+async fn a_lookup_reaching_into_a_day_the_filter_does_not_cover_goes_to_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.db");
+    let p = Policy::default();
+    // T0 is 16:00 UTC: minute 480 is midnight.
+    let failure = |id: &str, minute: i64, source: &'static str| {
+        let mut e = ev(id, 50076, Category::MfaRequired, minute);
+        e.correlation = Some(format!("corr-{id}"));
+        e.source = source;
+        e
+    };
+    {
+        let earlier = Store::open(&path).await.unwrap();
+        commit(&earlier, &p, vec![failure("x", 450, "entra")]).await;
+        earlier.close().await;
+    }
+    let s = Store::open(&path).await.unwrap();
+    commit(&s, &p, (0..40).map(|i| failure(&format!("noon{i}"), 480 + 13 * 60, "entra")).collect()).await;
+    assert!(s.correlation_ids_in_memory() >= 40, "the filter was filled");
+    let mut line = failure("x", 510, "passport");
+    line.id = "line-x".into();
+    line.user = None;
+    commit(&s, &p, vec![line]).await;
+    let counted: i64 = all(&s).await.iter().map(|i| i.event_count).sum();
+    assert_eq!(counted, 41, "the line joined its Entra record of the day before");
 }
 
 /// A handle opened on a store that already holds many counted failures reads all of their

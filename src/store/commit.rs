@@ -1082,10 +1082,10 @@ async fn may_find_copies<'p>(
     probes: Vec<(&'p str, i64)>,
 ) -> Result<Vec<(&'p str, i64)>, StoreError> {
     let fill_from = {
-        let mut seen = correlations::lock(filter);
+        let seen = correlations::lock(filter);
         let uncovered: Vec<i64> = probes.iter().map(|&(_, at)| first_bucket(at)).filter(|&b| !seen.covers(b)).collect();
         match uncovered.iter().min() {
-            Some(&from) if uncovered.len() >= correlations::MIN_PROBES_TO_FILL && seen.may_fill() => Some(from),
+            Some(&from) if uncovered.len() >= correlations::MIN_PROBES_TO_FILL && seen.may_fill(from) => Some(from),
             _ => None,
         }
     };
@@ -2569,9 +2569,10 @@ mod tests {
     }
 
     /// The correlation filter's fill seeks the correlation index for each page and each
-    /// next bucket, and reads no table row; its bucket width is the lookups'.
+    /// next bucket (it also reads each row's table entry: the partial index's terms are
+    /// not its columns); its bucket width is the lookups'.
     #[tokio::test]
-    async fn the_correlation_fill_seeks_the_index_alone() {
+    async fn the_correlation_fill_seeks_its_index() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = empty_store(&dir).await;
         let page = plan_of(&store, CORRELATION_PAGE, Some("c".into()), &[1, 10]).await;

@@ -22,7 +22,8 @@
 //! - another connection committed (the writer connection's `data_version` changed);
 //! - the writer's connection is a new one;
 //! - a write transaction ended without committing;
-//! - it holds more than [`MAX_ENTRIES`] ids: it is filled again later, from a later bucket.
+//! - it holds more than [`MAX_ENTRIES`] ids. It is filled again when a batch needs it, but
+//!   not from a bucket a fill was refused from (over capacity) or an earlier one.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -38,8 +39,6 @@ pub(crate) const MAX_ENTRIES: usize = 1_000_000;
 /// Fewest probes in one batch for which an empty filter is filled. Live tailing commits
 /// small batches, whose few lookups cost less than a fill read back from a large store.
 pub(crate) const MIN_PROBES_TO_FILL: usize = 32;
-/// Batches to wait after a fill found more ids than the filter may hold.
-const FILL_PAUSE_BATCHES: u32 = 64;
 
 /// The bits and the hasher that sets them.
 #[derive(Debug, Default)]
@@ -93,8 +92,9 @@ pub(crate) struct SeenCorrelations {
     bloom: Bloom,
     /// The writer connection's number and `data_version` it was last checked under.
     checked_under: Option<(i64, i64)>,
-    /// Batches to go before another fill is tried, after one found too many ids.
-    fill_pause: u32,
+    /// The latest bucket a fill was refused from (it read more than [`MAX_ENTRIES`] ids): a
+    /// fill from it or an earlier bucket would read at least those ids again.
+    refused_from: Option<i64>,
 }
 
 impl SeenCorrelations {
@@ -138,21 +138,19 @@ impl SeenCorrelations {
         }
     }
 
-    /// Whether a fill may be tried now (counting this batch against a pause).
-    pub(crate) fn may_fill(&mut self) -> bool {
-        if self.fill_pause > 0 {
-            self.fill_pause -= 1;
-            return false;
-        }
-        true
+    /// Whether a fill from bucket `from` may hold all it reads: not when one from that
+    /// bucket or a later one was refused (the store only grows, but for retention).
+    pub(crate) fn may_fill(&self, from: i64) -> bool {
+        self.refused_from.map_or(true, |refused| refused < from)
     }
 
     /// Installs a filter read from the store: every counted failure's id from bucket
-    /// `from` on. One holding more than [`MAX_ENTRIES`] is refused, and fills pause.
+    /// `from` on. One holding more than [`MAX_ENTRIES`] is refused, and so are later fills
+    /// from that bucket or an earlier one.
     pub(crate) fn fill(&mut self, from: i64, bloom: Bloom) {
         if bloom.entries() > MAX_ENTRIES {
             self.forget();
-            self.fill_pause = FILL_PAUSE_BATCHES;
+            self.refused_from = Some(from);
             return;
         }
         self.covers_from = Some(from);
@@ -214,8 +212,10 @@ mod tests {
         assert!(filter.may_hold("zz", 5) && filter.entries() == 0, "checked under a new version: forgotten");
     }
 
+    /// A fill over capacity is refused; so is a later one from that bucket or an earlier
+    /// one (it would read the same ids again), not one from a later bucket.
     #[test]
-    fn a_fill_over_capacity_is_refused_and_pauses_the_next() {
+    fn a_fill_over_capacity_is_refused_with_every_fill_that_would_read_it_again() {
         let mut filter = SeenCorrelations::default();
         let mut bloom = Bloom::new();
         for i in 0..=MAX_ENTRIES {
@@ -223,11 +223,11 @@ mod tests {
         }
         filter.fill(0, bloom);
         assert_eq!(filter.entries(), 0);
-        assert!((0..FILL_PAUSE_BATCHES).all(|_| !filter.may_fill()) && filter.may_fill());
-        filter.fill(0, Bloom::new());
+        assert!(!filter.may_fill(0) && !filter.may_fill(-1) && filter.may_fill(1));
+        filter.fill(1, Bloom::new());
         for i in 0..=MAX_ENTRIES {
             filter.add(&i.to_string());
         }
-        assert!(filter.may_hold("anything", 0) && filter.entries() == 0, "past capacity: forgotten");
+        assert!(filter.may_hold("anything", 1) && filter.entries() == 0, "past capacity: forgotten");
     }
 }
