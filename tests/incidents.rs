@@ -1694,6 +1694,48 @@ async fn a_lookup_reaching_into_a_day_the_filter_does_not_cover_goes_to_the_stor
     assert_eq!(counted, 41, "the line joined its Entra record of the day before");
 }
 
+/// Once an opening gate adopts held failures, each later failure of the batch looks its
+/// copies up in the store, through the filter: a Passport line joins its Entra record
+/// whether that was stored (and held) by an earlier batch or earlier in this one.
+#[tokio::test]
+async fn after_a_gate_opens_lines_still_join_their_entra_records_through_the_filter() {
+    let (_d, s) = store().await;
+    let mut p = Policy::default();
+    p.gates.insert(Category::InvalidCredentials, OpenGate { events: 3, users: 0, within: Duration::from_secs(600) });
+    let failure = |id: &str, corr: &str, minute: i64, source: &'static str| {
+        let mut e = ev(id, 50126, Category::InvalidCredentials, minute);
+        e.correlation = Some(format!("corr-{corr}"));
+        e.source = source;
+        if source == "passport" {
+            e.user = None;
+        }
+        e
+    };
+    let others = |batch: i64| {
+        (0..40).map(move |i| {
+            let mut e = ev(&format!("mfa{batch}-{i}"), 50076, Category::MfaRequired, 1);
+            e.correlation = Some(format!("corr-mfa{batch}-{i}"));
+            e
+        })
+    };
+    let mut first: Vec<Ev> = others(1).collect();
+    first.push(failure("y", "y", 0, "entra"));
+    commit(&s, &p, first).await;
+    assert!(s.correlation_ids_in_memory() > 0, "the filter is in use");
+    assert!(all(&s).await.iter().all(|i| i.category != Category::InvalidCredentials), "y is held");
+    let mut second = vec![failure("a2", "a2", 1, "entra"), failure("a3", "a3", 2, "entra")];
+    second.extend([
+        failure("z", "z", 3, "entra"),
+        failure("line-y", "y", 3, "passport"),
+        failure("line-z", "z", 4, "passport"),
+    ]);
+    second.extend(others(2));
+    commit(&s, &p, second).await;
+    let counted: Vec<i64> =
+        all(&s).await.iter().filter(|i| i.category == Category::InvalidCredentials).map(|i| i.event_count).collect();
+    assert_eq!(counted, [4], "y, a2, a3 and z count; both lines joined their records");
+}
+
 /// A handle opened on a store that already holds many counted failures reads all of their
 /// correlation ids back (page after page, day after day) before it rules any lookup out:
 /// Passport lines of attempts spread over the whole store all join their Entra records.
