@@ -520,10 +520,6 @@ impl FailureTexts {
 /// contains: outside groups, classes and escapes, a character a quantifier makes optional
 /// left out; `None` with an alternation at the top (no one literal is required then).
 fn required_literal(pattern: &str) -> Option<String> {
-    // Whitespace and `#` comments are no text under the `x` flag.
-    if pattern.contains("(?x") || pattern.contains("(?ix") || pattern.contains("(?-i:x") {
-        return None;
-    }
     let chars: Vec<char> = pattern.chars().collect();
     // `class`: how deep inside `[…]` (classes nest: `[[:digit:]a-f]`).
     let (mut depth, mut class, mut best, mut run) = (0usize, 0usize, String::new(), String::new());
@@ -582,6 +578,12 @@ fn required_literal(pattern: &str) -> Option<String> {
             _ if class > 0 => {}
             '(' => {
                 flush(&mut run, &mut best);
+                // Whitespace and `#` comments are no text once a flag group at the top
+                // (`(?x)`, `(?sx)`, `(?ix-m)`) turns on the `x` flag; inside a group
+                // nothing is taken anyway.
+                if depth == 0 && top_flags_enable_x(&chars[i + 1..]) {
+                    return None;
+                }
                 depth += 1;
             }
             ')' => depth = depth.saturating_sub(1),
@@ -594,6 +596,20 @@ fn required_literal(pattern: &str) -> Option<String> {
     }
     flush(&mut run, &mut best);
     (best.len() >= 3).then_some(best)
+}
+
+/// Whether `after`, what follows a `(`, is a bare flag group (`?flags)`, not `?flags:…`)
+/// that turns the `x` flag on.
+fn top_flags_enable_x(after: &[char]) -> bool {
+    let Some(('?', flags)) = after.split_first().map(|(c, rest)| (*c, rest)) else {
+        return false;
+    };
+    let Some(end) = flags.iter().position(|c| !c.is_ascii_alphabetic() && *c != '-') else {
+        return false;
+    };
+    // The flags before a `-` are turned on, those after it off.
+    let turned_on = flags[..end].split(|c| *c == '-').next();
+    flags[end] == ')' && turned_on.is_some_and(|on| on.contains(&'x'))
 }
 
 /// A catalogue pattern for ASCII-lower-cased text: its letters lower-cased, its escapes
@@ -1236,6 +1252,12 @@ mod tests {
             (r"\u002fab \U0001F600cd", Some("ab ")),
             (r"\pLabcd \PNxy", Some("abcd ")),
             (r"(?x) must use \s mfa", None),
+            (r"(?sx) must use \s mfa", None),
+            (r"(?i-m)(?ix-s) must use \s mfa", None),
+            // Not the `x` flag: one only inside a group, one turned off, a group's `x`.
+            (r"(?x:a b) must use mfa", Some(" must use mfa")),
+            (r"(?i-x) must use mfa", Some(" must use mfa")),
+            (r"(?-i:xyz) must use mfa", Some(" must use mfa")),
             (r"[[:digit:]abcdefgh] xyz", Some(" xyz")),
             (r"[]abcdefgh] xyz", Some(" xyz")),
             (r"[^]abcdefgh] xyz", Some(" xyz")),
