@@ -827,12 +827,17 @@ impl Classifier {
     /// Compiles the pattern set now, if no message needed it yet. The daemon does this
     /// before it serves and before a reload's swap, so that no request pays it.
     pub fn prepare(&self) {
-        self.patterns.get_or_init(|| self.compile_patterns());
+        self.pattern_set();
+    }
+
+    /// The pattern set, compiled on first use.
+    fn pattern_set(&self) -> &PatternSet {
+        self.patterns.get_or_init(|| self.compile_patterns())
     }
 
     /// Indices (into the flat pattern list) of the patterns matching `msg`, ascending.
     fn matching_patterns(&self, msg: &str) -> Vec<usize> {
-        match self.patterns.get_or_init(|| self.compile_patterns()) {
+        match self.pattern_set() {
             PatternSet::Set(set) => set.matches(msg).into_iter().collect(),
             PatternSet::Each(list) => list
                 .iter()
