@@ -14,10 +14,12 @@
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
+use std::sync::OnceLock;
 
 use chrono::Utc;
 use serde_json::json;
-use sqlx::{QueryBuilder, Sqlite, Transaction};
+use sqlx::sqlite::SqliteArguments;
+use sqlx::{Arguments, Encode, QueryBuilder, Sqlite, Transaction, Type};
 
 use super::correlations::{self, Bloom, SharedCorrelations};
 use super::recent::{self, CredentialFailure, RollbackGuard, SharedRecent, WindowRow};
@@ -38,6 +40,28 @@ const EVENT_COLUMNS: usize = 31;
 const INSERT_ROWS: usize = 128;
 /// Success rows per multi-row INSERT (3 columns each).
 const SUCCESS_ROWS: usize = 512;
+/// The multi-row INSERT of events (`insert_events`).
+static EVENT_INSERTS: InsertTexts = InsertTexts {
+    head: "INSERT OR IGNORE INTO events (id, dedup_key, dedup_at, source, format, received_at, occurred_at, outcome,
+            category, code, codes, entry_id, message, user, app_id, app_name, tenant_id,
+            client_app, auth_protocol, token_issuer_type, ip, correlation_id, record_id,
+            device, file_key, file_offset, user_key, ip_key, fingerprint, incident_id, counted) VALUES ",
+    columns: EVENT_COLUMNS,
+    tail: "",
+    sizes: [INSERT_ROWS, 32, 8, 1],
+    built: OnceLock::new(),
+};
+/// The multi-row INSERT of successes (`insert_successes`): the source, bound first, then
+/// the rows.
+static SUCCESS_INSERTS: InsertTexts = InsertTexts {
+    head: "INSERT OR IGNORE INTO successes (dedup_at, dedup_key, occurred_at, source) \
+           SELECT column1, column2, column3, ? FROM (VALUES ",
+    columns: 3,
+    tail: ")",
+    sizes: [SUCCESS_ROWS, 64, 8, 1],
+    built: OnceLock::new(),
+};
+
 /// Values per `IN (...)` list.
 const IN_LIST: usize = 400;
 /// A Passport failure and its Entra record are one sign-in attempt when they share a
@@ -405,10 +429,8 @@ impl BatchRows<'_> {
     async fn write_through(&mut self, tx: &mut Tx<'_>, end: usize) -> Result<(), StoreError> {
         let end = end.min(self.rows.len());
         while self.written < end {
-            // Only a few statement shapes, so sqlx's prepared-statement cache holds a
-            // handful of programs instead of one (large) program per batch remainder.
             let left = end - self.written;
-            let n = [INSERT_ROWS, 32, 8, 1].into_iter().find(|n| *n <= left).unwrap_or(1);
+            let n = EVENT_INSERTS.rows_for(left);
             insert_events(tx, &self.rows[self.written..self.written + n]).await?;
             self.written += n;
         }
@@ -775,22 +797,22 @@ async fn insert_successes(
         let mut inserted = 0u64;
         let mut left = same_source;
         while !left.is_empty() {
-            let n = [SUCCESS_ROWS, 64, 8, 1].into_iter().find(|n| *n <= left.len()).unwrap_or(1);
+            let n = SUCCESS_INSERTS.rows_for(left.len());
             let (head, more) = left.split_at(n);
             // OR IGNORE rather than ON CONFLICT DO NOTHING: the same for a stored key, and
             // no statement journal (see `insert_events`); no column can be NULL. The run's
             // one source is bound once, not once per row: each bound text is copied twice
             // (by sqlx for its SQLite thread, then by SQLite).
-            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT OR IGNORE INTO successes (dedup_at, dedup_key, occurred_at, source) \
-                 SELECT column1, column2, column3, ",
-            );
-            q.push_bind(first.source).push(" FROM (");
-            q.push_values(head, |mut b, r| {
-                b.push_bind(r.dedup_at).push_bind(r.key).push_bind(r.occurred_at);
-            });
-            q.push(")");
-            inserted += q.build().persistent(true).execute(&mut **tx).await?.rows_affected();
+            let mut args = SqliteArguments::default();
+            args.reserve(1 + 3 * n, 0);
+            bind(&mut args, first.source)?;
+            for r in head {
+                bind(&mut args, r.dedup_at)?;
+                bind(&mut args, r.key)?;
+                bind(&mut args, r.occurred_at)?;
+            }
+            let sql = SUCCESS_INSERTS.text(n);
+            inserted += sqlx::query_with(&sql, args).persistent(true).execute(&mut **tx).await?.rows_affected();
             left = more;
         }
         let duplicates = same_source.len() as u64 - inserted;
@@ -967,6 +989,74 @@ async fn fetch_json<T: serde::de::DeserializeOwned>(
     serde_json::from_str(&json).map_err(|e| StoreError::Corrupt { column: what, value: e.to_string() })
 }
 
+/// The text of a multi-row INSERT for each row count it runs with, built once per
+/// process. `QueryBuilder` wrote every placeholder and separator through `fmt::Write`:
+/// a fifth of the writer's instructions in a replay (BENCHMARKS.md, twentieth pass).
+/// Few row counts, so sqlx's prepared-statement cache holds a handful of programs
+/// instead of one (large) program per batch remainder.
+struct InsertTexts {
+    /// Up to the first row's tuple.
+    head: &'static str,
+    /// Placeholders per row.
+    columns: usize,
+    /// After the last row's tuple.
+    tail: &'static str,
+    /// The row counts, largest first.
+    sizes: [usize; 4],
+    /// The text for each of `sizes`.
+    built: OnceLock<[String; 4]>,
+}
+
+impl InsertTexts {
+    /// The largest row count that `left` rows fill.
+    fn rows_for(&self, left: usize) -> usize {
+        self.sizes.into_iter().find(|n| *n <= left).unwrap_or(1)
+    }
+
+    /// The statement for `rows` rows.
+    fn text(&'static self, rows: usize) -> Cow<'static, str> {
+        let built = self.built.get_or_init(|| self.sizes.map(|n| self.build(n)));
+        match self.sizes.iter().position(|&n| n == rows) {
+            Some(i) => Cow::Borrowed(built[i].as_str()),
+            None => Cow::Owned(self.build(rows)),
+        }
+    }
+
+    /// `head`, `rows` tuples of `columns` placeholders, `tail`.
+    fn build(&self, rows: usize) -> String {
+        let tuple = format!("({})", vec!["?"; self.columns].join(", "));
+        let mut sql = String::with_capacity(self.head.len() + rows * (tuple.len() + 2) + self.tail.len());
+        sql.push_str(self.head);
+        for i in 0..rows {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&tuple);
+        }
+        sql.push_str(self.tail);
+        sql
+    }
+}
+
+/// Adds `value` to a statement's arguments.
+fn bind<'q, T: Encode<'q, Sqlite> + Type<Sqlite> + 'q>(
+    args: &mut SqliteArguments<'q>,
+    value: T,
+) -> Result<(), StoreError> {
+    args.add(value).map_err(|e| StoreError::Query(sqlx::Error::Encode(e)))
+}
+
+/// An event's codes as the `codes` column holds them: comma-separated, NULL for none.
+fn codes_text(codes: &[u32]) -> Option<String> {
+    let (first, rest) = codes.split_first()?;
+    let mut text = first.to_string();
+    for code in rest {
+        text.push(',');
+        text.push_str(&code.to_string());
+    }
+    Some(text)
+}
+
 /// Inserts up to `INSERT_ROWS` new rows in one statement, with the ids, incidents and
 /// counted flags already decided. The keys were checked to be new in this transaction,
 /// so a conflict here is a bug and fails the batch rather than shifting ids.
@@ -976,48 +1066,44 @@ async fn insert_events(tx: &mut Tx<'_>, rows: &[NewRow<'_>]) -> Result<(), Store
     // keeps no statement journal (a copy of every page the statement touches, to undo it
     // alone). The rows were checked to be new and complete, so none may be skipped: the
     // count below turns a skipped row into an error that rolls the batch back.
-    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-        "INSERT OR IGNORE INTO events (id, dedup_key, dedup_at, source, format, received_at, occurred_at, outcome,
-            category, code, codes, entry_id, message, user, app_id, app_name, tenant_id,
-            client_app, auth_protocol, token_issuer_type, ip, correlation_id, record_id,
-            device, file_key, file_offset, user_key, ip_key, fingerprint, incident_id, counted) ",
-    );
-    q.push_values(rows, |mut b, row| {
+    let mut args = SqliteArguments::default();
+    args.reserve(rows.len() * EVENT_COLUMNS, 0);
+    for row in rows {
         let (stored, ev) = (row.stored, &row.stored.event);
-        let codes = ev.codes.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",");
-        b.push_bind(row.id)
-            .push_bind(row.key)
-            .push_bind(row.dedup_at)
-            .push_bind(ev.source.as_str())
-            .push_bind(ev.format.as_str())
-            .push_bind(to_ms(ev.received_at))
-            .push_bind(row.occurred_at)
-            .push_bind(ev.outcome.as_str())
-            .push_bind(ev.category.map(|c| c.as_str()))
-            .push_bind(ev.primary_code().map(i64::from))
-            .push_bind(if codes.is_empty() { None } else { Some(codes) })
-            .push_bind(ev.entry_id.as_deref())
-            .push_bind(ev.message.as_deref())
-            .push_bind(ev.user.as_deref())
-            .push_bind(ev.app_id.as_deref())
-            .push_bind(ev.app_name.as_deref())
-            .push_bind(ev.tenant_id.as_deref())
-            .push_bind(ev.client_app.as_deref())
-            .push_bind(ev.auth_protocol.as_deref())
-            .push_bind(ev.token_issuer_type.as_deref())
-            .push_bind(ev.ip.as_deref())
-            .push_bind(ev.correlation_id.as_deref())
-            .push_bind(ev.record_id.as_deref())
-            .push_bind(ev.device.as_deref())
-            .push_bind(ev.position.as_ref().map(|p| p.file_key.as_str()))
-            .push_bind(ev.position.as_ref().map(|p| p.offset as i64))
-            .push_bind(stored.user_key.as_deref())
-            .push_bind(stored.ip_key.as_deref())
-            .push_bind(row.fingerprint.as_deref())
-            .push_bind(row.incident_id)
-            .push_bind(i64::from(row.counted));
-    });
-    let stored = q.build().persistent(true).execute(&mut **tx).await?.rows_affected();
+        bind(&mut args, row.id)?;
+        bind(&mut args, row.key)?;
+        bind(&mut args, row.dedup_at)?;
+        bind(&mut args, ev.source.as_str())?;
+        bind(&mut args, ev.format.as_str())?;
+        bind(&mut args, to_ms(ev.received_at))?;
+        bind(&mut args, row.occurred_at)?;
+        bind(&mut args, ev.outcome.as_str())?;
+        bind(&mut args, ev.category.map(|c| c.as_str()))?;
+        bind(&mut args, ev.primary_code().map(i64::from))?;
+        bind(&mut args, codes_text(&ev.codes))?;
+        bind(&mut args, ev.entry_id.as_deref())?;
+        bind(&mut args, ev.message.as_deref())?;
+        bind(&mut args, ev.user.as_deref())?;
+        bind(&mut args, ev.app_id.as_deref())?;
+        bind(&mut args, ev.app_name.as_deref())?;
+        bind(&mut args, ev.tenant_id.as_deref())?;
+        bind(&mut args, ev.client_app.as_deref())?;
+        bind(&mut args, ev.auth_protocol.as_deref())?;
+        bind(&mut args, ev.token_issuer_type.as_deref())?;
+        bind(&mut args, ev.ip.as_deref())?;
+        bind(&mut args, ev.correlation_id.as_deref())?;
+        bind(&mut args, ev.record_id.as_deref())?;
+        bind(&mut args, ev.device.as_deref())?;
+        bind(&mut args, ev.position.as_ref().map(|p| p.file_key.as_str()))?;
+        bind(&mut args, ev.position.as_ref().map(|p| p.offset as i64))?;
+        bind(&mut args, stored.user_key.as_deref())?;
+        bind(&mut args, stored.ip_key.as_deref())?;
+        bind(&mut args, row.fingerprint.as_deref())?;
+        bind(&mut args, row.incident_id)?;
+        bind(&mut args, i64::from(row.counted))?;
+    }
+    let sql = EVENT_INSERTS.text(rows.len());
+    let stored = sqlx::query_with(&sql, args).persistent(true).execute(&mut **tx).await?.rows_affected();
     if stored != rows.len() as u64 {
         return Err(StoreError::RowsSkipped { table: "events", sent: rows.len() as u64, stored });
     }
@@ -2536,6 +2622,100 @@ mod tests {
         // The same key again: the unique index refuses it.
         let err = insert_events(&mut tx, &[row(2)]).await.expect_err("a stored key");
         assert!(matches!(err, StoreError::RowsSkipped { table: "events", sent: 1, stored: 0 }), "{err}");
+    }
+
+    /// Events go in as multi-row INSERTs of a few fixed sizes, their values bound in the
+    /// order of the statement's column list: every column of every row lands where it
+    /// belongs, whatever size of statement carried it (41 rows: 32, 8 and 1).
+    #[tokio::test]
+    async fn every_event_column_is_stored_in_its_place_by_each_insert_size() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = empty_store(&dir).await;
+        let t = 1_772_640_000_000;
+        let events: Vec<StoredEvent> = (0..41i64)
+            .map(|i| {
+                let mut e = crate::store::tests::failure_event(t + i);
+                let text = |column: &str| Some(format!("{column}-{i}"));
+                e.codes = vec![50126, 50140 + i as u32];
+                (e.entry_id, e.message, e.user, e.app_id) = (text("entry"), text("message"), text("user"), text("app"));
+                (e.app_name, e.tenant_id, e.client_app) = (text("app name"), text("tenant"), text("client"));
+                (e.auth_protocol, e.token_issuer_type, e.ip) = (text("protocol"), text("issuer"), text("ip"));
+                (e.correlation_id, e.record_id, e.device) = (text("correlation"), text("record"), text("device"));
+                e.position = Some(crate::event::Position { file_key: format!("file-{i}"), offset: 1000 + i as u64 });
+                StoredEvent::new(e, String::new(), String::new(), String::new(), text("user key"), text("ip key"))
+            })
+            .collect();
+        let keys: Vec<String> = (0..41).map(|i| format!("id:r-{i}")).collect();
+        let mut rows = BatchRows { rows: Vec::new(), written: 0 };
+        for (i, stored) in events.iter().enumerate() {
+            let at = t + i as i64;
+            rows.rows.push(NewRow {
+                stored,
+                key: &keys[i],
+                occurred_at: at,
+                dedup_at: at,
+                id: 1 + i as i64,
+                fingerprint: Some(Cow::Owned(format!("fp-{i}"))),
+                incident_id: None,
+                counted: i % 2 == 0,
+            });
+        }
+        let mut tx = store.writer_pool().begin().await.expect("begin");
+        rows.write_through(&mut tx, 41).await.expect("write");
+        tx.commit().await.expect("commit");
+        let stored = sqlx::query(
+            "SELECT id, dedup_key, dedup_at, source, format, occurred_at, outcome, category, code, codes,
+                    entry_id, message, user, app_id, app_name, tenant_id, client_app, auth_protocol,
+                    token_issuer_type, ip, correlation_id, record_id, device, file_key, file_offset,
+                    user_key, ip_key, fingerprint, incident_id, counted
+               FROM events ORDER BY id",
+        )
+        .fetch_all(store.writer_pool())
+        .await
+        .expect("read back");
+        assert_eq!(stored.len(), 41);
+        for (i, row) in stored.iter().enumerate() {
+            let n = i as i64;
+            let text = |column: &str| row.get::<Option<String>, _>(column);
+            let want = |column: &str| Some(format!("{column}-{i}"));
+            assert_eq!(row.get::<i64, _>("id"), 1 + n);
+            assert_eq!(text("dedup_key"), Some(format!("id:r-{i}")));
+            assert_eq!((row.get::<i64, _>("dedup_at"), row.get::<i64, _>("occurred_at")), (t + n, t + n));
+            assert_eq!((text("source"), text("format")), (Some("entra".into()), Some("azure-diagnostic".into())));
+            assert_eq!((text("outcome"), text("category")), (Some("failure".into()), Some("mfa_required".into())));
+            assert_eq!(row.get::<Option<i64>, _>("code"), Some(50126));
+            assert_eq!(text("codes"), Some(format!("50126,{}", 50140 + i)));
+            assert_eq!((text("entry_id"), text("message")), (want("entry"), want("message")));
+            assert_eq!((text("user"), text("app_id"), text("app_name")), (want("user"), want("app"), want("app name")));
+            assert_eq!((text("tenant_id"), text("client_app")), (want("tenant"), want("client")));
+            assert_eq!((text("auth_protocol"), text("token_issuer_type")), (want("protocol"), want("issuer")));
+            assert_eq!((text("ip"), text("correlation_id")), (want("ip"), want("correlation")));
+            assert_eq!((text("record_id"), text("device")), (want("record"), want("device")));
+            assert_eq!(
+                (text("file_key"), row.get::<Option<i64>, _>("file_offset")),
+                (Some(format!("file-{i}")), Some(1000 + n))
+            );
+            assert_eq!((text("user_key"), text("ip_key")), (want("user key"), want("ip key")));
+            assert_eq!(text("fingerprint"), Some(format!("fp-{i}")));
+            assert_eq!(row.get::<Option<i64>, _>("incident_id"), None);
+            assert_eq!(row.get::<i64, _>("counted"), i64::from(i % 2 == 0));
+        }
+    }
+
+    /// Each INSERT text holds one placeholder per value its caller binds, for every row
+    /// count, and a row count outside the fixed sizes still gets a right text.
+    #[test]
+    fn insert_texts_hold_a_placeholder_per_bound_value() {
+        for (texts, bound_once) in [(&EVENT_INSERTS, 0), (&SUCCESS_INSERTS, 1)] {
+            for rows in texts.sizes.into_iter().chain([3]) {
+                let sql = texts.text(rows);
+                assert_eq!(sql.matches('?').count(), rows * texts.columns + bound_once, "{rows} rows");
+            }
+            assert_eq!(texts.rows_for(1000), texts.sizes[0]);
+            assert_eq!(texts.rows_for(9), 8);
+            assert_eq!(texts.rows_for(1), 1);
+        }
+        assert_eq!(EVENT_INSERTS.columns, EVENT_COLUMNS);
     }
 
     /// The detector windows are read from their partial indexes alone (issue #8): a
