@@ -131,3 +131,77 @@ async fn one_batch_decides_like_one_event_per_batch() {
     assert_eq!(one_batch, per_event);
     assert_eq!(halves, per_event);
 }
+
+/// A batch looks up only its failures keyed no later than the newest stored one (issue
+/// #8: a replay in time order then looks up almost nothing). Copies of the newest, of
+/// older ones, and of ones behind a later failure in their own batch are still
+/// duplicates, each counted once, and only the new failures are stored.
+#[tokio::test]
+async fn copies_of_the_newest_and_of_older_failures_are_duplicates() {
+    use Category::InvalidCredentials as Ic;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&dir.path().join("p.db")).await.unwrap();
+    let mut p = Policy::default();
+    p.detectors.enabled = false;
+    let commit = |events: Vec<StoredEvent>| {
+        let (s, p) = (&s, &p);
+        async move { s.commit_batch(&Batch { events, ..Batch::default() }, p).await.unwrap() }
+    };
+    let first =
+        commit(vec![ev("e1", 50126, Ic, 0, "u1", None, "entra"), ev("e3", 50126, Ic, 10, "u1", None, "entra")]).await;
+    assert_eq!(first.duplicates, 0);
+    let again = commit(vec![
+        ev("e3", 50126, Ic, 10, "u1", None, "entra"),
+        ev("e4", 50126, Ic, 20, "u2", None, "entra"),
+        ev("e1", 50126, Ic, 0, "u1", None, "entra"),
+        ev("e2", 50126, Ic, 5, "u3", None, "entra"),
+        ev("e4", 50126, Ic, 20, "u2", None, "entra"),
+    ])
+    .await;
+    assert_eq!(again.duplicates, 3, "e3 (the newest stored), e1 (older) and e4 (twice in the batch)");
+    let last = commit(vec![ev("e4", 50126, Ic, 20, "u2", None, "entra")]).await;
+    assert_eq!(last.duplicates, 1, "e4, now the newest stored");
+    let stored = s.list_events(&EventQuery { limit: 100, ..EventQuery::default() }).await.unwrap();
+    let mut ids: Vec<String> = stored.items.iter().filter_map(|e| e.record_id.clone()).collect();
+    ids.sort();
+    assert_eq!(ids, ["e1", "e2", "e3", "e4"]);
+}
+
+/// A batch writes its incidents' counters in statements of a fixed number of incidents
+/// (issue #8), the last one padded: with more incidents than one statement holds, every
+/// incident gets exactly its own counts, users, times and sources, none another's.
+#[tokio::test]
+async fn a_batch_touching_many_incidents_counts_each_exactly() {
+    use Category::MfaRequired as Mfa;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&dir.path().join("p.db")).await.unwrap();
+    let mut p = Policy::default();
+    p.detectors.enabled = false;
+    p.gates.clear();
+    const TENANTS: i64 = 150;
+    let failure = |tenant: i64, id: String, second: i64, user: &str, source: &str| {
+        let mut e = ev(&id, 50076, Mfa, second, user, None, source);
+        e.event.tenant_id = Some(format!("tenant-{tenant}"));
+        let e = &e.event;
+        StoredEvent::new(e.clone(), "t".into(), "f".into(), "high".into(), Some(user.into()), None)
+    };
+    let first: Vec<StoredEvent> = (0..TENANTS).map(|t| failure(t, format!("a{t}"), t, "u1", "entra")).collect();
+    s.commit_batch(&Batch { events: first, ..Batch::default() }, &p).await.unwrap();
+    let second: Vec<StoredEvent> = (0..TENANTS)
+        .flat_map(|t| {
+            let user = format!("user-{t}");
+            [
+                failure(t, format!("b{t}"), 1000 + t, "u1", "entra"),
+                failure(t, format!("c{t}"), 2000 + t, &user, "replay"),
+            ]
+        })
+        .collect();
+    s.commit_batch(&Batch { events: second, ..Batch::default() }, &p).await.unwrap();
+    let incidents = s.list_incidents(&IncidentQuery { limit: 500, ..IncidentQuery::default() }).await.unwrap().items;
+    assert_eq!(incidents.len(), TENANTS as usize);
+    for i in &incidents {
+        let t: i64 = i.tenant.as_deref().and_then(|t| t.strip_prefix("tenant-")).unwrap().parse().unwrap();
+        let got = (i.event_count, i.users_affected, i.first_seen, i.last_seen, i.sources.clone());
+        assert_eq!(got, (3, 2, at(t), at(2000 + t), vec!["entra".to_string(), "replay".to_string()]), "tenant-{t}");
+    }
+}

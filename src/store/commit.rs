@@ -88,13 +88,14 @@ const DETECTOR_BUCKET_MS: i64 = 3_600_000;
 /// more for a feed that lags behind another (a Passport log ahead of its Entra export).
 const RECENT_WINDOWS: i64 = 2;
 /// What a batch reads first, in one statement: the event-time clock, which writer
-/// connection this is and whether another connection committed since (`recent`).
+/// connection this is and whether another connection committed since (`recent`), and
+/// the latest time a stored failure is keyed under (`stored_keys`).
 const BATCH_START: &str = "SELECT (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'watermark_ms'),
         (SELECT number FROM temp.writer_connection), (SELECT data_version FROM pragma_data_version),
         (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'retention_horizon_ms'),
         (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'clock_ms'),
         (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'input_at_ms'),
-        EXISTS (SELECT 1 FROM logged_time_keys)";
+        EXISTS (SELECT 1 FROM logged_time_keys), (SELECT MAX(dedup_at) FROM events)";
 
 /// The incidents' clock's readings, in one statement: the newest event time, the clock at
 /// the last input and that input's wall time (`incident_clock`).
@@ -234,11 +235,96 @@ fn buckets(from: i64, to: i64, width: i64) -> std::ops::RangeInclusive<i64> {
     (from / width)..=(to / width)
 }
 
+/// The newest incident per fingerprint, as a batch knows it, and which fingerprints'
+/// entries hold each incident: an event that joins an incident finds its entries without
+/// a pass over every fingerprint of the batch (once per event, that pass was a tenth of
+/// the writer's instructions in a replay with a few hundred incidents: BENCHMARKS.md,
+/// twentieth pass).
+#[derive(Default)]
+struct NewestIncidents {
+    by_fingerprint: HashMap<String, Option<IncidentState>>,
+    /// Every fingerprint whose entry holds the incident, and maybe some whose entry no
+    /// longer does (each is checked on use).
+    holders: HashMap<i64, Vec<String>>,
+}
+
+impl NewestIncidents {
+    /// From the store's newest incident per fingerprint (`newest_incidents`).
+    fn from_map(by_fingerprint: HashMap<String, Option<IncidentState>>) -> Self {
+        let mut holders: HashMap<i64, Vec<String>> = HashMap::new();
+        for (fingerprint, st) in &by_fingerprint {
+            if let Some(st) = st {
+                holders.entry(st.id).or_default().push(fingerprint.clone());
+            }
+        }
+        NewestIncidents { by_fingerprint, holders }
+    }
+
+    /// The known state of `fingerprint`'s newest incident: `None` when not known,
+    /// `Some(None)` when it has none.
+    fn get(&self, fingerprint: &str) -> Option<Option<IncidentState>> {
+        self.by_fingerprint.get(fingerprint).copied()
+    }
+
+    fn insert(&mut self, fingerprint: &str, state: Option<IncidentState>) {
+        if let Some(st) = state {
+            let holders = self.holders.entry(st.id).or_default();
+            if !holders.iter().any(|h| h == fingerprint) {
+                holders.push(fingerprint.to_owned());
+            }
+        }
+        self.by_fingerprint.insert(fingerprint.to_owned(), state);
+    }
+
+    /// Forgets what is known of `fingerprint`: it is read again when next asked for.
+    fn remove(&mut self, fingerprint: &str) {
+        self.by_fingerprint.remove(fingerprint);
+    }
+
+    /// `fingerprint`'s newest incident reopened.
+    fn reopened(&mut self, fingerprint: &str) {
+        if let Some(Some(st)) = self.by_fingerprint.get_mut(fingerprint) {
+            st.status = IncidentStatus::Open;
+            st.resolved_at_ms = None;
+        }
+    }
+
+    /// An event at `at` joined incident `id`: the entries holding it move their last
+    /// event up to `at`, except one resolved before `at`, for which this returns true
+    /// (its state is then stale: see `BatchIncidents::touch`).
+    fn joined(&mut self, id: i64, at: i64) -> bool {
+        let mut stale = false;
+        for fingerprint in self.holders.get(&id).map(Vec::as_slice).unwrap_or_default() {
+            let Some(Some(st)) = self.by_fingerprint.get_mut(fingerprint) else {
+                continue;
+            };
+            if st.id != id {
+                continue;
+            }
+            if st.status == IncidentStatus::Resolved && at > st.last_seen_ms {
+                stale = true;
+            } else {
+                st.last_seen_ms = st.last_seen_ms.max(at);
+            }
+        }
+        stale
+    }
+
+    /// Forgets every entry holding incident `id`.
+    fn forget_incident(&mut self, id: i64) {
+        for fingerprint in self.holders.remove(&id).unwrap_or_default() {
+            if self.by_fingerprint.get(&fingerprint).is_some_and(|st| st.is_some_and(|st| st.id == id)) {
+                self.by_fingerprint.remove(&fingerprint);
+            }
+        }
+    }
+}
+
 /// Incident state for one batch: the newest incident per fingerprint (read once, then
 /// kept in step with what the batch decides) and the writes still to flush.
 #[derive(Default)]
 struct BatchIncidents {
-    newest: HashMap<String, Option<IncidentState>>,
+    newest: NewestIncidents,
     pending: HashMap<i64, Delta>,
     /// Counted failures of earlier batches near this batch's failures, per correlation
     /// id, in id order (prefetched).
@@ -268,7 +354,7 @@ struct BatchIncidents {
 impl BatchIncidents {
     async fn state(&mut self, tx: &mut Tx<'_>, fingerprint: &str) -> Result<Option<IncidentState>, StoreError> {
         if let Some(s) = self.newest.get(fingerprint) {
-            return Ok(*s);
+            return Ok(s);
         }
         if self.flush_before_read {
             self.flush(tx).await?;
@@ -281,7 +367,7 @@ impl BatchIncidents {
                 st.last_seen_ms = st.last_seen_ms.max(d.last_seen);
             }
         }
-        self.newest.insert(fingerprint.to_string(), s);
+        self.newest.insert(fingerprint, s);
         Ok(s)
     }
 
@@ -300,20 +386,10 @@ impl BatchIncidents {
     /// An event at `at` joins incident `id`: mirrors `last_seen = MAX(last_seen, at)` into
     /// its cached state. If the incident is resolved and `at` is after its last event,
     /// `flush` may make it active again (see there): its cached state is dropped instead,
-    /// to be read back after a flush. One pass over the cache, once per event.
+    /// to be read back after a flush.
     fn touch(&mut self, id: i64, at: i64) {
-        let mut stale = false;
-        for st in self.newest.values_mut().flatten() {
-            if st.id == id {
-                if st.status == IncidentStatus::Resolved && at > st.last_seen_ms {
-                    stale = true;
-                } else {
-                    st.last_seen_ms = st.last_seen_ms.max(at);
-                }
-            }
-        }
-        if stale {
-            self.newest.retain(|_, st| !st.is_some_and(|st| st.id == id));
+        if self.newest.joined(id, at) {
+            self.newest.forget_incident(id);
             self.flush_before_read = true;
             self.reactivated += 1;
         }
@@ -349,35 +425,27 @@ impl BatchIncidents {
                 *new_users.entry(id).or_default() += 1;
             }
         }
-        for chunk in deltas.chunks(IN_LIST / 6) {
-            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("WITH v(id, n, u, f, l, s) AS (");
-            q.push_values(chunk, |mut b, (id, d)| {
-                b.push_bind(*id)
-                    .push_bind(d.counted)
-                    .push_bind(new_users.get(id).copied().unwrap_or(0))
-                    .push_bind(d.first_seen)
-                    .push_bind(d.last_seen)
-                    .push_bind(d.sources.first().map(String::as_str).unwrap_or(""));
-            });
-            // An incident the sweep resolved (at its last event plus its quiet period)
-            // that a late failure or copy joins did not go quiet then: it is active again,
-            // and the sweep at the end of the batch resolves it at its new end if the clock
-            // has passed that. The right-hand sides read the row as it was.
-            let resolved_too_early =
-                format!("status = 'resolved' AND v.l > last_seen AND resolved_at = last_seen + {}", self.quiet_sql);
-            q.push(format!(
-                ") UPDATE incidents SET event_count = event_count + v.n,
-                    users_affected = users_affected + v.u,
-                    status = CASE WHEN {resolved_too_early}
-                                  THEN CASE WHEN acknowledged_at IS NOT NULL THEN 'acknowledged' ELSE 'open' END
-                                  ELSE status END,
-                    resolved_at = CASE WHEN {resolved_too_early} THEN NULL ELSE resolved_at END,
-                    first_seen = MIN(first_seen, v.f), last_seen = MAX(last_seen, v.l),
-                    sources = CASE WHEN v.s = '' OR instr(',' || sources || ',', ',' || v.s || ',') > 0 THEN sources
-                                   WHEN sources = '' THEN v.s ELSE sources || ',' || v.s END
-                 FROM v WHERE incidents.id = v.id"
-            ));
-            q.build().persistent(false).execute(&mut **tx).await?;
+        let sql = delta_update_sql(&self.quiet_sql);
+        for chunk in deltas.chunks(DELTA_ROWS) {
+            let mut args = SqliteArguments::default();
+            args.reserve(6 * DELTA_ROWS, 0);
+            for (id, d) in chunk {
+                bind(&mut args, Some(*id))?;
+                bind(&mut args, d.counted)?;
+                bind(&mut args, new_users.get(id).copied().unwrap_or(0))?;
+                bind(&mut args, d.first_seen)?;
+                bind(&mut args, d.last_seen)?;
+                bind(&mut args, d.sources.first().map(String::as_str).unwrap_or(""))?;
+            }
+            // The rest of the rows update nothing: no incident has a NULL id.
+            for _ in chunk.len()..DELTA_ROWS {
+                bind(&mut args, None::<i64>)?;
+                for _ in 0..4 {
+                    bind(&mut args, 0i64)?;
+                }
+                bind(&mut args, "")?;
+            }
+            sqlx::query_with(&sql, args).persistent(true).execute(&mut **tx).await?;
         }
         for (id, d) in &deltas {
             for source in d.sources.iter().skip(1) {
@@ -386,6 +454,36 @@ impl BatchIncidents {
         }
         Ok(())
     }
+}
+
+/// Incidents per statement of `BatchIncidents::flush`. Every statement has this many
+/// rows, the last one padded with rows that match no incident: one text, prepared once
+/// and kept. Prepared afresh for every batch (its text varied), it cost the SQLite thread
+/// about a third of a millisecond each time (BENCHMARKS.md, twentieth pass).
+const DELTA_ROWS: usize = IN_LIST / 6;
+
+/// The statement that adds `DELTA_ROWS` incidents' deltas (`v(id, n, u, f, l, s)`) to
+/// their rows, for incidents whose quiet period is `quiet_sql` (see `quiet_sql`).
+fn delta_update_sql(quiet_sql: &str) -> String {
+    // An incident the sweep resolved (at its last event plus its quiet period) that a
+    // late failure or copy joins did not go quiet then: it is active again, and the sweep
+    // at the end of the batch resolves it at its new end if the clock has passed that.
+    // The right-hand sides read the row as it was.
+    let resolved_too_early =
+        format!("status = 'resolved' AND v.l > last_seen AND resolved_at = last_seen + {quiet_sql}");
+    format!(
+        "WITH v(id, n, u, f, l, s) AS (VALUES {}) UPDATE incidents SET event_count = event_count + v.n,
+            users_affected = users_affected + v.u,
+            status = CASE WHEN {resolved_too_early}
+                          THEN CASE WHEN acknowledged_at IS NOT NULL THEN 'acknowledged' ELSE 'open' END
+                          ELSE status END,
+            resolved_at = CASE WHEN {resolved_too_early} THEN NULL ELSE resolved_at END,
+            first_seen = MIN(first_seen, v.f), last_seen = MAX(last_seen, v.l),
+            sources = CASE WHEN v.s = '' OR instr(',' || sources || ',', ',' || v.s || ',') > 0 THEN sources
+                           WHEN sources = '' THEN v.s ELSE sources || ',' || v.s END
+         FROM v WHERE incidents.id = v.id",
+        placeholder_rows(6, DELTA_ROWS)
+    )
 }
 
 /// A new failure event: where it is and what the incident engine needs.
@@ -508,8 +606,8 @@ impl Store {
             return Ok(result);
         }
         let tx = &mut tx.0;
-        type BatchStart = (Option<i64>, i64, i64, Option<i64>, Option<i64>, Option<i64>, bool);
-        let (watermark, connection, data_version, horizon, clock, input_at, any_logged_time): BatchStart =
+        type BatchStart = (Option<i64>, i64, i64, Option<i64>, Option<i64>, Option<i64>, bool, Option<i64>);
+        let (watermark, connection, data_version, horizon, clock, input_at, any_logged_time, newest_key_time): BatchStart =
             sqlx::query_as(BATCH_START).fetch_one(&mut **tx).await?;
         // Records with a time of their own (dedup_at > 0) before what retention pruned.
         let horizon = horizon.unwrap_or(i64::MIN);
@@ -581,7 +679,7 @@ impl Store {
 
         // Which rows are new: stored before (one indexed lookup per key, clustered by
         // time), or repeated inside this batch.
-        let stored_before = stored_keys(tx, &rows).await?;
+        let stored_before = stored_keys(tx, &rows, newest_key_time).await?;
         let mut seen: HashSet<(i64, &str)> = HashSet::with_capacity(rows.len());
         let next_id: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM events").fetch_one(&mut **tx).await?;
         let mut batch_rows = BatchRows { rows: Vec::with_capacity(rows.len()), written: 0 };
@@ -629,7 +727,7 @@ impl Store {
         let mut fingerprints: Vec<&str> = failures.iter().map(|f| f.fingerprint).collect();
         fingerprints.sort_unstable();
         fingerprints.dedup();
-        state.newest = newest_incidents(tx, &fingerprints).await?;
+        state.newest = NewestIncidents::from_map(newest_incidents(tx, &fingerprints).await?);
         if let Some(first_new) = failures.iter().map(|f| f.event_id).min() {
             let probes: Vec<(&str, i64)> = failures
                 .iter()
@@ -934,12 +1032,26 @@ fn ids_under_logged_time<'r>(rows: &[(&StoredEvent, &'r str)], successes: &[Succ
         .collect()
 }
 
-/// The (event time, key) pairs among `rows` that are already stored.
-async fn stored_keys(tx: &mut Tx<'_>, rows: &[(&StoredEvent, &str)]) -> Result<HashSet<(i64, String)>, StoreError> {
-    if rows.is_empty() {
+/// The (event time, key) pairs among `rows` that are already stored. Only rows keyed
+/// no later than `newest` (the latest time a stored row is keyed under) are looked up:
+/// a later one cannot be stored, and a replay of new records in time order has almost
+/// no other.
+async fn stored_keys(
+    tx: &mut Tx<'_>,
+    rows: &[(&StoredEvent, &str)],
+    newest: Option<i64>,
+) -> Result<HashSet<(i64, String)>, StoreError> {
+    let Some(newest) = newest else {
+        return Ok(HashSet::new());
+    };
+    let list: Vec<(i64, &str)> = rows
+        .iter()
+        .map(|(stored, key)| (stored.event.dedup_at(), *key))
+        .filter(|&(dedup_at, _)| dedup_at <= newest)
+        .collect();
+    if list.is_empty() {
         return Ok(HashSet::new());
     }
-    let list: Vec<(i64, &str)> = rows.iter().map(|(stored, key)| (stored.event.dedup_at(), *key)).collect();
     // One JSON row, not one result row per duplicate (see `window_events`): a replayed
     // file is all duplicates.
     let keys: Vec<(i64, String)> = fetch_json_rows(tx, STORED_KEYS, &list, &[], "events.dedup_key").await?;
@@ -1024,18 +1136,14 @@ impl InsertTexts {
 
     /// `head`, `rows` tuples of `columns` placeholders, `tail`.
     fn build(&self, rows: usize) -> String {
-        let tuple = format!("({})", vec!["?"; self.columns].join(", "));
-        let mut sql = String::with_capacity(self.head.len() + rows * (tuple.len() + 2) + self.tail.len());
-        sql.push_str(self.head);
-        for i in 0..rows {
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&tuple);
-        }
-        sql.push_str(self.tail);
-        sql
+        format!("{}{}{}", self.head, placeholder_rows(self.columns, rows), self.tail)
     }
+}
+
+/// `rows` tuples of `columns` placeholders each: `(?, ?), (?, ?)`.
+fn placeholder_rows(columns: usize, rows: usize) -> String {
+    let tuple = format!("({})", vec!["?"; columns].join(", "));
+    vec![tuple; rows].join(", ")
 }
 
 /// Adds `value` to a statement's arguments.
@@ -1377,7 +1485,7 @@ async fn supersede(
     if let Some(left) = left.filter(|l| Some(*l) != joined) {
         withdraw(tx, left, &moved, (state.ceiling, &state.quiet_sql), policy, result).await?;
         // Its fingerprint's newest incident may now be an older one, or none.
-        state.newest.retain(|_, st| st.map_or(true, |st| st.id != left));
+        state.newest.forget_incident(left);
     }
     // The caches learn that the line no longer counts, so that the rest of the batch
     // keeps its fast path: later copies of the attempt find this record (remembered when
@@ -1725,10 +1833,7 @@ async fn place_failure(
         Decision::Reopen(id) => {
             let texts = (f.stored.title.as_str(), f.stored.severity.as_str(), f.stored.remediation.as_str());
             reopen(tx, id, Some(texts)).await?;
-            if let Some(Some(st)) = state.newest.get_mut(fingerprint) {
-                st.status = IncidentStatus::Open;
-                st.resolved_at_ms = None;
-            }
+            state.newest.reopened(fingerprint);
             *result.incidents_opened.entry(category).or_default() += 1;
             Some(id)
         }
@@ -1791,7 +1896,7 @@ async fn place_failure(
                 return Ok(());
             }
             state.newest.insert(
-                fingerprint.to_string(),
+                fingerprint,
                 Some(IncidentState { id, status: IncidentStatus::Open, last_seen_ms: occurred, resolved_at_ms: None }),
             );
             Some(id)
@@ -2702,6 +2807,42 @@ mod tests {
         }
     }
 
+    /// The batch's incident cache finds an incident's entries by its id: an event that
+    /// joins it moves their last event, one resolved before the event marks them stale,
+    /// and forgetting the incident drops exactly its entries, never an entry that
+    /// went on to hold another incident.
+    #[test]
+    fn the_incident_cache_finds_and_forgets_an_incidents_entries_by_id() {
+        let incident = |id: i64, status: IncidentStatus, last_seen_ms: i64| {
+            Some(IncidentState { id, status, last_seen_ms, resolved_at_ms: None })
+        };
+        let mut newest = NewestIncidents::from_map(HashMap::from([
+            ("a".to_string(), incident(1, IncidentStatus::Resolved, 100)),
+            ("b".to_string(), incident(2, IncidentStatus::Open, 100)),
+            ("c".to_string(), None),
+        ]));
+        assert!(!newest.joined(2, 150));
+        assert_eq!(newest.get("b").flatten().map(|st| st.last_seen_ms), Some(150));
+        assert_eq!(newest.get("a").flatten().map(|st| st.last_seen_ms), Some(100), "another incident's entry");
+        assert!(!newest.joined(1, 90), "an earlier event does not reopen it");
+        assert!(newest.joined(1, 200), "a later event makes a resolved incident stale");
+        newest.forget_incident(1);
+        assert_eq!(newest.get("a"), None, "read again when next asked for");
+        assert_eq!(newest.get("c"), Some(None));
+
+        // "b" goes on to hold incident 3: incident 2's stale holder must not touch it.
+        newest.remove("b");
+        newest.insert("b", incident(3, IncidentStatus::Resolved, 300));
+        assert!(!newest.joined(2, 1000));
+        newest.forget_incident(2);
+        assert_eq!(newest.get("b").flatten().map(|st| (st.id, st.last_seen_ms)), Some((3, 300)));
+        newest.reopened("b");
+        assert_eq!(newest.get("b").flatten().map(|st| st.status), Some(IncidentStatus::Open));
+        assert!(!newest.joined(3, 400), "reopened: no longer resolved");
+        newest.forget_incident(3);
+        assert_eq!((newest.get("b"), newest.get("c")), (None, Some(None)));
+    }
+
     /// Each INSERT text holds one placeholder per value its caller binds, for every row
     /// count, and a row count outside the fixed sizes still gets a right text.
     #[test]
@@ -2761,6 +2902,19 @@ mod tests {
         assert!(next.contains("USING INDEX events_by_correlation (<expr>>?)"), "{next}");
         let width = format!("occurred_at / {CORRELATION_BUCKET_MS} ");
         assert!(CORRELATION_PAGE.contains(&width) && NEXT_CORRELATION_BUCKET.contains(&width));
+    }
+
+    /// A batch's first statement reads the latest time a stored row is keyed under from
+    /// the end of the dedup index, never by walking the table.
+    #[tokio::test]
+    async fn the_batch_start_reads_the_newest_key_time_from_its_index() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = empty_store(&dir).await;
+        let newest = "SELECT MAX(dedup_at) FROM events";
+        assert!(BATCH_START.contains(&format!("({newest})")));
+        let plan = plan_of(&store, newest, None, &[]).await;
+        assert!(plan.contains("SEARCH events USING COVERING INDEX events_dedup"), "{plan}");
+        assert!(!plan.contains("SCAN events"), "{plan}");
     }
 
     /// The lockout-wave window is one range of the lockouts' own index, with no table
