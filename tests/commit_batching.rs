@@ -205,3 +205,32 @@ async fn a_batch_touching_many_incidents_counts_each_exactly() {
         assert_eq!(got, (3, 2, at(t), at(2000 + t), vec!["entra".to_string(), "replay".to_string()]), "tenant-{t}");
     }
 }
+
+/// A failure without a time of its own is keyed under time 0, so it is looked up
+/// whatever its event time: sent again, it is a duplicate, even when its event time is
+/// later than every stored failure's, and even in the transaction that stored it (replay
+/// applies several batches in one).
+#[tokio::test]
+async fn a_failure_without_a_time_of_its_own_sent_again_is_a_duplicate() {
+    use Category::InvalidCredentials as Ic;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&dir.path().join("p.db")).await.unwrap();
+    let mut p = Policy::default();
+    p.detectors.enabled = false;
+    let untimed = || {
+        let mut e = ev("u1", 50126, Ic, 100, "u1", None, "entra");
+        e.event.occurred_from_record = false;
+        StoredEvent::new(e.event, "t".into(), "f".into(), "high".into(), Some("u1".into()), None)
+    };
+    let timed = |id: &str, second: i64| ev(id, 50126, Ic, second, "u2", None, "entra");
+    let batch = |events: Vec<StoredEvent>| Batch { events, ..Batch::default() };
+    let mut tx = s.begin_write().await.unwrap();
+    let first = s.apply_batch(&mut tx, &batch(vec![timed("e1", 10), untimed()]), &p).await.unwrap();
+    let second = s.apply_batch(&mut tx, &batch(vec![untimed(), timed("e2", 20)]), &p).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!((first.duplicates, second.duplicates), (0, 1));
+    let later = s.commit_batch(&batch(vec![untimed()]), &p).await.unwrap();
+    assert_eq!(later.duplicates, 1);
+    let stored = s.list_events(&EventQuery { limit: 100, ..EventQuery::default() }).await.unwrap();
+    assert_eq!(stored.items.len(), 3, "e1, e2 and u1 once");
+}

@@ -242,6 +242,7 @@ fn buckets(from: i64, to: i64, width: i64) -> std::ops::RangeInclusive<i64> {
 /// twentieth pass).
 #[derive(Default)]
 struct NewestIncidents {
+    /// Each fingerprint's newest incident, `None` for a fingerprint that has none.
     by_fingerprint: HashMap<String, Option<IncidentState>>,
     /// Every fingerprint whose entry holds the incident, and maybe some whose entry no
     /// longer does (each is checked on use).
@@ -251,13 +252,11 @@ struct NewestIncidents {
 impl NewestIncidents {
     /// From the store's newest incident per fingerprint (`newest_incidents`).
     fn from_map(by_fingerprint: HashMap<String, Option<IncidentState>>) -> Self {
-        let mut holders: HashMap<i64, Vec<String>> = HashMap::new();
-        for (fingerprint, st) in &by_fingerprint {
-            if let Some(st) = st {
-                holders.entry(st.id).or_default().push(fingerprint.clone());
-            }
+        let mut newest = NewestIncidents::default();
+        for (fingerprint, state) in by_fingerprint {
+            newest.insert(&fingerprint, state);
         }
-        NewestIncidents { by_fingerprint, holders }
+        newest
     }
 
     /// The known state of `fingerprint`'s newest incident: `None` when not known,
@@ -266,6 +265,8 @@ impl NewestIncidents {
         self.by_fingerprint.get(fingerprint).copied()
     }
 
+    /// Records `state` as `fingerprint`'s newest incident, and `fingerprint` among that
+    /// incident's holders.
     fn insert(&mut self, fingerprint: &str, state: Option<IncidentState>) {
         if let Some(st) = state {
             let holders = self.holders.entry(st.id).or_default();
@@ -344,6 +345,8 @@ struct BatchIncidents {
     keys_lent: bool,
     /// Each incident's quiet period as SQL over its `category` (`quiet_sql`).
     quiet_sql: String,
+    /// The statement `flush` adds incidents' deltas with (`delta_update_sql`).
+    delta_sql: String,
     /// A resolved incident got a later event than its last: `flush` makes it active again,
     /// so its state is read back (after a flush) instead of kept.
     flush_before_read: bool,
@@ -425,10 +428,9 @@ impl BatchIncidents {
                 *new_users.entry(id).or_default() += 1;
             }
         }
-        let sql = delta_update_sql(&self.quiet_sql);
         for chunk in deltas.chunks(DELTA_ROWS) {
             let mut args = SqliteArguments::default();
-            args.reserve(6 * DELTA_ROWS, 0);
+            args.reserve(DELTA_COLUMNS * DELTA_ROWS, 0);
             for (id, d) in chunk {
                 bind(&mut args, Some(*id))?;
                 bind(&mut args, d.counted)?;
@@ -440,12 +442,12 @@ impl BatchIncidents {
             // The rest of the rows update nothing: no incident has a NULL id.
             for _ in chunk.len()..DELTA_ROWS {
                 bind(&mut args, None::<i64>)?;
-                for _ in 0..4 {
+                for _ in 2..DELTA_COLUMNS {
                     bind(&mut args, 0i64)?;
                 }
                 bind(&mut args, "")?;
             }
-            sqlx::query_with(&sql, args).persistent(true).execute(&mut **tx).await?;
+            sqlx::query_with(&self.delta_sql, args).persistent(true).execute(&mut **tx).await?;
         }
         for (id, d) in &deltas {
             for source in d.sources.iter().skip(1) {
@@ -460,7 +462,9 @@ impl BatchIncidents {
 /// rows, the last one padded with rows that match no incident: one text, prepared once
 /// and kept. Prepared afresh for every batch (its text varied), it cost the SQLite thread
 /// about a third of a millisecond each time (BENCHMARKS.md, twentieth pass).
-const DELTA_ROWS: usize = IN_LIST / 6;
+const DELTA_ROWS: usize = IN_LIST / DELTA_COLUMNS;
+/// Values per incident in that statement: `v(id, n, u, f, l, s)`.
+const DELTA_COLUMNS: usize = 6;
 
 /// The statement that adds `DELTA_ROWS` incidents' deltas (`v(id, n, u, f, l, s)`) to
 /// their rows, for incidents whose quiet period is `quiet_sql` (see `quiet_sql`).
@@ -482,7 +486,7 @@ fn delta_update_sql(quiet_sql: &str) -> String {
             sources = CASE WHEN v.s = '' OR instr(',' || sources || ',', ',' || v.s || ',') > 0 THEN sources
                            WHEN sources = '' THEN v.s ELSE sources || ',' || v.s END
          FROM v WHERE incidents.id = v.id",
-        placeholder_rows(6, DELTA_ROWS)
+        placeholder_rows(DELTA_COLUMNS, DELTA_ROWS)
     )
 }
 
@@ -677,8 +681,8 @@ impl Store {
         drop_copies_under_another_time(tx, &mut rows, &mut successes, any_logged_time, &mut result).await?;
         insert_successes(tx, &successes, &mut result).await?;
 
-        // Which rows are new: stored before (one indexed lookup per key, clustered by
-        // time), or repeated inside this batch.
+        // Which rows are new: stored before (one indexed lookup per key no later than the
+        // newest stored, clustered by time), or repeated inside this batch.
         let stored_before = stored_keys(tx, &rows, newest_key_time).await?;
         let mut seen: HashSet<(i64, &str)> = HashSet::with_capacity(rows.len());
         let next_id: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM events").fetch_one(&mut **tx).await?;
@@ -721,7 +725,13 @@ impl Store {
             });
         }
 
-        let mut state = BatchIncidents { ceiling, quiet_sql: quiet_sql(policy), ..BatchIncidents::default() };
+        let quiet = quiet_sql(policy);
+        let mut state = BatchIncidents {
+            ceiling,
+            delta_sql: delta_update_sql(&quiet),
+            quiet_sql: quiet,
+            ..BatchIncidents::default()
+        };
         // Every fingerprint's newest incident in one statement, instead of one round trip
         // to the SQLite thread per fingerprint (a few hundred per batch).
         let mut fingerprints: Vec<&str> = failures.iter().map(|f| f.fingerprint).collect();
@@ -1724,8 +1734,11 @@ fn quiet_sql(policy: &Policy) -> String {
     if policy.quiet_by_category.is_empty() {
         return default.to_string();
     }
+    // In a fixed order: the text is part of statements sqlx keeps prepared by their text.
+    let mut by_category: Vec<_> = policy.quiet_by_category.iter().collect();
+    by_category.sort_unstable_by_key(|(category, _)| category.as_str());
     let mut sql = String::from("(CASE category");
-    for (category, quiet) in &policy.quiet_by_category {
+    for (category, quiet) in by_category {
         let quiet = i64::try_from(quiet.as_millis()).unwrap_or(i64::MAX);
         sql.push_str(&format!(" WHEN '{}' THEN {quiet}", category.as_str()));
     }
@@ -2740,6 +2753,8 @@ mod tests {
         let events: Vec<StoredEvent> = (0..41i64)
             .map(|i| {
                 let mut e = crate::store::tests::failure_event(t + i);
+                // The three times bound for a row differ, so that no two can swap unseen.
+                e.received_at += chrono::Duration::milliseconds(2_000);
                 let text = |column: &str| Some(format!("{column}-{i}"));
                 e.codes = vec![50126, 50140 + i as u32];
                 (e.entry_id, e.message, e.user, e.app_id) = (text("entry"), text("message"), text("user"), text("app"));
@@ -2757,7 +2772,7 @@ mod tests {
             rows.rows.push(NewRow {
                 stored,
                 key: &keys[i],
-                occurred_at: at,
+                occurred_at: at + 1_000,
                 dedup_at: at,
                 id: 1 + i as i64,
                 fingerprint: Some(Cow::Owned(format!("fp-{i}"))),
@@ -2769,7 +2784,7 @@ mod tests {
         rows.write_through(&mut tx, 41).await.expect("write");
         tx.commit().await.expect("commit");
         let stored = sqlx::query(
-            "SELECT id, dedup_key, dedup_at, source, format, occurred_at, outcome, category, code, codes,
+            "SELECT id, dedup_key, dedup_at, source, format, received_at, occurred_at, outcome, category, code, codes,
                     entry_id, message, user, app_id, app_name, tenant_id, client_app, auth_protocol,
                     token_issuer_type, ip, correlation_id, record_id, device, file_key, file_offset,
                     user_key, ip_key, fingerprint, incident_id, counted
@@ -2785,7 +2800,8 @@ mod tests {
             let want = |column: &str| Some(format!("{column}-{i}"));
             assert_eq!(row.get::<i64, _>("id"), 1 + n);
             assert_eq!(text("dedup_key"), Some(format!("id:r-{i}")));
-            assert_eq!((row.get::<i64, _>("dedup_at"), row.get::<i64, _>("occurred_at")), (t + n, t + n));
+            let times = ["dedup_at", "occurred_at", "received_at"].map(|column| row.get::<i64, _>(column));
+            assert_eq!(times, [t + n, t + n + 1_000, t + n + 2_000]);
             assert_eq!((text("source"), text("format")), (Some("entra".into()), Some("azure-diagnostic".into())));
             assert_eq!((text("outcome"), text("category")), (Some("failure".into()), Some("mfa_required".into())));
             assert_eq!(row.get::<Option<i64>, _>("code"), Some(50126));
@@ -2841,6 +2857,34 @@ mod tests {
         assert!(!newest.joined(3, 400), "reopened: no longer resolved");
         newest.forget_incident(3);
         assert_eq!((newest.get("b"), newest.get("c")), (None, Some(None)));
+    }
+
+    /// Successes go in as multi-row INSERTs per run of one source, the source bound once:
+    /// each success's key, times and source are stored as sent, whatever size of
+    /// statement carried it (two sources: 32 + 8 rows, then 32 + 1).
+    #[tokio::test]
+    async fn every_success_column_is_stored_in_its_place_by_each_insert_size() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = empty_store(&dir).await;
+        let t = 1_772_640_000_000;
+        let success = |i: i64| crate::store::StoredSuccess {
+            source: if i < 40 { "entra".into() } else { "passport".into() },
+            occurred_at_ms: t + i + 1_000,
+            dedup_at: t + i,
+            time_is_logged: false,
+            key: format!("id:s-{i:02}"),
+        };
+        let batch = Batch { successes: (0..73).map(success).collect(), ..Batch::default() };
+        let result = store.commit_batch(&batch, &Policy::default()).await.expect("commit");
+        assert_eq!(result.stored.values().sum::<u64>(), 73);
+        let rows: Vec<(i64, String, i64, String)> =
+            sqlx::query_as("SELECT dedup_at, dedup_key, occurred_at, source FROM successes ORDER BY dedup_key")
+                .fetch_all(store.writer_pool())
+                .await
+                .expect("read back");
+        let want: Vec<(i64, String, i64, String)> =
+            (0..73).map(success).map(|s| (s.dedup_at, s.key, s.occurred_at_ms, s.source.to_string())).collect();
+        assert_eq!(rows, want);
     }
 
     /// Each INSERT text holds one placeholder per value its caller binds, for every row
