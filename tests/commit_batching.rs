@@ -80,11 +80,18 @@ fn scenario() -> Vec<StoredEvent> {
     ]
 }
 
-async fn run(batches: Vec<Vec<StoredEvent>>) -> (Vec<String>, Vec<String>, u64) {
+/// A new store (in a directory removed with the first value) and the default policy
+/// without its detectors: batching is then the only difference between runs.
+async fn fresh_store() -> (tempfile::TempDir, Store, Policy) {
     let dir = tempfile::tempdir().unwrap();
     let s = Store::open(&dir.path().join("p.db")).await.unwrap();
     let mut p = Policy::default();
     p.detectors.enabled = false;
+    (dir, s, p)
+}
+
+async fn run(batches: Vec<Vec<StoredEvent>>) -> (Vec<String>, Vec<String>, u64) {
+    let (_dir, s, mut p) = fresh_store().await;
     p.gates.insert(Category::InvalidCredentials, OpenGate { events: 3, users: 0, within: Duration::from_secs(600) });
     let mut duplicates = 0;
     for events in batches {
@@ -139,10 +146,7 @@ async fn one_batch_decides_like_one_event_per_batch() {
 #[tokio::test]
 async fn copies_of_the_newest_and_of_older_failures_are_duplicates() {
     use Category::InvalidCredentials as Ic;
-    let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(&dir.path().join("p.db")).await.unwrap();
-    let mut p = Policy::default();
-    p.detectors.enabled = false;
+    let (_dir, s, p) = fresh_store().await;
     let commit = |events: Vec<StoredEvent>| {
         let (s, p) = (&s, &p);
         async move { s.commit_batch(&Batch { events, ..Batch::default() }, p).await.unwrap() }
@@ -173,10 +177,7 @@ async fn copies_of_the_newest_and_of_older_failures_are_duplicates() {
 #[tokio::test]
 async fn a_batch_touching_many_incidents_counts_each_exactly() {
     use Category::MfaRequired as Mfa;
-    let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(&dir.path().join("p.db")).await.unwrap();
-    let mut p = Policy::default();
-    p.detectors.enabled = false;
+    let (_dir, s, mut p) = fresh_store().await;
     p.gates.clear();
     const TENANTS: i64 = 150;
     let failure = |tenant: i64, id: String, second: i64, user: &str, source: &str| {
@@ -213,10 +214,7 @@ async fn a_batch_touching_many_incidents_counts_each_exactly() {
 #[tokio::test]
 async fn a_failure_without_a_time_of_its_own_sent_again_is_a_duplicate() {
     use Category::InvalidCredentials as Ic;
-    let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(&dir.path().join("p.db")).await.unwrap();
-    let mut p = Policy::default();
-    p.detectors.enabled = false;
+    let (_dir, s, p) = fresh_store().await;
     let untimed = || {
         let mut e = ev("u1", 50126, Ic, 100, "u1", None, "entra");
         e.event.occurred_from_record = false;
