@@ -178,6 +178,11 @@ pub struct SignInEvent {
 }
 
 impl SignInEvent {
+    /// The correlation id, unless there is none or it is empty (which joins nothing).
+    pub fn correlation(&self) -> Option<&str> {
+        self.correlation_id.as_deref().filter(|c| !c.is_empty())
+    }
+
     /// The primary (most specific) code, if any.
     pub fn primary_code(&self) -> Option<u32> {
         self.codes.first().copied()

@@ -1505,15 +1505,24 @@ async fn decided(s: &Store) -> Vec<String> {
 /// one handle (the copy in use), a handle opened afresh for every batch (an empty copy,
 /// filled from the store), two handles taking turns (each must forget its copy when the
 /// other commits), or one handle applying three batches per transaction (as replay does).
-const HANDLE_MODES: [&str; 4] =
-    ["one handle", "a fresh handle per batch", "two handles taking turns", "batches sharing transactions"];
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    OneHandle,
+    FreshHandlePerBatch,
+    TwoHandlesTakingTurns,
+    BatchesSharingTransactions,
+}
 
-/// Two handles on one store, for [`HANDLE_MODES`].
+/// Every [`Mode`], the first the reference the others must match.
+const HANDLE_MODES: [Mode; 4] =
+    [Mode::OneHandle, Mode::FreshHandlePerBatch, Mode::TwoHandlesTakingTurns, Mode::BatchesSharingTransactions];
+
+/// Two handles on one store, for every [`Mode`].
 struct Handles {
     path: std::path::PathBuf,
     first: Store,
     second: Store,
-    /// The transaction batches share ("batches sharing transactions").
+    /// The transaction batches share ([`Mode::BatchesSharingTransactions`]).
     open: Option<passportd::store::WriteTx>,
 }
 
@@ -1528,12 +1537,12 @@ impl Handles {
     /// wrote it. Call [`Handles::finish`] after the last batch.
     async fn commit(
         &mut self,
-        mode: &str,
+        mode: Mode,
         n: usize,
         evs: Vec<Ev>,
         p: &Policy,
     ) -> (passportd::store::BatchResult, &Store) {
-        if mode == "batches sharing transactions" {
+        if mode == Mode::BatchesSharingTransactions {
             let batch = Batch { events: evs.into_iter().map(stored).collect(), ..Batch::default() };
             let tx = match &mut self.open {
                 Some(tx) => tx,
@@ -1557,14 +1566,14 @@ impl Handles {
     }
 
     /// The handle batch `n` commits through in `mode`.
-    async fn for_batch(&mut self, mode: &str, n: usize) -> &Store {
+    async fn for_batch(&mut self, mode: Mode, n: usize) -> &Store {
         match mode {
-            "a fresh handle per batch" => {
+            Mode::FreshHandlePerBatch => {
                 self.first.close().await;
                 self.first = Store::open(&self.path).await.unwrap();
                 &self.first
             }
-            "two handles taking turns" if n % 2 == 1 => &self.second,
+            Mode::TwoHandlesTakingTurns if n % 2 == 1 => &self.second,
             _ => &self.first,
         }
     }
@@ -1572,9 +1581,8 @@ impl Handles {
 
 /// The detectors read their windows from an in-memory copy of the recent credential
 /// failures when it holds them (issue #8). What they find must be exactly what reading
-/// the windows from the store finds: through one handle (the copy in use), a handle
-/// opened afresh for every batch (an empty copy, filled from the store), and two handles
-/// taking turns (each must forget its copy when the other commits).
+/// the windows from the store finds, in every way of committing the batches
+/// ([`HANDLE_MODES`]).
 #[tokio::test]
 async fn detections_do_not_depend_on_the_in_memory_copy_of_recent_failures() {
     let p = Policy::default();
@@ -1592,13 +1600,13 @@ async fn detections_do_not_depend_on_the_in_memory_copy_of_recent_failures() {
             copy_in_use |= handle.detector_rows_in_memory() > 0;
         }
         handles.finish().await;
-        assert!(copy_in_use, "{mode}: the copy was never used");
-        assert!(detections.len() == 3, "{mode}: every detector fires in this scenario: {detections:?}");
+        assert!(copy_in_use, "{mode:?}: the copy was never used");
+        assert!(detections.len() == 3, "{mode:?}: every detector fires in this scenario: {detections:?}");
         outcomes.push((mode, detections, decided(&handles.first).await));
     }
     for (mode, detections, incidents) in &outcomes[1..] {
-        assert_eq!(detections, &outcomes[0].1, "{mode} against {}", outcomes[0].0);
-        assert_eq!(incidents, &outcomes[0].2, "{mode} against {}", outcomes[0].0);
+        assert_eq!(detections, &outcomes[0].1, "{mode:?} against {:?}", outcomes[0].0);
+        assert_eq!(incidents, &outcomes[0].2, "{mode:?} against {:?}", outcomes[0].0);
     }
 }
 
@@ -1635,10 +1643,10 @@ fn correlation_scenario() -> Vec<Vec<Ev>> {
 }
 
 /// The correlation join rules out in memory the correlation ids the store cannot hold
-/// (issue #8). It must join exactly what lookups in the store join: through one handle
-/// (the filter in use), a handle opened afresh for every batch (an empty filter, filled
-/// from the store), and two handles taking turns (each must forget its filter when the
-/// other commits). Every Passport line joins its Entra record, uncounted.
+/// (issue #8). It must join exactly what lookups in the store join, in every way of
+/// committing the batches ([`HANDLE_MODES`]: with the filter in use, filled afresh, or
+/// forgotten when another handle commits). Every Passport line joins its Entra record,
+/// uncounted.
 #[tokio::test]
 async fn correlation_joins_do_not_depend_on_the_in_memory_filter() {
     let p = Policy::default();
@@ -1653,13 +1661,13 @@ async fn correlation_joins_do_not_depend_on_the_in_memory_filter() {
             filter_in_use |= handle.correlation_ids_in_memory() > 0;
         }
         handles.finish().await;
-        assert!(filter_in_use, "{mode}: the filter was never used");
+        assert!(filter_in_use, "{mode:?}: the filter was never used");
         let counted: i64 = all(&handles.first).await.iter().map(|i| i.event_count).sum();
-        assert_eq!(counted, entra_records, "{mode}: every Passport line joined its Entra record");
+        assert_eq!(counted, entra_records, "{mode:?}: every Passport line joined its Entra record");
         outcomes.push((mode, decided(&handles.first).await));
     }
     for (mode, incidents) in &outcomes[1..] {
-        assert_eq!(incidents, &outcomes[0].1, "{mode} against {}", outcomes[0].0);
+        assert_eq!(incidents, &outcomes[0].1, "{mode:?} against {:?}", outcomes[0].0);
     }
 }
 
@@ -1692,6 +1700,44 @@ async fn a_lookup_reaching_into_a_day_the_filter_does_not_cover_goes_to_the_stor
     commit(&s, &p, vec![line]).await;
     let counted: i64 = all(&s).await.iter().map(|i| i.event_count).sum();
     assert_eq!(counted, 41, "the line joined its Entra record of the day before");
+}
+
+/// A backfill: with the filter filled for today, a batch of enough Passport lines from
+/// the day before to fill it again (their Entra records stored by another handle) fills
+/// it from that earlier day. Every line joins its record, and a line of today still
+/// joins its own afterwards.
+#[tokio::test]
+async fn a_backfill_of_an_earlier_day_refills_the_filter_and_every_line_joins() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.db");
+    let p = Policy::default();
+    // T0 is 16:00 UTC: minute 480 is midnight.
+    let failure = |id: String, minute: i64, source: &'static str| {
+        let mut e = ev(&id, 50076, Category::MfaRequired, minute);
+        e.correlation = Some(format!("corr-{id}"));
+        e.source = source;
+        e
+    };
+    let line = |id: String, minute: i64| {
+        let mut e = failure(id.clone(), minute, "passport");
+        e.id = format!("line-{id}");
+        e.user = None;
+        e
+    };
+    {
+        let earlier = Store::open(&path).await.unwrap();
+        commit(&earlier, &p, (0..40).map(|i| failure(format!("old{i}"), 100 + i, "entra")).collect()).await;
+        earlier.close().await;
+    }
+    let s = Store::open(&path).await.unwrap();
+    commit(&s, &p, (0..40).map(|i| failure(format!("new{i}"), 480 + 13 * 60 + i, "entra")).collect()).await;
+    assert_eq!(s.correlation_ids_in_memory(), 40, "the filter was filled for today");
+    commit(&s, &p, (0..40).map(|i| line(format!("old{i}"), 101 + i)).collect()).await;
+    // Both days' 80 Entra ids read back, then the 40 lines' own ids taken in.
+    assert_eq!(s.correlation_ids_in_memory(), 120, "filled again, from the day before");
+    commit(&s, &p, vec![line("new7".into(), 480 + 13 * 60 + 30)]).await;
+    let counted: i64 = all(&s).await.iter().map(|i| i.event_count).sum();
+    assert_eq!(counted, 80, "every line joined its Entra record");
 }
 
 /// Once an opening gate adopts held failures, each later failure of the batch looks its

@@ -21,6 +21,7 @@ use serde_json::json;
 use sqlx::sqlite::SqliteArguments;
 use sqlx::{Arguments, Encode, QueryBuilder, Sqlite, Transaction, Type};
 
+use super::cache::{self, WriteCache};
 use super::correlations::{self, Bloom, SharedCorrelations};
 use super::recent::{self, CredentialFailure, RollbackGuard, SharedRecent, WindowRow};
 use super::{to_ms, Batch, BatchResult, Store, StoreError, StoredEvent};
@@ -62,8 +63,6 @@ static SUCCESS_INSERTS: InsertTexts = InsertTexts {
     built: OnceLock::new(),
 };
 
-/// Values per `IN (...)` list.
-const IN_LIST: usize = 400;
 /// A Passport failure and its Entra record are one sign-in attempt when they share a
 /// correlation id and lie within this distance of each other in event time. Copies of one
 /// attempt are seconds apart; the bound is what lets the correlation index be led by time
@@ -462,7 +461,7 @@ impl BatchIncidents {
 /// rows, the last one padded with rows that match no incident: one text, prepared once
 /// and kept. Prepared afresh for every batch (its text varied), it cost the SQLite thread
 /// about a third of a millisecond each time (BENCHMARKS.md, twentieth pass).
-const DELTA_ROWS: usize = IN_LIST / DELTA_COLUMNS;
+const DELTA_ROWS: usize = 64;
 /// Values per incident in that statement: `v(id, n, u, f, l, s)`.
 const DELTA_COLUMNS: usize = 6;
 
@@ -632,8 +631,8 @@ impl Store {
         let clock_before = incident_clock(watermark, clock, input_at, now, now);
         let mut watermark = watermark.unwrap_or(i64::MIN);
         let watermark_before = watermark;
-        recent::lock(&self.recent).check(connection, data_version);
-        correlations::lock(&self.correlations).check(connection, data_version);
+        cache::lock(&self.recent).check(connection, data_version);
+        cache::lock(&self.correlations).check(connection, data_version);
         let batch_max = batch
             .events
             .iter()
@@ -741,10 +740,7 @@ impl Store {
         if let Some(first_new) = failures.iter().map(|f| f.event_id).min() {
             let probes: Vec<(&str, i64)> = failures
                 .iter()
-                .filter_map(|f| {
-                    let c = f.stored.event.correlation_id.as_deref().filter(|c| !c.is_empty())?;
-                    Some((c, to_ms(f.stored.event.occurred_at)))
-                })
+                .filter_map(|f| Some((f.stored.event.correlation()?, to_ms(f.stored.event.occurred_at))))
                 .collect();
             let probes = may_find_copies(tx, &self.correlations, probes).await?;
             state.prior_correlations = counted_copies(tx, &probes, first_new).await?;
@@ -753,9 +749,9 @@ impl Store {
         // find rows of this batch too. Every row with a correlation id, counted or not yet
         // decided: an id too many is only a lookup more.
         {
-            let mut filter = correlations::lock(&self.correlations);
+            let mut filter = cache::lock(&self.correlations);
             for row in &batch_rows.rows {
-                if let Some(c) = row.stored.event.correlation_id.as_deref() {
+                if let Some(c) = row.stored.event.correlation() {
                     filter.add(c);
                 }
             }
@@ -779,7 +775,7 @@ impl Store {
         result.incidents_reactivated += state.reactivated;
 
         if policy.detectors.enabled {
-            let mut copy = recent::lock(&self.recent);
+            let mut copy = cache::lock(&self.recent);
             for line in &state.uncounted {
                 copy.uncount(&CredentialFailure {
                     at: line.at,
@@ -815,9 +811,9 @@ impl Store {
             // Later batches' windows end at or after about the clock; keep one window more
             // for feeds that lag behind each other.
             let window = i64::try_from(policy.detectors.window.as_millis()).unwrap_or(i64::MAX);
-            recent::lock(&self.recent).trim(watermark.saturating_sub(window.saturating_mul(RECENT_WINDOWS)));
+            cache::lock(&self.recent).trim(watermark.saturating_sub(window.saturating_mul(RECENT_WINDOWS)));
         } else {
-            recent::lock(&self.recent).forget();
+            cache::lock(&self.recent).forget();
         }
         if watermark != i64::MIN {
             sqlx::query(
@@ -1286,18 +1282,19 @@ async fn may_find_copies<'p>(
     probes: Vec<(&'p str, i64)>,
 ) -> Result<Vec<(&'p str, i64)>, StoreError> {
     let fill_from = {
-        let seen = correlations::lock(filter);
-        let uncovered: Vec<i64> = probes.iter().map(|&(_, at)| first_bucket(at)).filter(|&b| !seen.covers(b)).collect();
-        match uncovered.iter().min() {
-            Some(&from) if uncovered.len() >= correlations::MIN_PROBES_TO_FILL && seen.may_fill(from) => Some(from),
-            _ => None,
-        }
+        let seen = cache::lock(filter);
+        let (uncovered, earliest) = probes
+            .iter()
+            .map(|&(_, at)| first_bucket(at))
+            .filter(|&b| !seen.covers(b))
+            .fold((0, i64::MAX), |(n, earliest), b| (n + 1, earliest.min(b)));
+        (uncovered >= correlations::MIN_PROBES_TO_FILL && seen.may_fill(earliest)).then_some(earliest)
     };
     if let Some(from) = fill_from {
         let bloom = read_correlations(tx, from).await?;
-        correlations::lock(filter).fill(from, bloom);
+        cache::lock(filter).fill(from, bloom);
     }
-    let seen = correlations::lock(filter);
+    let seen = cache::lock(filter);
     Ok(probes.into_iter().filter(|&(c, at)| seen.may_hold(c, first_bucket(at))).collect())
 }
 
@@ -1370,14 +1367,14 @@ async fn join_correlated(
     f: &NewFailure<'_>,
     filter: &SharedCorrelations,
 ) -> Result<Join, StoreError> {
-    let Some(correlation) = f.stored.event.correlation_id.as_deref().filter(|c| !c.is_empty()) else {
+    let Some(correlation) = f.stored.event.correlation() else {
         return Ok(Join::None);
     };
     let at = to_ms(f.stored.event.occurred_at);
     let from_passport = f.stored.event.format == PASSPORT_FORMAT;
     let record_id = f.stored.event.record_id.as_deref();
     let hit = if state.events_changed {
-        if !correlations::lock(filter).may_hold(correlation, first_bucket(at)) {
+        if !cache::lock(filter).may_hold(correlation, first_bucket(at)) {
             return Ok(Join::None);
         }
         // Earlier rows of this batch may be what it finds: write them (not this one,
@@ -1984,7 +1981,7 @@ fn gate_met_around(held: &[(i64, Option<String>)], at: i64, within: i64, gate: i
 
 /// A counted failure of this batch is what later copies (within the window) may join.
 fn remember_correlation(state: &mut BatchIncidents, f: &NewFailure<'_>, incident: Option<i64>) {
-    if let Some(c) = f.stored.event.correlation_id.as_deref().filter(|c| !c.is_empty()) {
+    if let Some(c) = f.stored.event.correlation() {
         state.batch_correlations.entry(c.to_string()).or_default().push(CorrelationHit {
             event_id: f.event_id,
             occurred_at: to_ms(f.stored.event.occurred_at),
@@ -2227,8 +2224,8 @@ async fn recent_windows<'a>(
         return Ok(None);
     };
     let from = first.saturating_sub(window);
-    if recent::lock(recent.copy).covers(from) {
-        return Ok(Some(recent::lock(recent.copy)));
+    if cache::lock(recent.copy).covers(from) {
+        return Ok(Some(cache::lock(recent.copy)));
     }
     // Data far behind the clock (an old export) reads its windows from the store, as
     // a fill would have to read everything since.
@@ -2236,7 +2233,7 @@ async fn recent_windows<'a>(
     if recent.watermark_before != i64::MIN && recent.watermark_before.saturating_sub(from) > reach {
         return Ok(None);
     }
-    if !recent::lock(recent.copy).may_fill() {
+    if !cache::lock(recent.copy).may_fill() {
         return Ok(None);
     }
     let limit = i64::try_from(recent::MAX_FILL_ROWS).unwrap_or(i64::MAX);
@@ -2244,10 +2241,10 @@ async fn recent_windows<'a>(
         fetch_json(tx, RECENT_FILL, None, &[from, limit.saturating_add(1)], "events (recent credential failures)")
             .await?;
     if rows.len() > recent::MAX_FILL_ROWS {
-        recent::lock(recent.copy).fill_refused();
+        cache::lock(recent.copy).fill_refused();
         return Ok(None);
     }
-    let mut copy = recent::lock(recent.copy);
+    let mut copy = cache::lock(recent.copy);
     copy.fill(
         from,
         rows.iter().map(|(at, ip_key, user_key, counted, code)| CredentialFailure {

@@ -21,13 +21,17 @@
 //! detectors' copy is (`recent`):
 //! - another connection committed (the writer connection's `data_version` changed);
 //! - the writer's connection is a new one;
-//! - a write transaction ended without committing;
+//! - a write transaction ended without committing: a fill inside it read its rows, and
+//!   a row it uncounted (a superseded Passport line) is counted again after the rollback
+//!   but may be missing from the filter;
 //! - it holds more than [`MAX_ENTRIES`] ids. It is filled again when a batch needs it, but
 //!   not from a bucket a fill was refused from (over capacity) or an earlier one.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
+
+use super::cache::WriteCache;
 
 /// Bits of the filter (512 KiB), a power of two.
 const BITS: usize = 1 << 22;
@@ -41,7 +45,7 @@ pub(crate) const MAX_ENTRIES: usize = 1_000_000;
 pub(crate) const MIN_PROBES_TO_FILL: usize = 32;
 
 /// The bits and the hasher that sets them.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct Bloom {
     hasher: RandomState,
     bits: Vec<u64>,
@@ -76,6 +80,13 @@ impl Bloom {
     }
 }
 
+/// Its size, not its 65,536 words: the store's handles print as `Debug`.
+impl std::fmt::Debug for Bloom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bloom").field("entries", &self.entries).field("bits", &(self.bits.len() * 64)).finish()
+    }
+}
+
 /// The bit positions of an id's hash (double hashing: an odd step visits distinct
 /// positions modulo a power of two).
 fn positions(hash: u64) -> impl Iterator<Item = usize> {
@@ -97,24 +108,19 @@ pub(crate) struct SeenCorrelations {
     refused_from: Option<i64>,
 }
 
-impl SeenCorrelations {
-    /// Drops every id (and the bits' memory): the filter answers for nothing until it is
-    /// filled again.
-    pub(crate) fn forget(&mut self) {
+impl WriteCache for SeenCorrelations {
+    /// Drops every id, and the bits' memory.
+    fn forget(&mut self) {
         self.covers_from = None;
         self.bloom = Bloom::default();
     }
 
-    /// At the start of a batch, under the write lock: forgets everything if the store may
-    /// have changed behind the filter (another connection committed, or the writer's
-    /// connection is a new one).
-    pub(crate) fn check(&mut self, connection: i64, data_version: i64) {
-        if self.checked_under != Some((connection, data_version)) {
-            self.forget();
-            self.checked_under = Some((connection, data_version));
-        }
+    fn checked_under(&mut self) -> &mut Option<(i64, i64)> {
+        &mut self.checked_under
     }
+}
 
+impl SeenCorrelations {
     /// True when the filter holds every counted failure's id from `bucket` on.
     pub(crate) fn covers(&self, bucket: i64) -> bool {
         matches!(self.covers_from, Some(from) if from <= bucket)
@@ -169,20 +175,6 @@ impl SeenCorrelations {
 
 /// The filter as the store shares it between its handles.
 pub(crate) type SharedCorrelations = Arc<Mutex<SeenCorrelations>>;
-
-/// Locks the filter; a panic elsewhere while it was held leaves it possibly half-changed,
-/// so it is forgotten rather than trusted.
-pub(crate) fn lock(filter: &SharedCorrelations) -> MutexGuard<'_, SeenCorrelations> {
-    match filter.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => {
-            filter.clear_poison();
-            let mut guard = poisoned.into_inner();
-            guard.forget();
-            guard
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -5,6 +5,7 @@
 //! the whole batch or none of it, and a restart resumes exactly where the last commit
 //! ended.
 
+mod cache;
 mod commit;
 mod correlations;
 pub mod queries;
@@ -635,13 +636,13 @@ impl Store {
     /// How many credential failures the write path holds in memory for the detectors'
     /// windows (a diagnostic; 0 when it holds none it may answer from).
     pub fn detector_rows_in_memory(&self) -> usize {
-        recent::lock(&self.recent).entries()
+        cache::lock(&self.recent).entries()
     }
 
     /// How many correlation ids the write path's filter holds (a diagnostic; 0 when it
     /// answers for nothing, and every correlation lookup goes to the store).
     pub fn correlation_ids_in_memory(&self) -> usize {
-        correlations::lock(&self.correlations).entries()
+        cache::lock(&self.correlations).entries()
     }
 
     /// Closes the pools (after the last commit), first moving everything committed from

@@ -23,8 +23,9 @@
 //! store, also as before.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
+use super::cache::{lock, WriteCache};
 use super::correlations::SharedCorrelations;
 
 /// One failure as a window reads it. Read from the store as a JSON array
@@ -89,13 +90,19 @@ fn insert_sorted(rows: &mut Vec<WindowRow>, row: WindowRow) {
     rows.insert(at, row);
 }
 
-impl RecentFailures {
-    /// Drops every row: the copy answers for nothing until it is filled again.
-    pub(crate) fn forget(&mut self) {
+impl WriteCache for RecentFailures {
+    /// Drops every row; keeps when it was checked and any pause before the next fill.
+    fn forget(&mut self) {
         let (checked_under, fill_pause) = (self.checked_under, self.fill_pause);
         *self = RecentFailures { checked_under, fill_pause, ..RecentFailures::default() };
     }
 
+    fn checked_under(&mut self) -> &mut Option<(i64, i64)> {
+        &mut self.checked_under
+    }
+}
+
+impl RecentFailures {
     /// Whether a fill may be tried now (counting this batch against a pause).
     pub(crate) fn may_fill(&mut self) -> bool {
         if self.fill_pause > 0 {
@@ -109,16 +116,6 @@ impl RecentFailures {
     pub(crate) fn fill_refused(&mut self) {
         self.forget();
         self.fill_pause = FILL_PAUSE_BATCHES;
-    }
-
-    /// At the start of a batch, under the write lock: forgets everything if the store may
-    /// have changed behind the copy (another connection committed, or the writer's
-    /// connection is a new one).
-    pub(crate) fn check(&mut self, connection: i64, data_version: i64) {
-        if self.checked_under != Some((connection, data_version)) {
-            self.forget();
-            self.checked_under = Some((connection, data_version));
-        }
     }
 
     /// True when every stored credential failure later than `from` is here.
@@ -255,20 +252,6 @@ impl RecentFailures {
 /// The copy as the store shares it between its handles.
 pub(crate) type SharedRecent = Arc<Mutex<RecentFailures>>;
 
-/// Locks the copy; a panic elsewhere while it was held leaves it possibly half-changed,
-/// so it is forgotten rather than trusted.
-pub(crate) fn lock(recent: &SharedRecent) -> MutexGuard<'_, RecentFailures> {
-    match recent.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => {
-            recent.clear_poison();
-            let mut guard = poisoned.into_inner();
-            guard.forget();
-            guard
-        }
-    }
-}
-
 /// Forgets the copy, and the correlation filter, when a write transaction ends without
 /// committing: they may hold rows the store rolled back.
 #[derive(Debug)]
@@ -294,7 +277,7 @@ impl Drop for RollbackGuard {
     fn drop(&mut self) {
         if self.armed {
             lock(&self.recent).forget();
-            super::correlations::lock(&self.correlations).forget();
+            lock(&self.correlations).forget();
         }
     }
 }
