@@ -69,11 +69,12 @@ static SUCCESS_INSERTS: InsertTexts = InsertTexts {
 /// (migration 0006) instead of by a random id.
 pub const CORRELATION_WINDOW_MS: i64 = 12 * 3_600_000;
 /// Width of the event-time buckets leading `events_by_correlation`: the expression
-/// `occurred_at / 86400000` of migration 0007, verbatim. A day: the ±12 h window then
-/// spans at most two buckets (three with the half-day buckets of migration 0006), and
-/// the current bucket of a tenant with a million sign-ins a day (about 8 MB of index)
-/// still fits the writer's 16 MB page cache.
-const CORRELATION_BUCKET_MS: i64 = 86_400_000;
+/// `occurred_at / 3600000` of migration 0012, verbatim. An hour: keys are random within
+/// a bucket, so a commit writes again every page of the current bucket it inserted into;
+/// with day buckets (migration 0007) that was the whole day's index at every commit. The
+/// ±12 h window then spans up to 25 buckets, but the correlation filter rules out almost
+/// every lookup, and a probe of an empty bucket is one short seek.
+const CORRELATION_BUCKET_MS: i64 = 3_600_000;
 /// How far an incident's times may run ahead of this host's clock: a small lead for Macs
 /// whose clocks are a little off, so that one whose clock is hours or a year ahead does not
 /// keep its incident open for that long. The event-time clock itself never runs ahead of
@@ -1332,15 +1333,15 @@ async fn read_correlations(tx: &mut Tx<'_>, from: i64) -> Result<Bloom, StoreErr
 }
 
 /// The first correlation bucket at or after `?1` that holds a counted failure.
-const NEXT_CORRELATION_BUCKET: &str = "SELECT occurred_at / 86400000 FROM events INDEXED BY events_by_correlation
-     WHERE occurred_at / 86400000 >= ?1 AND correlation_id IS NOT NULL AND outcome = 'failure' AND counted = 1
-     ORDER BY occurred_at / 86400000 LIMIT 1";
+const NEXT_CORRELATION_BUCKET: &str = "SELECT occurred_at / 3600000 FROM events INDEXED BY events_by_correlation
+     WHERE occurred_at / 3600000 >= ?1 AND correlation_id IS NOT NULL AND outcome = 'failure' AND counted = 1
+     ORDER BY occurred_at / 3600000 LIMIT 1";
 
 /// Up to `?3` correlation ids of counted failures in bucket `?2` after id `?1`, in id
 /// order, as one JSON array.
 const CORRELATION_PAGE: &str = "SELECT json_group_array(c) FROM (
       SELECT correlation_id AS c FROM events INDEXED BY events_by_correlation
-       WHERE occurred_at / 86400000 = ?2 AND correlation_id > ?1
+       WHERE occurred_at / 3600000 = ?2 AND correlation_id > ?1
          AND correlation_id IS NOT NULL AND outcome = 'failure' AND counted = 1
        ORDER BY correlation_id LIMIT ?3)";
 
@@ -1353,7 +1354,7 @@ const CORRELATED_COPIES: &str = "WITH v(b, c) AS (SELECT value ->> 0, value ->> 
     SELECT json_group_array(json_array(e.id, e.correlation_id, e.occurred_at, e.incident_id, e.fingerprint,
             CASE WHEN e.format = 'passport' THEN e.category END, e.record_id))
       FROM v CROSS JOIN events e INDEXED BY events_by_correlation
-        ON e.occurred_at / 86400000 = v.b AND e.correlation_id = v.c
+        ON e.occurred_at / 3600000 = v.b AND e.correlation_id = v.c
      WHERE e.correlation_id IS NOT NULL AND e.outcome = 'failure' AND e.counted = 1 AND e.id < ?2";
 
 /// A Passport failure and its Entra record (same correlation id) are one sign-in
@@ -3015,7 +3016,8 @@ mod tests {
         assert_eq!(buckets(-1, 1, 3_600_000), 0..=0);
         let at = 1_772_582_400_000 + 3 * 3_600_000 + 5;
         let span = buckets(at - CORRELATION_WINDOW_MS, at + CORRELATION_WINDOW_MS, CORRELATION_BUCKET_MS);
-        assert!(span.clone().count() <= 3, "{span:?}");
+        // An hour's buckets: the ±12 h window spans 25 of them, never more.
+        assert_eq!(span.clone().count() as i64, 2 * CORRELATION_WINDOW_MS / CORRELATION_BUCKET_MS + 1, "{span:?}");
         for t in [at - CORRELATION_WINDOW_MS, at, at + CORRELATION_WINDOW_MS] {
             assert!(span.contains(&(t / CORRELATION_BUCKET_MS)));
         }

@@ -4,9 +4,11 @@
 //! The correlation join (`commit::counted_copies`) looks each new failure's correlation id
 //! up in `events_by_correlation`. Almost every lookup finds nothing: each Entra record has
 //! its own correlation id, and a Passport line of the same attempt is the exception. Yet
-//! each lookup is a seek into an index whose keys are random within a day. Once a day of
-//! that index outgrows the writer's page cache, the seeks read its pages back from the
-//! WAL or the database. In a 3 M-record replay, that was about a third of the wall time.
+//! each lookup is a seek into an index whose keys are random within each bucket of event
+//! time (a day, before migration 0012 made it an hour), and a lookup probes every bucket
+//! of its ±12 h window. Once the index outgrows the writer's page cache, the seeks read
+//! its pages back from the WAL or the database. In a 3 M-record replay, that was about a
+//! third of the wall time.
 //! The filter rules those probes out in memory.
 //!
 //! The filter may answer "maybe" for an id the store does not hold: for 1 in 15,000 such
