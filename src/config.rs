@@ -265,7 +265,7 @@ impl Default for StorageSettings {
             batch_max_records: 1000,
             batch_max_wait: HumanDuration(Duration::from_millis(100)),
             replay_batch_records: 8000,
-            replay_commit_records: 256000,
+            replay_commit_records: 1_000_000,
         }
     }
 }

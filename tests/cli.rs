@@ -1789,7 +1789,7 @@ fn the_replay_summary_does_not_depend_on_the_batch_size() {
             .unwrap();
         (json(&out), incident_dump(&dir.path().join(store)))
     };
-    let (whole, incidents) = replay("default.db", "8000", "256000");
+    let (whole, incidents) = replay("default.db", "8000", "1000000");
     assert_eq!(whole["records"], 1500, "{whole}");
     assert!(whole["failures"].as_u64().unwrap() > 100, "{whole}");
     assert!(incidents.len() > 5, "{incidents:?}");
