@@ -2,6 +2,8 @@
 //! new, opening gates, correlation, detectors, pruning, and pagination under inserts.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -1856,6 +1858,45 @@ async fn a_rolled_back_batch_leaves_no_failures_in_the_detectors_memory() {
     let evs = (0..8).map(|i| from_one_ip(&format!("kept{i}"), 3)).collect();
     let r = commit(&s, &p, evs).await;
     assert_eq!(r.detections.get("password_spray"), Some(&1), "ten users from ip-x once they are stored");
+}
+
+/// The background checkpointer copies committed pages into the store's file while the
+/// write path goes on, and leaves the write path's in-memory copies in place: a checkpoint
+/// that made the writer's connection see another commit (as a `TRUNCATE` checkpoint does)
+/// would make it forget them, and a batch with too few correlation lookups to refill the
+/// filter would then leave it empty.
+#[tokio::test]
+async fn a_background_checkpoint_keeps_the_write_paths_filter() {
+    let (dir, s) = store().await;
+    let p = Policy::default();
+    let correlated = |id: String, minute: i64| {
+        let mut e = ev(&id, 50076, Category::MfaRequired, minute);
+        e.correlation = Some(format!("corr-{id}"));
+        e
+    };
+    commit(&s, &p, (0..40).map(|i| correlated(format!("a{i}"), 1)).collect()).await;
+    assert!(s.correlation_ids_in_memory() >= 40, "forty lookups fill the filter");
+    let file = dir.path().join("db/p.db");
+    let size_before = std::fs::metadata(&file).unwrap().len();
+    let checkpoints_before = s.background_checkpoints();
+    let source: std::sync::Arc<str> = "entra".into();
+    let successes = (0..12_000i64)
+        .map(|i| passportd::store::StoredSuccess {
+            source: source.clone(),
+            occurred_at_ms: at(2).timestamp_millis() + i,
+            dedup_at: at(2).timestamp_millis() + i,
+            time_is_logged: false,
+            key: format!("id:s{i}"),
+        })
+        .collect();
+    s.commit_batch(&Batch { successes, ..Batch::default() }, &p).await.unwrap();
+    common::poll_until("a background checkpoint after 12,000 rows", Duration::from_secs(30), || async {
+        (s.background_checkpoints() > checkpoints_before).then_some(())
+    })
+    .await;
+    assert!(std::fs::metadata(&file).unwrap().len() > size_before, "the pages were copied into the file");
+    commit(&s, &p, vec![correlated("b".into(), 3)]).await;
+    assert!(s.correlation_ids_in_memory() >= 41, "the filter was kept: {}", s.correlation_ids_in_memory());
 }
 
 /// Resolved by hand a minute after the last input arrived, an incident is resolved on the

@@ -593,7 +593,8 @@ impl Store {
         // HTTP ingest, an acknowledgement, retention) committed meanwhile; this one waits
         // its turn (busy_timeout) instead, and the ids it assigns cannot be taken.
         let tx = self.writer_pool().begin_with("BEGIN IMMEDIATE").await?;
-        Ok(WriteTx(tx, RollbackGuard::new(self.recent.clone(), self.correlations.clone())))
+        let committed = Committed { checkpointer: self.checkpointer.clone(), rows: 0 };
+        Ok(WriteTx(tx, RollbackGuard::new(self.recent.clone(), self.correlations.clone()), committed))
     }
 
     /// Writes one batch inside `tx`, exactly as [`Store::commit_batch`] does, without
@@ -609,6 +610,7 @@ impl Store {
         if batch.is_empty() {
             return Ok(result);
         }
+        tx.2.rows += batch.records() as u64;
         let tx = &mut tx.0;
         type BatchStart = (Option<i64>, i64, i64, Option<i64>, Option<i64>, Option<i64>, bool, Option<i64>);
         let (watermark, connection, data_version, horizon, clock, input_at, any_logged_time, newest_key_time): BatchStart =
@@ -866,14 +868,21 @@ impl Store {
 /// A write transaction open on the writer's connection ([`Store::begin_write`]): batches
 /// applied to it ([`Store::apply_batch`]) become visible, and durable, together when it
 /// commits. Dropped without [`WriteTx::commit`], it rolls back.
-pub struct WriteTx(Tx<'static>, RollbackGuard);
+pub struct WriteTx(Tx<'static>, RollbackGuard, Committed);
+
+/// The rows a write transaction applied, for the checkpointer once it commits.
+struct Committed {
+    checkpointer: std::sync::Arc<super::checkpointer::Checkpointer>,
+    rows: u64,
+}
 
 impl WriteTx {
     /// Commits everything applied.
     pub async fn commit(self) -> Result<(), StoreError> {
-        let WriteTx(tx, guard) = self;
+        let WriteTx(tx, guard, committed) = self;
         tx.commit().await?;
         guard.committed();
+        committed.checkpointer.committed(committed.rows);
         Ok(())
     }
 }

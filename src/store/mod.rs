@@ -6,6 +6,7 @@
 //! ended.
 
 mod cache;
+mod checkpointer;
 mod commit;
 mod correlations;
 pub mod queries;
@@ -304,6 +305,9 @@ pub struct Store {
     recent: recent::SharedRecent,
     /// The correlation ids the store may hold a counted failure for (`correlations`).
     correlations: correlations::SharedCorrelations,
+    /// Checkpoints the write-ahead log off the write path (`checkpointer`); stopped by
+    /// [`Store::close`].
+    checkpointer: Arc<checkpointer::Checkpointer>,
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -503,6 +507,15 @@ static WRITER_CONNECTIONS: std::sync::atomic::AtomicI64 = std::sync::atomic::Ato
 /// holding 3 M records is no slower (the hot index pages are the current time buckets;
 /// BENCHMARKS.md, twelfth pass).
 const WRITER_CACHE: &str = "-12000";
+/// The log's size (pages) at which the writer's connection checkpoints at a commit: twice
+/// the other connections' bound. The background checkpointer (`checkpointer`) copies a
+/// commit's pages after it, but by then the writer has usually written to the log again,
+/// and the log restarts only when the writer next writes and finds it all copied, in
+/// practice after a checkpoint of its own. At 8,000 that was at nearly every
+/// commit of a replay, each time copying that commit's pages on the write path; at 16,000
+/// it is every second one, and the log peaks at about 80 MB in a 1 M-record replay
+/// (BENCHMARKS.md, twenty-first pass).
+const WRITER_AUTOCHECKPOINT: &str = "16000";
 /// Result rows the writer's connection may queue ahead of the writer.
 const WRITER_ROW_BUFFER: usize = 4096;
 /// Page cache of each reader connection.
@@ -609,7 +622,9 @@ impl Store {
             // violation had to undo the statement alone (BENCHMARKS.md, sixth pass).
             .connect_with(
                 options
+                    .clone()
                     .pragma("cache_size", WRITER_CACHE)
+                    .pragma("wal_autocheckpoint", WRITER_AUTOCHECKPOINT)
                     .foreign_keys(false)
                     // Rows a statement returns (the incident users a batch inserts, up to a
                     // few thousand) queue for the writer instead of stopping SQLite's
@@ -619,12 +634,19 @@ impl Store {
             )
             .await
             .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
+        // Its own connection, opened when first needed: a checkpoint reads the log into a
+        // buffer of its own, so the connection's page cache stays small.
+        let checkpoints = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(0)
+            .connect_lazy_with(options.pragma("cache_size", "-256"));
         Ok(Store {
             pool,
             writer,
             path: path.to_path_buf(),
             recent: Default::default(),
             correlations: Default::default(),
+            checkpointer: Arc::new(checkpointer::Checkpointer::start(checkpoints)),
         })
     }
 
@@ -645,10 +667,16 @@ impl Store {
         cache::lock(&self.correlations).entries()
     }
 
+    /// How many checkpoints the background checkpointer has completed (a diagnostic).
+    pub fn background_checkpoints(&self) -> u64 {
+        self.checkpointer.completed()
+    }
+
     /// Closes the pools (after the last commit), first moving everything committed from
     /// the write-ahead log into the database file: a copy of the file (and its key file)
     /// taken after a one-shot command then holds the whole store.
     pub async fn close(&self) {
+        self.checkpointer.stop().await;
         // Best effort: a reader elsewhere (an operator's `sqlite3`) may keep the log busy;
         // its content is then still in `-wal` beside the file, as before.
         if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.writer).await {
