@@ -1860,6 +1860,29 @@ async fn a_rolled_back_batch_leaves_no_failures_in_the_detectors_memory() {
     assert_eq!(r.detections.get("password_spray"), Some(&1), "ten users from ip-x once they are stored");
 }
 
+/// A batch of Passport lines whose Entra records are all stored looks up more ids than
+/// one correlation statement takes (1,000): every line still joins its record, counted
+/// once, whichever statement looked it up.
+#[tokio::test]
+async fn thousands_of_correlation_lookups_in_one_batch_each_join_once() {
+    let (_d, s) = store().await;
+    let p = Policy::default();
+    let total = 2_500i64;
+    let attempt = |i: i64, source: &'static str| {
+        let mut e = ev(&format!("{source}-{i}"), 50076, Category::MfaRequired, 1 + i % 50);
+        e.correlation = Some(format!("corr-{i:05}"));
+        e.source = source;
+        if source == "passport" {
+            e.user = None;
+        }
+        e
+    };
+    commit(&s, &p, (0..total).map(|i| attempt(i, "entra")).collect()).await;
+    commit(&s, &p, (0..total).map(|i| attempt(i, "passport")).collect()).await;
+    let counted: i64 = all(&s).await.iter().map(|i| i.event_count).sum();
+    assert_eq!(counted, total, "every line joined its Entra record");
+}
+
 /// The background checkpointer copies committed pages into the store's file while the
 /// write path goes on, and leaves the write path's in-memory copies in place: a checkpoint
 /// that made the writer's connection see another commit (as a `TRUNCATE` checkpoint does)
@@ -1880,16 +1903,18 @@ async fn a_background_checkpoint_keeps_the_write_paths_filter() {
     let size_before = std::fs::metadata(&file).unwrap().len();
     let checkpoints_before = s.background_checkpoints();
     let source: std::sync::Arc<str> = "entra".into();
-    let successes = (0..12_000i64)
-        .map(|i| passportd::store::StoredSuccess {
-            source: source.clone(),
-            occurred_at_ms: at(2).timestamp_millis() + i,
-            dedup_at: at(2).timestamp_millis() + i,
-            time_is_logged: false,
-            key: format!("id:s{i}"),
-        })
-        .collect();
-    s.commit_batch(&Batch { successes, ..Batch::default() }, &p).await.unwrap();
+    let successes_at = |minute: i64| {
+        (0..12_000i64)
+            .map(|i| passportd::store::StoredSuccess {
+                source: source.clone(),
+                occurred_at_ms: at(minute).timestamp_millis() + i,
+                dedup_at: at(minute).timestamp_millis() + i,
+                time_is_logged: false,
+                key: format!("id:s{minute}-{i}"),
+            })
+            .collect()
+    };
+    s.commit_batch(&Batch { successes: successes_at(2), ..Batch::default() }, &p).await.unwrap();
     common::poll_until("a background checkpoint after 12,000 rows", Duration::from_secs(30), || async {
         (s.background_checkpoints() > checkpoints_before).then_some(())
     })
@@ -1897,6 +1922,12 @@ async fn a_background_checkpoint_keeps_the_write_paths_filter() {
     assert!(std::fs::metadata(&file).unwrap().len() > size_before, "the pages were copied into the file");
     commit(&s, &p, vec![correlated("b".into(), 3)]).await;
     assert!(s.correlation_ids_in_memory() >= 41, "the filter was kept: {}", s.correlation_ids_in_memory());
+    // Closing right after a commit that starts another checkpoint waits for it, and then
+    // empties the log into the file.
+    s.commit_batch(&Batch { successes: successes_at(3), ..Batch::default() }, &p).await.unwrap();
+    s.close().await;
+    let log = std::fs::metadata(dir.path().join("db/p.db-wal")).map_or(0, |m| m.len());
+    assert_eq!(log, 0, "the write-ahead log is empty after close");
 }
 
 /// Resolved by hand a minute after the last input arrived, an incident is resolved on the

@@ -10,18 +10,19 @@
 //! so the write path's in-memory copies (`recent`, `correlations`) stay valid.
 //!
 //! A checkpoint starts once [`ROWS_PER_CHECKPOINT`] rows have been committed since the
-//! last one: after every commit of a replay, every dozen or so of `serve`'s. The writer's
-//! own automatic checkpoint stays, at twice its default (`WRITER_AUTOCHECKPOINT` in the
-//! store), as the bound on the log: this one cannot restart the log (only the writer does,
-//! when it next writes and finds everything copied), and a checkpoint cannot copy past a
-//! snapshot a reader still holds. The writer's checkpoint then copies only what this one
-//! has not.
+//! last one started: after every commit of a replay, and in `serve` after as many rows,
+//! whatever the number of commits. The writer's own automatic checkpoint stays, at twice
+//! the other connections' 8,000 pages (`WRITER_AUTOCHECKPOINT` in the store), as the bound
+//! on the log: this one cannot restart the log (only the writer does, when it next writes
+//! and finds everything copied), and a checkpoint cannot copy past a snapshot a reader
+//! still holds. The writer's checkpoint then copies only what this one has not; it is
+//! skipped while this one runs, so the bound is not exact.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use sqlx::SqlitePool;
-use tokio::sync::Notify;
+use tokio::sync::{Mutex, Notify};
 use tokio::task::JoinHandle;
 
 /// Rows committed (events and successes offered) after which a checkpoint starts. A row of
@@ -29,10 +30,13 @@ use tokio::task::JoinHandle;
 /// the writer's own bound.
 pub(crate) const ROWS_PER_CHECKPOINT: u64 = 12_000;
 
-/// The background checkpointer: its task, and what the write path tells it.
-#[derive(Debug, Default)]
+/// The background checkpointer: its task, and what the write path tells it. Dropped
+/// (with the store's last handle), it lets its task end.
+#[derive(Debug)]
 pub(crate) struct Checkpointer {
     shared: Arc<Shared>,
+    /// Held while stopping, so that every caller of [`Checkpointer::stop`] returns only
+    /// once the task has ended.
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -43,7 +47,7 @@ struct Shared {
     rows: AtomicU64,
     wake: Notify,
     closing: AtomicBool,
-    /// Checkpoints that completed (a diagnostic).
+    /// Checkpoints that ran to the end of the log as they found it (a diagnostic).
     done: AtomicU64,
 }
 
@@ -75,15 +79,19 @@ impl Checkpointer {
     pub(crate) async fn stop(&self) {
         self.shared.closing.store(true, Ordering::Relaxed);
         self.shared.wake.notify_one();
-        let task = match self.task.lock() {
-            Ok(mut task) => task.take(),
-            Err(poisoned) => poisoned.into_inner().take(),
-        };
-        if let Some(task) = task {
-            if let Err(e) = task.await {
+        let mut task = self.task.lock().await;
+        if let Some(running) = task.take() {
+            if let Err(e) = running.await {
                 tracing::debug!(error = %e, "the checkpointer's task ended abnormally");
             }
         }
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.shared.closing.store(true, Ordering::Relaxed);
+        self.shared.wake.notify_one();
     }
 }
 
@@ -97,7 +105,9 @@ async fn run(pool: SqlitePool, shared: Arc<Shared>) {
         // the pages in the log, where the next one, or the writer's, copies them.
         match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&pool).await {
             Ok((busy, log, copied)) => {
-                shared.done.fetch_add(1, Ordering::Relaxed);
+                if busy == 0 {
+                    shared.done.fetch_add(1, Ordering::Relaxed);
+                }
                 tracing::debug!(busy, log, copied, "checkpointed the write-ahead log");
             }
             Err(e) => tracing::debug!(error = %e, "the write-ahead log was not checkpointed"),

@@ -1247,16 +1247,28 @@ async fn counted_copies(
     probes: &[(&str, i64)],
     below: i64,
 ) -> Result<HashMap<String, Vec<CorrelationHit>>, StoreError> {
-    let mut pairs: Vec<(i64, &str)> =
-        probes.iter().flat_map(|&(c, at)| probe_buckets(at).map(move |b| (b, c))).collect();
-    pairs.sort_unstable();
-    pairs.dedup();
-    let mut found: HashMap<String, Vec<CorrelationHit>> = HashMap::new();
-    if pairs.is_empty() {
-        return Ok(found);
+    let mut sorted = probes.to_vec();
+    sorted.sort_unstable();
+    let mut rows: Vec<CopyRow> = Vec::new();
+    let mut rest = &sorted[..];
+    while !rest.is_empty() {
+        // One id's probes stay in one statement, where their shared buckets are named once:
+        // named in two, a row would come back twice.
+        let mut end = rest.len().min(PROBES_PER_STATEMENT);
+        while end < rest.len() && rest[end].0 == rest[end - 1].0 {
+            end += 1;
+        }
+        let (chunk, tail) = rest.split_at(end);
+        rest = tail;
+        let mut pairs: Vec<(i64, &str)> =
+            chunk.iter().flat_map(|&(c, at)| probe_buckets(at).map(move |b| (b, c))).collect();
+        pairs.sort_unstable();
+        pairs.dedup();
+        rows.extend(
+            fetch_json_rows::<CopyRow, _>(tx, CORRELATED_COPIES, &pairs, &[below], "events (correlation join)").await?,
+        );
     }
-    let rows: Vec<CopyRow> =
-        fetch_json_rows(tx, CORRELATED_COPIES, &pairs, &[below], "events (correlation join)").await?;
+    let mut found: HashMap<String, Vec<CorrelationHit>> = HashMap::new();
     for (event_id, c, occurred_at, incident, fingerprint, passport_category, record_id) in rows {
         found.entry(c).or_default().push(CorrelationHit {
             event_id,
@@ -1272,6 +1284,12 @@ async fn counted_copies(
     }
     Ok(found)
 }
+
+/// Correlation lookups per statement. Each names up to 25 buckets (its ±12 h window of hour
+/// buckets), so a statement's list holds at most about 25,000 pairs, however many lookups
+/// the filter lets through: a batch of 8,000 failures it cannot rule out (a store too
+/// dense for it) would otherwise build 200,000 pairs, about 9 MB of JSON, at once.
+const PROBES_PER_STATEMENT: usize = 1000;
 
 /// The correlation buckets a lookup around event time `at` probes.
 fn probe_buckets(at: i64) -> std::ops::RangeInclusive<i64> {

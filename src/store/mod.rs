@@ -531,7 +531,8 @@ pub fn from_ms(ms: i64) -> DateTime<Utc> {
 }
 
 impl Store {
-    /// Opens (creating if needed) the database and applies pending migrations.
+    /// Opens (creating if needed) the database and applies pending migrations. Must run
+    /// inside a Tokio runtime: it starts the store's background checkpointer there.
     pub async fn open(path: &Path) -> Result<Store, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)
@@ -667,7 +668,8 @@ impl Store {
         cache::lock(&self.correlations).entries()
     }
 
-    /// How many checkpoints the background checkpointer has completed (a diagnostic).
+    /// How many checkpoints the background checkpointer has run to the end of the log (a
+    /// diagnostic).
     pub fn background_checkpoints(&self) -> u64 {
         self.checkpointer.completed()
     }
