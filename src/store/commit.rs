@@ -74,7 +74,7 @@ pub const CORRELATION_WINDOW_MS: i64 = 12 * 3_600_000;
 /// with day buckets (migration 0007) that was the whole day's index at every commit. The
 /// ±12 h window then spans up to 25 buckets, but the correlation filter rules out almost
 /// every lookup, and a probe of an empty bucket is one short seek.
-const CORRELATION_BUCKET_MS: i64 = 3_600_000;
+pub(crate) const CORRELATION_BUCKET_MS: i64 = 3_600_000;
 /// How far an incident's times may run ahead of this host's clock: a small lead for Macs
 /// whose clocks are a little off, so that one whose clock is hours or a year ahead does not
 /// keep its incident open for that long. The event-time clock itself never runs ahead of

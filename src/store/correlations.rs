@@ -27,7 +27,8 @@
 //!   a row it uncounted (a superseded Passport line) is counted again after the rollback
 //!   but may be missing from the filter;
 //! - it holds more than [`MAX_ENTRIES`] ids. It is filled again when a batch needs it, but
-//!   not from a bucket a fill was refused from (over capacity) or an earlier one.
+//!   not from a bucket a fill was refused from (over capacity), an earlier one, or one
+//!   less than a day of event time later.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -42,6 +43,10 @@ const HASHES: u64 = 4;
 /// Most ids held before the filter is forgotten. At this load about 14 % of the probes
 /// for ids it does not hold still go to the index.
 pub(crate) const MAX_ENTRIES: usize = 1_000_000;
+/// How many buckets after one a fill was refused from (a day of event time) the next fill
+/// may start. A fill from the next hour's bucket would read nearly the same ids again
+/// (over a million, about 0.6 s) and be refused again, every hour of event time.
+const REFILL_AFTER_REFUSAL: i64 = 86_400_000 / super::commit::CORRELATION_BUCKET_MS;
 /// Fewest probes in one batch for which an empty filter is filled. Live tailing commits
 /// small batches, whose few lookups cost less than a fill read back from a large store.
 pub(crate) const MIN_PROBES_TO_FILL: usize = 32;
@@ -147,9 +152,10 @@ impl SeenCorrelations {
     }
 
     /// Whether a fill from bucket `from` may hold all it reads: not when one from that
-    /// bucket or a later one was refused (the store only grows, but for retention).
+    /// bucket or a later one was refused (the store only grows, but for retention), nor
+    /// when one was refused less than [`REFILL_AFTER_REFUSAL`] buckets before.
     pub(crate) fn may_fill(&self, from: i64) -> bool {
-        self.refused_from.map_or(true, |refused| refused < from)
+        self.refused_from.map_or(true, |refused| refused.saturating_add(REFILL_AFTER_REFUSAL) <= from)
     }
 
     /// Installs a filter read from the store: every counted failure's id from bucket
@@ -207,7 +213,8 @@ mod tests {
     }
 
     /// A fill over capacity is refused; so is a later one from that bucket or an earlier
-    /// one (it would read the same ids again), not one from a later bucket.
+    /// one (it would read the same ids again), or from a bucket less than a day later, not
+    /// one from a day later.
     #[test]
     fn a_fill_over_capacity_is_refused_with_every_fill_that_would_read_it_again() {
         let mut filter = SeenCorrelations::default();
@@ -217,7 +224,9 @@ mod tests {
         }
         filter.fill(0, bloom);
         assert_eq!(filter.entries(), 0);
-        assert!(!filter.may_fill(0) && !filter.may_fill(-1) && filter.may_fill(1));
+        assert!(!filter.may_fill(0) && !filter.may_fill(-1));
+        assert!(!filter.may_fill(REFILL_AFTER_REFUSAL - 1) && filter.may_fill(REFILL_AFTER_REFUSAL));
+        assert_eq!(REFILL_AFTER_REFUSAL, 24, "a day of hour buckets");
         filter.fill(1, Bloom::new());
         for i in 0..=MAX_ENTRIES {
             filter.add(&i.to_string());
