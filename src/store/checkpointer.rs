@@ -70,7 +70,7 @@ impl Checkpointer {
         }
     }
 
-    /// Checkpoints that have completed.
+    /// Checkpoints that ran to the end of the log as they found it.
     pub(crate) fn completed(&self) -> u64 {
         self.shared.done.load(Ordering::Relaxed)
     }
