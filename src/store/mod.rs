@@ -513,7 +513,7 @@ const WRITER_CACHE: &str = "-12000";
 /// and the log restarts only when the writer next writes and finds it all copied, in
 /// practice after a checkpoint of its own. At 8,000 that was at nearly every
 /// commit of a replay, each time copying that commit's pages on the write path; at 16,000
-/// it is every second one, and the log peaks at about 80 MB in a 1 M-record replay
+/// it is every second one, and the log peaks at 80–90 MB in a 1 M-record replay
 /// (BENCHMARKS.md, twenty-first pass).
 const WRITER_AUTOCHECKPOINT: &str = "16000";
 /// Result rows the writer's connection may queue ahead of the writer.
