@@ -1400,17 +1400,11 @@ pub async fn run_writer(
             let started = Instant::now();
             let mut o = match open.take() {
                 Some(o) => o,
-                None => OpenCommit {
-                    tx: writer.begin().await?,
-                    opened: Instant::now(),
-                    records: 0,
-                    incidents_changed: false,
-                },
+                None => OpenCommit { tx: writer.begin().await?, opened: Instant::now(), incidents_changed: false },
             };
             let result = writer.apply(&mut o.tx, &batch).await?;
-            o.records += batch.records();
             o.incidents_changed |= result.changed_incidents();
-            if o.records >= limits.commit_records || o.opened.elapsed() >= limits.commit_after {
+            if o.tx.records() >= limits.commit_records || o.opened.elapsed() >= limits.commit_after {
                 writer.finish(o.tx, o.incidents_changed).await?;
             } else {
                 open = Some(o);
@@ -1468,7 +1462,7 @@ async fn next_chunk(
         Err(TryRecvError::Empty) => {}
     }
     if let Some(o) = open.take() {
-        if o.records >= limits.commit_records / 8 {
+        if o.tx.records() >= limits.commit_records / 8 {
             writer.finish(o.tx, o.incidents_changed).await?;
         } else {
             let pause = tokio::time::Instant::now() + limits.max_wait;
@@ -1493,8 +1487,6 @@ struct OpenCommit {
     tx: WriteTx,
     /// When it began.
     opened: Instant,
-    /// Records applied to it.
-    records: usize,
     /// Whether any of its batches opened or resolved incidents.
     incidents_changed: bool,
 }

@@ -171,9 +171,9 @@ async fn copies_of_the_newest_and_of_older_failures_are_duplicates() {
     assert_eq!(ids, ["e1", "e2", "e3", "e4"]);
 }
 
-/// A batch writes its incidents' counters in statements of a fixed number of incidents
-/// (issue #8), the last one padded: with more incidents than one statement holds, every
-/// incident gets exactly its own counts, users, times and sources, none another's.
+/// A batch writes its incidents' counters in one statement, from a bound list (issue #8):
+/// with 150 incidents in one batch, every incident gets exactly its own counts, users,
+/// times and sources, none another's.
 #[tokio::test]
 async fn a_batch_touching_many_incidents_counts_each_exactly() {
     use Category::MfaRequired as Mfa;

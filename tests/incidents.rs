@@ -904,11 +904,11 @@ async fn rewind(path: &std::path::Path, statements: &[&str]) {
     old.close().await.unwrap();
 }
 
-/// A store written before migration 0006 (correlation and detector indexes led by their
-/// key) is upgraded on open, and a copy arriving after the upgrade still joins a failure
-/// stored before it.
-#[tokio::test]
-async fn a_copy_after_the_upgrade_joins_a_failure_stored_before_it() {
+/// Stores an Entra failure, closes the store, puts its schema back with `statements` (as
+/// an older version left it), and opens it again: the upgrade leads the correlation index
+/// by the hour (migration 0012), and a Passport copy arriving after it joins the failure
+/// stored before, counted once.
+async fn a_copy_after_an_upgrade_joins_a_failure_stored_before_it(statements: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("old.db");
     let p = Policy::default();
@@ -917,10 +917,33 @@ async fn a_copy_after_the_upgrade_joins_a_failure_stored_before_it() {
     let s = Store::open(&path).await.unwrap();
     commit(&s, &p, vec![entra]).await;
     s.close().await;
-    // Put the store back as version 0005 left it.
-    rewind(
-        &path,
-        &[
+    rewind(&path, statements).await;
+
+    let s = Store::open(&path).await.unwrap();
+    let index: String = {
+        use sqlx::Connection;
+        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+        sqlx::query_scalar("SELECT sql FROM sqlite_schema WHERE name = 'events_by_correlation'")
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+    };
+    assert!(index.contains("occurred_at / 3600000, correlation_id"), "{index}");
+    let mut passport = ev("passport-1", 50076, Category::MfaRequired, 1);
+    passport.correlation = Some("corr-1".into());
+    passport.source = "passport";
+    commit(&s, &p, vec![passport]).await;
+    let incs = all(&s).await;
+    assert_eq!(incs.len(), 1, "{incs:?}");
+    assert_eq!(incs[0].event_count, 1, "the copy is not counted again");
+    assert_eq!(incs[0].sources, vec!["entra".to_string(), "passport".to_string()]);
+}
+
+/// A store written before migration 0006 (correlation and detector indexes led by their
+/// key) is upgraded on open, through the day buckets of 0007 to the hour buckets of 0012.
+#[tokio::test]
+async fn a_copy_after_the_upgrade_joins_a_failure_stored_before_it() {
+    a_copy_after_an_upgrade_joins_a_failure_stored_before_it(&[
         "DROP INDEX events_by_correlation",
         "CREATE INDEX events_by_correlation ON events (correlation_id) WHERE correlation_id IS NOT NULL AND outcome = 'failure'",
         "DROP INDEX events_by_ip_key",
@@ -930,20 +953,21 @@ async fn a_copy_after_the_upgrade_joins_a_failure_stored_before_it() {
         "CREATE INDEX events_by_user_key ON events (user_key, occurred_at, code, outcome, counted)
             WHERE user_key IS NOT NULL AND outcome = 'failure' AND counted = 1 AND code IN (50126, 50053)",
         "DROP INDEX events_lockouts",
-        "DELETE FROM _sqlx_migrations WHERE version IN (6, 7)",
-        ],
-    )
+        "DELETE FROM _sqlx_migrations WHERE version IN (6, 7, 12)",
+    ])
     .await;
+}
 
-    let s = Store::open(&path).await.unwrap();
-    let mut passport = ev("passport-1", 50076, Category::MfaRequired, 1);
-    passport.correlation = Some("corr-1".into());
-    passport.source = "passport";
-    commit(&s, &p, vec![passport]).await;
-    let incs = all(&s).await;
-    assert_eq!(incs.len(), 1, "{incs:?}");
-    assert_eq!(incs[0].event_count, 1, "the copy is not counted again");
-    assert_eq!(incs[0].sources, vec!["entra".to_string(), "passport".to_string()]);
+/// A store at migration 0011 (the correlation index led by the day) is upgraded on open.
+#[tokio::test]
+async fn a_copy_after_the_hour_bucket_upgrade_joins_a_failure_stored_before_it() {
+    a_copy_after_an_upgrade_joins_a_failure_stored_before_it(&[
+        "DROP INDEX events_by_correlation",
+        "CREATE INDEX events_by_correlation ON events (occurred_at / 86400000, correlation_id)
+            WHERE correlation_id IS NOT NULL AND outcome = 'failure' AND counted = 1",
+        "DELETE FROM _sqlx_migrations WHERE version = 12",
+    ])
+    .await;
 }
 
 /// A detection's figures come from one window: 12 failures by 10 users in the first,
@@ -1860,9 +1884,9 @@ async fn a_rolled_back_batch_leaves_no_failures_in_the_detectors_memory() {
     assert_eq!(r.detections.get("password_spray"), Some(&1), "ten users from ip-x once they are stored");
 }
 
-/// A batch of Passport lines whose Entra records are all stored looks up more ids than
-/// one correlation statement takes (1,000): every line still joins its record, counted
-/// once, whichever statement looked it up.
+/// A batch of Passport lines whose Entra records are all stored looks up more
+/// `[bucket, id]` pairs than one correlation statement takes (25,000; 25 buckets per
+/// line): every line still joins its record, counted once, whichever statement found it.
 #[tokio::test]
 async fn thousands_of_correlation_lookups_in_one_batch_each_join_once() {
     let (_d, s) = store().await;

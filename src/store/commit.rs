@@ -428,27 +428,17 @@ impl BatchIncidents {
                 *new_users.entry(id).or_default() += 1;
             }
         }
-        for chunk in deltas.chunks(DELTA_ROWS) {
-            let mut args = SqliteArguments::default();
-            args.reserve(DELTA_COLUMNS * DELTA_ROWS, 0);
-            for (id, d) in chunk {
-                bind(&mut args, Some(*id))?;
-                bind(&mut args, d.counted)?;
-                bind(&mut args, new_users.get(id).copied().unwrap_or(0))?;
-                bind(&mut args, d.first_seen)?;
-                bind(&mut args, d.last_seen)?;
-                bind(&mut args, d.sources.first().map(String::as_str).unwrap_or(""))?;
-            }
-            // The rest of the rows update nothing: no incident has a NULL id.
-            for _ in chunk.len()..DELTA_ROWS {
-                bind(&mut args, None::<i64>)?;
-                for _ in 2..DELTA_COLUMNS {
-                    bind(&mut args, 0i64)?;
-                }
-                bind(&mut args, "")?;
-            }
-            sqlx::query_with(&self.delta_sql, args).persistent(true).execute(&mut **tx).await?;
-        }
+        // One bound JSON list again, whatever the number of incidents.
+        let rows: Vec<(i64, i64, i64, i64, i64, &str)> = deltas
+            .iter()
+            .map(|(id, d)| {
+                let source = d.sources.first().map(String::as_str).unwrap_or("");
+                (*id, d.counted, new_users.get(id).copied().unwrap_or(0), d.first_seen, d.last_seen, source)
+            })
+            .collect();
+        let list = serde_json::to_string(&rows)
+            .map_err(|e| StoreError::Corrupt { column: "incidents", value: e.to_string() })?;
+        sqlx::query(&self.delta_sql).bind(list).persistent(true).execute(&mut **tx).await?;
         for (id, d) in &deltas {
             for source in d.sources.iter().skip(1) {
                 add_source(tx, *id, source, d.last_seen).await?;
@@ -458,16 +448,12 @@ impl BatchIncidents {
     }
 }
 
-/// Incidents per statement of `BatchIncidents::flush`. Every statement has this many
-/// rows, the last one padded with rows that match no incident: one text, prepared once
-/// and kept. Prepared afresh for every batch (its text varied), it cost the SQLite thread
-/// about a third of a millisecond each time (BENCHMARKS.md, twentieth pass).
-const DELTA_ROWS: usize = 64;
-/// Values per incident in that statement: `v(id, n, u, f, l, s)`.
-const DELTA_COLUMNS: usize = 6;
-
-/// The statement that adds `DELTA_ROWS` incidents' deltas (`v(id, n, u, f, l, s)`) to
-/// their rows, for incidents whose quiet period is `quiet_sql` (see `quiet_sql`).
+/// The statement that adds incidents' deltas, a JSON list of `[id, n, u, f, l, s]` bound
+/// as `?1`, to their rows, for incidents whose quiet period is `quiet_sql` (see
+/// `quiet_sql`). Its text is the same for every batch, so it is prepared once and kept:
+/// prepared afresh for every batch (its text varied with the number of incidents), it
+/// cost the SQLite thread about a third of a millisecond each time (BENCHMARKS.md,
+/// twentieth pass).
 fn delta_update_sql(quiet_sql: &str) -> String {
     // An incident the sweep resolved (at its last event plus its quiet period) that a
     // late failure or copy joins did not go quiet then: it is active again, and the sweep
@@ -476,7 +462,9 @@ fn delta_update_sql(quiet_sql: &str) -> String {
     let resolved_too_early =
         format!("status = 'resolved' AND v.l > last_seen AND resolved_at = last_seen + {quiet_sql}");
     format!(
-        "WITH v(id, n, u, f, l, s) AS (VALUES {}) UPDATE incidents SET event_count = event_count + v.n,
+        "WITH v(id, n, u, f, l, s) AS (SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4,
+                                             value ->> 5 FROM json_each(?1))
+         UPDATE incidents SET event_count = event_count + v.n,
             users_affected = users_affected + v.u,
             status = CASE WHEN {resolved_too_early}
                           THEN CASE WHEN acknowledged_at IS NOT NULL THEN 'acknowledged' ELSE 'open' END
@@ -485,8 +473,7 @@ fn delta_update_sql(quiet_sql: &str) -> String {
             first_seen = MIN(first_seen, v.f), last_seen = MAX(last_seen, v.l),
             sources = CASE WHEN v.s = '' OR instr(',' || sources || ',', ',' || v.s || ',') > 0 THEN sources
                            WHEN sources = '' THEN v.s ELSE sources || ',' || v.s END
-         FROM v WHERE incidents.id = v.id",
-        placeholder_rows(DELTA_COLUMNS, DELTA_ROWS)
+         FROM v WHERE incidents.id = v.id"
     )
 }
 
@@ -531,10 +518,7 @@ impl BatchRows<'_> {
     async fn write_through(&mut self, tx: &mut Tx<'_>, end: usize) -> Result<(), StoreError> {
         let end = end.min(self.rows.len());
         while self.written < end {
-            let left = end - self.written;
-            let n = EVENT_INSERTS.rows_for(left);
-            insert_events(tx, &self.rows[self.written..self.written + n]).await?;
-            self.written += n;
+            self.written += insert_events(tx, &self.rows[self.written..end]).await?;
         }
         Ok(())
     }
@@ -569,7 +553,7 @@ impl Store {
     /// before that was kept. Returns how many it resolved.
     pub async fn resolve_quiet(&self, idle: std::time::Duration, policy: &Policy) -> Result<u64, StoreError> {
         let mut tx = self.begin_write().await?;
-        let (watermark, clock, input_at): ClockReadings = sqlx::query_as(CLOCK_READINGS).fetch_one(&mut *tx.0).await?;
+        let (watermark, clock, input_at): ClockReadings = sqlx::query_as(CLOCK_READINGS).fetch_one(&mut *tx.tx).await?;
         if watermark.is_none() {
             return Ok(0);
         }
@@ -581,7 +565,7 @@ impl Store {
                 incident_clock(watermark, clock, Some(now - i64::try_from(idle.as_millis()).unwrap_or(0)), now, now)
             }
         };
-        let resolved = sweep(&mut tx.0, clock_now, policy).await?;
+        let resolved = sweep(&mut tx.tx, clock_now, policy).await?;
         tx.commit().await?;
         Ok(resolved)
     }
@@ -593,8 +577,12 @@ impl Store {
         // HTTP ingest, an acknowledgement, retention) committed meanwhile; this one waits
         // its turn (busy_timeout) instead, and the ids it assigns cannot be taken.
         let tx = self.writer_pool().begin_with("BEGIN IMMEDIATE").await?;
-        let committed = Committed { checkpointer: self.checkpointer.clone(), rows: 0 };
-        Ok(WriteTx(tx, RollbackGuard::new(self.recent.clone(), self.correlations.clone()), committed))
+        Ok(WriteTx {
+            tx,
+            guard: RollbackGuard::new(self.recent.clone(), self.correlations.clone()),
+            checkpointer: self.checkpointer.clone(),
+            records: 0,
+        })
     }
 
     /// Writes one batch inside `tx`, exactly as [`Store::commit_batch`] does, without
@@ -610,8 +598,8 @@ impl Store {
         if batch.is_empty() {
             return Ok(result);
         }
-        tx.2.rows += batch.records() as u64;
-        let tx = &mut tx.0;
+        tx.records += batch.records();
+        let tx = &mut tx.tx;
         type BatchStart = (Option<i64>, i64, i64, Option<i64>, Option<i64>, Option<i64>, bool, Option<i64>);
         let (watermark, connection, data_version, horizon, clock, input_at, any_logged_time, newest_key_time): BatchStart =
             sqlx::query_as(BATCH_START).fetch_one(&mut **tx).await?;
@@ -868,21 +856,28 @@ impl Store {
 /// A write transaction open on the writer's connection ([`Store::begin_write`]): batches
 /// applied to it ([`Store::apply_batch`]) become visible, and durable, together when it
 /// commits. Dropped without [`WriteTx::commit`], it rolls back.
-pub struct WriteTx(Tx<'static>, RollbackGuard, Committed);
-
-/// The rows a write transaction applied, for the checkpointer once it commits.
-struct Committed {
+pub struct WriteTx {
+    tx: Tx<'static>,
+    /// Forgets the write path's in-memory copies unless the transaction commits.
+    guard: RollbackGuard,
+    /// Told how many records committed.
     checkpointer: std::sync::Arc<super::checkpointer::Checkpointer>,
-    rows: u64,
+    /// Records of the batches applied.
+    records: usize,
 }
 
 impl WriteTx {
+    /// Records of the batches applied so far (what `Batch::records` counts).
+    pub fn records(&self) -> usize {
+        self.records
+    }
+
     /// Commits everything applied.
     pub async fn commit(self) -> Result<(), StoreError> {
-        let WriteTx(tx, guard, committed) = self;
+        let WriteTx { tx, guard, checkpointer, records } = self;
         tx.commit().await?;
         guard.committed();
-        committed.checkpointer.committed(committed.rows);
+        checkpointer.committed(records as u64);
         Ok(())
     }
 }
@@ -911,7 +906,7 @@ async fn insert_successes(
         let mut inserted = 0u64;
         let mut left = same_source;
         while !left.is_empty() {
-            let n = SUCCESS_INSERTS.rows_for(left.len());
+            let (n, sql) = SUCCESS_INSERTS.next(left.len());
             let (head, more) = left.split_at(n);
             // OR IGNORE rather than ON CONFLICT DO NOTHING: the same for a stored key, and
             // no statement journal (see `insert_events`); no column can be NULL. The run's
@@ -925,8 +920,7 @@ async fn insert_successes(
                 bind(&mut args, r.key)?;
                 bind(&mut args, r.occurred_at)?;
             }
-            let sql = SUCCESS_INSERTS.text(n);
-            inserted += sqlx::query_with(&sql, args).persistent(true).execute(&mut **tx).await?.rows_affected();
+            inserted += sqlx::query_with(sql, args).persistent(true).execute(&mut **tx).await?.rows_affected();
             left = more;
         }
         let duplicates = same_source.len() as u64 - inserted;
@@ -1136,23 +1130,14 @@ struct InsertTexts {
 }
 
 impl InsertTexts {
-    /// The largest row count that `left` rows fill.
-    fn rows_for(&self, left: usize) -> usize {
-        self.sizes.into_iter().find(|n| *n <= left).unwrap_or(1)
-    }
-
-    /// The statement for `rows` rows.
-    fn text(&'static self, rows: usize) -> Cow<'static, str> {
-        let built = self.built.get_or_init(|| self.sizes.map(|n| self.build(n)));
-        match self.sizes.iter().position(|&n| n == rows) {
-            Some(i) => Cow::Borrowed(built[i].as_str()),
-            None => Cow::Owned(self.build(rows)),
-        }
-    }
-
-    /// `head`, `rows` tuples of `columns` placeholders, `tail`.
-    fn build(&self, rows: usize) -> String {
-        format!("{}{}{}", self.head, placeholder_rows(self.columns, rows), self.tail)
+    /// The next statement for `left` rows still to insert: the largest row count they
+    /// fill (at least 1), and its text.
+    fn next(&'static self, left: usize) -> (usize, &'static str) {
+        let built = self.built.get_or_init(|| {
+            self.sizes.map(|n| format!("{}{}{}", self.head, placeholder_rows(self.columns, n), self.tail))
+        });
+        let i = self.sizes.iter().position(|&n| n <= left).unwrap_or(self.sizes.len() - 1);
+        (self.sizes[i], built[i].as_str())
     }
 }
 
@@ -1181,10 +1166,16 @@ fn codes_text(codes: &[u32]) -> Option<String> {
     Some(text)
 }
 
-/// Inserts up to `INSERT_ROWS` new rows in one statement, with the ids, incidents and
+/// Inserts the first rows of `rows` in one statement (up to `INSERT_ROWS`, as many as one
+/// of `EVENT_INSERTS`' texts takes) and says how many, with the ids, incidents and
 /// counted flags already decided. The keys were checked to be new in this transaction,
 /// so a conflict here is a bug and fails the batch rather than shifting ids.
-async fn insert_events(tx: &mut Tx<'_>, rows: &[NewRow<'_>]) -> Result<(), StoreError> {
+async fn insert_events(tx: &mut Tx<'_>, rows: &[NewRow<'_>]) -> Result<usize, StoreError> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let (n, sql) = EVENT_INSERTS.next(rows.len());
+    let rows = &rows[..n];
     debug_assert!(rows.len() * EVENT_COLUMNS < 32_766);
     // OR IGNORE: a violation skips the row instead of aborting the statement, so SQLite
     // keeps no statement journal (a copy of every page the statement touches, to undo it
@@ -1226,12 +1217,11 @@ async fn insert_events(tx: &mut Tx<'_>, rows: &[NewRow<'_>]) -> Result<(), Store
         bind(&mut args, row.incident_id)?;
         bind(&mut args, i64::from(row.counted))?;
     }
-    let sql = EVENT_INSERTS.text(rows.len());
-    let stored = sqlx::query_with(&sql, args).persistent(true).execute(&mut **tx).await?.rows_affected();
+    let stored = sqlx::query_with(sql, args).persistent(true).execute(&mut **tx).await?.rows_affected();
     if stored != rows.len() as u64 {
         return Err(StoreError::RowsSkipped { table: "events", sent: rows.len() as u64, stored });
     }
-    Ok(())
+    Ok(n)
 }
 
 /// `[event id, correlation id, event time, incident, fingerprint, category of a Passport
@@ -1247,23 +1237,13 @@ async fn counted_copies(
     probes: &[(&str, i64)],
     below: i64,
 ) -> Result<HashMap<String, Vec<CorrelationHit>>, StoreError> {
-    let mut sorted = probes.to_vec();
-    sorted.sort_unstable();
+    let mut pairs: Vec<(i64, &str)> =
+        probes.iter().flat_map(|&(c, at)| probe_buckets(at).map(move |b| (b, c))).collect();
+    pairs.sort_unstable();
+    // Each pair once, in one statement: named twice, a row would come back twice.
+    pairs.dedup();
     let mut rows: Vec<CopyRow> = Vec::new();
-    let mut rest = &sorted[..];
-    while !rest.is_empty() {
-        // One id's probes stay in one statement, where their shared buckets are named once:
-        // named in two, a row would come back twice.
-        let mut end = rest.len().min(PROBES_PER_STATEMENT);
-        while end < rest.len() && rest[end].0 == rest[end - 1].0 {
-            end += 1;
-        }
-        let (chunk, tail) = rest.split_at(end);
-        rest = tail;
-        let mut pairs: Vec<(i64, &str)> =
-            chunk.iter().flat_map(|&(c, at)| probe_buckets(at).map(move |b| (b, c))).collect();
-        pairs.sort_unstable();
-        pairs.dedup();
+    for pairs in pairs.chunks(PAIRS_PER_STATEMENT) {
         rows.extend(
             fetch_json_rows::<CopyRow, _>(tx, CORRELATED_COPIES, &pairs, &[below], "events (correlation join)").await?,
         );
@@ -1285,11 +1265,11 @@ async fn counted_copies(
     Ok(found)
 }
 
-/// Correlation lookups per statement. Each names up to 25 buckets (its ±12 h window of hour
-/// buckets), so a statement's list holds at most about 25,000 pairs, however many lookups
-/// the filter lets through: a batch of 8,000 failures it cannot rule out (a store too
-/// dense for it) would otherwise build 200,000 pairs, about 9 MB of JSON, at once.
-const PROBES_PER_STATEMENT: usize = 1000;
+/// `[bucket, correlation id]` pairs per correlation lookup statement. A lookup names up to
+/// 25 buckets (its ±12 h window of hour buckets): a batch of 8,000 failures the filter
+/// cannot rule out (a store too dense for it) would otherwise send 200,000 pairs, about
+/// 9 MB of JSON, in one statement.
+const PAIRS_PER_STATEMENT: usize = 25_000;
 
 /// The correlation buckets a lookup around event time `at` probes.
 fn probe_buckets(at: i64) -> std::ops::RangeInclusive<i64> {
@@ -2913,17 +2893,17 @@ mod tests {
     }
 
     /// Each INSERT text holds one placeholder per value its caller binds, for every row
-    /// count, and a row count outside the fixed sizes still gets a right text.
+    /// count it is chosen for, and the row count is the largest that the rows left fill.
     #[test]
     fn insert_texts_hold_a_placeholder_per_bound_value() {
         for (texts, bound_once) in [(&EVENT_INSERTS, 0), (&SUCCESS_INSERTS, 1)] {
-            for rows in texts.sizes.into_iter().chain([3]) {
-                let sql = texts.text(rows);
+            for left in [1000, texts.sizes[0], texts.sizes[1] + 1, 9, 8, 7, 1] {
+                let (rows, sql) = texts.next(left);
+                assert!(rows <= left && texts.sizes.contains(&rows), "{left} left: {rows}");
+                assert!(texts.sizes.iter().all(|&n| n == rows || n > left || n < rows), "{left} left: {rows}");
                 assert_eq!(sql.matches('?').count(), rows * texts.columns + bound_once, "{rows} rows");
             }
-            assert_eq!(texts.rows_for(1000), texts.sizes[0]);
-            assert_eq!(texts.rows_for(9), 8);
-            assert_eq!(texts.rows_for(1), 1);
+            assert_eq!(texts.next(9).0, 8);
         }
         assert_eq!(EVENT_INSERTS.columns, EVENT_COLUMNS);
     }
@@ -3017,7 +2997,7 @@ mod tests {
         let store = empty_store(&dir).await;
         let mut tx = store.begin_write().await.expect("begin");
         // SQLite ends the transaction behind sqlx's back, as it does on a full disk.
-        sqlx::query("ROLLBACK").execute(&mut *tx.0).await.expect("rollback");
+        sqlx::query("ROLLBACK").execute(&mut *tx.tx).await.expect("rollback");
         drop(tx);
         for _ in 0..3 {
             let tx = store.begin_write().await.expect("a write after the failed one begins");
