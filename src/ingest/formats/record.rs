@@ -480,24 +480,14 @@ pub(crate) enum F {
 pub(crate) fn field_of(key: &str) -> F {
     let kb = key.as_bytes();
     // Every name is ASCII letters only, so a key that matches one as it stands has nothing
-    // to trim or split off: the general path below would find the same name. Only the
-    // keys that match no name (most of a record's ~60) pay for the plainness test.
+    // to trim or split off: the general path below would find the same name.
     let named = field_of_name(kb);
-    if named != F::Other {
+    // Trimming and the CSV suffix split change a key only where it holds whitespace
+    // (ASCII, or a non-ASCII character such as U+00A0). Almost every key holds none, and
+    // skipping the general path for those (a `str::find` builds a two-way searcher per
+    // call) leaves key matching a table lookup. The result is the same for every key.
+    if named != F::Other || !has_space_control_or_non_ascii(kb) {
         return named;
-    }
-    // Almost every key is a bare ASCII name: then trimming and the CSV suffix split below
-    // are no-ops, and skipping them (a `str::find` builds a two-way searcher per call)
-    // halves the cost of key matching. A key that starts or ends with a non-ASCII byte
-    // (Unicode whitespace?) or holds a `[` takes the general path, so the result is the
-    // same for every key.
-    let plain = match (kb.first(), kb.last()) {
-        // Graphic ASCII is whitespace under no definition (`str::trim` also trims \x0B).
-        (Some(a), Some(z)) => a.is_ascii_graphic() && z.is_ascii_graphic() && !kb.contains(&b'['),
-        _ => true,
-    };
-    if plain {
-        return F::Other;
     }
     let key = key.trim();
     // Portal CSV headers carry a unit / zone suffix: "TimeGenerated [UTC]".
@@ -508,62 +498,138 @@ pub(crate) fn field_of(key: &str) -> F {
     field_of_name(key.as_bytes())
 }
 
-/// Classifies a bare key name, ASCII case-insensitively.
+/// Whether `k` holds a byte that is a space, a control byte or not ASCII: every
+/// whitespace character `str::trim` removes, and the space of a `" ["` suffix, has one.
+fn has_space_control_or_non_ascii(k: &[u8]) -> bool {
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    const BELOW: u64 = u64::from_ne_bytes([0x21; 8]);
+    // A byte below 0x21 borrows into its own high bit when 0x21 is subtracted from it
+    // (exact as a yes/no for the word, though a borrow can mark bytes after a true hit);
+    // a byte of 0x80 or more has the high bit already.
+    !all_words(k, k, |w, _| (w.wrapping_sub(BELOW) & !w | w) & HIGH == 0)
+}
+
+/// Whether `f` holds for each pair of 8-byte words at one place in `a` and `b` (of one
+/// length), the words covering every byte, some twice: the whole words, then the last 8
+/// bytes. Fewer than 8 bytes make one word, of two overlapping 4-byte halves or, for 1 to
+/// 3 bytes, of the first, middle and last byte repeated. Most keys are 5 to 20 bytes long,
+/// and a loop over their bytes (or a copy into a padded word) cost more than the rest of
+/// their classification.
+fn all_words(a: &[u8], b: &[u8], f: impl Fn(u64, u64) -> bool) -> bool {
+    fn word_at(k: &[u8], at: usize) -> u64 {
+        k.get(at..).and_then(<[u8]>::first_chunk::<8>).map_or(0, |w| u64::from_ne_bytes(*w))
+    }
+    fn halves(k: &[u8]) -> u64 {
+        let half = |h: Option<&[u8; 4]>| h.map_or(0, |h| u64::from(u32::from_ne_bytes(*h)));
+        half(k.first_chunk::<4>()) | half(k.last_chunk::<4>()) << 32
+    }
+    fn spread(k: &[u8]) -> u64 {
+        let (a, m, z) = (k.first(), k.get(k.len() / 2), k.last());
+        let [a, m, z] = [a, m, z].map(|b| b.copied().unwrap_or_default());
+        u64::from_ne_bytes([a, m, z, a, m, z, a, m])
+    }
+    let n = a.len().min(b.len());
+    if n >= 8 {
+        let mut at = 0;
+        while at + 8 < n {
+            if !f(word_at(a, at), word_at(b, at)) {
+                return false;
+            }
+            at += 8;
+        }
+        f(word_at(a, n - 8), word_at(b, n - 8))
+    } else if n >= 4 {
+        f(halves(a), halves(b))
+    } else {
+        n == 0 || f(spread(a), spread(b))
+    }
+}
+
+/// Every name `field_of_name` knows, lower-case, with its field.
+const FIELD_NAMES: [(&[u8], F); 38] = [
+    (b"id", F::Id),
+    (b"time", F::Time),
+    (b"type", F::LogType),
+    (b"appid", F::AppId),
+    (b"value", F::Value),
+    (b"status", F::Status),
+    (b"records", F::Records),
+    (b"tenantid", F::TenantId),
+    (b"identity", F::Identity),
+    (b"category", F::Category),
+    (b"timestamp", F::Timestamp),
+    (b"ipaddress", F::Ip),
+    (b"subsystem", F::Subsystem),
+    (b"errorcode", F::ErrorCode),
+    (b"processid", F::ProcessId),
+    (b"resulttype", F::ResultType),
+    (b"resourceid", F::ResourceId),
+    (b"properties", F::Properties),
+    (b"messagetype", F::MessageType),
+    (b"displayname", F::DisplayName),
+    (b"aadtenantid", F::AadTenantId),
+    (b"devicedetail", F::DeviceDetail),
+    (b"eventmessage", F::EventMessage),
+    (b"timegenerated", F::TimeGenerated),
+    (b"correlationid", F::CorrelationId),
+    (b"clientappused", F::ClientApp),
+    (b"failurereason", F::FailureReason),
+    (b"appdisplayname", F::AppName),
+    (b"createddatetime", F::Created),
+    (b"calleripaddress", F::CallerIp),
+    (b"tokenissuertype", F::TokenIssuerType),
+    (b"senderimagepath", F::SenderImagePath),
+    (b"resourcetenantid", F::ResourceTenantId),
+    (b"processimagepath", F::ProcessImagePath),
+    (b"resultdescription", F::ResultDescription),
+    (b"userprincipalname", F::Upn),
+    (b"additionaldetails", F::AdditionalDetails),
+    (b"authenticationprotocol", F::AuthProtocol),
+];
+
+/// Slots of the name table: the hash below puts each of the 38 names in a slot of its own
+/// (`NAME_SLOTS` is built at compile time and fails to build if two ever share one).
+const NAME_SLOT_COUNT: usize = 128;
+
+/// A key's slot, from its length and its first, second and last bytes with bit 5 set (the
+/// lower case of a letter; other bytes land anywhere, and the compare rules them out).
+const fn name_slot(len: usize, first: u8, second: u8, last: u8) -> usize {
+    (len * 2 + first as usize + second as usize * 7 + last as usize * 31) % NAME_SLOT_COUNT
+}
+
+/// For each slot, the index in `FIELD_NAMES` of the name hashed there, or `u8::MAX`.
+static NAME_SLOTS: [u8; NAME_SLOT_COUNT] = {
+    let mut slots = [u8::MAX; NAME_SLOT_COUNT];
+    let mut i = 0;
+    while i < FIELD_NAMES.len() {
+        let name = FIELD_NAMES[i].0;
+        let slot = name_slot(name.len(), name[0], name[1], name[name.len() - 1]);
+        assert!(slots[slot] == u8::MAX, "two field names hash to one slot: change name_slot");
+        slots[slot] = i as u8;
+        i += 1;
+    }
+    slots
+};
+
+/// Classifies a bare key name, ASCII case-insensitively: one table lookup and at most one
+/// compare, with no lower-cased copy. Most keys of a record are none of these names.
 fn field_of_name(k: &[u8]) -> F {
-    // Dispatch on the length first: most keys of a record are none of these names and
-    // fall through after at most a few case-insensitive compares of that length, with no
-    // lower-cased copy.
-    let names: &[(&[u8], F)] = match k.len() {
-        2 => &[(b"id", F::Id)],
-        4 => &[(b"time", F::Time), (b"type", F::LogType)],
-        5 => &[(b"appid", F::AppId), (b"value", F::Value)],
-        6 => &[(b"status", F::Status)],
-        7 => &[(b"records", F::Records)],
-        8 => &[(b"tenantid", F::TenantId), (b"identity", F::Identity), (b"category", F::Category)],
-        9 => &[
-            (b"timestamp", F::Timestamp),
-            (b"ipaddress", F::Ip),
-            (b"subsystem", F::Subsystem),
-            (b"errorcode", F::ErrorCode),
-            (b"processid", F::ProcessId),
-        ],
-        10 => &[(b"resulttype", F::ResultType), (b"resourceid", F::ResourceId), (b"properties", F::Properties)],
-        11 => &[(b"messagetype", F::MessageType), (b"displayname", F::DisplayName), (b"aadtenantid", F::AadTenantId)],
-        12 => &[(b"devicedetail", F::DeviceDetail), (b"eventmessage", F::EventMessage)],
-        13 => &[
-            (b"timegenerated", F::TimeGenerated),
-            (b"correlationid", F::CorrelationId),
-            (b"clientappused", F::ClientApp),
-            (b"failurereason", F::FailureReason),
-        ],
-        14 => &[(b"appdisplayname", F::AppName)],
-        15 => &[
-            (b"createddatetime", F::Created),
-            (b"calleripaddress", F::CallerIp),
-            (b"tokenissuertype", F::TokenIssuerType),
-            (b"senderimagepath", F::SenderImagePath),
-        ],
-        16 => &[(b"resourcetenantid", F::ResourceTenantId), (b"processimagepath", F::ProcessImagePath)],
-        17 => &[
-            (b"resultdescription", F::ResultDescription),
-            (b"userprincipalname", F::Upn),
-            (b"additionaldetails", F::AdditionalDetails),
-        ],
-        22 => &[(b"authenticationprotocol", F::AuthProtocol)],
-        _ => &[],
+    let (Some(&first), Some(&second), Some(&last)) = (k.first(), k.get(1), k.last()) else {
+        return F::Other;
     };
-    // The last byte differs between most names of one length (and between a name and most
-    // other keys): test it before the whole compare.
-    let last = k.last().map(|b| b | 0x20);
-    names.iter().find(|(n, _)| n.last() == last.as_ref() && is_name(k, n)).map_or(F::Other, |(_, f)| *f)
+    let slot = name_slot(k.len(), first | 0x20, second | 0x20, last | 0x20);
+    match NAME_SLOTS.get(slot).and_then(|&i| FIELD_NAMES.get(usize::from(i))) {
+        Some(&(name, field)) if is_name(k, name) => field,
+        _ => F::Other,
+    }
 }
 
 /// Whether `k` is `name` (lower-case ASCII letters) in any casing. Setting bit 5 turns a
 /// byte into a lower-case letter only when it is that letter in either case, so one OR
-/// per byte replaces `eq_ignore_ascii_case`'s two case conversions; folding the
-/// differences without an early exit lets the compare run on whole vectors.
+/// per word of eight bytes replaces `eq_ignore_ascii_case`'s two case conversions per byte.
 fn is_name(k: &[u8], name: &[u8]) -> bool {
-    k.len() == name.len() && k.iter().zip(name).fold(0u8, |diff, (b, n)| diff | ((b | 0x20) ^ n)) == 0
+    const CASE: u64 = u64::from_ne_bytes([0x20; 8]);
+    k.len() == name.len() && all_words(k, name, |w, n| w | CASE == n)
 }
 
 /// A map key, classified without allocating.
@@ -1039,7 +1105,7 @@ mod tests {
     ];
 
     #[test]
-    fn every_name_is_recognised_by_length() {
+    fn every_name_is_recognised() {
         let distinct: std::collections::HashSet<String> = NAMES.iter().map(|n| format!("{:?}", field_of(n))).collect();
         // 38 fields plus `Other` (shared by the last four names).
         assert_eq!(distinct.len(), 39, "{distinct:?}");
@@ -1072,6 +1138,28 @@ mod tests {
                 key[i] = byte;
             }
             let key = String::from_utf8(key).unwrap_or_default();
+            proptest::prop_assert_eq!(field_of(&key), field_of_reference(&key), "{:?}", key);
+        }
+
+        /// A name in any mix of cases with whitespace, a bracket or other text anywhere
+        /// after it: the word-at-a-time tests cover every byte of keys of every length
+        /// (a space at byte 9 of a 12-byte key sits in the overlapping last word).
+        #[test]
+        fn fast_path_agrees_on_names_with_text_after(
+            name in proptest::sample::select(NAMES),
+            cases in proptest::prelude::any::<u32>(),
+            after in proptest::collection::vec(
+                proptest::sample::select(&[" ", "\t", "\u{b}", "\u{1f}", "\u{7f}", "\u{85}", "\u{a0}", "\u{3000}", "[", " [UTC]", "x", "é"][..]),
+                0..4,
+            ),
+            tail in "\\PC{0,6}",
+        ) {
+            let name: String = name
+                .chars()
+                .enumerate()
+                .map(|(i, c)| if cases >> (i % 32) & 1 == 1 { c.to_ascii_uppercase() } else { c })
+                .collect();
+            let key = format!("{name}{}{tail}", after.concat());
             proptest::prop_assert_eq!(field_of(&key), field_of_reference(&key), "{:?}", key);
         }
 
