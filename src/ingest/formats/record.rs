@@ -11,7 +11,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -728,66 +728,92 @@ impl<'a> Obj<'a> {
 
 impl<'de> Deserialize<'de> for Obj<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Obj<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
-                let mut o = Obj::default();
-                while let Some(Key(k)) = a.next_key::<Key>()? {
-                    o.fields += 1;
-                    match k {
-                        F::ResultType => {
-                            o.result_type_seen = true;
-                            if let Some(c) = a.next_value::<LCode>()?.0 {
-                                o.result_type = Some(c);
-                            }
-                        }
-                        F::Status => {
-                            let st: Status<'de> = a.next_value()?;
-                            o.status = Some(st);
-                        }
-                        F::ProcessId => {
-                            o.process_id = a.next_value::<LCode>()?.0;
-                        }
-                        F::Properties => {
-                            let p: MaybeObj<'de> = a.next_value()?;
-                            if let Some(p) = p.0 {
-                                o.properties = Some(Box::new(p));
-                            }
-                        }
-                        F::Records => {
-                            if let Some(v) = a.next_value::<RawList<'de>>()?.0 {
-                                o.records = Some(v);
-                            }
-                        }
-                        F::Value => {
-                            if let Some(v) = a.next_value::<RawList<'de>>()?.0 {
-                                o.value = Some(v);
-                            }
-                        }
-                        F::DeviceDetail => {
-                            o.device_detail = Some(a.next_value()?);
-                        }
-                        other => match o.slot(other) {
-                            Some(slot) => set(slot, a.next_value()?),
-                            None => {
-                                a.next_value::<IgnoredAny>()?;
-                            }
-                        },
+        let mut o = Obj::default();
+        ObjInPlace(&mut o).deserialize(d)?;
+        Ok(o)
+    }
+}
+
+/// An object decoded on the heap: what `parse_obj` returns. `Obj` is about a kilobyte, and
+/// decoded by value it was moved a dozen times on its way out of serde (5 % of the reader
+/// thread's instructions, in `memcpy`); decoded in place, only the box moves.
+pub(crate) struct BoxedObj<'a>(pub Box<Obj<'a>>);
+
+impl<'de> Deserialize<'de> for BoxedObj<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut o = Box::<Obj<'de>>::default();
+        ObjInPlace(&mut o).deserialize(d)?;
+        Ok(BoxedObj(o))
+    }
+}
+
+/// Decodes an object into a default `Obj` that the caller placed (see [`BoxedObj`]).
+struct ObjInPlace<'o, 'de>(&'o mut Obj<'de>);
+
+impl<'de> de::DeserializeSeed<'de> for ObjInPlace<'_, 'de> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ObjInPlace<'_, 'de> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<(), A::Error> {
+        let o = self.0;
+        while let Some(Key(k)) = a.next_key::<Key>()? {
+            o.fields += 1;
+            match k {
+                F::ResultType => {
+                    o.result_type_seen = true;
+                    if let Some(c) = a.next_value::<LCode>()?.0 {
+                        o.result_type = Some(c);
                     }
                 }
-                Ok(o)
+                F::Status => {
+                    let st: Status<'de> = a.next_value()?;
+                    o.status = Some(st);
+                }
+                F::ProcessId => {
+                    o.process_id = a.next_value::<LCode>()?.0;
+                }
+                F::Properties => {
+                    // A repeated `properties` replaces the earlier one whole.
+                    if let Some(p) = a.next_value::<MaybeObj<'de>>()?.0 {
+                        o.properties = Some(p);
+                    }
+                }
+                F::Records => {
+                    if let Some(v) = a.next_value::<RawList<'de>>()?.0 {
+                        o.records = Some(v);
+                    }
+                }
+                F::Value => {
+                    if let Some(v) = a.next_value::<RawList<'de>>()?.0 {
+                        o.value = Some(v);
+                    }
+                }
+                F::DeviceDetail => {
+                    o.device_detail = Some(a.next_value()?);
+                }
+                other => match o.slot(other) {
+                    Some(slot) => set(slot, a.next_value()?),
+                    None => {
+                        a.next_value::<IgnoredAny>()?;
+                    }
+                },
             }
         }
-        d.deserialize_map(V)
+        Ok(())
     }
 }
 
 /// `properties`: an object (or JSON text of one), or anything else (then ignored).
-struct MaybeObj<'a>(Option<Obj<'a>>);
+struct MaybeObj<'a>(Option<Box<Obj<'a>>>);
 
 impl<'de> Deserialize<'de> for MaybeObj<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -798,14 +824,16 @@ impl<'de> Deserialize<'de> for MaybeObj<'de> {
                 f.write_str("an object")
             }
             fn visit_map<A: MapAccess<'de>>(self, a: A) -> Result<Self::Value, A::Error> {
-                Obj::deserialize(de::value::MapAccessDeserializer::new(a)).map(|o| MaybeObj(Some(o)))
+                let mut o = Box::<Obj<'de>>::default();
+                ObjInPlace(&mut o).deserialize(de::value::MapAccessDeserializer::new(a))?;
+                Ok(MaybeObj(Some(o)))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
                 while a.next_element::<IgnoredAny>()?.is_some() {}
                 Ok(MaybeObj(None))
             }
             fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
-                Ok(MaybeObj(Obj::from_json_text(s)))
+                Ok(MaybeObj(Obj::from_json_text(s).map(Box::new)))
             }
             fn visit_unit<E>(self) -> Result<Self::Value, E> {
                 Ok(MaybeObj(None))
@@ -847,7 +875,7 @@ pub(crate) enum JsonFail {
 /// Decodes one object from the start of `bytes`, ignoring anything after it (trailing
 /// garbage on a line is tolerated) except another object, which it notes
 /// (`Obj::next_object`) so that the caller reads it as a record of its own.
-pub(crate) fn parse_obj(bytes: &[u8]) -> Result<Obj<'_>, JsonFail> {
+pub(crate) fn parse_obj(bytes: &[u8]) -> Result<Box<Obj<'_>>, JsonFail> {
     // One vectorised UTF-8 check of the whole record, then a `str` reader that trusts it,
     // costs less than the slice reader's check of every string it keeps, one by one. Bytes
     // that are not UTF-8 keep the slice reader: it accepts them where they sit in a value
@@ -855,12 +883,12 @@ pub(crate) fn parse_obj(bytes: &[u8]) -> Result<Obj<'_>, JsonFail> {
     // The stream reader reads one value and says where it ended.
     let result = match std::str::from_utf8(bytes) {
         Ok(text) => {
-            let mut values = serde_json::Deserializer::from_str(text).into_iter::<Obj>();
-            values.next().map(|r| r.map(|o| (o, values.byte_offset())))
+            let mut values = serde_json::Deserializer::from_str(text).into_iter::<BoxedObj>();
+            values.next().map(|r| r.map(|o| (o.0, values.byte_offset())))
         }
         Err(_) => {
-            let mut values = serde_json::Deserializer::from_slice(bytes).into_iter::<Obj>();
-            values.next().map(|r| r.map(|o| (o, values.byte_offset())))
+            let mut values = serde_json::Deserializer::from_slice(bytes).into_iter::<BoxedObj>();
+            values.next().map(|r| r.map(|o| (o.0, values.byte_offset())))
         }
     };
     // Nothing but whitespace: as serde reports an empty input.
@@ -897,7 +925,7 @@ pub(crate) fn parse_obj(bytes: &[u8]) -> Result<Obj<'_>, JsonFail> {
 /// A record with bytes that are not UTF-8 in a field it reads (a device name saved as
 /// Windows-1252 by PowerShell 5.1) is retried likewise, each such byte read as `?`
 /// ([`replace_invalid_utf8`]): one mis-encoded letter must not cost the sign-in either.
-pub(crate) fn with_obj<R>(bytes: &[u8], f: impl for<'b> FnOnce(Result<Obj<'b>, JsonFail>, &'b [u8]) -> R) -> R {
+pub(crate) fn with_obj<R>(bytes: &[u8], f: impl for<'b> FnOnce(Result<Box<Obj<'b>>, JsonFail>, &'b [u8]) -> R) -> R {
     match parse_obj(bytes) {
         Err(JsonFail::Invalid) => match repair_lone_surrogates(bytes) {
             Some(fixed) => f(parse_obj(&fixed), &fixed),
