@@ -63,6 +63,16 @@ static SUCCESS_INSERTS: InsertTexts = InsertTexts {
     built: OnceLock::new(),
 };
 
+/// The multi-row INSERT of an incident's new users (`BatchIncidents::flush`): OR IGNORE
+/// skips the pairs already stored, and RETURNING names only the pairs it inserted.
+static INCIDENT_USER_INSERTS: InsertTexts = InsertTexts {
+    head: "INSERT OR IGNORE INTO main.incident_users (incident_id, user_key) VALUES ",
+    columns: 2,
+    tail: " RETURNING incident_id",
+    sizes: [512, 64, 8, 1],
+    built: OnceLock::new(),
+};
+
 /// A Passport failure and its Entra record are one sign-in attempt when they share a
 /// correlation id and lie within this distance of each other in event time. Copies of one
 /// attempt are seconds apart; the bound is what lets the correlation index be led by time
@@ -406,27 +416,29 @@ impl BatchIncidents {
         }
         let mut deltas: Vec<(i64, Delta)> = self.pending.drain().collect();
         deltas.sort_unstable_by_key(|(id, _)| *id);
-        // Users first: which (incident, user) pairs are new decides users_affected. One
-        // statement: OR IGNORE skips the pairs already stored (and repeats within the
-        // list), and RETURNING names only the pairs it inserted.
+        // Users first: which (incident, user) pairs are new decides users_affected.
         let pairs: Vec<(i64, &str)> =
             deltas.iter().flat_map(|(id, d)| d.user_keys.iter().map(move |k| (*id, k.as_str()))).collect();
         let mut new_users: HashMap<i64, i64> = HashMap::new();
-        if !pairs.is_empty() {
-            // One bound JSON list: a fixed statement, prepared once (see `fetch_json_rows`).
-            let list = serde_json::to_string(&pairs)
-                .map_err(|e| StoreError::Corrupt { column: "incident_users", value: e.to_string() })?;
-            let inserted: Vec<(i64,)> = sqlx::query_as(
-                "INSERT OR IGNORE INTO main.incident_users (incident_id, user_key)
-                 SELECT value ->> 0, value ->> 1 FROM json_each(?)
-                 RETURNING incident_id",
-            )
-            .bind(list)
-            .fetch_all(&mut **tx)
-            .await?;
+        let mut left = pairs.as_slice();
+        while !left.is_empty() {
+            // Multi-row VALUES of a few fixed sizes, each prepared once. A bound JSON list
+            // (one statement) cost SQLite more in parsing and extracting it than the extra
+            // round trips cost: about a fifth of a failure's time on SQLite's thread went
+            // here (BENCHMARKS.md, twenty-second pass).
+            let (n, sql) = INCIDENT_USER_INSERTS.next(left.len());
+            let (head, more) = left.split_at(n.min(left.len()));
+            let mut args = SqliteArguments::default();
+            args.reserve(2 * head.len(), 0);
+            for (id, key) in head {
+                bind(&mut args, *id)?;
+                bind(&mut args, *key)?;
+            }
+            let inserted: Vec<(i64,)> = sqlx::query_as_with(sql, args).persistent(true).fetch_all(&mut **tx).await?;
             for (id,) in inserted {
                 *new_users.entry(id).or_default() += 1;
             }
+            left = more;
         }
         // One bound JSON list again, whatever the number of incidents.
         let rows: Vec<(i64, i64, i64, i64, i64, &str)> = deltas
@@ -2896,7 +2908,7 @@ mod tests {
     /// count it is chosen for, and the row count is the largest that the rows left fill.
     #[test]
     fn insert_texts_hold_a_placeholder_per_bound_value() {
-        for (texts, bound_once) in [(&EVENT_INSERTS, 0), (&SUCCESS_INSERTS, 1)] {
+        for (texts, bound_once) in [(&EVENT_INSERTS, 0), (&SUCCESS_INSERTS, 1), (&INCIDENT_USER_INSERTS, 0)] {
             for left in [1000, texts.sizes[0], texts.sizes[1] + 1, 9, 8, 7, 1] {
                 let (rows, sql) = texts.next(left);
                 assert!(rows <= left && texts.sizes.contains(&rows), "{left} left: {rows}");
