@@ -627,8 +627,8 @@ impl Store {
                     .pragma("cache_size", WRITER_CACHE)
                     .pragma("wal_autocheckpoint", WRITER_AUTOCHECKPOINT)
                     .foreign_keys(false)
-                    // Rows a statement returns (the incident users a batch inserts, up to a
-                    // few thousand) queue for the writer instead of stopping SQLite's
+                    // Rows a statement returns (the incident users an INSERT adds, up to
+                    // 512; a lookup's rows, up to a few thousand) queue for the writer instead of stopping SQLite's
                     // thread every 50 rows (sqlx's default) until the writer, which takes
                     // turns with it, wakes up and drains them.
                     .row_buffer_size(WRITER_ROW_BUFFER),

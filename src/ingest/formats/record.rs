@@ -737,7 +737,7 @@ impl<'de> Deserialize<'de> for Obj<'de> {
 /// An object decoded on the heap: what `parse_obj` returns. `Obj` is about a kilobyte, and
 /// decoded by value it was moved a dozen times on its way out of serde (5 % of the reader
 /// thread's instructions, in `memcpy`); decoded in place, only the box moves.
-pub(crate) struct BoxedObj<'a>(pub Box<Obj<'a>>);
+struct BoxedObj<'a>(Box<Obj<'a>>);
 
 impl<'de> Deserialize<'de> for BoxedObj<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
