@@ -154,7 +154,6 @@ impl Core {
         let s = reread.as_ref().unwrap_or(&self.settings.catalogue);
         match self.classifier.reload(&s.extra_paths, s.federated_domains.clone()) {
             Ok(n) => {
-                self.metrics.catalogue_reloads.with_label_values(&["success"]).inc();
                 self.metrics.catalogue_entries.set(n as i64);
                 let current = self.classifier.current();
                 self.metrics.set_known_codes(&known_codes(current.catalogue()));
@@ -170,6 +169,9 @@ impl Core {
                     Err(e) => tracing::warn!(error = %e, "catalogue reloaded; refreshing incident texts failed"),
                 }
                 self.retarget_incidents_of_removed_entries(current.catalogue()).await;
+                // Counted once everything the reload does is done, so that a reload the
+                // counter shows has also reached the metrics and the stored incidents.
+                self.metrics.catalogue_reloads.with_label_values(&["success"]).inc();
             }
             Err(e) => {
                 self.metrics.catalogue_reloads.with_label_values(&["error"]).inc();
