@@ -628,9 +628,9 @@ impl Store {
                     .pragma("wal_autocheckpoint", WRITER_AUTOCHECKPOINT)
                     .foreign_keys(false)
                     // Rows a statement returns (the incident users an INSERT adds, up to
-                    // 512; a lookup's rows, up to a few thousand) queue for the writer instead of stopping SQLite's
-                    // thread every 50 rows (sqlx's default) until the writer, which takes
-                    // turns with it, wakes up and drains them.
+                    // 512; a lookup's rows, up to a few thousand) queue for the writer
+                    // instead of stopping SQLite's thread every 50 rows (sqlx's default)
+                    // until the writer, which takes turns with it, wakes up and drains them.
                     .row_buffer_size(WRITER_ROW_BUFFER),
             )
             .await
