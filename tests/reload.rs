@@ -213,6 +213,42 @@ async fn classify_api(server: &TestServer, message: &str) -> serde_json::Value {
         .unwrap()
 }
 
+/// A reload is counted once all of it is done (README): a script that waits for
+/// `passportd_catalogue_reloads_total{result="success"}` finds the open incidents already
+/// showing the new texts, with no second wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_counted_reload_has_reached_the_stored_incidents() {
+    let dir = tempfile::tempdir().unwrap();
+    let ours = dir.path().join("ours.toml");
+    std::fs::write(&ours, "[[entry]]\nid = \"aadsts-50076\"\nremediation = \"Before.\"\n").unwrap();
+    let server = TestServer::start(settings(&format!(
+        "[storage]\npath = \"{}\"\n[catalogue]\nextra_paths = [\"{}\"]\n",
+        dir.path().join("p.db").display(),
+        ours.display()
+    )))
+    .await;
+    let body = std::fs::read_to_string(common::fixtures().join("e2e/entra.json")).unwrap();
+    let r = server.client.post(format!("{}/api/v1/ingest/http", server.base)).body(body).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let i = server.get_json("/api/v1/incidents?category=mfa_required").await;
+    assert_eq!(i["items"][0]["remediation"], "Before.", "{i}");
+
+    // Swapped in whole (written elsewhere, then renamed), so that no reload reads it half
+    // written.
+    let staged = dir.path().join("staged");
+    std::fs::create_dir_all(&staged).unwrap();
+    std::fs::write(staged.join("ours.toml"), "[[entry]]\nid = \"aadsts-50076\"\nremediation = \"After.\"\n").unwrap();
+    std::fs::rename(staged.join("ours.toml"), &ours).unwrap();
+    let reloads = r#"passportd_catalogue_reloads_total{result="success"}"#;
+    poll_until("a counted reload", Duration::from_secs(10), || async {
+        (sample(&server.metrics().await, reloads).unwrap_or(0.0) >= 1.0).then_some(())
+    })
+    .await;
+    let i = server.get_json("/api/v1/incidents?category=mfa_required").await;
+    assert_eq!(i["items"][0]["remediation"], "After.", "{i}");
+    server.stop().await;
+}
+
 /// A Kubernetes ConfigMap changes its files by swapping the `..data` link they point
 /// through, never writing the file's own name: the new contents are loaded all the same.
 #[cfg(unix)]

@@ -427,7 +427,7 @@ impl BatchIncidents {
             // round trips cost: its thread does 4.8 % less work without it
             // (BENCHMARKS.md, twenty-second pass).
             let (n, sql) = INCIDENT_USER_INSERTS.next(left.len());
-            let (head, more) = left.split_at(n.min(left.len()));
+            let (head, more) = left.split_at(n);
             let mut args = SqliteArguments::default();
             args.reserve(2 * head.len(), 0);
             for (id, key) in head {
@@ -440,7 +440,8 @@ impl BatchIncidents {
             }
             left = more;
         }
-        // One bound JSON list again, whatever the number of incidents.
+        // One bound JSON list, whatever the number of incidents: a few hundred a batch at
+        // most, one per incident, where the users above are one per failure.
         let rows: Vec<(i64, i64, i64, i64, i64, &str)> = deltas
             .iter()
             .map(|(id, d)| {
