@@ -272,6 +272,7 @@ const MESSAGES: &[&str] = &[
     "{\"error\":\"invalid_grant\",\"error_description\":\"AADSTS50126: x\",\"error_codes\":[50126]}",
     "Token body {\"error_codes\":[50076]}",
     "Fault",
+    "Using the default identity provider",
     "fail",
     "SUCCE",
     "The credentials provided were invalid.",
@@ -314,6 +315,10 @@ fn message_value() -> impl Strategy<Value = String> {
     ]
 }
 
+/// How an ndjson line's keys and members are separated: in place of `": "` and `, "`.
+const SEPARATORS: &[(&str, &str)] =
+    &[("\": ", ", \""), ("\": ", ", \""), ("\":", ",\""), ("\" : ", " , \""), ("\":\t", ",\t\""), ("\":  ", ",  \"")];
+
 fn ndjson_line() -> impl Strategy<Value = Vec<u8>> {
     let key = prop_oneof![
         6 => Just("eventMessage"),
@@ -325,13 +330,20 @@ fn ndjson_line() -> impl Strategy<Value = Vec<u8>> {
     ];
     let mtype = prop_oneof![
         Just("Default"),
+        Just("DEFAULT"),
         Just("Info"),
         Just("Debug"),
         Just("Error"),
         Just("ERROR"),
         Just("fault"),
+        Just(" Fault "),
+        Just("\u{a0}Fault"),
         Just("E"),
         Just("F"),
+        // No level once decoded: a catalogue failure text then counts.
+        Just(""),
+        Just("  "),
+        Just("\u{3000}"),
     ];
     let extra = prop_oneof![
         Just("\"traceID\": 0".to_string()),
@@ -354,26 +366,47 @@ fn ndjson_line() -> impl Strategy<Value = Vec<u8>> {
         Just("\"timestamp\": \"not a time\"".to_string()),
         Just("\"category\": \"auth\"\t".to_string()),
         Just("\"c\": \"\u{e9}\"".to_string()),
+        // Message types that leave the level as it was, set one, or are not one at all.
+        Just("\"messageType\": null".to_string()),
+        Just("\"messageType\": \"\"".to_string()),
+        Just("\"messageType\": \"Debug\"".to_string()),
+        Just("\"MessageType\": 3".to_string()),
+        Just("\"messageType\": [\"Debug\"]".to_string()),
+        Just("\" messageType \": \"Info\"".to_string()),
+        Just("\"messageType [level]\": \"Info\"".to_string()),
+        Just("\"messageTypes\": \"Info\"".to_string()),
+        Just("\"a\": {\"messageType\": \"Debug\"}".to_string()),
+    ];
+    // Whose record it is: Passport's own (what the matcher counts) most of the time, so
+    // that what the prefilter skips is mostly what the decoder would have counted.
+    let who = prop_oneof![
+        6 => Just(Some("\"subsystem\": \"io.kandji.passport\"")),
+        1 => Just(Some("\"senderImagePath\": \"/Library/Security/SecurityAgentPlugins/KandjiPassport.bundle/Contents/MacOS/KandjiPassport\"")),
+        2 => Just(None),
     ];
     (
-        key,
+        (key, who),
         message_value(),
         prop::option::of(mtype),
         prop::collection::vec(extra, 0..5),
         any::<usize>(),
         prop_oneof![Just(""), Just("\r"), Just(" trailing"), Just(" \u{ff}"), Just("\u{1}")],
         prop_oneof![8 => Just(None), 1 => Just(Some(b"\xff".to_vec())), 1 => Just(Some(b"\x01".to_vec()))],
-        any::<bool>(),
+        (any::<bool>(), 0..SEPARATORS.len()),
     )
-        .prop_map(|(key, msg, mtype, mut extra, at, tail, raw, close)| {
+        .prop_map(|((key, who), msg, mtype, mut extra, at, tail, raw, (close, separators))| {
             let mut fields = vec![format!("\"{key}\": {msg}")];
+            fields.extend(who.map(str::to_string));
             if let Some(t) = mtype {
                 fields.push(format!("\"messageType\": \"{t}\""));
             }
             fields.append(&mut extra);
             let n = fields.len();
             fields.rotate_left(at % n);
-            let mut line = format!("{{{}", fields.join(", ")).into_bytes();
+            // `log show` writes `": "` and `", "`; other writers space them otherwise.
+            let (colon, comma) = SEPARATORS[separators];
+            let line = format!("{{{}", fields.join(", ")).replace("\": ", colon).replace(", \"", comma);
+            let mut line = line.into_bytes();
             if let Some(r) = raw {
                 // A stray byte inside the last value or after it.
                 let k = line.len().saturating_sub(2);

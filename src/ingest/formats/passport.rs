@@ -151,14 +151,12 @@ static AADSTS: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Find
 /// Where a syslog-style line's process (`SecurityAgent[612]: `) ends and its message begins.
 static SYSLOG_PROCESS_END: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new("]: "));
 
-/// The `messageType` key, lower-cased, as the prefilter sees a line.
-static MESSAGE_TYPE_KEY: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new("\"messagetype\""));
-
 /// What may make a Passport record more than chatter, lower-cased: `decide` returns
 /// `Skipped` for every record whose ASCII-lower-cased text contains none of these
 /// (`aadsts`: a code; `<private>`: redaction; `error`: an error body's `"error` key or an
-/// `Error` message type; `fault`: a `Fault` message type; the outcome phrase anchors).
-/// The compact style's one-letter types (`E`, `F`) escape this and are checked apart.
+/// `Error` message type; `fault`: a `Fault` message type, see [`FAULT`]; the outcome
+/// phrase anchors). The compact style's one-letter types (`E`, `F`) escape this and are
+/// checked apart.
 const CHATTER_ANCHORS: &[&str] = &[
     "aadsts",
     "<private>",
@@ -176,6 +174,15 @@ const CHATTER_ANCHORS: &[&str] = &[
 static CHATTER_ANCHOR_SET: LazyLock<Option<aho_corasick::AhoCorasick>> = LazyLock::new(|| {
     aho_corasick::AhoCorasick::builder().match_kind(aho_corasick::MatchKind::LeftmostFirst).build(CHATTER_ANCHORS).ok()
 });
+
+/// The index of `fault` in [`CHATTER_ANCHORS`]. It stands only for a `Fault` message type,
+/// a value of its own once trimmed: in JSON after a quote or whitespace, in a text head
+/// after the column's whitespace, never straight after a letter. `Default`, the commonest
+/// type of all, holds it after `de`: counted as an anchor, it sent every Default-level
+/// line of an ndjson export (a fifth of the benchmark's lines) to the full decoder, which
+/// costs about twice what the skim of a chatter line does.
+const FAULT: usize = 3;
+const _: () = assert!(matches!(CHATTER_ANCHORS[FAULT].as_bytes(), b"fault"));
 
 /// Settles, from the raw bytes and without parsing, that most Passport records are
 /// chatter (`decide` would return `Skipped`). Answers only "surely chatter" or "don't
@@ -213,7 +220,20 @@ impl Prefilter {
     fn any_anchor(&self) -> bool {
         // Without the searcher (it cannot fail to build from these literals) nothing is
         // settled as chatter, which only costs time.
-        CHATTER_ANCHOR_SET.as_ref().map_or(true, |set| set.is_match(&self.lower))
+        let Some(set) = CHATTER_ANCHOR_SET.as_ref() else {
+            return true;
+        };
+        let hay = &self.lower;
+        let mut from = 0;
+        while let Some(m) = set.find(aho_corasick::Input::new(hay).span(from..hay.len())) {
+            let inside_a_word = m.start() > 0 && hay[m.start() - 1].is_ascii_alphabetic();
+            if m.pattern().as_usize() != FAULT || !inside_a_word {
+                return true;
+            }
+            // On from the next byte, not the match's end: another anchor may start inside.
+            from = m.start() + 1;
+        }
+        false
     }
 
     /// True when the unified-log text record `text` (its head line and continuation
@@ -251,17 +271,18 @@ impl Prefilter {
         if seen.control || seen.backslash || self.any_anchor() {
             return false;
         }
-        // An entry without a `messageType` is judged by its text as a level-less line is
-        // (`decide`): a failure message of the catalogue counts.
-        if MESSAGE_TYPE_KEY.find(&self.lower).is_none() && shipped_failure_text(&self.lower) {
-            return false;
-        }
         // Checked after the anchors: most lines that get this far are chatter, and this is
         // the dearest test (one vectorised pass, but over the whole line).
         if std::str::from_utf8(body).is_err() {
             return false;
         }
-        simple_object_with_event_message(body)
+        let Some(skim) = skim_object(body) else {
+            return false;
+        };
+        // An entry with no level (no `messageType`, or one that is null or blank) is
+        // judged by its text as a level-less line is (`decide`): a failure message of the
+        // catalogue counts.
+        skim.event_message && (skim.has_level || !shipped_failure_text(&self.lower))
     }
 }
 
@@ -287,26 +308,84 @@ fn compact_error_type(text: &[u8]) -> bool {
     matches!(&rest[..end], b"E" | b"Er" | b"F" | b"Ft")
 }
 
+/// What [`skim_object`] saw at an object's top level.
+struct Skimmed {
+    /// A key `eventMessage`, in any ASCII casing.
+    event_message: bool,
+    /// The record has a message type, as `LStr::get` reads the decoded one: the last
+    /// `messageType` that is not null, an object or an array (those leave it as it was)
+    /// is a number, a boolean, or a string that is not blank once trimmed.
+    has_level: bool,
+}
+
 /// Validates, without building anything, that `b` starts with a JSON object that serde
-/// decodes without error, and reports whether its top level has an `eventMessage` key
-/// (any casing, as `record::field_of` matches keys). Only a subset is recognised: no
-/// escapes or control bytes (the caller checked), integers of at most 18 digits (serde
-/// reads wider or fractional numbers as floats, which can fail as out of range), nesting
-/// at most 32 deep (serde's limit is 128); anything else answers false, and the caller
-/// takes the full decoder. Like `parse_obj`, it ignores what follows the object.
-fn simple_object_with_event_message(b: &[u8]) -> bool {
-    let mut p = JsonSkim { b, i: 0, event_message: false };
+/// decodes without error, and reports what its top level says (see [`Skimmed`]). Only a
+/// subset is recognised: no escapes or control bytes (the caller checked), valid UTF-8
+/// (likewise), integers of at most 18 digits (serde reads wider or fractional numbers as
+/// floats, which can fail as out of range), nesting at most 32 deep (serde's limit is
+/// 128); anything else is `None`, and the caller takes the full decoder. Like
+/// `parse_obj`, it ignores what follows the object.
+fn skim_object(b: &[u8]) -> Option<Skimmed> {
+    let mut p = JsonSkim { b, i: 0, event_message: false, level: None };
     p.ws();
-    p.object(0).is_some() && p.event_message
+    p.object(0)?;
+    let has_level = p.level.is_some_and(|v| std::str::from_utf8(v).is_ok_and(|v| !v.trim().is_empty()));
+    Some(Skimmed { event_message: p.event_message, has_level })
+}
+
+/// Whether a top-level key names the message type as `record::field_of` reads keys: the
+/// name in any ASCII casing, or (rarely) with whitespace around it or a CSV-style
+/// `" [unit]"` suffix.
+fn is_message_type_key(key: &[u8]) -> bool {
+    const NAME: &[u8] = b"messagetype";
+    match key.len().cmp(&NAME.len()) {
+        std::cmp::Ordering::Less => false,
+        std::cmp::Ordering::Equal => key.eq_ignore_ascii_case(NAME),
+        std::cmp::Ordering::Greater => {
+            // Only a key holding a space, a control or a non-ASCII byte can be trimmed or
+            // split down to the name; the others are not worth `field_of`'s general path.
+            super::record::has_space_control_or_non_ascii(key)
+                && std::str::from_utf8(key).is_ok_and(|k| super::record::field_of(k) == super::record::F::MessageType)
+        }
+    }
+}
+
+/// The index of the first `"` in `b` at or after `from`. A record has some fifty strings,
+/// its keys mostly under 16 bytes: the first 16 bytes are searched eight at a time, as
+/// `memchr`'s vector search costs more to set up than that, and the rest (paths, UUIDs,
+/// the message) by `memchr`.
+fn next_quote(b: &[u8], from: usize) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    const QUOTES: u64 = u64::from_ne_bytes([b'"'; 8]);
+    let mut at = from;
+    for _ in 0..2 {
+        let Some(w) = b.get(at..).and_then(<[u8]>::first_chunk::<8>) else {
+            return b.get(at..)?.iter().position(|&c| c == b'"').map(|k| at + k);
+        };
+        // A byte that was a quote is zero here. Subtracting one from each byte sets the
+        // high bit of a zero byte; a borrow can mark bytes after it too, never before, so
+        // the lowest mark (the first byte, read little-endian) is the first quote.
+        let x = u64::from_le_bytes(*w) ^ QUOTES;
+        let marks = x.wrapping_sub(ONES) & !x & HIGH;
+        if marks != 0 {
+            return Some(at + (marks.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    memchr::memchr(b'"', b.get(at..)?).map(|k| at + k)
 }
 
 struct JsonSkim<'a> {
     b: &'a [u8],
     i: usize,
     event_message: bool,
+    /// The value of the last top-level message type that sets one (see [`Skimmed`]):
+    /// a string's contents, or a number's or a boolean's text.
+    level: Option<&'a [u8]>,
 }
 
-impl JsonSkim<'_> {
+impl<'a> JsonSkim<'a> {
     fn ws(&mut self) {
         while self.b.get(self.i).is_some_and(|c| matches!(c, b' ' | b'\t' | b'\r' | b'\n')) {
             self.i += 1;
@@ -317,12 +396,44 @@ impl JsonSkim<'_> {
         (self.b.get(self.i) == Some(&c)).then(|| self.i += 1)
     }
 
+    /// Whitespace, `c`, whitespace. `log show` writes `: ` and `, ` (the byte and one
+    /// space), taken here in one step instead of three tests: a record has some fifty
+    /// (2 % of the reader's instructions on an ndjson export).
+    fn separator(&mut self, c: u8) -> Option<()> {
+        if self.b.get(self.i..self.i + 2) == Some(&[c, b' ']) {
+            self.i += 2;
+        } else {
+            self.ws();
+            self.eat(c)?;
+        }
+        self.ws();
+        Some(())
+    }
+
+    /// After an object's member: `Some(true)` at its closing brace, `Some(false)` past the
+    /// comma before the next member, `None` at anything else.
+    fn next_member(&mut self) -> Option<bool> {
+        if self.b.get(self.i..self.i + 2) == Some(b", ") {
+            self.i += 2;
+            self.ws();
+            return Some(false);
+        }
+        self.ws();
+        if self.eat(b'}').is_some() {
+            return Some(true);
+        }
+        self.eat(b',')?;
+        self.ws();
+        Some(false)
+    }
+
     /// A string without escapes; returns its contents.
-    fn string(&mut self) -> Option<&[u8]> {
+    fn string(&mut self) -> Option<&'a [u8]> {
         self.eat(b'"')?;
-        let len = memchr::memchr(b'"', &self.b[self.i..])?;
-        let s = &self.b[self.i..self.i + len];
-        self.i += len + 1;
+        let b = self.b;
+        let end = next_quote(b, self.i)?;
+        let s = &b[self.i..end];
+        self.i = end + 1;
         Some(s)
     }
 
@@ -334,19 +445,28 @@ impl JsonSkim<'_> {
         }
         loop {
             let key = self.string()?;
-            if depth == 0 && key.len() == "eventmessage".len() && key.eq_ignore_ascii_case(b"eventmessage") {
-                self.event_message = true;
+            let mut message_type = false;
+            if depth == 0 {
+                if key.len() == "eventmessage".len() && key.eq_ignore_ascii_case(b"eventmessage") {
+                    self.event_message = true;
+                }
+                message_type = is_message_type_key(key);
             }
-            self.ws();
-            self.eat(b':')?;
-            self.ws();
+            self.separator(b':')?;
+            let at = self.i;
             self.value(depth)?;
-            self.ws();
-            if self.eat(b'}').is_some() {
+            if message_type {
+                // As `LStr` decodes: null, an object or an array leaves the type as it was.
+                let b = self.b;
+                match b[at] {
+                    b'"' => self.level = Some(&b[at + 1..self.i - 1]),
+                    b'n' | b'{' | b'[' => {}
+                    _ => self.level = Some(&b[at..self.i]),
+                }
+            }
+            if self.next_member()? {
                 return Some(());
             }
-            self.eat(b',')?;
-            self.ws();
         }
     }
 
@@ -362,8 +482,7 @@ impl JsonSkim<'_> {
             if self.eat(b']').is_some() {
                 return Some(());
             }
-            self.eat(b',')?;
-            self.ws();
+            self.separator(b',')?;
         }
     }
 
@@ -1282,6 +1401,29 @@ mod tests {
     }
 
     #[test]
+    fn next_quote_finds_the_first_quote_wherever_it_is() {
+        // Every position in and across the eight-byte words, after bytes whose borrow
+        // could mark a later byte (0x00, 0x01, 0x21 is one above the quote) or none.
+        for len in 0..40 {
+            for quote in 0..=len {
+                for filler in [b'a', 0x00, 0x01, 0x21, 0x23, 0xA2, 0xFF] {
+                    let mut b = vec![filler; len];
+                    if quote < len {
+                        b[quote] = b'"';
+                        if quote + 1 < len {
+                            b[quote + 1] = b'"';
+                        }
+                    }
+                    for from in 0..=len {
+                        let want = b[from..].iter().position(|&c| c == b'"').map(|k| from + k);
+                        assert_eq!(next_quote(&b, from), want, "{b:?} from {from}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn prefilter_skips_chatter_and_nothing_else() {
         let mut p = Prefilter::default();
         let chatter = r#"{"traceID": 0, "processImagePath": "/System/SecurityAgent", "timestamp": "2026-03-03 16:00:00.018000-0800", "messageType": "Debug", "subsystem": "io.kandji.passport", "eventMessage": "Presenting Passport login window", "threadID": 9254, "n": -12, "a": [true, false, null, {"b": []}], "o": {}}"#;
@@ -1290,6 +1432,21 @@ mod tests {
         assert!(p.json_is_chatter(format!("{chatter} trailing garbage").as_bytes()));
         assert!(p.json_is_chatter(br#"{"EventMessage": null}"#));
         assert!(p.json_is_chatter(br#"{"EVENTMESSAGE": "x"}"#));
+        // However the writer spaces it.
+        assert!(p.json_is_chatter(br#"{"eventMessage":"x","n":[1,{"a":null}],"t":true}"#));
+        assert!(p.json_is_chatter(br#"{ "eventMessage"  :  "x" ,  "n" : [ 1 , 2 ] }"#));
+        assert!(p.json_is_chatter(br#"{"eventMessage":  "x",  "n": [1,  2]}"#));
+        // `fault` inside a word is no Fault level: Default is the commonest type there is.
+        assert!(p.json_is_chatter(br#"{"eventMessage": "x", "messageType": "Default"}"#));
+        assert!(p.json_is_chatter(br#"{"eventMessage": "uses the DEFAULT provider"}"#));
+        // A catalogue failure text at a known level that is not Error or Fault is chatter,
+        // as `decide` reads it; the last type that is not null is the level.
+        let locked = "Your account is locked.";
+        for level in [r#""Debug""#, "3", r#""Debug", "messageType": null"#, r#""Debug", "messageType": {}"#] {
+            let line = format!(r#"{{"eventMessage": "{locked}", "messageType": {level}}}"#);
+            assert!(p.json_is_chatter(line.as_bytes()), "{line}");
+        }
+        assert!(p.json_is_chatter(format!(r#"{{"eventMessage": "{locked}", " messageType ": "Info"}}"#).as_bytes()));
         assert!(has_event_message_bytes(b"eventMessage"));
         assert!(!has_event_message_bytes(b"ventMessage eventMessag"));
         for line in [
@@ -1297,6 +1454,18 @@ mod tests {
             r#"{"eventMessage": "AADSTS50126: x"}"#,
             r#"{"eventMessage": "Authentication FAILED"}"#,
             r#"{"eventMessage": "x", "messageType": "Fault"}"#,
+            r#"{"eventMessage": "x", "messageType": " fault"}"#,
+            "{\"eventMessage\": \"x\", \"messageType\": \"\u{a0}Fault\"}",
+            // No level (none, null, blank, or only below the top): a catalogue failure
+            // text counts, as in a level-less syslog line.
+            r#"{"eventMessage": "Your account is locked."}"#,
+            r#"{"eventMessage": "Your account is locked.", "messageType": null}"#,
+            r#"{"eventMessage": "Your account is locked.", "messageType": ""}"#,
+            r#"{"eventMessage": "Your account is locked.", "messageType": " "}"#,
+            r#"{"eventMessage": "Your account is locked.", "messageType": "Debug", "messageType": ""}"#,
+            r#"{"eventMessage": "Your account is locked.", "messageType": ["Debug"]}"#,
+            r#"{"eventMessage": "Your account is locked.", "a": {"messageType": "Debug"}}"#,
+            r#"{"eventMessage": "Your account is locked.", "messageTypes": "Debug"}"#,
             r#"{"eventMessage": "<private>"}"#,
             r#"{"eventMessage": "Login Succeeded"}"#,
             // Escapes may spell an anchor.
@@ -1310,6 +1479,11 @@ mod tests {
             r#"{"eventMessage": "x", "b": truex}"#,
             r#"{"eventMessage": "x""#,
             r#"{"eventMessage": "x",}"#,
+            r#"{"eventMessage": "x" "n": 1}"#,
+            r#"{"eventMessage": "x", "n" 1}"#,
+            r#"{"eventMessage": "x", "a": [1 2]}"#,
+            r#"{"eventMessage": "x", "a": [1,]}"#,
+            r#"{"eventMessage": "x",, "n": 1}"#,
             "{\"eventMessage\": \"x\ty\"}",
         ] {
             assert!(!p.json_is_chatter(line.as_bytes()), "{line}");
@@ -1319,11 +1493,15 @@ mod tests {
         let syslog = "2026-03-04 08:15:02.123456-0800  localhost SecurityAgent[612]: (KandjiPassport) [io.kandji.passport:ui] Presenting Passport login window\n   more\n";
         assert!(p.text_is_chatter(syslog.as_bytes()));
         assert!(p.text_is_chatter(b"2026-03-04 08:15:02.123 Df SecurityAgent[612:26b7] [io.kandji.passport:ui] window"));
+        assert!(p.text_is_chatter(
+            b"2026-03-04 08:15:02.123456-0800 0x26b7     Default     0x0   612    0    SecurityAgent: window"
+        ));
         for text in [
             "2026-03-04 08:15:02.123 E  SecurityAgent[612:26b7] [io.kandji.passport:auth] window",
             "2026-03-04 08:15:02.123\tFt SecurityAgent[612:26b7] [io.kandji.passport:auth] window",
             "2026-03-04 08:15:02.123 F",
             "2026-03-04 08:15:02.123456-0800 0x26b7     Error       0x0   612    0    SecurityAgent: window",
+            "2026-03-04 08:15:02.123456-0800 0x26b7     Fault       0x0   612    0    SecurityAgent: window",
             "2026-03-04 08:15:02.123456-0800  localhost SecurityAgent[612]: window\n   AADSTS50126 on the next line",
         ] {
             assert!(!p.text_is_chatter(text.as_bytes()), "{text}");

@@ -500,7 +500,7 @@ pub(crate) fn field_of(key: &str) -> F {
 
 /// Whether `k` holds a byte that is a space, a control byte or not ASCII: every
 /// whitespace character `str::trim` removes, and the space of a `" ["` suffix, has one.
-fn has_space_control_or_non_ascii(k: &[u8]) -> bool {
+pub(crate) fn has_space_control_or_non_ascii(k: &[u8]) -> bool {
     const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
     const BELOW: u64 = u64::from_ne_bytes([0x21; 8]);
     // A byte below 0x21 borrows into its own high bit when 0x21 is subtracted from it
