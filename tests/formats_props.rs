@@ -391,7 +391,12 @@ fn ndjson_line() -> impl Strategy<Value = Vec<u8>> {
         prop::collection::vec(extra, 0..5),
         any::<usize>(),
         prop_oneof![Just(""), Just("\r"), Just(" trailing"), Just(" \u{ff}"), Just("\u{1}")],
-        prop_oneof![8 => Just(None), 1 => Just(Some(b"\xff".to_vec())), 1 => Just(Some(b"\x01".to_vec()))],
+        prop_oneof![
+            8 => Just(None),
+            1 => Just(Some(b"\xff".to_vec())),
+            1 => Just(Some(b"\xc3".to_vec())),
+            1 => Just(Some(b"\x01".to_vec()))
+        ],
         (any::<bool>(), 0..SEPARATORS.len()),
     )
         .prop_map(|((key, who), msg, mtype, mut extra, at, tail, raw, (close, separators))| {

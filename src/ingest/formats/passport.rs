@@ -200,6 +200,8 @@ struct Lowered {
     /// A backslash: a JSON escape can spell an anchor (`\u0041ADSTS`) or a key that the
     /// raw bytes do not show.
     backslash: bool,
+    /// A byte above ASCII: without one the text is surely UTF-8.
+    non_ascii: bool,
 }
 
 impl Prefilter {
@@ -208,13 +210,14 @@ impl Prefilter {
     fn lower(&mut self, text: &[u8]) -> Lowered {
         self.lower.clear();
         self.lower.reserve(text.len());
-        let (mut control, mut backslash) = (false, false);
+        let (mut control, mut backslash, mut non_ascii) = (false, false, false);
         self.lower.extend(text.iter().map(|&b| {
             control |= b < 0x20;
             backslash |= b == b'\\';
+            non_ascii |= !b.is_ascii();
             b.to_ascii_lowercase()
         }));
-        Lowered { control, backslash }
+        Lowered { control, backslash, non_ascii }
     }
 
     fn any_anchor(&self) -> bool {
@@ -271,9 +274,9 @@ impl Prefilter {
         if seen.control || seen.backslash || self.any_anchor() {
             return false;
         }
-        // Checked after the anchors: most lines that get this far are chatter, and this is
-        // the dearest test (one vectorised pass, but over the whole line).
-        if std::str::from_utf8(body).is_err() {
+        // Only a line with a byte above ASCII can fail it (the lower-casing pass noted
+        // any), and most lines have none.
+        if seen.non_ascii && std::str::from_utf8(body).is_err() {
             return false;
         }
         let Some(skim) = skim_object(body) else {
@@ -1488,7 +1491,10 @@ mod tests {
         ] {
             assert!(!p.json_is_chatter(line.as_bytes()), "{line}");
         }
-        assert!(!p.json_is_chatter(b"{\"eventMessage\": \"\xff\"}"));
+        for bad in [&b"\xff"[..], b"\x80", b"\xc3", b"\xed\xa0\x80", b"\xf4\x90\x80\x80"] {
+            let line = [&b"{\"eventMessage\": \""[..], bad, b"\"}"].concat();
+            assert!(!p.json_is_chatter(&line), "{line:?}");
+        }
 
         let syslog = "2026-03-04 08:15:02.123456-0800  localhost SecurityAgent[612]: (KandjiPassport) [io.kandji.passport:ui] Presenting Passport login window\n   more\n";
         assert!(p.text_is_chatter(syslog.as_bytes()));
