@@ -315,7 +315,8 @@ fn message_value() -> impl Strategy<Value = String> {
     ]
 }
 
-/// How an ndjson line's keys and members are separated: in place of `": "` and `, "`.
+/// How an ndjson line's keys and members are separated: in place of `": "` and `, "`
+/// (`log show`'s own spacing, listed twice to come up most often).
 const SEPARATORS: &[(&str, &str)] =
     &[("\": ", ", \""), ("\": ", ", \""), ("\":", ",\""), ("\" : ", " , \""), ("\":\t", ",\t\""), ("\":  ", ",  \"")];
 
