@@ -150,6 +150,30 @@ fn one_passport_entry_in_several_exports_counts_once() {
     assert_eq!((v["records"].as_u64(), v["duplicates"].as_u64()), (Some(0), Some(3)), "{v}");
 }
 
+/// An ndjson entry with no level (its `messageType` blank or null) is read as a level-less
+/// syslog line is: a catalogue failure text counts, where at a known calm level it is
+/// chatter (README). Replay skips chatter from the raw bytes, so this is also the
+/// prefilter's answer.
+#[test]
+fn a_catalogue_failure_text_with_no_level_counts_as_a_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("levels.ndjson");
+    // A second apart: one entry logged twice would count once.
+    let t = |s: u32| format!("2026-03-04 08:15:{s:02}.123456-0800");
+    let lines = [
+        passport_ndjson(&t(1), "", "Your account is locked."),
+        passport_ndjson(&t(2), "  ", "Your account is locked."),
+        passport_ndjson(&t(3), "Default", "Your account is locked.").replace(r#""Default""#, "null"),
+        passport_ndjson(&t(4), "Default", "Your account is locked."),
+        passport_ndjson(&t(5), "Default", "Presenting Passport login window"),
+    ];
+    std::fs::write(&log, lines.join("\n") + "\n").unwrap();
+    let v = json(&passportd(dir.path(), &["replay", "--json", log.to_str().unwrap()]));
+    assert_eq!(v["failures"], 3, "{v}");
+    assert_eq!(v["skipped"], 2, "{v}");
+    assert_eq!(v["parse_errors"], 0, "{v}");
+}
+
 #[test]
 fn records_without_a_time_of_their_own_are_still_counted_once() {
     // Without a timestamp the event time is the receive time, different on every read:

@@ -14,19 +14,12 @@ async fn operator_catalogue_changes_apply_live_and_invalid_ones_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let ours = dir.path().join("ours.toml");
     std::fs::write(&ours, "[[entry]]\nid = \"aadsts-50076\"\nremediation = \"Version one of our fix.\"\n").unwrap();
-    let server = TestServer::start(settings(&format!(
-        "[storage]\npath = \"{}\"\n[catalogue]\nextra_paths = [\"{}\"]\n",
-        dir.path().join("p.db").display(),
-        ours.display()
-    )))
-    .await;
+    let server = serve_with_operator_file(dir.path(), &ours).await;
     let entry = server.get_json("/api/v1/catalogue/50076").await;
     assert_eq!(entry["remediation"], "Version one of our fix.");
 
     // An open incident carries the remediation of its entry.
-    let body = std::fs::read_to_string(common::fixtures().join("e2e/entra.json")).unwrap();
-    let r = server.client.post(format!("{}/api/v1/ingest/http", server.base)).body(body).send().await.unwrap();
-    assert_eq!(r.status(), 200);
+    ingest_entra_fixture(&server).await;
 
     // Editors replace files by writing a new one and renaming it over the old.
     let tmp = dir.path().join("ours.toml.tmp");
@@ -106,15 +99,8 @@ async fn an_incident_of_a_removed_operator_entry_takes_its_codes_entry() {
          remediation = \"OURS remediation.\"\n",
     )
     .unwrap();
-    let server = TestServer::start(settings(&format!(
-        "[storage]\npath = \"{}\"\n[catalogue]\nextra_paths = [\"{}\"]\n",
-        dir.path().join("p.db").display(),
-        ours.display()
-    )))
-    .await;
-    let body = std::fs::read_to_string(common::fixtures().join("e2e/entra.json")).unwrap();
-    let r = server.client.post(format!("{}/api/v1/ingest/http", server.base)).body(body).send().await.unwrap();
-    assert_eq!(r.status(), 200);
+    let server = serve_with_operator_file(dir.path(), &ours).await;
+    ingest_entra_fixture(&server).await;
     let i = server.get_json("/api/v1/incidents?category=mfa_required").await;
     assert_eq!(i["items"][0]["remediation"], "OURS remediation.", "{i}");
 
@@ -199,6 +185,23 @@ fn classify_cli(dir: &std::path::Path, messages: &[&str]) -> Vec<serde_json::Val
     String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
+/// A server whose catalogue adds the operator file `file`, with its store in `dir`.
+async fn serve_with_operator_file(dir: &std::path::Path, file: &std::path::Path) -> TestServer {
+    TestServer::start(settings(&format!(
+        "[storage]\npath = \"{}\"\n[catalogue]\nextra_paths = [\"{}\"]\n",
+        dir.join("p.db").display(),
+        file.display()
+    )))
+    .await
+}
+
+/// Posts the end-to-end Entra fixture, which opens an MFA-required incident among others.
+async fn ingest_entra_fixture(server: &TestServer) {
+    let body = std::fs::read_to_string(common::fixtures().join("e2e/entra.json")).unwrap();
+    let r = server.client.post(format!("{}/api/v1/ingest/http", server.base)).body(body).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
 /// `POST /api/v1/classify` of one message.
 async fn classify_api(server: &TestServer, message: &str) -> serde_json::Value {
     server
@@ -221,15 +224,8 @@ async fn a_counted_reload_has_reached_the_stored_incidents() {
     let dir = tempfile::tempdir().unwrap();
     let ours = dir.path().join("ours.toml");
     std::fs::write(&ours, "[[entry]]\nid = \"aadsts-50076\"\nremediation = \"Before.\"\n").unwrap();
-    let server = TestServer::start(settings(&format!(
-        "[storage]\npath = \"{}\"\n[catalogue]\nextra_paths = [\"{}\"]\n",
-        dir.path().join("p.db").display(),
-        ours.display()
-    )))
-    .await;
-    let body = std::fs::read_to_string(common::fixtures().join("e2e/entra.json")).unwrap();
-    let r = server.client.post(format!("{}/api/v1/ingest/http", server.base)).body(body).send().await.unwrap();
-    assert_eq!(r.status(), 200);
+    let server = serve_with_operator_file(dir.path(), &ours).await;
+    ingest_entra_fixture(&server).await;
     let i = server.get_json("/api/v1/incidents?category=mfa_required").await;
     assert_eq!(i["items"][0]["remediation"], "Before.", "{i}");
 
@@ -264,12 +260,7 @@ async fn a_configmap_update_through_its_data_link_reloads() {
     }
     symlink("v1", cm.join("..data")).unwrap();
     symlink("..data/ours.toml", cm.join("ours.toml")).unwrap();
-    let server = TestServer::start(settings(&format!(
-        "[storage]\npath = \"{}\"\n[catalogue]\nextra_paths = [\"{}\"]\n",
-        dir.path().join("p.db").display(),
-        cm.join("ours.toml").display()
-    )))
-    .await;
+    let server = serve_with_operator_file(dir.path(), &cm.join("ours.toml")).await;
     assert_eq!(server.get_json("/api/v1/catalogue/50076").await["remediation"], "ConfigMap version one.");
     symlink("v2", cm.join("..data_tmp")).unwrap();
     std::fs::rename(cm.join("..data_tmp"), cm.join("..data")).unwrap();
