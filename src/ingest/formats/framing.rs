@@ -32,7 +32,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::azure::{auto_label, is_signin, to_signin};
-use super::passport::{decide, decide_text, leading_timestamp_len, Matcher, PassportFields, Prefilter};
+use super::passport::{
+    decide, decide_text, leading_timestamp_len, starts_with_timestamp, Matcher, PassportFields, Prefilter,
+};
 use super::record::{field_of, text_of, with_obj, JsonFail, Obj, F};
 use super::scan::{count_nl, csv_cells, is_banner, is_rule, sniff_envelope, trim_ascii, Scan, Scanner, Sniff};
 use super::{DecodeOptions, DecodedItem, Format, ItemKind, ParseErrorReason};
@@ -224,7 +226,7 @@ fn holds_records(list: Option<&[&serde_json::value::RawValue]>) -> bool {
 /// Whether a line, from its first byte, is a record that no pretty-printed object would
 /// hold that way: a whole JSON record (see [`is_json_record`]) or a timestamp-led text line.
 fn starts_own_record(line: &[u8]) -> bool {
-    (line.first() == Some(&b'{') && is_json_record(line)) || leading_timestamp_len(line).is_some()
+    (line.first() == Some(&b'{') && is_json_record(line)) || starts_with_timestamp(line)
 }
 
 /// Whether a line is a whole JSON array whose first element is such a record.
@@ -299,7 +301,7 @@ impl LocalClock {
 /// continuing a held text message, judged from its first bytes alone (it is too long to
 /// be decoded, and may not be whole yet): a timestamp-led line, or a JSON value.
 fn overlong_starts_record(line: &[u8]) -> bool {
-    leading_timestamp_len(line).is_some() || matches!(line.first(), Some(b'{' | b'['))
+    starts_with_timestamp(line) || matches!(line.first(), Some(b'{' | b'['))
 }
 
 /// The framing state at a checkpoint.
@@ -527,9 +529,8 @@ impl StreamDecoder {
         // A line being written that already starts with a timestamp is the next record's
         // head, not the held message's next line: the message is whole (a block-buffered
         // writer's block may end anywhere in the next line, and wait long for the rest).
-        let next_record_begun = self.pending.is_some_and(|p| !p.in_line)
-            && self.text_ok()
-            && leading_timestamp_len(&self.buf[self.pos..]).is_some();
+        let next_record_begun =
+            self.pending.is_some_and(|p| !p.in_line) && self.text_ok() && starts_with_timestamp(&self.buf[self.pos..]);
         let line_in_progress =
             (self.pos < self.buf.len() && !next_record_begun) || self.pending.is_some_and(|p| p.in_line);
         if self.pending.is_some() && !line_in_progress {
@@ -936,7 +937,7 @@ impl StreamDecoder {
                     self.mark();
                     return true;
                 }
-                if self.text_ok() && leading_timestamp_len(&self.buf[self.pos..]).is_some() {
+                if self.text_ok() && starts_with_timestamp(&self.buf[self.pos..]) {
                     // A message whose first line is too long: swallowed with its
                     // continuation lines, as one error.
                     let (start, line) = (self.abs(self.pos), self.line);
@@ -966,7 +967,7 @@ impl StreamDecoder {
                 None => return false,
             }
         } else {
-            leading_timestamp_len(raw).is_some()
+            starts_with_timestamp(raw)
                 || is_banner(raw)
                 || (self.pending.is_some()
                     && ((c == b'{' && is_json_record(raw))
@@ -1037,7 +1038,7 @@ impl StreamDecoder {
         let fmt = self.opts.format;
         let text_ok = matches!(fmt, Format::Auto | Format::Passport);
         let kind = if self.too_long(nl - self.pos) {
-            if text_ok && leading_timestamp_len(raw).is_some() {
+            if text_ok && starts_with_timestamp(raw) {
                 // A message whose first line is too long: one error with its
                 // continuation lines (held by offsets only), which are no orphans.
                 self.pending = Some(Pending { start, end, line, overlong: true, in_line: false, second_pass: false });

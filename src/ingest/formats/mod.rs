@@ -392,7 +392,7 @@ pub fn is_log_trailer(line: &str) -> bool {
 /// Whether a line starts a record of a `log show` text style (it begins with the entry's
 /// timestamp); the lines up to the next such line are that record's message.
 pub fn starts_passport_text_record(line: &str) -> bool {
-    passport::leading_timestamp_len(line.trim_start_matches('\u{feff}').as_bytes()).is_some()
+    passport::starts_with_timestamp(line.trim_start_matches('\u{feff}').as_bytes())
 }
 
 /// Decodes a whole buffer (`new` + `feed` + `finish`): HTTP push ingestion, tests.

@@ -598,7 +598,7 @@ impl FailureTexts {
             }
             let index = patterns.len();
             patterns.push(LazyPattern { source: source.clone(), compiled: OnceLock::new() });
-            let Some(literal) = required_literal(source) else {
+            let Some(literal) = required_literal(source).map(|l| search_window(&l).to_string()) else {
                 ungated.push(index);
                 continue;
             };
@@ -642,6 +642,34 @@ impl FailureTexts {
         false
     }
 }
+
+/// The part of a required literal that [`FailureTexts`] searches for: its suffix from the
+/// four bytes least common in English text, at least [`MIN_WINDOW`] bytes long (or all of
+/// a shorter literal).
+///
+/// Teddy, aho-corasick's SIMD search, matches each literal's first four bytes by their
+/// nibbles, then checks each candidate in full. Literals starting with common letters
+/// (`acco`, `the `) made most positions of a chatter line candidates: with the rarest
+/// start the search cost half as much (BENCHMARKS.md, twenty-fourth pass). A suffix of a
+/// required literal is required too, so no line the whole literal is in goes unsearched.
+fn search_window(literal: &str) -> &str {
+    /// Lower-case letters from the commonest in English; the space is commoner still,
+    /// and any other byte (digit, punctuation) rarer than them all.
+    const BY_FREQUENCY: &[u8] = b" etaoinsrhldcumfpgwybvkxjqz";
+    let rank = |b: &u8| BY_FREQUENCY.iter().position(|c| c == b).map_or(0, |p| BY_FREQUENCY.len() - p);
+    let b = literal.as_bytes();
+    let last = b.len().saturating_sub(MIN_WINDOW.max(4));
+    let start = (0..=last)
+        .filter(|&i| literal.is_char_boundary(i))
+        // The first of equally rare starts, so that the window is the longest of them.
+        .min_by_key(|&i| (b[i..].iter().take(4).map(rank).sum::<usize>(), i))
+        .unwrap_or(0);
+    &literal[start..]
+}
+
+/// The shortest window [`search_window`] cuts from a longer literal: long enough that it
+/// is hardly ever in a line the whole literal is not in.
+const MIN_WINDOW: usize = 8;
 
 /// The longest run of plain characters (at least 3) that every match of `pattern`
 /// contains: outside groups, classes and escapes, a character a quantifier makes optional
@@ -1003,23 +1031,52 @@ pub(crate) struct TextHead<'s> {
     pub message_at: usize,
 }
 
+/// Whether the line starts with a timestamp's fixed head, `YYYY-MM-DD[ T]HH:MM:SS`: all
+/// that framing needs to know of every text line (does a record start here?), and no
+/// more than [`leading_timestamp_len`] reads before the optional fraction and zone.
+pub(crate) fn starts_with_timestamp(line: &[u8]) -> bool {
+    // Checked eight bytes at a time, and without the fraction and zone: framing asks this
+    // two or three times of every line, and the whole reading byte by byte was a tenth of
+    // the syslog reader's instructions (BENCHMARKS.md, twenty-fourth pass).
+    let (Some(date), Some(time), Some(tail)) =
+        (line.first_chunk::<8>(), line.get(8..).and_then(<[u8]>::first_chunk::<8>), line.get(16..19))
+    else {
+        return false;
+    };
+    // Bytes 0..8 `dddd-dd-`, 8..16 `dd_dd:dd`, 16..19 `:dd` (`_` is a space or `T`).
+    const DATE_DIGITS: u64 = 0x00FF_FF00_FFFF_FFFF;
+    const DATE_SEPARATORS: u64 = u64::from_le_bytes(*b"\0\0\0\0-\0\0-");
+    const TIME_DIGITS: u64 = 0xFFFF_00FF_FF00_FFFF;
+    const TIME_COLON: u64 = u64::from_le_bytes(*b"\0\0\0\0\0:\0\0");
+    let (date, time) = (u64::from_le_bytes(*date), u64::from_le_bytes(*time));
+    all_digits(date, DATE_DIGITS)
+        && date & !DATE_DIGITS == DATE_SEPARATORS
+        && all_digits(time, TIME_DIGITS)
+        && time & 0x0000_FF00_0000_0000 == TIME_COLON
+        && matches!(line[10], b' ' | b'T')
+        && tail[0] == b':'
+        && tail[1].is_ascii_digit()
+        && tail[2].is_ascii_digit()
+}
+
+/// Whether every byte of `word` that `mask` selects (0xFF) is an ASCII digit.
+fn all_digits(word: u64, mask: u64) -> bool {
+    const ZEROS: u64 = u64::from_le_bytes(*b"00000000");
+    const HIGH_NIBBLES: u64 = 0xF0F0_F0F0_F0F0_F0F0;
+    // The unselected bytes become '0'. A digit is 0x30..=0x39: its high nibble is 3, and
+    // adding 6 leaves it 3 (0x3A..=0x3F become 0x40..). With every high nibble 3, no
+    // byte's sum carries into the next.
+    let bytes = (word & mask) | (ZEROS & !mask);
+    bytes & HIGH_NIBBLES == ZEROS & HIGH_NIBBLES
+        && bytes.wrapping_add(0x0606_0606_0606_0606) & HIGH_NIBBLES == ZEROS & HIGH_NIBBLES
+}
+
 /// Length of a leading `YYYY-MM-DD[ T]HH:MM:SS[.f][zone]` timestamp, if the line starts with one.
 pub(crate) fn leading_timestamp_len(line: &[u8]) -> Option<usize> {
-    const SHAPE: &[u8] = b"dddd-dd-dd_dd:dd:dd";
-    if line.len() < SHAPE.len() {
+    if !starts_with_timestamp(line) {
         return None;
     }
-    for (c, s) in line.iter().zip(SHAPE) {
-        let ok = match s {
-            b'd' => c.is_ascii_digit(),
-            b'_' => *c == b' ' || *c == b'T',
-            other => c == other,
-        };
-        if !ok {
-            return None;
-        }
-    }
-    let mut i = SHAPE.len();
+    let mut i = 19;
     if line.get(i) == Some(&b'.') {
         i += 1;
         while i < line.len() && line[i].is_ascii_digit() {
@@ -1406,6 +1463,99 @@ mod tests {
         assert!(texts.is_match(b"account disabled x"));
         assert!(!texts.is_match(b"you must use mfa now, later"));
         assert!(!texts.is_match(b"nothing here"));
+    }
+
+    #[test]
+    fn failure_texts_are_searched_from_their_rarest_letters() {
+        assert_eq!(search_window("the request timed out"), "request timed out");
+        assert_eq!(search_window("account is locked"), "ccount is locked");
+        // No shorter than eight bytes, unless the literal is.
+        assert_eq!(search_window("eeeeeeeeqzzzzzz"), "eqzzzzzz");
+        assert_eq!(search_window("http"), "http");
+        // A cut falls between characters.
+        for literal in ["ééééééééé", "aé ééééééééé zz"] {
+            assert!(literal.ends_with(search_window(literal)));
+        }
+        let catalogue = crate::classify::Catalogue::from_shipped().unwrap();
+        for pattern in catalogue.entries().iter().flat_map(|e| &e.patterns) {
+            if let Some(literal) = required_literal(&lower_literals(pattern)) {
+                let window = search_window(&literal);
+                assert!(literal.ends_with(window) && window.len() >= MIN_WINDOW.min(literal.len()), "{literal}");
+            }
+        }
+    }
+
+    /// The byte-by-byte reading the word-at-a-time one replaced.
+    fn timestamp_len_reference(line: &[u8]) -> Option<usize> {
+        const SHAPE: &[u8] = b"dddd-dd-dd_dd:dd:dd";
+        if line.len() < SHAPE.len() {
+            return None;
+        }
+        for (c, s) in line.iter().zip(SHAPE) {
+            let ok = match s {
+                b'd' => c.is_ascii_digit(),
+                b'_' => *c == b' ' || *c == b'T',
+                other => c == other,
+            };
+            if !ok {
+                return None;
+            }
+        }
+        let mut i = SHAPE.len();
+        if line.get(i) == Some(&b'.') {
+            i += 1;
+            while i < line.len() && line[i].is_ascii_digit() {
+                i += 1;
+            }
+        }
+        match line.get(i) {
+            Some(b'Z') => i += 1,
+            Some(b'+' | b'-') => {
+                i += 1 + line[i + 1..].iter().take(5).take_while(|c| c.is_ascii_digit() || **c == b':').count();
+            }
+            _ => {}
+        }
+        Some(i)
+    }
+
+    #[test]
+    fn leading_timestamps_are_read_as_byte_by_byte() {
+        let stamps: [&[u8]; 6] = [
+            b"2026-03-03 16:00:00.007000-0800  mac SecurityAgent[612]: x",
+            b"2026-03-03T16:00:00Z",
+            b"1999-12-31 23:59:59+01:00 y",
+            b"2026-03-03 16:00:00",
+            b"0000-00-00T00:00:00.",
+            b"9999-99-99 99:99:99.123456789-",
+        ];
+        for stamp in stamps {
+            assert!(leading_timestamp_len(stamp).is_some(), "{}", String::from_utf8_lossy(stamp));
+            // Every byte of the head (and the first after it) replaced by every value,
+            // and every cut: a digit's neighbours ('/', ':'), bytes whose sum with 6
+            // would carry, and the separators in the wrong places.
+            for at in 0..stamp.len().min(22) {
+                for byte in 0..=255u8 {
+                    let mut line = stamp.to_vec();
+                    line[at] = byte;
+                    assert_eq!(
+                        leading_timestamp_len(&line),
+                        timestamp_len_reference(&line),
+                        "{}",
+                        String::from_utf8_lossy(&line)
+                    );
+                }
+            }
+            for cut in 0..stamp.len() {
+                assert_eq!(leading_timestamp_len(&stamp[..cut]), timestamp_len_reference(&stamp[..cut]));
+            }
+            for at in 0..stamp.len().min(20) {
+                for byte in 0..=255u8 {
+                    let mut line = stamp.to_vec();
+                    line[at] = byte;
+                    assert_eq!(starts_with_timestamp(&line), timestamp_len_reference(&line).is_some());
+                }
+            }
+        }
     }
 
     #[test]
