@@ -280,6 +280,9 @@ const MESSAGES: &[&str] = &[
     // record names no level.
     "Your account is locked.",
     "You must use multi-factor authentication to access this resource",
+    // A failure text whose pattern has a gap (`.{0,200}?`): a bad byte inside it reads
+    // as `?` once decoded, which the gap matches.
+    "User does not exist in tenant 'Contoso' and cannot access the application",
     "Keychain item created é ü 日本",
     "Correlation ID: 11111111-2222-3333-4444-555555555555",
     "Passport: user signed in successfully",
@@ -451,12 +454,15 @@ fn text_record() -> impl Strategy<Value = Vec<u8>> {
         (0..MESSAGES.len()),
         prop::collection::vec((0..MESSAGES.len()).prop_map(|i| format!("   {}", MESSAGES[i])), 0..2),
         prop_oneof![Just("\n"), Just("\r\n")],
-        prop_oneof![8 => Just(None), 1 => Just(Some(b"\xc3".to_vec()))],
+        prop_oneof![6 => Just(None), 1 => Just(Some(b"\xc3".to_vec())), 2 => Just(Some(b"\xff".to_vec()))],
+        prop::option::of(any::<prop::sample::Index>()),
     )
-        .prop_map(|(ts, head, m, cont, nl, raw)| {
+        .prop_map(|(ts, head, m, cont, nl, raw, inside)| {
             let mut r = format!("{ts}{head}{}{nl}", MESSAGES[m]).into_bytes();
             if let Some(b) = raw {
-                let k = r.len() - nl.len();
+                // At the end of the line, or anywhere in the message.
+                let end = r.len() - nl.len();
+                let k = inside.map_or(end, |i| end - i.index(MESSAGES[m].len() + 1));
                 r.splice(k..k, b);
             }
             for c in cont {
@@ -524,4 +530,17 @@ fn prefilter_equivalence_covers_both_paths() {
     assert_eq!(fast, slow);
     assert_eq!(fast.len(), 2);
     assert!(fast.iter().all(|i| i.kind == passportd::ingest::formats::ItemKind::Skipped));
+}
+
+#[test]
+fn a_record_that_is_not_utf8_is_read_as_the_decoder_reads_it() {
+    // A level-less line whose bad byte sits inside a catalogue failure text's gap: the
+    // decoder reads the byte as `?`, which the gap matches, and counts a failure; the
+    // raw byte would not have matched it.
+    let line = b"2026-03-04 08:15:02.123456-0800  localhost SecurityAgent[612]: (KandjiPassport) [io.kandji.passport:auth] User does not exist in tenant 'Contos\xff' and cannot access the application\n";
+    let o = opts(Format::Auto, 1 << 20);
+    let fast = decode_with(&o, line, true, &[]);
+    assert_eq!(fast, decode_with(&o, line, false, &[]));
+    assert_eq!(fast.len(), 1);
+    assert!(matches!(fast[0].kind, passportd::ingest::formats::ItemKind::SignIn(_)), "{:?}", fast[0].kind);
 }

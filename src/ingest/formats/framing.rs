@@ -851,15 +851,12 @@ impl StreamDecoder {
         let text = &self.buf[range];
         let kind = if self.too_long(text.len()) {
             ItemKind::Error(ParseErrorReason::LineTooLong)
+        } else if self.prefilter.as_mut().is_some_and(|p| p.text_is_chatter(text)) {
+            ItemKind::Skipped
         } else {
             // A byte that is not UTF-8 (a legacy-encoded letter) reads as `?`, as in a
             // JSON record (`replace_invalid_utf8`): it must not cost the whole message.
-            let text = text_of(text);
-            if self.prefilter.as_mut().is_some_and(|p| p.text_is_chatter(text.as_bytes())) {
-                ItemKind::Skipped
-            } else {
-                decide_text(text.trim_end(), &self.matcher, self.opts.default_tz, p.second_pass)
-            }
+            decide_text(text_of(text).trim_end(), &self.matcher, self.opts.default_tz, p.second_pass)
         };
         push(out, p.start, p.end, p.line, kind);
         self.prev_text = true;

@@ -240,13 +240,21 @@ impl Prefilter {
     }
 
     /// True when the unified-log text record `text` (its head line and continuation
-    /// lines, already known to be UTF-8) is surely chatter.
+    /// lines, as read) is surely chatter.
     pub fn text_is_chatter(&mut self, text: &[u8]) -> bool {
         // `log show --style compact` writes the message type as `E` / `F` (Error / Fault).
         if compact_error_type(text) {
             return false;
         }
-        self.lower(text);
+        let seen = self.lower(text);
+        // A record that is not UTF-8 is left to the decoder, which reads each bad byte as
+        // `?`: a catalogue pattern's `.` matches that `?` but not the byte, so these bytes
+        // could hide a failure text. Only a record with a byte above ASCII can be one
+        // (the lower-casing pass noted any), and most have none: the check that every
+        // record once had before this is not paid for chatter.
+        if seen.non_ascii && std::str::from_utf8(text).is_err() {
+            return false;
+        }
         if self.any_anchor() {
             return false;
         }
@@ -1667,6 +1675,17 @@ mod tests {
         ] {
             assert!(!p.text_is_chatter(text.as_bytes()), "{text}");
         }
+        // A record that is not UTF-8 is the decoder's: it reads a bad byte as `?`, which a
+        // failure text's `.` matches, though the byte itself it does not.
+        let head = "2026-03-04 08:15:02.123456-0800  localhost SecurityAgent[612]: (KandjiPassport) [io.kandji.passport:auth] ";
+        let bad =
+            [head.as_bytes(), b"User does not exist in tenant 'Contos\xff' and cannot access the application"].concat();
+        let as_decoded = crate::ingest::formats::record::text_of(&bad).to_ascii_lowercase();
+        assert!(shipped_failure_text(as_decoded.as_bytes()));
+        assert!(!shipped_failure_text(&bad.to_ascii_lowercase()));
+        assert!(!p.text_is_chatter(&bad));
+        // A letter above ASCII that is UTF-8 leaves chatter chatter.
+        assert!(p.text_is_chatter(format!("{head}Presenting Passport login window to Zoë").as_bytes()));
     }
 
     #[test]
