@@ -170,27 +170,6 @@ fn hmac_hex_of(keyed: &HmacSha256, parts: &[&[u8]]) -> String {
     hex
 }
 
-/// `n` in decimal, as `format!("{n}")` writes it, at the end of `buf` (20 bytes hold
-/// `i64::MIN`).
-fn decimal(n: i64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut at = buf.len();
-    let mut rest = n.unsigned_abs();
-    loop {
-        at -= 1;
-        // `rest % 10` is below 10.
-        buf[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    if n < 0 {
-        at -= 1;
-        buf[at] = b'-';
-    }
-    &buf[at..]
-}
-
 /// The address a client IP field or message names, however it is written: with a port
 /// (`203.0.113.5:443`, `[2001:db8::1]:443`), in brackets, IPv6 with leading zeros or in
 /// full, or IPv4 mapped into IPv6 (`::ffff:203.0.113.9`, which is that IPv4 address).
@@ -362,11 +341,11 @@ impl Privacy {
         // `format!` of it was most of this key's cost, paid for every stored Passport
         // line (BENCHMARKS.md, twenty-fourth pass).
         let (mut millis, mut process) = ([0; 20], [0; 20]);
-        let millis = decimal(at.timestamp_millis(), &mut millis);
+        let millis = crate::hex::decimal(at.timestamp_millis(), &mut millis);
         let hex = match pid {
             Some(pid) => hmac_hex_of(
                 &self.entry_key_secret,
-                &[millis, b"\n", decimal(i64::from(pid), &mut process), b"\n", message.as_bytes()],
+                &[millis, b"\n", crate::hex::decimal(i64::from(pid), &mut process), b"\n", message.as_bytes()],
             ),
             None => hmac_hex_of(&self.entry_key_secret, &[millis, b"\n", message.as_bytes()]),
         };
@@ -1138,9 +1117,6 @@ mod tests {
                 let want = format!("log:{}", hmac_hex(&p.entry_key_secret, &joined));
                 assert_eq!(p.entry_key(at, pid, message), want, "{millis} {pid:?}");
             }
-        }
-        for n in [0, 1, -1, 9, 10, -10, 99, 100, 123_456_789, i64::MAX, i64::MIN, i64::MIN + 1] {
-            assert_eq!(decimal(n, &mut [0; 20]), n.to_string().as_bytes());
         }
     }
 

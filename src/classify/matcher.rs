@@ -443,18 +443,8 @@ impl std::hash::Hasher for CodeHasher {
 
 type CodeMap<V> = HashMap<u32, V, std::hash::BuildHasherDefault<CodeHasher>>;
 
-fn push_u32(s: &mut String, mut n: u32) {
-    let mut buf = [0u8; 10];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    for &b in &buf[i..] {
+fn push_u32(s: &mut String, n: u32) {
+    for &b in crate::hex::decimal(i64::from(n), &mut [0; 20]) {
         s.push(char::from(b));
     }
 }
