@@ -155,19 +155,20 @@ fn keyed_hmac(key: &[u8]) -> HmacSha256 {
 }
 
 fn hmac_hex(keyed: &HmacSha256, value: &str) -> String {
-    hmac_hex_of(keyed, &[value.as_bytes()])
+    let mut hex = String::with_capacity(32);
+    push_hmac_hex(&mut hex, keyed, &[value.as_bytes()]);
+    hex
 }
 
-/// [`hmac_hex`] of the parts one after another, without joining them into one string.
-fn hmac_hex_of(keyed: &HmacSha256, parts: &[&[u8]]) -> String {
+/// Appends to `out` the [`hmac_hex`] of the parts one after another: without joining them
+/// into one string first, nor the hex into `out` through a string of its own.
+fn push_hmac_hex(out: &mut String, keyed: &HmacSha256, parts: &[&[u8]]) {
     let mut mac = keyed.clone();
     for part in parts {
         mac.update(part);
     }
     // The first 16 bytes of the 32-byte HMAC-SHA256.
-    let mut hex = String::with_capacity(32);
-    crate::hex::push_hex(&mut hex, &mac.finalize().into_bytes()[..16]);
-    hex
+    crate::hex::push_hex(out, &mac.finalize().into_bytes()[..16]);
 }
 
 /// The address a client IP field or message names, however it is written: with a port
@@ -284,7 +285,12 @@ impl Privacy {
         let value = value.filter(|v| !v.is_empty())?;
         match mode {
             PrivacyMode::Keep => Some(value),
-            PrivacyMode::Hash => Some(format!("hmac:{}", hmac_hex(&self.key, &value.to_lowercase()))),
+            PrivacyMode::Hash => {
+                let mut hashed = String::with_capacity(37);
+                hashed.push_str("hmac:");
+                push_hmac_hex(&mut hashed, &self.key, &[value.to_lowercase().as_bytes()]);
+                Some(hashed)
+            }
             PrivacyMode::Drop => None,
             PrivacyMode::Truncate => truncate_ip(&value),
         }
@@ -305,7 +311,9 @@ impl Privacy {
     /// A keyed hash of the client IP, for the spray detector.
     pub fn ip_key(&self, ip: Option<&str>) -> Option<String> {
         let ip = ip.filter(|i| !i.is_empty())?;
-        Some(hmac_hex(&self.user_key_secret, &format!("ip:{}", canonical_ip(ip))))
+        let mut key = String::with_capacity(32);
+        push_hmac_hex(&mut key, &self.user_key_secret, &[b"ip:", canonical_ip(ip).as_bytes()]);
+        Some(key)
     }
 
     /// A keyed hash identifying the user for exact `users_affected` counts.
@@ -342,14 +350,14 @@ impl Privacy {
         // line (BENCHMARKS.md, twenty-fourth pass).
         let (mut millis, mut process) = ([0; 20], [0; 20]);
         let millis = crate::hex::decimal(at.timestamp_millis(), &mut millis);
-        let hex = match pid {
-            Some(pid) => hmac_hex_of(
+        match pid {
+            Some(pid) => push_hmac_hex(
+                &mut key,
                 &self.entry_key_secret,
                 &[millis, b"\n", crate::hex::decimal(i64::from(pid), &mut process), b"\n", message.as_bytes()],
             ),
-            None => hmac_hex_of(&self.entry_key_secret, &[millis, b"\n", message.as_bytes()]),
-        };
-        key.push_str(&hex);
+            None => push_hmac_hex(&mut key, &self.entry_key_secret, &[millis, b"\n", message.as_bytes()]),
+        }
         key
     }
 
@@ -368,7 +376,7 @@ impl Privacy {
                     // The same hash as the user field's when the message names that user.
                     PrivacyMode::Hash => {
                         out.push_str("<user:hmac:");
-                        out.push_str(&hmac_hex(&self.key, &span.address(&text).to_lowercase()));
+                        push_hmac_hex(&mut out, &self.key, &[span.address(&text).to_lowercase().as_bytes()]);
                         out.push('>');
                     }
                     _ => out.push_str("<redacted>"),
@@ -395,7 +403,7 @@ impl Privacy {
                 match self.ips {
                     PrivacyMode::Hash => {
                         out.push_str("<ip:hmac:");
-                        out.push_str(&hmac_hex(&self.key, &canonical_ip(ip)));
+                        push_hmac_hex(&mut out, &self.key, &[canonical_ip(ip).as_bytes()]);
                         out.push('>');
                     }
                     PrivacyMode::Truncate => out.push_str(truncate_ip(ip).as_deref().unwrap_or("<redacted>")),
@@ -1099,6 +1107,21 @@ mod tests {
         assert_eq!(p.entry_key(at, None, "AADSTS50055: expired\r\nTrace ID: t\r\n"), text);
         assert_eq!(p.entry_key(at, None, "AADSTS50055: expired\nTrace ID: t  "), text);
         assert_ne!(p.entry_key(at, None, "AADSTS50055: expired\nTrace ID: u"), text);
+    }
+
+    #[test]
+    fn keyed_hashes_are_the_ones_stores_already_hold() {
+        // Hashes written part by part hash the bytes the joined strings did: the user and
+        // IP keys count `users_affected` and key the detectors across restarts.
+        let mut s = PrivacySettings { users: PrivacyMode::Hash, ..PrivacySettings::default() };
+        s.hash_key = Secret::new("0123456789abcdef");
+        let p = Privacy::new(&s, b"k");
+        let user = p.user(Some("Alice@Contoso.example".into()));
+        assert_eq!(user, Some(format!("hmac:{}", hmac_hex(&p.key, "alice@contoso.example"))));
+        let ip_key = p.ip_key(Some("::ffff:203.0.113.9"));
+        assert_eq!(ip_key, Some(hmac_hex(&p.user_key_secret, "ip:203.0.113.9")));
+        let message = p.message(Some("sign-in by bob@contoso.example".into())).expect("message");
+        assert_eq!(message, format!("sign-in by <user:hmac:{}>", hmac_hex(&p.key, "bob@contoso.example")));
     }
 
     #[test]

@@ -150,6 +150,33 @@ fn one_passport_entry_in_several_exports_counts_once() {
     assert_eq!((v["records"].as_u64(), v["duplicates"].as_u64()), (Some(0), Some(3)), "{v}");
 }
 
+/// A byte that is not UTF-8 (a name saved as Windows-1252) reads as `?` in a text export
+/// too (README): inside a catalogue failure text's gap, the line is still a failure, and
+/// chatter with such a byte is still chatter. Replay skips chatter from the raw bytes, so
+/// this is also the prefilter's answer.
+#[test]
+fn a_syslog_line_that_is_not_utf8_is_read_with_its_bad_bytes_as_question_marks() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("passport.log");
+    let head = |s: u32| {
+        format!("2026-03-04 08:15:{s:02}.123456-0800  mac-17 SecurityAgent[612]: (KandjiPassport) [io.kandji.passport:auth] ")
+    };
+    let mut bytes = Vec::new();
+    for (s, message) in [
+        (1, &b"User does not exist in tenant 'Contoso \xc9tudes' and cannot access the application"[..]),
+        (2, b"Presenting Passport login window to Ren\xe9e"),
+    ] {
+        bytes.extend_from_slice(head(s).as_bytes());
+        bytes.extend_from_slice(message);
+        bytes.push(b'\n');
+    }
+    std::fs::write(&log, bytes).unwrap();
+    let v = json(&passportd(dir.path(), &["replay", "--json", log.to_str().unwrap()]));
+    assert_eq!(v["failures"], 1, "{v}");
+    assert_eq!(v["skipped"], 1, "{v}");
+    assert_eq!(v["parse_errors"], 0, "{v}");
+}
+
 /// An ndjson entry with no level (its `messageType` blank or null) is read as a level-less
 /// syslog line is: a catalogue failure text counts, where at a known calm level it is
 /// chatter (README). Replay skips chatter from the raw bytes, so this is also the
