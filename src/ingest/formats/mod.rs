@@ -368,6 +368,7 @@ pub(crate) fn email_spans(text: &str) -> impl Iterator<Item = EmailSpan> + '_ {
 }
 
 mod azure;
+mod direct;
 mod framing;
 mod passport;
 mod record;

@@ -381,7 +381,7 @@ impl Obj<'_> {
     /// `properties` given as JSON text (a shipper that stringified the nested object): the
     /// same record as if it were an object. An envelope's lists are not kept: `properties`
     /// holds a sign-in, not records.
-    fn from_json_text(s: &str) -> Option<Obj<'static>> {
+    pub(super) fn from_json_text(s: &str) -> Option<Obj<'static>> {
         if !s.trim_start().starts_with('{') {
             return None;
         }
@@ -613,7 +613,7 @@ static NAME_SLOTS: [u8; NAME_SLOT_COUNT] = {
 
 /// Classifies a bare key name, ASCII case-insensitively: one table lookup and at most one
 /// compare, with no lower-cased copy. Most keys of a record are none of these names.
-fn field_of_name(k: &[u8]) -> F {
+pub(super) fn field_of_name(k: &[u8]) -> F {
     let (Some(&first), Some(&second), Some(&last)) = (k.first(), k.get(1), k.last()) else {
         return F::Other;
     };
@@ -652,7 +652,7 @@ impl<'de> Deserialize<'de> for Key {
 }
 
 /// Last non-empty value wins: a later `null` does not erase an earlier value.
-fn set<'a>(slot: &mut LStr<'a>, v: LStr<'a>) {
+pub(super) fn set<'a>(slot: &mut LStr<'a>, v: LStr<'a>) {
     if v.0.is_some() {
         *slot = v;
     }
@@ -689,7 +689,8 @@ impl<'a> Obj<'a> {
         }
     }
 
-    fn slot(&mut self, f: F) -> Option<&mut LStr<'a>> {
+    /// The text field that `f` names, if it is one.
+    pub(super) fn slot(&mut self, f: F) -> Option<&mut LStr<'a>> {
         Some(match f {
             F::Time => &mut self.time,
             F::TimeGenerated => &mut self.time_generated,
@@ -881,10 +882,12 @@ pub(crate) fn parse_obj(bytes: &[u8]) -> Result<Box<Obj<'_>>, JsonFail> {
     // that is skipped, and the outcome must not depend on this shortcut.
     // The stream reader reads one value and says where it ended.
     let result = match std::str::from_utf8(bytes) {
-        Ok(text) => {
-            let mut values = serde_json::Deserializer::from_str(text).into_iter::<BoxedObj>();
-            values.next().map(|r| r.map(|o| (o.0, values.byte_offset())))
-        }
+        // The direct decoder answers for the common shape, and the serde path for the
+        // rest (and for every error): both give the same object (see `direct.rs`).
+        Ok(text) => match super::direct::decode(text) {
+            Some(decoded) => Some(Ok(decoded)),
+            None => parse_with_serde(text),
+        },
         Err(_) => {
             let mut values = serde_json::Deserializer::from_slice(bytes).into_iter::<BoxedObj>();
             values.next().map(|r| r.map(|o| (o.0, values.byte_offset())))
@@ -912,6 +915,12 @@ pub(crate) fn parse_obj(bytes: &[u8]) -> Result<Box<Obj<'_>>, JsonFail> {
             }
         }
     }
+}
+
+/// The serde path of [`parse_obj`] for text: the object and the offset just past it.
+pub(super) fn parse_with_serde(text: &str) -> Option<Result<(Box<Obj<'_>>, usize), serde_json::Error>> {
+    let mut values = serde_json::Deserializer::from_str(text).into_iter::<BoxedObj>();
+    values.next().map(|r| r.map(|o| (o.0, values.byte_offset())))
 }
 
 /// [`parse_obj`], retried once when it fails on a copy whose lone UTF-16 surrogate escapes
