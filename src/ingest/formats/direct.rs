@@ -1,18 +1,19 @@
 //! A direct decoder for the common shape of a JSON record: the bytes straight into an
 //! [`Obj`], without serde's visitor machinery.
 //!
-//! Why: decoding was the reader's whole cost on Entra records (2.7 KB, some 60 keys, most
-//! of them skipped), and serde's generic map access, key and value dispatch and error
-//! plumbing cost more than the scanning itself. Ten times mtail on those files needs the
-//! replay faster than a plain typed `serde_json` parse of the same records.
+//! Why: decoding was nearly three quarters of the reader's instructions on Entra records
+//! (2.7 KB, some 80 keys with the nested ones, most of them skipped), and ten times mtail
+//! on those files needs the replay faster than a plain typed `serde_json` parse of the
+//! same records. Reading the one shape it needs, with no visitor dispatch or error values
+//! on the way, costs a fifth less (BENCHMARKS.md, twenty-fifth pass).
 //!
 //! It answers only for JSON it reads entirely, and gives the same `Obj` (and the same end
 //! offset) that the serde path in `record.rs` gives: the same key matching (`field_of`),
 //! the same slot rules (`Obj::slot`, last non-null wins), the same lenient scalars. For
 //! anything else it answers `None` and the serde path decides: every error (so every error
 //! message and `JsonFail` stays serde's), `records` / `value` lists, a lone UTF-16
-//! surrogate escape, a number that is not a plain unsigned integer where a field keeps it,
-//! nesting deeper than [`MAX_DEPTH`]. A property test holds the two paths to the same
+//! surrogate escape in a string it keeps, a number other than a plain unsigned integer
+//! where a field reads one, nesting deeper than [`MAX_DEPTH`]. A property test holds the two paths to the same
 //! answer wherever this one gives one.
 
 use std::borrow::Cow;
@@ -58,10 +59,7 @@ fn special_bytes(w: u64) -> u64 {
 /// As [`special_bytes`], also marking spaces and bytes above ASCII: a key ended by its
 /// quote with none of these is a plain name, which `field_of` matches as it stands.
 fn key_special_bytes(w: u64) -> u64 {
-    let quote = w ^ (ONES * u64::from(b'"'));
-    let backslash = w ^ (ONES * u64::from(b'\\'));
-    let zero_in = |x: u64| x.wrapping_sub(ONES) & !x;
-    (zero_in(quote) | zero_in(backslash) | (w.wrapping_sub(ONES * 0x21) & !w) | w) & HIGH
+    special_bytes(w) | ((w.wrapping_sub(ONES * 0x21) & !w) | w) & HIGH
 }
 
 impl<'a> Cursor<'a> {
@@ -315,7 +313,7 @@ impl<'a> Cursor<'a> {
     /// Skips a value that a field reads as absent, where serde reads it as it is
     /// (`deserialize_any`): a number then is converted, and one out of `f64`'s range
     /// (`1e999`) is an error, which only a plain integer cannot be.
-    fn skip_not_number(&mut self, depth: u32) -> Option<()> {
+    fn skip_read_as_absent(&mut self, depth: u32) -> Option<()> {
         match self.peek()? {
             b'-' | b'0'..=b'9' => self.plain_uint().map(drop),
             _ => self.skip(depth),
@@ -418,83 +416,88 @@ impl<'a> Cursor<'a> {
         Some(())
     }
 
-    /// As `MaybeObj`: an object, or JSON text of one; anything else is absent.
+    /// A value that a field reads as an object (`members` reads them, after the `{`), as
+    /// JSON text of one (`text`), or as `absent` (anything else): as the visitors of
+    /// `MaybeObj`, `Status` and `DeviceDetail`.
+    fn object_or_text<T>(
+        &mut self,
+        depth: u32,
+        members: impl FnOnce(&mut Self, u32) -> Option<T>,
+        text: impl FnOnce(&str) -> T,
+        absent: T,
+    ) -> Option<T> {
+        match self.peek()? {
+            b'{' => {
+                self.i += 1;
+                members(self, depth)
+            }
+            b'"' => Some(text(&self.string()?)),
+            _ => {
+                self.skip_read_as_absent(depth)?;
+                Some(absent)
+            }
+        }
+    }
+
+    /// `properties`: the nested sign-in.
     fn properties(&mut self, depth: u32) -> Option<Option<Box<Obj<'a>>>> {
-        match self.peek()? {
-            b'{' => {
-                self.i += 1;
-                let mut p = Box::<Obj<'a>>::default();
-                self.object_into(&mut p, depth)?;
-                Some(Some(p))
-            }
-            b'"' => Some(Obj::from_json_text(&self.string()?).map(Box::new)),
-            _ => {
-                self.skip_not_number(depth)?;
-                Some(None)
-            }
-        }
+        let members = |c: &mut Self, depth| {
+            let mut p = Box::<Obj<'a>>::default();
+            c.object_into(&mut p, depth)?;
+            Some(Some(p))
+        };
+        self.object_or_text(depth, members, |s| Obj::from_json_text(s).map(Box::new), None)
     }
 
-    /// As `Status`'s visitor.
     fn status(&mut self, depth: u32) -> Option<Status<'a>> {
-        match self.peek()? {
-            b'{' => {
-                self.i += 1;
-                let depth = deeper(depth)?;
-                let mut st = Status::default();
-                let mut first = true;
-                while let Some(key) = self.member(&mut first)? {
-                    match key {
-                        F::ErrorCode => {
-                            st.shaped = true;
-                            if let Some(c) = self.code(depth)? {
-                                st.error_code = Some(c);
-                            }
+        let members = |c: &mut Self, depth| {
+            let depth = deeper(depth)?;
+            let mut st = Status::default();
+            let mut first = true;
+            while let Some(key) = c.member(&mut first)? {
+                match key {
+                    F::ErrorCode => {
+                        st.shaped = true;
+                        if let Some(code) = c.code(depth)? {
+                            st.error_code = Some(code);
                         }
-                        F::FailureReason => {
-                            st.shaped = true;
-                            set(&mut st.failure_reason, self.lenient_str(depth)?);
-                        }
-                        F::AdditionalDetails => {
-                            st.shaped = true;
-                            set(&mut st.additional_details, self.lenient_str(depth)?);
-                        }
-                        _ => self.skip(depth)?,
                     }
+                    F::FailureReason => {
+                        st.shaped = true;
+                        set(&mut st.failure_reason, c.lenient_str(depth)?);
+                    }
+                    F::AdditionalDetails => {
+                        st.shaped = true;
+                        set(&mut st.additional_details, c.lenient_str(depth)?);
+                    }
+                    _ => c.skip(depth)?,
                 }
-                Some(st)
             }
-            b'"' => Some(Status::from_json_text(&self.string()?)),
-            _ => {
-                self.skip_not_number(depth)?;
-                Some(Status::default())
-            }
-        }
+            Some(st)
+        };
+        // The closure turns `Status<'static>` into `Status<'a>`, which the function
+        // itself, as clippy would have it, does not.
+        #[allow(clippy::redundant_closure)]
+        self.object_or_text(depth, members, |s| Status::from_json_text(s), Status::default())
     }
 
-    /// As `DeviceDetail`'s visitor.
     fn device_detail(&mut self, depth: u32) -> Option<DeviceDetail<'a>> {
-        match self.peek()? {
-            b'{' => {
-                self.i += 1;
-                let depth = deeper(depth)?;
-                let mut dd = DeviceDetail::default();
-                let mut first = true;
-                while let Some(key) = self.member(&mut first)? {
-                    if key == F::DisplayName {
-                        set(&mut dd.display_name, self.lenient_str(depth)?);
-                    } else {
-                        self.skip(depth)?;
-                    }
+        let members = |c: &mut Self, depth| {
+            let depth = deeper(depth)?;
+            let mut dd = DeviceDetail::default();
+            let mut first = true;
+            while let Some(key) = c.member(&mut first)? {
+                if key == F::DisplayName {
+                    set(&mut dd.display_name, c.lenient_str(depth)?);
+                } else {
+                    c.skip(depth)?;
                 }
-                Some(dd)
             }
-            b'"' => Some(DeviceDetail::from_json_text(&self.string()?)),
-            _ => {
-                self.skip_not_number(depth)?;
-                Some(DeviceDetail::default())
-            }
-        }
+            Some(dd)
+        };
+        // As in `status`, the closure shortens the lifetime.
+        #[allow(clippy::redundant_closure)]
+        self.object_or_text(depth, members, |s| DeviceDetail::from_json_text(s), DeviceDetail::default())
     }
 }
 

@@ -7,6 +7,10 @@
 //! simply overwrites (last non-null wins), and every unknown value is skipped with
 //! `IgnoredAny` without building anything. Strings borrow from the input unless they
 //! contain escapes.
+//!
+//! `direct.rs` reads the common shape of a record into the same `Obj` first, without
+//! serde; this visitor is its reference, and decides every record that it leaves (and
+//! every error).
 
 use std::borrow::Cow;
 use std::fmt;
