@@ -379,9 +379,6 @@ impl<'a> Cursor<'a> {
 
     /// As `LCode`: the code a lenient scalar reads as.
     fn code(&mut self, depth: u32) -> Option<Option<u32>> {
-        if self.peek()?.is_ascii_digit() {
-            return Some(parse_code(self.plain_uint()?));
-        }
         Some(self.lenient_str(depth)?.get().and_then(parse_code))
     }
 
