@@ -18,7 +18,10 @@
 
 use std::borrow::Cow;
 
-use super::record::{field_of, field_of_name, parse_code, set, DeviceDetail, LStr, Obj, Status, F};
+use super::record::{
+    field_of, field_of_name, parse_code, set, space_control_or_non_ascii, DeviceDetail, LStr, Obj, Status, F,
+};
+use super::words::{bytes_below, bytes_equal};
 
 /// Nesting this decoder reads; deeper values go to serde, whose own limit (128) then
 /// applies as before.
@@ -44,22 +47,16 @@ struct Cursor<'a> {
     i: usize,
 }
 
-const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
-
-/// The high bit of each byte of `w` (little-endian) that is `"`, `\` or a control byte,
-/// exact for the lowest such byte: a borrow can mark bytes above a true hit, never below.
+/// Marks the bytes of an eight-byte word that end a string's plain run: `"`, `\` or a
+/// control byte (see `words.rs`: the first mark is the first such byte).
 fn special_bytes(w: u64) -> u64 {
-    let quote = w ^ (ONES * u64::from(b'"'));
-    let backslash = w ^ (ONES * u64::from(b'\\'));
-    let zero_in = |x: u64| x.wrapping_sub(ONES) & !x;
-    (zero_in(quote) | zero_in(backslash) | (w.wrapping_sub(ONES * 0x20) & !w)) & HIGH
+    bytes_equal(w, b'"') | bytes_equal(w, b'\\') | bytes_below(w, 0x20)
 }
 
 /// As [`special_bytes`], also marking spaces and bytes above ASCII: a key ended by its
 /// quote with none of these is a plain name, which `field_of` matches as it stands.
 fn key_special_bytes(w: u64) -> u64 {
-    special_bytes(w) | ((w.wrapping_sub(ONES * 0x21) & !w) | w) & HIGH
+    special_bytes(w) | space_control_or_non_ascii(w)
 }
 
 impl<'a> Cursor<'a> {
@@ -277,12 +274,7 @@ impl<'a> Cursor<'a> {
             b'"' => self.skip_string(),
             b'{' => {
                 self.i += 1;
-                let depth = deeper(depth)?;
-                let mut first = true;
-                while self.member(&mut first)?.is_some() {
-                    self.skip(depth)?;
-                }
-                Some(())
+                self.members(depth, |c, _, depth| c.skip(depth))
             }
             b'[' => {
                 self.i += 1;
@@ -318,6 +310,19 @@ impl<'a> Cursor<'a> {
             b'-' | b'0'..=b'9' => self.plain_uint().map(drop),
             _ => self.skip(depth),
         }
+    }
+
+    /// The members of an object whose `{` was read: `each` is called with each key's field
+    /// and the cursor at its value, which it reads. Inlined, so that `each` is inlined in
+    /// turn: a call per member cost the Entra reader 3 % (BENCHMARKS.md, twenty-fifth pass).
+    #[inline(always)]
+    fn members(&mut self, depth: u32, mut each: impl FnMut(&mut Self, F, u32) -> Option<()>) -> Option<()> {
+        let depth = deeper(depth)?;
+        let mut first = true;
+        while let Some(key) = self.member(&mut first)? {
+            each(self, key, depth)?;
+        }
+        Some(())
     }
 
     /// Within an object whose `{` was read: the next key's field, with its colon and the
@@ -384,33 +389,31 @@ impl<'a> Cursor<'a> {
 
     /// The members of an object whose `{` was read, into `o` (as `ObjInPlace`).
     fn object_into(&mut self, o: &mut Obj<'a>, depth: u32) -> Option<()> {
-        let depth = deeper(depth)?;
-        let mut first = true;
-        while let Some(key) = self.member(&mut first)? {
+        self.members(depth, |c, key, depth| {
             o.fields += 1;
             match key {
                 F::ResultType => {
                     o.result_type_seen = true;
-                    if let Some(c) = self.code(depth)? {
-                        o.result_type = Some(c);
+                    if let Some(code) = c.code(depth)? {
+                        o.result_type = Some(code);
                     }
                 }
-                F::Status => o.status = Some(self.status(depth)?),
-                F::ProcessId => o.process_id = self.code(depth)?,
+                F::Status => o.status = Some(c.status(depth)?),
+                F::ProcessId => o.process_id = c.code(depth)?,
                 F::Properties => {
-                    if let Some(p) = self.properties(depth)? {
+                    if let Some(p) = c.properties(depth)? {
                         o.properties = Some(p);
                     }
                 }
                 F::Records | F::Value => return None,
-                F::DeviceDetail => o.device_detail = Some(self.device_detail(depth)?),
+                F::DeviceDetail => o.device_detail = Some(c.device_detail(depth)?),
                 other => match o.slot(other) {
-                    Some(slot) => set(slot, self.lenient_str(depth)?),
-                    None => self.skip(depth)?,
+                    Some(slot) => set(slot, c.lenient_str(depth)?),
+                    None => c.skip(depth)?,
                 },
             }
-        }
-        Some(())
+            Some(())
+        })
     }
 
     /// A value that a field reads as an object (`members` reads them, after the `{`), as
@@ -448,10 +451,8 @@ impl<'a> Cursor<'a> {
 
     fn status(&mut self, depth: u32) -> Option<Status<'a>> {
         let members = |c: &mut Self, depth| {
-            let depth = deeper(depth)?;
             let mut st = Status::default();
-            let mut first = true;
-            while let Some(key) = c.member(&mut first)? {
+            c.members(depth, |c, key, depth| {
                 match key {
                     F::ErrorCode => {
                         st.shaped = true;
@@ -469,7 +470,8 @@ impl<'a> Cursor<'a> {
                     }
                     _ => c.skip(depth)?,
                 }
-            }
+                Some(())
+            })?;
             Some(st)
         };
         // The closure turns `Status<'static>` into `Status<'a>`, which the function
@@ -480,16 +482,14 @@ impl<'a> Cursor<'a> {
 
     fn device_detail(&mut self, depth: u32) -> Option<DeviceDetail<'a>> {
         let members = |c: &mut Self, depth| {
-            let depth = deeper(depth)?;
             let mut dd = DeviceDetail::default();
-            let mut first = true;
-            while let Some(key) = c.member(&mut first)? {
-                if key == F::DisplayName {
+            c.members(depth, |c, key, depth| match key {
+                F::DisplayName => {
                     set(&mut dd.display_name, c.lenient_str(depth)?);
-                } else {
-                    c.skip(depth)?;
+                    Some(())
                 }
-            }
+                _ => c.skip(depth),
+            })?;
             Some(dd)
         };
         // As in `status`, the closure shortens the lifetime.

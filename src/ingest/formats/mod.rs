@@ -374,6 +374,7 @@ mod passport;
 mod record;
 mod scan;
 mod time;
+mod words;
 
 pub use framing::{is_csv_export_header, StreamDecoder};
 pub use time::parse_timestamp;

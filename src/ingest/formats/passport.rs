@@ -26,6 +26,7 @@ use serde::Deserialize;
 
 use super::record::{LCode, LStr};
 use super::time::parse_timestamp;
+use super::words::bytes_equal;
 use super::{ItemKind, ParseErrorReason, PassportFilter, RawSignIn};
 
 /// `PassportFilter` with its needles lower-cased once.
@@ -371,19 +372,13 @@ fn is_message_type_key(key: &[u8]) -> bool {
 /// `memchr`'s vector search costs more to set up than that, and the rest (paths, UUIDs,
 /// the message) by `memchr`.
 fn next_quote(b: &[u8], from: usize) -> Option<usize> {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
-    const QUOTES: u64 = u64::from_ne_bytes([b'"'; 8]);
     let mut at = from;
     for _ in 0..2 {
         let Some(w) = b.get(at..).and_then(<[u8]>::first_chunk::<8>) else {
             return b.get(at..)?.iter().position(|&c| c == b'"').map(|k| at + k);
         };
-        // A byte that was a quote is zero here. Subtracting one from each byte sets the
-        // high bit of a zero byte; a borrow can mark bytes after it too, never before, so
-        // the lowest mark (the first byte, read little-endian) is the first quote.
-        let x = u64::from_le_bytes(*w) ^ QUOTES;
-        let marks = x.wrapping_sub(ONES) & !x & HIGH;
+        // The lowest mark (the first byte, read little-endian) is the first quote.
+        let marks = bytes_equal(u64::from_le_bytes(*w), b'"');
         if marks != 0 {
             return Some(at + (marks.trailing_zeros() / 8) as usize);
         }

@@ -19,6 +19,8 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::words::{bytes_above_ascii, bytes_below};
+
 /// A lenient scalar: strings, numbers and booleans all read as text; `null`, objects and
 /// arrays read as absent.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -505,12 +507,13 @@ pub(crate) fn field_of(key: &str) -> F {
 /// Whether `k` holds a byte that is a space, a control byte or not ASCII: every
 /// whitespace character `str::trim` removes, and the space of a `" ["` suffix, has one.
 pub(crate) fn has_space_control_or_non_ascii(k: &[u8]) -> bool {
-    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
-    const BELOW: u64 = u64::from_ne_bytes([0x21; 8]);
-    // A byte below 0x21 borrows into its own high bit when 0x21 is subtracted from it
-    // (exact as a yes/no for the word, though a borrow can mark bytes after a true hit);
-    // a byte of 0x80 or more has the high bit already.
-    !all_words(k, k, |w, _| (w.wrapping_sub(BELOW) & !w | w) & HIGH == 0)
+    !all_words(k, k, |w, _| space_control_or_non_ascii(w) == 0)
+}
+
+/// Marks, in a word of eight bytes, the bytes that are a space, a control byte or above
+/// ASCII: the first mark is the first such byte (see `words.rs`).
+pub(super) fn space_control_or_non_ascii(w: u64) -> u64 {
+    bytes_below(w, 0x21) | bytes_above_ascii(w)
 }
 
 /// Whether `f` holds for each pair of 8-byte words at one place in `a` and `b` (of one
